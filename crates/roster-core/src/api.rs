@@ -1,0 +1,137 @@
+//! The wire types of the control API: the only serialized shapes besides the
+//! config. Each is a compatibility promise to scripts: extend, never break.
+
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::{ApplySummary, ExitStatus};
+
+/// The version prefix of every API path.
+pub const API_PREFIX: &str = "/v1";
+
+/// An agent's state, as `status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Spawned, not yet up for `ready_after`.
+    Starting,
+    /// Up.
+    Running,
+    /// The stop signal was sent; waiting for it to end.
+    Stopping,
+    /// Not running, by wish.
+    Stopped,
+    /// Died; waiting to restart.
+    Backoff,
+    /// Died too often too quickly; left alone until the cool-down ends.
+    Failed,
+    /// Ended and not restarted (restart policy `never` or `on-failure`).
+    Exited,
+}
+
+impl AgentState {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Starting => "starting",
+            AgentState::Running => "running",
+            AgentState::Stopping => "stopping",
+            AgentState::Stopped => "stopped",
+            AgentState::Backoff => "backoff",
+            AgentState::Failed => "failed",
+            AgentState::Exited => "exited",
+        }
+    }
+}
+
+/// The result of the agent's health checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Checks pass.
+    Healthy,
+    /// Checks fail.
+    Unhealthy,
+    /// No checks, or no result yet.
+    Unknown,
+}
+
+/// `GET /v1/status`: the object `roster status --json` prints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Every agent, sorted by name.
+    pub agents: Vec<AgentStatus>,
+}
+
+/// One agent in [`StatusReply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The name.
+    pub name: String,
+    /// The state.
+    pub state: AgentState,
+    /// The main process, while one runs.
+    pub pid: Option<u32>,
+    /// Starts after the first.
+    pub restarts: u64,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<u64>,
+    /// Resident memory of the agent's process group.
+    pub memory_bytes: Option<u64>,
+    /// CPU use of the agent's process group, percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Health.
+    pub health: Health,
+    /// How the last process ended (an extension of the documented contract).
+    #[serde(default)]
+    pub last_exit: Option<ExitStatus>,
+    /// Log lines dropped for a hard reason such as a full disk (extension).
+    #[serde(default)]
+    pub log_dropped_lines: u64,
+}
+
+/// `POST /v1/apply`: converge to a config file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The file's path, absolute, as the daemon should read it.
+    pub path: String,
+    /// Also start agents that are stopped (what `roster up` does).
+    pub start_stopped: bool,
+}
+
+/// The answer to [`ApplyRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReply {
+    /// What changed.
+    pub summary: ApplySummary,
+}
+
+/// `POST /v1/start`, `/v1/stop`, `/v1/restart`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentsRequest {
+    /// Agent names; `["all"]` means every agent.
+    pub names: Vec<String>,
+}
+
+/// Any error the API answers with (HTTP 4xx/5xx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong, ready to print.
+    pub error: String,
+}
+
+/// One journal entry, as `roster events --json` prints it (one per line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Increasing id.
+    pub id: i64,
+    /// UTC time, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The agent, or `null` for daemon events.
+    pub agent: Option<String>,
+    /// The kind: `started`, `exited`, `failed`, `config_applied`, ...
+    pub kind: String,
+    /// The pid concerned.
+    pub pid: Option<u32>,
+    /// A description for people.
+    pub detail: String,
+}

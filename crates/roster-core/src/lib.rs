@@ -1,0 +1,20 @@
+//! roster-core: the decisions of roster, as pure functions of state, input and time.
+//!
+//! This crate owns the config model and its validation, the per-agent state
+//! machine with its restart and backoff policy, and the wire types of the
+//! control API. It must not do I/O: no clock reads, no processes, no files,
+//! no sockets. Time comes in as an argument (`now: Instant`), so every policy
+//! is tested deterministically on a fake clock.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod name;
+pub mod signal;
+pub mod supervisor;
+pub mod units;
+
+pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode};
+pub use name::AgentName;
+pub use signal::Signal;
+pub use supervisor::{Action, Event, EventKind, ExitStatus, Supervisor};

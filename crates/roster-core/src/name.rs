@@ -1,0 +1,121 @@
+//! Agent names: validated once, then safe to use as file and unit names.
+
+use std::fmt;
+
+/// The longest name an agent may have.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A validated agent name: 1 to 64 of ASCII letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, never containing `..`.
+///
+/// Names become paths (`<home>/logs/NAME.log`) and, later, unit names, so
+/// nothing that could escape a directory or confuse a shell gets through.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct AgentName(String);
+
+/// Why a string is not a valid agent name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("the name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`].
+    #[error("the name is {0} characters long; at most 64 are allowed")]
+    TooLong(usize),
+    /// The name starts with something other than a letter or digit.
+    #[error("the name must start with a letter or digit")]
+    BadStart,
+    /// The name contains a character outside the allowed set.
+    #[error("the name contains {0:?}; only letters, digits, '.', '_' and '-' are allowed")]
+    BadChar(char),
+    /// The name contains `..`.
+    #[error("the name contains \"..\"")]
+    DotDot,
+}
+
+impl AgentName {
+    /// Validates `raw` as an agent name.
+    pub fn new(raw: &str) -> Result<Self, NameError> {
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let length = raw.chars().count();
+        if length > MAX_NAME_LEN {
+            return Err(NameError::TooLong(length));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(NameError::BadChar(bad));
+        }
+        if !raw.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(NameError::BadStart);
+        }
+        if raw.contains("..") {
+            return Err(NameError::DotDot);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AgentName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        AgentName::new(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet() {
+        for good in [
+            "a",
+            "customer-support",
+            "agent_01",
+            "v1.2",
+            "9lives",
+            &"x".repeat(64),
+        ] {
+            assert!(AgentName::new(good).is_ok(), "{good} should be valid");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_could_escape_a_directory() {
+        let cases = [
+            ("", NameError::Empty),
+            ("-x", NameError::BadStart),
+            (".hidden", NameError::BadStart),
+            ("a..b", NameError::DotDot),
+            ("a/b", NameError::BadChar('/')),
+            ("a b", NameError::BadChar(' ')),
+            ("é", NameError::BadChar('é')),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(AgentName::new(raw), Err(expected), "{raw:?}");
+        }
+        assert_eq!(AgentName::new(&"x".repeat(65)), Err(NameError::TooLong(65)));
+    }
+}

@@ -1,0 +1,820 @@
+//! The supervisor: every agent's state machine, as a sans-I/O core.
+//!
+//! The runtime feeds facts in (`handle_*`), performs what comes out of
+//! [`Supervisor::poll_action`], journals what comes out of
+//! [`Supervisor::poll_event`], and sleeps until the next input or
+//! [`Supervisor::poll_timeout`]. Call order after any input:
+//! drain `poll_action` (performing each action before taking the next, and
+//! answering every [`Action::Spawn`] with [`Supervisor::handle_spawned`]),
+//! then drain `poll_event`, then ask `poll_timeout`.
+//!
+//! Nothing here reads the clock: `now` is always an argument.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::api::AgentState;
+use crate::config::{AgentSpec, Config, RestartMode};
+use crate::name::AgentName;
+use crate::signal::{name_of_number, Signal};
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn is_success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(number) => write!(f, "killed by {}", name_of_number(*number)),
+        }
+    }
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start the agent with its current spec ([`Supervisor::spec`]); answer
+    /// with [`Supervisor::handle_spawned`].
+    Spawn {
+        /// Which agent.
+        agent: AgentName,
+    },
+    /// Send `signal` to the process group led by `pid`.
+    Signal {
+        /// Which agent.
+        agent: AgentName,
+        /// The group leader (agents run in their own session, so pgid == pid).
+        pid: u32,
+        /// What to send.
+        signal: Signal,
+    },
+    /// The agent's main process is gone: kill whatever is left of its
+    /// process group, and processes that escaped it (double-forked strays
+    /// reparented to the daemon), so no second copy runs beside the next one.
+    Cleanup {
+        /// Which agent.
+        agent: AgentName,
+        /// The dead main process, leader of the group to clean up.
+        pid: u32,
+    },
+    /// The agent is gone from the config and fully stopped: drop its
+    /// resources (log writer). Its log files stay.
+    Forget {
+        /// Which agent.
+        agent: AgentName,
+    },
+}
+
+/// A fact to journal: something that happened to an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The agent.
+    pub agent: AgentName,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened to an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// It appeared in the config.
+    Added,
+    /// Its config changed.
+    Changed,
+    /// It left the config and is stopped.
+    Removed,
+    /// A process was started.
+    Started {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The process could not be started.
+    SpawnFailed {
+        /// Why, from the OS.
+        error: String,
+    },
+    /// It stayed up for `ready_after`.
+    Running {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The main process ended on its own.
+    Exited {
+        /// Its pid.
+        pid: u32,
+        /// How.
+        status: ExitStatus,
+        /// How long it ran.
+        uptime: Duration,
+    },
+    /// It will be started again after `delay`.
+    Restarting {
+        /// The wait before the restart.
+        delay: Duration,
+    },
+    /// It died too often too quickly and is left alone for a while.
+    Failed {
+        /// Quick deaths counted in the window.
+        deaths: u32,
+        /// When it will be retried; `None` means only by an operator.
+        retry_in: Option<Duration>,
+    },
+    /// The cool-down after `failed` is over; it is started again.
+    Retrying,
+    /// The stop signal was sent.
+    Stopping {
+        /// The group leader.
+        pid: u32,
+        /// The signal.
+        signal: Signal,
+    },
+    /// It outlived `stop_timeout` and got SIGKILL.
+    Killed {
+        /// The group leader.
+        pid: u32,
+    },
+    /// It is stopped.
+    Stopped {
+        /// How the process ended, if one was running.
+        status: Option<ExitStatus>,
+    },
+}
+
+impl EventKind {
+    /// The journal's name for this kind of event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Added => "added",
+            EventKind::Changed => "changed",
+            EventKind::Removed => "removed",
+            EventKind::Started { .. } => "started",
+            EventKind::SpawnFailed { .. } => "spawn_failed",
+            EventKind::Running { .. } => "running",
+            EventKind::Exited { .. } => "exited",
+            EventKind::Restarting { .. } => "restarting",
+            EventKind::Failed { .. } => "failed",
+            EventKind::Retrying => "retrying",
+            EventKind::Stopping { .. } => "stopping",
+            EventKind::Killed { .. } => "killed",
+            EventKind::Stopped { .. } => "stopped",
+        }
+    }
+
+    /// The pid concerned, if any.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            EventKind::Started { pid }
+            | EventKind::Running { pid }
+            | EventKind::Exited { pid, .. }
+            | EventKind::Stopping { pid, .. }
+            | EventKind::Killed { pid } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// A one-line description for people.
+    pub fn detail(&self) -> String {
+        use crate::units::format_duration;
+        match self {
+            EventKind::Added => "added to the config".into(),
+            EventKind::Changed => "config changed".into(),
+            EventKind::Removed => "removed from the config".into(),
+            EventKind::Started { pid } => format!("started, pid {pid}"),
+            EventKind::SpawnFailed { error } => format!("could not start: {error}"),
+            EventKind::Running { pid } => format!("running, pid {pid}"),
+            EventKind::Exited {
+                pid,
+                status,
+                uptime,
+            } => {
+                format!("pid {pid} {status} after {}", format_duration(*uptime))
+            }
+            EventKind::Restarting { delay } if delay.is_zero() => "restarting now".into(),
+            EventKind::Restarting { delay } => {
+                format!("restarting in {}", format_duration(*delay))
+            }
+            EventKind::Failed { deaths, retry_in } => match retry_in {
+                Some(retry) => format!(
+                    "failed: {deaths} quick deaths; retrying in {}",
+                    format_duration(*retry)
+                ),
+                None => format!("failed: {deaths} quick deaths; start it by hand"),
+            },
+            EventKind::Retrying => "cool-down over, starting again".into(),
+            EventKind::Stopping { pid, signal } => format!("stopping pid {pid} with {signal}"),
+            EventKind::Killed { pid } => format!("pid {pid} outlived stop_timeout: SIGKILL"),
+            EventKind::Stopped {
+                status: Some(status),
+            } => format!("stopped ({status})"),
+            EventKind::Stopped { status: None } => "stopped".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterStop {
+    Stay,
+    Restart,
+    Remove,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Stopped,
+    /// A Spawn action is out; the runtime has not answered yet.
+    Spawning,
+    Starting {
+        pid: u32,
+        since: Instant,
+    },
+    Running {
+        pid: u32,
+        since: Instant,
+    },
+    Stopping {
+        pid: u32,
+        since: Instant,
+        kill_at: Option<Instant>,
+        then: AfterStop,
+    },
+    Backoff {
+        until: Instant,
+    },
+    Failed {
+        retry_at: Option<Instant>,
+    },
+    Exited,
+}
+
+#[derive(Debug)]
+struct Agent {
+    spec: AgentSpec,
+    phase: Phase,
+    spawns: u64,
+    quick_streak: u32,
+    quick_deaths: VecDeque<Instant>,
+    last_exit: Option<ExitStatus>,
+}
+
+impl Agent {
+    fn new(spec: AgentSpec) -> Self {
+        Self {
+            spec,
+            phase: Phase::Stopped,
+            spawns: 0,
+            quick_streak: 0,
+            quick_deaths: VecDeque::new(),
+            last_exit: None,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Starting { pid, .. }
+            | Phase::Running { pid, .. }
+            | Phase::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Starting { since, .. } => Some(since + self.spec.ready_after),
+            Phase::Stopping { kill_at, .. } => kill_at,
+            Phase::Backoff { until } => Some(until),
+            Phase::Failed { retry_at } => retry_at,
+            _ => None,
+        }
+    }
+}
+
+/// The wait before restarting an agent after its `streak`-th quick death in a
+/// row: `restart_delay` for the first, then doubling from
+/// max(`restart_delay`, 100 ms), capped at `backoff_max`.
+pub fn backoff_delay(spec: &AgentSpec, streak: u32) -> Duration {
+    if streak <= 1 {
+        return spec.restart_delay;
+    }
+    let base = spec.restart_delay.max(Duration::from_millis(100));
+    let doublings = (streak - 2).min(30);
+    base.saturating_mul(1u32 << doublings)
+        .min(spec.backoff_max.max(spec.restart_delay))
+}
+
+/// One agent as status shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentView {
+    /// The name.
+    pub name: AgentName,
+    /// The state.
+    pub state: AgentState,
+    /// The main process, while one runs.
+    pub pid: Option<u32>,
+    /// Starts after the first.
+    pub restarts: u64,
+    /// Since the current process started.
+    pub uptime: Option<Duration>,
+    /// How the last process ended.
+    pub last_exit: Option<ExitStatus>,
+}
+
+/// What an apply changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApplySummary {
+    /// New agents.
+    pub added: Vec<String>,
+    /// Agents whose config changed (restarted).
+    pub changed: Vec<String>,
+    /// Agents no longer in the config (stopped and dropped).
+    pub removed: Vec<String>,
+    /// Agents left as they were.
+    pub unchanged: Vec<String>,
+}
+
+/// All agents of one roster home.
+#[derive(Debug, Default)]
+pub struct Supervisor {
+    agents: BTreeMap<AgentName, Agent>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Supervisor {
+    /// An empty supervisor: no agents.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next fact to journal, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Supervisor::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.agents.values().filter_map(Agent::next_deadline).min()
+    }
+
+    /// The current spec of an agent.
+    pub fn spec(&self, agent: &AgentName) -> Option<&AgentSpec> {
+        self.agents.get(agent).map(|entry| &entry.spec)
+    }
+
+    /// Whether the name is a known agent.
+    pub fn contains(&self, agent: &AgentName) -> bool {
+        self.agents.contains_key(agent)
+    }
+
+    /// The names of all agents, sorted.
+    pub fn names(&self) -> Vec<AgentName> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// The pids of every agent's main process.
+    pub fn main_pids(&self) -> Vec<(AgentName, u32)> {
+        self.agents
+            .iter()
+            .filter_map(|(name, agent)| agent.pid().map(|pid| (name.clone(), pid)))
+            .collect()
+    }
+
+    /// True when no agent has a process and none is about to get one.
+    pub fn is_quiet(&self) -> bool {
+        self.agents.values().all(|agent| {
+            matches!(
+                agent.phase,
+                Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+            )
+        })
+    }
+
+    /// Status of every agent (or of the named ones), sorted by name.
+    pub fn views(&self, now: Instant) -> Vec<AgentView> {
+        self.agents
+            .iter()
+            .map(|(name, agent)| {
+                let (state, uptime) = match agent.phase {
+                    Phase::Stopped => (AgentState::Stopped, None),
+                    Phase::Spawning => (AgentState::Starting, None),
+                    Phase::Starting { since, .. } => (
+                        AgentState::Starting,
+                        Some(now.saturating_duration_since(since)),
+                    ),
+                    Phase::Running { since, .. } => (
+                        AgentState::Running,
+                        Some(now.saturating_duration_since(since)),
+                    ),
+                    Phase::Stopping { since, .. } => (
+                        AgentState::Stopping,
+                        Some(now.saturating_duration_since(since)),
+                    ),
+                    Phase::Backoff { .. } => (AgentState::Backoff, None),
+                    Phase::Failed { .. } => (AgentState::Failed, None),
+                    Phase::Exited => (AgentState::Exited, None),
+                };
+                AgentView {
+                    name: name.clone(),
+                    state,
+                    pid: agent.pid(),
+                    restarts: agent.spawns.saturating_sub(1),
+                    uptime,
+                    last_exit: agent.last_exit,
+                }
+            })
+            .collect()
+    }
+
+    /// Converges to `config`: new agents start, removed ones stop and are
+    /// dropped, changed ones restart, the rest are untouched, except that
+    /// with `start_stopped` (what `roster up` asks for) agents that are not
+    /// running are started too.
+    pub fn handle_apply(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        start_stopped: bool,
+    ) -> ApplySummary {
+        let mut summary = ApplySummary::default();
+        let removed: Vec<AgentName> = self
+            .agents
+            .keys()
+            .filter(|name| !config.agents.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in removed {
+            summary.removed.push(name.to_string());
+            self.stop_agent(now, &name, AfterStop::Remove);
+        }
+        for (name, spec) in &config.agents {
+            match self.agents.get_mut(name) {
+                None => {
+                    summary.added.push(name.to_string());
+                    self.agents.insert(name.clone(), Agent::new(spec.clone()));
+                    self.push_event(name, EventKind::Added);
+                    self.start_agent(now, name);
+                }
+                Some(agent) if agent.spec != *spec => {
+                    summary.changed.push(name.to_string());
+                    agent.spec = spec.clone();
+                    self.push_event(name, EventKind::Changed);
+                    let phase = self.agents.get(name).map(|agent| agent.phase);
+                    match phase {
+                        Some(Phase::Stopped | Phase::Exited) if !start_stopped => {}
+                        _ => self.restart_agent(now, name),
+                    }
+                }
+                Some(agent) => {
+                    summary.unchanged.push(name.to_string());
+                    if start_stopped
+                        && matches!(
+                            agent.phase,
+                            Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+                        )
+                    {
+                        self.start_agent(now, name);
+                    }
+                }
+            }
+        }
+        summary
+    }
+
+    /// An operator's `start`: start it if it is not running, clearing
+    /// `failed` and any backoff at once.
+    pub fn handle_start(&mut self, now: Instant, agent: &AgentName) {
+        self.start_agent(now, agent);
+    }
+
+    /// An operator's `stop`.
+    pub fn handle_stop(&mut self, now: Instant, agent: &AgentName) {
+        self.stop_agent(now, agent, AfterStop::Stay);
+    }
+
+    /// An operator's `restart`: stop gracefully, then start.
+    pub fn handle_restart(&mut self, now: Instant, agent: &AgentName) {
+        self.restart_agent(now, agent);
+    }
+
+    /// Stops every agent (for `roster down`).
+    pub fn handle_stop_all(&mut self, now: Instant) {
+        for name in self.names() {
+            self.stop_agent(now, &name, AfterStop::Stay);
+        }
+    }
+
+    /// The runtime's answer to [`Action::Spawn`].
+    pub fn handle_spawned(&mut self, now: Instant, name: &AgentName, result: Result<u32, String>) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        if agent.phase != Phase::Spawning {
+            // Stopped while the spawn was out: the process is not wanted.
+            if let Ok(pid) = result {
+                agent.spawns += 1;
+                agent.phase = Phase::Running { pid, since: now };
+                self.push_event(name, EventKind::Started { pid });
+                self.stop_agent(now, name, AfterStop::Stay);
+            }
+            return;
+        }
+        match result {
+            Ok(pid) => {
+                agent.spawns += 1;
+                agent.phase = if agent.spec.ready_after.is_zero() {
+                    Phase::Running { pid, since: now }
+                } else {
+                    Phase::Starting { pid, since: now }
+                };
+                self.push_event(name, EventKind::Started { pid });
+            }
+            Err(error) => {
+                self.push_event(name, EventKind::SpawnFailed { error });
+                self.after_death(now, name, false, Duration::ZERO);
+            }
+        }
+    }
+
+    /// A child was reaped. Returns false when the pid is no agent's main
+    /// process (a stray the daemon inherited as subreaper).
+    pub fn handle_exit(&mut self, now: Instant, pid: u32, status: ExitStatus) -> bool {
+        let Some(name) = self
+            .agents
+            .iter()
+            .find(|(_, agent)| agent.pid() == Some(pid))
+            .map(|(name, _)| name.clone())
+        else {
+            return false;
+        };
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return false;
+        };
+        agent.last_exit = Some(status);
+        match agent.phase {
+            Phase::Starting { since, .. } | Phase::Running { since, .. } => {
+                let uptime = now.saturating_duration_since(since);
+                agent.phase = Phase::Stopped;
+                self.push_event(
+                    &name,
+                    EventKind::Exited {
+                        pid,
+                        status,
+                        uptime,
+                    },
+                );
+                self.after_death(now, &name, status.is_success(), uptime);
+            }
+            Phase::Stopping { then, .. } => {
+                agent.phase = Phase::Stopped;
+                self.push_event(
+                    &name,
+                    EventKind::Stopped {
+                        status: Some(status),
+                    },
+                );
+                match then {
+                    AfterStop::Stay => {}
+                    AfterStop::Restart => self.start_agent(now, &name),
+                    AfterStop::Remove => self.forget(&name),
+                }
+            }
+            _ => debug_assert!(false, "exit of {pid} in a phase without a process"),
+        }
+        self.actions.push_back(Action::Cleanup { agent: name, pid });
+        true
+    }
+
+    /// Deadlines that have come: starting becomes running, stop timeouts
+    /// escalate to SIGKILL, backoffs and cool-downs end.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for name in self.names() {
+            let Some(agent) = self.agents.get_mut(&name) else {
+                continue;
+            };
+            if agent.next_deadline().is_none_or(|deadline| deadline > now) {
+                continue;
+            }
+            match agent.phase {
+                Phase::Starting { pid, since } => {
+                    agent.phase = Phase::Running { pid, since };
+                    self.push_event(&name, EventKind::Running { pid });
+                }
+                Phase::Stopping {
+                    pid, since, then, ..
+                } => {
+                    agent.phase = Phase::Stopping {
+                        pid,
+                        since,
+                        kill_at: None,
+                        then,
+                    };
+                    self.actions.push_back(Action::Signal {
+                        agent: name.clone(),
+                        pid,
+                        signal: Signal::Kill,
+                    });
+                    self.push_event(&name, EventKind::Killed { pid });
+                }
+                Phase::Backoff { .. } => self.spawn(&name),
+                Phase::Failed { .. } => {
+                    agent.quick_streak = 0;
+                    agent.quick_deaths.clear();
+                    self.push_event(&name, EventKind::Retrying);
+                    self.spawn(&name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn push_event(&mut self, agent: &AgentName, kind: EventKind) {
+        self.events.push_back(Event {
+            agent: agent.clone(),
+            kind,
+        });
+    }
+
+    fn spawn(&mut self, name: &AgentName) {
+        if let Some(agent) = self.agents.get_mut(name) {
+            agent.phase = Phase::Spawning;
+            self.actions.push_back(Action::Spawn {
+                agent: name.clone(),
+            });
+        }
+    }
+
+    fn forget(&mut self, name: &AgentName) {
+        self.agents.remove(name);
+        self.push_event(name, EventKind::Removed);
+        self.actions.push_back(Action::Forget {
+            agent: name.clone(),
+        });
+    }
+
+    /// The restart decision after a process died (or could not start).
+    fn after_death(&mut self, now: Instant, name: &AgentName, success: bool, uptime: Duration) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        let spec = &agent.spec;
+        if uptime < spec.stable_after {
+            agent.quick_streak = agent.quick_streak.saturating_add(1);
+            agent.quick_deaths.push_back(now);
+        } else {
+            agent.quick_streak = 0;
+            agent.quick_deaths.clear();
+        }
+        while agent
+            .quick_deaths
+            .front()
+            .is_some_and(|&death| now.saturating_duration_since(death) >= spec.crash_window)
+        {
+            agent.quick_deaths.pop_front();
+        }
+        let restart = match spec.restart {
+            RestartMode::Always => true,
+            RestartMode::OnFailure => !success,
+            RestartMode::Never => false,
+        };
+        if !restart {
+            agent.phase = Phase::Exited;
+            return;
+        }
+        let deaths = agent.quick_deaths.len() as u32;
+        if spec.crash_loop > 0 && deaths >= spec.crash_loop {
+            let retry_in = spec.failed_retry;
+            agent.phase = Phase::Failed {
+                retry_at: retry_in.map(|retry| now + retry),
+            };
+            self.push_event(name, EventKind::Failed { deaths, retry_in });
+            return;
+        }
+        let delay = backoff_delay(spec, agent.quick_streak);
+        agent.phase = Phase::Backoff { until: now + delay };
+        self.push_event(name, EventKind::Restarting { delay });
+        if delay.is_zero() {
+            self.spawn(name);
+        }
+    }
+
+    fn start_agent(&mut self, _now: Instant, name: &AgentName) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        match agent.phase {
+            Phase::Stopped | Phase::Exited | Phase::Failed { .. } | Phase::Backoff { .. } => {
+                agent.quick_streak = 0;
+                agent.quick_deaths.clear();
+                self.spawn(name);
+            }
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at,
+                then,
+            } => {
+                if then == AfterStop::Stay {
+                    agent.phase = Phase::Stopping {
+                        pid,
+                        since,
+                        kill_at,
+                        then: AfterStop::Restart,
+                    };
+                }
+            }
+            Phase::Spawning | Phase::Starting { .. } | Phase::Running { .. } => {}
+        }
+    }
+
+    fn restart_agent(&mut self, now: Instant, name: &AgentName) {
+        let phase = self.agents.get(name).map(|agent| agent.phase);
+        match phase {
+            Some(Phase::Starting { .. } | Phase::Running { .. }) => {
+                self.stop_agent(now, name, AfterStop::Restart)
+            }
+            Some(_) => self.start_agent(now, name),
+            None => {}
+        }
+    }
+
+    fn stop_agent(&mut self, now: Instant, name: &AgentName, then: AfterStop) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        match agent.phase {
+            Phase::Starting { pid, since } | Phase::Running { pid, since } => {
+                let signal = agent.spec.stop_signal;
+                let kill_at = (signal != Signal::Kill).then(|| now + agent.spec.stop_timeout);
+                agent.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then,
+                };
+                self.actions.push_back(Action::Signal {
+                    agent: name.clone(),
+                    pid,
+                    signal,
+                });
+                self.push_event(name, EventKind::Stopping { pid, signal });
+            }
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at,
+                then: previous,
+            } => {
+                // A removal wins over anything; otherwise the latest wish wins.
+                let then = if previous == AfterStop::Remove {
+                    AfterStop::Remove
+                } else {
+                    then
+                };
+                agent.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    then,
+                };
+            }
+            Phase::Backoff { .. }
+            | Phase::Failed { .. }
+            | Phase::Exited
+            | Phase::Stopped
+            | Phase::Spawning => {
+                let was_stopped = agent.phase == Phase::Stopped;
+                agent.phase = Phase::Stopped;
+                match then {
+                    AfterStop::Remove => self.forget(name),
+                    AfterStop::Restart => self.start_agent(now, name),
+                    AfterStop::Stay if !was_stopped => {
+                        self.push_event(name, EventKind::Stopped { status: None })
+                    }
+                    AfterStop::Stay => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+//! The state machine on a fake clock: take `t0` once, feed `t0 + Duration`.
+
+use super::*;
+use crate::config::parse;
+use std::path::Path;
+
+fn config(extra: &str) -> Config {
+    let text = format!("[agents.a]\ncommand = \"sleep 100\"\n{extra}\n");
+    parse("test.toml", &text, Path::new("/tmp")).expect("valid config")
+}
+
+fn name() -> AgentName {
+    AgentName::new("a").expect("valid name")
+}
+
+fn secs(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
+}
+
+/// A supervisor plus the pids it has handed out, driven like the runtime does.
+struct Harness {
+    sup: Supervisor,
+    t0: Instant,
+    next_pid: u32,
+    events: Vec<String>,
+}
+
+impl Harness {
+    fn new(extra: &str) -> Self {
+        let mut harness = Self {
+            sup: Supervisor::new(),
+            t0: Instant::now(),
+            next_pid: 100,
+            events: Vec::new(),
+        };
+        let t0 = harness.t0;
+        harness.sup.handle_apply(t0, &config(extra), false);
+        harness.drive(t0);
+        harness
+    }
+
+    fn at(&self, seconds: f64) -> Instant {
+        self.t0 + secs(seconds)
+    }
+
+    /// Performs actions like the runtime: spawns succeed with fresh pids.
+    fn drive(&mut self, now: Instant) -> Vec<Action> {
+        let mut performed = Vec::new();
+        while let Some(action) = self.sup.poll_action() {
+            if let Action::Spawn { agent } = &action {
+                self.next_pid += 1;
+                self.sup.handle_spawned(now, agent, Ok(self.next_pid));
+            }
+            performed.push(action);
+        }
+        while let Some(event) = self.sup.poll_event() {
+            self.events.push(event.kind.name().to_owned());
+        }
+        performed
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.sup.views(self.t0)[0].pid
+    }
+
+    fn state(&self, seconds: f64) -> AgentState {
+        self.sup.views(self.at(seconds))[0].state
+    }
+
+    fn kill(&mut self, seconds: f64) -> Vec<Action> {
+        let pid = self.pid().expect("a running pid");
+        let now = self.at(seconds);
+        assert!(self.sup.handle_exit(now, pid, ExitStatus::Signal(9)));
+        self.drive(now)
+    }
+
+    fn tick(&mut self, seconds: f64) -> Vec<Action> {
+        let now = self.at(seconds);
+        self.sup.handle_timeout(now);
+        self.drive(now)
+    }
+}
+
+#[test]
+fn apply_starts_and_ready_after_makes_it_running() {
+    let mut h = Harness::new("");
+    assert_eq!(h.pid(), Some(101));
+    assert_eq!(h.state(0.5), AgentState::Starting);
+    assert_eq!(h.sup.poll_timeout(), Some(h.at(1.0)));
+    h.tick(1.0);
+    assert_eq!(h.state(1.0), AgentState::Running);
+    assert_eq!(h.events, ["added", "started", "running"]);
+}
+
+#[test]
+fn first_death_restarts_at_once_with_zero_delay() {
+    let mut h = Harness::new("");
+    let actions = h.kill(0.2);
+    assert!(
+        matches!(actions.first(), Some(Action::Spawn { .. })),
+        "the spawn comes before the cleanup: {actions:?}"
+    );
+    assert!(actions
+        .iter()
+        .any(|action| matches!(action, Action::Cleanup { pid: 101, .. })));
+    assert_eq!(h.pid(), Some(102));
+    assert_eq!(h.sup.views(h.t0)[0].restarts, 1);
+}
+
+#[test]
+fn quick_deaths_back_off_exponentially_up_to_max() {
+    let mut h = Harness::new("backoff_max = \"1s\"\ncrash_loop = 0");
+    let mut now = 0.0;
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        now += 0.05;
+        h.kill(now);
+        match h.sup.poll_timeout() {
+            Some(deadline) if h.state(now) == AgentState::Backoff => {
+                let delay = deadline - h.at(now);
+                delays.push(delay.as_millis());
+                now += delay.as_secs_f64();
+                h.tick(now);
+            }
+            _ => delays.push(0),
+        }
+    }
+    assert_eq!(delays, [0, 100, 200, 400, 800, 1000]);
+}
+
+#[test]
+fn a_stable_run_resets_the_backoff() {
+    let mut h = Harness::new("stable_after = \"10s\"");
+    h.kill(0.1);
+    h.kill(0.2);
+    assert_eq!(h.state(0.2), AgentState::Backoff);
+    h.tick(0.3);
+    assert_eq!(h.state(0.3), AgentState::Starting);
+    // Runs 20 s: long enough to count as stable.
+    h.tick(1.3);
+    h.kill(20.3);
+    assert_eq!(h.state(20.3), AgentState::Starting, "restarted at once");
+}
+
+#[test]
+fn crash_loop_ends_in_failed_then_retries_after_cool_down() {
+    let mut h = Harness::new("failed_retry = \"5m\"");
+    let mut now = 0.0;
+    for _ in 0..5 {
+        now += 0.01;
+        h.kill(now);
+        if let Some(deadline) = h.sup.poll_timeout() {
+            if h.state(now) == AgentState::Backoff {
+                now = (deadline - h.t0).as_secs_f64();
+                h.tick(now);
+            }
+        }
+    }
+    assert_eq!(h.state(now), AgentState::Failed);
+    assert!(h.events.contains(&"failed".to_owned()));
+    assert_eq!(h.pid(), None);
+    let retry = h.sup.poll_timeout().expect("a retry is scheduled");
+    assert_eq!(retry, h.at(now) + secs(300.0));
+    h.tick(now + 299.0);
+    assert_eq!(h.state(now + 299.0), AgentState::Failed);
+    h.tick(now + 300.0);
+    assert_eq!(h.state(now + 300.0), AgentState::Starting);
+    assert!(h.events.contains(&"retrying".to_owned()));
+}
+
+#[test]
+fn failed_with_never_waits_for_an_operator() {
+    let mut h = Harness::new("failed_retry = \"never\"\ncrash_loop = 1");
+    h.kill(0.1);
+    assert_eq!(h.state(0.1), AgentState::Failed);
+    assert_eq!(h.sup.poll_timeout(), None, "no busy loop, no retry");
+    let now = h.at(0.2);
+    h.sup.handle_start(now, &name());
+    h.drive(now);
+    assert_eq!(h.state(0.2), AgentState::Starting);
+}
+
+#[test]
+fn restart_policies() {
+    let cases = [
+        ("always", ExitStatus::Code(0), AgentState::Starting),
+        ("always", ExitStatus::Code(3), AgentState::Starting),
+        ("on-failure", ExitStatus::Code(0), AgentState::Exited),
+        ("on-failure", ExitStatus::Code(3), AgentState::Starting),
+        ("on-failure", ExitStatus::Signal(9), AgentState::Starting),
+        ("never", ExitStatus::Code(3), AgentState::Exited),
+    ];
+    for (policy, status, expected) in cases {
+        let mut h = Harness::new(&format!("restart = \"{policy}\""));
+        let pid = h.pid().expect("pid");
+        h.sup.handle_exit(h.at(0.5), pid, status);
+        h.drive(h.at(0.5));
+        assert_eq!(h.state(0.5), expected, "{policy} after {status}");
+    }
+}
+
+#[test]
+fn stop_signals_then_kills_after_timeout() {
+    let mut h = Harness::new("stop_timeout = \"2s\"\nstop_signal = \"SIGINT\"");
+    let now = h.at(1.0);
+    h.sup.handle_stop(now, &name());
+    let actions = h.drive(now);
+    assert_eq!(
+        actions,
+        [Action::Signal {
+            agent: name(),
+            pid: 101,
+            signal: Signal::Int
+        }]
+    );
+    assert_eq!(h.state(1.0), AgentState::Stopping);
+    assert_eq!(h.sup.poll_timeout(), Some(h.at(3.0)));
+    let actions = h.tick(3.0);
+    assert_eq!(
+        actions,
+        [Action::Signal {
+            agent: name(),
+            pid: 101,
+            signal: Signal::Kill
+        }]
+    );
+    assert_eq!(h.sup.poll_timeout(), None);
+    h.sup.handle_exit(h.at(3.1), 101, ExitStatus::Signal(9));
+    h.drive(h.at(3.1));
+    assert_eq!(h.state(3.1), AgentState::Stopped);
+    assert!(h.sup.is_quiet());
+    assert_eq!(
+        h.events[h.events.len() - 3..],
+        ["stopping", "killed", "stopped"]
+    );
+}
+
+#[test]
+fn restart_command_stops_then_starts() {
+    let mut h = Harness::new("");
+    let now = h.at(1.0);
+    h.sup.handle_restart(now, &name());
+    h.drive(now);
+    assert_eq!(h.state(1.0), AgentState::Stopping);
+    h.sup.handle_exit(h.at(1.1), 101, ExitStatus::Signal(15));
+    h.drive(h.at(1.1));
+    assert_eq!(h.pid(), Some(102));
+}
+
+#[test]
+fn apply_converges_added_changed_removed_unchanged() {
+    let mut sup = Supervisor::new();
+    let t0 = Instant::now();
+    let first = parse(
+        "t.toml",
+        "[agents.keep]\ncommand = \"sleep 1\"\n[agents.change]\ncommand = \"sleep 1\"\n[agents.drop]\ncommand = \"sleep 1\"\n",
+        Path::new("/"),
+    )
+    .expect("valid");
+    sup.handle_apply(t0, &first, false);
+    let mut pid = 0;
+    while let Some(action) = sup.poll_action() {
+        if let Action::Spawn { agent } = action {
+            pid += 1;
+            sup.handle_spawned(t0, &agent, Ok(pid));
+        }
+    }
+    let second = parse(
+        "t.toml",
+        "[agents.keep]\ncommand = \"sleep 1\"\n[agents.change]\ncommand = \"sleep 2\"\n[agents.new]\ncommand = \"sleep 1\"\n",
+        Path::new("/"),
+    )
+    .expect("valid");
+    let summary = sup.handle_apply(t0, &second, false);
+    assert_eq!(summary.added, ["new"]);
+    assert_eq!(summary.changed, ["change"]);
+    assert_eq!(summary.removed, ["drop"]);
+    assert_eq!(summary.unchanged, ["keep"]);
+    let actions: Vec<Action> = std::iter::from_fn(|| sup.poll_action()).collect();
+    let signalled: Vec<&str> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Signal { agent, .. } => Some(agent.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signalled, ["drop", "change"], "keep is untouched");
+    assert!(actions.contains(&Action::Spawn {
+        agent: AgentName::new("new").expect("name")
+    }));
+}
+
+#[test]
+fn a_spawn_failure_counts_as_a_quick_death() {
+    let mut sup = Supervisor::new();
+    let t0 = Instant::now();
+    sup.handle_apply(
+        t0,
+        &config("crash_loop = 2\nfailed_retry = \"never\""),
+        false,
+    );
+    let mut now = t0;
+    for _ in 0..10 {
+        while let Some(action) = sup.poll_action() {
+            if let Action::Spawn { agent } = action {
+                sup.handle_spawned(now, &agent, Err("No such file or directory".into()));
+            }
+        }
+        match sup.poll_timeout() {
+            Some(deadline) => {
+                now = deadline;
+                sup.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(sup.views(now)[0].state, AgentState::Failed);
+    let kinds: Vec<&str> = std::iter::from_fn(|| sup.poll_event())
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "added",
+            "spawn_failed",
+            "restarting",
+            "spawn_failed",
+            "failed"
+        ]
+    );
+}
+
+#[test]
+fn backoff_delay_table() {
+    let spec = config("restart_delay = \"0s\"\nbackoff_max = \"30s\"").agents[&name()].clone();
+    let delays: Vec<u128> = (1..=12)
+        .map(|streak| backoff_delay(&spec, streak).as_millis())
+        .collect();
+    assert_eq!(
+        delays,
+        [0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+    );
+    let slow = config("restart_delay = \"2s\"\nbackoff_max = \"5s\"").agents[&name()].clone();
+    let delays: Vec<u128> = (1..=4)
+        .map(|streak| backoff_delay(&slow, streak).as_millis())
+        .collect();
+    assert_eq!(delays, [2000, 2000, 4000, 5000]);
+}
