@@ -1,1 +1,18 @@
+//! roster-daemon: the runtime that performs what roster-core decides.
+//!
+//! It owns all I/O: spawning and reaping processes, the log pipeline, /proc
+//! sampling, the SQLite journal and the control API. Decisions (restart or
+//! not, when, what a config means) are never made here; they come from
+//! `roster_core::Supervisor`.
 
+pub mod clock;
+pub mod daemon;
+pub mod home;
+pub mod journal;
+pub mod logs;
+pub mod procfs;
+pub mod server;
+pub mod spawn;
+
+pub use daemon::{run, DaemonError, DaemonOptions};
+pub use home::Home;

@@ -1,0 +1,239 @@
+//! The journal: every event of every agent and of the daemon, in a SQLite
+//! file in the home. One thread owns the write connection and batches rows
+//! into transactions; readers (`roster events`) open their own read-only
+//! connection, which WAL mode lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use roster_core::api::EventRecord;
+
+use crate::clock::{rfc3339_millis, unix_millis};
+
+/// A journal problem.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite refused.
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+}
+
+/// One event to record.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Milliseconds since the epoch.
+    pub unix_ms: i64,
+    /// The agent, or `None` for the daemon.
+    pub agent: Option<String>,
+    /// The kind (`started`, `exited`, `config_applied`, ...).
+    pub kind: String,
+    /// The pid concerned.
+    pub pid: Option<u32>,
+    /// A description for people. Never a secret.
+    pub detail: String,
+}
+
+impl Row {
+    /// A row stamped now.
+    pub fn now(agent: Option<&str>, kind: &str, pid: Option<u32>, detail: impl Into<String>) -> Self {
+        Self {
+            unix_ms: unix_millis(),
+            agent: agent.map(str::to_owned),
+            kind: kind.to_owned(),
+            pid,
+            detail: detail.into(),
+        }
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms  INTEGER NOT NULL,
+    agent  TEXT,
+    kind   TEXT NOT NULL,
+    pid    INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (ts_ms);
+CREATE INDEX IF NOT EXISTS events_by_agent ON events (agent, ts_ms);
+";
+
+/// The write side of the journal.
+pub struct Journal {
+    sender: Option<mpsc::Sender<Row>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let error = |source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(error)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(error)?;
+        connection.execute_batch(SCHEMA).map_err(error)?;
+        let (sender, receiver) = mpsc::channel::<Row>();
+        let writer = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 4096 {
+                        match receiver.try_recv() {
+                            Ok(row) => batch.push(row),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(error) = write_batch(&mut connection, &batch) {
+                        tracing::error!("journal: could not record {} events: {error}", batch.len());
+                    }
+                }
+            })
+            .map_err(|source| JournalError::Sqlite {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(source)),
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            writer: Some(writer),
+        })
+    }
+
+    /// Records an event (asynchronously; [`Journal::close`] waits for it).
+    pub fn record(&self, row: Row) {
+        if let Some(sender) = &self.sender {
+            if sender.send(row).is_err() {
+                tracing::error!("journal writer is gone; an event was not recorded");
+            }
+        }
+    }
+
+    /// Writes everything recorded so far and stops the writer.
+    pub fn close(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn write_batch(connection: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
+    let transaction = connection.transaction()?;
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO events (ts_ms, agent, kind, pid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for row in batch {
+            insert.execute(params![row.unix_ms, row.agent, row.kind, row.pid, row.detail])?;
+        }
+    }
+    transaction.commit()
+}
+
+/// Which events to read.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only these agents (and never daemon events) when not empty.
+    pub agents: Vec<String>,
+    /// Only events at or after this time.
+    pub since_ms: Option<i64>,
+    /// Only events with an id above this (for following).
+    pub after_id: Option<i64>,
+    /// At most this many, the newest.
+    pub limit: Option<u32>,
+}
+
+/// Reads events, oldest first. A missing journal is an empty one.
+pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>, JournalError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let error = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(error)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(error)?;
+    let mut sql = String::from("SELECT id, ts_ms, agent, kind, pid, detail FROM events WHERE 1=1");
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if !filter.agents.is_empty() {
+        let marks = vec!["?"; filter.agents.len()].join(",");
+        sql.push_str(&format!(" AND agent IN ({marks})"));
+        values.extend(filter.agents.iter().map(|agent| agent.clone().into()));
+    }
+    if let Some(since) = filter.since_ms {
+        sql.push_str(" AND ts_ms >= ?");
+        values.push(since.into());
+    }
+    if let Some(after) = filter.after_id {
+        sql.push_str(" AND id > ?");
+        values.push(after.into());
+    }
+    sql.push_str(" ORDER BY id DESC");
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut statement = connection.prepare(&sql).map_err(error)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            let unix_ms: i64 = row.get(1)?;
+            Ok(EventRecord {
+                id: row.get(0)?,
+                time: rfc3339_millis(unix_ms),
+                agent: row.get(2)?,
+                kind: row.get(3)?,
+                pid: row.get(4)?,
+                detail: row.get(5)?,
+            })
+        })
+        .map_err(error)?;
+    let mut events = rows.collect::<Result<Vec<_>, _>>().map_err(error)?;
+    events.reverse();
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_reads_back_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.db");
+        let mut journal = Journal::open(&path).expect("open");
+        for index in 0..100 {
+            journal.record(Row::now(Some(if index % 2 == 0 { "a" } else { "b" }), "started", Some(index), format!("#{index}")));
+        }
+        journal.record(Row::now(None, "daemon_started", None, "hello"));
+        journal.close();
+        let all = read_events(&path, &EventFilter::default()).expect("read");
+        assert_eq!(all.len(), 101);
+        assert_eq!(all[0].detail, "#0");
+        let only_a = read_events(&path, &EventFilter { agents: vec!["a".into()], limit: Some(3), ..Default::default() }).expect("read");
+        let details: Vec<&str> = only_a.iter().map(|event| event.detail.as_str()).collect();
+        assert_eq!(details, ["#94", "#96", "#98"]);
+    }
+}

@@ -1,0 +1,172 @@
+//! Naming and reading of log files: `NAME.log` is current, `NAME.log.1` the
+//! newest rotated one (never compressed, so a follower can finish it), and
+//! `NAME.log.2.gz` onwards older ones.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+/// The path of rotated file `index` (1-based), plain or compressed.
+pub fn rotated_path(current: &Path, index: u32, compressed: bool) -> PathBuf {
+    let mut name = current.as_os_str().to_owned();
+    name.push(format!(".{index}"));
+    if compressed {
+        name.push(".gz");
+    }
+    PathBuf::from(name)
+}
+
+/// Every file of one agent's log, oldest first, ending with the current one
+/// (if it exists). Where a crash left both `.N` and `.N.gz`, the complete
+/// compressed one wins.
+pub fn log_files(current: &Path) -> Vec<PathBuf> {
+    let mut rotated = Vec::new();
+    let Some(dir) = current.parent() else {
+        return Vec::new();
+    };
+    let Some(base) = current.file_name().and_then(|name| name.to_str()) else {
+        return Vec::new();
+    };
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix(base).and_then(|rest| rest.strip_prefix('.')) else {
+                continue;
+            };
+            let (digits, compressed) = match rest.strip_suffix(".gz") {
+                Some(digits) => (digits, true),
+                None => (rest, false),
+            };
+            if let Ok(index) = digits.parse::<u32>() {
+                rotated.push((index, compressed));
+            }
+        }
+    }
+    rotated.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    rotated.dedup_by_key(|(index, _)| *index);
+    let mut files: Vec<PathBuf> = rotated
+        .into_iter()
+        .map(|(index, compressed)| rotated_path(current, index, compressed))
+        .collect();
+    if current.exists() {
+        files.push(current.to_path_buf());
+    }
+    files
+}
+
+/// Opens a log file for reading, decompressing `.gz` ones.
+pub fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
+    let file = File::open(path)?;
+    if path.extension().is_some_and(|extension| extension == "gz") {
+        Ok(Box::new(MultiGzDecoder::new(file)))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// One line read back from a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// The `2026-...Z` stamp, if the line has one.
+    pub time: Option<String>,
+    /// The agent's text, without the stamp and the newline.
+    pub text: String,
+}
+
+/// Splits roster's timestamp prefix off a stored line.
+pub fn split_timestamp(line: &str) -> LogLine {
+    let bytes = line.as_bytes();
+    let looks_stamped = bytes.len() >= 25
+        && bytes[4] == b'-'
+        && bytes[10] == b'T'
+        && bytes[23] == b'Z'
+        && bytes[24] == b' '
+        && bytes[..4].iter().all(u8::is_ascii_digit);
+    if looks_stamped {
+        LogLine {
+            time: Some(line[..24].to_owned()),
+            text: line[25..].to_owned(),
+        }
+    } else {
+        LogLine {
+            time: None,
+            text: line.to_owned(),
+        }
+    }
+}
+
+/// Calls `each` with every line of `path`, in order.
+pub fn for_each_line(path: &Path, mut each: impl FnMut(&str)) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(256 * 1024, open_log(path)?);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        if reader.read_until(b'\n', &mut buffer)? == 0 {
+            return Ok(());
+        }
+        if buffer.last() == Some(&b'\n') {
+            buffer.pop();
+        }
+        each(&String::from_utf8_lossy(&buffer));
+    }
+}
+
+/// The last `count` lines of an agent's log, across rotated files, oldest first.
+pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    let mut collected: Vec<Vec<LogLine>> = Vec::new();
+    let mut total = 0;
+    for path in log_files(current).iter().rev() {
+        if total >= count {
+            break;
+        }
+        let mut lines = std::collections::VecDeque::new();
+        match for_each_line(path, |line| {
+            lines.push_back(split_timestamp(line));
+            if lines.len() > count {
+                lines.pop_front();
+            }
+        }) {
+            Ok(()) => {}
+            // Rotated away between listing and opening: what it held is in
+            // the next file we look at, or was compressed beside it.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        }
+        let wanted = count - total;
+        let skip = lines.len().saturating_sub(wanted);
+        let lines: Vec<LogLine> = lines.into_iter().skip(skip).collect();
+        total += lines.len();
+        collected.push(lines);
+    }
+    Ok(collected.into_iter().rev().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_rotated_files_oldest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let current = dir.path().join("a.log");
+        for name in ["a.log", "a.log.1", "a.log.2.gz", "a.log.10.gz", "a.log.3", "a.log.3.gz", "ab.log.1", "a.log.x"] {
+            std::fs::write(dir.path().join(name), "").expect("write");
+        }
+        let names: Vec<String> = log_files(&current)
+            .iter()
+            .map(|path| path.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.log.10.gz", "a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
+    }
+
+    #[test]
+    fn splits_stamps() {
+        let line = split_timestamp("2026-11-28T23:59:01.123Z hello world");
+        assert_eq!(line.time.as_deref(), Some("2026-11-28T23:59:01.123Z"));
+        assert_eq!(line.text, "hello world");
+        assert_eq!(split_timestamp("plain").text, "plain");
+    }
+}

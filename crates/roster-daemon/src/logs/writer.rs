@@ -1,0 +1,405 @@
+//! The log writer of one agent: frames bytes into whole lines, stamps them,
+//! appends them to `NAME.log`, and rotates between lines.
+//!
+//! It must not lose, split or double a line: a partial line waits in
+//! `pending` until its newline arrives (or it passes [`MAX_LINE`], when it is
+//! cut with a visible marker); rotation happens only between lines; a failed
+//! write is rolled back to the last whole line and its lines are counted as
+//! dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use roster_core::LogConfig;
+
+use super::files::rotated_path;
+use crate::clock::{day_of, rfc3339_millis};
+
+/// Lines longer than this are cut, so one agent cannot make the daemon
+/// buffer without bound.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Appended where a line was cut; the rest follows on the next line.
+pub const CUT_MARKER: &[u8] = b" [roster: line longer than 64 KiB, continued on the next line]";
+
+/// One agent's log writer.
+pub struct LogWriter {
+    agent: String,
+    path: PathBuf,
+    config: LogConfig,
+    file: Option<File>,
+    size: u64,
+    day: i64,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    out_lines: u64,
+    compressing: Option<JoinHandle<()>>,
+    dropped: Arc<AtomicU64>,
+    last_error: Option<String>,
+}
+
+/// What one call of [`LogWriter::write`] could not do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Lines that could not be stored (disk full, I/O error).
+    pub dropped_lines: u64,
+    /// The error that dropped them.
+    pub error: Option<String>,
+}
+
+impl LogWriter {
+    /// Opens (appending to) `path`, tidying what a crash mid-rotation left.
+    pub fn open(agent: &str, path: PathBuf, config: LogConfig, dropped: Arc<AtomicU64>) -> Self {
+        tidy_after_crash(&path, config.keep);
+        let mut writer = Self {
+            agent: agent.to_owned(),
+            path,
+            config,
+            file: None,
+            size: 0,
+            day: 0,
+            pending: Vec::new(),
+            out: Vec::with_capacity(64 * 1024),
+            out_lines: 0,
+            compressing: None,
+            dropped,
+            last_error: None,
+        };
+        if let Err(error) = writer.reopen() {
+            writer.last_error = Some(error.to_string());
+        }
+        writer
+    }
+
+    /// Changes rotation settings; they apply from the next line.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// The current file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a compression runs in the background (rotating now would
+    /// wait for it).
+    pub fn is_compressing(&self) -> bool {
+        self.compressing.as_ref().is_some_and(|job| !job.is_finished())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let metadata = file.metadata()?;
+        self.size = metadata.len();
+        self.day = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|since| day_of(since.as_millis() as i64))
+            .unwrap_or(0);
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Takes bytes read from the agent's pipe at `now_ms`.
+    pub fn write(&mut self, mut chunk: &[u8], now_ms: i64) -> WriteReport {
+        let mut report = WriteReport::default();
+        let today = day_of(now_ms);
+        if today != self.day && self.size > 0 {
+            self.rotate(&mut report);
+        }
+        self.day = today;
+        let mut stamp = rfc3339_millis(now_ms).into_bytes();
+        stamp.push(b' ');
+        while !chunk.is_empty() {
+            match memchr::memchr(b'\n', chunk) {
+                Some(end) => {
+                    let (line, rest) = chunk.split_at(end + 1);
+                    chunk = rest;
+                    if self.pending.is_empty() {
+                        self.push_line(&stamp, &[line], &mut report);
+                    } else {
+                        let pending = std::mem::take(&mut self.pending);
+                        self.push_line(&stamp, &[&pending, line], &mut report);
+                        self.pending = pending;
+                        self.pending.clear();
+                    }
+                }
+                None => {
+                    self.pending.extend_from_slice(chunk);
+                    chunk = &[];
+                    while self.pending.len() > MAX_LINE {
+                        let cut = utf8_boundary(&self.pending, MAX_LINE);
+                        let pending = std::mem::take(&mut self.pending);
+                        self.push_line(&stamp, &[&pending[..cut], CUT_MARKER, b"\n"], &mut report);
+                        self.pending = pending[cut..].to_vec();
+                    }
+                }
+            }
+        }
+        self.flush_out(&mut report);
+        report
+    }
+
+    /// The pipe closed: a last line without a newline is stored with one,
+    /// and a running compression is waited for.
+    pub fn finish(&mut self, now_ms: i64) -> WriteReport {
+        let mut report = WriteReport::default();
+        if !self.pending.is_empty() {
+            let mut stamp = rfc3339_millis(now_ms).into_bytes();
+            stamp.push(b' ');
+            let pending = std::mem::take(&mut self.pending);
+            self.push_line(&stamp, &[&pending, b"\n"], &mut report);
+        }
+        self.flush_out(&mut report);
+        if let Some(job) = self.compressing.take() {
+            let _ = job.join();
+        }
+        report
+    }
+
+    fn push_line(&mut self, stamp: &[u8], parts: &[&[u8]], report: &mut WriteReport) {
+        let length = stamp.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+        let buffered = self.size + self.out.len() as u64;
+        if buffered > 0 && buffered + length as u64 > self.config.max_size {
+            self.flush_out(report);
+            self.rotate(report);
+        }
+        self.out.extend_from_slice(stamp);
+        for part in parts {
+            self.out.extend_from_slice(part);
+        }
+        self.out_lines += 1;
+        if self.out.len() >= 256 * 1024 {
+            self.flush_out(report);
+        }
+    }
+
+    fn flush_out(&mut self, report: &mut WriteReport) {
+        if self.out.is_empty() {
+            return;
+        }
+        if self.file.is_none() {
+            if let Err(error) = self.reopen() {
+                self.drop_out(report, &error);
+                return;
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        match file.write_all(&self.out) {
+            Ok(()) => {
+                self.size += self.out.len() as u64;
+                self.out.clear();
+                self.out_lines = 0;
+            }
+            Err(error) => {
+                // Roll back a partial write so the file keeps whole lines only.
+                let _ = file.set_len(self.size);
+                self.drop_out(report, &error);
+            }
+        }
+    }
+
+    fn drop_out(&mut self, report: &mut WriteReport, error: &io::Error) {
+        report.dropped_lines += self.out_lines;
+        report.error = Some(format!("{}: {error}", self.path.display()));
+        self.dropped.fetch_add(self.out_lines, Ordering::Relaxed);
+        self.out.clear();
+        self.out_lines = 0;
+    }
+
+    fn rotate(&mut self, report: &mut WriteReport) {
+        if let Some(job) = self.compressing.take() {
+            let _ = job.join();
+        }
+        self.file = None;
+        let keep = self.config.keep;
+        let result = (|| -> io::Result<()> {
+            if keep == 0 {
+                return remove_if_exists(&self.path);
+            }
+            remove_if_exists(&rotated_path(&self.path, keep, false))?;
+            remove_if_exists(&rotated_path(&self.path, keep, true))?;
+            for index in (1..keep).rev() {
+                for compressed in [false, true] {
+                    let from = rotated_path(&self.path, index, compressed);
+                    if from.exists() {
+                        fs::rename(&from, rotated_path(&self.path, index + 1, compressed))?;
+                    }
+                }
+            }
+            fs::rename(&self.path, rotated_path(&self.path, 1, false))
+        })();
+        if let Err(error) = result {
+            report.error = Some(format!("rotating {}: {error}", self.path.display()));
+            tracing::error!(agent = %self.agent, "rotating {}: {error}", self.path.display());
+        }
+        let second = rotated_path(&self.path, 2, false);
+        if self.config.compress && keep >= 2 && second.exists() {
+            let agent = self.agent.clone();
+            self.compressing = std::thread::Builder::new()
+                .name("log-compress".into())
+                .spawn(move || {
+                    if let Err(error) = compress(&second) {
+                        tracing::error!(%agent, "compressing {}: {error}", second.display());
+                    }
+                })
+                .ok();
+        }
+        if let Err(error) = self.reopen() {
+            report.error = Some(format!("reopening {}: {error}", self.path.display()));
+        }
+        self.size = 0;
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if let Some(job) = self.compressing.take() {
+            let _ = job.join();
+        }
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Compresses `plain` into `plain.gz` via a temp file, then removes `plain`.
+fn compress(plain: &Path) -> io::Result<()> {
+    let mut gz_name = plain.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let gz = PathBuf::from(gz_name);
+    let mut tmp_name = gz.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let result = (|| {
+        let mut input = File::open(plain)?;
+        let output = File::create(&tmp)?;
+        let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
+        io::copy(&mut input, &mut encoder)?;
+        let output = encoder.finish()?;
+        output.sync_all()?;
+        fs::rename(&tmp, &gz)?;
+        fs::remove_file(plain)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes half-written `.gz.tmp` files and plain twins of complete `.gz`
+/// files, which a crash during compression can leave.
+fn tidy_after_crash(current: &Path, keep: u32) {
+    for index in 1..=keep.max(1) + 1 {
+        let gz = rotated_path(current, index, true);
+        let mut tmp = gz.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let _ = fs::remove_file(PathBuf::from(tmp));
+        if gz.exists() {
+            let _ = fs::remove_file(rotated_path(current, index, false));
+        }
+    }
+}
+
+/// The largest index <= `limit` that does not split a UTF-8 character.
+fn utf8_boundary(bytes: &[u8], limit: usize) -> usize {
+    let mut cut = limit.min(bytes.len());
+    while cut > limit.saturating_sub(4) && cut < bytes.len() && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {
+        cut -= 1;
+    }
+    if cut == 0 {
+        limit
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::files::{log_files, read_lines};
+
+    fn writer(dir: &Path, max_size: u64, keep: u32, compress: bool) -> LogWriter {
+        LogWriter::open(
+            "a",
+            dir.join("a.log"),
+            LogConfig { max_size, keep, compress },
+            Arc::new(AtomicU64::new(0)),
+        )
+    }
+
+    const T: i64 = 1_795_910_341_123;
+
+    #[test]
+    fn partial_lines_wait_for_their_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        log.write(b"hel", T);
+        log.write(b"lo\nwor", T);
+        log.write(b"ld\n", T);
+        log.finish(T);
+        let lines = read_lines(&dir.path().join("a.log"), 10).expect("read");
+        let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, ["hello", "world"]);
+    }
+
+    #[test]
+    fn long_lines_are_cut_with_a_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 1 << 30, 3, false);
+        let long = vec![b'x'; MAX_LINE * 2 + 10];
+        log.write(&long, T);
+        log.write(b"\n", T);
+        log.finish(T);
+        let lines = read_lines(&dir.path().join("a.log"), 10).expect("read");
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].text.ends_with(std::str::from_utf8(CUT_MARKER).expect("ascii")));
+        let rebuilt: usize = lines.iter().map(|line| line.text.trim_end_matches(std::str::from_utf8(CUT_MARKER).expect("ascii")).len()).sum();
+        assert_eq!(rebuilt, long.len());
+    }
+
+    #[test]
+    fn rotates_between_lines_and_keeps_n_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 4096, 3, true);
+        for index in 0..1000 {
+            log.write(format!("line {index:05}\n").as_bytes(), T);
+        }
+        log.finish(T);
+        let files = log_files(&dir.path().join("a.log"));
+        let names: Vec<String> = files.iter().map(|path| path.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
+        let lines = read_lines(&dir.path().join("a.log"), 100_000).expect("read");
+        // Whatever is kept is a contiguous, unsplit tail ending at the last line.
+        let numbers: Vec<u32> = lines.iter().map(|line| line.text["line ".len()..].parse().expect("whole line")).collect();
+        assert_eq!(numbers.last(), Some(&999));
+        assert!(numbers.windows(2).all(|pair| pair[1] == pair[0] + 1));
+        for path in &files {
+            assert!(fs::metadata(path).expect("stat").len() <= 4096 || path.extension().is_some_and(|e| e == "gz"));
+        }
+    }
+
+    #[test]
+    fn rotates_when_the_day_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        log.write(b"yesterday\n", T);
+        log.write(b"today\n", T + 86_400_000);
+        log.finish(T);
+        let files = log_files(&dir.path().join("a.log"));
+        assert_eq!(files.len(), 2);
+        assert!(fs::read_to_string(&files[0]).expect("read").contains("yesterday"));
+        assert!(fs::read_to_string(&files[1]).expect("read").contains("today"));
+    }
+}

@@ -1,0 +1,180 @@
+//! The control API: HTTP + JSON on the home's Unix socket (mode 0600).
+//! Handlers only translate: every decision is the daemon loop's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, Health, StatusReply};
+
+use crate::daemon::{Request, Verb};
+use crate::procfs;
+
+#[derive(Clone)]
+struct ApiState {
+    requests: mpsc::Sender<Request>,
+    cpu: Arc<Mutex<HashMap<String, CpuSample>>>,
+}
+
+#[derive(Clone, Copy)]
+struct CpuSample {
+    pid: u32,
+    ticks: u64,
+    at: Instant,
+}
+
+/// Serves the API until the task is aborted.
+pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
+    let state = ApiState {
+        requests,
+        cpu: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let router = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/apply", post(apply))
+        .route("/v1/start", post(start))
+        .route("/v1/stop", post(stop))
+        .route("/v1/restart", post(restart))
+        .route("/v1/shutdown", post(shutdown))
+        .with_state(state);
+    if let Err(error) = axum::serve(listener, router).await {
+        tracing::error!("control API stopped: {error}");
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(ErrorReply { error: message.into() })).into_response()
+}
+
+fn gone() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down")
+}
+
+async fn ask<T>(state: &ApiState, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+    let (reply, answer) = oneshot::channel();
+    state.requests.send(make(reply)).await.ok()?;
+    answer.await.ok()
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let Some(views) = ask(&state, Request::Status).await else {
+        return gone();
+    };
+    // Sampling /proc is blocking work: keep it off the runtime's workers.
+    let cpu = state.cpu.clone();
+    let agents = tokio::task::spawn_blocking(move || {
+        let wanted = views.iter().any(|(view, _)| view.pid.is_some());
+        let samples = if wanted { procfs::sample_all() } else { HashMap::new() };
+        let mut by_group: HashMap<u32, (u64, u64)> = HashMap::new();
+        for sample in samples.values() {
+            let entry = by_group.entry(sample.pgid).or_default();
+            entry.0 += sample.rss_pages;
+            entry.1 += sample.cpu_ticks;
+        }
+        let page = procfs::page_size();
+        let ticks_per_second = procfs::ticks_per_second() as f64;
+        let now = Instant::now();
+        let mut previous = cpu.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        views
+            .into_iter()
+            .map(|(view, dropped)| {
+                let name = view.name.to_string();
+                let group = view.pid.and_then(|pid| by_group.get(&pid).copied());
+                let cpu_percent = match (view.pid, group) {
+                    (Some(pid), Some((_, ticks))) => {
+                        let last = previous.insert(name.clone(), CpuSample { pid, ticks, at: now });
+                        let (delta_ticks, seconds) = match last {
+                            Some(last) if last.pid == pid && now.duration_since(last.at).as_secs_f64() >= 0.05 => {
+                                (ticks.saturating_sub(last.ticks), now.duration_since(last.at).as_secs_f64())
+                            }
+                            _ => (ticks, view.uptime.map(|uptime| uptime.as_secs_f64()).unwrap_or(0.0)),
+                        };
+                        (seconds > 0.0).then(|| {
+                            let percent = delta_ticks as f64 / ticks_per_second / seconds * 100.0;
+                            (percent * 10.0).round() / 10.0
+                        })
+                    }
+                    _ => None,
+                };
+                AgentStatus {
+                    name,
+                    state: view.state,
+                    pid: view.pid,
+                    restarts: view.restarts,
+                    uptime_secs: view.uptime.map(|uptime| uptime.as_secs()),
+                    memory_bytes: group.map(|(pages, _)| pages * page),
+                    cpu_percent,
+                    health: Health::Unknown,
+                    last_exit: view.last_exit,
+                    log_dropped_lines: dropped,
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match agents {
+        Ok(agents) => Json(StatusReply { agents }).into_response(),
+        Err(join_error) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("sampling failed: {join_error}")),
+    }
+}
+
+async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>) -> Response {
+    let path = std::path::PathBuf::from(request.path);
+    let answer = ask(&state, |reply| Request::Apply {
+        path,
+        start_stopped: request.start_stopped,
+        reply,
+    })
+    .await;
+    match answer {
+        Some(Ok(reply)) => Json(reply).into_response(),
+        Some(Err(message)) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+        None => gone(),
+    }
+}
+
+async fn agents(state: ApiState, verb: Verb, request: AgentsRequest) -> Response {
+    if request.names.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "name at least one agent, or `all`");
+    }
+    let answer = ask(&state, |reply| Request::Agents {
+        verb,
+        names: request.names,
+        reply,
+    })
+    .await;
+    match answer {
+        Some(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Some(Err(message)) => error(StatusCode::NOT_FOUND, message),
+        None => gone(),
+    }
+}
+
+async fn start(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
+    agents(state, Verb::Start, request).await
+}
+
+async fn stop(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
+    agents(state, Verb::Stop, request).await
+}
+
+async fn restart(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
+    agents(state, Verb::Restart, request).await
+}
+
+async fn shutdown(State(state): State<ApiState>) -> Response {
+    // Answer at once: the caller watches the daemon's lock to see it exit.
+    let (reply, _answer) = oneshot::channel();
+    match state.requests.send(Request::Shutdown(reply)).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(_) => gone(),
+    }
+}

@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""data-processor: aggregates CSV files dropped into incoming/.
+
+Every 0.5 s it looks for *.csv files in incoming/ (relative to its working
+directory). The first row is the header; the first column is the key rows
+are grouped by (e.g. `customer`) and every other column whose values are
+numbers (e.g. `amount`) is summed per key. Columns that are mostly text are
+ignored. For sales.csv it writes processed/sales.summary.json:
+
+  {"source": "sales.csv", "key_column": "customer",
+   "value_columns": ["amount"], "rows_used": 5, "rows_skipped": 1,
+   "groups": {"alice": {"rows": 2, "amount": 30.5}, ...},
+   "totals": {"rows": 5, "amount": 120.0}, ...}
+
+and moves the CSV to archive/. A bad row (wrong number of fields, empty key,
+text where a number belongs) is logged and skipped; a file that cannot be
+read at all, or has no usable row, goes to failed/. The agent itself never
+stops over a bad file.
+
+Environment:
+  PORT          loopback port for GET /health (default 8702)
+  SEED_SAMPLES  "1" drops a sample CSV into incoming/ on the first start
+
+Standard library only (Python 3.11+).
+"""
+
+import csv
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+AGENT = "data-processor"
+DEFAULT_PORT = 8702
+POLL_SECONDS = 0.5
+# A file modified more recently than this may still be being written: it is
+# picked up on a later poll.
+SETTLE_SECONDS = 0.3
+MAX_CSV_BYTES = 64 * 1024 * 1024
+# Bad rows logged one by one per file; the rest are only counted.
+MAX_BAD_ROWS_LOGGED = 10
+
+INCOMING = Path("incoming")
+PROCESSED = Path("processed")
+ARCHIVE = Path("archive")
+FAILED = Path("failed")
+SEED_MARKER = Path(".seeded")
+
+SAMPLE_CSV = """\
+customer,amount,items,note
+alice,19.99,1,first order
+bob,5.00,2,
+alice,42.50,3,gift wrap
+carol,12.00,1,
+bob,not-a-number,1,this row is skipped
+dave,7.25,1,
+carol,3.75,2,
+"""
+
+
+# --- plumbing shared by the three example agents ----------------------------
+
+
+def log(message):
+    """One line per event on stdout, prefixed with the agent's name."""
+    line = f"{AGENT}: " + str(message).replace("\r", "\\r").replace("\n", "\\n")
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        pass  # stdout is gone (the supervisor went away): keep working anyway
+
+
+class Stats:
+    """Counters read by the /health handler thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.handled = 0
+        self.failed = 0
+        self.details = {}  # extra, agent-specific fields for /health
+
+    def count(self, field, by=1):
+        with self.lock:
+            setattr(self, field, getattr(self, field) + by)
+
+    def count_detail(self, field, by=1):
+        with self.lock:
+            self.details[field] = self.details.get(field, 0) + by
+
+    def health(self):
+        with self.lock:
+            return {
+                "status": "stopping" if stopping() else "ok",
+                "agent": AGENT,
+                "pid": os.getpid(),
+                "handled": self.handled,
+                "failed": self.failed,
+                "uptime_secs": round(time.monotonic() - self.started, 1),
+                **self.details,
+            }
+
+
+# Set from the signal handler, read by the main loop. A plain flag rather than
+# a threading.Event: Event.set() takes a lock the interrupted main thread may
+# be holding, and a signal handler must not block.
+_stop_signal = None
+
+
+def _on_signal(signum, _frame):
+    global _stop_signal
+    _stop_signal = signum
+
+
+def stopping():
+    return _stop_signal is not None
+
+
+def sleep_unless_stopped(seconds):
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.1))
+
+
+def port_from_env():
+    raw = os.environ.get("PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    try:
+        port = int(raw)
+        if not 0 <= port <= 65535:
+            raise ValueError
+        return port
+    except ValueError:
+        log(f"error: PORT={raw!r} is not a port number; using {DEFAULT_PORT}")
+        return DEFAULT_PORT
+
+
+def start_health_server(port, stats):
+    """Serves GET /health on 127.0.0.1:port in a daemon thread.
+
+    Returns the port actually bound (PORT=0 picks a free one), or None when
+    the port cannot be bound: the agent then carries on without it.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"{AGENT}/1"
+        timeout = 5
+
+        def do_GET(self):
+            if urlsplit(self.path).path == "/health":
+                self.reply(200, stats.health())
+            else:
+                self.reply(404, {"error": "not found", "try": "/health"})
+
+        def reply(self, status, payload):
+            body = (json.dumps(payload) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass  # no access log: a poller would flood the agent's log
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        log(
+            f"error: cannot serve /health on 127.0.0.1:{port}: "
+            f"{error.strerror or error}; carrying on without a health endpoint"
+        )
+        return None
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.25},
+        name="health",
+        daemon=True,
+    ).start()
+    return server.server_address[1]
+
+
+def unique_path(directory, name):
+    """directory/name, or directory/STEM-2.EXT ... when that is taken."""
+    candidate = directory / name
+    if not candidate.exists():
+        return candidate
+    dot = name.find(".", 1)
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in range(2, 100_000):
+        candidate = directory / f"{stem}-{n}{ext}"
+        if not candidate.exists():
+            return candidate
+    return directory / f"{stem}-{time.time_ns()}{ext}"
+
+
+def write_atomically(path, text):
+    """Writes a hidden temporary file and renames it, so that readers (the
+    report generator) never see half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def seed_enabled():
+    return os.environ.get("SEED_SAMPLES", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def utc_now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the agent itself --------------------------------------------------------
+
+
+class BadFile(Exception):
+    """The whole file is unusable; it goes to failed/."""
+
+
+CURRENCY_SIGNS = "$€£¥"
+
+
+THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+
+
+def parse_number(raw):
+    """A Decimal from e.g. "12", "-3.5", "1e3", "$1,234.50"; None for text,
+    NaN, infinities and absurd magnitudes (beyond 1e30 or below 1e-30)."""
+    text = raw.strip().replace("_", "")
+    if text[:1] in CURRENCY_SIGNS:
+        text = text[1:]
+    elif text[:1] == "-" and text[1:2] in CURRENCY_SIGNS:
+        text = "-" + text[2:]
+    if "," in text:
+        if not THOUSANDS.fullmatch(text):
+            return None  # "12,5" is ambiguous: not guessed at
+        text = text.replace(",", "")
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    if not number.is_finite() or (number and abs(number.adjusted()) > 30):
+        return None
+    return number
+
+
+def as_json_number(number):
+    """Decimal sums stay exact (no 0.30000000000000004); JSON gets an int
+    when the value is whole, else a float."""
+    if number == number.to_integral_value():
+        return int(number)
+    return float(number)
+
+
+def header_names(row):
+    names, seen = [], set()
+    for index, cell in enumerate(row):
+        name = cell.strip() or f"column_{index + 1}"
+        base, n = name, 2
+        while name in seen:
+            name = f"{base}_{n}"
+            n += 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def summarise(path, bad_row):
+    """Reads one CSV and returns its summary dict; calls bad_row(line, reason)
+    for each skipped row. Raises BadFile when nothing useful can be made of it."""
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise BadFile(f"too large ({size} bytes, the limit is {MAX_CSV_BYTES})")
+    try:
+        rows = []
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                rows.append((reader.line_num, row))
+    except UnicodeDecodeError as error:
+        raise BadFile(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise BadFile(f"not readable as CSV: {error}") from None
+
+    rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
+    if not rows:
+        raise BadFile("the file is empty")
+    _, header = rows[0]
+    columns = header_names(header)
+    if len(columns) < 2:
+        raise BadFile(f"the header {header!r} has fewer than two columns")
+    key_column, other_columns = columns[0], columns[1:]
+
+    # Well-formed rows first: right width, non-empty key.
+    data = []
+    for line, row in rows[1:]:
+        if len(row) != len(columns):
+            bad_row(line, f"{len(row)} fields, the header has {len(columns)}")
+        elif not row[0].strip():
+            bad_row(line, f"empty {key_column!r}")
+        else:
+            data.append((line, row))
+    if not data:
+        raise BadFile("no usable data rows")
+
+    # A column holds numbers when most of its non-empty cells are numbers.
+    value_columns, ignored_columns = [], []
+    for offset, name in enumerate(other_columns, start=1):
+        cells = [row[offset] for _, row in data if row[offset].strip()]
+        numeric = sum(parse_number(cell) is not None for cell in cells)
+        (value_columns if cells and numeric * 2 > len(cells) else ignored_columns).append(
+            (offset, name)
+        )
+
+    groups = {}
+    used = 0
+    for line, row in data:
+        values = {}
+        for offset, name in value_columns:
+            number = parse_number(row[offset]) if row[offset].strip() else None
+            if number is None:
+                shown = row[offset] if len(row[offset]) <= 40 else row[offset][:37] + "..."
+                bad_row(line, f"{name} {shown!r} is not a number")
+                break
+            values[name] = number
+        else:
+            key = row[0].strip()
+            group = groups.setdefault(
+                key, {"rows": 0, **{name: Decimal(0) for _, name in value_columns}}
+            )
+            group["rows"] += 1
+            for name, number in values.items():
+                group[name] += number
+            used += 1
+    if used == 0:
+        raise BadFile("every data row is bad")
+
+    totals = {"rows": used, **{name: Decimal(0) for _, name in value_columns}}
+    for group in groups.values():
+        for _, name in value_columns:
+            totals[name] += group[name]
+
+    def plain(record):
+        return {field: as_json_number(v) if isinstance(v, Decimal) else v for field, v in record.items()}
+
+    return {
+        "source": path.name,
+        "processed_at": utc_now(),
+        "key_column": key_column,
+        "value_columns": [name for _, name in value_columns],
+        "ignored_columns": [name for _, name in ignored_columns],
+        "rows_total": len(rows) - 1,
+        "rows_used": used,
+        "rows_skipped": len(rows) - 1 - used,
+        "group_count": len(groups),
+        "groups": {key: plain(group) for key, group in sorted(groups.items())},
+        "totals": plain(totals),
+    }
+
+
+def handle(path, stats):
+    bad_rows = []
+
+    def log_bad_rows():
+        # Found in two passes (shape, then values): logged in line order.
+        bad_rows.sort()
+        for line, reason in bad_rows[:MAX_BAD_ROWS_LOGGED]:
+            log(f"{path.name} line {line}: skipped bad row: {reason}")
+        if len(bad_rows) > MAX_BAD_ROWS_LOGGED:
+            log(f"{path.name}: ... and {len(bad_rows) - MAX_BAD_ROWS_LOGGED} more bad rows skipped")
+
+    try:
+        summary = summarise(path, lambda line, reason: bad_rows.append((line, reason)))
+        stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+        summary_path = unique_path(PROCESSED, f"{stem}.summary.json")
+        write_atomically(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        archive_path = unique_path(ARCHIVE, path.name)
+        os.replace(path, archive_path)
+    except FileNotFoundError:
+        return  # taken away while we looked at it: nothing to do
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the agent
+        reason = str(error) if isinstance(error, BadFile) else f"{type(error).__name__}: {error}"
+        stats.count("failed")
+        log_bad_rows()
+        try:
+            failed_path = unique_path(FAILED, path.name)
+            os.replace(path, failed_path)
+            log(f"{path.name} failed: {reason}; moved to {failed_path}")
+        except OSError as move_error:
+            log(f"{path.name} failed: {reason}; and could not be moved to {FAILED}/: {move_error}")
+            raise
+        return
+
+    log_bad_rows()
+    stats.count("handled")
+    stats.count_detail("rows_used", summary["rows_used"])
+    stats.count_detail("rows_skipped", summary["rows_skipped"])
+    totals = ", ".join(
+        f"{name}={value}" for name, value in summary["totals"].items() if name != "rows"
+    )
+    log(
+        f"{path.name}: {summary['rows_used']} rows in {summary['group_count']} "
+        f"{summary['key_column']} groups, {summary['rows_skipped']} skipped"
+        f"{'; totals ' + totals if totals else '; no numeric columns, counted rows only'}"
+        f" -> {summary_path}; moved to {archive_path}"
+    )
+
+
+def pending_files(skip):
+    now = time.time()
+    found = []
+    for entry in os.scandir(INCOMING):
+        name = entry.name
+        if name.startswith(".") or not name.lower().endswith(".csv"):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            info = entry.stat()
+        except OSError:
+            continue
+        if (name, info.st_mtime_ns, info.st_size) in skip:
+            continue
+        if 0 <= now - info.st_mtime < SETTLE_SECONDS:
+            continue
+        found.append((info.st_mtime, name, info))
+    found.sort()
+    return found
+
+
+def ensure_dirs():
+    for directory in (INCOMING, PROCESSED, ARCHIVE, FAILED):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def seed():
+    if not seed_enabled() or SEED_MARKER.exists():
+        return
+    sample = INCOMING / "sample-sales.csv"
+    write_atomically(sample, SAMPLE_CSV)
+    SEED_MARKER.write_text(f"seeded {utc_now()}\n", encoding="utf-8")
+    log(f"SEED_SAMPLES is set: dropped a sample CSV into {sample}")
+
+
+def main():
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    stats = Stats()
+    stats.details.update(rows_used=0, rows_skipped=0)
+    port = port_from_env()
+    log(f"starting: pid={os.getpid()} port={port} cwd={Path.cwd()}")
+    bound = start_health_server(port, stats)
+    if bound is not None:
+        log(f"health endpoint on http://127.0.0.1:{bound}/health")
+
+    try:
+        ensure_dirs()
+        seed()
+    except OSError as error:
+        log(f"error: cannot set up {INCOMING}/, {PROCESSED}/, {ARCHIVE}/, {FAILED}/: {error}")
+        return 1
+    log(f"watching {INCOMING.resolve()} for *.csv files every {POLL_SECONDS}s")
+
+    # Files that could be neither processed nor moved away: not retried
+    # (until they change) so that the log is not flooded every 0.5 s.
+    skip = set()
+    while not stopping():
+        try:
+            ensure_dirs()
+            for _mtime, name, info in pending_files(skip):
+                if stopping():
+                    break
+                try:
+                    handle(INCOMING / name, stats)
+                except OSError:
+                    skip.add((name, info.st_mtime_ns, info.st_size))
+        except Exception as error:  # noqa: BLE001 - e.g. incoming/ removed under our feet
+            log(f"error: poll failed: {type(error).__name__}: {error}")
+        sleep_unless_stopped(POLL_SECONDS)
+
+    name = signal.Signals(_stop_signal).name
+    log(f"received {name}: shutting down ({stats.handled} processed, {stats.failed} failed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+"""report-generator: summarises what the other two agents did.
+
+Every REPORT_INTERVAL seconds it writes reports/report-YYYYmmddTHHMMSS.md
+(UTC) from what it finds on disk next to it:
+
+  ../customer-support/  replies in outbox/ (by category), tickets in done/,
+                        failed/ and still waiting in inbox/
+  ../data-processor/    the summary JSONs in processed/ (rows, groups and
+                        totals per file, grand totals per column), CSVs in
+                        archive/, failed/ and still waiting in incoming/
+
+and keeps only the newest 20 reports. A missing folder counts as empty and a
+corrupt summary is reported and skipped: the agent never stops over them.
+
+Environment:
+  PORT             loopback port for GET /health (default 8703)
+  REPORT_INTERVAL  seconds between reports (default 10, at least 1)
+  SUPPORT_DIR      where customer-support runs (default ../customer-support)
+  PROCESSOR_DIR    where data-processor runs (default ../data-processor)
+
+Standard library only (Python 3.11+).
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+AGENT = "report-generator"
+DEFAULT_PORT = 8703
+DEFAULT_INTERVAL = 10.0
+KEEP_REPORTS = 20
+LATEST_ROWS = 10  # replies / summaries listed one by one in a report
+
+REPORTS = Path("reports")
+SUPPORT_DIR = Path(os.environ.get("SUPPORT_DIR") or "../customer-support")
+PROCESSOR_DIR = Path(os.environ.get("PROCESSOR_DIR") or "../data-processor")
+CATEGORIES = ("refund", "password", "shipping", "generic")
+
+
+# --- plumbing shared by the three example agents ----------------------------
+
+
+def log(message):
+    """One line per event on stdout, prefixed with the agent's name."""
+    line = f"{AGENT}: " + str(message).replace("\r", "\\r").replace("\n", "\\n")
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        pass  # stdout is gone (the supervisor went away): keep working anyway
+
+
+class Stats:
+    """Counters read by the /health handler thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.handled = 0
+        self.failed = 0
+        self.details = {}  # extra, agent-specific fields for /health
+
+    def count(self, field, by=1):
+        with self.lock:
+            setattr(self, field, getattr(self, field) + by)
+
+    def count_detail(self, field, by=1):
+        with self.lock:
+            self.details[field] = self.details.get(field, 0) + by
+
+    def health(self):
+        with self.lock:
+            return {
+                "status": "stopping" if stopping() else "ok",
+                "agent": AGENT,
+                "pid": os.getpid(),
+                "handled": self.handled,
+                "failed": self.failed,
+                "uptime_secs": round(time.monotonic() - self.started, 1),
+                **self.details,
+            }
+
+
+# Set from the signal handler, read by the main loop. A plain flag rather than
+# a threading.Event: Event.set() takes a lock the interrupted main thread may
+# be holding, and a signal handler must not block.
+_stop_signal = None
+
+
+def _on_signal(signum, _frame):
+    global _stop_signal
+    _stop_signal = signum
+
+
+def stopping():
+    return _stop_signal is not None
+
+
+def sleep_unless_stopped(seconds):
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.1))
+
+
+def port_from_env():
+    raw = os.environ.get("PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    try:
+        port = int(raw)
+        if not 0 <= port <= 65535:
+            raise ValueError
+        return port
+    except ValueError:
+        log(f"error: PORT={raw!r} is not a port number; using {DEFAULT_PORT}")
+        return DEFAULT_PORT
+
+
+def start_health_server(port, stats):
+    """Serves GET /health on 127.0.0.1:port in a daemon thread.
+
+    Returns the port actually bound (PORT=0 picks a free one), or None when
+    the port cannot be bound: the agent then carries on without it.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"{AGENT}/1"
+        timeout = 5
+
+        def do_GET(self):
+            if urlsplit(self.path).path == "/health":
+                self.reply(200, stats.health())
+            else:
+                self.reply(404, {"error": "not found", "try": "/health"})
+
+        def reply(self, status, payload):
+            body = (json.dumps(payload) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass  # no access log: a poller would flood the agent's log
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        log(
+            f"error: cannot serve /health on 127.0.0.1:{port}: "
+            f"{error.strerror or error}; carrying on without a health endpoint"
+        )
+        return None
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.25},
+        name="health",
+        daemon=True,
+    ).start()
+    return server.server_address[1]
+
+
+def unique_path(directory, name):
+    """directory/name, or directory/STEM-2.EXT ... when that is taken."""
+    candidate = directory / name
+    if not candidate.exists():
+        return candidate
+    dot = name.find(".", 1)
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in range(2, 100_000):
+        candidate = directory / f"{stem}-{n}{ext}"
+        if not candidate.exists():
+            return candidate
+    return directory / f"{stem}-{time.time_ns()}{ext}"
+
+
+def write_atomically(path, text):
+    """Writes a hidden temporary file and renames it, so that readers (the
+    report generator) never see half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def seed_enabled():
+    return os.environ.get("SEED_SAMPLES", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def utc_now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the agent itself --------------------------------------------------------
+
+
+def interval_from_env():
+    raw = os.environ.get("REPORT_INTERVAL", "").strip()
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        seconds = float(raw)
+        if not 1 <= seconds <= 86400:
+            raise ValueError
+        return seconds
+    except ValueError:
+        log(f"error: REPORT_INTERVAL={raw!r} is not a number of seconds between 1 and 86400; using {DEFAULT_INTERVAL:g}")
+        return DEFAULT_INTERVAL
+
+
+def files_in(directory, suffix=""):
+    """Visible regular files in directory, newest first; None if it is missing."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        log(f"error: cannot list {directory}: {error}")
+        return None
+    found = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(suffix):
+            continue
+        try:
+            if entry.is_file():
+                found.append((entry.stat().st_mtime, entry.name))
+        except OSError:
+            continue  # removed while we looked
+    found.sort(reverse=True)
+    return [Path(directory) / name for _, name in found]
+
+
+def count(directory, suffix=""):
+    files = files_in(directory, suffix)
+    return "missing" if files is None else str(len(files))
+
+
+def cell(value, width=60):
+    """Text made safe for one Markdown table cell."""
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def number(value):
+    """A JSON number as an exact Decimal, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+def show(value):
+    if value == value.to_integral_value():
+        return f"{int(value):,}"
+    return f"{value.normalize():,f}"
+
+
+def reply_headers(path):
+    headers = {}
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for _, line in zip(range(10), handle):
+                key, sep, value = line.partition(":")
+                if not sep or not line.strip():
+                    break
+                headers[key.strip().lower()] = value.strip()
+    except OSError:
+        pass
+    return headers
+
+
+def support_section():
+    lines = [f"## customer-support", ""]
+    replies = files_in(SUPPORT_DIR / "outbox", ".txt")
+    if replies is None:
+        lines += [f"No `{SUPPORT_DIR / 'outbox'}` folder yet: the agent has not run here.", ""]
+        return lines, 0
+    headers = [(path, reply_headers(path)) for path in replies]
+    categories = Counter(h.get("category", "unknown") for _, h in headers)
+    breakdown = ", ".join(
+        f"{name} {categories[name]}" for name in (*CATEGORIES, *sorted(set(categories) - set(CATEGORIES)))
+        if categories[name] or name in CATEGORIES
+    )
+    lines += [
+        f"- Replies written (`outbox/`): **{len(replies)}** ({breakdown})",
+        f"- Tickets answered (`done/`): {count(SUPPORT_DIR / 'done')}",
+        f"- Tickets that failed (`failed/`): {count(SUPPORT_DIR / 'failed')}",
+        f"- Tickets waiting (`inbox/`): {count(SUPPORT_DIR / 'inbox')}",
+        "",
+    ]
+    if headers:
+        lines += [
+            f"### Latest replies", "",
+            "| Reply | To | Category | Subject |",
+            "|---|---|---|---|",
+        ]
+        for path, h in headers[:LATEST_ROWS]:
+            lines.append(
+                f"| {cell(path.name, 40)} | {cell(h.get('to', '?'), 40)} "
+                f"| {cell(h.get('category', '?'), 12)} | {cell(h.get('subject', ''))} |"
+            )
+        lines.append("")
+    return lines, len(replies)
+
+
+def processor_section(warned):
+    lines = ["## data-processor", ""]
+    summaries = files_in(PROCESSOR_DIR / "processed", ".summary.json")
+    if summaries is None:
+        lines += [f"No `{PROCESSOR_DIR / 'processed'}` folder yet: the agent has not run here.", ""]
+        return lines, 0
+    readable = []
+    unreadable = []
+    for path in summaries:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if not isinstance(data.get("totals", {}), dict):
+                raise ValueError('"totals" is not an object')
+        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            unreadable.append(path.name)
+            if path.name not in warned:
+                warned.add(path.name)
+                log(f"skipping unreadable summary {path}: {error}")
+            continue
+        readable.append((path, data))
+
+    rows_used = sum(n for _, d in readable if isinstance(n := d.get("rows_used"), int))
+    rows_skipped = sum(n for _, d in readable if isinstance(n := d.get("rows_skipped"), int))
+    lines += [
+        f"- Summaries (`processed/`): **{len(summaries)}**"
+        + (f", of which {len(unreadable)} unreadable ({', '.join(unreadable[:5])})" if unreadable else ""),
+        f"- Rows aggregated: {rows_used:,}; bad rows skipped: {rows_skipped:,}",
+        f"- CSV files archived (`archive/`): {count(PROCESSOR_DIR / 'archive')}",
+        f"- CSV files that failed (`failed/`): {count(PROCESSOR_DIR / 'failed')}",
+        f"- CSV files waiting (`incoming/`): {count(PROCESSOR_DIR / 'incoming')}",
+        "",
+    ]
+
+    grand = {}
+    for _, data in readable:
+        for column, value in data.get("totals", {}).items():
+            if column != "rows" and (amount := number(value)) is not None:
+                grand[column] = grand.get(column, Decimal(0)) + amount
+    if grand:
+        lines += ["### Totals over all summaries", "", "| Column | Total |", "|---|---:|"]
+        lines += [f"| {cell(column, 40)} | {show(total)} |" for column, total in sorted(grand.items())]
+        lines.append("")
+
+    if readable:
+        lines += [
+            "### Latest files", "",
+            "| File | Grouped by | Groups | Rows used | Skipped | Totals |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for path, data in readable[:LATEST_ROWS]:
+            totals = ", ".join(
+                f"{column} {show(amount)}"
+                for column, value in data.get("totals", {}).items()
+                if column != "rows" and (amount := number(value)) is not None
+            )
+            groups = data.get("groups")
+            lines.append(
+                f"| {cell(data.get('source', path.name), 40)} | {cell(data.get('key_column', '?'), 20)} "
+                f"| {len(groups) if isinstance(groups, dict) else '?'} | {data.get('rows_used', '?')} "
+                f"| {data.get('rows_skipped', '?')} | {cell(totals or '-', 80)} |"
+            )
+        lines.append("")
+    return lines, len(summaries)
+
+
+def write_report(interval, warned):
+    now = datetime.now(timezone.utc)
+    path = REPORTS / f"report-{now.strftime('%Y%m%dT%H%M%S')}.md"
+    support_lines, replies = support_section()
+    processor_lines, summaries = processor_section(warned)
+    text = "\n".join(
+        [
+            f"# Activity report, {now.strftime('%Y-%m-%d %H:%M:%S')} UTC",
+            "",
+            f"Written by `{AGENT}` (pid {os.getpid()}) every {interval:g} s; "
+            f"the newest {KEEP_REPORTS} reports are kept.",
+            "",
+            *support_lines,
+            *processor_lines,
+        ]
+    )
+    write_atomically(path, text)
+    return path, replies, summaries
+
+
+def prune():
+    reports = sorted(REPORTS.glob("report-*.md"))
+    old = reports[:-KEEP_REPORTS] if len(reports) > KEEP_REPORTS else []
+    for path in old:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    return len(old)
+
+
+def main():
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    stats = Stats()
+    stats.details.update(last_report=None)
+    port = port_from_env()
+    interval = interval_from_env()
+    log(f"starting: pid={os.getpid()} port={port} cwd={Path.cwd()}")
+    bound = start_health_server(port, stats)
+    if bound is not None:
+        log(f"health endpoint on http://127.0.0.1:{bound}/health")
+    stats.details.update(interval_secs=interval)
+
+    try:
+        REPORTS.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        log(f"error: cannot create {REPORTS}/: {error}")
+        return 1
+    log(
+        f"writing a report every {interval:g}s into {REPORTS.resolve()} about "
+        f"{SUPPORT_DIR.resolve()} and {PROCESSOR_DIR.resolve()}"
+    )
+
+    warned = set()  # corrupt summaries already logged
+    next_report = time.monotonic() + interval
+    while not stopping():
+        sleep_unless_stopped(next_report - time.monotonic())
+        if stopping():
+            break
+        next_report += interval
+        if next_report < time.monotonic():  # fell behind (suspended?): do not burst
+            next_report = time.monotonic() + interval
+        try:
+            REPORTS.mkdir(parents=True, exist_ok=True)
+            path, replies, summaries = write_report(interval, warned)
+            removed = prune()
+        except Exception as error:  # noqa: BLE001 - try again next interval
+            stats.count("failed")
+            log(f"error: report failed: {type(error).__name__}: {error}")
+            continue
+        stats.count("handled")
+        with stats.lock:
+            stats.details["last_report"] = str(path)
+        log(
+            f"wrote {path} ({replies} replies, {summaries} data summaries)"
+            + (f"; removed {removed} old report{'s' if removed != 1 else ''}" if removed else "")
+        )
+
+    name = signal.Signals(_stop_signal).name
+    log(f"received {name}: shutting down ({stats.handled} written, {stats.failed} failed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
