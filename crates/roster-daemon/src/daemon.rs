@@ -154,13 +154,17 @@ fn take_lock(home: &Home) -> Result<File, DaemonError> {
         .map_err(io_error("opening the lock", &path))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+        let pid = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         return Err(DaemonError::AlreadyRunning {
             home: home.root().to_path_buf(),
             pid,
         });
     }
-    file.set_len(0).map_err(io_error("writing the lock", &path))?;
+    file.set_len(0)
+        .map_err(io_error("writing the lock", &path))?;
     write!(file, "{}", std::process::id()).map_err(io_error("writing the lock", &path))?;
     Ok(file)
 }
@@ -173,17 +177,25 @@ async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
     let _ = std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700));
     let lock = take_lock(&home)?;
     if let Err(error) = spawn::become_subreaper() {
-        tracing::warn!("could not become a child subreaper: {error}; double-forked agents may escape");
+        tracing::warn!(
+            "could not become a child subreaper: {error}; double-forked agents may escape"
+        );
     }
     let journal = Journal::open(&home.journal())?;
-    journal.record(Row::now(None, "daemon_started", Some(std::process::id()), format!("daemon started for {}", home.root().display())));
+    journal.record(Row::now(
+        None,
+        "daemon_started",
+        Some(std::process::id()),
+        format!("daemon started for {}", home.root().display()),
+    ));
 
     stop_stale_processes(&home, &journal).await;
 
     let (request_sender, mut requests) = mpsc::channel::<Request>(256);
     let socket_path = home.socket();
     let _ = std::fs::remove_file(&socket_path);
-    let listener = tokio::net::UnixListener::bind(&socket_path).map_err(io_error("listening on", &socket_path))?;
+    let listener = tokio::net::UnixListener::bind(&socket_path)
+        .map_err(io_error("listening on", &socket_path))?;
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("securing", &socket_path))?;
     let server = tokio::spawn(server::serve(listener, request_sender.clone()));
@@ -282,7 +294,11 @@ impl Daemon {
                     .collect();
                 let _ = reply.send(views);
             }
-            Request::Apply { path, start_stopped, reply } => {
+            Request::Apply {
+                path,
+                start_stopped,
+                reply,
+            } => {
                 let result = if self.shutting_down {
                     Err("the daemon is shutting down".to_owned())
                 } else {
@@ -319,7 +335,12 @@ impl Daemon {
                 return Err(format!(
                     "no agent named {}; known agents: {}",
                     unknown.join(", "),
-                    self.supervisor.names().iter().map(AgentName::as_str).collect::<Vec<_>>().join(", ")
+                    self.supervisor
+                        .names()
+                        .iter()
+                        .map(AgentName::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             targets
@@ -341,7 +362,8 @@ impl Daemon {
             Ok(text) => text,
             Err(error) => {
                 let message = format!("cannot read {display}: {error}");
-                self.journal.record(Row::now(None, "config_rejected", None, message.clone()));
+                self.journal
+                    .record(Row::now(None, "config_rejected", None, message.clone()));
                 return Err(message);
             }
         };
@@ -354,13 +376,18 @@ impl Daemon {
                     None,
                     "config_rejected",
                     None,
-                    format!("{display}: {} problem(s); the previous config stays", error.diagnostics.len()),
+                    format!(
+                        "{display}: {} problem(s); the previous config stays",
+                        error.diagnostics.len()
+                    ),
                 ));
                 return Err(message);
             }
         };
         self.log_config.send_replace(config.log.clone());
-        let summary = self.supervisor.handle_apply(Instant::now(), &config, start_stopped);
+        let summary = self
+            .supervisor
+            .handle_apply(Instant::now(), &config, start_stopped);
         self.journal.record(Row::now(
             None,
             "config_applied",
@@ -379,7 +406,12 @@ impl Daemon {
     fn begin_shutdown(&mut self, why: &str) {
         if !self.shutting_down {
             self.shutting_down = true;
-            self.journal.record(Row::now(None, "daemon_stopping", None, format!("stopping every agent ({why})")));
+            self.journal.record(Row::now(
+                None,
+                "daemon_stopping",
+                None,
+                format!("stopping every agent ({why})"),
+            ));
         }
         self.supervisor.handle_stop_all(Instant::now());
     }
@@ -401,7 +433,8 @@ impl Daemon {
             match action {
                 Action::Spawn { agent } => {
                     let result = self.spawn(&agent);
-                    self.supervisor.handle_spawned(Instant::now(), &agent, result);
+                    self.supervisor
+                        .handle_spawned(Instant::now(), &agent, result);
                 }
                 Action::Signal { agent, pid, signal } => {
                     if let Err(error) = spawn::signal_group(pid, signal.number()) {
@@ -414,7 +447,12 @@ impl Daemon {
                 Action::Cleanup { agent, pid } => {
                     let _ = spawn::signal_group(pid, libc::SIGKILL);
                     for stray in self.strays_of(Some(&agent)) {
-                        self.journal.record(Row::now(Some(agent.as_str()), "stray_killed", Some(stray), format!("pid {stray} outlived its agent's main process: SIGKILL")));
+                        self.journal.record(Row::now(
+                            Some(agent.as_str()),
+                            "stray_killed",
+                            Some(stray),
+                            format!("pid {stray} outlived its agent's main process: SIGKILL"),
+                        ));
                         spawn::signal_process(stray, libc::SIGKILL);
                     }
                 }
@@ -437,7 +475,8 @@ impl Daemon {
 
     fn spawn(&mut self, agent: &AgentName) -> Result<u32, String> {
         if !self.io.contains_key(agent) {
-            let (read, write) = spawn::log_pipe().map_err(|error| format!("creating the log pipe: {error}"))?;
+            let (read, write) =
+                spawn::log_pipe().map_err(|error| format!("creating the log pipe: {error}"))?;
             let dropped = Arc::new(AtomicU64::new(0));
             let writer = LogWriter::open(
                 agent.as_str(),
@@ -452,7 +491,14 @@ impl Daemon {
                 self.log_config.subscribe(),
                 self.trouble_sender.clone(),
             ));
-            self.io.insert(agent.clone(), AgentIo { pipe_write: write, dropped, pump });
+            self.io.insert(
+                agent.clone(),
+                AgentIo {
+                    pipe_write: write,
+                    dropped,
+                    pump,
+                },
+            );
         }
         let (Some(spec), Some(io)) = (self.supervisor.spec(agent), self.io.get(agent)) else {
             return Err("unknown agent".into());
@@ -463,13 +509,20 @@ impl Daemon {
     /// Direct children of the daemon that are no agent's main process:
     /// orphans inherited as subreaper. With `agent`, only that agent's.
     fn strays_of(&self, agent: Option<&AgentName>) -> Vec<u32> {
-        let mains: Vec<u32> = self.supervisor.main_pids().into_iter().map(|(_, pid)| pid).collect();
+        let mains: Vec<u32> = self
+            .supervisor
+            .main_pids()
+            .into_iter()
+            .map(|(_, pid)| pid)
+            .collect();
         procfs::own_children()
             .into_iter()
             .filter(|pid| !mains.contains(pid))
             .filter(|pid| match agent {
                 None => true,
-                Some(agent) => procfs::roster_markers(*pid).is_some_and(|(_, name)| name == agent.as_str()),
+                Some(agent) => {
+                    procfs::roster_markers(*pid).is_some_and(|(_, name)| name == agent.as_str())
+                }
             })
             .collect()
     }
@@ -515,10 +568,18 @@ impl Daemon {
             for pid in self.strays_of(None) {
                 spawn::signal_process(pid, libc::SIGKILL);
             }
-            self.journal.record(Row::now(None, "strays_stopped", None, format!("{} stray process(es) stopped", strays.len())));
+            self.journal.record(Row::now(
+                None,
+                "strays_stopped",
+                None,
+                format!("{} stray process(es) stopped", strays.len()),
+            ));
         }
         while spawn::reap_one().is_some() {}
-        let pumps: Vec<JoinHandle<()>> = std::mem::take(&mut self.io).into_values().map(|io| io.pump).collect();
+        let pumps: Vec<JoinHandle<()>> = std::mem::take(&mut self.io)
+            .into_values()
+            .map(|io| io.pump)
+            .collect();
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
             for pump in pumps {
                 let _ = pump.await;
@@ -526,9 +587,16 @@ impl Daemon {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("some log pipes are still held open by processes outside roster's reach");
+            tracing::warn!(
+                "some log pipes are still held open by processes outside roster's reach"
+            );
         }
-        self.journal.record(Row::now(None, "daemon_stopped", Some(std::process::id()), "daemon stopped"));
+        self.journal.record(Row::now(
+            None,
+            "daemon_stopped",
+            Some(std::process::id()),
+            "daemon stopped",
+        ));
         self.journal.close();
     }
 }
@@ -544,7 +612,12 @@ async fn stop_stale_processes(home: &Home, journal: &Journal) {
         return;
     }
     for (pid, agent) in &stale {
-        journal.record(Row::now(Some(agent), "stale_stopped", Some(*pid), format!("pid {pid} was left by an earlier daemon: stopping it")));
+        journal.record(Row::now(
+            Some(agent),
+            "stale_stopped",
+            Some(*pid),
+            format!("pid {pid} was left by an earlier daemon: stopping it"),
+        ));
         spawn::signal_process(*pid, libc::SIGTERM);
         let _ = spawn::signal_group(*pid, libc::SIGTERM);
     }
@@ -564,7 +637,10 @@ async fn stop_stale_processes(home: &Home, journal: &Journal) {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|text| text.rfind(')').map(|index| text[index + 1..].trim_start().starts_with('Z')))
+        .and_then(|text| {
+            text.rfind(')')
+                .map(|index| text[index + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

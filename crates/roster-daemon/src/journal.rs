@@ -43,7 +43,12 @@ pub struct Row {
 
 impl Row {
     /// A row stamped now.
-    pub fn now(agent: Option<&str>, kind: &str, pid: Option<u32>, detail: impl Into<String>) -> Self {
+    pub fn now(
+        agent: Option<&str>,
+        kind: &str,
+        pid: Option<u32>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             unix_ms: unix_millis(),
             agent: agent.map(str::to_owned),
@@ -83,7 +88,9 @@ impl Journal {
             source,
         };
         let mut connection = Connection::open(path).map_err(error)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         let (sender, receiver) = mpsc::channel::<Row>();
         let writer = std::thread::Builder::new()
@@ -98,7 +105,10 @@ impl Journal {
                         }
                     }
                     if let Err(error) = write_batch(&mut connection, &batch) {
-                        tracing::error!("journal: could not record {} events: {error}", batch.len());
+                        tracing::error!(
+                            "journal: could not record {} events: {error}",
+                            batch.len()
+                        );
                     }
                 }
             })
@@ -143,7 +153,13 @@ fn write_batch(connection: &mut Connection, batch: &[Row]) -> rusqlite::Result<(
             "INSERT INTO events (ts_ms, agent, kind, pid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for row in batch {
-            insert.execute(params![row.unix_ms, row.agent, row.kind, row.pid, row.detail])?;
+            insert.execute(params![
+                row.unix_ms,
+                row.agent,
+                row.kind,
+                row.pid,
+                row.detail
+            ])?;
         }
     }
     transaction.commit()
@@ -176,7 +192,9 @@ pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(error)?;
-    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(error)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(error)?;
     let mut sql = String::from("SELECT id, ts_ms, agent, kind, pid, detail FROM events WHERE 1=1");
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     if !filter.agents.is_empty() {
@@ -225,14 +243,27 @@ mod tests {
         let path = dir.path().join("journal.db");
         let mut journal = Journal::open(&path).expect("open");
         for index in 0..100 {
-            journal.record(Row::now(Some(if index % 2 == 0 { "a" } else { "b" }), "started", Some(index), format!("#{index}")));
+            journal.record(Row::now(
+                Some(if index % 2 == 0 { "a" } else { "b" }),
+                "started",
+                Some(index),
+                format!("#{index}"),
+            ));
         }
         journal.record(Row::now(None, "daemon_started", None, "hello"));
         journal.close();
         let all = read_events(&path, &EventFilter::default()).expect("read");
         assert_eq!(all.len(), 101);
         assert_eq!(all[0].detail, "#0");
-        let only_a = read_events(&path, &EventFilter { agents: vec!["a".into()], limit: Some(3), ..Default::default() }).expect("read");
+        let only_a = read_events(
+            &path,
+            &EventFilter {
+                agents: vec!["a".into()],
+                limit: Some(3),
+                ..Default::default()
+            },
+        )
+        .expect("read");
         let details: Vec<&str> = only_a.iter().map(|event| event.detail.as_str()).collect();
         assert_eq!(details, ["#94", "#96", "#98"]);
     }

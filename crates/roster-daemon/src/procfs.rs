@@ -26,7 +26,11 @@ pub fn parse_stat(text: &str) -> Option<ProcSample> {
     let after_name = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // fields[0] is field 3 (state) of proc(5).
-    let field = |number: usize| fields.get(number - 3).and_then(|value| value.parse::<u64>().ok());
+    let field = |number: usize| {
+        fields
+            .get(number - 3)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
     Some(ProcSample {
         ppid: field(4)? as u32,
         pgid: field(5)? as u32,
@@ -69,7 +73,10 @@ pub fn own_children() -> Vec<u32> {
         for task in tasks.flatten() {
             if let Ok(text) = fs::read_to_string(task.path().join("children")) {
                 found_any_file = true;
-                children.extend(text.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()));
+                children.extend(
+                    text.split_whitespace()
+                        .filter_map(|pid| pid.parse::<u32>().ok()),
+                );
             }
         }
     }

@@ -51,11 +51,20 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorReply { error: message.into() })).into_response()
+    (
+        status,
+        Json(ErrorReply {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 fn gone() -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down")
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the daemon is shutting down",
+    )
 }
 
 async fn ask<T>(state: &ApiState, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
@@ -72,7 +81,11 @@ async fn status(State(state): State<ApiState>) -> Response {
     let cpu = state.cpu.clone();
     let agents = tokio::task::spawn_blocking(move || {
         let wanted = views.iter().any(|(view, _)| view.pid.is_some());
-        let samples = if wanted { procfs::sample_all() } else { HashMap::new() };
+        let samples = if wanted {
+            procfs::sample_all()
+        } else {
+            HashMap::new()
+        };
         let mut by_group: HashMap<u32, (u64, u64)> = HashMap::new();
         for sample in samples.values() {
             let entry = by_group.entry(sample.pgid).or_default();
@@ -90,12 +103,30 @@ async fn status(State(state): State<ApiState>) -> Response {
                 let group = view.pid.and_then(|pid| by_group.get(&pid).copied());
                 let cpu_percent = match (view.pid, group) {
                     (Some(pid), Some((_, ticks))) => {
-                        let last = previous.insert(name.clone(), CpuSample { pid, ticks, at: now });
+                        let last = previous.insert(
+                            name.clone(),
+                            CpuSample {
+                                pid,
+                                ticks,
+                                at: now,
+                            },
+                        );
                         let (delta_ticks, seconds) = match last {
-                            Some(last) if last.pid == pid && now.duration_since(last.at).as_secs_f64() >= 0.05 => {
-                                (ticks.saturating_sub(last.ticks), now.duration_since(last.at).as_secs_f64())
+                            Some(last)
+                                if last.pid == pid
+                                    && now.duration_since(last.at).as_secs_f64() >= 0.05 =>
+                            {
+                                (
+                                    ticks.saturating_sub(last.ticks),
+                                    now.duration_since(last.at).as_secs_f64(),
+                                )
                             }
-                            _ => (ticks, view.uptime.map(|uptime| uptime.as_secs_f64()).unwrap_or(0.0)),
+                            _ => (
+                                ticks,
+                                view.uptime
+                                    .map(|uptime| uptime.as_secs_f64())
+                                    .unwrap_or(0.0),
+                            ),
                         };
                         (seconds > 0.0).then(|| {
                             let percent = delta_ticks as f64 / ticks_per_second / seconds * 100.0;
@@ -122,7 +153,10 @@ async fn status(State(state): State<ApiState>) -> Response {
     .await;
     match agents {
         Ok(agents) => Json(StatusReply { agents }).into_response(),
-        Err(join_error) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("sampling failed: {join_error}")),
+        Err(join_error) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("sampling failed: {join_error}"),
+        ),
     }
 }
 

@@ -31,8 +31,12 @@ pub fn spawn_agent(
         Some(split) => split,
         None => return Err("the command is empty".into()),
     };
-    let stdout = log_pipe.try_clone().map_err(|error| format!("log pipe: {error}"))?;
-    let stderr = log_pipe.try_clone().map_err(|error| format!("log pipe: {error}"))?;
+    let stdout = log_pipe
+        .try_clone()
+        .map_err(|error| format!("log pipe: {error}"))?;
+    let stderr = log_pipe
+        .try_clone()
+        .map_err(|error| format!("log pipe: {error}"))?;
     let mut command = Command::new(program);
     command
         .args(arguments)
@@ -121,7 +125,8 @@ pub fn become_subreaper() -> io::Result<()> {
 /// with a larger buffer where the kernel allows it (fewer wake-ups under a
 /// flood).
 pub fn log_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(256 * 1024));
     Ok((read, write))
 }

@@ -1,1 +1,178 @@
-fn main() {}
+//! The `roster` command: parses the command line, runs one command, renders
+//! its errors once, and maps them to exit codes (0 ok, 1 failed, 2 usage).
+
+mod client;
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Runs AI agents on Linux servers and keeps them working.
+#[derive(Parser, Debug)]
+#[command(name = "roster", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where this roster keeps its socket, journal and logs.
+    /// Default: /var/lib/roster for root, else $XDG_STATE_HOME/roster or ~/.local/state/roster.
+    #[arg(long, global = true, env = "ROSTER_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config file: exit 0, or 1 with each problem as FILE:LINE:COL.
+    Check {
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+    },
+    /// Start the daemon if needed, apply the config, wait until every agent runs or has failed.
+    Up {
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Give up waiting for agents to settle after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+    /// Run the daemon in the foreground (for systemd and containers).
+    Daemon {
+        /// A config file to apply at start.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Converge a running daemon to the file: new agents start, removed ones
+    /// stop, changed ones restart, the rest are untouched.
+    Apply {
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+    },
+    /// Stop every agent gracefully, then the daemon.
+    Down,
+    /// Show agents: a table, or with --json the documented object.
+    Status {
+        /// Only these agents.
+        names: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start agents (`all` for every agent); clears `failed` at once.
+    Start {
+        /// Agent names, or `all`.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop agents gracefully (`all` for every agent).
+    Stop {
+        /// Agent names, or `all`.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop, then start agents (`all` for every agent).
+    Restart {
+        /// Agent names, or `all`.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show agents' logs, interleaved by time, each line prefixed `NAME | `.
+    Logs {
+        /// Only these agents (default: all).
+        names: Vec<String>,
+        /// Keep printing new lines, across rotations.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last lines to print.
+        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        lines: usize,
+        /// Keep roster's UTC timestamp on each line.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+    /// Show the journal: starts, exits, restarts, failures, config applies.
+    Events {
+        /// Only these agents.
+        names: Vec<String>,
+        /// Only events newer than this (e.g. 10m, 2h, 1d).
+        #[arg(long, value_parser = parse_duration_arg)]
+        since: Option<std::time::Duration>,
+        /// At most this many, the newest.
+        #[arg(short = 'n', long = "lines")]
+        lines: Option<u32>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+}
+
+fn parse_duration_arg(raw: &str) -> Result<std::time::Duration, String> {
+    roster_core::units::parse_duration(raw)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = match commands::resolve_home(cli.home.clone()) {
+        Ok(home) => home,
+        Err(error) => return report(error),
+    };
+    let result = match cli.command {
+        Command::Check { file } => commands::check::run(&file),
+        Command::Up { file, timeout } => commands::up::run(&home, &file, timeout),
+        Command::Daemon { file } => commands::daemon::run(&home, file.as_deref()),
+        Command::Apply { file } => commands::up::apply(&home, &file),
+        Command::Down => commands::daemon::down(&home),
+        Command::Status { names, json } => commands::status::run(&home, &names, json),
+        Command::Start { names } => {
+            commands::agents::run(&home, commands::agents::Verb::Start, &names)
+        }
+        Command::Stop { names } => {
+            commands::agents::run(&home, commands::agents::Verb::Stop, &names)
+        }
+        Command::Restart { names } => {
+            commands::agents::run(&home, commands::agents::Verb::Restart, &names)
+        }
+        Command::Logs {
+            names,
+            follow,
+            lines,
+            timestamps,
+        } => commands::logs::run(&home, &names, lines, follow, timestamps),
+        Command::Events {
+            names,
+            since,
+            lines,
+            json,
+            follow,
+        } => commands::events::run(&home, &names, since, lines, json, follow),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => report(error),
+    }
+}
+
+fn report(error: anyhow::Error) -> ExitCode {
+    if let Some(config_error) = error.downcast_ref::<roster_core::ConfigError>() {
+        eprintln!("{config_error}");
+        let count = config_error.diagnostics.len();
+        eprintln!(
+            "{count} problem{} found; nothing was applied",
+            if count == 1 { "" } else { "s" }
+        );
+        return ExitCode::from(1);
+    }
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    ExitCode::from(1)
+}

@@ -45,6 +45,9 @@ POLL_SECONDS = 0.5
 # picked up on a later poll.
 SETTLE_SECONDS = 0.3
 MAX_CSV_BYTES = 64 * 1024 * 1024
+# After a stop is requested, a file still being read after this long is
+# left in incoming/ for the next start (see stop_check).
+STOP_GRACE_SECONDS = 1.5
 # Bad rows logged one by one per file; the rest are only counted.
 MAX_BAD_ROWS_LOGGED = 10
 
@@ -278,9 +281,32 @@ def header_names(row):
     return names
 
 
+class Interrupted(Exception):
+    """A stop was requested and the file is taking long: it is left in
+    incoming/ untouched, for the next start."""
+
+
+def stop_check():
+    """Returns a function to call now and then while processing one file: it
+    raises Interrupted once a stop has been pending for STOP_GRACE_SECONDS,
+    so that a huge file cannot hold the agent past the supervisor's
+    stop_timeout. Small files finish well within the grace period."""
+    noticed = None
+
+    def check():
+        nonlocal noticed
+        if stopping():
+            noticed = noticed or time.monotonic()
+            if time.monotonic() - noticed > STOP_GRACE_SECONDS:
+                raise Interrupted
+
+    return check
+
+
 def summarise(path, bad_row):
     """Reads one CSV and returns its summary dict; calls bad_row(line, reason)
     for each skipped row. Raises BadFile when nothing useful can be made of it."""
+    check = stop_check()
     size = path.stat().st_size
     if size > MAX_CSV_BYTES:
         raise BadFile(f"too large ({size} bytes, the limit is {MAX_CSV_BYTES})")
@@ -289,13 +315,15 @@ def summarise(path, bad_row):
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             for row in reader:
-                rows.append((reader.line_num, row))
+                if any(cell.strip() for cell in row):  # blank lines are not rows
+                    rows.append((reader.line_num, row))
+                if len(rows) % 10_000 == 0:
+                    check()
     except UnicodeDecodeError as error:
         raise BadFile(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     except csv.Error as error:
         raise BadFile(f"not readable as CSV: {error}") from None
 
-    rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise BadFile("the file is empty")
     _, header = rows[0]
@@ -304,47 +332,53 @@ def summarise(path, bad_row):
         raise BadFile(f"the header {header!r} has fewer than two columns")
     key_column, other_columns = columns[0], columns[1:]
 
-    # Well-formed rows first: right width, non-empty key.
+    # Well-formed rows (right width, non-empty key), each cell parsed once.
     data = []
-    for line, row in rows[1:]:
+    filled = [0] * len(columns)  # non-empty cells per column
+    numeric = [0] * len(columns)  # of which numbers
+    for index, (line, row) in enumerate(rows[1:]):
+        if index % 10_000 == 0:
+            check()
         if len(row) != len(columns):
             bad_row(line, f"{len(row)} fields, the header has {len(columns)}")
-        elif not row[0].strip():
+            continue
+        if not row[0].strip():
             bad_row(line, f"empty {key_column!r}")
-        else:
-            data.append((line, row))
+            continue
+        numbers = [None] * len(columns)
+        for offset in range(1, len(columns)):
+            if row[offset].strip():
+                filled[offset] += 1
+                numbers[offset] = parse_number(row[offset])
+                numeric[offset] += numbers[offset] is not None
+        data.append((line, row, numbers))
     if not data:
         raise BadFile("no usable data rows")
 
     # A column holds numbers when most of its non-empty cells are numbers.
     value_columns, ignored_columns = [], []
     for offset, name in enumerate(other_columns, start=1):
-        cells = [row[offset] for _, row in data if row[offset].strip()]
-        numeric = sum(parse_number(cell) is not None for cell in cells)
-        (value_columns if cells and numeric * 2 > len(cells) else ignored_columns).append(
-            (offset, name)
-        )
+        is_numeric = filled[offset] and numeric[offset] * 2 > filled[offset]
+        (value_columns if is_numeric else ignored_columns).append((offset, name))
 
     groups = {}
     used = 0
-    for line, row in data:
-        values = {}
+    for index, (line, row, numbers) in enumerate(data):
+        if index % 10_000 == 0:
+            check()
+        bad = next((offset for offset, _ in value_columns if numbers[offset] is None), None)
+        if bad is not None:
+            cell = row[bad] if len(row[bad]) <= 40 else row[bad][:37] + "..."
+            bad_row(line, f"{columns[bad]} {cell!r} is not a number")
+            continue
+        key = row[0].strip()
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"rows": 0, **{name: Decimal(0) for _, name in value_columns}}
+        group["rows"] += 1
         for offset, name in value_columns:
-            number = parse_number(row[offset]) if row[offset].strip() else None
-            if number is None:
-                shown = row[offset] if len(row[offset]) <= 40 else row[offset][:37] + "..."
-                bad_row(line, f"{name} {shown!r} is not a number")
-                break
-            values[name] = number
-        else:
-            key = row[0].strip()
-            group = groups.setdefault(
-                key, {"rows": 0, **{name: Decimal(0) for _, name in value_columns}}
-            )
-            group["rows"] += 1
-            for name, number in values.items():
-                group[name] += number
-            used += 1
+            group[name] += numbers[offset]
+        used += 1
     if used == 0:
         raise BadFile("every data row is bad")
 
@@ -391,6 +425,9 @@ def handle(path, stats):
         os.replace(path, archive_path)
     except FileNotFoundError:
         return  # taken away while we looked at it: nothing to do
+    except Interrupted:
+        log(f"stop requested: left {path.name} unprocessed in {INCOMING}/ for the next start")
+        return
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the agent
         reason = str(error) if isinstance(error, BadFile) else f"{type(error).__name__}: {error}"
         stats.count("failed")

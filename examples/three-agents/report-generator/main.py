@@ -301,7 +301,7 @@ def support_section():
         f"- Replies written (`outbox/`): **{len(replies)}** ({breakdown})",
         f"- Tickets answered (`done/`): {count(SUPPORT_DIR / 'done')}",
         f"- Tickets that failed (`failed/`): {count(SUPPORT_DIR / 'failed')}",
-        f"- Tickets waiting (`inbox/`): {count(SUPPORT_DIR / 'inbox')}",
+        f"- Tickets waiting (`inbox/`): {count(SUPPORT_DIR / 'inbox', ('.txt', '.json'))}",
         "",
     ]
     if headers:
@@ -348,9 +348,9 @@ def processor_section(warned):
         f"- Summaries (`processed/`): **{len(summaries)}**"
         + (f", of which {len(unreadable)} unreadable ({', '.join(unreadable[:5])})" if unreadable else ""),
         f"- Rows aggregated: {rows_used:,}; bad rows skipped: {rows_skipped:,}",
-        f"- CSV files archived (`archive/`): {count(PROCESSOR_DIR / 'archive')}",
-        f"- CSV files that failed (`failed/`): {count(PROCESSOR_DIR / 'failed')}",
-        f"- CSV files waiting (`incoming/`): {count(PROCESSOR_DIR / 'incoming')}",
+        f"- CSV files archived (`archive/`): {count(PROCESSOR_DIR / 'archive', '.csv')}",
+        f"- CSV files that failed (`failed/`): {count(PROCESSOR_DIR / 'failed', '.csv')}",
+        f"- CSV files waiting (`incoming/`): {count(PROCESSOR_DIR / 'incoming', '.csv')}",
         "",
     ]
 
@@ -462,7 +462,7 @@ def main():
         with stats.lock:
             stats.details["last_report"] = str(path)
         log(
-            f"wrote {path} ({replies} replies, {summaries} data summaries)"
+            f"wrote {path} (replies: {replies}, data summaries: {summaries})"
             + (f"; removed {removed} old report{'s' if removed != 1 else ''}" if removed else "")
         )
 

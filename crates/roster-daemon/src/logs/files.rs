@@ -33,7 +33,10 @@ pub fn log_files(current: &Path) -> Vec<PathBuf> {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name.strip_prefix(base).and_then(|rest| rest.strip_prefix('.')) else {
+            let Some(rest) = name
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('.'))
+            else {
                 continue;
             };
             let (digits, compressed) = match rest.strip_suffix(".gz") {
@@ -152,14 +155,37 @@ mod tests {
     fn lists_rotated_files_oldest_first() {
         let dir = tempfile::tempdir().expect("tempdir");
         let current = dir.path().join("a.log");
-        for name in ["a.log", "a.log.1", "a.log.2.gz", "a.log.10.gz", "a.log.3", "a.log.3.gz", "ab.log.1", "a.log.x"] {
+        for name in [
+            "a.log",
+            "a.log.1",
+            "a.log.2.gz",
+            "a.log.10.gz",
+            "a.log.3",
+            "a.log.3.gz",
+            "ab.log.1",
+            "a.log.x",
+        ] {
             std::fs::write(dir.path().join(name), "").expect("write");
         }
         let names: Vec<String> = log_files(&current)
             .iter()
-            .map(|path| path.file_name().expect("name").to_string_lossy().into_owned())
+            .map(|path| {
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
-        assert_eq!(names, ["a.log.10.gz", "a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
+        assert_eq!(
+            names,
+            [
+                "a.log.10.gz",
+                "a.log.3.gz",
+                "a.log.2.gz",
+                "a.log.1",
+                "a.log"
+            ]
+        );
     }
 
     #[test]

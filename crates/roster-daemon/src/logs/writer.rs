@@ -88,11 +88,16 @@ impl LogWriter {
     /// Whether a compression runs in the background (rotating now would
     /// wait for it).
     pub fn is_compressing(&self) -> bool {
-        self.compressing.as_ref().is_some_and(|job| !job.is_finished())
+        self.compressing
+            .as_ref()
+            .is_some_and(|job| !job.is_finished())
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         let metadata = file.metadata()?;
         self.size = metadata.len();
         self.day = metadata
@@ -315,7 +320,10 @@ fn tidy_after_crash(current: &Path, keep: u32) {
 /// The largest index <= `limit` that does not split a UTF-8 character.
 fn utf8_boundary(bytes: &[u8], limit: usize) -> usize {
     let mut cut = limit.min(bytes.len());
-    while cut > limit.saturating_sub(4) && cut < bytes.len() && (bytes[cut] & 0b1100_0000) == 0b1000_0000 {
+    while cut > limit.saturating_sub(4)
+        && cut < bytes.len()
+        && (bytes[cut] & 0b1100_0000) == 0b1000_0000
+    {
         cut -= 1;
     }
     if cut == 0 {
@@ -334,7 +342,11 @@ mod tests {
         LogWriter::open(
             "a",
             dir.join("a.log"),
-            LogConfig { max_size, keep, compress },
+            LogConfig {
+                max_size,
+                keep,
+                compress,
+            },
             Arc::new(AtomicU64::new(0)),
         )
     }
@@ -364,8 +376,17 @@ mod tests {
         log.finish(T);
         let lines = read_lines(&dir.path().join("a.log"), 10).expect("read");
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].text.ends_with(std::str::from_utf8(CUT_MARKER).expect("ascii")));
-        let rebuilt: usize = lines.iter().map(|line| line.text.trim_end_matches(std::str::from_utf8(CUT_MARKER).expect("ascii")).len()).sum();
+        assert!(lines[0]
+            .text
+            .ends_with(std::str::from_utf8(CUT_MARKER).expect("ascii")));
+        let rebuilt: usize = lines
+            .iter()
+            .map(|line| {
+                line.text
+                    .trim_end_matches(std::str::from_utf8(CUT_MARKER).expect("ascii"))
+                    .len()
+            })
+            .sum();
         assert_eq!(rebuilt, long.len());
     }
 
@@ -378,15 +399,29 @@ mod tests {
         }
         log.finish(T);
         let files = log_files(&dir.path().join("a.log"));
-        let names: Vec<String> = files.iter().map(|path| path.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = files
+            .iter()
+            .map(|path| {
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
         assert_eq!(names, ["a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
         let lines = read_lines(&dir.path().join("a.log"), 100_000).expect("read");
         // Whatever is kept is a contiguous, unsplit tail ending at the last line.
-        let numbers: Vec<u32> = lines.iter().map(|line| line.text["line ".len()..].parse().expect("whole line")).collect();
+        let numbers: Vec<u32> = lines
+            .iter()
+            .map(|line| line.text["line ".len()..].parse().expect("whole line"))
+            .collect();
         assert_eq!(numbers.last(), Some(&999));
         assert!(numbers.windows(2).all(|pair| pair[1] == pair[0] + 1));
         for path in &files {
-            assert!(fs::metadata(path).expect("stat").len() <= 4096 || path.extension().is_some_and(|e| e == "gz"));
+            assert!(
+                fs::metadata(path).expect("stat").len() <= 4096
+                    || path.extension().is_some_and(|e| e == "gz")
+            );
         }
     }
 
@@ -399,7 +434,11 @@ mod tests {
         log.finish(T);
         let files = log_files(&dir.path().join("a.log"));
         assert_eq!(files.len(), 2);
-        assert!(fs::read_to_string(&files[0]).expect("read").contains("yesterday"));
-        assert!(fs::read_to_string(&files[1]).expect("read").contains("today"));
+        assert!(fs::read_to_string(&files[0])
+            .expect("read")
+            .contains("yesterday"));
+        assert!(fs::read_to_string(&files[1])
+            .expect("read")
+            .contains("today"));
     }
 }

@@ -1,0 +1,84 @@
+//! `roster start`, `stop` and `restart`: ask, then wait for the outcome.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use roster_core::api::{AgentState, AgentsRequest, StatusReply};
+use roster_daemon::Home;
+
+use crate::render;
+
+/// Which verb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// start
+    Start,
+    /// stop
+    Stop,
+    /// restart
+    Restart,
+}
+
+/// Runs one of the verbs.
+pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
+    let client = super::client(home);
+    let before: StatusReply = client.get("/v1/status")?;
+    let path = match verb {
+        Verb::Start => "/v1/start",
+        Verb::Stop => "/v1/stop",
+        Verb::Restart => "/v1/restart",
+    };
+    client.post::<_, ()>(
+        path,
+        &AgentsRequest {
+            names: names.to_vec(),
+        },
+    )?;
+    let all = names.iter().any(|name| name == "all");
+    let targets: Vec<String> = before
+        .agents
+        .iter()
+        .filter(|agent| all || names.contains(&agent.name))
+        .map(|agent| agent.name.clone())
+        .collect();
+    let old_pids: HashMap<String, Option<u32>> = before
+        .agents
+        .iter()
+        .map(|agent| (agent.name.clone(), agent.pid))
+        .collect();
+    // Stops may take each agent's stop_timeout; the daemon escalates to
+    // SIGKILL by itself, so waiting long is safe.
+    let (status, settled) = super::wait_for(&client, Duration::from_secs(600), |status| {
+        status
+            .agents
+            .iter()
+            .filter(|agent| targets.contains(&agent.name))
+            .all(|agent| match verb {
+                Verb::Stop => !matches!(
+                    agent.state,
+                    AgentState::Stopping | AgentState::Starting | AgentState::Running
+                ),
+                Verb::Start => super::up::is_settled(agent.state),
+                Verb::Restart => {
+                    super::up::is_settled(agent.state)
+                        && (agent.pid.is_none()
+                            || agent.pid != old_pids.get(&agent.name).copied().flatten())
+                }
+            })
+    })?;
+    let shown: Vec<_> = status
+        .agents
+        .into_iter()
+        .filter(|agent| targets.contains(&agent.name))
+        .collect();
+    print!("{}", render::status_table(&shown));
+    let failed = shown.iter().any(|agent| agent.state == AgentState::Failed);
+    Ok(if settled && !failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

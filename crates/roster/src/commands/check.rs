@@ -1,0 +1,46 @@
+//! `roster check`: validate a config file without touching any daemon.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use roster_core::config::{self, Config};
+
+/// Reads and validates a config file. Relative paths inside it are relative
+/// to its directory. The error is a [`roster_core::ConfigError`] when the
+/// file is invalid.
+pub fn load(file: &Path) -> Result<Config> {
+    let absolute = super::config_path(file)?;
+    let text = std::fs::read_to_string(&absolute)
+        .with_context(|| format!("reading {}", absolute.display()))?;
+    let base = absolute.parent().unwrap_or(Path::new("/"));
+    Ok(config::parse(&file.display().to_string(), &text, base)?)
+}
+
+/// Runs `roster check`.
+pub fn run(file: &Path) -> Result<ExitCode> {
+    let config = load(file)?;
+    let mut missing = Vec::new();
+    for (name, spec) in &config.agents {
+        if !spec.cwd.is_dir() {
+            missing.push(format!(
+                "agent `{name}`: working directory {} does not exist",
+                spec.cwd.display()
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        for problem in &missing {
+            eprintln!("{}: {problem}", file.display());
+        }
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "{}: ok, {} agent{}",
+        file.display(),
+        config.agents.len(),
+        if config.agents.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,138 @@
+//! `roster daemon` (foreground), starting a background daemon for `up`, and
+//! `roster down`.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use roster_daemon::{DaemonOptions, Home};
+
+use crate::client::Reach;
+
+/// Runs the daemon in the foreground; its log goes to stderr.
+pub fn run(home: &Home, file: Option<&Path>) -> Result<ExitCode> {
+    init_tracing();
+    let config = file.map(super::config_path).transpose()?;
+    roster_daemon::run(DaemonOptions {
+        home: home.root().to_path_buf(),
+        config,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Starts a background daemon for `home` unless one answers already.
+pub fn ensure_running(home: &Home) -> Result<()> {
+    let client = super::client(home);
+    if matches!(client.reach(), Reach::Up) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(home.root())
+        .with_context(|| format!("creating {}", home.root().display()))?;
+    let log_path = home.daemon_log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_for_stderr = log.try_clone()?;
+    let executable = std::env::current_exe().context("finding the roster executable")?;
+    let mut command = Command::new(executable);
+    command
+        .arg("daemon")
+        .arg("--home")
+        .arg(home.root())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_for_stderr));
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from this
+    // terminal so closing it does not stop the agents.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("starting the roster daemon")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if matches!(client.reach(), Reach::Up) {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log_text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            // Another `up` may have won the race to start the daemon.
+            if matches!(client.reach(), Reach::Up) {
+                return Ok(());
+            }
+            bail!(
+                "the roster daemon exited at start ({status}); its log {} ends with:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the roster daemon did not answer within 15 s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a daemon holds the home's lock.
+pub fn daemon_alive(home: &Home) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(home.lock()) else {
+        return false;
+    };
+    // SAFETY: flock on an fd we own; released when `file` closes.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !taken
+}
+
+/// Runs `roster down`: stop everything, wait until the daemon is gone.
+pub fn down(home: &Home) -> Result<ExitCode> {
+    let client = super::client(home);
+    if client.raw("POST", "/v1/shutdown", None)?.is_none() {
+        if daemon_alive(home) {
+            bail!(
+                "a daemon holds {} but does not answer on its socket",
+                home.lock().display()
+            );
+        }
+        println!("no roster daemon runs for {}", home.root().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let mut said = false;
+    while daemon_alive(home) {
+        if !said && started.elapsed() > Duration::from_secs(2) {
+            eprintln!("waiting for agents to stop (each gets its stop_timeout, then SIGKILL)...");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "stopped every agent and the daemon ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,38 @@
+//! `roster status`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use roster_core::api::StatusReply;
+use roster_daemon::Home;
+
+use crate::render;
+
+/// Fetches status, keeping only `names` (all when empty); unknown names are an error.
+pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
+    let mut status: StatusReply = super::client(home).get("/v1/status")?;
+    if !names.is_empty() && !names.iter().any(|name| name == "all") {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|name| !status.agents.iter().any(|agent| &agent.name == *name))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            bail!("no agent named {}", unknown.join(", "));
+        }
+        status.agents.retain(|agent| names.contains(&agent.name));
+    }
+    Ok(status)
+}
+
+/// Runs `roster status`.
+pub fn run(home: &Home, names: &[String], json: bool) -> Result<ExitCode> {
+    let status = fetch(home, names)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render::status_table(&status.agents));
+    }
+    Ok(ExitCode::SUCCESS)
+}

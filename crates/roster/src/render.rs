@@ -1,0 +1,112 @@
+//! Tables for people. Scripts use `--json`.
+
+use roster_core::api::AgentStatus;
+
+/// `12.3 MiB`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `3d4h`, `5m3s`, `42s`: the two largest units.
+pub fn uptime(seconds: u64) -> String {
+    let parts = [
+        (seconds / 86400, "d"),
+        (seconds / 3600 % 24, "h"),
+        (seconds / 60 % 60, "m"),
+        (seconds % 60, "s"),
+    ];
+    let first = parts.iter().position(|(value, _)| *value > 0).unwrap_or(3);
+    parts[first..]
+        .iter()
+        .take(2)
+        .filter(|(value, _)| *value > 0 || first == 3)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect()
+}
+
+/// The status table.
+pub fn status_table(agents: &[AgentStatus]) -> String {
+    if agents.is_empty() {
+        return "no agents\n".to_owned();
+    }
+    let rows: Vec<[String; 8]> = agents
+        .iter()
+        .map(|agent| {
+            let state = match (agent.state.as_str(), agent.last_exit) {
+                ("exited" | "failed" | "backoff", Some(exit)) => {
+                    format!("{} ({exit})", agent.state.as_str())
+                }
+                (state, _) => state.to_owned(),
+            };
+            [
+                agent.name.clone(),
+                state,
+                agent
+                    .pid
+                    .map(|pid| pid.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                agent.uptime_secs.map(uptime).unwrap_or_else(|| "-".into()),
+                agent.restarts.to_string(),
+                agent.memory_bytes.map(bytes).unwrap_or_else(|| "-".into()),
+                agent
+                    .cpu_percent
+                    .map(|cpu| format!("{cpu:.1}%"))
+                    .unwrap_or_else(|| "-".into()),
+                match agent.log_dropped_lines {
+                    0 => String::new(),
+                    dropped => format!("{dropped} log lines dropped"),
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanizes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12 * 1024 * 1024 + 300 * 1024), "12.3 MiB");
+        assert_eq!(uptime(0), "0s");
+        assert_eq!(uptime(42), "42s");
+        assert_eq!(uptime(303), "5m3s");
+        assert_eq!(uptime(3 * 86400 + 4 * 3600 + 5), "3d4h");
+    }
+}
