@@ -206,7 +206,7 @@ fn locate(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const LOG_KEYS: [&str; 3] = ["max_size", "keep", "compress"];
-const AGENT_KEYS: [&str; 14] = [
+const AGENT_KEYS: [&str; 13] = [
     "command",
     "cwd",
     "env",
@@ -220,7 +220,6 @@ const AGENT_KEYS: [&str; 14] = [
     "crash_loop",
     "crash_window",
     "failed_retry",
-    "user",
 ];
 const TOP_KEYS: [&str; 2] = ["log", "agents"];
 

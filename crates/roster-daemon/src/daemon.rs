@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -22,7 +22,7 @@ use roster_core::{Action, AgentName, LogConfig, Supervisor};
 
 use crate::home::Home;
 use crate::journal::{Journal, Row};
-use crate::logs::pump::{pump, LogTrouble};
+use crate::logs::pump::{pump, LogTrouble, PumpContext};
 use crate::logs::LogWriter;
 use crate::{procfs, server, spawn};
 
@@ -102,9 +102,10 @@ pub enum Request {
 }
 
 struct AgentIo {
-    pipe_write: OwnedFd,
+    writer: Arc<Mutex<LogWriter>>,
     dropped: Arc<AtomicU64>,
-    pump: JoinHandle<()>,
+    /// The pump of the latest run; each pump waits for its predecessor.
+    last_pump: Option<JoinHandle<()>>,
 }
 
 struct Daemon {
@@ -457,7 +458,7 @@ impl Daemon {
                     }
                 }
                 Action::Forget { agent } => {
-                    // Dropping the write end lets the pump drain and end.
+                    // The pumps hold the writer until their pipes close.
                     self.io.remove(&agent);
                 }
             }
@@ -474,9 +475,10 @@ impl Daemon {
     }
 
     fn spawn(&mut self, agent: &AgentName) -> Result<u32, String> {
-        if !self.io.contains_key(agent) {
-            let (read, write) =
-                spawn::log_pipe().map_err(|error| format!("creating the log pipe: {error}"))?;
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
+        };
+        let io = self.io.entry(agent.clone()).or_insert_with(|| {
             let dropped = Arc::new(AtomicU64::new(0));
             let writer = LogWriter::open(
                 agent.as_str(),
@@ -484,26 +486,29 @@ impl Daemon {
                 self.log_config.borrow().clone(),
                 dropped.clone(),
             );
-            let pump = tokio::spawn(pump(
-                agent.to_string(),
-                read,
-                writer,
-                self.log_config.subscribe(),
-                self.trouble_sender.clone(),
-            ));
-            self.io.insert(
-                agent.clone(),
-                AgentIo {
-                    pipe_write: write,
-                    dropped,
-                    pump,
-                },
-            );
+            AgentIo {
+                writer: Arc::new(Mutex::new(writer)),
+                dropped,
+                last_pump: None,
+            }
+        });
+        let (read, write) =
+            spawn::log_pipe().map_err(|error| format!("creating the log pipe: {error}"))?;
+        let result = spawn::spawn_agent(agent, spec, &self.home_env, &write);
+        // The daemon keeps no write end: the pump sees EOF when the run's
+        // process tree is gone, and ends the run's last line there.
+        drop(write);
+        if result.is_ok() {
+            let context = PumpContext {
+                agent: agent.to_string(),
+                writer: io.writer.clone(),
+                config: self.log_config.subscribe(),
+                trouble: self.trouble_sender.clone(),
+                previous: io.last_pump.take(),
+            };
+            io.last_pump = Some(tokio::spawn(pump(read, context)));
         }
-        let (Some(spec), Some(io)) = (self.supervisor.spec(agent), self.io.get(agent)) else {
-            return Err("unknown agent".into());
-        };
-        spawn::spawn_agent(agent, spec, &self.home_env, &io.pipe_write)
+        result
     }
 
     /// Direct children of the daemon that are no agent's main process:
@@ -576,16 +581,23 @@ impl Daemon {
             ));
         }
         while spawn::reap_one().is_some() {}
-        let pumps: Vec<JoinHandle<()>> = std::mem::take(&mut self.io)
-            .into_values()
-            .map(|io| io.pump)
-            .collect();
+        let agents: Vec<AgentIo> = std::mem::take(&mut self.io).into_values().collect();
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
-            for pump in pumps {
-                let _ = pump.await;
+            for io in agents.iter() {
+                if let Some(pump) = &io.last_pump {
+                    while !pump.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
             }
         })
         .await;
+        for io in &agents {
+            io.writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .close();
+        }
         if drained.is_err() {
             tracing::warn!(
                 "some log pipes are still held open by processes outside roster's reach"

@@ -1,11 +1,20 @@
-//! The pump: reads an agent's pipe (stdout and stderr share it, so their
-//! order is kept) and feeds the writer. A writer slower than the agent fills
-//! the pipe, and the agent blocks in write(): backpressure, not truncation.
+//! The pump: reads one run's pipe (stdout and stderr share it, so their
+//! order is kept) and feeds the agent's writer. A writer slower than the
+//! agent fills the pipe, and the agent blocks in write(): backpressure, not
+//! truncation.
+//!
+//! Each run of an agent gets its own pipe and pump, so a dead run's
+//! unfinished last line ends at its EOF instead of being joined to the next
+//! run's first line. A pump first waits (briefly) for the previous run's
+//! pump, so one agent's runs reach the file in order.
 
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use roster_core::LogConfig;
 
@@ -23,14 +32,31 @@ pub struct LogTrouble {
     pub error: String,
 }
 
+/// What a pump needs besides its pipe.
+pub struct PumpContext {
+    /// The agent, for reports.
+    pub agent: String,
+    /// The agent's writer, shared by its runs' pumps.
+    pub writer: Arc<Mutex<LogWriter>>,
+    /// Rotation settings, as applied.
+    pub config: watch::Receiver<LogConfig>,
+    /// Where to report dropped lines.
+    pub trouble: mpsc::UnboundedSender<LogTrouble>,
+    /// The previous run's pump.
+    pub previous: Option<JoinHandle<()>>,
+}
+
+/// How long a new run's output waits for the previous run's pump to drain.
+/// Only a descendant that escaped every kill could hold the old pipe open
+/// longer; past this the two are written side by side.
+const PREVIOUS_RUN_GRACE: Duration = Duration::from_secs(1);
+
 /// Reads `pipe` until every writer has closed it.
-pub async fn pump(
-    agent: String,
-    pipe: OwnedFd,
-    mut writer: LogWriter,
-    mut config: watch::Receiver<LogConfig>,
-    trouble: mpsc::UnboundedSender<LogTrouble>,
-) {
+pub async fn pump(pipe: OwnedFd, mut context: PumpContext) {
+    let agent = context.agent.clone();
+    if let Some(previous) = context.previous.take() {
+        let _ = tokio::time::timeout(PREVIOUS_RUN_GRACE, previous).await;
+    }
     if let Err(error) = set_nonblocking(&pipe) {
         tracing::error!(%agent, "log pipe: {error}");
     }
@@ -43,16 +69,8 @@ pub async fn pump(
             return;
         }
     };
-    let mut buffer = vec![0u8; 256 * 1024];
-    let report = |writer_report: WriteReport| {
-        if let Some(error) = writer_report.error {
-            let _ = trouble.send(LogTrouble {
-                agent: agent.clone(),
-                dropped_lines: writer_report.dropped_lines,
-                error,
-            });
-        }
-    };
+    let mut buffer = vec![0u8; 128 * 1024];
+    let mut pending = Vec::new();
     loop {
         let mut guard = match pipe.readable().await {
             Ok(guard) => guard,
@@ -67,18 +85,11 @@ pub async fn pump(
         match read {
             Ok(Ok(0)) => break,
             Ok(Ok(length)) => {
-                if config.has_changed().unwrap_or(false) {
-                    writer.set_config(config.borrow_and_update().clone());
-                }
                 let chunk = &buffer[..length];
-                // Rotating waits for the previous compression; don't hold a
-                // runtime worker hostage while it does.
-                let result = if writer.is_compressing() {
-                    tokio::task::block_in_place(|| writer.write(chunk, unix_millis()))
-                } else {
-                    writer.write(chunk, unix_millis())
-                };
-                report(result);
+                let report = with_writer(&mut context, |writer| {
+                    writer.write(&mut pending, chunk, unix_millis())
+                });
+                send(&context, report);
             }
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(Err(error)) => {
@@ -88,8 +99,45 @@ pub async fn pump(
             Err(_would_block) => {}
         }
     }
-    let result = tokio::task::block_in_place(|| writer.finish(unix_millis()));
-    report(result);
+    let report = with_writer(&mut context, |writer| {
+        writer.end_source(&mut pending, unix_millis())
+    });
+    send(&context, report);
+}
+
+fn with_writer(
+    context: &mut PumpContext,
+    work: impl FnOnce(&mut LogWriter) -> WriteReport,
+) -> WriteReport {
+    let config = context
+        .config
+        .has_changed()
+        .unwrap_or(false)
+        .then(|| context.config.borrow_and_update().clone());
+    let mut writer = context
+        .writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(config) = config {
+        writer.set_config(config);
+    }
+    // Rotating waits for the previous compression; don't hold a runtime
+    // worker hostage while it does.
+    if writer.is_compressing() {
+        tokio::task::block_in_place(|| work(&mut writer))
+    } else {
+        work(&mut writer)
+    }
+}
+
+fn send(context: &PumpContext, report: WriteReport) {
+    if let Some(error) = report.error {
+        let _ = context.trouble.send(LogTrouble {
+            agent: context.agent.clone(),
+            dropped_lines: report.dropped_lines,
+            error,
+        });
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {

@@ -34,7 +34,6 @@ pub struct LogWriter {
     file: Option<File>,
     size: u64,
     day: i64,
-    pending: Vec<u8>,
     out: Vec<u8>,
     out_lines: u64,
     compressing: Option<JoinHandle<()>>,
@@ -62,7 +61,6 @@ impl LogWriter {
             file: None,
             size: 0,
             day: 0,
-            pending: Vec::new(),
             out: Vec::with_capacity(64 * 1024),
             out_lines: 0,
             compressing: None,
@@ -110,8 +108,10 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Takes bytes read from the agent's pipe at `now_ms`.
-    pub fn write(&mut self, mut chunk: &[u8], now_ms: i64) -> WriteReport {
+    /// Takes bytes read at `now_ms` from one source (one run's pipe);
+    /// `pending` is that source's unfinished line, kept by the caller so
+    /// that two runs' partial lines are never joined.
+    pub fn write(&mut self, pending: &mut Vec<u8>, mut chunk: &[u8], now_ms: i64) -> WriteReport {
         let mut report = WriteReport::default();
         let today = day_of(now_ms);
         if today != self.day && self.size > 0 {
@@ -125,23 +125,20 @@ impl LogWriter {
                 Some(end) => {
                     let (line, rest) = chunk.split_at(end + 1);
                     chunk = rest;
-                    if self.pending.is_empty() {
-                        self.push_line(&stamp, &[line], &mut report);
+                    if pending.is_empty() {
+                        self.push_whole(&stamp, line, &mut report);
                     } else {
-                        let pending = std::mem::take(&mut self.pending);
-                        self.push_line(&stamp, &[&pending, line], &mut report);
-                        self.pending = pending;
-                        self.pending.clear();
+                        pending.extend_from_slice(line);
+                        self.push_whole(&stamp, pending, &mut report);
+                        pending.clear();
                     }
                 }
                 None => {
-                    self.pending.extend_from_slice(chunk);
+                    pending.extend_from_slice(chunk);
                     chunk = &[];
-                    while self.pending.len() > MAX_LINE {
-                        let cut = utf8_boundary(&self.pending, MAX_LINE);
-                        let pending = std::mem::take(&mut self.pending);
-                        self.push_line(&stamp, &[&pending[..cut], CUT_MARKER, b"\n"], &mut report);
-                        self.pending = pending[cut..].to_vec();
+                    if pending.len() > MAX_LINE {
+                        let rest = self.push_cut_pieces(&stamp, pending, &mut report).to_vec();
+                        *pending = rest;
                     }
                 }
             }
@@ -150,21 +147,53 @@ impl LogWriter {
         report
     }
 
-    /// The pipe closed: a last line without a newline is stored with one,
-    /// and a running compression is waited for.
-    pub fn finish(&mut self, now_ms: i64) -> WriteReport {
+    /// A source (pipe) closed: its last line without a newline is stored
+    /// with one.
+    pub fn end_source(&mut self, pending: &mut Vec<u8>, now_ms: i64) -> WriteReport {
         let mut report = WriteReport::default();
-        if !self.pending.is_empty() {
+        if !pending.is_empty() {
             let mut stamp = rfc3339_millis(now_ms).into_bytes();
             stamp.push(b' ');
-            let pending = std::mem::take(&mut self.pending);
-            self.push_line(&stamp, &[&pending, b"\n"], &mut report);
+            self.push_line(&stamp, &[pending, b"\n"], &mut report);
+            pending.clear();
         }
         self.flush_out(&mut report);
+        report
+    }
+
+    /// Waits for a running compression.
+    pub fn close(&mut self) {
         if let Some(job) = self.compressing.take() {
             let _ = job.join();
         }
-        report
+    }
+
+    /// Pushes a complete line (ending in a newline), cutting it into marked
+    /// pieces when it is longer than [`MAX_LINE`].
+    fn push_whole(&mut self, stamp: &[u8], line: &[u8], report: &mut WriteReport) {
+        let rest = if line.len() > MAX_LINE + 1 {
+            self.push_cut_pieces(stamp, line, report)
+        } else {
+            line
+        };
+        self.push_line(stamp, &[rest], report);
+    }
+
+    /// Pushes `MAX_LINE` pieces of `bytes` with the cut marker while more
+    /// than `MAX_LINE` bytes remain; returns the remainder.
+    fn push_cut_pieces<'a>(
+        &mut self,
+        stamp: &[u8],
+        mut bytes: &'a [u8],
+        report: &mut WriteReport,
+    ) -> &'a [u8] {
+        while bytes.len() > MAX_LINE + 1 || (bytes.len() > MAX_LINE && bytes.last() != Some(&b'\n'))
+        {
+            let cut = utf8_boundary(bytes, MAX_LINE);
+            self.push_line(stamp, &[&bytes[..cut], CUT_MARKER, b"\n"], report);
+            bytes = &bytes[cut..];
+        }
+        bytes
     }
 
     fn push_line(&mut self, stamp: &[u8], parts: &[&[u8]], report: &mut WriteReport) {
@@ -357,13 +386,17 @@ mod tests {
     fn partial_lines_wait_for_their_newline() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = writer(dir.path(), 1 << 20, 3, false);
-        log.write(b"hel", T);
-        log.write(b"lo\nwor", T);
-        log.write(b"ld\n", T);
-        log.finish(T);
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        log.write(&mut first, b"hel", T);
+        log.write(&mut second, b"other run, unfinished", T);
+        log.write(&mut first, b"lo\nwor", T);
+        log.end_source(&mut second, T);
+        log.write(&mut first, b"ld\n", T);
+        log.end_source(&mut first, T);
         let lines = read_lines(&dir.path().join("a.log"), 10).expect("read");
         let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
-        assert_eq!(texts, ["hello", "world"]);
+        assert_eq!(texts, ["hello", "other run, unfinished", "world"]);
     }
 
     #[test]
@@ -371,9 +404,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = writer(dir.path(), 1 << 30, 3, false);
         let long = vec![b'x'; MAX_LINE * 2 + 10];
-        log.write(&long, T);
-        log.write(b"\n", T);
-        log.finish(T);
+        let mut pending = Vec::new();
+        log.write(&mut pending, &long, T);
+        log.write(&mut pending, b"\n", T);
+        log.end_source(&mut pending, T);
         let lines = read_lines(&dir.path().join("a.log"), 10).expect("read");
         assert_eq!(lines.len(), 3);
         assert!(lines[0]
@@ -394,10 +428,11 @@ mod tests {
     fn rotates_between_lines_and_keeps_n_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = writer(dir.path(), 4096, 3, true);
+        let mut pending = Vec::new();
         for index in 0..1000 {
-            log.write(format!("line {index:05}\n").as_bytes(), T);
+            log.write(&mut pending, format!("line {index:05}\n").as_bytes(), T);
         }
-        log.finish(T);
+        log.close();
         let files = log_files(&dir.path().join("a.log"));
         let names: Vec<String> = files
             .iter()
@@ -429,9 +464,9 @@ mod tests {
     fn rotates_when_the_day_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = writer(dir.path(), 1 << 20, 3, false);
-        log.write(b"yesterday\n", T);
-        log.write(b"today\n", T + 86_400_000);
-        log.finish(T);
+        let mut pending = Vec::new();
+        log.write(&mut pending, b"yesterday\n", T);
+        log.write(&mut pending, b"today\n", T + 86_400_000);
         let files = log_files(&dir.path().join("a.log"));
         assert_eq!(files.len(), 2);
         assert!(fs::read_to_string(&files[0])

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use roster_daemon::logs::{read_lines, split_timestamp, LogLine};
+use roster_daemon::logs::files::for_each_line;
+use roster_daemon::logs::{log_files, read_lines, split_timestamp, LogLine};
 use roster_daemon::Home;
 
 use crate::client::Reach;
@@ -195,16 +196,48 @@ impl Follower {
 
     fn poll(&mut self, out: &mut Vec<(String, LogLine)>) {
         self.drain(out);
-        let current_inode = std::fs::metadata(&self.path)
-            .map(|metadata| metadata.ino())
-            .ok();
-        if current_inode.is_some() && current_inode != Some(self.inode) {
-            if let Ok(file) = File::open(&self.path) {
-                self.inode = current_inode.unwrap_or(0);
-                self.file = Some(file);
-                self.partial.clear();
-                self.drain(out);
+        let Ok(current_inode) = std::fs::metadata(&self.path).map(|metadata| metadata.ino()) else {
+            return;
+        };
+        if current_inode == self.inode {
+            return;
+        }
+        let Ok(file) = File::open(&self.path) else {
+            return;
+        };
+        let new_inode = file.metadata().map(|metadata| metadata.ino()).unwrap_or(0);
+        // Several rotations may have happened since the last poll: read the
+        // files between the one we had and the new current one, found by
+        // inode (rename keeps it). If ours was compressed away meanwhile,
+        // we cannot tell where we were, and skip ahead.
+        let mut between = Vec::new();
+        let mut found = false;
+        for path in log_files(&self.path).into_iter().rev() {
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if metadata.ino() == new_inode {
+                continue;
+            }
+            if metadata.ino() == self.inode {
+                found = true;
+                break;
+            }
+            between.push(path);
+        }
+        if found {
+            for path in between.iter().rev() {
+                if path == &self.path {
+                    continue;
+                }
+                let _ = for_each_line(path, |line| {
+                    out.push((self.name.clone(), split_timestamp(line)))
+                });
             }
         }
+        self.inode = new_inode;
+        self.file = Some(file);
+        self.partial.clear();
+        self.drain(out);
     }
 }

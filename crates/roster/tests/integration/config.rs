@@ -1,0 +1,119 @@
+//! Config errors: located, complete, and never applied.
+
+use roster_core::api::AgentState;
+
+use crate::util::*;
+
+#[test]
+fn check_names_line_and_column_of_an_unknown_key() {
+    let roster = Roster::new();
+    roster.config("[agents.web]\ncommand = \"sleep 1\"\nrestart_dealy = \"1s\"\n");
+    let output = roster.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("roster.toml:3:1: unknown key `restart_dealy` in agent `web`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: did you mean `restart_delay`?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_every_kind_of_problem_at_once() {
+    let roster = Roster::new();
+    roster.config(
+        "[log]\nmax_size = \"ten megs\"\n\
+         [agents.\"bad/name\"]\ncommand = \"x\"\n\
+         [agents.empty]\ncommand = []\n\
+         [agents.times]\ncommand = \"x\"\nstop_timeout = \"10 parsecs\"\nstop_signal = \"SIGNOPE\"\n",
+    );
+    let output = roster.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "roster.toml:2:12: bad size for `max_size`",
+        "roster.toml:3:9: bad agent name \"bad/name\"",
+        "roster.toml:6:11: `command` is empty",
+        "roster.toml:9:16: bad duration for `stop_timeout`",
+        "roster.toml:10:15: unknown signal \"SIGNOPE\"",
+        "5 problems found",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_agents_and_broken_toml_are_located() {
+    let roster = Roster::new();
+    roster.config("[agents.a]\ncommand = \"x\"\n\n[agents.a]\ncommand = \"y\"\n");
+    let output = roster.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("roster.toml:4:") && stderr.contains("duplicate"),
+        "{stderr}"
+    );
+
+    roster.config("[agents.a\ncommand = \"x\"\n");
+    let output = roster.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("roster.toml:1:"));
+
+    let missing = roster.run(&["check", "-f", "nope.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no config file"));
+}
+
+#[test]
+fn up_with_an_invalid_file_starts_nothing() {
+    let roster = Roster::new();
+    roster.config(&format!(
+        "{}bogus = 1\n",
+        sh_agent("never-started", "exec sleep 1000", "")
+    ));
+    let output = roster.run(&["up"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("roster.toml:4:1: unknown key `bogus`")
+    );
+    assert!(roster.processes().is_empty());
+    assert!(
+        !roster.home_path().join("roster.sock").exists(),
+        "no daemon for an invalid file"
+    );
+}
+
+#[test]
+fn apply_of_a_bad_file_keeps_the_running_config() {
+    let roster = Roster::new();
+    roster.config(&sh_agent("steady", "exec sleep 1000", ""));
+    roster.up();
+    let pid = roster.agent("steady").pid.expect("pid");
+    roster.config(&format!(
+        "{}{}",
+        sh_agent("steady", "exec sleep 999", "stop_timeout = \"forever\""),
+        sh_agent("new", "exec sleep 1000", "")
+    ));
+    let output = roster.run(&["apply"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("roster.toml:3:16: bad duration for `stop_timeout`"));
+    let status = roster.status();
+    assert_eq!(
+        status.agents.len(),
+        1,
+        "nothing from the bad file was applied"
+    );
+    assert_eq!(status.agents[0].pid, Some(pid));
+    assert_eq!(status.agents[0].state, AgentState::Running);
+
+    // The daemon validates too: a file broken after the CLI read it is refused there.
+    let reply = roster.run(&["apply", "-f", "missing.toml"]);
+    assert_eq!(reply.status.code(), Some(1));
+}

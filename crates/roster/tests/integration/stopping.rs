@@ -1,0 +1,169 @@
+//! Stopping: the stop signal to the whole group, SIGKILL after the timeout,
+//! double-forked grandchildren, and no zombies.
+
+use std::time::{Duration, Instant};
+
+use roster_core::api::AgentState;
+
+use crate::util::*;
+
+#[test]
+fn stop_signal_reaches_the_agent_and_its_group() {
+    let roster = Roster::new();
+    let child_pid = roster.path("child.pid");
+    roster.config(&sh_agent(
+        "polite",
+        &format!(
+            "sleep 1000 & echo $! > {}; trap 'echo got INT; kill $!; exit 0' INT; echo ready; wait",
+            child_pid.display()
+        ),
+        "stop_signal = \"SIGINT\"",
+    ));
+    roster.up();
+    let log = roster.log_path("polite");
+    wait_for("the agent to be ready", SECS(10), || {
+        log_lines(&log).contains(&"ready".to_owned()).then_some(())
+    });
+    let child: u32 = wait_for("the child pid", SECS(5), || {
+        std::fs::read_to_string(&child_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    roster.ok(&["stop", "polite"]);
+    wait_for("the INT trap to log", SECS(5), || {
+        log_lines(&log)
+            .contains(&"got INT".to_owned())
+            .then_some(())
+    });
+    assert!(!alive(child), "the agent's child survived the stop");
+    let stopped = roster
+        .events(&["polite"])
+        .into_iter()
+        .find(|event| event.kind == "stopped")
+        .expect("stopped event");
+    assert!(stopped.detail.contains("exit code 0"), "{}", stopped.detail);
+}
+
+#[test]
+fn an_agent_ignoring_the_stop_signal_is_killed_after_stop_timeout() {
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "stubborn",
+        "trap '' TERM; echo ignoring; while true; do sleep 0.05; done",
+        "stop_timeout = \"700ms\"",
+    ));
+    roster.up();
+    let pid = roster.agent("stubborn").pid.expect("pid");
+    wait_for("the trap to be set", SECS(10), || {
+        log_lines(&roster.log_path("stubborn"))
+            .contains(&"ignoring".to_owned())
+            .then_some(())
+    });
+    let started = Instant::now();
+    roster.ok(&["stop", "stubborn"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600),
+        "stopped too early: {took:?}"
+    );
+    assert!(took < SECS(5), "stop took {took:?}");
+    assert!(!alive(pid));
+    let kinds: Vec<String> = roster
+        .events(&["stubborn"])
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(
+        kinds.ends_with(&[
+            "stopping".to_owned(),
+            "killed".to_owned(),
+            "stopped".to_owned()
+        ]),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn double_forked_grandchildren_are_stopped_and_reaped() {
+    let roster = Roster::new();
+    let grandchild_pid = roster.path("grandchild.pid");
+    // The grandchild leaves the agent's session and process group, and its
+    // parent exits: only the subreaper can still find it.
+    roster.config(&sh_agent(
+        "forker",
+        &format!(
+            "setsid sh -c 'sleep 1000 & echo $! > {}' & wait; echo forked; exec sleep 1000",
+            grandchild_pid.display()
+        ),
+        "",
+    ));
+    roster.up();
+    let grandchild: u32 = wait_for("the grandchild pid", SECS(10), || {
+        std::fs::read_to_string(&grandchild_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    let daemon = roster.daemon_pid().expect("daemon pid");
+    wait_for(
+        "the grandchild to be reparented to the daemon",
+        SECS(5),
+        || (roster_daemon::procfs::sample(grandchild)?.ppid == daemon).then_some(()),
+    );
+    roster.ok(&["stop", "forker"]);
+    wait_for(
+        "the double-forked grandchild to be stopped",
+        SECS(5),
+        || (!alive(grandchild)).then_some(()),
+    );
+    assert!(
+        zombies_of(daemon).is_empty(),
+        "zombies left: {:?}",
+        zombies_of(daemon)
+    );
+
+    // And on `down`, again with a fresh grandchild.
+    std::fs::remove_file(&grandchild_pid).expect("rm");
+    roster.ok(&["start", "forker"]);
+    let grandchild: u32 = wait_for("the second grandchild pid", SECS(10), || {
+        std::fs::read_to_string(&grandchild_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    roster.ok(&["down"]);
+    assert!(!alive(grandchild), "a grandchild survived roster down");
+    assert!(roster.processes().is_empty(), "{:?}", roster.processes());
+}
+
+#[test]
+fn no_zombies_after_children_of_agents_exit() {
+    let roster = Roster::new();
+    // Spawns short-lived children that get orphaned (the subshell exits
+    // before its child): the daemon inherits and must reap them.
+    roster.config(&sh_agent(
+        "spawner",
+        "for i in 1 2 3 4 5 6 7 8; do (sleep 0.1 &) ; done; echo spawned; exec sleep 1000",
+        "",
+    ));
+    roster.up();
+    let daemon = roster.daemon_pid().expect("daemon pid");
+    wait_for("the agent to spawn", SECS(5), || {
+        log_lines(&roster.log_path("spawner"))
+            .contains(&"spawned".to_owned())
+            .then_some(())
+    });
+    let main = roster.agent("spawner").pid.expect("pid");
+    // The orphans are the daemon's children until they exit and are reaped;
+    // a zombie would stay listed forever.
+    wait_for("orphans to exit and be reaped", SECS(5), || {
+        let children = children_of(daemon);
+        (children == [main]).then_some(())
+    });
+    assert!(zombies_of(daemon).is_empty());
+    assert_eq!(roster.agent("spawner").state, AgentState::Running);
+}

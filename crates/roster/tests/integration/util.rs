@@ -1,0 +1,254 @@
+//! The test harness: a temp home and config dir per test, the real `roster`
+//! binary, and waits on conditions with deadlines (never bare sleeps).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use roster_core::api::{AgentState, AgentStatus, EventRecord, StatusReply};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_roster");
+
+/// One roster home with its own daemon, torn down on drop.
+pub struct Roster {
+    pub home: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl Roster {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::Builder::new()
+                .prefix("roster-home-")
+                .tempdir()
+                .expect("temp home"),
+            dir: tempfile::Builder::new()
+                .prefix("roster-cfg-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn home_path(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Writes `roster.toml` (or another file) into the config dir.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    pub fn config(&self, text: &str) -> PathBuf {
+        self.write("roster.toml", text)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env_remove("ROSTER_HOME")
+            .arg("--home")
+            .arg(self.home.path())
+            .current_dir(self.dir.path());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run roster")
+    }
+
+    /// Runs and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "roster {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn up(&self) -> String {
+        self.ok(&["up"])
+    }
+
+    pub fn status(&self) -> StatusReply {
+        let text = self.ok(&["status", "--json"]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("status --json is not the contract ({error}):\n{text}"))
+    }
+
+    pub fn agent(&self, name: &str) -> AgentStatus {
+        self.status()
+            .agents
+            .into_iter()
+            .find(|agent| agent.name == name)
+            .unwrap_or_else(|| panic!("no agent {name} in status"))
+    }
+
+    /// Waits until `condition` holds for the status, or fails saying `what`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&StatusReply) -> bool,
+    ) -> StatusReply {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if condition(&status) {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; last status: {status:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_state(&self, name: &str, state: AgentState, timeout: Duration) -> AgentStatus {
+        let status = self.wait_status(&format!("{name} to be {state:?}"), timeout, |status| {
+            status
+                .agents
+                .iter()
+                .any(|agent| agent.name == name && agent.state == state)
+        });
+        status
+            .agents
+            .into_iter()
+            .find(|agent| agent.name == name)
+            .expect("agent present")
+    }
+
+    pub fn events(&self, args: &[&str]) -> Vec<EventRecord> {
+        let mut all = vec!["events", "--json"];
+        all.extend_from_slice(args);
+        self.ok(&all)
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("bad event line {line:?}: {error}"))
+            })
+            .collect()
+    }
+
+    pub fn wait_event(&self, agent: &str, kind: &str, timeout: Duration) -> Vec<EventRecord> {
+        wait_for(&format!("a `{kind}` event for {agent}"), timeout, || {
+            let events = self.events(&[agent]);
+            events
+                .iter()
+                .any(|event| event.kind == kind)
+                .then_some(events)
+        })
+    }
+
+    pub fn log_path(&self, agent: &str) -> PathBuf {
+        self.home.path().join("logs").join(format!("{agent}.log"))
+    }
+
+    /// Processes started for this home (found by their environment marker).
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        roster_daemon::procfs::processes_of_home(&self.home.path().display().to_string())
+    }
+
+    pub fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.home.path().join("daemon.lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Roster {
+    fn drop(&mut self) {
+        let _ = self.command().arg("down").output();
+        // Whatever a failed test left behind must not outlive it.
+        for (pid, _) in self.processes() {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Polls `probe` until it returns Some, or panics saying what did not happen.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True while the pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => text
+            .rfind(')')
+            .is_some_and(|index| !text[index + 1..].trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Zombie children of `parent`.
+pub fn zombies_of(parent: u32) -> Vec<u32> {
+    roster_daemon::procfs::sample_all()
+        .into_iter()
+        .filter(|(pid, sample)| {
+            sample.ppid == parent
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|text| {
+                    text.rfind(')')
+                        .is_some_and(|index| text[index + 1..].trim_start().starts_with('Z'))
+                })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The agent lines of a log (timestamps removed), across rotated files.
+pub fn log_lines(path: &Path) -> Vec<String> {
+    roster_daemon::logs::read_lines(path, usize::MAX)
+        .expect("read log")
+        .into_iter()
+        .map(|line| line.text)
+        .collect()
+}
+
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// An agent table for a shell command.
+pub fn sh_agent(name: &str, script: &str, extra: &str) -> String {
+    format!(
+        "[agents.{name}]\ncommand = [\"sh\", \"-c\", {script:?}]\n{extra}\n",
+        script = script
+    )
+}
+
+/// Direct children of a process, from /proc/PID/task/*/children.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                children.extend(
+                    text.split_whitespace()
+                        .filter_map(|pid| pid.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    children.sort_unstable();
+    children
+}
