@@ -177,6 +177,7 @@ async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
     }
     let _ = std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700));
     let lock = take_lock(&home)?;
+    raise_open_file_limit();
     if let Err(error) = spawn::become_subreaper() {
         tracing::warn!(
             "could not become a child subreaper: {error}; double-forked agents may escape"
@@ -654,6 +655,19 @@ fn is_zombie(pid: u32) -> bool {
                 .map(|index| text[index + 1..].trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+/// Each agent costs the daemon two descriptors (its pipe and its log file):
+/// lift the soft limit to the hard one so a thousand agents fit.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("could not raise the open-file limit from {soft}: {error}");
+            }
+        }
+    }
 }
 
 /// `READY=1` to systemd when it started us as `Type=notify`.

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -47,13 +47,12 @@ pub fn spawn_agent(
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr));
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            Ok(())
-        });
-    }
+    // Its own process group (pgid == pid), so signals reach the whole
+    // tree. A group, not a session: with no pre_exec hook std can use
+    // posix_spawn (vfork-like, no page-table copy), which halves the
+    // fork-to-exec time; the daemon has no controlling terminal to detach
+    // from when `roster up` started it (that one is a session leader).
+    command.process_group(0);
     match command.spawn() {
         // Dropping the Child neither waits nor kills: the loop reaps it.
         Ok(child) => Ok(child.id()),

@@ -51,6 +51,10 @@ pub struct PumpContext {
 /// longer; past this the two are written side by side.
 const PREVIOUS_RUN_GRACE: Duration = Duration::from_secs(1);
 
+thread_local! {
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 128 * 1024]);
+}
+
 /// Reads `pipe` until every writer has closed it.
 pub async fn pump(pipe: OwnedFd, mut context: PumpContext) {
     let agent = context.agent.clone();
@@ -69,7 +73,6 @@ pub async fn pump(pipe: OwnedFd, mut context: PumpContext) {
             return;
         }
     };
-    let mut buffer = vec![0u8; 128 * 1024];
     let mut pending = Vec::new();
     loop {
         let mut guard = match pipe.readable().await {
@@ -79,18 +82,27 @@ pub async fn pump(pipe: OwnedFd, mut context: PumpContext) {
                 break;
             }
         };
-        let read = guard.try_io(|inner| {
-            nix::unistd::read(inner.get_ref(), &mut buffer).map_err(std::io::Error::from)
+        // Read and write without an await in between, so one buffer per
+        // worker thread serves every agent: a thousand idle agents do not
+        // each hold a 128 KiB buffer.
+        let read = READ_BUFFER.with_borrow_mut(|buffer| {
+            let result = guard.try_io(|inner| {
+                nix::unistd::read(inner.get_ref(), buffer).map_err(std::io::Error::from)
+            });
+            if let Ok(Ok(length)) = result {
+                if length > 0 {
+                    let chunk = &buffer[..length];
+                    let report = with_writer(&mut context, |writer| {
+                        writer.write(&mut pending, chunk, unix_millis())
+                    });
+                    send(&context, report);
+                }
+            }
+            result
         });
         match read {
             Ok(Ok(0)) => break,
-            Ok(Ok(length)) => {
-                let chunk = &buffer[..length];
-                let report = with_writer(&mut context, |writer| {
-                    writer.write(&mut pending, chunk, unix_millis())
-                });
-                send(&context, report);
-            }
+            Ok(Ok(_)) => {}
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(Err(error)) => {
                 tracing::error!(%agent, "reading log pipe: {error}");

@@ -61,7 +61,7 @@ impl LogWriter {
             file: None,
             size: 0,
             day: 0,
-            out: Vec::with_capacity(64 * 1024),
+            out: Vec::new(),
             out_lines: 0,
             compressing: None,
             dropped,
@@ -230,6 +230,10 @@ impl LogWriter {
             Ok(()) => {
                 self.size += self.out.len() as u64;
                 self.out.clear();
+                // A burst grew the buffer; an idle agent should not keep it.
+                if self.out.capacity() > 512 * 1024 {
+                    self.out.shrink_to(64 * 1024);
+                }
                 self.out_lines = 0;
             }
             Err(error) => {
