@@ -126,6 +126,6 @@ pub fn become_subreaper() -> io::Result<()> {
 pub fn log_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(256 * 1024));
+    let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1024 * 1024));
     Ok((read, write))
 }
