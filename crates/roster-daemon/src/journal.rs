@@ -96,6 +96,7 @@ impl Journal {
         let writer = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
+                let mut written_since_prune = 0usize;
                 while let Ok(first) = receiver.recv() {
                     let mut batch = vec![first];
                     while batch.len() < 4096 {
@@ -109,6 +110,13 @@ impl Journal {
                             "journal: could not record {} events: {error}",
                             batch.len()
                         );
+                    }
+                    written_since_prune += batch.len();
+                    if written_since_prune >= PRUNE_EVERY {
+                        written_since_prune = 0;
+                        if let Err(error) = prune(&connection, KEEP_EVENTS) {
+                            tracing::error!("journal: could not prune old events: {error}");
+                        }
                     }
                 }
             })
@@ -144,6 +152,19 @@ impl Drop for Journal {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The journal keeps this many newest events; older ones are deleted, so a
+/// restart storm cannot fill the disk (about 150 bytes an event).
+pub const KEEP_EVENTS: i64 = 1_000_000;
+const PRUNE_EVERY: usize = 10_000;
+
+/// Deletes all but the newest `keep` events.
+pub fn prune(connection: &Connection, keep: i64) -> rusqlite::Result<usize> {
+    connection.execute(
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+        params![keep],
+    )
 }
 
 fn write_batch(connection: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
@@ -236,6 +257,22 @@ pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.db");
+        let mut journal = Journal::open(&path).expect("open");
+        for index in 0..50 {
+            journal.record(Row::now(None, "tick", Some(index), format!("#{index}")));
+        }
+        journal.close();
+        let connection = Connection::open(&path).expect("open");
+        assert_eq!(prune(&connection, 10).expect("prune"), 40);
+        let left = read_events(&path, &EventFilter::default()).expect("read");
+        assert_eq!(left.len(), 10);
+        assert_eq!(left[0].detail, "#40");
+    }
 
     #[test]
     fn records_and_reads_back_in_order() {

@@ -47,12 +47,24 @@ pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
     send_apply(home, file, true)?;
     let client = super::client(home);
     let wanted: Vec<String> = config.agents.keys().map(|name| name.to_string()).collect();
+    let started = std::time::Instant::now();
+    let mut next_note = Duration::from_secs(2);
     let (status, settled) = super::wait_for(&client, timeout, |status| {
-        status
+        let unsettled: Vec<&str> = status
             .agents
             .iter()
-            .filter(|agent| wanted.contains(&agent.name))
-            .all(|agent| is_settled(agent.state))
+            .filter(|agent| wanted.contains(&agent.name) && !is_settled(agent.state))
+            .map(|agent| agent.name.as_str())
+            .collect();
+        if !unsettled.is_empty() && started.elapsed() >= next_note {
+            next_note += Duration::from_secs(5);
+            eprintln!(
+                "waiting for {} agent(s) to settle: {}",
+                unsettled.len(),
+                unsettled.join(", ")
+            );
+        }
+        unsettled.is_empty()
     })?;
     print!("{}", render::status_table(&status.agents));
     let failed: Vec<&str> = status
