@@ -147,6 +147,15 @@ pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
     Ok(collected.into_iter().rev().flatten().collect())
 }
 
+/// The file names of `paths`, for assertions.
+#[cfg(test)]
+pub(crate) fn file_names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,15 +176,7 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(name), "").expect("write");
         }
-        let names: Vec<String> = log_files(&current)
-            .iter()
-            .map(|path| {
-                path.file_name()
-                    .expect("name")
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let names = file_names(&log_files(&current));
         assert_eq!(
             names,
             [

@@ -438,15 +438,7 @@ mod tests {
         }
         log.close();
         let files = log_files(&dir.path().join("a.log"));
-        let names: Vec<String> = files
-            .iter()
-            .map(|path| {
-                path.file_name()
-                    .expect("name")
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let names = crate::logs::files::file_names(&files);
         assert_eq!(names, ["a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
         let lines = read_lines(&dir.path().join("a.log"), 100_000).expect("read");
         // Whatever is kept is a contiguous, unsplit tail ending at the last line.
