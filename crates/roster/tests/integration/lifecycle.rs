@@ -266,3 +266,60 @@ fn up_reports_an_agent_that_cannot_start() {
     );
     assert_eq!(roster.agent("fine").state, AgentState::Running);
 }
+
+#[test]
+fn foreground_daemon_applies_its_file_and_stops_gracefully_on_sigterm() {
+    let roster = Roster::new();
+    let trapped = roster.path("trapped");
+    roster.config(&sh_agent(
+        "fg",
+        &format!(
+            "trap 'echo bye > {}; exit 0' TERM; echo hi; while true; do sleep 0.05; done",
+            trapped.display()
+        ),
+        "",
+    ));
+    let mut daemon = roster
+        .command()
+        .args(["daemon", "-f", "roster.toml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("roster daemon");
+    let agent = wait_for(
+        "the agent to run under the foreground daemon",
+        SECS(10),
+        || {
+            let output = roster.run(&["status", "--json"]);
+            let status: roster_core::api::StatusReply =
+                serde_json::from_slice(&output.stdout).ok()?;
+            let agent = status.agents.into_iter().next()?;
+            (agent.state == AgentState::Running).then_some(agent)
+        },
+    );
+    let pid = agent.pid.expect("pid");
+    // SAFETY: plain kill(2) of the daemon this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let exit = wait_for("the daemon to exit", SECS(15), || {
+        daemon.try_wait().ok().flatten()
+    });
+    assert!(exit.success(), "daemon exit: {exit}");
+    assert!(!alive(pid), "the agent outlived the daemon");
+    assert_eq!(
+        std::fs::read_to_string(&trapped).expect("trap ran").trim(),
+        "bye",
+        "stopped gracefully, not killed"
+    );
+    let kinds: Vec<String> = roster
+        .events(&[])
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(
+        kinds.ends_with(&[
+            "stopping".to_owned(),
+            "stopped".to_owned(),
+            "daemon_stopped".to_owned()
+        ]),
+        "{kinds:?}"
+    );
+}
