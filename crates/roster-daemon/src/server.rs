@@ -11,16 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, Health, StatusReply};
 
-use crate::daemon::{Request, Verb};
+use crate::daemon::{Inbox, Input, Request, Verb};
 use crate::procfs;
 
 #[derive(Clone)]
 struct ApiState {
-    requests: mpsc::Sender<Request>,
+    inbox: Inbox,
     cpu: Arc<Mutex<HashMap<String, CpuSample>>>,
 }
 
@@ -32,9 +32,9 @@ struct CpuSample {
 }
 
 /// Serves the API until the task is aborted.
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Request>) {
+pub async fn serve(listener: UnixListener, inbox: Inbox) {
     let state = ApiState {
-        requests,
+        inbox,
         cpu: Arc::new(Mutex::new(HashMap::new())),
     };
     let router = Router::new()
@@ -69,7 +69,9 @@ fn gone() -> Response {
 
 async fn ask<T>(state: &ApiState, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
     let (reply, answer) = oneshot::channel();
-    state.requests.send(make(reply)).await.ok()?;
+    if !state.inbox.send(Input::Request(make(reply))) {
+        return None;
+    }
     answer.await.ok()
 }
 
@@ -207,8 +209,9 @@ async fn restart(State(state): State<ApiState>, Json(request): Json<AgentsReques
 async fn shutdown(State(state): State<ApiState>) -> Response {
     // Answer at once: the caller watches the daemon's lock to see it exit.
     let (reply, _answer) = oneshot::channel();
-    match state.requests.send(Request::Shutdown(reply)).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(_) => gone(),
+    if state.inbox.send(Input::Request(Request::Shutdown(reply))) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        gone()
     }
 }

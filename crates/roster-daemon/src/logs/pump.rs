@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use roster_core::LogConfig;
@@ -41,7 +41,7 @@ pub struct PumpContext {
     /// Rotation settings, as applied.
     pub config: watch::Receiver<LogConfig>,
     /// Where to report dropped lines.
-    pub trouble: mpsc::UnboundedSender<LogTrouble>,
+    pub trouble: crate::daemon::Inbox,
     /// The previous run's pump.
     pub previous: Option<JoinHandle<()>>,
 }
@@ -144,11 +144,13 @@ fn with_writer(
 
 fn send(context: &PumpContext, report: WriteReport) {
     if let Some(error) = report.error {
-        let _ = context.trouble.send(LogTrouble {
-            agent: context.agent.clone(),
-            dropped_lines: report.dropped_lines,
-            error,
-        });
+        context
+            .trouble
+            .send(crate::daemon::Input::Trouble(LogTrouble {
+                agent: context.agent.clone(),
+                dropped_lines: report.dropped_lines,
+                error,
+            }));
     }
 }
 

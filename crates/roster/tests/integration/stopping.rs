@@ -167,3 +167,34 @@ fn no_zombies_after_children_of_agents_exit() {
     assert!(zombies_of(daemon).is_empty());
     assert_eq!(roster.agent("spawner").state, AgentState::Running);
 }
+
+#[test]
+fn agents_start_with_no_blocked_or_ignored_signals() {
+    // The daemon blocks the signals it reads from a signalfd and Rust
+    // ignores SIGPIPE; neither may leak into an agent, or its stop signal
+    // would never arrive.
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "masks",
+        "exec grep -E '^Sig(Blk|Ign)' /proc/self/status",
+        "restart = \"never\"",
+    ));
+    let _ = roster.run(&["up", "--timeout", "2s"]);
+    let lines = wait_for("the agent's signal masks", SECS(10), || {
+        let lines = log_lines(&roster.log_path("masks"));
+        (lines.len() == 2).then_some(lines)
+    });
+    let mask = |prefix: &str| -> u64 {
+        let line = lines
+            .iter()
+            .find(|line| line.starts_with(prefix))
+            .expect("line");
+        u64::from_str_radix(line.split_whitespace().nth(1).expect("value"), 16).expect("hex")
+    };
+    assert_eq!(mask("SigBlk"), 0, "{lines:?}");
+    assert_eq!(
+        mask("SigIgn") & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored: {lines:?}"
+    );
+}

@@ -1,24 +1,39 @@
-//! The daemon loop: one task owns the [`Supervisor`] and every agent's I/O
-//! resources; the API server and the log pumps talk to it over channels.
+//! The daemon: one thread owns the [`Supervisor`] and every agent's I/O
+//! resources and runs the loop; a tokio runtime beside it serves the API and
+//! pumps the logs, and both reach the loop only through its [`Inbox`].
+//!
+//! The loop is a plain `poll(2)` on a signalfd (SIGCHLD, SIGTERM, SIGINT,
+//! SIGHUP) and the inbox's doorbell, with the supervisor's next deadline as
+//! timeout. A child's death wakes exactly this thread, which reaps it and
+//! spawns the replacement before doing anything else: restart latency is one
+//! wake-up, a waitpid and a posix_spawn.
+
+mod inbox;
+mod startup;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal as NixSignal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use roster_core::api::ApplyReply;
 use roster_core::config::{self, Config};
-use roster_core::supervisor::AgentView;
 use roster_core::{Action, AgentName, LogConfig, Supervisor};
+
+pub use inbox::{Inbox, Input, Request, Verb};
+use startup::{
+    io_error, notify_systemd_ready, raise_open_file_limit, stop_stale_processes, take_lock,
+};
 
 use crate::home::Home;
 use crate::journal::{Journal, Row};
@@ -64,43 +79,6 @@ pub struct DaemonOptions {
     pub config: Option<PathBuf>,
 }
 
-/// An operator's verb on agents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verb {
-    /// Start.
-    Start,
-    /// Stop.
-    Stop,
-    /// Restart.
-    Restart,
-}
-
-/// A request from the API server to the loop.
-pub enum Request {
-    /// Current views, with dropped-line counters.
-    Status(oneshot::Sender<Vec<(AgentView, u64)>>),
-    /// Converge to a config file.
-    Apply {
-        /// The file.
-        path: PathBuf,
-        /// Start stopped agents too.
-        start_stopped: bool,
-        /// The answer.
-        reply: oneshot::Sender<Result<ApplyReply, String>>,
-    },
-    /// start / stop / restart.
-    Agents {
-        /// Which verb.
-        verb: Verb,
-        /// Names, or `all`.
-        names: Vec<String>,
-        /// The answer.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Stop every agent, then exit.
-    Shutdown(oneshot::Sender<()>),
-}
-
 struct AgentIo {
     writer: Arc<Mutex<LogWriter>>,
     dropped: Arc<AtomicU64>,
@@ -115,7 +93,8 @@ struct Daemon {
     journal: Journal,
     io: BTreeMap<AgentName, AgentIo>,
     log_config: watch::Sender<LogConfig>,
-    trouble_sender: mpsc::UnboundedSender<LogTrouble>,
+    runtime: tokio::runtime::Handle,
+    inbox: Inbox,
     last_trouble_report: HashMap<String, Instant>,
     shutting_down: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
@@ -124,54 +103,33 @@ struct Daemon {
 
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `roster down`.
 pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
-        .thread_name("roster")
-        .enable_all()
-        .build()
-        .map_err(|source| DaemonError::Io {
-            what: "starting the runtime",
-            path: options.home.clone(),
-            source,
-        })?;
-    runtime.block_on(run_async(options))
-}
-
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
-    let path = path.to_path_buf();
-    move |source| DaemonError::Io { what, path, source }
-}
-
-fn take_lock(home: &Home) -> Result<File, DaemonError> {
-    let path = home.lock();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_error("opening the lock", &path))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let pid = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        return Err(DaemonError::AlreadyRunning {
-            home: home.root().to_path_buf(),
-            pid,
-        });
-    }
-    file.set_len(0)
-        .map_err(io_error("writing the lock", &path))?;
-    write!(file, "{}", std::process::id()).map_err(io_error("writing the lock", &path))?;
-    Ok(file)
-}
-
-async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
     let home = Home::new(options.home.clone());
+    // Block the signals the loop handles before any other thread exists:
+    // every thread inherits the mask, so they reach only the signalfd.
+    // (Children start with an empty mask: std resets it when spawning.)
+    let mut handled = SigSet::empty();
+    for signal in [
+        NixSignal::SIGCHLD,
+        NixSignal::SIGTERM,
+        NixSignal::SIGINT,
+        NixSignal::SIGHUP,
+    ] {
+        handled.add(signal);
+    }
+    let os_error = |what: &'static str| {
+        let path = home.root().to_path_buf();
+        move |errno: nix::Error| DaemonError::Io {
+            what,
+            path,
+            source: errno.into(),
+        }
+    };
+    handled
+        .thread_block()
+        .map_err(os_error("blocking signals for"))?;
+    let signals = SignalFd::with_flags(&handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(os_error("creating a signalfd for"))?;
+
     for dir in [home.root().to_path_buf(), home.logs()] {
         std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
     }
@@ -183,6 +141,13 @@ async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
             "could not become a child subreaper: {error}; double-forked agents may escape"
         );
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("roster")
+        .enable_all()
+        .build()
+        .map_err(io_error("starting the runtime for", home.root()))?;
     let journal = Journal::open(&home.journal())?;
     journal.record(Row::now(
         None,
@@ -190,19 +155,21 @@ async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
         Some(std::process::id()),
         format!("daemon started for {}", home.root().display()),
     ));
+    stop_stale_processes(&home, &journal);
 
-    stop_stale_processes(&home, &journal).await;
-
-    let (request_sender, mut requests) = mpsc::channel::<Request>(256);
+    let (inbox, inputs, doorbell) =
+        Inbox::new().map_err(io_error("creating the inbox of", home.root()))?;
     let socket_path = home.socket();
     let _ = std::fs::remove_file(&socket_path);
-    let listener = tokio::net::UnixListener::bind(&socket_path)
-        .map_err(io_error("listening on", &socket_path))?;
+    let listener = {
+        let _context = runtime.enter();
+        tokio::net::UnixListener::bind(&socket_path)
+            .map_err(io_error("listening on", &socket_path))?
+    };
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("securing", &socket_path))?;
-    let server = tokio::spawn(server::serve(listener, request_sender.clone()));
+    let server = runtime.spawn(server::serve(listener, inbox.clone()));
 
-    let (trouble_sender, mut troubles) = mpsc::unbounded_channel();
     let (log_config, _) = watch::channel(LogConfig::default());
     let mut daemon = Daemon {
         home_env: home.root().to_path_buf(),
@@ -211,72 +178,101 @@ async fn run_async(options: DaemonOptions) -> Result<(), DaemonError> {
         journal,
         io: BTreeMap::new(),
         log_config,
-        trouble_sender,
+        runtime: runtime.handle().clone(),
+        inbox,
         last_trouble_report: HashMap::new(),
         shutting_down: false,
         shutdown_replies: Vec::new(),
         _lock: lock,
     };
 
-    if let Some(path) = &options.config {
-        if let Err(error) = daemon.apply(path, true) {
-            daemon.finish().await;
-            server.abort();
-            return Err(DaemonError::Config(error));
-        }
-    }
-    notify_systemd_ready();
-
-    let signal_stream = |kind: SignalKind, name: &'static str| {
-        signal(kind).map_err(|source| DaemonError::Io {
-            what: "installing a handler for",
-            path: PathBuf::from(name),
-            source,
-        })
+    let outcome = match &options.config {
+        Some(path) => daemon
+            .apply(path, true)
+            .map(|_| ())
+            .map_err(DaemonError::Config),
+        None => Ok(()),
     };
-    let mut children = signal_stream(SignalKind::child(), "SIGCHLD")?;
-    let mut terminate = signal_stream(SignalKind::terminate(), "SIGTERM")?;
-    let mut interrupt = signal_stream(SignalKind::interrupt(), "SIGINT")?;
-    let mut hangup = signal_stream(SignalKind::hangup(), "SIGHUP")?;
-    let last_config = options.config.clone();
-
-    loop {
-        let deadline = daemon.supervisor.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = children.recv() => daemon.reap(),
-            _ = terminate.recv() => daemon.begin_shutdown("SIGTERM"),
-            _ = interrupt.recv() => daemon.begin_shutdown("SIGINT"),
-            _ = hangup.recv() => {
-                if let Some(path) = &last_config {
-                    let _ = daemon.apply(path, false);
-                }
-            }
-            Some(request) = requests.recv() => daemon.handle_request(request),
-            Some(trouble) = troubles.recv() => daemon.report_trouble(trouble),
-            _ = sleep => daemon.supervisor.handle_timeout(Instant::now()),
-        }
-        daemon.perform();
-        if daemon.shutting_down && daemon.supervisor.is_quiet() {
-            break;
-        }
+    if outcome.is_ok() {
+        notify_systemd_ready();
+        daemon.run_loop(&signals, &doorbell, &inputs, options.config.as_deref());
     }
-    daemon.finish().await;
+    daemon.finish();
     server.abort();
     let _ = std::fs::remove_file(&socket_path);
     for reply in daemon.shutdown_replies.drain(..) {
         let _ = reply.send(());
     }
-    Ok(())
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }
 
 impl Daemon {
+    fn run_loop(
+        &mut self,
+        signals: &SignalFd,
+        doorbell: &OwnedFd,
+        inputs: &mpsc::Receiver<Input>,
+        config: Option<&Path>,
+    ) {
+        loop {
+            let timeout = match self.supervisor.poll_timeout() {
+                None => PollTimeout::NONE,
+                Some(deadline) => {
+                    // Round up: waking a little late is fine, spinning is not.
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    let millis = wait.as_micros().div_ceil(1000);
+                    PollTimeout::try_from(millis.min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(doorbell.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(error) => {
+                    tracing::error!("poll failed: {error}; stopping every agent");
+                    self.begin_shutdown("an internal error");
+                }
+            }
+            while let Ok(Some(info)) = signals.read_signal() {
+                match NixSignal::try_from(info.ssi_signo as i32) {
+                    Ok(NixSignal::SIGCHLD) => self.reap(),
+                    Ok(NixSignal::SIGTERM) => self.begin_shutdown("SIGTERM"),
+                    Ok(NixSignal::SIGINT) => self.begin_shutdown("SIGINT"),
+                    Ok(NixSignal::SIGHUP) => {
+                        if let Some(path) = config {
+                            let _ = self.apply(path, false);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut ring = [0u8; 64];
+            while matches!(nix::unistd::read(doorbell, &mut ring), Ok(length) if length > 0) {}
+            while let Ok(input) = inputs.try_recv() {
+                match input {
+                    Input::Request(request) => self.handle_request(request),
+                    Input::Trouble(trouble) => self.report_trouble(trouble),
+                }
+                self.perform();
+            }
+            if self
+                .supervisor
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= Instant::now())
+            {
+                self.supervisor.handle_timeout(Instant::now());
+            }
+            self.perform();
+            if self.shutting_down && self.supervisor.is_quiet() {
+                return;
+            }
+        }
+    }
+
     fn handle_request(&mut self, request: Request) {
         let now = Instant::now();
         match request {
@@ -504,10 +500,10 @@ impl Daemon {
                 agent: agent.to_string(),
                 writer: io.writer.clone(),
                 config: self.log_config.subscribe(),
-                trouble: self.trouble_sender.clone(),
+                trouble: self.inbox.clone(),
                 previous: io.last_pump.take(),
             };
-            io.last_pump = Some(tokio::spawn(pump(read, context)));
+            io.last_pump = Some(self.runtime.spawn(pump(read, context)));
         }
         result
     }
@@ -560,7 +556,7 @@ impl Daemon {
 
     /// After every agent stopped: stops strays, lets the pumps drain, and
     /// closes the journal.
-    async fn finish(&mut self) {
+    fn finish(&mut self) {
         let strays = self.strays_of(None);
         if !strays.is_empty() {
             for pid in &strays {
@@ -569,7 +565,7 @@ impl Daemon {
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline && !self.strays_of(None).is_empty() {
                 while spawn::reap_one().is_some() {}
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                std::thread::sleep(Duration::from_millis(10));
             }
             for pid in self.strays_of(None) {
                 spawn::signal_process(pid, libc::SIGKILL);
@@ -583,16 +579,18 @@ impl Daemon {
         }
         while spawn::reap_one().is_some() {}
         let agents: Vec<AgentIo> = std::mem::take(&mut self.io).into_values().collect();
-        let drained = tokio::time::timeout(Duration::from_secs(10), async {
-            for io in agents.iter() {
-                if let Some(pump) = &io.last_pump {
-                    while !pump.is_finished() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            }
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pending = |agents: &[AgentIo]| {
+            agents.iter().any(|io| {
+                io.last_pump
+                    .as_ref()
+                    .is_some_and(|pump| !pump.is_finished())
+            })
+        };
+        while pending(&agents) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let drained: Result<(), ()> = if pending(&agents) { Err(()) } else { Ok(()) };
         for io in &agents {
             io.writer
                 .lock()
@@ -611,82 +609,5 @@ impl Daemon {
             "daemon stopped",
         ));
         self.journal.close();
-    }
-}
-
-/// Stops processes an earlier daemon of this home started and left behind
-/// (it was killed): they cannot be adopted, since their output pipe died with
-/// it, so they are stopped, and the config then starts fresh copies. This
-/// keeps "never a second copy beside an unmanaged one".
-async fn stop_stale_processes(home: &Home, journal: &Journal) {
-    let home_text = home.root().display().to_string();
-    let stale = procfs::processes_of_home(&home_text);
-    if stale.is_empty() {
-        return;
-    }
-    for (pid, agent) in &stale {
-        journal.record(Row::now(
-            Some(agent),
-            "stale_stopped",
-            Some(*pid),
-            format!("pid {pid} was left by an earlier daemon: stopping it"),
-        ));
-        spawn::signal_process(*pid, libc::SIGTERM);
-        let _ = spawn::signal_group(*pid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let alive = |pid: u32| procfs::sample(pid).is_some() && !is_zombie(pid);
-    while Instant::now() < deadline && stale.iter().any(|(pid, _)| alive(*pid)) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for (pid, _) in &stale {
-        if alive(*pid) {
-            spawn::signal_process(*pid, libc::SIGKILL);
-            let _ = spawn::signal_group(*pid, libc::SIGKILL);
-        }
-    }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|text| {
-            text.rfind(')')
-                .map(|index| text[index + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
-}
-
-/// Each agent costs the daemon two descriptors (its pipe and its log file):
-/// lift the soft limit to the hard one so a thousand agents fit.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!("could not raise the open-file limit from {soft}: {error}");
-            }
-        }
-    }
-}
-
-/// `READY=1` to systemd when it started us as `Type=notify`.
-fn notify_systemd_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|address| socket.send_to_addr(b"READY=1", &address))
-    } else {
-        socket.send_to(b"READY=1", Path::new(&path))
-    };
-    if let Err(error) = result {
-        tracing::warn!("could not notify systemd: {error}");
     }
 }

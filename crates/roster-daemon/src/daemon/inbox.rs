@@ -1,0 +1,92 @@
+//! What reaches the daemon loop from other threads: API requests and log
+//! troubles, over a channel with a doorbell pipe the loop polls.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+use tokio::sync::oneshot;
+
+use roster_core::api::ApplyReply;
+use roster_core::supervisor::AgentView;
+
+use crate::logs::pump::LogTrouble;
+
+/// An operator's verb on agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// Start.
+    Start,
+    /// Stop.
+    Stop,
+    /// Restart.
+    Restart,
+}
+
+/// A request from the API server to the loop.
+pub enum Request {
+    /// Current views, with dropped-line counters.
+    Status(oneshot::Sender<Vec<(AgentView, u64)>>),
+    /// Converge to a config file.
+    Apply {
+        /// The file.
+        path: PathBuf,
+        /// Start stopped agents too.
+        start_stopped: bool,
+        /// The answer.
+        reply: oneshot::Sender<Result<ApplyReply, String>>,
+    },
+    /// start / stop / restart.
+    Agents {
+        /// Which verb.
+        verb: Verb,
+        /// Names, or `all`.
+        names: Vec<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop every agent, then exit.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Anything for the loop.
+pub enum Input {
+    /// From the API.
+    Request(Request),
+    /// From a log pump.
+    Trouble(LogTrouble),
+}
+
+/// The sending side of the loop's inbox; cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Inbox {
+    sender: mpsc::Sender<Input>,
+    doorbell: Arc<OwnedFd>,
+}
+
+impl Inbox {
+    /// A new inbox: the sender, the receiver, and the doorbell's read end
+    /// for the loop to poll.
+    pub fn new() -> std::io::Result<(Inbox, mpsc::Receiver<Input>, OwnedFd)> {
+        use nix::fcntl::OFlag;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(std::io::Error::from)?;
+        let (sender, receiver) = mpsc::channel();
+        Ok((
+            Inbox {
+                sender,
+                doorbell: Arc::new(write),
+            },
+            receiver,
+            read,
+        ))
+    }
+
+    /// Queues `input` and rings the doorbell. False when the loop is gone.
+    pub fn send(&self, input: Input) -> bool {
+        let sent = self.sender.send(input).is_ok();
+        // A full doorbell pipe already wakes the loop; EAGAIN is fine.
+        let _ = nix::unistd::write(&*self.doorbell, &[1]);
+        sent
+    }
+}
