@@ -1,0 +1,309 @@
+"""Writes bench/RESULTS.md from the results dict bench/run collects.
+
+Everything above `## Analysis` is regenerated; an existing `## Analysis`
+section (written by hand after a run) is kept as it is.
+"""
+
+import os
+
+ANALYSIS = "## Analysis"
+PEER_ORDER = ["roster", "supervisord", "pm2", "runit"]
+MODE_ORDER = ["fastest", "defaults"]
+
+GOALS = {
+    "restart": "p90 < 3 ms",
+    "footprint": "RSS < 8 MiB with 100 children, < 25 MiB with 1000; idle CPU < 0.05% with 100",
+    "logs": "≥ supervisord's MB/s and ≥ 70% of the limit, 0 lost/split/doubled",
+    "coldstart": "< 300 ms",
+    "status": "< 50 ms with 1000 children",
+}
+
+
+def _rows(measure_results):
+    """(peer, mode, result) in a stable order."""
+    out = []
+    peers = sorted(measure_results, key=lambda p: PEER_ORDER.index(p) if p in PEER_ORDER else 99)
+    for peer in peers:
+        entry = measure_results[peer]
+        if "error" in entry:
+            out.append((peer, "—", {"error": entry["error"]}))
+            continue
+        modes = sorted(entry, key=lambda m: MODE_ORDER.index(m) if m in MODE_ORDER else 99)
+        for mode in modes:
+            out.append((peer, mode, entry[mode]))
+    return out
+
+
+def _f(v, digits=1):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return ("%." + str(digits) + "f") % v
+    return str(v)
+
+
+def _verdict(ok):
+    return "**met**" if ok else "missed"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in r) + " |")
+    return "\n".join(lines)
+
+
+def _error_row(peer, mode, res, width):
+    return [peer, mode, "error: " + str(res.get("error"))] + [""] * (width - 3)
+
+
+def table_restart(m):
+    header = ["peer", "mode", "kills", "spacing", "median ms", "p90 ms", "min ms", "max ms",
+              "pid appears, median ms", "floor median / p90 ms", "goal: " + GOALS["restart"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if not r.get("runs"):
+            extra = r.get("error") or "; ".join(r.get("failures", [])) or "no run"
+            rows.append(_error_row(peer, mode, {"error": extra}, len(header)))
+            continue
+        goal = _verdict(r["p90_ms"] < 3.0) if peer == "roster" else ""
+        if r.get("failures"):
+            goal = (goal + " (" + "; ".join(r["failures"]) + ")").strip()
+        rows.append([peer, mode, r["runs"], "%.1f s" % r["spacing_s"], _f(r["median_ms"], 2),
+                     _f(r["p90_ms"], 2), _f(r["min_ms"], 2), _f(r["max_ms"], 2),
+                     _f(r.get("pid_seen", {}).get("median_ms"), 2), _floor(r.get("floor")), goal])
+    return _table(header, rows)
+
+
+def _floor(f):
+    if not f or not f.get("runs"):
+        return "—"
+    return "%.2f / %.2f" % (f["median_ms"], f["p90_ms"])
+
+
+def table_footprint(m):
+    counts = []
+    for _, _, r in _rows(m):
+        for n in r.get("by_children", {}):
+            if n not in counts:
+                counts.append(n)
+    counts.sort(key=int)
+    header = ["peer", "mode"]
+    header += ["RSS MiB, %s child%s" % (n, "" if n == "1" else "ren") for n in counts]
+    header += ["PSS MiB, %s" % counts[-1] if counts else "PSS", "processes, %s" % (counts[-1] if counts else ""),
+               "idle CPU % (ticks)", "idle CPU % (schedstat)", "goal: " + GOALS["footprint"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        by = r.get("by_children")
+        if not by:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        row = [peer, mode]
+        for n in counts:
+            v = by.get(n, {})
+            row.append(_f(v["rss_kib"] / 1024, 1) if "rss_kib" in v else ("n/a: " + v["error"] if "error" in v else "—"))
+        last = by.get(counts[-1], {})
+        row.append(_f(last["pss_kib"] / 1024, 1) if "pss_kib" in last else "—")
+        row.append(_f(last.get("supervisor_processes")))
+        cpu = next((v for v in by.values() if "cpu_percent" in v), None)
+        if cpu:
+            row.append("%.3f (%d children, %.0f s)" % (cpu["cpu_percent"], cpu["children"], cpu["cpu_window_s"]))
+            row.append("%.4f" % cpu.get("cpu_percent_schedstat", float("nan")))
+        else:
+            row += ["—", "—"]
+        goal = ""
+        if peer == "roster":
+            checks = []
+            if "100" in by and "rss_kib" in by["100"]:
+                checks.append(by["100"]["rss_kib"] / 1024 < 8)
+            if "1000" in by and "rss_kib" in by["1000"]:
+                checks.append(by["1000"]["rss_kib"] / 1024 < 25)
+            if cpu and cpu["children"] == 100:
+                checks.append(cpu["cpu_percent"] < 0.05)
+            if checks:
+                goal = _verdict(all(checks)) + " (%d of %d)" % (sum(checks), len(checks))
+        row.append(goal)
+        rows.append(row)
+    return _table(header, rows)
+
+
+def table_logs(m):
+    header = ["peer", "mode", "MB/s", "limit MB/s", "% of limit", "lost", "split", "doubled",
+              "files", "lines", "goal: " + GOALS["logs"]]
+    sup = {mode: r.get("mb_per_s") for peer, mode, r in _rows(m) if peer == "supervisord"}
+    rows = []
+    for peer, mode, r in _rows(m):
+        if "lost" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        goal = ""
+        if peer == "roster" and r.get("mb_per_s") is not None:
+            clean = r["lost"] == 0 and r["split"] == 0 and r["doubled"] == 0
+            ok = clean and r.get("percent_of_limit", 0) >= 70
+            s_mb = sup.get(mode)
+            if s_mb is not None:
+                ok = ok and r["mb_per_s"] >= s_mb
+            goal = _verdict(ok)
+            if s_mb is None:
+                goal += " (no supervisord figure)"
+        rows.append([peer, mode, _f(r.get("mb_per_s")), _f(r.get("limit", {}).get("mb_per_s")),
+                     _f(r.get("percent_of_limit")), r["lost"], r["split"], r["doubled"],
+                     r["files"], r["lines"], goal or (r.get("error") or "")])
+    return _table(header, rows)
+
+
+def table_coldstart(m):
+    header = ["peer", "mode", "runs", "100 running, median ms", "min ms", "max ms",
+              "start command returned, median ms", "goal: " + GOALS["coldstart"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if "median_ms" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        goal = _verdict(r["median_ms"] < 300) if peer == "roster" else ""
+        cmd = r.get("command_median_ms")
+        rows.append([peer, mode, r["runs"], _f(r["median_ms"]), _f(r["min_ms"]), _f(r["max_ms"]),
+                     _f(cmd) if cmd is not None else "(does not return)", goal])
+    return _table(header, rows)
+
+
+def table_status(m):
+    header = ["peer", "mode", "command", "children", "queries", "median ms", "p90 ms", "min ms",
+              "max ms", "goal: " + GOALS["status"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if "median_ms" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        goal = ""
+        if peer == "roster":
+            goal = _verdict(r["median_ms"] < 50)
+            if r.get("children") != 1000:
+                goal += " (at %d children)" % r.get("children")
+        rows.append([peer, mode, "`%s`" % r.get("command", "?"), r["children"], r["runs"],
+                     _f(r["median_ms"]), _f(r["p90_ms"]), _f(r["min_ms"]), _f(r["max_ms"]), goal])
+    return _table(header, rows)
+
+
+SECTIONS = [
+    ("restart", "1. Restart latency", table_restart,
+     "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
+     "pids past `ns_last_pid` polled every 0.2 ms. Between kills the new child runs for "
+     "`spacing`, the peer's stability threshold in that mode, so no kill counts as a crash "
+     "loop. `pid appears`: the new pid first seen at all (fork, before exec). `floor`: the "
+     "same method on a minimal supervisor (waitpid, then posix_spawn), measured just before "
+     "each row: what the machine and the method cost before any supervisor logic."),
+    ("footprint", "2. Footprint", table_footprint,
+     "The supervisor's own processes (roster's daemon; supervisord; PM2's God daemon; "
+     "runsvdir and every runsv), children excluded, with N idle children, 2 s after all run. "
+     "RSS: sum of VmRSS; PSS splits shared pages between processes (matters for runit). "
+     "Idle CPU: utime+stime of those processes over the window, % of one core."),
+    ("logs", "3. Log capture", table_logs,
+     "A child writes 100-byte lines (`bench/lib/flood.py`) as fast as it can; from the "
+     "go-signal to its last line (`done`) at the end of the supervisor's log file. MB/s of "
+     "payload. The limit: the same writer with stdout straight on a file, best of 3, measured "
+     "just before each row. Then every file of the log (rotated, gzipped) is checked: "
+     "`split` = lines that are not exactly one written line."),
+    ("coldstart", "4. Cold start of 100 children", table_coldstart,
+     "From running the start command (config written before; nothing running) to 100 "
+     "children running, found by polling new pids every 1 ms. `roster up` itself returns "
+     "only after `ready_after` (1 s)."),
+    ("status", "5. Status at scale", table_status,
+     "Wall time of the status command with N children running, around `subprocess.run` "
+     "(so it includes starting the client: a Python interpreter for supervisorctl, node "
+     "for pm2)."),
+]
+
+
+def render(results):
+    out = []
+    quick = results.get("quick")
+    out.append("# roster benchmarks")
+    out.append("")
+    out.append("Generated by `bench/run%s` on %s; do not edit above `## Analysis` by hand."
+               % (" --quick" if quick else "", results.get("date", "?")))
+    if quick:
+        out.append("")
+        out.append("> **Quick (smoke) mode**: few runs, small counts, short windows. These numbers "
+                   "only show that every measure works; run `bench/run` without `--quick` for "
+                   "figures to compare.")
+    out.append("")
+    mach = results.get("machine", {})
+    out.append("**Machine**: %s, %s CPUs, %s memory, Linux %s; load average %s at the start, %s at the end."
+               % (mach.get("model", "?"), mach.get("cpus", "?"), mach.get("memory", "?"),
+                  mach.get("kernel", "?"), mach.get("load_start", "?"), mach.get("load_end", "?")))
+    if results.get("duration_s") is not None:
+        out.append("")
+        out.append("**Run time**: %.0f s." % results["duration_s"])
+    out.append("")
+    out.append("| peer | version |")
+    out.append("|---|---|")
+    for p in PEER_ORDER:
+        if p in results.get("versions", {}):
+            out.append("| %s | %s |" % (p, results["versions"][p] or "not installed"))
+    notes = results.get("notes") or []
+    if notes:
+        out.append("")
+        out.append("Notes from this run:")
+        out.append("")
+        for n in notes:
+            out.append("- " + n)
+    out.append("")
+    out.append("## How to rerun")
+    out.append("")
+    out.append("```sh")
+    out.append("bench/run                     # installs the peers into bench/.peers, builds roster, runs everything")
+    out.append("bench/run --quick             # smoke mode: seconds per measure")
+    out.append("bench/run --peers roster,pm2 --measures restart,status")
+    out.append("bench/measures/restart.py --peer roster            # one measure alone (every mode)")
+    out.append("bench/measures/logs.py --peer supervisord --mode fastest --json")
+    out.append("```")
+    out.append("")
+    out.append("Modes: `fastest` is each peer at its fastest restart setting (roster: "
+               "`restart_delay = \"0s\"`, `stable_after = \"0s\"`, `crash_loop = 0`; supervisord: "
+               "`startsecs=0`, `autorestart=true`, large `startretries`; PM2: `restart_delay: 0`, "
+               "`min_uptime: 0`, large `max_restarts`); `defaults` is the peer with only the "
+               "command given. runit has no restart settings, so it has one row. For the log "
+               "measure, `fastest` also turns rotation off (roster `max_size = \"1GiB\"`, "
+               "`compress = false`; supervisord `stdout_logfile_maxbytes=0`; svlogd `s0`); "
+               "`defaults` keeps each peer's rotation (roster 10 MiB × 14 gzipped; supervisord "
+               "50 MB × 10; PM2 none; svlogd 1 MB × 10, which keeps only the last ~11 MB).")
+    measures = results.get("measures", {})
+    for key, title, fn, method in SECTIONS:
+        if key not in measures:
+            continue
+        out.append("")
+        out.append("## " + title)
+        out.append("")
+        out.append(method)
+        out.append("")
+        try:
+            out.append(fn(measures[key]))
+        except Exception as e:  # never lose the whole report to one table
+            out.append("(table failed: %r; see results.json)" % (e,))
+        notes = []
+        for peer, mode, r in _rows(measures[key]):
+            if r.get("note"):
+                notes.append("%s %s: %s" % (peer, mode, r["note"]))
+        if notes:
+            out.append("")
+            for n in notes:
+                out.append("- " + n)
+    out.append("")
+    return "\n".join(out)
+
+
+def write(path, results):
+    analysis = ANALYSIS + "\n\n(written by hand after the run)\n"
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        i = text.find("\n" + ANALYSIS)
+        if text.startswith(ANALYSIS):
+            i = 0
+        if i >= 0:
+            analysis = text[i:].lstrip("\n")
+    body = render(results)
+    with open(path + ".tmp", "w") as f:
+        f.write(body + "\n" + analysis)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Restart latency: SIGKILL a supervised idle child and time until its
+replacement runs (a new pid whose argv is the child's), polling /proc.
+
+    restart.py --peer P [--mode fastest|defaults] [--quick] [--json]
+
+Only pids past /proc/sys/kernel/ns_last_pid (read just before the kill) are
+looked at, so a poll costs a few file reads; polls are 0.2 ms apart (a
+spinning poller takes a core from the supervisor on a 2-core machine, and
+measured worse). Before each peer, the same method on a minimal supervisor
+(waitpid, then posix_spawn) gives this machine's floor. Between kills the
+new child is left running for the peer's stability threshold in that mode
+(spacing), so every kill is an ordinary death, not a crash loop. 30 kills (10 where the
+spacing is over 2 s: roster's defaults); --quick: 5 (1).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+from common import (NewProcScanner, argv_key, cmdline, descendants, log, make_tmp,  # noqa: E402
+                    measure_main, new_token, summary_ms, sweep, wait_until)
+
+POLL_S = 0.0002   # sleeping between polls beats spinning on 2 cores: the
+                  # supervisor and the dying child need the CPU too
+
+# The floor: a minimal supervisor (waitpid, then posix_spawn at once), the
+# best any supervisor can do on this machine with this method.
+MINIMAL = """
+import os, shutil, sys
+argv = [shutil.which("sleep"), sys.argv[1]]
+while True:
+    pid = os.posix_spawn(argv[0], argv, os.environ)
+    os.waitpid(pid, 0)
+"""
+
+
+def runs_for(spacing, quick):
+    """30 kills; 10 where each must wait long (roster's 10 s stable_after)."""
+    if quick:
+        return 5 if spacing <= 2 else 1
+    return 30 if spacing <= 2 else 10
+
+
+def kill_loop(find_first, argv, spacing, n, name, timeout=30.0):
+    """Kill the child n times; returns (latencies ns, pid-seen ns, failures)."""
+    lat, seen, failures = [], [], []
+    pid = find_first()
+    time.sleep(spacing)
+    for i in range(n):
+        scanner = NewProcScanner(argv, exclude=[pid])
+        t0 = time.perf_counter_ns()
+        os.kill(pid, signal.SIGKILL)
+        new = None
+        while True:
+            found = scanner.poll()
+            if found:
+                new = found[0]
+                first, matched = scanner.matched[new]
+                lat.append(matched - t0)
+                seen.append(first - t0)
+                break
+            if time.perf_counter_ns() - t0 > timeout * 1e9:
+                break
+            time.sleep(POLL_S)
+        if new is None:
+            failures.append("kill %d: no replacement within %.0f s" % (i + 1, timeout))
+            break
+        log("restart %s: kill %d/%d: %.3f ms" % (name, i + 1, n, lat[-1] / 1e6))
+        pid = new
+        time.sleep(spacing)
+    return lat, seen, failures
+
+
+def floor(quick):
+    d = make_tmp("floor")
+    token = new_token()
+    proc = subprocess.Popen([sys.executable, "-c", MINIMAL, token], cwd=d, start_new_session=True,
+                            stdin=subprocess.DEVNULL)
+    argv = ("sleep", token)
+    try:
+        def first():
+            got = wait_until(lambda: [p for p in descendants([proc.pid]) if argv_key(cmdline(p)) == argv], 10)
+            if not got:
+                raise RuntimeError("the minimal supervisor did not start its child")
+            return got[0]
+        lat, seen, failures = kill_loop(first, argv, 0.2, runs_for(0.2, quick), "floor")
+        res = summary_ms(lat)
+        res["pid_seen"] = summary_ms(seen)
+        if failures:
+            res["failures"] = failures
+        return res
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        sweep(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run_mode(cls, mode, quick):
+    try:
+        base = floor(quick)
+    except Exception as e:
+        base = {"error": str(e)}
+    peer = cls(mode)
+    try:
+        peer.setup(1)
+        peer.start(timeout=60)
+        if peer.wait_children(1, 30) < 1:
+            return {"error": "the child did not start", "floor": base}
+        argv = next(iter(peer.child_argvs))
+        spacing = peer.STABLE_AFTER[mode]
+        n = runs_for(spacing, quick)
+        lat, seen, failures = kill_loop(lambda: peer.child_pids()[0], argv, spacing, n,
+                                        "%s %s" % (cls.NAME, mode))
+        res = summary_ms(lat)
+        res["pid_seen"] = summary_ms(seen)
+        res["spacing_s"] = spacing
+        res["kills"] = n
+        res["floor"] = base
+        if failures:
+            res["failures"] = failures
+        return res
+    finally:
+        peer.stop()
+
+
+def describe(r):
+    if "error" in r:
+        return r["error"]
+    if not r.get("runs"):
+        return "no run: %s" % r.get("failures")
+    return ("median %.3f ms, p90 %.3f ms (min %.3f, max %.3f) over %d kills %.1f s apart"
+            % (r["median_ms"], r["p90_ms"], r["min_ms"], r["max_ms"], r["runs"], r["spacing_s"]))
+
+
+if __name__ == "__main__":
+    measure_main("restart", run_mode, describe)
