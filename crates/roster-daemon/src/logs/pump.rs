@@ -52,7 +52,7 @@ pub struct PumpContext {
 const PREVIOUS_RUN_GRACE: Duration = Duration::from_secs(1);
 
 thread_local! {
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 128 * 1024]);
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 1024 * 1024]);
 }
 
 /// Reads `pipe` until every writer has closed it.

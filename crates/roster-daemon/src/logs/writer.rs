@@ -144,6 +144,12 @@ impl LogWriter {
             }
         }
         self.flush_out(&mut report);
+        // A burst grew the buffer; between chunks an agent keeps at most a
+        // small one, so a thousand quiet agents stay cheap. (One allocation
+        // per chunk during a flood costs nothing measurable.)
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::new();
+        }
         report
     }
 
@@ -230,10 +236,7 @@ impl LogWriter {
             Ok(()) => {
                 self.size += self.out.len() as u64;
                 self.out.clear();
-                // A burst grew the buffer; an idle agent should not keep it.
-                if self.out.capacity() > 512 * 1024 {
-                    self.out.shrink_to(64 * 1024);
-                }
+
                 self.out_lines = 0;
             }
             Err(error) => {
