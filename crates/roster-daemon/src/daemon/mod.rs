@@ -444,7 +444,12 @@ impl Daemon {
                 }
                 Action::Cleanup { agent, pid } => {
                     let _ = spawn::signal_group(pid, libc::SIGKILL);
-                    for stray in self.strays_of(Some(&agent)) {
+                    // Members of the dead main's group got the SIGKILL above;
+                    // a stray is a process that left the group.
+                    let escaped = self.strays_of(Some(&agent)).into_iter().filter(|stray| {
+                        procfs::sample(*stray).is_some_and(|sample| sample.pgid != pid)
+                    });
+                    for stray in escaped.collect::<Vec<_>>() {
                         self.journal.record(Row::now(
                             Some(agent.as_str()),
                             "stray_killed",

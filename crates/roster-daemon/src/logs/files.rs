@@ -117,6 +117,23 @@ pub fn for_each_line(path: &Path, mut each: impl FnMut(&str)) -> io::Result<()> 
     }
 }
 
+/// Like [`for_each_line`], but a plain rotated file that was compressed
+/// (and removed) between listing and opening is read from its `.gz` twin.
+pub fn for_each_line_or_compressed(path: &Path, mut each: impl FnMut(&str)) -> io::Result<()> {
+    match open_log(path) {
+        Ok(_) => for_each_line(path, &mut each),
+        Err(error)
+            if error.kind() == io::ErrorKind::NotFound
+                && path.extension().is_some_and(|e| e != "gz" && e != "log") =>
+        {
+            let mut compressed = path.as_os_str().to_owned();
+            compressed.push(".gz");
+            for_each_line(Path::new(&compressed), each)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// The last `count` lines of an agent's log, across rotated files, oldest first.
 pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
     let mut collected: Vec<Vec<LogLine>> = Vec::new();
@@ -126,15 +143,16 @@ pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
             break;
         }
         let mut lines = std::collections::VecDeque::new();
-        match for_each_line(path, |line| {
+        let keep_last = |line: &str| {
             lines.push_back(split_timestamp(line));
             if lines.len() > count {
                 lines.pop_front();
             }
-        }) {
+        };
+        match for_each_line_or_compressed(path, keep_last) {
             Ok(()) => {}
-            // Rotated away between listing and opening: what it held is in
-            // the next file we look at, or was compressed beside it.
+            // The current file rotated away between listing and opening:
+            // its lines are in `.1`, which this pass has already read.
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(error),
         }

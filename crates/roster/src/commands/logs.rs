@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use roster_daemon::logs::files::for_each_line;
+use roster_daemon::logs::files::for_each_line_or_compressed;
 use roster_daemon::logs::{log_files, read_lines, split_timestamp, LogLine};
 use roster_daemon::Home;
 
@@ -230,7 +230,7 @@ impl Follower {
                 if path == &self.path {
                     continue;
                 }
-                let _ = for_each_line(path, |line| {
+                let _ = for_each_line_or_compressed(path, |line| {
                     out.push((self.name.clone(), split_timestamp(line)))
                 });
             }

@@ -174,7 +174,14 @@ fn apply_converges_without_touching_unchanged_agents() {
             .map(|agent| agent.name.as_str())
             .collect();
         names == ["added", "change", "keep"]
-            && status.agents.iter().all(|agent| agent.pid.is_some())
+            && status
+                .agents
+                .iter()
+                .all(|agent| agent.state == AgentState::Running)
+            && status
+                .agents
+                .iter()
+                .any(|agent| agent.name == "change" && agent.pid != Some(change))
     });
     let pid_of = |name: &str| {
         status
@@ -192,12 +199,7 @@ fn apply_converges_without_touching_unchanged_agents() {
     wait_for("the removed agent to die", SECS(10), || {
         (!alive(remove)).then_some(())
     });
-    let kinds: Vec<String> = roster
-        .events(&["remove"])
-        .into_iter()
-        .map(|event| event.kind)
-        .collect();
-    assert!(kinds.contains(&"removed".to_owned()), "{kinds:?}");
+    roster.wait_event("remove", "removed", SECS(10));
 }
 
 #[test]
@@ -254,7 +256,7 @@ fn up_reports_an_agent_that_cannot_start() {
         stdout.contains("broken") && stdout.contains("failed"),
         "{stdout}"
     );
-    let events = roster.events(&["broken"]);
+    let events = roster.wait_event("broken", "spawn_failed", SECS(10));
     let failure = events
         .iter()
         .find(|event| event.kind == "spawn_failed")

@@ -98,7 +98,7 @@ fn crash_loop_backs_off_then_fails_and_restart_clears_it() {
     assert_eq!(output.status.code(), Some(1));
     let agent = roster.wait_state("crasher", AgentState::Failed, SECS(10));
     assert_eq!(agent.pid, None);
-    let events = roster.events(&["crasher"]);
+    let events = roster.wait_event("crasher", "failed", SECS(10));
     let delays: Vec<&str> = events
         .iter()
         .filter(|event| event.kind == "restarting")
@@ -126,17 +126,22 @@ fn crash_loop_backs_off_then_fails_and_restart_clears_it() {
     let exits = events.iter().filter(|event| event.kind == "exited").count();
     assert_eq!(exits, 5, "no busy loop: exactly the allowed deaths");
 
-    // Failed stays failed (no retry configured)...
-    std::thread::sleep(Duration::from_millis(300));
+    // Failed stays failed (no retry configured): no timer is pending...
     assert_eq!(roster.agent("crasher").state, AgentState::Failed);
-    // ...until an operator restarts it: that is at once.
     let before = roster.events(&["crasher"]).len();
+    // ...until an operator restarts it: that is at once.
     let _ = roster.run(&["restart", "crasher"]);
-    let after = roster.events(&["crasher"]);
     assert!(
-        after[before..].iter().any(|event| event.kind == "started"),
+        roster.agent("crasher").restarts >= 5,
         "restart did not start it"
     );
+    wait_for("a `started` event after the restart", SECS(10), || {
+        let after = roster.events(&["crasher"]);
+        after[before..]
+            .iter()
+            .any(|event| event.kind == "started")
+            .then_some(())
+    });
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn stop_signal_reaches_the_agent_and_its_group() {
     });
     assert!(!alive(child), "the agent's child survived the stop");
     let stopped = roster
-        .events(&["polite"])
+        .wait_event("polite", "stopped", SECS(10))
         .into_iter()
         .find(|event| event.kind == "stopped")
         .expect("stopped event");
@@ -70,19 +70,21 @@ fn an_agent_ignoring_the_stop_signal_is_killed_after_stop_timeout() {
     );
     assert!(took < SECS(5), "stop took {took:?}");
     assert!(!alive(pid));
-    let kinds: Vec<String> = roster
-        .events(&["stubborn"])
-        .into_iter()
-        .map(|event| event.kind)
-        .collect();
-    assert!(
-        kinds.ends_with(&[
-            "stopping".to_owned(),
-            "killed".to_owned(),
-            "stopped".to_owned()
-        ]),
-        "{kinds:?}"
-    );
+    let expected = ["stopping", "killed", "stopped"].map(String::from);
+    wait_for("stopping, killed, stopped in the journal", SECS(10), || {
+        let kinds: Vec<String> = roster
+            .events(&["stubborn"])
+            .into_iter()
+            .map(|event| event.kind)
+            .collect();
+        let mut wanted = expected.iter().peekable();
+        for kind in &kinds {
+            if wanted.peek() == Some(&kind) {
+                wanted.next();
+            }
+        }
+        wanted.peek().is_none().then_some(())
+    });
 }
 
 #[test]
