@@ -356,7 +356,7 @@ impl Daemon {
     /// Reads, validates and applies a config file, whole or not at all.
     fn apply(&mut self, path: &Path, start_stopped: bool) -> Result<ApplyReply, String> {
         let display = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::home::read_config_file(path) {
             Ok(text) => text,
             Err(error) => {
                 let message = format!("cannot read {display}: {error}");

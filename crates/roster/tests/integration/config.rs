@@ -117,3 +117,18 @@ fn apply_of_a_bad_file_keeps_the_running_config() {
     let reply = roster.run(&["apply", "-f", "missing.toml"]);
     assert_eq!(reply.status.code(), Some(1));
 }
+
+#[test]
+fn a_file_that_is_not_a_config_is_refused_without_reading_it_all() {
+    let roster = Roster::new();
+    let output = roster.run(&["check", "-f", "/dev/zero"]);
+    assert_eq!(output.status.code(), Some(1));
+    let big = roster.write("big.toml", &"# padding\n".repeat(500_000));
+    let output = roster.run(&["check", "-f", big.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("larger than 4 MiB"));
+    std::fs::write(roster.path("binary.toml"), [0xff, 0xfe, 0x00, 0x41]).expect("write");
+    let output = roster.run(&["check", "-f", "binary.toml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
