@@ -26,14 +26,11 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 AGENT = "report-generator"
 DEFAULT_PORT = 8703
@@ -47,161 +44,21 @@ PROCESSOR_DIR = Path(os.environ.get("PROCESSOR_DIR") or "../data-processor")
 CATEGORIES = ("refund", "password", "shipping", "generic")
 
 
-# --- plumbing shared by the three example agents ----------------------------
+# --- plumbing shared by the three example agents: ../agentkit.py -----------
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import agentkit  # noqa: E402
+from agentkit import (  # noqa: E402
+    Stats,
+    log,
+    port_from_env,
+    sleep_unless_stopped,
+    start_health_server,
+    stopping,
+    write_atomically,
+)
 
-def log(message):
-    """One line per event on stdout, prefixed with the agent's name."""
-    line = f"{AGENT}: " + str(message).replace("\r", "\\r").replace("\n", "\\n")
-    try:
-        print(line, flush=True)
-    except (OSError, ValueError):
-        pass  # stdout is gone (the supervisor went away): keep working anyway
-
-
-class Stats:
-    """Counters read by the /health handler thread."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
-        self.handled = 0
-        self.failed = 0
-        self.details = {}  # extra, agent-specific fields for /health
-
-    def count(self, field, by=1):
-        with self.lock:
-            setattr(self, field, getattr(self, field) + by)
-
-    def count_detail(self, field, by=1):
-        with self.lock:
-            self.details[field] = self.details.get(field, 0) + by
-
-    def health(self):
-        with self.lock:
-            return {
-                "status": "stopping" if stopping() else "ok",
-                "agent": AGENT,
-                "pid": os.getpid(),
-                "handled": self.handled,
-                "failed": self.failed,
-                "uptime_secs": round(time.monotonic() - self.started, 1),
-                **self.details,
-            }
-
-
-# Set from the signal handler, read by the main loop. A plain flag rather than
-# a threading.Event: Event.set() takes a lock the interrupted main thread may
-# be holding, and a signal handler must not block.
-_stop_signal = None
-
-
-def _on_signal(signum, _frame):
-    global _stop_signal
-    _stop_signal = signum
-
-
-def stopping():
-    return _stop_signal is not None
-
-
-def sleep_unless_stopped(seconds):
-    deadline = time.monotonic() + seconds
-    while not stopping():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        time.sleep(min(left, 0.1))
-
-
-def port_from_env():
-    raw = os.environ.get("PORT", "").strip()
-    if not raw:
-        return DEFAULT_PORT
-    try:
-        port = int(raw)
-        if not 0 <= port <= 65535:
-            raise ValueError
-        return port
-    except ValueError:
-        log(f"error: PORT={raw!r} is not a port number; using {DEFAULT_PORT}")
-        return DEFAULT_PORT
-
-
-def start_health_server(port, stats):
-    """Serves GET /health on 127.0.0.1:port in a daemon thread.
-
-    Returns the port actually bound (PORT=0 picks a free one), or None when
-    the port cannot be bound: the agent then carries on without it.
-    """
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"{AGENT}/1"
-        timeout = 5
-
-        def do_GET(self):
-            if urlsplit(self.path).path == "/health":
-                self.reply(200, stats.health())
-            else:
-                self.reply(404, {"error": "not found", "try": "/health"})
-
-        def reply(self, status, payload):
-            body = (json.dumps(payload) + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args):
-            pass  # no access log: a poller would flood the agent's log
-
-    try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    except OSError as error:
-        log(
-            f"error: cannot serve /health on 127.0.0.1:{port}: "
-            f"{error.strerror or error}; carrying on without a health endpoint"
-        )
-        return None
-    server.daemon_threads = True
-    threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.25},
-        name="health",
-        daemon=True,
-    ).start()
-    return server.server_address[1]
-
-
-def unique_path(directory, name):
-    """directory/name, or directory/STEM-2.EXT ... when that is taken."""
-    candidate = directory / name
-    if not candidate.exists():
-        return candidate
-    dot = name.find(".", 1)
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    for n in range(2, 100_000):
-        candidate = directory / f"{stem}-{n}{ext}"
-        if not candidate.exists():
-            return candidate
-    return directory / f"{stem}-{time.time_ns()}{ext}"
-
-
-def write_atomically(path, text):
-    """Writes a hidden temporary file and renames it, so that readers (the
-    report generator) never see half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def seed_enabled():
-    return os.environ.get("SEED_SAMPLES", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def utc_now():
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+agentkit.configure(AGENT, DEFAULT_PORT)
 
 
 # --- the agent itself --------------------------------------------------------
@@ -418,8 +275,8 @@ def prune():
 
 
 def main():
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, agentkit.on_signal)
+    signal.signal(signal.SIGINT, agentkit.on_signal)
 
     stats = Stats()
     stats.details.update(last_report=None)
@@ -466,7 +323,7 @@ def main():
             + (f"; removed {removed} old report{'s' if removed != 1 else ''}" if removed else "")
         )
 
-    name = signal.Signals(_stop_signal).name
+    name = agentkit.stop_signal_name()
     log(f"received {name}: shutting down ({stats.handled} written, {stats.failed} failed)")
     return 0
 
