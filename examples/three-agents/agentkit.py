@@ -184,3 +184,37 @@ def stop_signal_name():
     """The name of the signal that asked us to stop (e.g. "SIGTERM")."""
     return signal.Signals(_stop_signal).name if _stop_signal is not None else "none"
 
+
+def start(stats):
+    """Installs the graceful-stop handlers, logs the start and serves /health."""
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    port = port_from_env()
+    log(f"starting: pid={os.getpid()} port={port} cwd={os.getcwd()}")
+    bound = start_health_server(port, stats)
+    if bound is not None:
+        log(f"health endpoint on http://127.0.0.1:{bound}/health")
+
+
+def watch(folder, pending, handle, ensure_dirs, poll_seconds, stats):
+    """Until asked to stop: every poll_seconds, hands each file pending(skip)
+    lists (as (mtime, name, stat) tuples) to handle(folder / name, stats).
+
+    A file that could be neither handled nor moved away is not retried until
+    it changes, so that the log is not flooded on every poll.
+    """
+    skip = set()
+    while not stopping():
+        try:
+            ensure_dirs()
+            for _mtime, name, info in pending(skip):
+                if stopping():
+                    break
+                try:
+                    handle(folder / name, stats)
+                except OSError:
+                    skip.add((name, info.st_mtime_ns, info.st_size))
+        except Exception as error:  # noqa: BLE001 - e.g. the folder removed under our feet
+            log(f"error: poll failed: {type(error).__name__}: {error}")
+        sleep_unless_stopped(poll_seconds)
+

@@ -23,7 +23,6 @@ Standard library only (Python 3.11+).
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -96,11 +95,7 @@ import agentkit  # noqa: E402
 from agentkit import (  # noqa: E402
     Stats,
     log,
-    port_from_env,
     seed_enabled,
-    sleep_unless_stopped,
-    start_health_server,
-    stopping,
     unique_path,
     utc_now,
     write_atomically,
@@ -263,15 +258,8 @@ def seed():
 
 
 def main():
-    signal.signal(signal.SIGTERM, agentkit.on_signal)
-    signal.signal(signal.SIGINT, agentkit.on_signal)
-
     stats = Stats()
-    port = port_from_env()
-    log(f"starting: pid={os.getpid()} port={port} cwd={Path.cwd()}")
-    bound = start_health_server(port, stats)
-    if bound is not None:
-        log(f"health endpoint on http://127.0.0.1:{bound}/health")
+    agentkit.start(stats)
 
     try:
         ensure_dirs()
@@ -281,22 +269,7 @@ def main():
         return 1
     log(f"watching {INBOX.resolve()} for *.txt and *.json tickets every {POLL_SECONDS}s")
 
-    # Tickets that could be neither answered nor moved away: not retried
-    # (until they change) so that the log is not flooded every 0.5 s.
-    skip = set()
-    while not stopping():
-        try:
-            ensure_dirs()
-            for _mtime, name, info in pending_tickets(skip):
-                if stopping():
-                    break
-                try:
-                    handle(INBOX / name, stats)
-                except OSError:
-                    skip.add((name, info.st_mtime_ns, info.st_size))
-        except Exception as error:  # noqa: BLE001 - e.g. inbox/ removed under our feet
-            log(f"error: poll failed: {type(error).__name__}: {error}")
-        sleep_unless_stopped(POLL_SECONDS)
+    agentkit.watch(INBOX, pending_tickets, handle, ensure_dirs, POLL_SECONDS, stats)
 
     name = agentkit.stop_signal_name()
     log(f"received {name}: shutting down ({stats.handled} answered, {stats.failed} failed)")

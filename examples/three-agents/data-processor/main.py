@@ -28,7 +28,6 @@ import csv
 import json
 import os
 import re
-import signal
 import sys
 import time
 from decimal import Decimal, InvalidOperation
@@ -72,10 +71,7 @@ import agentkit  # noqa: E402
 from agentkit import (  # noqa: E402
     Stats,
     log,
-    port_from_env,
     seed_enabled,
-    sleep_unless_stopped,
-    start_health_server,
     stopping,
     unique_path,
     utc_now,
@@ -352,16 +348,9 @@ def seed():
 
 
 def main():
-    signal.signal(signal.SIGTERM, agentkit.on_signal)
-    signal.signal(signal.SIGINT, agentkit.on_signal)
-
     stats = Stats()
     stats.details.update(rows_used=0, rows_skipped=0)
-    port = port_from_env()
-    log(f"starting: pid={os.getpid()} port={port} cwd={Path.cwd()}")
-    bound = start_health_server(port, stats)
-    if bound is not None:
-        log(f"health endpoint on http://127.0.0.1:{bound}/health")
+    agentkit.start(stats)
 
     try:
         ensure_dirs()
@@ -371,22 +360,7 @@ def main():
         return 1
     log(f"watching {INCOMING.resolve()} for *.csv files every {POLL_SECONDS}s")
 
-    # Files that could be neither processed nor moved away: not retried
-    # (until they change) so that the log is not flooded every 0.5 s.
-    skip = set()
-    while not stopping():
-        try:
-            ensure_dirs()
-            for _mtime, name, info in pending_files(skip):
-                if stopping():
-                    break
-                try:
-                    handle(INCOMING / name, stats)
-                except OSError:
-                    skip.add((name, info.st_mtime_ns, info.st_size))
-        except Exception as error:  # noqa: BLE001 - e.g. incoming/ removed under our feet
-            log(f"error: poll failed: {type(error).__name__}: {error}")
-        sleep_unless_stopped(POLL_SECONDS)
+    agentkit.watch(INCOMING, pending_files, handle, ensure_dirs, POLL_SECONDS, stats)
 
     name = agentkit.stop_signal_name()
     log(f"received {name}: shutting down ({stats.handled} processed, {stats.failed} failed)")

@@ -24,7 +24,6 @@ Standard library only (Python 3.11+).
 
 import json
 import os
-import signal
 import sys
 import time
 from collections import Counter
@@ -51,9 +50,7 @@ import agentkit  # noqa: E402
 from agentkit import (  # noqa: E402
     Stats,
     log,
-    port_from_env,
     sleep_unless_stopped,
-    start_health_server,
     stopping,
     write_atomically,
 )
@@ -275,17 +272,10 @@ def prune():
 
 
 def main():
-    signal.signal(signal.SIGTERM, agentkit.on_signal)
-    signal.signal(signal.SIGINT, agentkit.on_signal)
-
     stats = Stats()
     stats.details.update(last_report=None)
-    port = port_from_env()
+    agentkit.start(stats)
     interval = interval_from_env()
-    log(f"starting: pid={os.getpid()} port={port} cwd={Path.cwd()}")
-    bound = start_health_server(port, stats)
-    if bound is not None:
-        log(f"health endpoint on http://127.0.0.1:{bound}/health")
     stats.details.update(interval_secs=interval)
 
     try:
