@@ -169,6 +169,18 @@ class Peer:
     def child_pids(self):
         return self._split()[1]
 
+    def start_children(self, n, timeout=180.0):
+        """Starts the peer and waits until its n children run: None, or why not."""
+        t0 = time.monotonic()
+        try:
+            self.start(timeout=timeout)
+        except RuntimeError as e:
+            return str(e)
+        got = self.wait_children(n, max(1.0, timeout - (time.monotonic() - t0)), interval=0.5)
+        if got < n:
+            return "reached %d of %d children in %.0f s" % (got, n, timeout)
+        return None
+
     def wait_children(self, n, timeout, interval=0.2):
         """Until n children run; returns how many there were at the end."""
         deadline = time.monotonic() + timeout

@@ -34,14 +34,9 @@ def one(cls, mode, n, window):
     try:
         peer.setup(n)
         t0 = time.monotonic()
-        try:
-            peer.start(timeout=START_TIMEOUT)
-        except RuntimeError as e:
-            return {"children": n, "error": str(e)}
-        left = max(1.0, START_TIMEOUT - (time.monotonic() - t0))
-        got = peer.wait_children(n, left, interval=0.5)
-        if got < n:
-            return {"children": n, "error": "reached %d of %d children in %.0f s" % (got, n, START_TIMEOUT)}
+        error = peer.start_children(n, START_TIMEOUT)
+        if error:
+            return {"children": n, "error": error}
         ready_s = time.monotonic() - t0
         time.sleep(SETTLE)
         sup = peer.supervisor_pids()

@@ -25,14 +25,9 @@ def run_mode(cls, mode, quick):
     peer = cls(mode)
     try:
         peer.setup(n)
-        t0 = time.monotonic()
-        try:
-            peer.start(timeout=START_TIMEOUT)
-        except RuntimeError as e:
-            return {"children": n, "error": str(e)}
-        got = peer.wait_children(n, max(1.0, START_TIMEOUT - (time.monotonic() - t0)), 0.5)
-        if got < n:
-            return {"children": n, "error": "reached %d of %d children in %.0f s" % (got, n, START_TIMEOUT)}
+        error = peer.start_children(n, START_TIMEOUT)
+        if error:
+            return {"children": n, "error": error}
         time.sleep(1.0)
         _, rc, size = peer.status_query()
         times = []
