@@ -87,6 +87,10 @@ pub struct AgentStatus {
     /// Log lines dropped for a hard reason such as a full disk (extension).
     #[serde(default)]
     pub log_dropped_lines: u64,
+    /// Why the latest start attempt failed (program not found, working
+    /// directory missing, ...); `null` once a start succeeds (extension).
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 /// `POST /v1/apply`: converge to a config file.
@@ -96,6 +100,10 @@ pub struct ApplyRequest {
     pub path: String,
     /// Also start agents that are stopped (what `roster up` does).
     pub start_stopped: bool,
+    /// Allow removing agents although the file is not the one this home
+    /// last applied (`--replace`). Without it such an apply is refused.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// The answer to [`ApplyRequest`].
@@ -103,6 +111,18 @@ pub struct ApplyRequest {
 pub struct ApplyReply {
     /// What changed.
     pub summary: ApplySummary,
+}
+
+/// The answer (HTTP 409) to an [`ApplyRequest`] that would remove agents
+/// another config file started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyConflict {
+    /// What went wrong, ready to print.
+    pub error: String,
+    /// The file this home last applied.
+    pub applied: String,
+    /// The agents that the new file would remove.
+    pub would_remove: Vec<String>,
 }
 
 /// `POST /v1/start`, `/v1/stop`, `/v1/restart`.

@@ -17,4 +17,4 @@ pub mod units;
 pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode};
 pub use name::AgentName;
 pub use signal::Signal;
-pub use supervisor::{Action, Event, EventKind, ExitStatus, Supervisor};
+pub use supervisor::{Action, ApplySummary, Event, EventKind, ExitStatus, Supervisor};

@@ -32,7 +32,13 @@ pub enum NameError {
     /// The name contains `..`.
     #[error("the name contains \"..\"")]
     DotDot,
+    /// The name is reserved by the command line (`all` means every agent).
+    #[error("\"{0}\" is reserved: `roster stop {0}` means every agent")]
+    Reserved(String),
 }
+
+/// Names the command line gives a meaning of its own.
+pub const RESERVED_NAMES: &[&str] = &["all"];
 
 impl AgentName {
     /// Validates `raw` as an agent name.
@@ -55,6 +61,9 @@ impl AgentName {
         }
         if raw.contains("..") {
             return Err(NameError::DotDot);
+        }
+        if RESERVED_NAMES.contains(&raw) {
+            return Err(NameError::Reserved(raw.to_owned()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -117,5 +126,16 @@ mod tests {
             assert_eq!(AgentName::new(raw), Err(expected), "{raw:?}");
         }
         assert_eq!(AgentName::new(&"x".repeat(65)), Err(NameError::TooLong(65)));
+    }
+
+    #[test]
+    fn all_is_reserved_for_every_agent() {
+        assert_eq!(
+            AgentName::new("all"),
+            Err(NameError::Reserved("all".into()))
+        );
+        // Only the exact word: names that contain it are fine.
+        assert!(AgentName::new("all-hands").is_ok());
+        assert!(AgentName::new("ALL").is_ok());
     }
 }

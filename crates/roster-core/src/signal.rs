@@ -58,6 +58,12 @@ impl Signal {
             .unwrap_or(15)
     }
 
+    /// Whether a stopped process must be continued (SIGCONT) after this
+    /// signal for it to act: every catchable signal. SIGKILL needs no help.
+    pub fn resumes_stopped(self) -> bool {
+        self != Signal::Kill
+    }
+
     /// The conventional name, e.g. `"SIGTERM"`.
     pub fn name(self) -> &'static str {
         ALL.iter()

@@ -10,7 +10,7 @@
 //!
 //! Nothing here reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -265,7 +265,10 @@ enum Phase {
 struct Agent {
     spec: AgentSpec,
     phase: Phase,
-    spawns: u64,
+    /// Start attempts, successful or not.
+    attempts: u64,
+    /// Why the latest start attempt failed; cleared by a successful one.
+    last_error: Option<String>,
     quick_streak: u32,
     quick_deaths: VecDeque<Instant>,
     last_exit: Option<ExitStatus>,
@@ -276,7 +279,8 @@ impl Agent {
         Self {
             spec,
             phase: Phase::Stopped,
-            spawns: 0,
+            attempts: 0,
+            last_error: None,
             quick_streak: 0,
             quick_deaths: VecDeque::new(),
             last_exit: None,
@@ -325,12 +329,14 @@ pub struct AgentView {
     pub state: AgentState,
     /// The main process, while one runs.
     pub pid: Option<u32>,
-    /// Starts after the first.
+    /// Start attempts after the first (failed ones count).
     pub restarts: u64,
     /// Since the current process started.
     pub uptime: Option<Duration>,
     /// How the last process ended.
     pub last_exit: Option<ExitStatus>,
+    /// Why the latest start attempt failed, until one succeeds.
+    pub last_error: Option<String>,
 }
 
 /// What an apply changed.
@@ -350,6 +356,8 @@ pub struct ApplySummary {
 #[derive(Debug, Default)]
 pub struct Supervisor {
     agents: BTreeMap<AgentName, Agent>,
+    /// Main pid to agent, for every agent whose phase holds a pid.
+    pids: HashMap<u32, AgentName>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -436,9 +444,10 @@ impl Supervisor {
                     name: name.clone(),
                     state,
                     pid: agent.pid(),
-                    restarts: agent.spawns.saturating_sub(1),
+                    restarts: agent.attempts.saturating_sub(1),
                     uptime,
                     last_exit: agent.last_exit,
+                    last_error: agent.last_error.clone(),
                 }
             })
             .collect()
@@ -523,46 +532,68 @@ impl Supervisor {
     }
 
     /// The runtime's answer to [`Action::Spawn`].
+    ///
+    /// An agent never has two live processes: a pid that arrives when the
+    /// agent already tracks one, or for an agent that is gone, is killed
+    /// (with its group) instead of tracked.
     pub fn handle_spawned(&mut self, now: Instant, name: &AgentName, result: Result<u32, String>) {
         let Some(agent) = self.agents.get_mut(name) else {
+            if let Ok(pid) = result {
+                self.kill_untracked(name, pid);
+            }
             return;
         };
         if agent.phase != Phase::Spawning {
-            // Stopped while the spawn was out: the process is not wanted.
-            if let Ok(pid) = result {
-                agent.spawns += 1;
-                agent.phase = Phase::Running { pid, since: now };
-                self.push_event(name, EventKind::Started { pid });
-                self.stop_agent(now, name, AfterStop::Stay);
+            let Ok(pid) = result else {
+                return;
+            };
+            if agent.pid().is_some() {
+                self.kill_untracked(name, pid);
+                return;
             }
+            // Stopped while the spawn was out: the process is not wanted.
+            agent.attempts += 1;
+            agent.last_error = None;
+            agent.phase = Phase::Running { pid, since: now };
+            self.pids.insert(pid, name.clone());
+            self.push_event(name, EventKind::Started { pid });
+            self.stop_agent(now, name, AfterStop::Stay);
             return;
         }
+        agent.attempts += 1;
         match result {
             Ok(pid) => {
-                agent.spawns += 1;
+                agent.last_error = None;
                 agent.phase = if agent.spec.ready_after.is_zero() {
                     Phase::Running { pid, since: now }
                 } else {
                     Phase::Starting { pid, since: now }
                 };
+                self.pids.insert(pid, name.clone());
                 self.push_event(name, EventKind::Started { pid });
             }
             Err(error) => {
+                agent.last_error = Some(error.clone());
+                agent.phase = Phase::Stopped;
                 self.push_event(name, EventKind::SpawnFailed { error });
                 self.after_death(now, name, false, Duration::ZERO);
             }
         }
     }
 
+    /// A process the runtime started that no agent may track.
+    fn kill_untracked(&mut self, name: &AgentName, pid: u32) {
+        self.actions.push_back(Action::Signal {
+            agent: name.clone(),
+            pid,
+            signal: Signal::Kill,
+        });
+    }
+
     /// A child was reaped. Returns false when the pid is no agent's main
     /// process (a stray the daemon inherited as subreaper).
     pub fn handle_exit(&mut self, now: Instant, pid: u32, status: ExitStatus) -> bool {
-        let Some(name) = self
-            .agents
-            .iter()
-            .find(|(_, agent)| agent.pid() == Some(pid))
-            .map(|(name, _)| name.clone())
-        else {
+        let Some(name) = self.pids.remove(&pid) else {
             return false;
         };
         let Some(agent) = self.agents.get_mut(&name) else {
@@ -816,5 +847,7 @@ impl Supervisor {
     }
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

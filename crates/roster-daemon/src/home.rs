@@ -65,27 +65,3 @@ impl Home {
         self.logs().join(format!("{agent}.log"))
     }
 }
-
-/// The largest config file roster reads; a bigger one is a mistake (or
-/// `/dev/zero`), not a config.
-pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Reads a config file: a regular file of at most [`MAX_CONFIG_BYTES`],
-/// valid UTF-8.
-pub fn read_config_file(path: &Path) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read};
-    let file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "larger than 4 MiB; is this really a config file?",
-        ));
-    }
-    Ok(text)
-}

@@ -6,6 +6,7 @@
 //! `roster_core::Supervisor`.
 
 pub mod clock;
+pub mod config_file;
 pub mod daemon;
 pub mod home;
 pub mod journal;

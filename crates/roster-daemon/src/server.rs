@@ -2,20 +2,25 @@
 //! Handlers only translate: every decision is the daemon loop's.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::net::UnixListener;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, Health, StatusReply};
 
-use crate::daemon::{Inbox, Input, Request, Verb};
+use crate::daemon::{ApplyRefusal, Inbox, Input, Request, Verb};
 use crate::procfs;
 
 #[derive(Clone)]
@@ -45,8 +50,125 @@ pub async fn serve(listener: UnixListener, inbox: Inbox) {
         .route("/v1/restart", post(restart))
         .route("/v1/shutdown", post(shutdown))
         .with_state(state);
+    let listener = BoundedListener {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+    };
     if let Err(error) = axum::serve(listener, router).await {
         tracing::error!("control API stopped: {error}");
+    }
+}
+
+/// Connections served at once. More wait in the socket's backlog, so a
+/// client that opens thousands cannot exhaust the daemon's descriptors (the
+/// agents' restarts need them) or its memory.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// A connection that neither sends nor receives for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The control socket's listener, serving at most [`MAX_CONNECTIONS`].
+struct BoundedListener {
+    inner: UnixListener,
+    permits: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = BoundedStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // Wait for a free slot before accepting: the kernel holds the
+            // rest in the backlog.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                // The semaphore is never closed; wait rather than spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, address)) => {
+                    return (
+                        BoundedStream {
+                            stream,
+                            _permit: permit,
+                            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+                        },
+                        address,
+                    )
+                }
+                Err(error) => {
+                    // EMFILE and the like: back off and let files close.
+                    tracing::warn!("control API: accept failed: {error}");
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A served connection: it holds its slot until closed, and is closed when
+/// idle for [`IDLE_TIMEOUT`].
+struct BoundedStream {
+    stream: UnixStream,
+    _permit: OwnedSemaphorePermit,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl BoundedStream {
+    fn active(&mut self) {
+        self.idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+    }
+}
+
+impl AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_read(context, buffer) {
+            Poll::Ready(result) => {
+                self.active();
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.idle.as_mut().poll(context) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "idle control connection closed",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(context, bytes);
+        if result.is_ready() {
+            self.active();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
     }
 }
 
@@ -148,6 +270,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     health: Health::Unknown,
                     last_exit: view.last_exit,
                     log_dropped_lines: dropped,
+                    last_error: view.last_error,
                 }
             })
             .collect::<Vec<_>>()
@@ -164,16 +287,39 @@ async fn status(State(state): State<ApiState>) -> Response {
 
 async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>) -> Response {
     let path = std::path::PathBuf::from(request.path);
+    if !path.is_absolute() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the config path must be absolute (the daemon runs in /): {}",
+                path.display()
+            ),
+        );
+    }
+    // Reading a file may block (a FIFO, a slow mount): never on the loop.
+    let read_from = path.clone();
+    let loaded =
+        match tokio::task::spawn_blocking(move || crate::daemon::load_config(&read_from)).await {
+            Ok(loaded) => loaded,
+            Err(join_error) => Err(format!("reading the config failed: {join_error}")),
+        };
     let answer = ask(&state, |reply| Request::Apply {
         path,
+        loaded,
         start_stopped: request.start_stopped,
+        replace: request.replace,
         reply,
     })
     .await;
     match answer {
         Some(Ok(reply)) => Json(reply).into_response(),
-        Some(Err(message)) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
-        None => gone(),
+        Some(Err(ApplyRefusal::Invalid(message))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
+        Some(Err(ApplyRefusal::Conflict(conflict))) => {
+            (StatusCode::CONFLICT, Json(conflict)).into_response()
+        }
+        Some(Err(ApplyRefusal::ShuttingDown)) | None => gone(),
     }
 }
 

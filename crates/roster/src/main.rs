@@ -39,6 +39,10 @@ enum Command {
         /// Give up waiting for agents to settle after this long.
         #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
+        /// Apply even though the file is not the one this home last applied
+        /// and would remove agents started from that one.
+        #[arg(long)]
+        replace: bool,
     },
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon {
@@ -52,6 +56,17 @@ enum Command {
         /// The config file.
         #[arg(short = 'f', long = "file", default_value = "roster.toml")]
         file: PathBuf,
+        /// Apply even though the file is not the one this home last applied
+        /// and would remove agents started from that one.
+        #[arg(long)]
+        replace: bool,
+        /// Return once applied, without waiting for added and changed
+        /// agents to run.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting for agents to settle after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
     },
     /// Stop every agent gracefully, then the daemon.
     Down,
@@ -126,9 +141,18 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check { file } => commands::check::run(&file),
-        Command::Up { file, timeout } => commands::up::run(&home, &file, timeout),
+        Command::Up {
+            file,
+            timeout,
+            replace,
+        } => commands::up::run(&home, &file, timeout, replace),
         Command::Daemon { file } => commands::daemon::run(&home, file.as_deref()),
-        Command::Apply { file } => commands::up::apply(&home, &file),
+        Command::Apply {
+            file,
+            replace,
+            no_wait,
+            timeout,
+        } => commands::up::apply(&home, &file, replace, no_wait, timeout),
         Command::Down => commands::daemon::down(&home),
         Command::Status { names, json } => commands::status::run(&home, &names, json),
         Command::Start { names } => {

@@ -328,6 +328,22 @@ fn a_spawn_failure_counts_as_a_quick_death() {
             "failed"
         ]
     );
+    let view = &sup.views(now)[0];
+    assert_eq!(
+        view.last_error.as_deref(),
+        Some("No such file or directory")
+    );
+    assert_eq!(view.restarts, 1, "the failed second attempt is a restart");
+    // A successful start clears the error.
+    sup.handle_start(now, &name());
+    while let Some(action) = sup.poll_action() {
+        if let Action::Spawn { agent } = action {
+            sup.handle_spawned(now, &agent, Ok(4242));
+        }
+    }
+    let view = &sup.views(now)[0];
+    assert_eq!(view.last_error, None);
+    assert_eq!(view.pid, Some(4242));
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
-use roster_core::api::ApplyReply;
+use roster_core::api::{ApplyConflict, ApplyReply};
 use roster_core::supervisor::AgentView;
+use roster_core::Config;
 
 use crate::logs::pump::LogTrouble;
 
@@ -27,14 +28,19 @@ pub enum Verb {
 pub enum Request {
     /// Current views, with dropped-line counters.
     Status(oneshot::Sender<Vec<(AgentView, u64)>>),
-    /// Converge to a config file.
+    /// Converge to a config file, already read and validated off the loop
+    /// (or the reason it could not be).
     Apply {
         /// The file.
         path: PathBuf,
+        /// Its contents, validated; or why not.
+        loaded: Result<Config, String>,
         /// Start stopped agents too.
         start_stopped: bool,
+        /// Allow removing agents another file started.
+        replace: bool,
         /// The answer.
-        reply: oneshot::Sender<Result<ApplyReply, String>>,
+        reply: oneshot::Sender<Result<ApplyReply, ApplyRefusal>>,
     },
     /// start / stop / restart.
     Agents {
@@ -47,6 +53,17 @@ pub enum Request {
     },
     /// Stop every agent, then exit.
     Shutdown(oneshot::Sender<()>),
+}
+
+/// Why an apply changed nothing.
+#[derive(Debug)]
+pub enum ApplyRefusal {
+    /// The file could not be read or is invalid.
+    Invalid(String),
+    /// It would remove agents that another file started (no `--replace`).
+    Conflict(ApplyConflict),
+    /// The daemon is on its way out.
+    ShuttingDown,
 }
 
 /// Anything for the loop.

@@ -11,7 +11,7 @@
 mod inbox;
 mod startup;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -26,11 +26,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use roster_core::api::ApplyReply;
-use roster_core::config::{self, Config};
+use roster_core::api::{ApplyConflict, ApplyReply};
+use roster_core::config::Config;
 use roster_core::{Action, AgentName, LogConfig, Supervisor};
 
-pub use inbox::{Inbox, Input, Request, Verb};
+pub use inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
 use startup::{
     io_error, notify_systemd_ready, raise_open_file_limit, stop_stale_processes, take_lock,
 };
@@ -98,6 +98,10 @@ struct Daemon {
     last_trouble_report: HashMap<String, Instant>,
     shutting_down: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
+    /// The config file this home last applied, if any.
+    applied: Option<PathBuf>,
+    /// Agents whose main process died: (agent, its pid), to look for strays.
+    pending_sweeps: Vec<(AgentName, u32)>,
     _lock: File,
 }
 
@@ -183,14 +187,20 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         last_trouble_report: HashMap::new(),
         shutting_down: false,
         shutdown_replies: Vec::new(),
+        applied: None,
+        pending_sweeps: Vec::new(),
         _lock: lock,
     };
 
     let outcome = match &options.config {
-        Some(path) => daemon
-            .apply(path, true)
-            .map(|_| ())
-            .map_err(DaemonError::Config),
+        Some(path) => {
+            let loaded = load_config(path);
+            match daemon.apply(path, loaded, true, true) {
+                Ok(_) => Ok(()),
+                Err(ApplyRefusal::Invalid(message)) => Err(DaemonError::Config(message)),
+                Err(refusal) => Err(DaemonError::Config(format!("{refusal:?}"))),
+            }
+        }
         None => Ok(()),
     };
     if outcome.is_ok() {
@@ -216,6 +226,12 @@ impl Daemon {
         config: Option<&Path>,
     ) {
         loop {
+            // Whatever the last inputs asked for (the initial apply's spawns
+            // included) is done before sleeping.
+            self.perform();
+            if self.shutting_down && self.supervisor.is_quiet() {
+                return;
+            }
             let timeout = match self.supervisor.poll_timeout() {
                 None => PollTimeout::NONE,
                 Some(deadline) => {
@@ -242,9 +258,10 @@ impl Daemon {
                     Ok(NixSignal::SIGCHLD) => self.reap(),
                     Ok(NixSignal::SIGTERM) => self.begin_shutdown("SIGTERM"),
                     Ok(NixSignal::SIGINT) => self.begin_shutdown("SIGINT"),
-                    Ok(NixSignal::SIGHUP) => {
+                    // A re-read while stopping would start agents again.
+                    Ok(NixSignal::SIGHUP) if !self.shutting_down => {
                         if let Some(path) = config {
-                            let _ = self.apply(path, false);
+                            self.reload_in_background(path);
                         }
                     }
                     _ => {}
@@ -264,12 +281,34 @@ impl Daemon {
                 .poll_timeout()
                 .is_some_and(|deadline| deadline <= Instant::now())
             {
+                // An agent that ended on its stop signal just now must be
+                // seen as stopped, not escalated to SIGKILL.
+                self.reap();
                 self.supervisor.handle_timeout(Instant::now());
             }
-            self.perform();
-            if self.shutting_down && self.supervisor.is_quiet() {
-                return;
-            }
+        }
+    }
+
+    /// SIGHUP: reads the config on a thread of its own (a file can be slow
+    /// or hostile) and applies it through the inbox like an API request.
+    fn reload_in_background(&self, path: &Path) {
+        let path = path.to_path_buf();
+        let inbox = self.inbox.clone();
+        let spawned = std::thread::Builder::new()
+            .name("roster-reload".into())
+            .spawn(move || {
+                let loaded = load_config(&path);
+                let (reply, _ignored) = oneshot::channel();
+                inbox.send(Input::Request(Request::Apply {
+                    path,
+                    loaded,
+                    start_stopped: false,
+                    replace: true,
+                    reply,
+                }));
+            });
+        if let Err(error) = spawned {
+            tracing::error!("SIGHUP: could not start a thread to read the config: {error}");
         }
     }
 
@@ -294,13 +333,15 @@ impl Daemon {
             }
             Request::Apply {
                 path,
+                loaded,
                 start_stopped,
+                replace,
                 reply,
             } => {
                 let result = if self.shutting_down {
-                    Err("the daemon is shutting down".to_owned())
+                    Err(ApplyRefusal::ShuttingDown)
                 } else {
-                    self.apply(&path, start_stopped)
+                    self.apply(&path, loaded, start_stopped, replace)
                 };
                 let _ = reply.send(result);
             }
@@ -353,39 +394,66 @@ impl Daemon {
         Ok(())
     }
 
-    /// Reads, validates and applies a config file, whole or not at all.
-    fn apply(&mut self, path: &Path, start_stopped: bool) -> Result<ApplyReply, String> {
+    /// Applies a config read and validated off the loop, whole or not at
+    /// all. Refuses to remove agents when the file is not the one this home
+    /// last applied, unless `replace`: `roster up` in another project's
+    /// directory must not silently stop this one's agents.
+    fn apply(
+        &mut self,
+        path: &Path,
+        loaded: Result<Config, String>,
+        start_stopped: bool,
+        replace: bool,
+    ) -> Result<ApplyReply, ApplyRefusal> {
         let display = path.display().to_string();
-        let text = match crate::home::read_config_file(path) {
-            Ok(text) => text,
-            Err(error) => {
-                let message = format!("cannot read {display}: {error}");
-                self.journal
-                    .record(Row::now(None, "config_rejected", None, message.clone()));
-                return Err(message);
+        let config = match loaded {
+            Ok(config) => config,
+            Err(message) => {
+                let first = message.lines().next().unwrap_or_default().to_owned();
+                self.journal.record(Row::now(
+                    None,
+                    "config_rejected",
+                    None,
+                    format!("{first}; the previous config stays"),
+                ));
+                return Err(ApplyRefusal::Invalid(message));
             }
         };
-        let base = path.parent().unwrap_or(Path::new("/"));
-        let config: Config = match config::parse(&display, &text, base) {
-            Ok(config) => config,
-            Err(error) => {
-                let message = error.to_string();
+        if let Some(applied) = self.applied.as_ref().filter(|applied| *applied != path) {
+            let would_remove: Vec<String> = self
+                .supervisor
+                .names()
+                .into_iter()
+                .filter(|name| !config.agents.contains_key(name))
+                .map(|name| name.to_string())
+                .collect();
+            if !replace && !would_remove.is_empty() {
+                let applied = applied.display().to_string();
                 self.journal.record(Row::now(
                     None,
                     "config_rejected",
                     None,
                     format!(
-                        "{display}: {} problem(s); the previous config stays",
-                        error.diagnostics.len()
+                        "{display} would remove {} started by {applied}; not applied (no --replace)",
+                        would_remove.join(", ")
                     ),
                 ));
-                return Err(message);
+                return Err(ApplyRefusal::Conflict(ApplyConflict {
+                    error: format!(
+                        "{display} is not the config this home last applied ({applied}), and applying it would remove {}\n  \
+                         hint: pass --replace to apply it anyway, or use another --home for this project",
+                        would_remove.join(", ")
+                    ),
+                    applied,
+                    would_remove,
+                }));
             }
-        };
+        }
         self.log_config.send_replace(config.log.clone());
         let summary = self
             .supervisor
             .handle_apply(Instant::now(), &config, start_stopped);
+        self.applied = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
             "config_applied",
@@ -423,41 +491,48 @@ impl Daemon {
             // Respawn before reaping the next: restart latency matters most.
             self.perform();
         }
+        self.sweep_strays();
     }
 
     /// Performs every pending action and journals every pending event.
+    ///
+    /// Looking for strays means reading /proc, so it is done at most once per
+    /// pass, whatever the number of agents signalled: stopping 5000 agents is
+    /// one scan, not 5000.
     fn perform(&mut self) {
+        let mut strays: Option<HashMap<String, Vec<u32>>> = None;
         while let Some(action) = self.supervisor.poll_action() {
             match action {
                 Action::Spawn { agent } => {
                     let result = self.spawn(&agent);
                     self.supervisor
                         .handle_spawned(Instant::now(), &agent, result);
+                    // A new process may be a child the last scan did not see.
+                    strays = None;
                 }
                 Action::Signal { agent, pid, signal } => {
                     if let Err(error) = spawn::signal_group(pid, signal.number()) {
                         tracing::error!(%agent, pid, "sending {signal}: {error}");
                     }
-                    for stray in self.strays_of(Some(&agent)) {
-                        spawn::signal_process(stray, signal.number());
+                    let strays = strays.get_or_insert_with(|| self.strays_by_agent());
+                    for stray in strays.get(agent.as_str()).into_iter().flatten() {
+                        spawn::signal_process(*stray, signal.number());
+                    }
+                    if signal.resumes_stopped() {
+                        // A stopped (SIGSTOP, ^Z) agent cannot run the
+                        // handler of its stop signal until it is continued.
+                        let _ = spawn::signal_group(pid, libc::SIGCONT);
+                        for stray in strays.get(agent.as_str()).into_iter().flatten() {
+                            spawn::signal_process(*stray, libc::SIGCONT);
+                        }
                     }
                 }
                 Action::Cleanup { agent, pid } => {
+                    // Members of the dead main's group get SIGKILL now; a
+                    // stray (a process that left the group) is looked for
+                    // once the burst of exits has been reaped.
                     let _ = spawn::signal_group(pid, libc::SIGKILL);
-                    // Members of the dead main's group got the SIGKILL above;
-                    // a stray is a process that left the group.
-                    let escaped = self.strays_of(Some(&agent)).into_iter().filter(|stray| {
-                        procfs::sample(*stray).is_some_and(|sample| sample.pgid != pid)
-                    });
-                    for stray in escaped.collect::<Vec<_>>() {
-                        self.journal.record(Row::now(
-                            Some(agent.as_str()),
-                            "stray_killed",
-                            Some(stray),
-                            format!("pid {stray} outlived its agent's main process: SIGKILL"),
-                        ));
-                        spawn::signal_process(stray, libc::SIGKILL);
-                    }
+                    self.pending_sweeps.push((agent, pid));
                 }
                 Action::Forget { agent } => {
                     // The pumps hold the writer until their pipes close.
@@ -473,6 +548,32 @@ impl Daemon {
                 event.kind.pid(),
                 event.kind.detail(),
             ));
+        }
+    }
+
+    /// Kills processes that escaped the group of an agent's dead main
+    /// process, so no second copy runs beside the next one: one /proc scan
+    /// for every cleanup since the last sweep.
+    fn sweep_strays(&mut self) {
+        if self.pending_sweeps.is_empty() {
+            return;
+        }
+        let sweeps = std::mem::take(&mut self.pending_sweeps);
+        let strays = self.strays_by_agent();
+        for (agent, dead_main) in sweeps {
+            for stray in strays.get(agent.as_str()).into_iter().flatten() {
+                let escaped = procfs::sample(*stray).is_some_and(|sample| sample.pgid != dead_main);
+                if !escaped {
+                    continue;
+                }
+                self.journal.record(Row::now(
+                    Some(agent.as_str()),
+                    "stray_killed",
+                    Some(*stray),
+                    format!("pid {stray} outlived its agent's main process: SIGKILL"),
+                ));
+                spawn::signal_process(*stray, libc::SIGKILL);
+            }
         }
     }
 
@@ -513,25 +614,33 @@ impl Daemon {
         result
     }
 
-    /// Direct children of the daemon that are no agent's main process:
-    /// orphans inherited as subreaper. With `agent`, only that agent's.
-    fn strays_of(&self, agent: Option<&AgentName>) -> Vec<u32> {
-        let mains: Vec<u32> = self
+    /// Direct children of the daemon that are no agent's main process
+    /// (orphans inherited as subreaper), by the agent their marker names.
+    fn strays_by_agent(&self) -> HashMap<String, Vec<u32>> {
+        let mains: HashSet<u32> = self
             .supervisor
             .main_pids()
             .into_iter()
             .map(|(_, pid)| pid)
             .collect();
-        procfs::own_children()
-            .into_iter()
-            .filter(|pid| !mains.contains(pid))
-            .filter(|pid| match agent {
-                None => true,
-                Some(agent) => {
-                    procfs::roster_markers(*pid).is_some_and(|(_, name)| name == agent.as_str())
-                }
-            })
-            .collect()
+        let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
+        for pid in procfs::own_children() {
+            if mains.contains(&pid) {
+                continue;
+            }
+            // Only descendants are reparented to a subreaper; one without
+            // a marker (it cleared its environment) is kept under "".
+            let name = procfs::roster_markers(pid)
+                .map(|(_, name)| name)
+                .unwrap_or_default();
+            strays.entry(name).or_default().push(pid);
+        }
+        strays
+    }
+
+    /// Every stray, whatever its agent.
+    fn all_strays(&self) -> Vec<u32> {
+        self.strays_by_agent().into_values().flatten().collect()
     }
 
     fn report_trouble(&mut self, trouble: LogTrouble) {
@@ -562,17 +671,17 @@ impl Daemon {
     /// After every agent stopped: stops strays, lets the pumps drain, and
     /// closes the journal.
     fn finish(&mut self) {
-        let strays = self.strays_of(None);
+        let strays = self.all_strays();
         if !strays.is_empty() {
             for pid in &strays {
                 spawn::signal_process(*pid, libc::SIGTERM);
             }
             let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline && !self.strays_of(None).is_empty() {
+            while Instant::now() < deadline && !self.all_strays().is_empty() {
                 while spawn::reap_one().is_some() {}
                 std::thread::sleep(Duration::from_millis(10));
             }
-            for pid in self.strays_of(None) {
+            for pid in self.all_strays() {
                 spawn::signal_process(pid, libc::SIGKILL);
             }
             self.journal.record(Row::now(
@@ -615,4 +724,9 @@ impl Daemon {
         ));
         self.journal.close();
     }
+}
+
+/// Reads and validates a config file; the error is ready to print.
+pub fn load_config(path: &Path) -> Result<Config, String> {
+    crate::config_file::load(path, &path.display().to_string()).map_err(|error| error.to_string())
 }

@@ -61,9 +61,9 @@ pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
                     agent.state,
                     AgentState::Stopping | AgentState::Starting | AgentState::Running
                 ),
-                Verb::Start => super::up::is_settled(agent.state),
+                Verb::Start => super::up::is_settled(agent.state) || agent.last_error.is_some(),
                 Verb::Restart => {
-                    super::up::is_settled(agent.state)
+                    (super::up::is_settled(agent.state) || agent.last_error.is_some())
                         && (agent.pid.is_none()
                             || agent.pid != old_pids.get(&agent.name).copied().flatten())
                 }
@@ -75,7 +75,12 @@ pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
         .filter(|agent| targets.contains(&agent.name))
         .collect();
     print!("{}", render::status_table(&shown));
-    let failed = shown.iter().any(|agent| agent.state == AgentState::Failed);
+    if verb != Verb::Stop {
+        super::up::print_start_errors(&shown);
+    }
+    let failed = shown.iter().any(|agent| {
+        agent.state == AgentState::Failed || (verb != Verb::Stop && agent.last_error.is_some())
+    });
     Ok(if settled && !failed {
         ExitCode::SUCCESS
     } else {

@@ -12,7 +12,7 @@ use roster_core::config::{self, Config};
 /// file is invalid.
 pub fn load(file: &Path) -> Result<Config> {
     let absolute = super::config_path(file)?;
-    let text = roster_daemon::home::read_config_file(&absolute)
+    let text = roster_daemon::config_file::read_config_file(&absolute)
         .with_context(|| format!("reading {}", absolute.display()))?;
     let base = absolute.parent().unwrap_or(Path::new("/"));
     Ok(config::parse(&file.display().to_string(), &text, base)?)

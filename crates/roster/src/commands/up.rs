@@ -2,28 +2,31 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
-use roster_core::api::{AgentState, ApplyReply, ApplyRequest};
+use roster_core::api::{AgentState, AgentStatus, ApplyReply, ApplyRequest};
+use roster_core::ApplySummary;
 use roster_daemon::Home;
 
-use crate::client::ApiError;
+use crate::client::{ApiError, Client};
 use crate::render;
 
-fn send_apply(home: &Home, file: &Path, start_stopped: bool) -> Result<ApplyReply> {
+fn send_apply(home: &Home, file: &Path, start_stopped: bool, replace: bool) -> Result<ApplyReply> {
     let path = super::config_path(file)?;
     let request = ApplyRequest {
         path: path.display().to_string(),
         start_stopped,
+        replace,
     };
     super::client(home)
         .post("/v1/apply", &request)
         .map_err(|error| {
-            // The daemon validated too; its message is the located list already.
+            // The daemon validated too; its message is the located list
+            // already, or says which agents the file would remove.
             match error.downcast_ref::<ApiError>() {
-                Some(api) if api.status == 422 => anyhow!(
+                Some(api) if api.status == 422 || api.status == 409 => anyhow!(
                     "{}\nnothing was applied; the running config stays",
                     api.message
                 ),
@@ -40,20 +43,57 @@ pub fn is_settled(state: AgentState) -> bool {
     )
 }
 
-/// Runs `roster up`.
-pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
-    let config = super::check::load(file)?;
-    super::daemon::ensure_running(home)?;
-    send_apply(home, file, true)?;
-    let client = super::client(home);
-    let wanted: Vec<String> = config.agents.keys().map(|name| name.to_string()).collect();
-    let started = std::time::Instant::now();
+/// Whether an agent that should run has failed to.
+pub fn has_failed(agent: &AgentStatus) -> bool {
+    agent.last_error.is_some()
+        || matches!(agent.state, AgentState::Failed | AgentState::Backoff)
+        || (agent.state == AgentState::Exited
+            && agent.last_exit.is_some_and(|exit| !exit.is_success()))
+}
+
+/// Prints why agents could not start (`last_error`), one line each, to stderr.
+pub fn print_start_errors(agents: &[AgentStatus]) {
+    for agent in agents {
+        if let Some(error) = &agent.last_error {
+            eprintln!("{}: could not start: {error}", agent.name);
+        }
+    }
+}
+
+fn print_summary(summary: &ApplySummary, every_line: bool) {
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    for (label, names) in [
+        ("added:    ", &summary.added),
+        ("changed:  ", &summary.changed),
+        ("removed:  ", &summary.removed),
+        ("unchanged:", &summary.unchanged),
+    ] {
+        if every_line || (!names.is_empty() && label != "unchanged:") {
+            println!("{label} {}", list(names));
+        }
+    }
+}
+
+/// Waits until the `wanted` agents settle, prints their table and why any
+/// failed; exit 1 if one failed or did not settle within `timeout`.
+fn settle_and_report(client: &Client, wanted: &[String], timeout: Duration) -> Result<ExitCode> {
+    let started = Instant::now();
     let mut next_note = Duration::from_secs(2);
-    let (status, settled) = super::wait_for(&client, timeout, |status| {
+    let (status, settled) = super::wait_for(client, timeout, |status| {
         let unsettled: Vec<&str> = status
             .agents
             .iter()
-            .filter(|agent| wanted.contains(&agent.name) && !is_settled(agent.state))
+            .filter(|agent| {
+                wanted.contains(&agent.name)
+                    && !is_settled(agent.state)
+                    && agent.last_error.is_none()
+            })
             .map(|agent| agent.name.as_str())
             .collect();
         if !unsettled.is_empty() && started.elapsed() >= next_note {
@@ -67,14 +107,15 @@ pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
         unsettled.is_empty()
     })?;
     print!("{}", render::status_table(&status.agents));
-    let failed: Vec<&str> = status
+    let concerned: Vec<AgentStatus> = status
         .agents
+        .into_iter()
+        .filter(|agent| wanted.contains(&agent.name))
+        .collect();
+    print_start_errors(&concerned);
+    let failed: Vec<&str> = concerned
         .iter()
-        .filter(|agent| {
-            matches!(agent.state, AgentState::Failed | AgentState::Backoff)
-                || (agent.state == AgentState::Exited
-                    && agent.last_exit.is_some_and(|exit| !exit.is_success()))
-        })
+        .filter(|agent| has_failed(agent))
         .map(|agent| agent.name.as_str())
         .collect();
     if !settled {
@@ -86,8 +127,9 @@ pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
     }
     if !failed.is_empty() {
         eprintln!(
-            "failed: {}; see `roster logs {}` and `roster events`",
+            "failed: {}; see `roster events {}` and `roster logs {}`",
             failed.join(", "),
+            failed.join(" "),
             failed.join(" ")
         );
         return Ok(ExitCode::from(1));
@@ -95,21 +137,55 @@ pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `roster apply`.
-pub fn apply(home: &Home, file: &Path) -> Result<ExitCode> {
+/// Runs `roster up`.
+pub fn run(home: &Home, file: &Path, timeout: Duration, replace: bool) -> Result<ExitCode> {
+    let config = super::check::load(file)?;
+    super::daemon::ensure_running(home)?;
+    let reply = send_apply(home, file, true, replace)?;
+    print_summary(&reply.summary, false);
+    let wanted: Vec<String> = config.agents.keys().map(|name| name.to_string()).collect();
+    settle_and_report(&super::client(home), &wanted, timeout)
+}
+
+/// Runs `roster apply`: like `up` without starting the daemon or stopped
+/// agents; waits for the agents it added or changed unless `no_wait`.
+pub fn apply(
+    home: &Home,
+    file: &Path,
+    replace: bool,
+    no_wait: bool,
+    timeout: Duration,
+) -> Result<ExitCode> {
     super::check::load(file)?;
-    let reply = send_apply(home, file, false)?;
+    let reply = send_apply(home, file, false, replace)?;
+    print_summary(&reply.summary, true);
+    if no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
     let summary = reply.summary;
-    let list = |names: &[String]| {
-        if names.is_empty() {
-            "-".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
-    println!("added:     {}", list(&summary.added));
-    println!("changed:   {}", list(&summary.changed));
-    println!("removed:   {}", list(&summary.removed));
-    println!("unchanged: {}", list(&summary.unchanged));
-    Ok(ExitCode::SUCCESS)
+    let wanted: Vec<String> = summary
+        .added
+        .iter()
+        .chain(&summary.changed)
+        .cloned()
+        .collect();
+    if wanted.is_empty() && summary.removed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = super::client(home);
+    // Removed agents are gone from status once fully stopped.
+    let removed = summary.removed.clone();
+    let (_, gone) = super::wait_for(&client, timeout, |status| {
+        !status
+            .agents
+            .iter()
+            .any(|agent| removed.contains(&agent.name))
+    })?;
+    if !gone {
+        eprintln!("some removed agents were still stopping; see `roster events`");
+    }
+    if wanted.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    settle_and_report(&client, &wanted, timeout)
 }

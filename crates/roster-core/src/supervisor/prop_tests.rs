@@ -1,0 +1,212 @@
+//! Random sequences of inputs on a fake clock, driven the way the runtime
+//! drives the supervisor, checking after every step that:
+//!
+//! - every `Spawn` is answered (no agent is left waiting for its process);
+//! - an agent tracks at most one live process, and every live process is
+//!   either the main process of exactly one agent or has been sent SIGKILL;
+//! - the pid index agrees with the agents' phases.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::parse;
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Apply a config with the agents whose bit is set; `variant` changes
+    /// their command so that kept agents count as changed.
+    Apply {
+        mask: u8,
+        variant: u8,
+        start_stopped: bool,
+    },
+    Start(usize),
+    Stop(usize),
+    Restart(usize),
+    StopAll,
+    /// The `index`-th live process (modulo their number) exits.
+    Exit {
+        index: usize,
+        code: i32,
+    },
+    /// Time passes; deadlines fire.
+    Advance(u64),
+    /// From now on, spawns fail (or succeed again).
+    SpawnsFail(bool),
+    /// A buggy runtime answers a Spawn that was never asked for.
+    SpuriousSpawn(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..8, 0u8..3, any::<bool>()).prop_map(|(mask, variant, start_stopped)| Op::Apply {
+            mask,
+            variant,
+            start_stopped
+        }),
+        (0usize..3).prop_map(Op::Start),
+        (0usize..3).prop_map(Op::Stop),
+        (0usize..3).prop_map(Op::Restart),
+        Just(Op::StopAll),
+        (0usize..8, 0i32..3).prop_map(|(index, code)| Op::Exit { index, code }),
+        (0u64..3000).prop_map(Op::Advance),
+        any::<bool>().prop_map(Op::SpawnsFail),
+        (0usize..3).prop_map(Op::SpuriousSpawn),
+    ]
+}
+
+fn config(mask: u8, variant: u8) -> Config {
+    let mut text = String::new();
+    for (bit, name) in NAMES.iter().enumerate() {
+        if mask & (1 << bit) != 0 {
+            let restart = ["always", "on-failure", "never"][usize::from(variant) % 3];
+            text.push_str(&format!(
+                "[agents.{name}]\ncommand = \"sleep {variant}\"\nrestart = \"{restart}\"\n\
+                 ready_after = \"500ms\"\nstop_timeout = \"1s\"\nstable_after = \"2s\"\n\
+                 crash_loop = 3\ncrash_window = \"10s\"\nfailed_retry = \"5s\"\n"
+            ));
+        }
+    }
+    parse("prop.toml", &text, Path::new("/tmp")).expect("generated configs are valid")
+}
+
+/// The runtime, modelled: live processes and whether they were sent SIGKILL.
+struct World {
+    sup: Supervisor,
+    now: Instant,
+    next_pid: u32,
+    spawns_fail: bool,
+    /// pid -> (agent it was spawned for, sent SIGKILL)
+    alive: BTreeMap<u32, (AgentName, bool)>,
+}
+
+impl World {
+    fn perform(&mut self) {
+        while let Some(action) = self.sup.poll_action() {
+            match action {
+                Action::Spawn { agent } => {
+                    let result = if self.spawns_fail {
+                        Err("not found".to_owned())
+                    } else {
+                        self.next_pid += 1;
+                        self.alive.insert(self.next_pid, (agent.clone(), false));
+                        Ok(self.next_pid)
+                    };
+                    self.sup.handle_spawned(self.now, &agent, result);
+                }
+                Action::Signal { pid, signal, .. } => {
+                    if signal == Signal::Kill {
+                        if let Some(entry) = self.alive.get_mut(&pid) {
+                            entry.1 = true;
+                        }
+                    }
+                }
+                Action::Cleanup { .. } | Action::Forget { .. } => {}
+            }
+        }
+        while self.sup.poll_event().is_some() {}
+    }
+
+    fn step(&mut self, op: &Op) {
+        let name = |index: usize| AgentName::new(NAMES[index]).expect("valid");
+        match op {
+            Op::Apply {
+                mask,
+                variant,
+                start_stopped,
+            } => {
+                self.sup
+                    .handle_apply(self.now, &config(*mask, *variant), *start_stopped);
+            }
+            Op::Start(index) => self.sup.handle_start(self.now, &name(*index)),
+            Op::Stop(index) => self.sup.handle_stop(self.now, &name(*index)),
+            Op::Restart(index) => self.sup.handle_restart(self.now, &name(*index)),
+            Op::StopAll => self.sup.handle_stop_all(self.now),
+            Op::Exit { index, code } => {
+                if !self.alive.is_empty() {
+                    let pid = *self
+                        .alive
+                        .keys()
+                        .nth(index % self.alive.len())
+                        .expect("in range");
+                    self.alive.remove(&pid);
+                    let status = if *code == 2 {
+                        ExitStatus::Signal(9)
+                    } else {
+                        ExitStatus::Code(*code)
+                    };
+                    self.sup.handle_exit(self.now, pid, status);
+                }
+            }
+            Op::Advance(millis) => {
+                self.now += Duration::from_millis(*millis);
+                self.sup.handle_timeout(self.now);
+            }
+            Op::SpawnsFail(fail) => self.spawns_fail = *fail,
+            Op::SpuriousSpawn(index) => {
+                self.next_pid += 1;
+                self.alive.insert(self.next_pid, (name(*index), false));
+                self.sup
+                    .handle_spawned(self.now, &name(*index), Ok(self.next_pid));
+            }
+        }
+        self.perform();
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        for (name, agent) in &self.sup.agents {
+            prop_assert!(
+                agent.phase != Phase::Spawning,
+                "{name}: a Spawn was left unanswered"
+            );
+            if let Some(pid) = agent.pid() {
+                prop_assert!(
+                    self.alive.contains_key(&pid),
+                    "{name} tracks pid {pid}, which is dead"
+                );
+                prop_assert_eq!(self.sup.pids.get(&pid), Some(name));
+            }
+        }
+        let tracked = self
+            .sup
+            .agents
+            .values()
+            .filter(|agent| agent.pid().is_some())
+            .count();
+        prop_assert_eq!(tracked, self.sup.pids.len(), "the pid index is stale");
+        for (pid, (spawned_for, killed)) in &self.alive {
+            let owner = self.sup.pids.get(pid);
+            prop_assert!(
+                *killed || owner == Some(spawned_for),
+                "pid {pid} of {spawned_for} is alive, untracked and was never killed"
+            );
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn one_live_process_per_agent_and_every_spawn_answered(
+        ops in proptest::collection::vec(op(), 1..60)
+    ) {
+        let mut world = World {
+            sup: Supervisor::new(),
+            now: Instant::now(),
+            next_pid: 1000,
+            spawns_fail: false,
+            alive: BTreeMap::new(),
+        };
+        for op in &ops {
+            world.step(op);
+            world.check()?;
+        }
+    }
+}

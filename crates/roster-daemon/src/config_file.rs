@@ -1,0 +1,94 @@
+//! Reading a config file safely: never blocking on a FIFO or a device, never
+//! reading more than a config could be, and validating the result whole.
+//!
+//! The daemon calls this off its loop (on the blocking pool or a thread of
+//! its own), so even a slow filesystem cannot stall supervision.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Error, ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use roster_core::config::{self, Config};
+use roster_core::ConfigError;
+
+/// The largest config file roster reads; a bigger one is a mistake (or
+/// `/dev/zero`), not a config.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: Error,
+    },
+    /// The file is invalid; every problem is located.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Opens `path` without blocking (a FIFO or a device would block `open`
+/// or `read`), checks it is a regular file, and reads at most
+/// [`MAX_CONFIG_BYTES`] of valid UTF-8.
+pub fn read_config_file(path: &Path) -> std::io::Result<String> {
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a config must be a plain file, not a FIFO, device or directory)",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "larger than 4 MiB; is this really a config file?",
+        ));
+    }
+    Ok(text)
+}
+
+/// Reads and validates a config file. `shown` is how problems name the file
+/// (`FILE:LINE:COL`); relative paths inside it are relative to its directory.
+pub fn load(path: &Path, shown: &str) -> Result<Config, LoadError> {
+    let text = read_config_file(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    Ok(config::parse(shown, &text, base)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("roster.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // With no writer, a blocking open would hang here forever.
+        let error = read_config_file(&fifo).expect_err("a FIFO is not a config");
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn a_directory_and_dev_zero_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(read_config_file(dir.path()).is_err());
+        assert!(read_config_file(Path::new("/dev/zero")).is_err());
+    }
+}
