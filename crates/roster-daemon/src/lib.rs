@@ -5,6 +5,8 @@
 //! not, when, what a config means) are never made here; they come from
 //! `roster_core::Supervisor`.
 
+#![deny(unsafe_code)]
+
 pub mod clock;
 pub mod config_file;
 pub mod daemon;
@@ -14,6 +16,8 @@ pub mod logs;
 pub mod procfs;
 pub mod server;
 pub mod spawn;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use daemon::{run, DaemonError, DaemonOptions};
 pub use home::Home;

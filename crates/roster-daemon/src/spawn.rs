@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal as NixSignal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -75,104 +80,42 @@ pub fn spawn_agent(
         .collect();
     envp.push(std::ptr::null_mut());
 
-    let failed = |what: &str, code: libc::c_int| {
-        format!("{program}: {what}: {}", io::Error::from_raw_os_error(code))
-    };
-    // SAFETY: every pointer handed to libc points into a CString, a Vec or
-    // a local that outlives the calls; the attribute and file-action objects
-    // are initialised before use and destroyed on every path.
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
-        let code = libc::posix_spawn_file_actions_init(&mut actions);
-        if code != 0 {
-            return Err(failed("posix_spawn_file_actions_init", code));
-        }
-        let code = libc::posix_spawnattr_init(&mut attributes);
-        if code != 0 {
-            libc::posix_spawn_file_actions_destroy(&mut actions);
-            return Err(failed("posix_spawnattr_init", code));
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        let mut defaults: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigemptyset(&mut defaults);
-        // Rust ignores SIGPIPE; an ignored disposition would survive exec.
-        libc::sigaddset(&mut defaults, libc::SIGPIPE);
-        let flags = (libc::POSIX_SPAWN_SETPGROUP
-            | libc::POSIX_SPAWN_SETSIGMASK
-            | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
-        let log_fd = log_pipe.as_raw_fd();
-        let steps = [
-            (
-                "adddup2 stdout",
-                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 1),
-            ),
-            (
-                "adddup2 stderr",
-                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 2),
-            ),
-            (
-                "addopen /dev/null",
-                libc::posix_spawn_file_actions_addopen(
-                    &mut actions,
-                    0,
-                    c"/dev/null".as_ptr(),
-                    libc::O_RDONLY,
-                    0,
-                ),
-            ),
-            (
-                "addchdir",
-                libc::posix_spawn_file_actions_addchdir_np(&mut actions, c_cwd.as_ptr()),
-            ),
-            (
-                "setflags",
-                libc::posix_spawnattr_setflags(&mut attributes, flags),
-            ),
-            (
-                "setpgroup",
-                libc::posix_spawnattr_setpgroup(&mut attributes, 0),
-            ),
-            (
-                "setsigmask",
-                libc::posix_spawnattr_setsigmask(&mut attributes, &empty),
-            ),
-            (
-                "setsigdefault",
-                libc::posix_spawnattr_setsigdefault(&mut attributes, &defaults),
-            ),
-        ];
-        let mut result = match steps.iter().find(|(_, code)| *code != 0) {
-            Some((what, code)) => Err(failed(what, *code)),
-            None => Ok(0),
-        };
-        if result.is_ok() {
-            let mut pid: libc::pid_t = 0;
-            let code = libc::posix_spawn(
-                &mut pid,
-                c_executable.as_ptr(),
-                &actions,
-                &attributes,
-                argv.as_ptr(),
-                envp.as_ptr(),
-            );
-            result = if code == 0 {
-                Ok(pid as u32)
-            } else {
-                Err(format!("{program}: {}", io::Error::from_raw_os_error(code)))
-            };
-        }
-        libc::posix_spawnattr_destroy(&mut attributes);
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        result
-    }
+    let pid = crate::sys::posix_spawn_agent(
+        program,
+        &c_executable,
+        &c_cwd,
+        &argv,
+        &envp,
+        log_pipe.as_raw_fd(),
+    )?;
+    crate::sys::restore_agent_open_file_limit(pid);
+    Ok(pid)
 }
 
-/// The agent's environment: the daemon's own, then the config's `env`
-/// (with `PYTHONUNBUFFERED=1` unless set), then roster's markers.
+/// Variables that describe the daemon's own place under a service manager
+/// (its notify socket, its sockets, its watchdog, its journal stream): an
+/// agent that saw them would talk to systemd as if it were the daemon.
+pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "JOURNAL_STREAM",
+];
+
+/// The agent's environment: the daemon's own (less
+/// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
+/// `PYTHONUNBUFFERED=1` unless set), then roster's markers.
 fn environment(name: &AgentName, spec: &AgentSpec, home: &Path) -> Vec<(OsString, OsString)> {
-    let mut environment: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    let mut environment: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(key, _)| {
+            !DAEMON_ONLY_VARIABLES
+                .iter()
+                .any(|daemon_only| key.as_os_str() == OsStr::new(daemon_only))
+        })
+        .collect();
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
     }
@@ -183,7 +126,7 @@ fn environment(name: &AgentName, spec: &AgentSpec, home: &Path) -> Vec<(OsString
 
 /// Finds the program the way a shell would: a name with a `/` is a path
 /// (relative to the agent's directory), any other name is looked up in PATH.
-fn resolve_program(
+pub fn resolve_program(
     program: &str,
     cwd: &Path,
     search_path: Option<&OsStr>,
@@ -210,50 +153,56 @@ fn resolve_program(
     ))
 }
 
+/// A pid the daemon may signal: never 0 (its own group), 1 (init, or with
+/// -1 every process) or negative, whatever /proc or a bug hands in.
+fn signalable(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|pid| *pid > 1 && *pid as u32 != std::process::id())
+        .map(Pid::from_raw)
+}
+
 /// Sends `signal` to the process group led by `pid`. A group that is already
-/// gone is not an error.
+/// gone is not an error; pids 0 and 1 and the daemon's own are refused.
 pub fn signal_group(pid: u32, signal: i32) -> io::Result<()> {
-    // SAFETY: kill(2) with a negative pid addresses a process group; no memory is involved.
-    let result = unsafe { libc::kill(-(pid as i32), signal) };
-    if result == 0 {
-        return Ok(());
-    }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(error)
+    let Some(group) = signalable(pid) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pid}"),
+        ));
+    };
+    let signal = NixSignal::try_from(signal).map_err(io::Error::from)?;
+    match killpg(group, signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(errno.into()),
     }
 }
 
-/// Sends `signal` to one process; a process that is gone is not an error.
+/// Sends `signal` to one process; a process that is gone is not an error,
+/// and pids 0 and 1 and the daemon's own are never signalled.
 pub fn signal_process(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a positive pid; no memory is involved.
-    unsafe {
-        libc::kill(pid as i32, signal);
-    }
+    let (Some(pid), Ok(signal)) = (signalable(pid), NixSignal::try_from(signal)) else {
+        return;
+    };
+    let _ = kill(pid, signal);
 }
 
 /// Reaps one exited child, if any: `Some((pid, status))`.
 pub fn reap_one() -> Option<(u32, ExitStatus)> {
     loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: waitpid writes only to `status`.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 {
-            let exit = if libc::WIFEXITED(status) {
-                ExitStatus::Code(libc::WEXITSTATUS(status))
-            } else if libc::WIFSIGNALED(status) {
-                ExitStatus::Signal(libc::WTERMSIG(status))
-            } else {
-                continue;
-            };
-            return Some((pid as u32, exit));
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => {
+                return Some((pid.as_raw() as u32, ExitStatus::Code(code)))
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                return Some((pid.as_raw() as u32, ExitStatus::Signal(signal as i32)))
+            }
+            // Stopped or continued children are still alive.
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
         }
-        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        return None;
     }
 }
 
@@ -261,21 +210,115 @@ pub fn reap_one() -> Option<(u32, ExitStatus)> {
 /// (double-forked daemons) become its children, so they can be stopped and
 /// reaped instead of escaping to init.
 pub fn become_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
-    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
-/// A pipe for an agent's output: (read end, write end), both close-on-exec,
-/// with a larger buffer where the kernel allows it (fewer wake-ups under a
-/// flood).
-pub fn log_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// The largest log pipe buffer roster asks for.
+pub const MAX_PIPE_BYTES: usize = 1024 * 1024;
+/// The kernel's default, and roster's smallest.
+pub const MIN_PIPE_BYTES: usize = 64 * 1024;
+
+/// How big each agent's log pipe may be so that all of them stay within the
+/// user's pipe budget. An unprivileged user's pipes share
+/// `fs.pipe-user-pages-soft` pages (16384 by default: 64 MiB); past it, every
+/// new pipe of that user (the agents' own included) gets one page. roster
+/// takes at most half of it, split evenly over `pipes`; root (with
+/// CAP_SYS_RESOURCE) is not limited. `soft_pages` 0 means no limit.
+pub fn pipe_bytes_within_budget(
+    privileged: bool,
+    soft_pages: u64,
+    page_size: u64,
+    pipes: usize,
+) -> usize {
+    if privileged || soft_pages == 0 {
+        return MAX_PIPE_BYTES;
+    }
+    let budget = soft_pages.saturating_mul(page_size) / 2;
+    let share = budget / pipes.max(1) as u64;
+    if share < MIN_PIPE_BYTES as u64 {
+        return MIN_PIPE_BYTES;
+    }
+    // Pipe sizes are powers of two pages; round down to one.
+    let share = share.min(MAX_PIPE_BYTES as u64);
+    (1u64 << (63 - share.leading_zeros())) as usize
+}
+
+/// `fs.pipe-user-pages-soft`, if readable.
+pub fn pipe_user_pages_soft() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A pipe for an agent's output: (read end, write end, its buffer size),
+/// both ends close-on-exec. Asks for `wanted` bytes (fewer wake-ups under a
+/// flood); the size the kernel granted is returned.
+pub fn log_pipe(wanted: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    let _ = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1024 * 1024));
-    Ok((read, write))
+    let wanted = i32::try_from(wanted).unwrap_or(i32::MAX);
+    let size = nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_SETPIPE_SZ(wanted))
+        .or_else(|_| nix::fcntl::fcntl(&read, nix::fcntl::FcntlArg::F_GETPIPE_SZ))
+        .map(|size| size.max(0) as usize)
+        .unwrap_or(0);
+    Ok((read, write, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_sizes_stay_within_half_the_soft_budget() {
+        let page = 4096;
+        // Root, or no limit: the full size.
+        assert_eq!(
+            pipe_bytes_within_budget(true, 16384, page, 5000),
+            MAX_PIPE_BYTES
+        );
+        assert_eq!(
+            pipe_bytes_within_budget(false, 0, page, 5000),
+            MAX_PIPE_BYTES
+        );
+        // The default 64 MiB budget: 32 MiB for roster.
+        assert_eq!(
+            pipe_bytes_within_budget(false, 16384, page, 10),
+            MAX_PIPE_BYTES
+        );
+        assert_eq!(
+            pipe_bytes_within_budget(false, 16384, page, 32),
+            MAX_PIPE_BYTES
+        );
+        assert_eq!(pipe_bytes_within_budget(false, 16384, page, 33), 512 * 1024);
+        assert_eq!(
+            pipe_bytes_within_budget(false, 16384, page, 100),
+            256 * 1024
+        );
+        assert_eq!(
+            pipe_bytes_within_budget(false, 16384, page, 500),
+            MIN_PIPE_BYTES
+        );
+        for pipes in 1..2000 {
+            let size = pipe_bytes_within_budget(false, 16384, page, pipes) as u64;
+            assert!(size.is_power_of_two());
+            assert!(
+                size == MIN_PIPE_BYTES as u64 || size * pipes as u64 <= 16384 * page / 2,
+                "{pipes} pipes of {size} bytes exceed the budget"
+            );
+        }
+    }
+
+    #[test]
+    fn never_signals_init_the_daemon_or_everyone() {
+        assert!(signal_group(0, libc::SIGTERM).is_err());
+        assert!(signal_group(1, libc::SIGTERM).is_err());
+        assert!(signal_group(std::process::id(), libc::SIGTERM).is_err());
+        assert!(
+            signalable(u32::MAX).is_none(),
+            "-1 would mean every process"
+        );
+        assert!(signalable(4242).is_some());
+    }
 }

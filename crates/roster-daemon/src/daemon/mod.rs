@@ -86,6 +86,14 @@ struct AgentIo {
     last_pump: Option<JoinHandle<()>>,
 }
 
+/// What bounds the size of log pipes (see [`spawn::pipe_bytes_within_budget`]).
+struct PipeBudget {
+    privileged: bool,
+    soft_pages: u64,
+    /// The last reduced size journaled, to say it once per change.
+    reported: usize,
+}
+
 struct Daemon {
     home: Home,
     home_env: PathBuf,
@@ -102,11 +110,14 @@ struct Daemon {
     applied: Option<PathBuf>,
     /// Agents whose main process died: (agent, its pid), to look for strays.
     pending_sweeps: Vec<(AgentName, u32)>,
+    pipe_budget: PipeBudget,
     _lock: File,
 }
 
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `roster down`.
 pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
+    // Descriptors inherited from whoever started us must not reach agents.
+    crate::sys::close_inherited_descriptors_on_exec();
     let home = Home::new(options.home.clone());
     // Block the signals the loop handles before any other thread exists:
     // every thread inherits the mask, so they reach only the signalfd.
@@ -189,6 +200,11 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         shutdown_replies: Vec::new(),
         applied: None,
         pending_sweeps: Vec::new(),
+        pipe_budget: PipeBudget {
+            privileged: nix::unistd::geteuid().is_root(),
+            soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
+            reported: spawn::MAX_PIPE_BYTES,
+        },
         _lock: lock,
     };
 
@@ -595,8 +611,26 @@ impl Daemon {
                 last_pump: None,
             }
         });
-        let (read, write) =
-            spawn::log_pipe().map_err(|error| format!("creating the log pipe: {error}"))?;
+        let wanted = spawn::pipe_bytes_within_budget(
+            self.pipe_budget.privileged,
+            self.pipe_budget.soft_pages,
+            procfs::page_size(),
+            self.supervisor.names().len() + 1,
+        );
+        let (read, write, granted) =
+            spawn::log_pipe(wanted).map_err(|error| format!("creating the log pipe: {error}"))?;
+        if granted < spawn::MAX_PIPE_BYTES && granted != self.pipe_budget.reported {
+            self.pipe_budget.reported = granted;
+            let message = format!(
+                "log pipes are {} KiB instead of {} KiB, to stay within this user's pipe budget \
+                 (fs.pipe-user-pages-soft); run the daemon as root or raise it for more",
+                granted / 1024,
+                spawn::MAX_PIPE_BYTES / 1024
+            );
+            tracing::warn!("{message}");
+            self.journal
+                .record(Row::now(None, "log_pipe_reduced", None, message));
+        }
         let result = spawn::spawn_agent(agent, spec, &self.home_env, &write);
         // The daemon keeps no write end: the pump sees EOF when the run's
         // process tree is gone, and ends the run's last line there.

@@ -18,6 +18,7 @@ pub fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) 
     move |source| DaemonError::Io { what, path, source }
 }
 
+#[allow(unsafe_code)]
 pub fn take_lock(home: &Home) -> Result<File, DaemonError> {
     let path = home.lock();
     let mut file = OpenOptions::new()
@@ -93,6 +94,7 @@ fn is_zombie(pid: u32) -> bool {
 pub fn raise_open_file_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        crate::sys::remember_agent_open_file_limit(soft, hard);
         if soft < hard {
             if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
                 tracing::warn!("could not raise the open-file limit from {soft}: {error}");

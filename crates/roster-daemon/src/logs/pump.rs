@@ -12,7 +12,6 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -64,9 +63,7 @@ pub async fn pump(pipe: OwnedFd, mut context: PumpContext) {
     if let Err(error) = set_nonblocking(&pipe) {
         tracing::error!(%agent, "log pipe: {error}");
     }
-    // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until the
-    // pump ends; nothing else closes or replaces it meanwhile.
-    let pipe = match unsafe { AsyncFd::register(pipe) } {
+    let pipe = match crate::sys::register_pipe(pipe) {
         Ok(pipe) => pipe,
         Err(error) => {
             tracing::error!(%agent, "log pipe cannot be polled: {error}");

@@ -1,0 +1,197 @@
+//! Every `unsafe` call of the daemon lives here: the few syscalls no safe
+//! wrapper covers (posix_spawn with its attributes, prlimit on another
+//! process). Each function states what it relies on.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+
+/// Starts `executable` with posix_spawn: in a new process group, an empty
+/// signal mask, SIGPIPE back to default, stdin on /dev/null, stdout and
+/// stderr on `log_fd`, in `cwd`. `argv` and `envp` are NULL-terminated
+/// arrays of pointers into live C strings. Returns the pid.
+pub fn posix_spawn_agent(
+    program: &str,
+    c_executable: &CStr,
+    c_cwd: &CStr,
+    argv: &[*mut libc::c_char],
+    envp: &[*mut libc::c_char],
+    log_fd: RawFd,
+) -> Result<u32, String> {
+    if argv.last().is_none_or(|last| !last.is_null())
+        || envp.last().is_none_or(|last| !last.is_null())
+    {
+        return Err(format!("{program}: argv and envp must end with NULL"));
+    }
+    let failed = |what: &str, code: libc::c_int| {
+        format!("{program}: {what}: {}", io::Error::from_raw_os_error(code))
+    };
+    // SAFETY: every pointer handed to libc points into a CString, a Vec or
+    // a local that outlives the calls; the attribute and file-action objects
+    // are initialised before use and destroyed on every path.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
+        let code = libc::posix_spawn_file_actions_init(&mut actions);
+        if code != 0 {
+            return Err(failed("posix_spawn_file_actions_init", code));
+        }
+        let code = libc::posix_spawnattr_init(&mut attributes);
+        if code != 0 {
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            return Err(failed("posix_spawnattr_init", code));
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        let mut defaults: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigemptyset(&mut defaults);
+        // Rust ignores SIGPIPE; an ignored disposition would survive exec.
+        libc::sigaddset(&mut defaults, libc::SIGPIPE);
+        let flags = (libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
+
+        let steps = [
+            (
+                "adddup2 stdout",
+                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 1),
+            ),
+            (
+                "adddup2 stderr",
+                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 2),
+            ),
+            (
+                "addopen /dev/null",
+                libc::posix_spawn_file_actions_addopen(
+                    &mut actions,
+                    0,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDONLY,
+                    0,
+                ),
+            ),
+            (
+                "addchdir",
+                libc::posix_spawn_file_actions_addchdir_np(&mut actions, c_cwd.as_ptr()),
+            ),
+            (
+                "setflags",
+                libc::posix_spawnattr_setflags(&mut attributes, flags),
+            ),
+            (
+                "setpgroup",
+                libc::posix_spawnattr_setpgroup(&mut attributes, 0),
+            ),
+            (
+                "setsigmask",
+                libc::posix_spawnattr_setsigmask(&mut attributes, &empty),
+            ),
+            (
+                "setsigdefault",
+                libc::posix_spawnattr_setsigdefault(&mut attributes, &defaults),
+            ),
+        ];
+        let mut result = match steps.iter().find(|(_, code)| *code != 0) {
+            Some((what, code)) => Err(failed(what, *code)),
+            None => Ok(0),
+        };
+        if result.is_ok() {
+            let mut pid: libc::pid_t = 0;
+            let code = libc::posix_spawn(
+                &mut pid,
+                c_executable.as_ptr(),
+                &actions,
+                &attributes,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
+            result = if code == 0 {
+                Ok(pid as u32)
+            } else {
+                Err(format!("{program}: {}", io::Error::from_raw_os_error(code)))
+            };
+        }
+        libc::posix_spawnattr_destroy(&mut attributes);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        result
+    }
+}
+
+/// The open-file limit (soft, hard) the daemon started with, before it
+/// raised its own: agents get this one back, as they would have without
+/// roster in between.
+static AGENT_OPEN_FILE_LIMIT: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Remembers the open-file limit to give agents; call before raising it.
+pub fn remember_agent_open_file_limit(soft: u64, hard: u64) {
+    let _ = AGENT_OPEN_FILE_LIMIT.set((soft, hard));
+}
+
+/// Gives a just-spawned agent the open-file limit the daemon started with.
+///
+/// posix_spawn has no rlimit attribute, so this happens right after it
+/// returns, while the new program starts up (its interpreter has not opened
+/// its first files yet in practice); an agent that reads the limit in its
+/// first microseconds could still see the daemon's raised one.
+pub fn restore_agent_open_file_limit(pid: u32) {
+    let Some(&(soft, hard)) = AGENT_OPEN_FILE_LIMIT.get() else {
+        return;
+    };
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: prlimit reads `limit` and writes nothing (old_limit is NULL).
+    let result = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        // ESRCH: it is already gone.
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(
+                pid,
+                "could not restore the agent's open-file limit: {error}"
+            );
+        }
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so descriptors this
+/// daemon inherited (a shell's, a service manager's) never reach an agent.
+/// Agents get exactly 0, 1 and 2.
+pub fn close_inherited_descriptors_on_exec() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let descriptors: Vec<RawFd> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in descriptors {
+        // SAFETY: fcntl(F_GETFD/F_SETFD) on a descriptor number only reads
+        // and sets its flags; one that closed meanwhile gives EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Registers an owned pipe end with tokio's reactor.
+pub fn register_pipe(
+    pipe: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until it
+    // is dropped; nothing else closes or replaces it meanwhile, so its raw
+    // fd stays the same open file description.
+    unsafe { tokio::io::unix::AsyncFd::register(pipe) }.map_err(|error| error.into())
+}
