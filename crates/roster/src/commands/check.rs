@@ -30,6 +30,35 @@ pub fn run(file: &Path) -> Result<ExitCode> {
             ));
         }
     }
+    for (name, spec) in &config.agents {
+        let Some(program) = spec.command.first() else {
+            continue;
+        };
+        let search_path = spec
+            .environment()
+            .into_iter()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| std::ffi::OsString::from(value))
+            .or_else(|| std::env::var_os("PATH"));
+        if spec.cwd.is_dir() {
+            let found =
+                roster_daemon::spawn::resolve_program(program, &spec.cwd, search_path.as_deref())
+                    .and_then(|path| {
+                        if spec.cwd.join(&path).is_file() {
+                            Ok(path)
+                        } else {
+                            Err(format!("{program}: no such file"))
+                        }
+                    });
+            if let Err(error) = found {
+                // A warning: it may be installed before the agent starts.
+                eprintln!(
+                    "{}: warning: agent `{name}`: {error}\n  hint: install it, fix the spelling, or give its full path",
+                    file.display()
+                );
+            }
+        }
+    }
     if !missing.is_empty() {
         for problem in &missing {
             eprintln!("{}: {problem}", file.display());

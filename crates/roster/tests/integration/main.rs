@@ -3,6 +3,7 @@
 
 mod config;
 mod example;
+mod faults_loop;
 mod journal;
 mod lifecycle;
 mod logs;
