@@ -16,6 +16,7 @@ GOALS = {
     "logs": "≥ supervisord's MB/s and ≥ 70% of the limit, 0 lost/split/doubled",
     "coldstart": "< 300 ms",
     "status": "< 50 ms with 1000 children",
+    "stop": "< 5 s for 5000 children, none journaled killed",
 }
 
 
@@ -185,6 +186,28 @@ def table_status(m):
     return _table(header, rows)
 
 
+def table_stop(m):
+    header = ["peer", "children", "stop, s", "all gone", "journaled killed", "goal: " + GOALS["stop"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        for row in r["rows"]:
+            if "stop_s" not in row:
+                rows.append([peer, row.get("children"), "error: %s" % row.get("error"), "", "", ""])
+                continue
+            goal = ""
+            if peer == "roster" and row["children"] == 5000:
+                goal = _verdict(row["stop_s"] < 5 and row.get("journal_killed") == 0)
+            rows.append([peer, row["children"], _f(row["stop_s"], 2),
+                         "yes" if row.get("all_gone") else "**no**",
+                         _f(row.get("journal_killed")) if "journal_killed" in row else "—", goal])
+    return _table(header, rows)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -212,6 +235,12 @@ SECTIONS = [
      "Wall time of the status command with N children running, around `subprocess.run` "
      "(so it includes starting the client: a Python interpreter for supervisorctl, node "
      "for pm2)."),
+    ("stop", "6. Stopping at scale", table_stop,
+     "N idle children (`sleep`, which ends on SIGTERM at once) running; then the peer's stop "
+     "command (`roster down`, `supervisorctl shutdown`, `pm2 kill`, SIGHUP to runsvdir) until "
+     "every child and the supervisor are gone. Each peer at its defaults. For roster, "
+     "`journaled killed` counts `killed` events (SIGKILL after stop_timeout): every child "
+     "ended on its SIGTERM, so any would be false."),
 ]
 
 
@@ -276,6 +305,10 @@ def render(results):
         out.append("## " + title)
         out.append("")
         out.append(method)
+        dated = results.get("measure_dates", {}).get(key)
+        if dated:
+            out.append("")
+            out.append("Measured %s." % dated)
         out.append("")
         try:
             out.append(fn(measures[key]))

@@ -86,6 +86,9 @@ struct AgentIo {
     last_pump: Option<JoinHandle<()>>,
 }
 
+/// The shortest time between two looks for strays (see `Daemon::sweep_due`).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
 /// What bounds the size of log pipes (see [`spawn::pipe_bytes_within_budget`]).
 struct PipeBudget {
     privileged: bool,
@@ -110,6 +113,7 @@ struct Daemon {
     applied: Option<PathBuf>,
     /// Agents whose main process died: (agent, its pid), to look for strays.
     pending_sweeps: Vec<(AgentName, u32)>,
+    last_sweep: Option<Instant>,
     pipe_budget: PipeBudget,
     _lock: File,
 }
@@ -200,6 +204,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         shutdown_replies: Vec::new(),
         applied: None,
         pending_sweeps: Vec::new(),
+        last_sweep: None,
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -248,7 +253,11 @@ impl Daemon {
             if self.shutting_down && self.supervisor.is_quiet() {
                 return;
             }
-            let timeout = match self.supervisor.poll_timeout() {
+            let next = match (self.supervisor.poll_timeout(), self.sweep_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(deadline) => {
                     // Round up: waking a little late is fine, spinning is not.
@@ -291,6 +300,9 @@ impl Daemon {
                     Input::Trouble(trouble) => self.report_trouble(trouble),
                 }
                 self.perform();
+            }
+            if self.sweep_due().is_some_and(|due| due <= Instant::now()) {
+                self.sweep_strays();
             }
             if self
                 .supervisor
@@ -507,7 +519,19 @@ impl Daemon {
             // Respawn before reaping the next: restart latency matters most.
             self.perform();
         }
-        self.sweep_strays();
+    }
+
+    /// When the pending stray sweep is due: [`SWEEP_INTERVAL`] after the
+    /// last one, so a burst of exits (5000 agents stopping) costs one /proc
+    /// scan per interval, not one per wake-up.
+    fn sweep_due(&self) -> Option<Instant> {
+        if self.pending_sweeps.is_empty() {
+            return None;
+        }
+        Some(
+            self.last_sweep
+                .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL),
+        )
     }
 
     /// Performs every pending action and journals every pending event.
@@ -574,6 +598,7 @@ impl Daemon {
         if self.pending_sweeps.is_empty() {
             return;
         }
+        self.last_sweep = Some(Instant::now());
         let sweeps = std::mem::take(&mut self.pending_sweeps);
         let strays = self.strays_by_agent();
         for (agent, dead_main) in sweeps {
