@@ -51,6 +51,20 @@ pub fn has_failed(agent: &AgentStatus) -> bool {
             && agent.last_exit.is_some_and(|exit| !exit.is_success()))
 }
 
+/// Up to eight names, then how many more: a progress line stays a line
+/// with thousands of agents.
+pub fn few(names: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!(
+        "{}, and {} more",
+        names[..SHOWN].join(", "),
+        names.len() - SHOWN
+    )
+}
+
 /// Prints why agents could not start (`last_error`), one line each, to stderr.
 pub fn print_start_errors(agents: &[AgentStatus]) {
     for agent in agents {
@@ -101,7 +115,7 @@ fn settle_and_report(client: &Client, wanted: &[String], timeout: Duration) -> R
             eprintln!(
                 "waiting for {} agent(s) to settle: {}",
                 unsettled.len(),
-                unsettled.join(", ")
+                few(&unsettled)
             );
         }
         unsettled.is_empty()
