@@ -113,9 +113,28 @@ fn apply_of_a_bad_file_keeps_the_running_config() {
     assert_eq!(status.agents[0].pid, Some(pid));
     assert_eq!(status.agents[0].state, AgentState::Running);
 
-    // The daemon validates too: a file broken after the CLI read it is refused there.
-    let reply = roster.run(&["apply", "-f", "missing.toml"]);
-    assert_eq!(reply.status.code(), Some(1));
+    // The daemon validates too: the same file sent straight to the API (no
+    // CLI check in front) is refused there, located, and journaled.
+    let (code, body) = api(
+        &roster,
+        "POST",
+        "/v1/apply",
+        &format!(
+            r#"{{"path": "{}", "start_stopped": false}}"#,
+            roster.path("roster.toml").display()
+        ),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("roster.toml:3:16: bad duration for `stop_timeout`"),
+        "{body}"
+    );
+    assert!(roster
+        .events(&[])
+        .iter()
+        .any(|event| event.kind == "config_rejected"));
+    assert_eq!(roster.status().agents.len(), 1);
+    assert_eq!(roster.agent("steady").pid, Some(pid));
 }
 
 #[test]

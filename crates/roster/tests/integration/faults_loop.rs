@@ -3,43 +3,12 @@
 //! start, a second project's config, stopped agents, a dirty start-up
 //! environment, and floods of API connections.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use roster_core::api::AgentState;
 
 use crate::util::*;
-
-/// A raw HTTP request on the home's socket: (status, body).
-fn api(roster: &Roster, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream =
-        UnixStream::connect(roster.home_path().join("roster.sock")).expect("connect to the API");
-    stream
-        .set_read_timeout(Some(SECS(20)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: roster\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .expect("an answer in time");
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 fn kill(pid: u32, signal: i32) {
     // SAFETY: plain kill(2) of a process this test owns.

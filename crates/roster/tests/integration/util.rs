@@ -1,6 +1,8 @@
 //! The test harness: a temp home and config dir per test, the real `roster`
 //! binary, and waits on conditions with deadlines (never bare sleeps).
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -251,4 +253,33 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     }
     children.sort_unstable();
     children
+}
+
+/// A raw HTTP request on the home's socket: (status, body).
+pub fn api(roster: &Roster, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream =
+        UnixStream::connect(roster.home_path().join("roster.sock")).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(SECS(20)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: roster\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("an answer in time");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
