@@ -268,9 +268,7 @@ fn logs_follow_keeps_going_across_rotation() {
 
 #[test]
 fn a_full_disk_drops_lines_counts_them_and_the_daemon_lives() {
-    if !nix::unistd::geteuid().is_root() {
-        // Mounting a tiny filesystem needs root; CI runs as root.
-        eprintln!("skipped: needs root to mount a small tmpfs");
+    if !needs_root("a_full_disk_drops_lines", "mount a small tmpfs") {
         return;
     }
     let roster = Roster::new();

@@ -283,3 +283,29 @@ pub fn api(roster: &Roster, method: &str, path: &str, body: &str) -> (u16, Strin
         .unwrap_or_default();
     (status, body)
 }
+
+/// Records that a test could not run here, with the reason: printed, and
+/// appended to the file named by `ROSTER_TEST_SKIPS` (set by `.ci/run`, which
+/// reports skipped tests apart from passed ones instead of counting them as
+/// passes). The test then returns.
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("skipped: {test}: {reason}");
+    if let Some(path) = std::env::var_os("ROSTER_TEST_SKIPS") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{test}: {reason}");
+        }
+    }
+}
+
+/// Skips (see [`skip`]) unless running as root; true when the test may go on.
+pub fn needs_root(test: &str, why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    skip(test, &format!("needs root to {why}"));
+    false
+}
