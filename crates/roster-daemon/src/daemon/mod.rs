@@ -225,6 +225,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         None => Ok(()),
     };
     if outcome.is_ok() {
+        // Agents are spawned before systemd hears we are ready.
+        daemon.perform();
         notify_systemd_ready();
         daemon.run_loop(&signals, &doorbell, &inputs, options.config.as_deref());
     }

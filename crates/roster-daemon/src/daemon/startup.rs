@@ -103,23 +103,11 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// `READY=1` to systemd when it started us as `Type=notify`.
+/// `READY=1` to systemd when it started us as `Type=notify` (nothing when
+/// `NOTIFY_SOCKET` is unset). The variable stays for later notifications;
+/// agents never see it (see `spawn::DAEMON_ONLY_VARIABLES`).
 pub fn notify_systemd_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|address| socket.send_to_addr(b"READY=1", &address))
-    } else {
-        socket.send_to(b"READY=1", Path::new(&path))
-    };
-    if let Err(error) = result {
+    if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!("could not notify systemd: {error}");
     }
 }

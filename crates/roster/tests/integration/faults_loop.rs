@@ -500,3 +500,38 @@ fn an_agent_named_all_is_refused() {
         "{stderr}"
     );
 }
+
+/// Under systemd (`Type=notify`) the foreground daemon says `READY=1` once
+/// its agents are started, and the agents never see the notify socket.
+#[test]
+fn foreground_daemon_notifies_systemd_when_its_agents_are_started() {
+    let roster = Roster::new();
+    roster.config("[agents.ready]\ncommand = [\"sleep\", \"3610\"]\n");
+    let socket_path = roster.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(SECS(10)))
+        .expect("read timeout");
+    let mut daemon = roster
+        .command()
+        .args(["daemon", "-f", "roster.toml"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("roster daemon");
+    let mut message = [0u8; 256];
+    let length = socket.recv(&mut message).expect("a notification in time");
+    assert_eq!(
+        String::from_utf8_lossy(&message[..length]).trim(),
+        "READY=1"
+    );
+    let agents = roster.processes();
+    assert_eq!(agents.len(), 1, "READY=1 before the agent was started");
+    let environ = std::fs::read(format!("/proc/{}/environ", agents[0].0)).expect("environ");
+    assert!(!String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET"));
+    kill(daemon.id(), libc::SIGTERM);
+    let exit = wait_for("the daemon to exit", SECS(15), || {
+        daemon.try_wait().ok().flatten()
+    });
+    assert!(exit.success());
+}
