@@ -5,6 +5,7 @@ section (written by hand after a run) is kept as it is.
 """
 
 import os
+import re
 
 ANALYSIS = "## Analysis"
 PEER_ORDER = ["roster", "supervisord", "pm2", "runit"]
@@ -316,7 +317,7 @@ def render(results):
             out.append("(table failed: %r; see results.json)" % (e,))
         notes = []
         for peer, mode, r in _rows(measures[key]):
-            if r.get("note"):
+            if r.get("note") and not r.get("skip"):
                 notes.append("%s %s: %s" % (peer, mode, r["note"]))
         if notes:
             out.append("")
@@ -331,9 +332,9 @@ def write(path, results):
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-        i = text.find("\n" + ANALYSIS)
-        if text.startswith(ANALYSIS):
-            i = 0
+        # The heading on a line of its own, not the words in the header.
+        match = re.search(r"(?m)^" + re.escape(ANALYSIS) + r"[ \t]*$", text)
+        i = match.start() if match else -1
         if i >= 0:
             analysis = text[i:].lstrip("\n")
     body = render(results)

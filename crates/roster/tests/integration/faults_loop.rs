@@ -535,3 +535,113 @@ fn foreground_daemon_notifies_systemd_when_its_agents_are_started() {
     });
     assert!(exit.success());
 }
+
+/// An unprivileged daemon keeps its log pipes within the user's pipe budget
+/// (`fs.pipe-user-pages-soft`), says so in the journal, and the agents' own
+/// pipes keep their normal size.
+#[test]
+fn an_unprivileged_daemon_sizes_log_pipes_within_the_pipe_budget() {
+    if !needs_root("pipe_budget", "run a daemon as another user (nobody)") {
+        return;
+    }
+    let soft: u64 = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    if soft == 0 || soft > 65536 {
+        skip("pipe_budget", "fs.pipe-user-pages-soft is unlimited here");
+        return;
+    }
+    // A directory nobody can use, with the config and the home inside.
+    let base = tempfile::Builder::new()
+        .prefix("roster-nobody-")
+        .tempdir()
+        .expect("temp dir");
+    nix::unistd::chown(
+        base.path(),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .expect("chown");
+    let count = 120;
+    let mut text = String::new();
+    for index in 0..count {
+        text.push_str(&format!(
+            "[agents.p{index:03}]\ncommand = [\"python3\", \"-c\", \"import fcntl, os, time; r, w = os.pipe(); print('own pipe', fcntl.fcntl(r, 1032), flush=True); time.sleep(3600)\"]\n"
+        ));
+    }
+    let config = base.path().join("roster.toml");
+    std::fs::write(&config, text).expect("config");
+    let home = base.path().join("home");
+    let mut daemon = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(BIN)
+        .arg("--home")
+        .arg(&home)
+        .args(["daemon", "-f"])
+        .arg(&config)
+        .current_dir(base.path())
+        .env_remove("ROSTER_HOME")
+        .env("HOME", base.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("setpriv");
+    let home_text = home.display().to_string();
+    // Whatever happens, nothing of this test outlives it.
+    struct Reap(String, u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            kill(self.1, libc::SIGKILL);
+            for (pid, _) in roster_daemon::procfs::processes_of_home(&self.0) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _reap = Reap(home_text.clone(), daemon.id());
+    let agents = wait_for("every agent to print its own pipe size", SECS(60), || {
+        let logs: Vec<String> = (0..count)
+            .filter_map(|index| {
+                std::fs::read_to_string(home.join(format!("logs/p{index:03}.log"))).ok()
+            })
+            .filter(|text| text.contains("own pipe"))
+            .collect();
+        (logs.len() == count).then_some(logs)
+    });
+    for log in &agents {
+        assert!(
+            log.contains("own pipe 65536"),
+            "an agent's own pipe lost its size: {log}"
+        );
+    }
+    // The log pipes themselves: opened through /proc as root.
+    let processes = roster_daemon::procfs::processes_of_home(&home_text);
+    assert_eq!(processes.len(), count);
+    let mut total: u64 = 0;
+    for (pid, _) in &processes {
+        let pipe = std::fs::File::open(format!("/proc/{pid}/fd/1")).expect("the agent's stdout");
+        let size = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_GETPIPE_SZ).expect("size");
+        total += size as u64;
+    }
+    assert!(
+        total <= soft * 4096 / 2 + count as u64 * 65536,
+        "{count} log pipes take {total} bytes, more than half the budget"
+    );
+    let journal = rusqlite::Connection::open_with_flags(
+        home.join("journal.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("journal");
+    let reduced: i64 = journal
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'log_pipe_reduced'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("query");
+    assert!(reduced >= 1, "the reduced pipe size was not journaled");
+    kill(daemon.id(), libc::SIGTERM);
+    let exit = wait_for("the daemon to exit", SECS(30), || {
+        daemon.try_wait().ok().flatten()
+    });
+    assert!(exit.success(), "{exit}");
+}
