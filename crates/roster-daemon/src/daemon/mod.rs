@@ -96,6 +96,9 @@ struct Daemon {
     runtime: tokio::runtime::Handle,
     inbox: Inbox,
     last_trouble_report: HashMap<String, Instant>,
+    /// Per agent: when the daemon last logged a log trouble, and how many
+    /// it held back since.
+    trouble_warnings: HashMap<String, (Option<Instant>, u64)>,
     shutting_down: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
     _lock: File,
@@ -181,6 +184,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         runtime: runtime.handle().clone(),
         inbox,
         last_trouble_report: HashMap::new(),
+        trouble_warnings: HashMap::new(),
         shutting_down: false,
         shutdown_replies: Vec::new(),
         _lock: lock,
@@ -542,7 +546,30 @@ impl Daemon {
             .last_trouble_report
             .get(&trouble.agent)
             .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
-        tracing::warn!(agent = %trouble.agent, dropped = trouble.dropped_lines, "log: {}", trouble.error);
+        // The daemon's own log gets at most one warning per agent every
+        // 10 s, saying how many were held back: a broken disk or a deleted
+        // logs directory fails on every chunk, and the daemon's log often
+        // sits on the same disk.
+        let warning = self
+            .trouble_warnings
+            .entry(trouble.agent.clone())
+            .or_insert((None, 0));
+        if warning
+            .0
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10))
+        {
+            let held_back = std::mem::take(&mut warning.1);
+            warning.0 = Some(now);
+            tracing::warn!(
+                agent = %trouble.agent,
+                dropped = trouble.dropped_lines,
+                held_back,
+                "log: {}",
+                trouble.error
+            );
+        } else {
+            warning.1 += 1;
+        }
         if due {
             self.last_trouble_report.insert(trouble.agent.clone(), now);
             let total = AgentName::new(&trouble.agent)
