@@ -2,8 +2,9 @@
 //! newest rotated one (never compressed, so a follower can finish it), and
 //! `NAME.log.2.gz` onwards older ones.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -105,9 +106,19 @@ pub fn gz_source_inode(file: &File) -> Option<u64> {
         .ok()
 }
 
+/// Opens a log file for reading, refusing a symlink at its name: a log
+/// directory is written by agents' daemon, and `roster logs` run by root
+/// must not print whatever file a planted link points at.
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Opens a log file for reading, decompressing `.gz` ones.
 pub fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
-    let file = File::open(path)?;
+    let file = open_no_follow(path)?;
     if path.extension().is_some_and(|extension| extension == "gz") {
         Ok(Box::new(MultiGzDecoder::new(file)))
     } else {

@@ -1,17 +1,14 @@
 //! `roster logs`: reads the log files directly (no daemon needed), merges
 //! agents by time, and follows across rotations.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use roster_daemon::logs::files::for_each_line_or_compressed;
-use roster_daemon::logs::{log_files, read_lines, split_timestamp, LogLine};
+use roster_daemon::logs::follow::Follower;
+use roster_daemon::logs::{read_lines, LogLine};
 use roster_daemon::Home;
 
 use crate::client::Reach;
@@ -126,118 +123,18 @@ pub fn run(
     if !printer.print(&merged) || !follow {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut followers: Vec<Follower> = names
+    let mut followers: Vec<(String, Follower)> = names
         .iter()
-        .map(|name| Follower::at_end(name.clone(), home.agent_log(name)))
+        .map(|name| (name.clone(), Follower::at_end(home.agent_log(name))))
         .collect();
     loop {
         let mut fresh = Vec::new();
-        for follower in &mut followers {
-            follower.poll(&mut fresh);
+        for (name, follower) in &mut followers {
+            fresh.extend(follower.poll().into_iter().map(|line| (name.clone(), line)));
         }
         if !fresh.is_empty() && !printer.print(&merge(fresh)) {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Follows one agent's current log file across rotations: it reads its open
-/// file to the end, and when the path names a new file (rotation renamed the
-/// old one away), switches to it from the start.
-struct Follower {
-    name: String,
-    path: PathBuf,
-    file: Option<File>,
-    inode: u64,
-    partial: Vec<u8>,
-}
-
-impl Follower {
-    fn at_end(name: String, path: PathBuf) -> Self {
-        let mut follower = Self {
-            name,
-            path,
-            file: None,
-            inode: 0,
-            partial: Vec::new(),
-        };
-        if let Ok(mut file) = File::open(&follower.path) {
-            if file.seek(SeekFrom::End(0)).is_ok() {
-                follower.inode = file.metadata().map(|metadata| metadata.ino()).unwrap_or(0);
-                follower.file = Some(file);
-            }
-        }
-        follower
-    }
-
-    fn drain(&mut self, out: &mut Vec<(String, LogLine)>) {
-        let Some(file) = self.file.as_mut() else {
-            return;
-        };
-        let mut bytes = Vec::new();
-        if file.read_to_end(&mut bytes).is_err() {
-            return;
-        }
-        self.partial.extend_from_slice(&bytes);
-        if let Some(last_newline) = self.partial.iter().rposition(|byte| *byte == b'\n') {
-            let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
-            for line in complete
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-            {
-                out.push((
-                    self.name.clone(),
-                    split_timestamp(&String::from_utf8_lossy(line)),
-                ));
-            }
-        }
-    }
-
-    fn poll(&mut self, out: &mut Vec<(String, LogLine)>) {
-        self.drain(out);
-        let Ok(current_inode) = std::fs::metadata(&self.path).map(|metadata| metadata.ino()) else {
-            return;
-        };
-        if current_inode == self.inode {
-            return;
-        }
-        let Ok(file) = File::open(&self.path) else {
-            return;
-        };
-        let new_inode = file.metadata().map(|metadata| metadata.ino()).unwrap_or(0);
-        // Several rotations may have happened since the last poll: read the
-        // files between the one we had and the new current one, found by
-        // inode (rename keeps it). If ours was compressed away meanwhile,
-        // we cannot tell where we were, and skip ahead.
-        let mut between = Vec::new();
-        let mut found = false;
-        for path in log_files(&self.path).into_iter().rev() {
-            let Ok(metadata) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if metadata.ino() == new_inode {
-                continue;
-            }
-            if metadata.ino() == self.inode {
-                found = true;
-                break;
-            }
-            between.push(path);
-        }
-        if found {
-            for path in between.iter().rev() {
-                if path == &self.path {
-                    continue;
-                }
-                let _ = for_each_line_or_compressed(path, |line| {
-                    out.push((self.name.clone(), split_timestamp(line)))
-                });
-            }
-        }
-        self.inode = new_inode;
-        self.file = Some(file);
-        self.partial.clear();
-        self.drain(out);
     }
 }

@@ -3,6 +3,7 @@
 
 mod config;
 mod example;
+mod faults_logs;
 mod journal;
 mod lifecycle;
 mod logs;
