@@ -4,9 +4,12 @@
 //! agents, and `events -f` with an empty window.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use roster_core::api::AgentState;
 
 use crate::util::*;
 
@@ -144,4 +147,244 @@ fn logs_follow_prints_every_line_across_compressed_rotations() {
 #[test]
 fn logs_follow_prints_every_line_across_plain_rotations() {
     follower_prints_every_line(false);
+}
+
+/// A tmpfs of `size` mounted on a temp dir, unmounted on drop (even when
+/// the test fails). Declare it before the `Roster` that lives in it, so the
+/// roster is stopped first.
+struct Tmpfs {
+    mount_point: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let mount_point = tempfile::Builder::new()
+            .prefix("roster-tmpfs-")
+            .tempdir()
+            .expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(mount_point.path())
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "could not mount a tmpfs");
+        Self { mount_point }
+    }
+
+    fn path(&self) -> &Path {
+        self.mount_point.path()
+    }
+
+    /// A roster whose home is on this filesystem.
+    fn roster(&self) -> Roster {
+        Roster {
+            home: tempfile::Builder::new()
+                .prefix("home-")
+                .tempdir_in(self.path())
+                .expect("home on the tmpfs"),
+            dir: tempfile::Builder::new()
+                .prefix("roster-cfg-")
+                .tempdir()
+                .expect("config dir"),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.mount_point.path())
+            .status();
+    }
+}
+
+fn is_root_or_skip(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: {what} needs root to mount a small tmpfs");
+    false
+}
+
+/// Numbered lines of 100 bytes, `argv[1]` of them every 20 ms (200: about
+/// 1 MB/s), forever.
+const FLOOD_FOREVER: &str = r#"
+import sys, time
+batch = int(sys.argv[1])
+out = sys.stdout.buffer
+i = 0
+while True:
+    out.write(b"".join(b"%08d " % (i + k) + b"z" * 90 + b"\n" for k in range(batch)))
+    out.flush()
+    i += batch
+    time.sleep(0.02)
+"#;
+
+/// The highest number among a flood log's lines, across rotated files.
+fn highest_line(roster: &Roster, agent: &str) -> Option<u64> {
+    roster_daemon::logs::read_lines(&roster.log_path(agent), usize::MAX)
+        .ok()?
+        .iter()
+        .filter_map(|line| line.text.get(..8)?.parse().ok())
+        .max()
+}
+
+/// Fills the filesystem `path` is on with that file, until ENOSPC.
+fn fill_with_file(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create filler");
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        if file.write_all(&block).is_err() {
+            break;
+        }
+    }
+    let _ = file.sync_all();
+}
+
+/// While the disk is full (and a crash-looping agent makes the daemon log
+/// into daemon.log on that disk): the daemon lives, answers, leaves the
+/// quiet agent alone and counts the flooder's dropped lines. Returns the highest
+/// line stored so far.
+fn check_alive_while_full(roster: &Roster, daemon_pid: u32, quiet_pid: Option<u32>) -> u64 {
+    let status = roster.wait_status("dropped lines to be counted", SECS(20), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "flood" && agent.log_dropped_lines > 0)
+    });
+    // Keep it full a while: the crash-looping agent makes the daemon log
+    // a few lines per restart into daemon.log, on the same full disk.
+    let restarts = |status: &roster_core::api::StatusReply| {
+        status
+            .agents
+            .iter()
+            .find(|agent| agent.name == "crasher")
+            .map(|agent| agent.restarts)
+            .unwrap_or(0)
+    };
+    let restarts_then = restarts(&status);
+    roster.wait_status("the crasher to restart 20 times", SECS(20), |status| {
+        restarts(status) >= restarts_then + 20
+    });
+    let before = highest_line(roster, "flood").unwrap_or(0);
+    let dropped_then = status
+        .agents
+        .iter()
+        .find(|agent| agent.name == "flood")
+        .map(|agent| agent.log_dropped_lines)
+        .unwrap_or(0);
+    roster.wait_status("more lines to be dropped", SECS(20), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "flood" && agent.log_dropped_lines > dropped_then + 1000)
+    });
+    assert!(alive(daemon_pid), "the daemon died on a full disk");
+    let status = roster.status();
+    for agent in status.agents.iter().filter(|agent| agent.name != "crasher") {
+        assert_eq!(
+            agent.state,
+            AgentState::Running,
+            "{} is not running",
+            agent.name
+        );
+    }
+    let quiet = status
+        .agents
+        .iter()
+        .find(|agent| agent.name == "quiet")
+        .expect("quiet");
+    assert_eq!(quiet.pid, quiet_pid, "the quiet agent was restarted");
+    assert_eq!(quiet.restarts, 0);
+    let highest = highest_line(roster, "flood").unwrap_or(0);
+    assert!(
+        highest >= before,
+        "stored lines went backwards ({before} then {highest})"
+    );
+    highest
+}
+
+fn start_flood_and_quiet(roster: &Roster, log: &str, batch: u32) -> (u32, Option<u32>) {
+    roster.write("flood.py", FLOOD_FOREVER);
+    roster.config(&format!(
+        "{log}\n[agents.flood]\ncommand = \"python3 flood.py {batch}\"\n\
+         [agents.quiet]\ncommand = \"sleep 1000\"\n{}",
+        sh_agent(
+            "crasher",
+            "echo crashing; sleep 0.1; exit 1",
+            "restart_delay = \"0s\"\nstable_after = \"0s\"\ncrash_loop = 0"
+        )
+    ));
+    // `up` waits for every agent to run; the crasher never settles.
+    let _ = roster.run(&["up", "--timeout", "1s"]);
+    roster.wait_state("flood", AgentState::Running, SECS(10));
+    let quiet_pid = roster
+        .wait_state("quiet", AgentState::Running, SECS(10))
+        .pid;
+    let daemon_pid = roster.daemon_pid().expect("daemon pid");
+    assert!(quiet_pid.is_some());
+    (daemon_pid, quiet_pid)
+}
+
+/// The flooding agent fills the disk itself (its rotated files and the
+/// current one). Before the fix the daemon's warning to daemon.log (same
+/// disk) failed with ENOSPC, `eprintln!` panicked, the daemon exited 101
+/// and every agent died of SIGPIPE.
+#[test]
+fn a_full_disk_filled_by_the_agent_keeps_the_daemon_and_resumes_capture() {
+    if !is_root_or_skip("a full disk") {
+        return;
+    }
+    let disk = Tmpfs::mount("1m");
+    let roster = disk.roster();
+    let (daemon_pid, quiet_pid) = start_flood_and_quiet(
+        &roster,
+        "[log]\nmax_size = \"128KiB\"\nkeep = 20\ncompress = false\n",
+        200,
+    );
+    let highest = check_alive_while_full(&roster, daemon_pid, quiet_pid);
+    // The operator frees space by removing old rotated logs.
+    for file in roster_daemon::logs::log_files(&roster.log_path("flood")) {
+        if file.extension().is_some_and(|extension| extension != "log") {
+            std::fs::remove_file(&file).expect("remove a rotated log");
+        }
+    }
+    wait_for("capture to resume after space came back", SECS(15), || {
+        (highest_line(&roster, "flood")? > highest + 1000).then_some(())
+    });
+    assert!(alive(daemon_pid));
+    assert_eq!(roster.agent("quiet").pid, quiet_pid);
+}
+
+/// Something else fills the disk; the flooder's lines are dropped until
+/// that file is removed, then capture resumes by itself.
+#[test]
+fn a_full_disk_filled_by_a_foreign_file_keeps_the_daemon_and_resumes_capture() {
+    if !is_root_or_skip("a full disk") {
+        return;
+    }
+    let disk = Tmpfs::mount("1m");
+    let roster = disk.roster();
+    // 500 lines a second: the filler, not the agent, fills the disk.
+    let (daemon_pid, quiet_pid) = start_flood_and_quiet(&roster, "", 10);
+    wait_for("the flood to be captured", SECS(10), || {
+        highest_line(&roster, "flood")
+    });
+    let filler = disk.path().join("filler");
+    fill_with_file(&filler);
+    let highest = check_alive_while_full(&roster, daemon_pid, quiet_pid);
+    std::fs::remove_file(&filler).expect("remove the filler");
+    wait_for("capture to resume after space came back", SECS(15), || {
+        (highest_line(&roster, "flood")? > highest + 1000).then_some(())
+    });
+    assert!(alive(daemon_pid));
+    assert_eq!(roster.agent("quiet").pid, quiet_pid);
 }
