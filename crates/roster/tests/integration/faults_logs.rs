@@ -388,3 +388,118 @@ fn a_full_disk_filled_by_a_foreign_file_keeps_the_daemon_and_resumes_capture() {
     assert!(alive(daemon_pid));
     assert_eq!(roster.agent("quiet").pid, quiet_pid);
 }
+
+/// Prints `tick N` every 10 ms, forever, padded with `argv[1]` dots.
+const TICKER: &str = "import sys, time\npad = ' ' + '.' * int(sys.argv[1]) if len(sys.argv) > 1 else ''\ni = 0\nwhile True:\n    i += 1\n    print('tick %d%s' % (i, pad), flush=True)\n    time.sleep(0.01)\n";
+
+/// The highest `tick N` among an agent's stored lines.
+fn highest_tick(roster: &Roster, agent: &str) -> Option<u64> {
+    roster_daemon::logs::read_lines(&roster.log_path(agent), usize::MAX)
+        .ok()?
+        .iter()
+        .filter_map(|line| {
+            line.text
+                .strip_prefix("tick ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+/// `rm -rf <home>/logs` while an agent runs. Before the fix its lines went
+/// to the unlinked file, after the next rotation every line was dropped,
+/// the folder never came back (not even with `restart`), and daemon.log
+/// grew by about 20 warnings a second.
+#[test]
+fn a_deleted_logs_directory_is_recreated_and_capture_resumes() {
+    let roster = Roster::new();
+    roster.write("ticker.py", TICKER);
+    roster.config(
+        "[log]\nmax_size = \"4KiB\"\nkeep = 3\ncompress = true\n\
+         [agents.ticker]\ncommand = \"python3 ticker.py\"\n",
+    );
+    roster.up();
+    wait_for("the ticker's first lines", SECS(10), || {
+        (highest_tick(&roster, "ticker")? > 20).then_some(())
+    });
+    let daemon_log = roster.home_path().join("daemon.log");
+    let warnings = || {
+        std::fs::read_to_string(&daemon_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+            .count()
+    };
+    let warnings_before = warnings();
+    let logs = roster.home_path().join("logs");
+    std::fs::remove_dir_all(&logs).expect("rm -rf logs");
+    let first_after = wait_for(
+        "logs/ticker.log to be recreated with lines",
+        SECS(10),
+        || highest_tick(&roster, "ticker"),
+    );
+    // Several rotations in the new directory: nothing is dropped.
+    wait_for("the ticker to keep being captured", SECS(15), || {
+        (highest_tick(&roster, "ticker")? > first_after + 400).then_some(())
+    });
+    let files = roster_daemon::logs::log_files(&roster.log_path("ticker"));
+    assert!(files.len() > 1, "no rotation after recreation: {files:?}");
+    assert_eq!(roster.agent("ticker").log_dropped_lines, 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&logs)
+        .expect("logs dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "the recreated logs dir is private");
+    let new_warnings = warnings() - warnings_before;
+    assert!(
+        new_warnings <= 5,
+        "daemon.log got {new_warnings} warnings:\n{}",
+        std::fs::read_to_string(&daemon_log).unwrap_or_default()
+    );
+}
+
+/// Lowering `[log] keep` removes rotated files beyond it; before the fix
+/// they stayed forever.
+#[test]
+fn lowering_keep_removes_surplus_rotated_files() {
+    let roster = Roster::new();
+    roster.write("ticker.py", TICKER);
+    let config = |keep: u32| {
+        roster.config(&format!(
+            "[log]\nmax_size = \"4KiB\"\nkeep = {keep}\ncompress = false\n\
+             [agents.ticker]\ncommand = \"python3 ticker.py 100\"\n"
+        ))
+    };
+    config(8);
+    roster.up();
+    let log = roster.log_path("ticker");
+    wait_for("eight rotated files", SECS(20), || {
+        (roster_daemon::logs::log_files(&log).len() == 9).then_some(())
+    });
+    let pid = roster.agent("ticker").pid;
+    config(2);
+    roster.ok(&["apply"]);
+    let names = wait_for("only two rotated files left", SECS(10), || {
+        let files = roster_daemon::logs::log_files(&log);
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|file| Some(file.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        (names.len() == 3).then_some(names)
+    });
+    assert_eq!(names, ["ticker.log.2", "ticker.log.1", "ticker.log"]);
+    assert_eq!(
+        roster.agent("ticker").pid,
+        pid,
+        "a log setting restarts nobody"
+    );
+    // And it stays that way across further rotations.
+    let highest = highest_tick(&roster, "ticker").expect("ticks");
+    wait_for("more rotations", SECS(10), || {
+        (highest_tick(&roster, "ticker")? > highest + 100).then_some(())
+    });
+    assert_eq!(roster_daemon::logs::log_files(&log).len(), 3);
+}
