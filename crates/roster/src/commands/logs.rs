@@ -1,11 +1,12 @@
 //! `roster logs`: reads the log files directly (no daemon needed), merges
 //! agents by time, and follows across rotations.
 
-use std::io::{self, Write};
+use std::borrow::Cow;
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use roster_daemon::logs::follow::Follower;
 use roster_daemon::logs::{read_lines, LogLine};
@@ -13,23 +14,17 @@ use roster_daemon::Home;
 
 use crate::client::Reach;
 
+/// The agents to show: every known one for none or `all`, else `names`,
+/// each of which must be known (a log file, a journal entry, or the
+/// running daemon's config).
 fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
-    let mut known: Vec<String> = Vec::new();
+    let mut known = super::known_agents(home)?;
     let client = super::client(home);
     if matches!(client.reach(), Reach::Up) {
         if let Ok(status) = super::status::fetch(home, &[]) {
-            known.extend(status.agents.into_iter().map(|agent| agent.name));
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(home.logs()) {
-        for entry in entries.flatten() {
-            if let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.strip_suffix(".log"))
-            {
-                if !known.iter().any(|known| known == name) {
-                    known.push(name.to_owned());
+            for agent in status.agents {
+                if !known.contains(&agent.name) {
+                    known.push(agent.name);
                 }
             }
         }
@@ -38,29 +33,16 @@ fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() || names.iter().any(|name| name == "all") {
         return Ok(known);
     }
-    let unknown: Vec<&str> = names
-        .iter()
-        .filter(|name| !known.contains(name))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        bail!(
-            "no agent or log named {} in {}\n  hint: known: {}",
-            unknown.join(", "),
-            home.logs().display(),
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
-    }
+    super::require_known(home, names, &known)?;
     Ok(names.to_vec())
 }
 
 struct Printer {
     width: usize,
     timestamps: bool,
+    /// Stdout is a terminal: agents' control characters are shown, not
+    /// obeyed.
+    escape: bool,
     out: io::BufWriter<io::Stdout>,
 }
 
@@ -68,19 +50,21 @@ impl Printer {
     /// Prints lines; `false` when stdout is gone (e.g. piped into `head`).
     fn print(&mut self, lines: &[(String, LogLine)]) -> bool {
         for (name, line) in lines {
+            let (name, text) = if self.escape {
+                (escape_controls(name), escape_controls(&line.text))
+            } else {
+                (
+                    Cow::Borrowed(name.as_str()),
+                    Cow::Borrowed(line.text.as_str()),
+                )
+            };
             let result = match (&line.time, self.timestamps) {
                 (Some(time), true) => writeln!(
                     self.out,
-                    "{name:<width$} | {time} {}",
-                    line.text,
+                    "{name:<width$} | {time} {text}",
                     width = self.width
                 ),
-                _ => writeln!(
-                    self.out,
-                    "{name:<width$} | {}",
-                    line.text,
-                    width = self.width
-                ),
+                _ => writeln!(self.out, "{name:<width$} | {text}", width = self.width),
             };
             if result.is_err() {
                 return false;
@@ -88,6 +72,28 @@ impl Printer {
         }
         self.out.flush().is_ok()
     }
+}
+
+/// Agent text made safe for a terminal: control characters other than tab
+/// (C0, DEL and C1: colour codes, cursor moves, title changes, a clear
+/// screen, a bell) become visible escapes like `\x1b` or `\u{9b}`. Output
+/// to a pipe or file is left as the agent wrote it.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                escaped.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 fn merge(mut lines: Vec<(String, LogLine)>) -> Vec<(String, LogLine)> {
@@ -118,6 +124,7 @@ pub fn run(
     let mut printer = Printer {
         width: names.iter().map(String::len).max().unwrap_or(0),
         timestamps,
+        escape: io::stdout().is_terminal(),
         out: io::BufWriter::new(io::stdout()),
     };
     if !printer.print(&merged) || !follow {
@@ -136,5 +143,30 @@ pub fn run(
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(
+            escape_controls("plain text\tand a tab"),
+            "plain text\tand a tab"
+        );
+        assert_eq!(
+            escape_controls("\u{1b}[31mred\u{1b}[0m\u{7}"),
+            "\\x1b[31mred\\x1b[0m\\x07"
+        );
+        assert_eq!(
+            escape_controls("\r\u{7f}\u{9b}2J é"),
+            "\\x0d\\x7f\\u{9b}2J é"
+        );
+        assert!(matches!(
+            escape_controls("nothing to do"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -503,3 +503,134 @@ fn lowering_keep_removes_surplus_rotated_files() {
     });
     assert_eq!(roster_daemon::logs::log_files(&log).len(), 3);
 }
+
+/// Piped (not a terminal), `roster logs` prints agents' bytes unchanged,
+/// escape sequences included; on a terminal they are shown escaped (see
+/// the unit test of `escape_controls` in `commands/logs.rs`).
+#[test]
+fn logs_to_a_pipe_keep_escape_sequences_as_written() {
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "colour",
+        "printf '\\033[31mred\\033[0m\\tand a bell\\007\\n'; exec sleep 1000",
+        "",
+    ));
+    roster.up();
+    let out = wait_for("the coloured line", SECS(10), || {
+        let out = roster.run(&["logs", "colour"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("red").then_some(text)
+    });
+    assert_eq!(
+        out, "colour | \u{1b}[31mred\u{1b}[0m\tand a bell\u{7}\n",
+        "piped output must be the agent's bytes"
+    );
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `logs` and `events` for an unknown agent, or in a home where nothing
+/// ever ran, used to exit 0 silently while `status` failed.
+#[test]
+fn logs_and_events_reject_unknown_agents_and_empty_homes() {
+    let roster = Roster::new();
+    let home = roster.home_path().display().to_string();
+    for args in [
+        &["logs"][..],
+        &["logs", "ghost"],
+        &["events"],
+        &["events", "ghost"],
+    ] {
+        let output = roster.run(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?} in an empty home");
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.contains(&format!("nothing has run in {home}")) && stderr.contains("hint:"),
+            "{args:?}: {stderr}"
+        );
+    }
+    roster.config(&format!(
+        "{}{}",
+        sh_agent("ticker", "echo hello; exec sleep 1000", ""),
+        sh_agent("quiet", "exec sleep 1000", "")
+    ));
+    roster.up();
+    wait_for("ticker's line", SECS(10), || {
+        log_lines(&roster.log_path("ticker")).first().cloned()
+    });
+    let check_unknown = |args: &[&str]| {
+        let output = roster.run(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.contains(&format!("error: no agent named ghost in {home}"))
+                && stderr.contains("hint: known agents: quiet, ticker"),
+            "{args:?}: {stderr}"
+        );
+    };
+    check_unknown(&["logs", "ghost"]);
+    check_unknown(&["events", "ghost"]);
+    check_unknown(&["logs", "ticker", "ghost"]);
+    assert_eq!(roster.ok(&["logs", "ticker"]), "ticker | hello\n");
+    // An agent that never printed is known from the journal.
+    assert_eq!(roster.ok(&["logs", "quiet"]), "");
+    assert!(roster.ok(&["events", "quiet"]).contains("started"));
+    // With the daemon down both still read the files.
+    roster.ok(&["down"]);
+    assert_eq!(roster.ok(&["logs", "ticker"]), "ticker | hello\n");
+    assert!(roster.ok(&["events", "ticker"]).contains("started"));
+    check_unknown(&["logs", "ghost"]);
+    check_unknown(&["events", "ghost"]);
+}
+
+/// `events -f` whose starting window is empty used to print the whole
+/// journal; it must print only events newer than its start.
+fn events_follow_starts_after_the_newest(window: &[&str]) {
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "quiet",
+        "exec sleep 1000",
+        "ready_after = \"0s\"",
+    ));
+    roster.up();
+    if window.contains(&"--since") {
+        wait_for("two quiet seconds in the journal", SECS(15), || {
+            roster.events(&["--since", "2s"]).is_empty().then_some(())
+        });
+    }
+    let newest_before = roster.events(&[]).last().expect("events").id;
+    let mut args = vec!["events", "-f", "--json"];
+    args.extend_from_slice(window);
+    let tail = Tail::start(&roster, &args);
+    // Make new events until the follower shows one (it may not have read
+    // its starting point yet when the first restart happens).
+    let mut printed = Vec::new();
+    wait_for("the follower to print a new event", SECS(20), || {
+        roster.ok(&["restart", "quiet"]);
+        printed.extend(tail.drain_for(Duration::from_millis(700)));
+        printed
+            .iter()
+            .any(|line| line.contains("\"started\""))
+            .then_some(())
+    });
+    for line in &printed {
+        let event: roster_core::api::EventRecord =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}"));
+        assert!(
+            event.id > newest_before,
+            "printed an event from before it started ({window:?}): {line}"
+        );
+    }
+}
+
+#[test]
+fn events_follow_with_zero_lines_prints_only_new_events() {
+    events_follow_starts_after_the_newest(&["-n", "0"]);
+}
+
+#[test]
+fn events_follow_with_an_empty_since_window_prints_only_new_events() {
+    events_follow_starts_after_the_newest(&["--since", "2s"]);
+}
