@@ -634,3 +634,37 @@ fn events_follow_with_zero_lines_prints_only_new_events() {
 fn events_follow_with_an_empty_since_window_prints_only_new_events() {
     events_follow_starts_after_the_newest(&["--since", "2s"]);
 }
+
+/// A symlink planted as `NAME.log` is refused (counted like a failed
+/// write), never written through; `roster logs` does not print its target.
+#[test]
+fn a_symlink_planted_as_the_log_is_never_followed() {
+    let roster = Roster::new();
+    let target = roster.write("target", "TARGET CONTENT\n");
+    let logs = roster.home_path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    std::os::unix::fs::symlink(&target, logs.join("talker.log")).expect("plant a symlink");
+    roster.config(&sh_agent(
+        "talker",
+        "while :; do echo secret; sleep 0.05; done",
+        "",
+    ));
+    roster.up();
+    roster.wait_status("the talker's lines to be dropped", SECS(10), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "talker" && agent.log_dropped_lines > 0)
+    });
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "TARGET CONTENT\n",
+        "the daemon wrote through the symlink"
+    );
+    let output = roster.run(&["logs", "talker"]);
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("TARGET"),
+        "roster logs printed the symlink's target"
+    );
+    roster.wait_event("talker", "log_dropped", SECS(10));
+}
