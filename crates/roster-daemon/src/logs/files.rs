@@ -192,9 +192,28 @@ pub fn for_each_line_or_compressed(path: &Path, mut each: impl FnMut(&str)) -> i
 
 /// The last `count` lines of an agent's log, across rotated files, oldest first.
 pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    read_tail(log_files(current).iter().rev(), count)
+}
+
+/// The last `count` lines of an agent's rotated files only, oldest first.
+pub fn read_rotated_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    read_tail(
+        log_files(current)
+            .iter()
+            .rev()
+            .filter(|path| path.as_path() != current),
+        count,
+    )
+}
+
+/// The last `count` lines of `newest_first` files, oldest first.
+fn read_tail<'a>(
+    newest_first: impl Iterator<Item = &'a PathBuf>,
+    count: usize,
+) -> io::Result<Vec<LogLine>> {
     let mut collected: Vec<Vec<LogLine>> = Vec::new();
     let mut total = 0;
-    for path in log_files(current).iter().rev() {
+    for path in newest_first {
         if total >= count {
             break;
         }

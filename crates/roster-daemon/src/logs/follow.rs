@@ -27,16 +27,18 @@
 //!   Every file it lists is opened during the scan, so later renames and
 //!   compressions cannot change what it reads.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 
-use super::files::{gz_source_inode, open_no_follow, rotated_files, rotated_path};
+use super::files::{
+    gz_source_inode, open_no_follow, read_lines, read_rotated_lines, rotated_files, rotated_path,
+};
 use super::{split_timestamp, LogLine};
 
 /// How many times a scan is retried while rotations keep racing it, about
@@ -86,14 +88,7 @@ impl Follower {
             old_identities: HashSet::new(),
             partial: Vec::new(),
         };
-        // A rotation leaves no current file for a moment: look again.
-        let current = (0..3).find_map(|attempt| {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            open_current(&follower.path)
-        });
-        match current {
+        match open_current_patiently(&follower.path) {
             Some(mut held) => {
                 if held.file.seek(SeekFrom::End(0)).is_ok() {
                     follower.held = Some(held);
@@ -110,6 +105,64 @@ impl Follower {
             }
         }
         follower
+    }
+
+    /// The last `count` lines and a follower that goes on exactly after
+    /// them: the current file's part of the tail is read through the file
+    /// the follower then holds, so no line written meanwhile is lost or
+    /// printed twice.
+    pub fn with_tail(mut path: PathBuf, count: usize) -> io::Result<(Self, Vec<LogLine>)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(mut held) = open_current_patiently(&path) else {
+                // No current file: the tail is in rotated files, if any.
+                let tail = read_lines(&path, count)?;
+                return Ok((Self::at_end(path), tail));
+            };
+            let mut follower = Self {
+                path,
+                held: None,
+                old_identities: HashSet::new(),
+                partial: Vec::new(),
+            };
+            let mut last = VecDeque::new();
+            let mut reader = BufReader::with_capacity(256 * 1024, &mut held.file);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+                if line.last() != Some(&b'\n') {
+                    // Being written: the follower completes it.
+                    follower.partial = std::mem::take(&mut line);
+                    break;
+                }
+                if count > 0 {
+                    last.push_back(std::mem::take(&mut line));
+                    if last.len() > count {
+                        last.pop_front();
+                    }
+                }
+            }
+            drop(reader);
+            let mut tail = Vec::new();
+            if last.len() < count {
+                tail = read_rotated_lines(&follower.path, count - last.len())?;
+            }
+            for line in last {
+                push_lines(&line, &mut tail);
+            }
+            follower.held = Some(held);
+            // Had the current file rotated before the rotated ones were
+            // read, its lines would be in the tail twice: start over.
+            let still_current = open_current(&follower.path).map(|current| current.inode);
+            if still_current == follower.held.as_ref().map(|held| held.inode) || attempt >= 5 {
+                return Ok((follower, tail));
+            }
+            path = follower.path;
+        }
     }
 
     /// The lines written since the last poll, in order.
@@ -241,6 +294,16 @@ impl Follower {
     }
 }
 
+/// The current file; a rotation leaves none for a moment, so look again.
+fn open_current_patiently(path: &std::path::Path) -> Option<Held> {
+    (0..3).find_map(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        open_current(path)
+    })
+}
+
 /// The current file, opened, with its inode.
 fn open_current(path: &std::path::Path) -> Option<Held> {
     let file = open_no_follow(path).ok()?;
@@ -346,6 +409,43 @@ mod tests {
     #[test]
     fn follows_across_plain_rotations() {
         follow_many_rotations(false);
+    }
+
+    #[test]
+    fn the_tail_and_the_follow_meet_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        let mut writer = LogWriter::open(
+            "a",
+            path.clone(),
+            LogConfig {
+                max_size: 4096,
+                keep: 100,
+                compress: true,
+            },
+            Arc::new(AtomicU64::new(0)),
+        );
+        let mut pending = Vec::new();
+        for index in 0..500 {
+            let line = format!("line {index:06}\n");
+            writer.write(&mut pending, line.as_bytes(), 1_795_910_341_123);
+        }
+        // A line half written when following starts.
+        writer.write(&mut pending, b"line 000500", 1_795_910_341_123);
+        let (mut follower, tail) = Follower::with_tail(path.clone(), 300).expect("tail");
+        let mut seen: Vec<String> = tail.into_iter().map(|line| line.text).collect();
+        assert_eq!(seen.len(), 300, "the tail spans rotated files");
+        writer.write(&mut pending, b"\n", 1_795_910_341_123);
+        for index in 501..1000 {
+            let line = format!("line {index:06}\n");
+            writer.write(&mut pending, line.as_bytes(), 1_795_910_341_123);
+        }
+        writer.close();
+        seen.extend(follower.poll().into_iter().map(|line| line.text));
+        let expected: Vec<String> = (200..1000)
+            .map(|index| format!("line {index:06}"))
+            .collect();
+        assert_eq!(seen, expected);
     }
 
     #[test]

@@ -112,10 +112,19 @@ pub fn run(
 ) -> Result<ExitCode> {
     let names = agent_names(home, names)?;
     let mut tail = Vec::new();
+    // Following: each agent's tail comes from the follower itself, so the
+    // printed tail and the followed lines meet exactly.
+    let mut followers: Vec<(String, Follower)> = Vec::new();
     for name in &names {
         let path = home.agent_log(name);
-        let lines =
-            read_lines(&path, count).with_context(|| format!("reading {}", path.display()))?;
+        let lines = if follow {
+            let (follower, lines) = Follower::with_tail(path.clone(), count)
+                .with_context(|| format!("reading {}", path.display()))?;
+            followers.push((name.clone(), follower));
+            lines
+        } else {
+            read_lines(&path, count).with_context(|| format!("reading {}", path.display()))?
+        };
         tail.extend(lines.into_iter().map(|line| (name.clone(), line)));
     }
     let mut merged = merge(tail);
@@ -130,10 +139,6 @@ pub fn run(
     if !printer.print(&merged) || !follow {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut followers: Vec<(String, Follower)> = names
-        .iter()
-        .map(|name| (name.clone(), Follower::at_end(home.agent_log(name))))
-        .collect();
     loop {
         let mut fresh = Vec::new();
         for (name, follower) in &mut followers {

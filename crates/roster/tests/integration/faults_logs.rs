@@ -668,3 +668,35 @@ fn a_symlink_planted_as_the_log_is_never_followed() {
     );
     roster.wait_event("talker", "log_dropped", SECS(10));
 }
+
+/// `roster logs -f -n N` started in the middle of a flood: the tail and the
+/// followed lines meet exactly (before, the tail was read by name and the
+/// follower opened afterwards, so lines written in between were lost).
+#[test]
+fn logs_follow_started_mid_flood_joins_tail_and_follow_exactly() {
+    let roster = Roster::new();
+    roster.config(&format!(
+        "[log]\nmax_size = \"64KiB\"\nkeep = 500\ncompress = true\n{}",
+        sh_agent(
+            "counter",
+            "i=0; while [ $i -lt 400 ]; do seq $((i*500+1)) $((i*500+500)); i=$((i+1)); sleep 0.01; done; exec sleep 1000",
+            ""
+        )
+    ));
+    roster.up();
+    wait_for("the flood to be under way", SECS(10), || {
+        (log_lines(&roster.log_path("counter")).len() > 5_000).then_some(())
+    });
+    let tail = Tail::start(&roster, &["logs", "-f", "-n", "1000", "counter"]);
+    let seen = tail.collect_until(SECS(60), |line| line == "counter | 200000");
+    let printed = numbers(&seen, "counter");
+    assert!(printed.len() >= 1000, "only {} lines", printed.len());
+    let first = printed[0];
+    let expected: Vec<u64> = (first..=200_000).collect();
+    assert!(
+        printed == expected,
+        "a gap or a duplicate after line {first}: {} printed, {} expected",
+        printed.len(),
+        expected.len()
+    );
+}
