@@ -506,9 +506,10 @@ fn lowering_keep_removes_surplus_rotated_files() {
 
 /// Piped (not a terminal), `roster logs` prints agents' bytes unchanged,
 /// escape sequences included; on a terminal they are shown escaped (see
-/// the unit test of `escape_controls` in `commands/logs.rs`).
+/// also the unit test of `escape_controls` in `commands/logs.rs`). Before,
+/// a terminal got the agent's raw escape sequences.
 #[test]
-fn logs_to_a_pipe_keep_escape_sequences_as_written() {
+fn logs_escape_control_characters_on_a_terminal_only() {
     let roster = Roster::new();
     roster.config(&sh_agent(
         "colour",
@@ -524,6 +525,25 @@ fn logs_to_a_pipe_keep_escape_sequences_as_written() {
     assert_eq!(
         out, "colour | \u{1b}[31mred\u{1b}[0m\tand a bell\u{7}\n",
         "piped output must be the agent's bytes"
+    );
+    // On a terminal (a pty made by util-linux `script`) they are escaped.
+    let command = format!("{BIN} --home {} logs colour", roster.home_path().display());
+    let Ok(on_terminal) = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+    else {
+        eprintln!("skipped: the terminal half needs util-linux `script`");
+        return;
+    };
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(
+        shown.contains("colour | \\x1b[31mred\\x1b[0m\tand a bell\\x07"),
+        "not escaped on a terminal: {shown:?}"
+    );
+    assert!(
+        !shown.contains('\u{1b}'),
+        "a raw escape reached the terminal: {shown:?}"
     );
 }
 
