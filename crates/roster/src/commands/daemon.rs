@@ -49,8 +49,18 @@ static LOST_LOG_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 
 impl std::io::Write for LossyStderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if std::io::stderr().write_all(bytes).is_err() {
-            LOST_LOG_WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering;
+        let mut stderr = std::io::stderr().lock();
+        let lost = LOST_LOG_WRITES.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            // Say so once the log can be written again.
+            let note = format!("roster: {lost} daemon log message(s) could not be written\n");
+            if stderr.write_all(note.as_bytes()).is_err() {
+                LOST_LOG_WRITES.fetch_add(lost, Ordering::Relaxed);
+            }
+        }
+        if stderr.write_all(bytes).is_err() {
+            LOST_LOG_WRITES.fetch_add(1, Ordering::Relaxed);
         }
         Ok(bytes.len())
     }
