@@ -106,13 +106,14 @@ pub fn gz_source_inode(file: &File) -> Option<u64> {
         .ok()
 }
 
-/// Opens a log file for reading, refusing a symlink at its name: a log
-/// directory is written by agents' daemon, and `roster logs` run by root
-/// must not print whatever file a planted link points at.
+/// Opens a log file for reading, refusing a symlink at its name: `roster
+/// logs` run by root must not print whatever file a link planted in the
+/// logs directory points at. (`O_NONBLOCK`, meaningless for regular files,
+/// keeps a planted FIFO from hanging the reader.)
 pub fn open_no_follow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
 }
 

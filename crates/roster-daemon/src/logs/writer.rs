@@ -407,13 +407,15 @@ impl Drop for LogWriter {
 
 /// Opens `path` for appending, refusing to follow a symlink at its name.
 /// When the directory is gone (someone removed `<home>/logs`), it is
-/// recreated, mode 0700, and the open retried.
+/// recreated, mode 0700, and the open retried. `O_NONBLOCK` (meaningless
+/// for regular files) keeps a FIFO planted there from blocking the open;
+/// the caller then refuses anything but a regular file.
 fn open_log_for_append(path: &Path) -> io::Result<File> {
     let open = || {
         OpenOptions::new()
             .create(true)
             .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
     };
     match open() {
@@ -653,6 +655,16 @@ mod tests {
         assert_eq!(report.dropped_lines, 1);
         assert_eq!(log.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(fs::read_to_string(&target).expect("read"), "");
+    }
+
+    #[test]
+    fn a_fifo_planted_as_the_log_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::unistd::mkfifo(&dir.path().join("a.log"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        let mut pending = Vec::new();
+        assert_eq!(log.write(&mut pending, b"line\n", T).dropped_lines, 1);
     }
 
     #[test]
