@@ -387,6 +387,17 @@ impl Daemon {
             }
         };
         self.log_config.send_replace(config.log.clone());
+        // Pumps hand new settings to their writer with the next output; a
+        // quiet agent's writer gets them now, so a lower `keep` removes its
+        // surplus files at once. Never wait here: a busy or compressing
+        // writer is left to its pump.
+        for io in self.io.values() {
+            if let Ok(mut writer) = io.writer.try_lock() {
+                if !writer.is_compressing() {
+                    writer.set_config(config.log.clone());
+                }
+            }
+        }
         let summary = self
             .supervisor
             .handle_apply(Instant::now(), &config, start_stopped);

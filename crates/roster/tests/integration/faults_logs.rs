@@ -461,36 +461,56 @@ fn a_deleted_logs_directory_is_recreated_and_capture_resumes() {
     );
 }
 
-/// Lowering `[log] keep` removes rotated files beyond it; before the fix
-/// they stayed forever.
+/// Lowering `[log] keep` removes rotated files beyond it, for a busy agent
+/// (at its next rotation or sooner) and for one that has gone quiet (at the
+/// apply); before the fix they stayed forever.
 #[test]
 fn lowering_keep_removes_surplus_rotated_files() {
     let roster = Roster::new();
     roster.write("ticker.py", TICKER);
     let config = |keep: u32| {
         roster.config(&format!(
-            "[log]\nmax_size = \"4KiB\"\nkeep = {keep}\ncompress = false\n\
-             [agents.ticker]\ncommand = \"python3 ticker.py 100\"\n"
+            "[log]\nmax_size = \"4KiB\"\nkeep = {keep}\ncompress = true\n\
+             [agents.ticker]\ncommand = \"python3 ticker.py 100\"\n{}",
+            sh_agent("burst", "seq 1 20000; exec sleep 1000", "")
         ))
     };
     config(8);
     roster.up();
-    let log = roster.log_path("ticker");
-    wait_for("eight rotated files", SECS(20), || {
-        (roster_daemon::logs::log_files(&log).len() == 9).then_some(())
+    let names_of = |agent: &str| -> Vec<String> {
+        roster_daemon::logs::log_files(&roster.log_path(agent))
+            .iter()
+            .filter_map(|file| Some(file.file_name()?.to_string_lossy().into_owned()))
+            .collect()
+    };
+    for agent in ["ticker", "burst"] {
+        wait_for(&format!("eight rotated files of {agent}"), SECS(20), || {
+            (names_of(agent).len() == 9).then_some(())
+        });
+    }
+    wait_for("burst to finish", SECS(20), || {
+        log_lines(&roster.log_path("burst"))
+            .last()
+            .is_some_and(|line| line == "20000")
+            .then_some(())
     });
     let pid = roster.agent("ticker").pid;
     config(2);
     roster.ok(&["apply"]);
-    let names = wait_for("only two rotated files left", SECS(10), || {
-        let files = roster_daemon::logs::log_files(&log);
-        let names: Vec<String> = files
-            .iter()
-            .filter_map(|file| Some(file.file_name()?.to_string_lossy().into_owned()))
-            .collect();
-        (names.len() == 3).then_some(names)
-    });
-    assert_eq!(names, ["ticker.log.2", "ticker.log.1", "ticker.log"]);
+    for agent in ["ticker", "burst"] {
+        let names = wait_for(&format!("two rotated files of {agent}"), SECS(10), || {
+            let names = names_of(agent);
+            (names.len() == 3).then_some(names)
+        });
+        assert_eq!(
+            names,
+            [
+                format!("{agent}.log.2.gz"),
+                format!("{agent}.log.1"),
+                format!("{agent}.log")
+            ]
+        );
+    }
     assert_eq!(
         roster.agent("ticker").pid,
         pid,
@@ -501,7 +521,7 @@ fn lowering_keep_removes_surplus_rotated_files() {
     wait_for("more rotations", SECS(10), || {
         (highest_tick(&roster, "ticker")? > highest + 100).then_some(())
     });
-    assert_eq!(roster_daemon::logs::log_files(&log).len(), 3);
+    assert_eq!(names_of("ticker").len(), 3);
 }
 
 /// Piped (not a terminal), `roster logs` prints agents' bytes unchanged,
