@@ -199,10 +199,10 @@ pub struct EventFilter {
     pub limit: Option<u32>,
 }
 
-/// Reads events, oldest first. A missing journal is an empty one.
-pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>, JournalError> {
+/// A read-only connection for readers; `None` when there is no journal.
+fn open_for_reading(path: &Path) -> Result<Option<Connection>, JournalError> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let error = |source| JournalError::Sqlite {
         path: path.to_path_buf(),
@@ -216,6 +216,52 @@ pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>
     connection
         .busy_timeout(std::time::Duration::from_secs(5))
         .map_err(error)?;
+    Ok(Some(connection))
+}
+
+/// Every agent name the journal mentions, sorted. A missing journal
+/// mentions none.
+pub fn agent_names(path: &Path) -> Result<Vec<String>, JournalError> {
+    let Some(connection) = open_for_reading(path)? else {
+        return Ok(Vec::new());
+    };
+    let error = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut statement = connection
+        .prepare("SELECT DISTINCT agent FROM events WHERE agent IS NOT NULL ORDER BY agent")
+        .map_err(error)?;
+    let names = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(error)?;
+    Ok(names)
+}
+
+/// The id of the newest event, if any (a follower starts after it).
+pub fn newest_id(path: &Path) -> Result<Option<i64>, JournalError> {
+    let Some(connection) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    connection
+        .query_row("SELECT MAX(id) FROM events", [], |row| row.get(0))
+        .map_err(|source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads events, oldest first. A missing journal is an empty one.
+pub fn read_events(path: &Path, filter: &EventFilter) -> Result<Vec<EventRecord>, JournalError> {
+    let Some(connection) = open_for_reading(path)? else {
+        return Ok(Vec::new());
+    };
+    let error = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut sql = String::from("SELECT id, ts_ms, agent, kind, pid, detail FROM events WHERE 1=1");
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     if !filter.agents.is_empty() {
@@ -303,5 +349,10 @@ mod tests {
         .expect("read");
         let details: Vec<&str> = only_a.iter().map(|event| event.detail.as_str()).collect();
         assert_eq!(details, ["#94", "#96", "#98"]);
+        assert_eq!(agent_names(&path).expect("names"), ["a", "b"]);
+        assert_eq!(newest_id(&path).expect("newest"), Some(all[100].id));
+        let missing = dir.path().join("none.db");
+        assert_eq!(newest_id(&missing).expect("newest"), None);
+        assert!(agent_names(&missing).expect("names").is_empty());
     }
 }

@@ -185,18 +185,23 @@ fn main() -> ExitCode {
 }
 
 fn report(error: anyhow::Error) -> ExitCode {
+    use std::io::Write;
+    // `eprintln!` panics when stderr cannot be written (a full disk under
+    // the daemon's log): the exit code must stay 1, not become a panic.
+    let mut stderr = std::io::stderr().lock();
     if let Some(config_error) = error.downcast_ref::<roster_core::ConfigError>() {
-        eprintln!("{config_error}");
+        let _ = writeln!(stderr, "{config_error}");
         let count = config_error.diagnostics.len();
-        eprintln!(
+        let _ = writeln!(
+            stderr,
             "{count} problem{} found; nothing was applied",
             if count == 1 { "" } else { "s" }
         );
         return ExitCode::from(1);
     }
-    eprintln!("error: {error}");
+    let _ = writeln!(stderr, "error: {error}");
     for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        let _ = writeln!(stderr, "  caused by: {cause}");
     }
     ExitCode::from(1)
 }

@@ -107,6 +107,9 @@ struct Daemon {
     runtime: tokio::runtime::Handle,
     inbox: Inbox,
     last_trouble_report: HashMap<String, Instant>,
+    /// Per agent: when the daemon last logged a log trouble, and how many
+    /// it held back since.
+    trouble_warnings: HashMap<String, (Option<Instant>, u64)>,
     shutting_down: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
     /// The config file this home last applied, if any.
@@ -200,6 +203,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         runtime: runtime.handle().clone(),
         inbox,
         last_trouble_report: HashMap::new(),
+        trouble_warnings: HashMap::new(),
         shutting_down: false,
         shutdown_replies: Vec::new(),
         applied: None,
@@ -480,6 +484,17 @@ impl Daemon {
             }
         }
         self.log_config.send_replace(config.log.clone());
+        // Pumps hand new settings to their writer with the next output; a
+        // quiet agent's writer gets them now, so a lower `keep` removes its
+        // surplus files at once. Never wait here: a busy or compressing
+        // writer is left to its pump.
+        for io in self.io.values() {
+            if let Ok(mut writer) = io.writer.try_lock() {
+                if !writer.is_compressing() {
+                    writer.set_config(config.log.clone());
+                }
+            }
+        }
         let summary = self
             .supervisor
             .handle_apply(Instant::now(), &config, start_stopped);
@@ -712,7 +727,30 @@ impl Daemon {
             .last_trouble_report
             .get(&trouble.agent)
             .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
-        tracing::warn!(agent = %trouble.agent, dropped = trouble.dropped_lines, "log: {}", trouble.error);
+        // The daemon's own log gets at most one warning per agent every
+        // 10 s, saying how many were held back: a broken disk or a deleted
+        // logs directory fails on every chunk, and the daemon's log often
+        // sits on the same disk.
+        let warning = self
+            .trouble_warnings
+            .entry(trouble.agent.clone())
+            .or_insert((None, 0));
+        if warning
+            .0
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10))
+        {
+            let held_back = std::mem::take(&mut warning.1);
+            warning.0 = Some(now);
+            tracing::warn!(
+                agent = %trouble.agent,
+                dropped = trouble.dropped_lines,
+                held_back,
+                "log: {}",
+                trouble.error
+            );
+        } else {
+            warning.1 += 1;
+        }
         if due {
             self.last_trouble_report.insert(trouble.agent.clone(), now);
             let total = AgentName::new(&trouble.agent)

@@ -2,8 +2,9 @@
 //! newest rotated one (never compressed, so a follower can finish it), and
 //! `NAME.log.2.gz` onwards older ones.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -18,16 +19,26 @@ pub fn rotated_path(current: &Path, index: u32, compressed: bool) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Every file of one agent's log, oldest first, ending with the current one
-/// (if it exists). Where a crash left both `.N` and `.N.gz`, the complete
-/// compressed one wins.
-pub fn log_files(current: &Path) -> Vec<PathBuf> {
+/// One rotated file of an agent's log, as its name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RotatedFile {
+    /// 1 is the newest rotated file.
+    pub index: u32,
+    /// Whether it is the `.gz` form.
+    pub compressed: bool,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// Every rotated file of `current` (`NAME.log.N` and `NAME.log.N.gz`), in
+/// directory order, twins included.
+pub fn rotated_files(current: &Path) -> Vec<RotatedFile> {
     let mut rotated = Vec::new();
     let Some(dir) = current.parent() else {
-        return Vec::new();
+        return rotated;
     };
     let Some(base) = current.file_name().and_then(|name| name.to_str()) else {
-        return Vec::new();
+        return rotated;
     };
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -43,11 +54,29 @@ pub fn log_files(current: &Path) -> Vec<PathBuf> {
                 Some(digits) => (digits, true),
                 None => (rest, false),
             };
+            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                continue;
+            }
             if let Ok(index) = digits.parse::<u32>() {
-                rotated.push((index, compressed));
+                rotated.push(RotatedFile {
+                    index,
+                    compressed,
+                    path: dir.join(name),
+                });
             }
         }
     }
+    rotated
+}
+
+/// Every file of one agent's log, oldest first, ending with the current one
+/// (if it exists). Where a crash left both `.N` and `.N.gz`, the complete
+/// compressed one wins.
+pub fn log_files(current: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, bool)> = rotated_files(current)
+        .into_iter()
+        .map(|file| (file.index, file.compressed))
+        .collect();
     rotated.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
     rotated.dedup_by_key(|(index, _)| *index);
     let mut files: Vec<PathBuf> = rotated
@@ -60,9 +89,37 @@ pub fn log_files(current: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The gzip header comment of a compressed log names the inode of the plain
+/// file it was made from, so that a follower holding that file open can
+/// find where its bytes went (see `follow.rs`).
+pub(crate) const SOURCE_INODE_COMMENT: &str = "roster-source-inode=";
+
+/// The inode of the plain file a `.gz` log was compressed from, from its
+/// header; `None` for a file without one (written by an older roster).
+pub fn gz_source_inode(file: &File) -> Option<u64> {
+    let decoder = flate2::bufread::GzDecoder::new(io::BufReader::with_capacity(512, file));
+    let comment = decoder.header()?.comment()?;
+    std::str::from_utf8(comment)
+        .ok()?
+        .strip_prefix(SOURCE_INODE_COMMENT)?
+        .parse()
+        .ok()
+}
+
+/// Opens a log file for reading, refusing a symlink at its name: `roster
+/// logs` run by root must not print whatever file a link planted in the
+/// logs directory points at. (`O_NONBLOCK`, meaningless for regular files,
+/// keeps a planted FIFO from hanging the reader.)
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Opens a log file for reading, decompressing `.gz` ones.
 pub fn open_log(path: &Path) -> io::Result<Box<dyn Read>> {
-    let file = File::open(path)?;
+    let file = open_no_follow(path)?;
     if path.extension().is_some_and(|extension| extension == "gz") {
         Ok(Box::new(MultiGzDecoder::new(file)))
     } else {
@@ -136,9 +193,28 @@ pub fn for_each_line_or_compressed(path: &Path, mut each: impl FnMut(&str)) -> i
 
 /// The last `count` lines of an agent's log, across rotated files, oldest first.
 pub fn read_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    read_tail(log_files(current).iter().rev(), count)
+}
+
+/// The last `count` lines of an agent's rotated files only, oldest first.
+pub fn read_rotated_lines(current: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    read_tail(
+        log_files(current)
+            .iter()
+            .rev()
+            .filter(|path| path.as_path() != current),
+        count,
+    )
+}
+
+/// The last `count` lines of `newest_first` files, oldest first.
+fn read_tail<'a>(
+    newest_first: impl Iterator<Item = &'a PathBuf>,
+    count: usize,
+) -> io::Result<Vec<LogLine>> {
     let mut collected: Vec<Vec<LogLine>> = Vec::new();
     let mut total = 0;
-    for path in log_files(current).iter().rev() {
+    for path in newest_first {
         if total >= count {
             break;
         }

@@ -7,6 +7,7 @@
 //! writer, always between two lines; nothing is ever copied and truncated.
 
 pub mod files;
+pub mod follow;
 pub mod pump;
 pub mod writer;
 

@@ -127,9 +127,13 @@ fn with_writer(
         .writer
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(config) = config {
-        writer.set_config(config);
-    }
+    let work = |writer: &mut LogWriter| {
+        if let Some(config) = config {
+            // A lower `keep` removes files, after any compression ends.
+            writer.set_config(config);
+        }
+        work(writer)
+    };
     // Rotating waits for the previous compression; don't hold a runtime
     // worker hostage while it does.
     if writer.is_compressing() {

@@ -6,9 +6,17 @@
 //! cut with a visible marker); rotation happens only between lines; a failed
 //! write is rolled back to the last whole line and its lines are counted as
 //! dropped.
+//!
+//! It must also heal by itself: after a full disk the next write simply
+//! succeeds again; when its file is unlinked (or the logs directory removed)
+//! it notices within about a second, recreates the directory and reopens the
+//! file, so capture resumes without a restart. Files are opened with
+//! `O_NOFOLLOW`: a symlink planted as `NAME.log` is refused, never written
+//! through.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +24,7 @@ use std::thread::JoinHandle;
 
 use roster_core::LogConfig;
 
-use super::files::rotated_path;
+use super::files::{rotated_files, rotated_path, SOURCE_INODE_COMMENT};
 use crate::clock::{day_of, rfc3339_millis};
 
 /// Lines longer than this are cut, so one agent cannot make the daemon
@@ -25,6 +33,10 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// Appended where a line was cut; the rest follows on the next line.
 pub const CUT_MARKER: &[u8] = b" [roster: line longer than 64 KiB, continued on the next line]";
+
+/// How often (at most) the writer checks that its file is still the one
+/// named `NAME.log`: an `fstat` and an `lstat`, cheap at this rate.
+const LINK_CHECK_MS: i64 = 1000;
 
 /// One agent's log writer.
 pub struct LogWriter {
@@ -39,6 +51,7 @@ pub struct LogWriter {
     compressing: Option<JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
     last_error: Option<String>,
+    last_link_check_ms: i64,
 }
 
 /// What one call of [`LogWriter::write`] could not do.
@@ -51,7 +64,9 @@ pub struct WriteReport {
 }
 
 impl LogWriter {
-    /// Opens (appending to) `path`, tidying what a crash mid-rotation left.
+    /// Opens (appending to) `path`, tidying what a crash mid-rotation left
+    /// and removing rotated files beyond `keep` (it may have been lowered
+    /// while no daemon ran).
     pub fn open(agent: &str, path: PathBuf, config: LogConfig, dropped: Arc<AtomicU64>) -> Self {
         tidy_after_crash(&path, config.keep);
         let mut writer = Self {
@@ -66,16 +81,27 @@ impl LogWriter {
             compressing: None,
             dropped,
             last_error: None,
+            last_link_check_ms: 0,
         };
+        if let Err(error) = writer.remove_beyond_keep() {
+            tracing::warn!(agent = %writer.agent, "removing old logs: {error}");
+        }
         if let Err(error) = writer.reopen() {
             writer.last_error = Some(error.to_string());
         }
         writer
     }
 
-    /// Changes rotation settings; they apply from the next line.
+    /// Changes rotation settings; they apply from the next line. A lower
+    /// `keep` removes the now surplus rotated files at once.
     pub fn set_config(&mut self, config: LogConfig) {
+        let lowered = config.keep < self.config.keep;
         self.config = config;
+        if lowered {
+            if let Err(error) = self.remove_beyond_keep() {
+                tracing::warn!(agent = %self.agent, "removing old logs: {error}");
+            }
+        }
     }
 
     /// The current file.
@@ -92,11 +118,15 @@ impl LogWriter {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = None;
+        let file = open_log_for_append(&self.path)?;
         let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file; remove it so roster can create the log",
+            ));
+        }
         self.size = metadata.len();
         self.day = metadata
             .modified()
@@ -108,11 +138,50 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Whether the open file is still the one named `NAME.log`. It is not
+    /// when someone deleted it (or the whole logs directory) or renamed it
+    /// away: writing on would put lines where nobody finds them.
+    fn is_file_still_named(&self) -> bool {
+        let Some(file) = self.file.as_ref() else {
+            return true;
+        };
+        let Ok(open) = file.metadata() else {
+            return false;
+        };
+        if open.nlink() == 0 {
+            return false;
+        }
+        match fs::symlink_metadata(&self.path) {
+            Ok(named) => named.ino() == open.ino() && named.dev() == open.dev(),
+            Err(_) => false,
+        }
+    }
+
+    /// Checks (at most once a [`LINK_CHECK_MS`], or at once with `force`)
+    /// that the file is still named, and drops it if not, so that the next
+    /// flush reopens (and recreates the directory if needed).
+    fn check_file(&mut self, now_ms: i64, force: bool) {
+        if !force && now_ms.saturating_sub(self.last_link_check_ms) < LINK_CHECK_MS {
+            return;
+        }
+        self.last_link_check_ms = now_ms;
+        if !self.is_file_still_named() {
+            tracing::warn!(
+                agent = %self.agent,
+                "{} was deleted or moved; reopening it",
+                self.path.display()
+            );
+            self.file = None;
+            self.size = 0;
+        }
+    }
+
     /// Takes bytes read at `now_ms` from one source (one run's pipe);
     /// `pending` is that source's unfinished line, kept by the caller so
     /// that two runs' partial lines are never joined.
     pub fn write(&mut self, pending: &mut Vec<u8>, mut chunk: &[u8], now_ms: i64) -> WriteReport {
         let mut report = WriteReport::default();
+        self.check_file(now_ms, false);
         let today = day_of(now_ms);
         if today != self.day && self.size > 0 {
             self.rotate(&mut report);
@@ -144,6 +213,11 @@ impl LogWriter {
             }
         }
         self.flush_out(&mut report);
+        if report.dropped_lines > 0 {
+            // A failed write may mean the file is gone: look now, not in a
+            // second, so the next chunk already lands in a reopened file.
+            self.check_file(now_ms, true);
+        }
         // A burst grew the buffer; between chunks an agent keeps at most a
         // small one, so a thousand quiet agents stay cheap. (One allocation
         // per chunk during a flood costs nothing measurable.)
@@ -157,6 +231,7 @@ impl LogWriter {
     /// with one.
     pub fn end_source(&mut self, pending: &mut Vec<u8>, now_ms: i64) -> WriteReport {
         let mut report = WriteReport::default();
+        self.check_file(now_ms, false);
         if !pending.is_empty() {
             let mut stamp = rfc3339_millis(now_ms).into_bytes();
             stamp.push(b' ');
@@ -236,11 +311,12 @@ impl LogWriter {
             Ok(()) => {
                 self.size += self.out.len() as u64;
                 self.out.clear();
-
                 self.out_lines = 0;
             }
             Err(error) => {
-                // Roll back a partial write so the file keeps whole lines only.
+                // Roll back a partial write so the file keeps whole lines
+                // only. The file stays open: when space comes back, the
+                // next write simply succeeds.
                 let _ = file.set_len(self.size);
                 self.drop_out(report, &error);
             }
@@ -255,6 +331,26 @@ impl LogWriter {
         self.out_lines = 0;
     }
 
+    /// Removes every rotated file numbered `first_removed` or more,
+    /// whatever `keep` was when it was made.
+    fn remove_rotated_from(&mut self, first_removed: u32) -> io::Result<()> {
+        let doomed: Vec<PathBuf> = rotated_files(&self.path)
+            .into_iter()
+            .filter(|file| file.index >= first_removed)
+            .map(|file| file.path)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        // The compressor may be working on `.2`: let it finish first.
+        self.close();
+        doomed.iter().try_for_each(|path| remove_if_exists(path))
+    }
+
+    fn remove_beyond_keep(&mut self) -> io::Result<()> {
+        self.remove_rotated_from(self.config.keep.saturating_add(1))
+    }
+
     fn rotate(&mut self, report: &mut WriteReport) {
         if let Some(job) = self.compressing.take() {
             let _ = job.join();
@@ -263,10 +359,12 @@ impl LogWriter {
         let keep = self.config.keep;
         let result = (|| -> io::Result<()> {
             if keep == 0 {
+                self.remove_rotated_from(1)?;
                 return remove_if_exists(&self.path);
             }
-            remove_if_exists(&rotated_path(&self.path, keep, false))?;
-            remove_if_exists(&rotated_path(&self.path, keep, true))?;
+            // Everything numbered `keep` or more goes, including files a
+            // larger `keep` left behind.
+            self.remove_rotated_from(keep)?;
             for index in (1..keep).rev() {
                 for compressed in [false, true] {
                     let from = rotated_path(&self.path, index, compressed);
@@ -279,7 +377,6 @@ impl LogWriter {
         })();
         if let Err(error) = result {
             report.error = Some(format!("rotating {}: {error}", self.path.display()));
-            tracing::error!(agent = %self.agent, "rotating {}: {error}", self.path.display());
         }
         let second = rotated_path(&self.path, 2, false);
         if self.config.compress && keep >= 2 && second.exists() {
@@ -308,6 +405,45 @@ impl Drop for LogWriter {
     }
 }
 
+/// Opens `path` for appending, refusing to follow a symlink at its name.
+/// When the directory is gone (someone removed `<home>/logs`), it is
+/// recreated, mode 0700, and the open retried. `O_NONBLOCK` (meaningless
+/// for regular files) keeps a FIFO planted there from blocking the open;
+/// the caller then refuses anything but a regular file.
+fn open_log_for_append(path: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+    };
+    match open() {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                create_log_dir(dir)?;
+            }
+            open()
+        }
+        other => other,
+    }
+}
+
+/// Creates the logs directory (mode 0700) if it is missing. `mkdir` never
+/// follows a symlink at the final component: an existing entry of any kind
+/// is left alone. The parent (the home) is not created: without a home
+/// there is nothing sane to do.
+fn create_log_dir(dir: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            tracing::warn!("{} was missing; recreated it", dir.display());
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
@@ -316,6 +452,8 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 }
 
 /// Compresses `plain` into `plain.gz` via a temp file, then removes `plain`.
+/// The gzip header's comment records `plain`'s inode, so a follower that
+/// holds `plain` open can tell which `.gz` holds the same bytes.
 fn compress(plain: &Path) -> io::Result<()> {
     let mut gz_name = plain.as_os_str().to_owned();
     gz_name.push(".gz");
@@ -324,9 +462,20 @@ fn compress(plain: &Path) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     let result = (|| {
-        let mut input = File::open(plain)?;
-        let output = File::create(&tmp)?;
-        let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
+        let mut input = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(plain)?;
+        let inode = input.metadata()?.ino();
+        let output = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        let mut encoder = flate2::GzBuilder::new()
+            .comment(format!("{SOURCE_INODE_COMMENT}{inode}"))
+            .write(output, flate2::Compression::fast());
         io::copy(&mut input, &mut encoder)?;
         let output = encoder.finish()?;
         output.sync_all()?;
@@ -474,5 +623,68 @@ mod tests {
         assert!(fs::read_to_string(&files[1])
             .expect("read")
             .contains("today"));
+    }
+
+    #[test]
+    fn lowering_keep_removes_the_surplus_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 1024, 10, false);
+        let mut pending = Vec::new();
+        for index in 0..1000 {
+            log.write(&mut pending, format!("line {index:05}\n").as_bytes(), T);
+        }
+        assert_eq!(log_files(&dir.path().join("a.log")).len(), 11);
+        log.set_config(LogConfig {
+            max_size: 1024,
+            keep: 2,
+            compress: false,
+        });
+        let names = crate::logs::files::file_names(&log_files(&dir.path().join("a.log")));
+        assert_eq!(names, ["a.log.2", "a.log.1", "a.log"]);
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_log_is_refused_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("target");
+        fs::write(&target, "").expect("write");
+        std::os::unix::fs::symlink(&target, dir.path().join("a.log")).expect("symlink");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        let mut pending = Vec::new();
+        let report = log.write(&mut pending, b"secret\n", T);
+        assert_eq!(report.dropped_lines, 1);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(fs::read_to_string(&target).expect("read"), "");
+    }
+
+    #[test]
+    fn a_fifo_planted_as_the_log_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::unistd::mkfifo(&dir.path().join("a.log"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        let mut pending = Vec::new();
+        assert_eq!(log.write(&mut pending, b"line\n", T).dropped_lines, 1);
+    }
+
+    #[test]
+    fn a_deleted_directory_is_recreated_and_the_file_reopened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).expect("mkdir");
+        let mut log = writer(&logs, 1 << 20, 3, false);
+        let mut pending = Vec::new();
+        log.write(&mut pending, b"before\n", T);
+        fs::remove_dir_all(&logs).expect("rm -rf");
+        // Within the check interval lines still go to the unlinked file...
+        log.write(&mut pending, b"lost\n", T + 10);
+        // ...then the writer notices and starts over in a new directory.
+        log.write(&mut pending, b"after\n", T + 10 + LINK_CHECK_MS);
+        let lines = read_lines(&logs.join("a.log"), 10).expect("read");
+        let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, ["after"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&logs).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

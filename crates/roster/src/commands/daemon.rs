@@ -30,9 +30,53 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LossyStderr)
         .with_ansi(false)
+        // On a failed write tracing-subscriber would `eprintln!` a
+        // complaint, and `eprintln!` panics when stderr cannot be written.
+        .log_internal_errors(false)
         .try_init();
+}
+
+/// The daemon's own log: stderr, which `roster up` points at
+/// `<home>/daemon.log`. That file often sits on the disk the agents fill,
+/// so a failed write (ENOSPC, EIO, EPIPE) is counted and forgotten: the
+/// daemon's log is never a reason to stop supervising.
+struct LossyStderr;
+
+/// Daemon log writes that failed.
+static LOST_LOG_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        let mut stderr = std::io::stderr().lock();
+        let lost = LOST_LOG_WRITES.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            // Say so once the log can be written again.
+            let note = format!("roster: {lost} daemon log message(s) could not be written\n");
+            if stderr.write_all(note.as_bytes()).is_err() {
+                LOST_LOG_WRITES.fetch_add(lost, Ordering::Relaxed);
+            }
+        }
+        if stderr.write_all(bytes).is_err() {
+            LOST_LOG_WRITES.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl<'writer> tracing_subscriber::fmt::MakeWriter<'writer> for LossyStderr {
+    type Writer = LossyStderr;
+
+    fn make_writer(&'writer self) -> Self::Writer {
+        LossyStderr
+    }
 }
 
 /// Starts a background daemon for `home` unless one answers already.

@@ -4,10 +4,10 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use roster_core::api::EventRecord;
-use roster_daemon::journal::{read_events, EventFilter};
+use roster_daemon::journal::{newest_id, read_events, EventFilter};
 use roster_daemon::Home;
 
 fn print(out: &mut impl Write, events: &[EventRecord], json: bool) -> io::Result<()> {
@@ -41,6 +41,8 @@ pub fn run(
     json: bool,
     follow: bool,
 ) -> Result<ExitCode> {
+    let known = super::known_agents(home)?;
+    super::require_known(home, names, &known)?;
     let since_ms =
         since.map(|since| roster_daemon::clock::unix_millis() - since.as_millis() as i64);
     let agents = if names.iter().any(|name| name == "all") {
@@ -55,6 +57,14 @@ pub fn run(
         limit: limit.or(if follow { Some(20) } else { None }),
     };
     let journal = home.journal();
+    // Taken before the first read: a follower whose starting window is
+    // empty (`-n 0`, a short `--since`) goes on after this, printing only
+    // what comes later, never the whole journal.
+    let newest_before = if follow {
+        newest_id(&journal).with_context(|| format!("reading {}", journal.display()))?
+    } else {
+        None
+    };
     let mut out = io::BufWriter::new(io::stdout());
     loop {
         let events = read_events(&journal, &filter)?;
@@ -65,9 +75,9 @@ pub fn run(
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(last) = events.last() {
-            filter.after_id = Some(last.id);
+            filter.after_id = Some(last.id.max(filter.after_id.unwrap_or(0)));
         } else if filter.after_id.is_none() {
-            filter.after_id = Some(0);
+            filter.after_id = Some(newest_before.unwrap_or(0));
         }
         filter.limit = None;
         filter.since_ms = None;

@@ -1,38 +1,30 @@
 //! `roster logs`: reads the log files directly (no daemon needed), merges
 //! agents by time, and follows across rotations.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use roster_daemon::logs::files::for_each_line_or_compressed;
-use roster_daemon::logs::{log_files, read_lines, split_timestamp, LogLine};
+use roster_daemon::logs::follow::Follower;
+use roster_daemon::logs::{read_lines, LogLine};
 use roster_daemon::Home;
 
 use crate::client::Reach;
 
+/// The agents to show: every known one for none or `all`, else `names`,
+/// each of which must be known (a log file, a journal entry, or the
+/// running daemon's config).
 fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
-    let mut known: Vec<String> = Vec::new();
+    let mut known = super::known_agents(home)?;
     let client = super::client(home);
     if matches!(client.reach(), Reach::Up) {
         if let Ok(status) = super::status::fetch(home, &[]) {
-            known.extend(status.agents.into_iter().map(|agent| agent.name));
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(home.logs()) {
-        for entry in entries.flatten() {
-            if let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.strip_suffix(".log"))
-            {
-                if !known.iter().any(|known| known == name) {
-                    known.push(name.to_owned());
+            for agent in status.agents {
+                if !known.contains(&agent.name) {
+                    known.push(agent.name);
                 }
             }
         }
@@ -41,29 +33,16 @@ fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() || names.iter().any(|name| name == "all") {
         return Ok(known);
     }
-    let unknown: Vec<&str> = names
-        .iter()
-        .filter(|name| !known.contains(name))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        bail!(
-            "no agent or log named {} in {}\n  hint: known: {}",
-            unknown.join(", "),
-            home.logs().display(),
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
-    }
+    super::require_known(home, names, &known)?;
     Ok(names.to_vec())
 }
 
 struct Printer {
     width: usize,
     timestamps: bool,
+    /// Stdout is a terminal: agents' control characters are shown, not
+    /// obeyed.
+    escape: bool,
     out: io::BufWriter<io::Stdout>,
 }
 
@@ -71,19 +50,21 @@ impl Printer {
     /// Prints lines; `false` when stdout is gone (e.g. piped into `head`).
     fn print(&mut self, lines: &[(String, LogLine)]) -> bool {
         for (name, line) in lines {
+            let (name, text) = if self.escape {
+                (escape_controls(name), escape_controls(&line.text))
+            } else {
+                (
+                    Cow::Borrowed(name.as_str()),
+                    Cow::Borrowed(line.text.as_str()),
+                )
+            };
             let result = match (&line.time, self.timestamps) {
                 (Some(time), true) => writeln!(
                     self.out,
-                    "{name:<width$} | {time} {}",
-                    line.text,
+                    "{name:<width$} | {time} {text}",
                     width = self.width
                 ),
-                _ => writeln!(
-                    self.out,
-                    "{name:<width$} | {}",
-                    line.text,
-                    width = self.width
-                ),
+                _ => writeln!(self.out, "{name:<width$} | {text}", width = self.width),
             };
             if result.is_err() {
                 return false;
@@ -91,6 +72,28 @@ impl Printer {
         }
         self.out.flush().is_ok()
     }
+}
+
+/// Agent text made safe for a terminal: control characters other than tab
+/// (C0, DEL and C1: colour codes, cursor moves, title changes, a clear
+/// screen, a bell) become visible escapes like `\x1b` or `\u{9b}`. Output
+/// to a pipe or file is left as the agent wrote it.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                escaped.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 fn merge(mut lines: Vec<(String, LogLine)>) -> Vec<(String, LogLine)> {
@@ -109,10 +112,19 @@ pub fn run(
 ) -> Result<ExitCode> {
     let names = agent_names(home, names)?;
     let mut tail = Vec::new();
+    // Following: each agent's tail comes from the follower itself, so the
+    // printed tail and the followed lines meet exactly.
+    let mut followers: Vec<(String, Follower)> = Vec::new();
     for name in &names {
         let path = home.agent_log(name);
-        let lines =
-            read_lines(&path, count).with_context(|| format!("reading {}", path.display()))?;
+        let lines = if follow {
+            let (follower, lines) = Follower::with_tail(path.clone(), count)
+                .with_context(|| format!("reading {}", path.display()))?;
+            followers.push((name.clone(), follower));
+            lines
+        } else {
+            read_lines(&path, count).with_context(|| format!("reading {}", path.display()))?
+        };
         tail.extend(lines.into_iter().map(|line| (name.clone(), line)));
     }
     let mut merged = merge(tail);
@@ -121,19 +133,16 @@ pub fn run(
     let mut printer = Printer {
         width: names.iter().map(String::len).max().unwrap_or(0),
         timestamps,
+        escape: io::stdout().is_terminal(),
         out: io::BufWriter::new(io::stdout()),
     };
     if !printer.print(&merged) || !follow {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut followers: Vec<Follower> = names
-        .iter()
-        .map(|name| Follower::at_end(name.clone(), home.agent_log(name)))
-        .collect();
     loop {
         let mut fresh = Vec::new();
-        for follower in &mut followers {
-            follower.poll(&mut fresh);
+        for (name, follower) in &mut followers {
+            fresh.extend(follower.poll().into_iter().map(|line| (name.clone(), line)));
         }
         if !fresh.is_empty() && !printer.print(&merge(fresh)) {
             return Ok(ExitCode::SUCCESS);
@@ -142,102 +151,27 @@ pub fn run(
     }
 }
 
-/// Follows one agent's current log file across rotations: it reads its open
-/// file to the end, and when the path names a new file (rotation renamed the
-/// old one away), switches to it from the start.
-struct Follower {
-    name: String,
-    path: PathBuf,
-    file: Option<File>,
-    inode: u64,
-    partial: Vec<u8>,
-}
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
 
-impl Follower {
-    fn at_end(name: String, path: PathBuf) -> Self {
-        let mut follower = Self {
-            name,
-            path,
-            file: None,
-            inode: 0,
-            partial: Vec::new(),
-        };
-        if let Ok(mut file) = File::open(&follower.path) {
-            if file.seek(SeekFrom::End(0)).is_ok() {
-                follower.inode = file.metadata().map(|metadata| metadata.ino()).unwrap_or(0);
-                follower.file = Some(file);
-            }
-        }
-        follower
-    }
-
-    fn drain(&mut self, out: &mut Vec<(String, LogLine)>) {
-        let Some(file) = self.file.as_mut() else {
-            return;
-        };
-        let mut bytes = Vec::new();
-        if file.read_to_end(&mut bytes).is_err() {
-            return;
-        }
-        self.partial.extend_from_slice(&bytes);
-        if let Some(last_newline) = self.partial.iter().rposition(|byte| *byte == b'\n') {
-            let complete: Vec<u8> = self.partial.drain(..=last_newline).collect();
-            for line in complete
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-            {
-                out.push((
-                    self.name.clone(),
-                    split_timestamp(&String::from_utf8_lossy(line)),
-                ));
-            }
-        }
-    }
-
-    fn poll(&mut self, out: &mut Vec<(String, LogLine)>) {
-        self.drain(out);
-        let Ok(current_inode) = std::fs::metadata(&self.path).map(|metadata| metadata.ino()) else {
-            return;
-        };
-        if current_inode == self.inode {
-            return;
-        }
-        let Ok(file) = File::open(&self.path) else {
-            return;
-        };
-        let new_inode = file.metadata().map(|metadata| metadata.ino()).unwrap_or(0);
-        // Several rotations may have happened since the last poll: read the
-        // files between the one we had and the new current one, found by
-        // inode (rename keeps it). If ours was compressed away meanwhile,
-        // we cannot tell where we were, and skip ahead.
-        let mut between = Vec::new();
-        let mut found = false;
-        for path in log_files(&self.path).into_iter().rev() {
-            let Ok(metadata) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if metadata.ino() == new_inode {
-                continue;
-            }
-            if metadata.ino() == self.inode {
-                found = true;
-                break;
-            }
-            between.push(path);
-        }
-        if found {
-            for path in between.iter().rev() {
-                if path == &self.path {
-                    continue;
-                }
-                let _ = for_each_line_or_compressed(path, |line| {
-                    out.push((self.name.clone(), split_timestamp(line)))
-                });
-            }
-        }
-        self.inode = new_inode;
-        self.file = Some(file);
-        self.partial.clear();
-        self.drain(out);
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(
+            escape_controls("plain text\tand a tab"),
+            "plain text\tand a tab"
+        );
+        assert_eq!(
+            escape_controls("\u{1b}[31mred\u{1b}[0m\u{7}"),
+            "\\x1b[31mred\\x1b[0m\\x07"
+        );
+        assert_eq!(
+            escape_controls("\r\u{7f}\u{9b}2J é"),
+            "\\x0d\\x7f\\u{9b}2J é"
+        );
+        assert!(matches!(
+            escape_controls("nothing to do"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

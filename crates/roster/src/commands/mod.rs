@@ -52,6 +52,72 @@ pub fn config_path(file: &Path) -> Result<PathBuf> {
     Ok(absolute)
 }
 
+/// The agents a home knows of, for `logs` and `events` (which read files
+/// directly and work with the daemon down): every name with a log file
+/// (current or rotated) or a journal entry, sorted.
+///
+/// A home with neither a journal nor a logs directory is an error: nothing
+/// ever ran there, and most likely `--home` points at the wrong place.
+pub fn known_agents(home: &Home) -> Result<Vec<String>> {
+    let journal = home.journal();
+    let logs = home.logs();
+    if !journal.exists() && !logs.exists() {
+        anyhow::bail!(
+            "nothing has run in {}: it has no journal and no logs\n  hint: start agents with `roster up -f roster.toml`, or pass the right --home (or ROSTER_HOME)",
+            home.root().display()
+        );
+    }
+    let mut known = std::collections::BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(&logs) {
+        for entry in entries.flatten() {
+            if let Some(name) = entry.file_name().to_str().and_then(agent_of_log_file) {
+                known.insert(name.to_owned());
+            }
+        }
+    }
+    known.extend(
+        roster_daemon::journal::agent_names(&journal)
+            .with_context(|| format!("reading {}", journal.display()))?,
+    );
+    Ok(known.into_iter().collect())
+}
+
+/// The agent a log file belongs to: `NAME.log`, `NAME.log.N`, `NAME.log.N.gz`.
+fn agent_of_log_file(file_name: &str) -> Option<&str> {
+    if let Some(name) = file_name.strip_suffix(".log") {
+        return Some(name).filter(|name| !name.is_empty());
+    }
+    let rotated = file_name.strip_suffix(".gz").unwrap_or(file_name);
+    let (base, index) = rotated.rsplit_once('.')?;
+    if index.is_empty() || !index.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    base.strip_suffix(".log").filter(|name| !name.is_empty())
+}
+
+/// Fails with the known agents as a hint when a name in `names` (other
+/// than `all`) is not among `known`.
+pub fn require_known(home: &Home, names: &[String], known: &[String]) -> Result<()> {
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|name| *name != "all" && !known.contains(name))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no agent named {} in {}\n  hint: known agents: {}",
+        unknown.join(", "),
+        home.root().display(),
+        if known.is_empty() {
+            "none yet".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
 /// The daemon's client for a home.
 pub fn client(home: &Home) -> Client {
     Client::new(&home.socket())
@@ -75,5 +141,21 @@ pub fn wait_for(
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_of_log_file;
+
+    #[test]
+    fn log_file_names_give_agents() {
+        assert_eq!(agent_of_log_file("web.log"), Some("web"));
+        assert_eq!(agent_of_log_file("web.log.1"), Some("web"));
+        assert_eq!(agent_of_log_file("web.log.12.gz"), Some("web"));
+        assert_eq!(agent_of_log_file("a.log.b.log"), Some("a.log.b"));
+        assert_eq!(agent_of_log_file("web.log.2.gz.tmp"), None);
+        assert_eq!(agent_of_log_file("web.txt"), None);
+        assert_eq!(agent_of_log_file(".log"), None);
     }
 }

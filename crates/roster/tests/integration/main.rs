@@ -1,8 +1,10 @@
 //! Integration tests: the real `roster` binary, real child processes, a temp
-//! home each. One module per area of issue #2.
+//! home each. One module per area: issue #2 (lifecycle, restart, stopping, logs,
+//! journal, config, scale) and issue #6 (faults_*: promises kept under faults).
 
 mod config;
 mod example;
+mod faults_logs;
 mod faults_loop;
 mod journal;
 mod lifecycle;
