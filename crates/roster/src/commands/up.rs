@@ -67,6 +67,7 @@ pub fn run(home: &Home, file: &Path, timeout: Duration) -> Result<ExitCode> {
         unsettled.is_empty()
     })?;
     print!("{}", render::status_table(&status.agents));
+    eprint!("{}", render::warnings(&status.warnings));
     let failed: Vec<&str> = status
         .agents
         .iter()

@@ -3,6 +3,7 @@
 
 mod config;
 mod example;
+mod faults_home;
 mod journal;
 mod lifecycle;
 mod logs;
