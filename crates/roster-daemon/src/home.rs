@@ -503,4 +503,92 @@ mod tests {
                      3: -> FLOCK  ADVISORY  WRITE 9146 00:2d:77 0 EOF\n";
         assert_eq!(flocks_in(table), vec![(0xfe, 0, 246951)]);
     }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+    }
+
+    #[test]
+    fn a_missing_home_is_made_0700_and_an_open_one_is_never_chmod_ed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().join("a/b/home"));
+        assert!(matches!(
+            home.open_verified(),
+            Err(HomeError::Missing { .. })
+        ));
+        home.create_verified().expect("create");
+        assert_eq!(mode(home.root()), 0o700);
+        // A second creator (EEXIST) is fine.
+        home.create_verified().expect("again");
+
+        let shared = Home::new(dir.path().join("shared"));
+        std::fs::create_dir(shared.root()).expect("mkdir");
+        std::fs::set_permissions(shared.root(), std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod");
+        let refused = shared.create_verified().expect_err("1777 is refused");
+        assert!(
+            matches!(refused, HomeError::Writable { mode: 0o1777, .. }),
+            "{refused}"
+        );
+        assert_eq!(mode(shared.root()), 0o1777);
+
+        let link = Home::new(dir.path().join("link"));
+        std::os::unix::fs::symlink(home.root(), link.root()).expect("ln");
+        assert!(matches!(
+            link.create_verified(),
+            Err(HomeError::Symlink { .. })
+        ));
+    }
+
+    #[test]
+    fn files_and_directories_in_a_home_are_not_reached_through_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().join("home"));
+        let home_dir = home.create_verified().expect("create");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        std::os::unix::fs::symlink(&victim, home.root().join("daemon.log")).expect("ln");
+        let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
+        assert!(matches!(
+            home_dir.open_file("daemon.log", flags, 0o600),
+            Err(HomeError::Symlink { .. })
+        ));
+        assert!(matches!(
+            home_dir.check_file("daemon.log"),
+            Err(HomeError::Symlink { .. })
+        ));
+        std::os::unix::fs::symlink(dir.path(), home.root().join("logs")).expect("ln");
+        assert!(matches!(
+            home_dir.ensure_directory("logs"),
+            Err(HomeError::Symlink { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep");
+
+        home_dir
+            .open_file("fresh", flags, 0o600)
+            .expect("a new file");
+        assert_eq!(mode(&home.root().join("fresh")), 0o600);
+        assert!(home_dir.check_file("fresh").expect("check"));
+        assert!(!home_dir.check_file("absent").expect("check"));
+    }
+
+    #[test]
+    fn the_lock_is_the_home_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().join("home"));
+        let home_dir = home.create_verified().expect("create");
+        assert!(!home.is_locked().expect("probe"));
+        let LockOutcome::Taken(lock) = home_dir.try_lock().expect("lock") else {
+            panic!("a fresh home is not locked");
+        };
+        assert!(home.is_locked().expect("probe"));
+        assert!(matches!(
+            home.open_verified().expect("open").try_lock(),
+            Ok(LockOutcome::Held)
+        ));
+        drop(lock);
+        assert!(!home.is_locked().expect("probe"));
+    }
 }

@@ -406,6 +406,36 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_journal_is_moved_aside_and_a_new_one_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = crate::home::Home::new(dir.path().join("home"));
+        let home_dir = home.create_verified().expect("home");
+        let mut journal = Journal::open(&home.journal()).expect("open");
+        journal.record(Row::now(None, "tick", None, "old"));
+        journal.close();
+        drop(journal);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(home.journal())
+            .expect("open file");
+        file.set_len(100).expect("truncate");
+
+        let (mut journal, warnings) = Journal::open_in_home(&home_dir).expect("reset");
+        journal.close();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let aside: Vec<String> = std::fs::read_dir(home.root())
+            .expect("list")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("journal.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert!(warnings[0].contains(&aside[0]), "{}", warnings[0]);
+        let events = read_events(&home.journal(), &EventFilter::default()).expect("read");
+        let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+        assert_eq!(kinds, ["journal_reset"]);
+    }
+
+    #[test]
     fn records_and_reads_back_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("journal.db");
