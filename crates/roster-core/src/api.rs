@@ -60,6 +60,10 @@ pub enum Health {
 pub struct StatusReply {
     /// Every agent, sorted by name.
     pub agents: Vec<AgentStatus>,
+    /// Problems of the home that need a person, e.g. a corrupt journal that
+    /// was moved aside (an extension of the documented contract).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One agent in [`StatusReply`].

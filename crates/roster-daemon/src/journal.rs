@@ -2,6 +2,9 @@
 //! file in the home. One thread owns the write connection and batches rows
 //! into transactions; readers (`roster events`) open their own read-only
 //! connection, which WAL mode lets run beside the writer.
+//!
+//! A journal that SQLite finds corrupt is moved aside (kept for forensics)
+//! and a fresh one is started: losing history must not stop the agents.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -12,6 +15,7 @@ use rusqlite::{params, Connection, OpenFlags};
 use roster_core::api::EventRecord;
 
 use crate::clock::{rfc3339_millis, unix_millis};
+use crate::home::{HomeDir, HomeError};
 
 /// A journal problem.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,23 @@ pub enum JournalError {
         path: PathBuf,
         /// Why.
         source: rusqlite::Error,
+    },
+    /// A journal file is a link, not ours, or not a regular file.
+    #[error("journal: {0}")]
+    Unsafe(#[from] HomeError),
+    /// The journal is damaged (a fresh one at the same place was too).
+    #[error("journal {path} is corrupt: {reason}\n  hint: move it aside; roster starts a new one")]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// SQLite's verdict.
+        reason: String,
+    },
+    /// A file that is no journal cannot be read as one.
+    #[error("journal {path} is not a regular file (a link?); roster does not follow links in a home\n  hint: remove it")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
     },
 }
 
@@ -80,18 +101,121 @@ pub struct Journal {
     writer: Option<JoinHandle<()>>,
 }
 
+/// The journal's file name in a home; SQLite adds `-wal` and `-shm` beside it.
+pub const JOURNAL_FILE: &str = "journal.db";
+const SIDE_FILES: [&str; 2] = ["-wal", "-shm"];
+
+/// Why opening a journal failed.
+enum OpenFailure {
+    /// The file is damaged: moving it aside and starting afresh helps.
+    Corrupt(String),
+    /// Anything else (permissions, a full disk, a lock): it would fail again.
+    Other(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for OpenFailure {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match error.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => OpenFailure::Corrupt(error.to_string()),
+            _ => OpenFailure::Other(error),
+        }
+    }
+}
+
+/// Opens a journal, checks its integrity (`PRAGMA quick_check`: one pass
+/// over the file, cheap at the journal's bounded size) and sets it up.
+fn open_connection(path: &Path) -> Result<Connection, OpenFailure> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    let verdict: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if verdict != "ok" {
+        return Err(OpenFailure::Corrupt(format!("integrity check: {verdict}")));
+    }
+    connection.execute_batch(SCHEMA)?;
+    Ok(connection)
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let error = |source| JournalError::Sqlite {
-            path: path.to_path_buf(),
-            source,
+        match open_connection(path) {
+            Ok(connection) => Self::start(connection, path),
+            Err(OpenFailure::Other(source)) => Err(JournalError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(OpenFailure::Corrupt(reason)) => Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
+    }
+
+    /// Opens the journal of a verified home. Its files must be regular files
+    /// owned by us, not links (SQLite would follow a link to `journal.db`).
+    /// A corrupt journal is moved aside to `journal.db.corrupt-<UTC time>`
+    /// (with its `-wal` and `-shm`), a fresh one is started and
+    /// `journal_reset` recorded; the returned warnings say so, for `status`.
+    pub fn open_in_home(home_dir: &HomeDir) -> Result<(Self, Vec<String>), JournalError> {
+        let path = home_dir.home().journal();
+        let check_files = || -> Result<(), HomeError> {
+            home_dir.check_file(JOURNAL_FILE)?;
+            for suffix in SIDE_FILES {
+                home_dir.check_file(&format!("{JOURNAL_FILE}{suffix}"))?;
+            }
+            Ok(())
         };
-        let mut connection = Connection::open(path).map_err(error)?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
+        check_files()?;
+        let reason = match open_connection(&path) {
+            Ok(connection) => return Ok((Self::start(connection, &path)?, Vec::new())),
+            Err(OpenFailure::Other(source)) => return Err(JournalError::Sqlite { path, source }),
+            Err(OpenFailure::Corrupt(reason)) => reason,
+        };
+        // The failed connection is closed by now: move the files aside.
+        let stamp = rfc3339_millis(unix_millis()).replace(['-', ':'], "");
+        let aside = format!("{JOURNAL_FILE}.corrupt-{stamp}");
+        home_dir.rename(JOURNAL_FILE, &aside)?;
+        for suffix in SIDE_FILES {
+            if home_dir.check_file(&format!("{JOURNAL_FILE}{suffix}"))? {
+                home_dir.rename(
+                    &format!("{JOURNAL_FILE}{suffix}"),
+                    &format!("{aside}{suffix}"),
+                )?;
+            }
+        }
+        let aside_path = home_dir.home().root().join(&aside);
+        tracing::error!(
+            "journal {} is corrupt ({reason}); moved aside to {}, starting a new one",
+            path.display(),
+            aside_path.display()
+        );
+        check_files()?;
+        let connection = match open_connection(&path) {
+            Ok(connection) => connection,
+            Err(OpenFailure::Other(source)) => return Err(JournalError::Sqlite { path, source }),
+            Err(OpenFailure::Corrupt(reason)) => {
+                return Err(JournalError::Corrupt { path, reason })
+            }
+        };
+        let journal = Self::start(connection, &path)?;
+        journal.record(Row::now(
+            None,
+            "journal_reset",
+            None,
+            format!(
+                "the journal was corrupt ({reason}): moved aside to {}, new journal started",
+                aside_path.display()
+            ),
+        ));
+        let warning = format!(
+            "the journal was corrupt ({reason}) and was moved aside to {}; earlier events are there",
+            aside_path.display()
+        );
+        Ok((journal, vec![warning]))
+    }
+
+    fn start(mut connection: Connection, path: &Path) -> Result<Self, JournalError> {
         let (sender, receiver) = mpsc::channel::<Row>();
         let writer = std::thread::Builder::new()
             .name("journal".into())
@@ -201,8 +325,15 @@ pub struct EventFilter {
 
 /// A read-only connection for readers; `None` when there is no journal.
 fn open_for_reading(path: &Path) -> Result<Option<Connection>, JournalError> {
-    if !path.exists() {
-        return Ok(None);
+    // SQLite would follow a link; a journal is never one.
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(JournalError::NotRegular {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => {}
     }
     let error = |source| JournalError::Sqlite {
         path: path.to_path_buf(),
@@ -318,6 +449,36 @@ mod tests {
         let left = read_events(&path, &EventFilter::default()).expect("read");
         assert_eq!(left.len(), 10);
         assert_eq!(left[0].detail, "#40");
+    }
+
+    #[test]
+    fn a_corrupt_journal_is_moved_aside_and_a_new_one_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = crate::home::Home::new(dir.path().join("home"));
+        let home_dir = home.create_verified().expect("home");
+        let mut journal = Journal::open(&home.journal()).expect("open");
+        journal.record(Row::now(None, "tick", None, "old"));
+        journal.close();
+        drop(journal);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(home.journal())
+            .expect("open file");
+        file.set_len(100).expect("truncate");
+
+        let (mut journal, warnings) = Journal::open_in_home(&home_dir).expect("reset");
+        journal.close();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let aside: Vec<String> = std::fs::read_dir(home.root())
+            .expect("list")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("journal.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert!(warnings[0].contains(&aside[0]), "{}", warnings[0]);
+        let events = read_events(&home.journal(), &EventFilter::default()).expect("read");
+        let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+        assert_eq!(kinds, ["journal_reset"]);
     }
 
     #[test]

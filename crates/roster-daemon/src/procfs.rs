@@ -90,8 +90,33 @@ pub fn own_children() -> Vec<u32> {
     children
 }
 
+/// The real uid of a process, from the `Uid:` line of `/proc/PID/status`.
+pub fn real_uid(pid: u32) -> Option<u32> {
+    parse_real_uid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The real uid in the text of `/proc/PID/status`.
+pub fn parse_real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The `ROSTER_HOME` and `ROSTER_AGENT` markers in a process's environment.
+///
+/// Any user can put these variables into a process's environment, so they
+/// are trusted only on processes of the daemon's own user (real uid equal to
+/// our effective uid: agents run as the daemon's user) and with a valid agent
+/// name. Otherwise a local user could have a root daemon stop (or journal a
+/// forged, terminal-escaping name for) a process of their choosing.
 pub fn roster_markers(pid: u32) -> Option<(String, String)> {
+    if real_uid(pid)? != nix::unistd::geteuid().as_raw() {
+        return None;
+    }
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
     let mut home = None;
     let mut agent = None;
@@ -102,7 +127,9 @@ pub fn roster_markers(pid: u32) -> Option<(String, String)> {
             agent = Some(String::from_utf8_lossy(value).into_owned());
         }
     }
-    Some((home?, agent?))
+    let agent = agent?;
+    roster_core::AgentName::new(&agent).ok()?;
+    Some((home?, agent))
 }
 
 /// Processes started for `home` (by this or an earlier daemon), with their
@@ -150,6 +177,14 @@ mod tests {
         assert_eq!(sample.cpu_ticks, 10);
         assert_eq!(sample.start_ticks, 123456);
         assert_eq!(sample.rss_pages, 250);
+    }
+
+    #[test]
+    fn real_uid_is_the_first_of_four() {
+        let status =
+            "Name:\tsleep\nUmask:\t0022\nUid:\t1001\t0\t0\t0\nGid:\t1001\t1001\t1001\t1001\n";
+        assert_eq!(parse_real_uid(status), Some(1001));
+        assert_eq!(parse_real_uid("Name:\tx\n"), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::procfs;
 #[derive(Clone)]
 struct ApiState {
     inbox: Inbox,
+    /// Problems found at start that status keeps reporting (a journal moved aside).
+    warnings: Arc<Vec<String>>,
     cpu: Arc<Mutex<HashMap<String, CpuSample>>>,
 }
 
@@ -36,10 +38,11 @@ struct CpuSample {
     at: Instant,
 }
 
-/// Serves the API until the task is aborted.
-pub async fn serve(listener: UnixListener, inbox: Inbox) {
+/// Serves the API until the task is aborted; `warnings` go into every status.
+pub async fn serve(listener: UnixListener, inbox: Inbox, warnings: Vec<String>) {
     let state = ApiState {
         inbox,
+        warnings: Arc::new(warnings),
         cpu: Arc::new(Mutex::new(HashMap::new())),
     };
     let router = Router::new()
@@ -203,6 +206,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     };
     // Sampling /proc is blocking work: keep it off the runtime's workers.
     let cpu = state.cpu.clone();
+    let warnings = state.warnings.as_ref().clone();
     let agents = tokio::task::spawn_blocking(move || {
         let wanted = views.iter().any(|(view, _)| view.pid.is_some());
         let samples = if wanted {
@@ -277,7 +281,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     })
     .await;
     match agents {
-        Ok(agents) => Json(StatusReply { agents }).into_response(),
+        Ok(agents) => Json(StatusReply { agents, warnings }).into_response(),
         Err(join_error) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("sampling failed: {join_error}"),

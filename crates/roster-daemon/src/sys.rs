@@ -195,3 +195,35 @@ pub fn register_pipe(
     // fd stays the same open file description.
     unsafe { tokio::io::unix::AsyncFd::register(pipe) }.map_err(|error| error.into())
 }
+
+/// Makes sure fds 0, 1 and 2 are open (on /dev/null when they were closed)
+/// before the daemon opens anything: otherwise the journal or a log could
+/// become fd 2 and receive the daemon's own log text.
+pub fn ensure_standard_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        if open || nix::errno::Errno::last() != nix::errno::Errno::EBADF {
+            continue;
+        }
+        // The lowest free descriptor is `fd` itself: 0..fd are open by now.
+        match nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(null) => {
+                use std::os::fd::{AsRawFd, IntoRawFd};
+                if null.as_raw_fd() == fd {
+                    let _ = null.into_raw_fd();
+                } else {
+                    // SAFETY: dup2 onto a closed standard descriptor.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            Err(error) => {
+                tracing::warn!("fd {fd} is closed and /dev/null cannot be opened: {error}");
+            }
+        }
+    }
+}

@@ -35,6 +35,14 @@ pub fn uptime(seconds: u64) -> String {
         .collect()
 }
 
+/// The daemon's warnings, one `warning: ...` line each (for stderr).
+pub fn warnings(warnings: &[String]) -> String {
+    warnings
+        .iter()
+        .map(|warning| format!("warning: {warning}\n"))
+        .collect()
+}
+
 /// The status table.
 pub fn status_table(agents: &[AgentStatus]) -> String {
     if agents.is_empty() {

@@ -12,7 +12,6 @@ mod inbox;
 mod startup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,7 @@ use roster_core::{Action, AgentName, LogConfig, Supervisor};
 pub use inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
 use startup::{
     io_error, notify_systemd_ready, raise_open_file_limit, stop_stale_processes, take_lock,
+    DaemonLock,
 };
 
 use crate::home::Home;
@@ -62,6 +62,9 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The home, or a file in it, may not be used.
+    #[error(transparent)]
+    Home(#[from] crate::home::HomeError),
     /// The journal could not be opened.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
@@ -118,12 +121,15 @@ struct Daemon {
     pending_sweeps: Vec<(AgentName, u32)>,
     last_sweep: Option<Instant>,
     pipe_budget: PipeBudget,
-    _lock: File,
+    _lock: DaemonLock,
 }
 
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `roster down`.
 pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
-    // Descriptors inherited from whoever started us must not reach agents.
+    // Before anything is opened: 0, 1 and 2 exist (so no file of ours
+    // becomes one), and descriptors inherited from whoever started us are
+    // close-on-exec (so they never reach agents).
+    crate::sys::ensure_standard_fds();
     crate::sys::close_inherited_descriptors_on_exec();
     let home = Home::new(options.home.clone());
     // Block the signals the loop handles before any other thread exists:
@@ -152,11 +158,11 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let signals = SignalFd::with_flags(&handled, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(os_error("creating a signalfd for"))?;
 
-    for dir in [home.root().to_path_buf(), home.logs()] {
-        std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
-    }
-    let _ = std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o700));
-    let lock = take_lock(&home)?;
+    // The home is checked (ours, not writable by others, not a link) and
+    // never chmod-ed; the lock comes before anything else is touched in it.
+    let home_dir = home.create_verified()?;
+    let lock = take_lock(&home_dir)?;
+    home_dir.ensure_directory("logs")?;
     raise_open_file_limit();
     if let Err(error) = spawn::become_subreaper() {
         tracing::warn!(
@@ -170,7 +176,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io_error("starting the runtime for", home.root()))?;
-    let journal = Journal::open(&home.journal())?;
+    let (journal, warnings) = Journal::open_in_home(&home_dir)?;
     journal.record(Row::now(
         None,
         "daemon_started",
@@ -182,7 +188,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let (inbox, inputs, doorbell) =
         Inbox::new().map_err(io_error("creating the inbox of", home.root()))?;
     let socket_path = home.socket();
-    let _ = std::fs::remove_file(&socket_path);
+    home_dir.remove_file("roster.sock")?;
     let listener = {
         let _context = runtime.enter();
         tokio::net::UnixListener::bind(&socket_path)
@@ -190,7 +196,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     };
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("securing", &socket_path))?;
-    let server = runtime.spawn(server::serve(listener, inbox.clone()));
+    let server = runtime.spawn(server::serve(listener, inbox.clone(), warnings));
 
     let (log_config, _) = watch::channel(LogConfig::default());
     let mut daemon = Daemon {

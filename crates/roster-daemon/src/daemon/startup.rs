@@ -1,15 +1,16 @@
 //! Start-up chores: the home's lock, limits, processes an earlier daemon
 //! left behind, and telling systemd we are ready.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
 use super::DaemonError;
-use crate::home::Home;
+use crate::home::{Home, HomeDir, HomeLock, LockOutcome};
 use crate::journal::{Journal, Row};
 use crate::{procfs, spawn};
 
@@ -18,32 +19,61 @@ pub fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) 
     move |source| DaemonError::Io { what, path, source }
 }
 
-#[allow(unsafe_code)]
-pub fn take_lock(home: &Home) -> Result<File, DaemonError> {
+/// What a running daemon holds: the home directory's lock, and the lock on
+/// `daemon.lock` that daemons before the directory lock took (so an older
+/// daemon of the same home is still noticed).
+pub struct DaemonLock {
+    _home: HomeLock,
+    _pid_file: Flock<File>,
+}
+
+/// Takes the home's one-per-home lock: an exclusive `flock` on the home
+/// directory itself (deleting `daemon.lock` cannot release it), then writes
+/// the pid into `daemon.lock` for people and tools.
+pub fn take_lock(home_dir: &HomeDir) -> Result<DaemonLock, DaemonError> {
+    let home = home_dir.home();
+    let already_running = |home: &Home| DaemonError::AlreadyRunning {
+        home: home.root().to_path_buf(),
+        pid: read_pid(home_dir),
+    };
+    let directory = match home_dir.try_lock()? {
+        LockOutcome::Taken(lock) => lock,
+        LockOutcome::Held => return Err(already_running(home)),
+    };
     let path = home.lock();
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_error("opening the lock", &path))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let pid = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        return Err(DaemonError::AlreadyRunning {
-            home: home.root().to_path_buf(),
-            pid,
-        });
-    }
+    let file = home_dir.open_file("daemon.lock", OFlag::O_RDWR | OFlag::O_CREAT, 0o600)?;
+    let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(file) => file,
+        Err((_, Errno::EWOULDBLOCK)) => return Err(already_running(home)),
+        Err((_, errno)) => {
+            return Err(DaemonError::Io {
+                what: "locking",
+                path,
+                source: errno.into(),
+            })
+        }
+    };
     file.set_len(0)
         .map_err(io_error("writing the lock", &path))?;
-    write!(file, "{}", std::process::id()).map_err(io_error("writing the lock", &path))?;
-    Ok(file)
+    write!(*file, "{}", std::process::id()).map_err(io_error("writing the lock", &path))?;
+    Ok(DaemonLock {
+        _home: directory,
+        _pid_file: file,
+    })
+}
+
+fn read_pid(home_dir: &HomeDir) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Ok(mut file) = home_dir.open_file("daemon.lock", OFlag::O_RDONLY, 0) {
+        let _ = (&mut file).take(64).read_to_string(&mut text);
+    }
+    let pid = text.trim();
+    if pid.is_empty() || !pid.bytes().all(|byte| byte.is_ascii_digit()) {
+        "unknown".to_owned()
+    } else {
+        pid.to_owned()
+    }
 }
 
 /// Stops processes an earlier daemon of this home started and left behind

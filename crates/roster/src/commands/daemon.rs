@@ -1,8 +1,7 @@
 //! `roster daemon` (foreground), starting a background daemon for `up`, and
 //! `roster down`.
 
-use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -10,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use nix::fcntl::OFlag;
+
+use roster_daemon::home::HomeDir;
 use roster_daemon::{DaemonOptions, Home};
 
 use crate::client::Reach;
@@ -80,20 +82,25 @@ impl<'writer> tracing_subscriber::fmt::MakeWriter<'writer> for LossyStderr {
 }
 
 /// Starts a background daemon for `home` unless one answers already.
+///
+/// Several `roster up` may race on one home: each may start a daemon, one of
+/// them takes the home's lock and the others exit. Losing that race is not a
+/// failure: the caller then waits for the winner to answer.
 pub fn ensure_running(home: &Home) -> Result<()> {
     let client = super::client(home);
     if matches!(client.reach(), Reach::Up) {
         return Ok(());
     }
-    std::fs::create_dir_all(home.root())
-        .with_context(|| format!("creating {}", home.root().display()))?;
+    let home_dir = home.create_verified()?;
     let log_path = home.daemon_log();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let log_for_stderr = log.try_clone()?;
+    let log = home_dir.open_file(
+        "daemon.log",
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+        0o600,
+    )?;
+    let log_for_stderr = log
+        .try_clone()
+        .with_context(|| format!("duplicating the descriptor of {}", log_path.display()))?;
     let executable = std::env::current_exe().context("finding the roster executable")?;
     let mut command = Command::new(executable);
     command
@@ -112,25 +119,31 @@ pub fn ensure_running(home: &Home) -> Result<()> {
             Ok(())
         });
     }
-    let mut child = command.spawn().context("starting the roster daemon")?;
+    let mut child = Some(command.spawn().context("starting the roster daemon")?);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if matches!(client.reach(), Reach::Up) {
             return Ok(());
         }
-        if let Some(status) = child.try_wait()? {
-            let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log_text.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            // Another `up` may have won the race to start the daemon.
-            if matches!(client.reach(), Reach::Up) {
-                return Ok(());
+        if let Some(status) = child
+            .as_mut()
+            .map(|child| child.try_wait())
+            .transpose()?
+            .flatten()
+        {
+            child = None;
+            // Another daemon holds the lock: ours lost the race to start
+            // (or found one starting); wait for that one to answer.
+            if !home.is_locked()? {
+                if matches!(client.reach(), Reach::Up) {
+                    return Ok(());
+                }
+                bail!(
+                    "the roster daemon exited at start ({status}); its log {} ends with:\n{}",
+                    log_path.display(),
+                    log_tail(&home_dir, 5)
+                );
             }
-            bail!(
-                "the roster daemon exited at start ({status}); its log {} ends with:\n{}",
-                log_path.display(),
-                tail.join("\n")
-            );
         }
         if Instant::now() >= deadline {
             bail!(
@@ -142,24 +155,28 @@ pub fn ensure_running(home: &Home) -> Result<()> {
     }
 }
 
-/// Whether a daemon holds the home's lock.
-pub fn daemon_alive(home: &Home) -> bool {
-    let Ok(file) = OpenOptions::new().read(true).open(home.lock()) else {
-        return false;
-    };
-    // SAFETY: flock on an fd we own; released when `file` closes.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    !taken
+fn log_tail(home_dir: &HomeDir, count: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = home_dir.open_file("daemon.log", OFlag::O_RDONLY, 0) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let tail: Vec<&str> = text.lines().rev().take(count).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Whether a daemon holds the home's lock (the home directory itself).
+pub fn daemon_alive(home: &Home) -> Result<bool> {
+    Ok(home.is_locked()?)
 }
 
 /// Runs `roster down`: stop everything, wait until the daemon is gone.
 pub fn down(home: &Home) -> Result<ExitCode> {
     let client = super::client(home);
     if client.raw("POST", "/v1/shutdown", None)?.is_none() {
-        if daemon_alive(home) {
+        if daemon_alive(home)? {
             bail!(
-                "a daemon holds {} but does not answer on its socket",
-                home.lock().display()
+                "a daemon holds the lock of {} but does not answer on its socket",
+                home.root().display()
             );
         }
         println!("no roster daemon runs for {}", home.root().display());
@@ -167,7 +184,7 @@ pub fn down(home: &Home) -> Result<ExitCode> {
     }
     let started = Instant::now();
     let mut said = false;
-    while daemon_alive(home) {
+    while daemon_alive(home)? {
         if !said && started.elapsed() > Duration::from_secs(2) {
             eprintln!("waiting for agents to stop (each gets its stop_timeout, then SIGKILL)...");
             said = true;

@@ -33,6 +33,7 @@ pub fn run(home: &Home, names: &[String], json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", render::status_table(&status.agents));
+        eprint!("{}", render::warnings(&status.warnings));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -121,6 +121,7 @@ fn settle_and_report(client: &Client, wanted: &[String], timeout: Duration) -> R
         unsettled.is_empty()
     })?;
     print!("{}", render::status_table(&status.agents));
+    eprint!("{}", render::warnings(&status.warnings));
     let concerned: Vec<AgentStatus> = status
         .agents
         .into_iter()

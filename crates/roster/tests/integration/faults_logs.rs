@@ -209,7 +209,7 @@ fn is_root_or_skip(what: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("skipped: {what} needs root to mount a small tmpfs");
+    skip(what, "needs root to mount a small tmpfs");
     false
 }
 
@@ -553,7 +553,7 @@ fn logs_escape_control_characters_on_a_terminal_only() {
         .stdin(Stdio::null())
         .output()
     else {
-        eprintln!("skipped: the terminal half needs util-linux `script`");
+        skip("escapes_on_a_terminal", "needs util-linux `script`");
         return;
     };
     let shown = String::from_utf8_lossy(&on_terminal.stdout);

@@ -275,7 +275,7 @@ fn a_full_disk_drops_lines_counts_them_and_the_daemon_lives() {
     let logs = roster.home_path().join("logs");
     std::fs::create_dir_all(&logs).expect("mkdir");
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
         .arg(&logs)
         .status()
         .expect("mount");

@@ -4,6 +4,7 @@
 
 mod config;
 mod example;
+mod faults_home;
 mod faults_logs;
 mod faults_loop;
 mod journal;

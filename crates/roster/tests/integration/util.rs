@@ -309,3 +309,39 @@ pub fn needs_root(test: &str, why: &str) -> bool {
     skip(test, &format!("needs root to {why}"));
     false
 }
+
+/// Processes whose environment names `home` as their `ROSTER_HOME`, whatever
+/// their user (the daemon trusts only its own user's; a test that runs a
+/// daemon as another user must still find and clean up after it).
+pub fn processes_of_home_any_user(home: &str) -> Vec<u32> {
+    let marker = format!("ROSTER_HOME={home}");
+    roster_daemon::procfs::all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|entry| entry == marker.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// A system user for tests (created once if missing, never deleted):
+/// `(uid, gid)`, or None when it cannot be had (not root, no useradd).
+pub fn system_user(name: &str) -> Option<(u32, u32)> {
+    if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+        return Some((user.uid.as_raw(), user.gid.as_raw()));
+    }
+    let _ = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .output();
+    let user = nix::unistd::User::from_name(name).ok()??;
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
