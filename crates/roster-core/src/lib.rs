@@ -5,6 +5,8 @@
 //! control API. It must not do I/O: no clock reads, no processes, no files,
 //! no sockets. Time comes in as an argument (`now: Instant`), so every policy
 //! is tested deterministically on a fake clock.
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;

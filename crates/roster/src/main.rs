@@ -1,6 +1,8 @@
 //! The `roster` command: parses the command line, runs one command, renders
 //! its errors once, and maps them to exit codes (0 ok, 1 failed, 2 usage).
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod commands;
 mod render;
@@ -49,6 +51,9 @@ enum Command {
         /// A config file to apply at start.
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
+        /// Leave the caller's session first (used by `roster up`).
+        #[arg(long, hide = true)]
+        detach: bool,
     },
     /// Converge a running daemon to the file: new agents start, removed ones
     /// stop, changed ones restart, the rest are untouched.
@@ -146,7 +151,7 @@ fn main() -> ExitCode {
             timeout,
             replace,
         } => commands::up::run(&home, &file, timeout, replace),
-        Command::Daemon { file } => commands::daemon::run(&home, file.as_deref()),
+        Command::Daemon { file, detach } => commands::daemon::run(&home, file.as_deref(), detach),
         Command::Apply {
             file,
             replace,

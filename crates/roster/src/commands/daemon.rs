@@ -2,7 +2,6 @@
 //! `roster down`.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +15,13 @@ use roster_daemon::{DaemonOptions, Home};
 
 use crate::client::Reach;
 
-/// Runs the daemon in the foreground; its log goes to stderr.
-pub fn run(home: &Home, file: Option<&Path>) -> Result<ExitCode> {
+/// Runs the daemon in the foreground; its log goes to stderr. With
+/// `detach` (what `roster up` asks for) it first leaves the caller's session,
+/// so closing that terminal does not stop the agents.
+pub fn run(home: &Home, file: Option<&Path>, detach: bool) -> Result<ExitCode> {
+    if detach {
+        nix::unistd::setsid().context("detaching from the terminal (setsid)")?;
+    }
     init_tracing();
     let config = file.map(super::config_path).transpose()?;
     roster_daemon::run(DaemonOptions {
@@ -105,20 +109,13 @@ pub fn ensure_running(home: &Home) -> Result<()> {
     let mut command = Command::new(executable);
     command
         .arg("daemon")
+        .arg("--detach")
         .arg("--home")
         .arg(home.root())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_for_stderr));
-    // SAFETY: setsid is async-signal-safe; it detaches the daemon from this
-    // terminal so closing it does not stop the agents.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
     let mut child = Some(command.spawn().context("starting the roster daemon")?);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
