@@ -115,15 +115,7 @@ fn apply_of_a_bad_file_keeps_the_running_config() {
 
     // The daemon validates too: the same file sent straight to the API (no
     // CLI check in front) is refused there, located, and journaled.
-    let (code, body) = api(
-        &roster,
-        "POST",
-        "/v1/apply",
-        &format!(
-            r#"{{"path": "{}", "start_stopped": false}}"#,
-            roster.path("roster.toml").display()
-        ),
-    );
+    let (code, body) = api_apply(&roster, &roster.path("roster.toml"));
     assert_eq!(code, 422, "{body}");
     assert!(
         body.contains("roster.toml:3:16: bad duration for `stop_timeout`"),

@@ -14,15 +14,6 @@ use crate::util::*;
 
 const OTHER_USER: &str = "roster-test-other";
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// The uid and gid of a fixed second user, created once (idempotently).
-fn other_user() -> Option<(u32, u32)> {
-    system_user(OTHER_USER)
-}
-
 /// `roster --home HOME` (for homes that are not a `Roster`'s temp dir).
 fn roster_at(home: &Path, dir: &Path) -> Command {
     let mut command = Command::new(BIN);
@@ -151,18 +142,11 @@ impl Victims {
 
 #[test]
 fn a_home_owned_by_another_user_is_refused_and_nothing_follows_its_links() {
-    if !is_root() {
-        skip(
-            "foreign_home",
-            "needs root to create a home owned by another user",
-        );
-        return;
-    }
-    let Some((other_uid, other_gid)) = other_user() else {
-        skip(
-            "other_user",
-            &format!("could not create the user {OTHER_USER}"),
-        );
+    let Some((other_uid, other_gid)) = other_user_or_skip(
+        "foreign_home",
+        OTHER_USER,
+        "create a home owned by another user",
+    ) else {
         return;
     };
     let roster = Roster::new();
@@ -376,18 +360,11 @@ fn a_corrupt_journal_is_moved_aside_and_the_agents_run() {
 
 #[test]
 fn markers_of_another_user_are_not_trusted() {
-    if !is_root() {
-        skip(
-            "forged_markers",
-            "needs root to run a process as another user",
-        );
-        return;
-    }
-    let Some((other_uid, other_gid)) = other_user() else {
-        skip(
-            "other_user",
-            &format!("could not create the user {OTHER_USER}"),
-        );
+    let Some((other_uid, other_gid)) = other_user_or_skip(
+        "forged_markers",
+        OTHER_USER,
+        "run a process as another user",
+    ) else {
         return;
     };
     let roster = Roster::new();
@@ -538,15 +515,7 @@ fn a_daemon_started_with_closed_standard_fds_keeps_its_journal_intact() {
     roster.ok(&["restart", "alpha"]);
     roster.ok(&["down"]);
     let _ = exit_within_child(&mut shell);
-    let connection = rusqlite::Connection::open_with_flags(
-        roster.home_path().join("journal.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open journal");
-    let verdict: String = connection
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .expect("integrity check");
-    assert_eq!(verdict, "ok");
+    assert_eq!(journal_integrity(roster.home_path()), "ok");
     let kinds: Vec<String> = roster
         .events(&[])
         .into_iter()

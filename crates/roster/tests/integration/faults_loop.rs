@@ -48,10 +48,7 @@ fn foreground_daemon_starts_its_agents_with_nothing_else_touching_it() {
         },
     );
     assert!(alive(pid));
-    kill(daemon.id(), libc::SIGTERM);
-    let exit = wait_for("the daemon to exit", SECS(15), || {
-        daemon.try_wait().ok().flatten()
-    });
+    let exit = terminate(&mut daemon);
     assert!(exit.success(), "daemon exit: {exit}");
     assert!(!alive(pid), "the agent outlived the daemon");
 }
@@ -192,15 +189,7 @@ fn another_projects_config_does_not_remove_agents_without_replace() {
     assert_eq!(roster.agent("alpha").pid, alpha, "alpha was touched");
     assert_eq!(roster.status().agents.len(), 2);
     // Through the API as well.
-    let (status, body) = api(
-        &roster,
-        "POST",
-        "/v1/apply",
-        &format!(
-            r#"{{"path": "{}", "start_stopped": false}}"#,
-            roster.path("b.toml").display()
-        ),
-    );
+    let (status, body) = api_apply(&roster, &roster.path("b.toml"));
     assert_eq!(status, 409, "{body}");
     assert!(
         body.contains("\"would_remove\":[\"alpha\",\"beta\"]"),
@@ -376,10 +365,7 @@ fn agents_start_clean_from_a_dirty_daemon_environment() {
         [0, 1, 2],
         "inherited descriptors leaked into the agent"
     );
-    kill(daemon.id(), libc::SIGTERM);
-    let exit = wait_for("the daemon to exit", SECS(15), || {
-        daemon.try_wait().ok().flatten()
-    });
+    let exit = terminate(&mut daemon);
     assert!(exit.success());
 }
 
@@ -544,10 +530,7 @@ fn foreground_daemon_notifies_systemd_when_its_agents_are_started() {
     assert_eq!(agents.len(), 1, "READY=1 before the agent was started");
     let environ = std::fs::read(format!("/proc/{}/environ", agents[0].0)).expect("environ");
     assert!(!String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET"));
-    kill(daemon.id(), libc::SIGTERM);
-    let exit = wait_for("the daemon to exit", SECS(15), || {
-        daemon.try_wait().ok().flatten()
-    });
+    let exit = terminate(&mut daemon);
     assert!(exit.success());
 }
 
@@ -556,13 +539,13 @@ fn foreground_daemon_notifies_systemd_when_its_agents_are_started() {
 /// pipes keep their normal size.
 #[test]
 fn an_unprivileged_daemon_sizes_log_pipes_within_the_pipe_budget() {
-    if !needs_root("pipe_budget", "run a daemon as another user") {
-        return;
-    }
     // A user of its own: the budget is per user, and nothing else may
     // hold pipes of it.
-    let Some((uid, gid)) = system_user("roster-test-pipes") else {
-        skip("pipe_budget", "could not create the user roster-test-pipes");
+    let Some((uid, gid)) = other_user_or_skip(
+        "pipe_budget",
+        "roster-test-pipes",
+        "run a daemon as another user",
+    ) else {
         return;
     };
     let soft: u64 = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
@@ -662,9 +645,6 @@ fn an_unprivileged_daemon_sizes_log_pipes_within_the_pipe_budget() {
         )
         .expect("query");
     assert!(reduced >= 1, "the reduced pipe size was not journaled");
-    kill(daemon.id(), libc::SIGTERM);
-    let exit = wait_for("the daemon to exit", SECS(30), || {
-        daemon.try_wait().ok().flatten()
-    });
+    let exit = terminate(&mut daemon);
     assert!(exit.success(), "{exit}");
 }

@@ -136,15 +136,7 @@ fn a_killed_daemon_leaves_an_intact_journal_and_up_converges_without_duplicates(
         .filter(|event| event.kind == "stale_stopped")
         .count();
     assert_eq!(stale, 2, "each left-over agent is journaled as stopped");
-    let journal = rusqlite::Connection::open_with_flags(
-        roster.home_path().join("journal.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the journal");
-    let integrity: String = journal
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .expect("integrity check");
-    assert_eq!(integrity, "ok");
+    assert_eq!(journal_integrity(roster.home_path()), "ok");
 }
 
 #[test]

@@ -345,3 +345,51 @@ pub fn system_user(name: &str) -> Option<(u32, u32)> {
     let user = nix::unistd::User::from_name(name).ok()??;
     Some((user.uid.as_raw(), user.gid.as_raw()))
 }
+
+/// Another user for tests that need one, or None after recording the skip
+/// (not root, or the user cannot be created).
+pub fn other_user_or_skip(test: &str, user: &str, why: &str) -> Option<(u32, u32)> {
+    if !needs_root(test, why) {
+        return None;
+    }
+    let found = system_user(user);
+    if found.is_none() {
+        skip(test, &format!("could not create the user {user}"));
+    }
+    found
+}
+
+/// `PRAGMA integrity_check` of a home's journal, opened read-only.
+pub fn journal_integrity(home: &Path) -> String {
+    let journal = rusqlite::Connection::open_with_flags(
+        home.join("journal.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the journal");
+    journal
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity check")
+}
+
+/// `POST /v1/apply` of `config` straight to the daemon (no CLI check in
+/// front): (HTTP status, body).
+pub fn api_apply(roster: &Roster, config: &Path) -> (u16, String) {
+    api(
+        roster,
+        "POST",
+        "/v1/apply",
+        &format!(
+            r#"{{"path": "{}", "start_stopped": false}}"#,
+            config.display()
+        ),
+    )
+}
+
+/// Sends SIGTERM to a foreground daemon and waits for it to exit.
+pub fn terminate(daemon: &mut std::process::Child) -> std::process::ExitStatus {
+    // SAFETY: plain kill(2) of a child this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    wait_for("the daemon to exit", SECS(30), || {
+        daemon.try_wait().ok().flatten()
+    })
+}
