@@ -29,12 +29,7 @@ fn event_kinds(roster: &Roster, agent: &str) -> Vec<String> {
 fn foreground_daemon_starts_its_agents_with_nothing_else_touching_it() {
     let roster = Roster::new();
     roster.config("[agents.alone]\ncommand = [\"sleep\", \"3602\"]\n");
-    let mut daemon = roster
-        .command()
-        .args(["daemon", "-f", "roster.toml"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("roster daemon");
+    let mut daemon = roster.foreground_daemon(&[]);
     // Look only at /proc: no API request may nudge the daemon.
     let pid = wait_for(
         "the agent to be spawned by the daemon alone",
@@ -379,12 +374,7 @@ fn sighup_during_shutdown_starts_nothing() {
         "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.05; done",
         "stop_timeout = \"10s\"",
     ));
-    let mut daemon = roster
-        .command()
-        .args(["daemon", "-f", "roster.toml"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("roster daemon");
+    let mut daemon = roster.foreground_daemon(&[]);
     wait_for("the agent", SECS(10), || {
         (!roster.processes().is_empty()).then_some(())
     });
@@ -513,13 +503,7 @@ fn foreground_daemon_notifies_systemd_when_its_agents_are_started() {
     socket
         .set_read_timeout(Some(SECS(10)))
         .expect("read timeout");
-    let mut daemon = roster
-        .command()
-        .args(["daemon", "-f", "roster.toml"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("roster daemon");
+    let mut daemon = roster.foreground_daemon(&[("NOTIFY_SOCKET", &socket_path)]);
     let mut message = [0u8; 256];
     let length = socket.recv(&mut message).expect("a notification in time");
     assert_eq!(

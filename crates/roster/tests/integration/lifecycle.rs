@@ -281,12 +281,7 @@ fn foreground_daemon_applies_its_file_and_stops_gracefully_on_sigterm() {
         ),
         "",
     ));
-    let mut daemon = roster
-        .command()
-        .args(["daemon", "-f", "roster.toml"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("roster daemon");
+    let mut daemon = roster.foreground_daemon(&[]);
     let agent = wait_for(
         "the agent to run under the foreground daemon",
         SECS(10),

@@ -60,6 +60,19 @@ impl Roster {
         command
     }
 
+    /// `roster daemon -f roster.toml` in the foreground, as systemd runs it,
+    /// with `env` added; its log is discarded.
+    pub fn foreground_daemon(&self, env: &[(&str, &Path)]) -> std::process::Child {
+        let mut command = self.command();
+        command
+            .args(["daemon", "-f", "roster.toml"])
+            .stderr(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.spawn().expect("roster daemon")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run roster")
     }
