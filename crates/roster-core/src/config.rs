@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use toml_edit::{Item, TableLike, Value};
 
+use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
 use crate::name::AgentName;
 use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
@@ -104,6 +105,13 @@ pub struct AgentSpec {
     /// A `failed` agent is retried after this; `None` (`"never"`) leaves it
     /// failed until an operator starts it.
     pub failed_retry: Option<Duration>,
+    /// The health check, if any.
+    pub health: Option<HealthSpec>,
+    /// Asks the agent to finish its work before a restart roster decided
+    /// on (a failed health check); `None` means the stop signal.
+    pub drain_signal: Option<Signal>,
+    /// How long a draining agent may take before SIGKILL.
+    pub drain_timeout: Duration,
 }
 
 impl AgentSpec {
@@ -137,6 +145,7 @@ impl fmt::Debug for AgentSpec {
             .field("backoff_max", &self.backoff_max)
             .field("stop_signal", &self.stop_signal)
             .field("stop_timeout", &self.stop_timeout)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -206,7 +215,17 @@ fn locate(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const LOG_KEYS: [&str; 3] = ["max_size", "keep", "compress"];
-const AGENT_KEYS: [&str; 13] = [
+const HEALTH_KEYS: [&str; 8] = [
+    "http",
+    "tcp",
+    "exec",
+    "interval",
+    "timeout",
+    "retries",
+    "start_period",
+    "on_failure",
+];
+const AGENT_KEYS: [&str; 16] = [
     "command",
     "cwd",
     "env",
@@ -220,6 +239,9 @@ const AGENT_KEYS: [&str; 13] = [
     "crash_loop",
     "crash_window",
     "failed_retry",
+    "health",
+    "drain_signal",
+    "drain_timeout",
 ];
 const TOP_KEYS: [&str; 2] = ["log", "agents"];
 
@@ -442,6 +464,9 @@ impl Checker {
             crash_loop: 5,
             crash_window: Duration::from_secs(60),
             failed_retry: Some(Duration::from_secs(300)),
+            health: None,
+            drain_signal: None,
+            drain_timeout: Duration::from_secs(30),
         };
         let mut has_command = false;
         let place = format!("agent `{name}`");
@@ -524,20 +549,28 @@ impl Checker {
                     }
                 }
                 "stop_signal" => {
-                    if let Some(raw) = self.string(item, key) {
-                        match Signal::from_name(raw) {
-                            Some(signal) => spec.stop_signal = signal,
-                            None => self.problem(
-                                span_of(item),
-                                format!("unknown signal {raw:?}"),
-                                Some(format!(
-                                    "use one of {}",
-                                    Signal::known_names().collect::<Vec<_>>().join(", ")
-                                )),
-                            ),
-                        }
+                    if let Some(signal) = self.signal(item, key) {
+                        spec.stop_signal = signal;
                     }
                 }
+                "drain_signal" => spec.drain_signal = self.signal(item, key),
+                "drain_timeout" => {
+                    if let Some(value) = self.duration(item, key) {
+                        spec.drain_timeout = value;
+                    }
+                }
+                "health" => match item.as_table_like() {
+                    Some(health) => {
+                        spec.health = self.health(name, health, key_span(table, key, item))
+                    }
+                    None => self.problem(
+                        span_of(item),
+                        "`health` must be a table",
+                        Some(format!(
+                            "write it as [agents.{name}.health] with one of http, tcp or exec"
+                        )),
+                    ),
+                },
                 "user" => self.problem(
                     key_span(table, key, item),
                     "`user` is not supported yet: agents run as the daemon's user",
@@ -560,6 +593,144 @@ impl Checker {
             );
         }
         (self.problems.len() == problems_before).then_some(spec)
+    }
+
+    fn signal(&mut self, item: &Item, key: &str) -> Option<Signal> {
+        let raw = self.string(item, key)?;
+        let signal = Signal::from_name(raw);
+        if signal.is_none() {
+            self.problem(
+                span_of(item),
+                format!("unknown signal {raw:?}"),
+                Some(format!(
+                    "use one of {}",
+                    Signal::known_names().collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+        signal
+    }
+
+    fn health(
+        &mut self,
+        name: &str,
+        table: &dyn TableLike,
+        table_span: Range<usize>,
+    ) -> Option<HealthSpec> {
+        let place = format!("[agents.{name}.health]");
+        let mut checks: Vec<(Check, Range<usize>)> = Vec::new();
+        let mut check_keys = 0;
+        let mut spec = HealthSpec::with_check(Check::Exec(Vec::new()));
+        for (key, item) in table.iter() {
+            if matches!(key, "http" | "tcp" | "exec") {
+                check_keys += 1;
+            }
+            match key {
+                "http" => {
+                    if let Some(url) = self.string(item, key) {
+                        match HttpTarget::parse(url) {
+                            Ok(target) => checks.push((Check::Http(target), span_of(item))),
+                            Err(error) => self.problem(
+                                span_of(item),
+                                format!("bad health URL {url:?}: {error}"),
+                                Some("e.g. http = \"http://127.0.0.1:8001/health\"".into()),
+                            ),
+                        }
+                    }
+                }
+                "tcp" => {
+                    if let Some(address) = self.string(item, key) {
+                        let port = address.rsplit_once(':').map(|(host, port)| {
+                            (
+                                !host.is_empty(),
+                                port.parse::<u16>().is_ok_and(|port| port > 0),
+                            )
+                        });
+                        if port == Some((true, true)) {
+                            checks.push((
+                                Check::Tcp {
+                                    address: address.to_owned(),
+                                },
+                                span_of(item),
+                            ));
+                        } else {
+                            self.problem(
+                                span_of(item),
+                                format!("bad health address {address:?}: expected HOST:PORT"),
+                                Some("e.g. tcp = \"127.0.0.1:8001\"".into()),
+                            );
+                        }
+                    }
+                }
+                "exec" => {
+                    if let Some(argv) = self.command(item) {
+                        checks.push((Check::Exec(argv), span_of(item)));
+                    }
+                }
+                "interval" | "timeout" | "start_period" => {
+                    if let Some(value) = self.duration(item, key) {
+                        if key != "start_period" && value.is_zero() {
+                            self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
+                            continue;
+                        }
+                        match key {
+                            "interval" => spec.interval = value,
+                            "timeout" => spec.timeout = value,
+                            _ => spec.start_period = value,
+                        }
+                    }
+                }
+                "retries" => {
+                    if let Some(value) = self.integer(item, key, 1, 1000) {
+                        spec.retries = value as u32;
+                    }
+                }
+                "on_failure" => {
+                    if let Some(raw) = self.string(item, key) {
+                        match raw {
+                            "restart" => spec.on_failure = OnFailure::Restart,
+                            "alert" => spec.on_failure = OnFailure::Alert,
+                            "none" => spec.on_failure = OnFailure::None,
+                            other => self.problem(
+                                span_of(item),
+                                format!("unknown on_failure {other:?}"),
+                                Some("use \"restart\", \"alert\" or \"none\"".into()),
+                            ),
+                        }
+                    }
+                }
+                other => {
+                    let span = key_span(table, other, item);
+                    self.unknown_key(span, other, &place, &HEALTH_KEYS);
+                }
+            }
+        }
+        match checks.len() {
+            1 => {
+                let (check, _) = checks.remove(0);
+                spec.check = check;
+                Some(spec)
+            }
+            0 => {
+                // A check that is there but invalid was reported already.
+                if check_keys == 0 {
+                    self.problem(
+                        table_span,
+                        format!("{place} names no check"),
+                        Some("give exactly one of http, tcp or exec".into()),
+                    );
+                }
+                None
+            }
+            _ => {
+                self.problem(
+                    checks[1].1.clone(),
+                    format!("{place} names more than one check"),
+                    Some("give exactly one of http, tcp or exec".into()),
+                );
+                None
+            }
+        }
     }
 
     fn command(&mut self, item: &Item) -> Option<Vec<String>> {
@@ -877,5 +1048,38 @@ stop_timeout = "10s"
         let debug = format!("{:?}", config);
         assert!(debug.contains("API_KEY"));
         assert!(!debug.contains("sk-secret"), "{debug}");
+    }
+
+    #[test]
+    fn health_tables_are_validated_and_located() {
+        let good = parse_text(
+            "[agents.web]\ncommand = \"true\"\ndrain_signal = \"SIGUSR1\"\n[agents.web.health]\nhttp = \"http://127.0.0.1:8001/health\"\nretries = 5\non_failure = \"alert\"\n",
+        )
+        .expect("valid");
+        let web = &good.agents[&AgentName::new("web").expect("name")];
+        let health = web.health.as_ref().expect("a health check");
+        assert_eq!(health.retries, 5);
+        assert_eq!(health.on_failure, OnFailure::Alert);
+        assert_eq!(health.interval, Duration::from_secs(10), "default");
+        assert_eq!(web.drain_signal, Some(Signal::Usr1));
+        assert_eq!(web.drain_timeout, Duration::from_secs(30), "default");
+
+        let text = "[agents.a]\ncommand = \"true\"\n[agents.a.health]\nhttp = \"https://x/\"\n\n[agents.b]\ncommand = \"true\"\n[agents.b.health]\nhttp = \"http://x/\"\ntcp = \"x:1\"\n\n[agents.c]\ncommand = \"true\"\n[agents.c.health]\ninterval = \"0s\"\nretires = 2\non_failure = \"reboot\"\ntcp = \"nohost\"\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        for expected in [
+            "roster.toml:4:8: bad health URL \"https://x/\": https is not supported",
+            "roster.toml:10:7: [agents.b.health] names more than one check",
+            "roster.toml:15:12: `interval` must be above 0s",
+            "roster.toml:16:1: unknown key `retires` in [agents.c.health]",
+            "hint: did you mean `retries`?",
+            "roster.toml:17:14: unknown on_failure \"reboot\"",
+            "roster.toml:18:7: bad health address \"nohost\": expected HOST:PORT",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+        assert!(!rendered.contains("names no check"), "{rendered}");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod health;
 pub mod name;
 pub mod signal;
 pub mod supervisor;

@@ -14,10 +14,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::api::AgentState;
+use crate::api::{AgentState, Health};
 use crate::config::{AgentSpec, Config, RestartMode};
+use crate::health::{Check, OnFailure};
 use crate::name::AgentName;
 use crate::signal::{name_of_number, Signal};
+use crate::units::format_duration;
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,7 +80,35 @@ pub enum Action {
         /// Which agent.
         agent: AgentName,
     },
+    /// Run a health probe off the loop; answer with
+    /// [`Supervisor::handle_probe`] and this `id`. The supervisor itself
+    /// declares it failed at `timeout` (and asks for [`Action::CancelProbe`]).
+    Probe {
+        /// Which agent.
+        agent: AgentName,
+        /// Names this probe; results for another id are stale.
+        id: u64,
+        /// What to probe.
+        check: Check,
+        /// How long it may take.
+        timeout: Duration,
+    },
+    /// Stop a probe that is no longer wanted (timed out, or its agent
+    /// stopped): kill its process, drop its task.
+    CancelProbe {
+        /// Which agent.
+        agent: AgentName,
+        /// The probe.
+        id: u64,
+    },
 }
+
+/// Restarts that roster decides on by itself (a failed health check) per
+/// agent within [`AUTO_RESTART_WINDOW`]: a flapping check must not cause a
+/// restart storm. More are suppressed and journaled.
+pub const AUTO_RESTARTS_MAX: usize = 3;
+/// See [`AUTO_RESTARTS_MAX`].
+pub const AUTO_RESTART_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// A fact to journal: something that happened to an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +183,22 @@ pub enum EventKind {
         /// How the process ended, if one was running.
         status: Option<ExitStatus>,
     },
+    /// Its health check passes (again).
+    Healthy,
+    /// Its health check failed `failures` times in a row.
+    Unhealthy {
+        /// Consecutive failures.
+        failures: u32,
+        /// The last probe's error.
+        error: String,
+        /// What roster does about it.
+        action: OnFailure,
+    },
+    /// An automatic restart was not done: too many already.
+    RestartSuppressed {
+        /// Why a restart was wanted.
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -172,6 +218,9 @@ impl EventKind {
             EventKind::Stopping { .. } => "stopping",
             EventKind::Killed { .. } => "killed",
             EventKind::Stopped { .. } => "stopped",
+            EventKind::Healthy => "healthy",
+            EventKind::Unhealthy { .. } => "unhealthy",
+            EventKind::RestartSuppressed { .. } => "restart_suppressed",
         }
     }
 
@@ -222,6 +271,22 @@ impl EventKind {
                 status: Some(status),
             } => format!("stopped ({status})"),
             EventKind::Stopped { status: None } => "stopped".into(),
+            EventKind::Healthy => "health check passes".into(),
+            EventKind::Unhealthy {
+                failures,
+                error,
+                action,
+            } => {
+                let then = match action {
+                    OnFailure::Restart => "; draining and restarting",
+                    OnFailure::Alert | OnFailure::None => "",
+                };
+                format!("unhealthy: {failures} failed health checks in a row, last: {error}{then}")
+            }
+            EventKind::RestartSuppressed { reason } => format!(
+                "not restarted ({reason}): already {AUTO_RESTARTS_MAX} automatic restarts in {}",
+                format_duration(AUTO_RESTART_WINDOW)
+            ),
         }
     }
 }
@@ -272,6 +337,10 @@ struct Agent {
     quick_streak: u32,
     quick_deaths: VecDeque<Instant>,
     last_exit: Option<ExitStatus>,
+    /// The health check's state for the current process.
+    probe: ProbeState,
+    /// When roster restarted it by itself, within the rate-limit window.
+    auto_restarts: VecDeque<Instant>,
 }
 
 impl Agent {
@@ -284,6 +353,8 @@ impl Agent {
             quick_streak: 0,
             quick_deaths: VecDeque::new(),
             last_exit: None,
+            probe: ProbeState::default(),
+            auto_restarts: VecDeque::new(),
         }
     }
 
@@ -296,7 +367,7 @@ impl Agent {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn phase_deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Starting { since, .. } => Some(since + self.spec.ready_after),
             Phase::Stopping { kill_at, .. } => kill_at,
@@ -305,6 +376,40 @@ impl Agent {
             _ => None,
         }
     }
+
+    /// When the health check needs attention: the next probe is due, or
+    /// the one in flight times out. Only while the process is up (not
+    /// stopping).
+    fn probe_deadline(&self) -> Option<Instant> {
+        if !matches!(self.phase, Phase::Starting { .. } | Phase::Running { .. }) {
+            return None;
+        }
+        match self.probe.in_flight {
+            Some((_, deadline)) => Some(deadline),
+            None => self.probe.next_at,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.phase_deadline(), self.probe_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The health check of the agent's current process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ProbeState {
+    verdict: Option<bool>,
+    failures: u32,
+    /// When the process started: failures before `start_period` are ignored.
+    started: Option<Instant>,
+    next_at: Option<Instant>,
+    /// The probe out: its id and when it times out.
+    in_flight: Option<(u64, Instant)>,
+    /// A suppressed restart was journaled for this unhealthy spell.
+    suppression_reported: bool,
 }
 
 /// The wait before restarting an agent after its `streak`-th quick death in a
@@ -337,6 +442,8 @@ pub struct AgentView {
     pub last_exit: Option<ExitStatus>,
     /// Why the latest start attempt failed, until one succeeds.
     pub last_error: Option<String>,
+    /// The health check's verdict on the current process.
+    pub health: Health,
 }
 
 /// What an apply changed.
@@ -358,6 +465,7 @@ pub struct Supervisor {
     agents: BTreeMap<AgentName, Agent>,
     /// Main pid to agent, for every agent whose phase holds a pid.
     pids: HashMap<u32, AgentName>,
+    next_probe_id: u64,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
 }
@@ -448,6 +556,11 @@ impl Supervisor {
                     uptime,
                     last_exit: agent.last_exit,
                     last_error: agent.last_error.clone(),
+                    health: match (agent.pid(), agent.probe.verdict) {
+                        (Some(_), Some(true)) => Health::Healthy,
+                        (Some(_), Some(false)) => Health::Unhealthy,
+                        _ => Health::Unknown,
+                    },
                 }
             })
             .collect()
@@ -569,6 +682,16 @@ impl Supervisor {
                 } else {
                     Phase::Starting { pid, since: now }
                 };
+                agent.probe = ProbeState {
+                    started: Some(now),
+                    // The first probe when the agent counts as running.
+                    next_at: agent
+                        .spec
+                        .health
+                        .as_ref()
+                        .map(|health| now + agent.spec.ready_after.min(health.interval)),
+                    ..ProbeState::default()
+                };
                 self.pids.insert(pid, name.clone());
                 self.push_event(name, EventKind::Started { pid });
             }
@@ -596,6 +719,7 @@ impl Supervisor {
         let Some(name) = self.pids.remove(&pid) else {
             return false;
         };
+        self.cancel_probe(&name);
         let Some(agent) = self.agents.get_mut(&name) else {
             return false;
         };
@@ -644,6 +768,18 @@ impl Supervisor {
             if agent.next_deadline().is_none_or(|deadline| deadline > now) {
                 continue;
             }
+            if agent
+                .probe_deadline()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                self.probe_due(now, &name);
+            }
+            let Some(agent) = self.agents.get_mut(&name) else {
+                continue;
+            };
+            if agent.phase_deadline().is_none_or(|deadline| deadline > now) {
+                continue;
+            }
             match agent.phase {
                 Phase::Starting { pid, since } => {
                     agent.phase = Phase::Running { pid, since };
@@ -674,6 +810,156 @@ impl Supervisor {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A probe is due, or the one in flight has run out of time.
+    fn probe_due(&mut self, now: Instant, name: &AgentName) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        let Some(health) = agent.spec.health.clone() else {
+            agent.probe = ProbeState::default();
+            return;
+        };
+        match agent.probe.in_flight {
+            Some((id, _)) => {
+                self.actions.push_back(Action::CancelProbe {
+                    agent: name.clone(),
+                    id,
+                });
+                let error = format!(
+                    "no answer within {} ({})",
+                    format_duration(health.timeout),
+                    health.check
+                );
+                self.handle_probe(now, name, id, Err(error));
+            }
+            None => {
+                self.next_probe_id += 1;
+                let id = self.next_probe_id;
+                agent.probe.in_flight = Some((id, now + health.timeout));
+                agent.probe.next_at = None;
+                self.actions.push_back(Action::Probe {
+                    agent: name.clone(),
+                    id,
+                    check: health.check,
+                    timeout: health.timeout,
+                });
+            }
+        }
+    }
+
+    /// The outcome of [`Action::Probe`] `id` (`Err` says why it failed).
+    /// A result for a probe that is no longer the agent's (it timed out, or
+    /// the process it checked is gone) is ignored.
+    pub fn handle_probe(
+        &mut self,
+        now: Instant,
+        name: &AgentName,
+        id: u64,
+        result: Result<(), String>,
+    ) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        if agent.probe.in_flight.map(|(current, _)| current) != Some(id) {
+            return;
+        }
+        let Some(health) = agent.spec.health.clone() else {
+            return;
+        };
+        agent.probe.in_flight = None;
+        agent.probe.next_at = Some(now + health.interval);
+        if agent.pid().is_none() {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                agent.probe.failures = 0;
+                agent.probe.suppression_reported = false;
+                if agent.probe.verdict != Some(true) {
+                    agent.probe.verdict = Some(true);
+                    self.push_event(name, EventKind::Healthy);
+                }
+            }
+            Err(error) => {
+                let starting = agent
+                    .probe
+                    .started
+                    .is_some_and(|started| now < started + health.start_period);
+                if starting {
+                    return;
+                }
+                agent.probe.failures = agent.probe.failures.saturating_add(1);
+                if agent.probe.failures < health.retries {
+                    return;
+                }
+                let newly = agent.probe.verdict != Some(false);
+                agent.probe.verdict = Some(false);
+                let failures = agent.probe.failures;
+                if newly {
+                    self.push_event(
+                        name,
+                        EventKind::Unhealthy {
+                            failures,
+                            error,
+                            action: health.on_failure,
+                        },
+                    );
+                }
+                if health.on_failure == OnFailure::Restart {
+                    self.auto_restart(now, name, "failed health checks");
+                }
+            }
+        }
+    }
+
+    /// A restart roster decided on by itself: the agent is asked to finish
+    /// (its drain signal, then SIGKILL after `drain_timeout`), at most
+    /// [`AUTO_RESTARTS_MAX`] times per [`AUTO_RESTART_WINDOW`].
+    fn auto_restart(&mut self, now: Instant, name: &AgentName, reason: &str) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        if !matches!(agent.phase, Phase::Starting { .. } | Phase::Running { .. }) {
+            return;
+        }
+        while agent
+            .auto_restarts
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= AUTO_RESTART_WINDOW)
+        {
+            agent.auto_restarts.pop_front();
+        }
+        if agent.auto_restarts.len() >= AUTO_RESTARTS_MAX {
+            if !agent.probe.suppression_reported {
+                agent.probe.suppression_reported = true;
+                self.push_event(
+                    name,
+                    EventKind::RestartSuppressed {
+                        reason: reason.to_owned(),
+                    },
+                );
+            }
+            return;
+        }
+        agent.auto_restarts.push_back(now);
+        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
+        let timeout = agent.spec.drain_timeout;
+        self.stop_agent_with(now, name, AfterStop::Restart, signal, timeout);
+    }
+
+    /// Cancels the probe in flight, if any: its process is gone.
+    fn cancel_probe(&mut self, name: &AgentName) {
+        if let Some(agent) = self.agents.get_mut(name) {
+            if let Some((id, _)) = agent.probe.in_flight.take() {
+                self.actions.push_back(Action::CancelProbe {
+                    agent: name.clone(),
+                    id,
+                });
+            }
+            agent.probe.next_at = None;
         }
     }
 
@@ -791,10 +1077,28 @@ impl Supervisor {
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
+        let (signal, timeout) = (agent.spec.stop_signal, agent.spec.stop_timeout);
+        self.stop_agent_with(now, name, then, signal, timeout);
+    }
+
+    /// Stops with `signal`, then SIGKILL after `timeout`: the stop signal
+    /// and stop_timeout for operators, the drain signal and drain_timeout
+    /// for restarts roster decided on.
+    fn stop_agent_with(
+        &mut self,
+        now: Instant,
+        name: &AgentName,
+        then: AfterStop,
+        signal: Signal,
+        timeout: Duration,
+    ) {
+        self.cancel_probe(name);
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
         match agent.phase {
             Phase::Starting { pid, since } | Phase::Running { pid, since } => {
-                let signal = agent.spec.stop_signal;
-                let kill_at = (signal != Signal::Kill).then(|| now + agent.spec.stop_timeout);
+                let kill_at = (signal != Signal::Kill).then(|| now + timeout);
                 agent.phase = Phase::Stopping {
                     pid,
                     since,
@@ -847,6 +1151,8 @@ impl Supervisor {
     }
 }
 
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]

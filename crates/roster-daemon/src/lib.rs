@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod home;
 pub mod journal;
 pub mod logs;
+pub mod probe;
 pub mod procfs;
 pub mod server;
 pub mod spawn;

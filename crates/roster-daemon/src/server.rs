@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, Health, StatusReply};
+use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, StatusReply};
 
 use crate::daemon::{ApplyRefusal, Inbox, Input, Request, Verb};
 use crate::procfs;
@@ -271,7 +271,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     uptime_secs: view.uptime.map(|uptime| uptime.as_secs()),
                     memory_bytes: group.map(|(pages, _)| pages * page),
                     cpu_percent,
-                    health: Health::Unknown,
+                    health: view.health,
                     last_exit: view.last_exit,
                     log_dropped_lines: dropped,
                     last_error: view.last_error,

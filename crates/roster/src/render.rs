@@ -1,6 +1,6 @@
 //! Tables for people. Scripts use `--json`.
 
-use roster_core::api::AgentStatus;
+use roster_core::api::{AgentStatus, Health};
 
 /// `12.3 MiB`.
 pub fn bytes(count: u64) -> String {
@@ -48,7 +48,7 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
     if agents.is_empty() {
         return "no agents\n".to_owned();
     }
-    let rows: Vec<[String; 8]> = agents
+    let rows: Vec<[String; 9]> = agents
         .iter()
         .map(|agent| {
             let state = match (agent.state.as_str(), agent.last_exit) {
@@ -60,6 +60,11 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
             [
                 agent.name.clone(),
                 state,
+                match agent.health {
+                    Health::Healthy => "healthy".to_owned(),
+                    Health::Unhealthy => "unhealthy".to_owned(),
+                    Health::Unknown => "-".to_owned(),
+                },
                 agent
                     .pid
                     .map(|pid| pid.to_string())
@@ -79,7 +84,7 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
         })
         .collect();
     let header = [
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "",
+        "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "",
     ];
     let mut widths = header.map(str::len);
     for row in &rows {

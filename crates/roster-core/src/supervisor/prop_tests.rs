@@ -40,6 +40,11 @@ enum Op {
     SpawnsFail(bool),
     /// A buggy runtime answers a Spawn that was never asked for.
     SpuriousSpawn(usize),
+    /// The `index`-th probe out (modulo their number) answers.
+    ProbeAnswer {
+        index: usize,
+        healthy: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u64..3000).prop_map(Op::Advance),
         any::<bool>().prop_map(Op::SpawnsFail),
         (0usize..3).prop_map(Op::SpuriousSpawn),
+        (0usize..4, any::<bool>()).prop_map(|(index, healthy)| Op::ProbeAnswer { index, healthy }),
     ]
 }
 
@@ -68,8 +74,15 @@ fn config(mask: u8, variant: u8) -> Config {
             text.push_str(&format!(
                 "[agents.{name}]\ncommand = \"sleep {variant}\"\nrestart = \"{restart}\"\n\
                  ready_after = \"500ms\"\nstop_timeout = \"1s\"\nstable_after = \"2s\"\n\
-                 crash_loop = 3\ncrash_window = \"10s\"\nfailed_retry = \"5s\"\n"
+                 crash_loop = 3\ncrash_window = \"10s\"\nfailed_retry = \"5s\"\n\
+                 drain_timeout = \"2s\"\n"
             ));
+            if variant != 1 {
+                text.push_str(&format!(
+                    "[agents.{name}.health]\ntcp = \"127.0.0.1:9\"\ninterval = \"1s\"\n\
+                     timeout = \"700ms\"\nretries = 2\nstart_period = \"1s\"\n"
+                ));
+            }
         }
     }
     parse("prop.toml", &text, Path::new("/tmp")).expect("generated configs are valid")
@@ -83,6 +96,8 @@ struct World {
     spawns_fail: bool,
     /// pid -> (agent it was spawned for, sent SIGKILL)
     alive: BTreeMap<u32, (AgentName, bool)>,
+    /// Probes out: (agent, id).
+    probes: Vec<(AgentName, u64)>,
 }
 
 impl World {
@@ -106,6 +121,8 @@ impl World {
                         }
                     }
                 }
+                Action::Probe { agent, id, .. } => self.probes.push((agent, id)),
+                Action::CancelProbe { id, .. } => self.probes.retain(|(_, out)| *out != id),
                 Action::Cleanup { .. } | Action::Forget { .. } => {}
             }
         }
@@ -148,6 +165,17 @@ impl World {
                 self.sup.handle_timeout(self.now);
             }
             Op::SpawnsFail(fail) => self.spawns_fail = *fail,
+            Op::ProbeAnswer { index, healthy } => {
+                if !self.probes.is_empty() {
+                    let (agent, id) = self.probes.remove(index % self.probes.len());
+                    let result = if *healthy {
+                        Ok(())
+                    } else {
+                        Err("refused".to_owned())
+                    };
+                    self.sup.handle_probe(self.now, &agent, id, result);
+                }
+            }
             Op::SpuriousSpawn(index) => {
                 self.next_pid += 1;
                 self.alive.insert(self.next_pid, (name(*index), false));
@@ -179,6 +207,14 @@ impl World {
             .filter(|agent| agent.pid().is_some())
             .count();
         prop_assert_eq!(tracked, self.sup.pids.len(), "the pid index is stale");
+        for (name, id) in &self.probes {
+            let agent = self.sup.agents.get(name);
+            prop_assert!(
+                agent.is_some_and(|agent| agent.pid().is_some()
+                    && agent.probe.in_flight.map(|(out, _)| out) == Some(*id)),
+                "probe {id} of {name} is out, but not the agent's current probe"
+            );
+        }
         for (pid, (spawned_for, killed)) in &self.alive {
             let owner = self.sup.pids.get(pid);
             prop_assert!(
@@ -203,6 +239,7 @@ proptest! {
             next_pid: 1000,
             spawns_fail: false,
             alive: BTreeMap::new(),
+            probes: Vec::new(),
         };
         for op in &ops {
             world.step(op);

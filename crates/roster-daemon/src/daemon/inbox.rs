@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use roster_core::api::{ApplyConflict, ApplyReply};
 use roster_core::supervisor::AgentView;
-use roster_core::Config;
+use roster_core::{AgentName, Config};
 
 use crate::logs::pump::LogTrouble;
 
@@ -72,6 +72,15 @@ pub enum Input {
     Request(Request),
     /// From a log pump.
     Trouble(LogTrouble),
+    /// A network health probe's outcome.
+    Probe {
+        /// The agent probed.
+        agent: AgentName,
+        /// The probe, as the supervisor named it.
+        id: u64,
+        /// `Err` says why it failed.
+        result: Result<(), String>,
+    },
 }
 
 /// The sending side of the loop's inbox; cheap to clone, never blocks.

@@ -121,6 +121,10 @@ struct Daemon {
     pending_sweeps: Vec<(AgentName, u32)>,
     last_sweep: Option<Instant>,
     pipe_budget: PipeBudget,
+    /// Network probes in flight, by probe id.
+    probe_tasks: HashMap<u64, JoinHandle<()>>,
+    /// Exec probes running: pid to (agent, probe id).
+    probe_pids: HashMap<u32, (AgentName, u64)>,
     _lock: DaemonLock,
 }
 
@@ -215,6 +219,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         applied: None,
         pending_sweeps: Vec::new(),
         last_sweep: None,
+        probe_tasks: HashMap::new(),
+        probe_pids: HashMap::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -310,6 +316,11 @@ impl Daemon {
                 match input {
                     Input::Request(request) => self.handle_request(request),
                     Input::Trouble(trouble) => self.report_trouble(trouble),
+                    Input::Probe { agent, id, result } => {
+                        self.probe_tasks.remove(&id);
+                        self.supervisor
+                            .handle_probe(Instant::now(), &agent, id, result);
+                    }
                 }
                 self.perform();
             }
@@ -537,7 +548,16 @@ impl Daemon {
         while let Some((pid, status)) = spawn::reap_one() {
             let now = Instant::now();
             if !self.supervisor.handle_exit(now, pid, status) {
-                tracing::debug!(pid, %status, "reaped a stray process");
+                if let Some((agent, id)) = self.probe_pids.remove(&pid) {
+                    let result = if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("the health command ended with {status}"))
+                    };
+                    self.supervisor.handle_probe(now, &agent, id, result);
+                } else {
+                    tracing::debug!(pid, %status, "reaped a stray process");
+                }
             }
             // Respawn before reaping the next: restart latency matters most.
             self.perform();
@@ -601,6 +621,22 @@ impl Daemon {
                     // The pumps hold the writer until their pipes close.
                     self.io.remove(&agent);
                 }
+                Action::Probe {
+                    agent,
+                    id,
+                    check,
+                    timeout,
+                } => self.start_probe(agent, id, check, timeout),
+                Action::CancelProbe { agent: _, id } => {
+                    if let Some(task) = self.probe_tasks.remove(&id) {
+                        task.abort();
+                    }
+                    // An exec probe: its whole group goes; the reap that
+                    // follows is stale to the supervisor.
+                    for (pid, _) in self.probe_pids.iter().filter(|(_, (_, out))| *out == id) {
+                        let _ = spawn::signal_group(*pid, libc::SIGKILL);
+                    }
+                }
             }
         }
         while let Some(event) = self.supervisor.poll_event() {
@@ -612,6 +648,58 @@ impl Daemon {
                 event.kind.detail(),
             ));
         }
+    }
+
+    /// Starts a health probe. HTTP and TCP run as tasks on the runtime and
+    /// report through the inbox; an exec probe is a process in its own
+    /// group, spawned here like an agent (the loop is the only reaper) with
+    /// its output discarded, and judged when it is reaped.
+    fn start_probe(
+        &mut self,
+        agent: AgentName,
+        id: u64,
+        check: roster_core::health::Check,
+        timeout: Duration,
+    ) {
+        use roster_core::health::Check;
+        match check {
+            Check::Exec(argv) => {
+                let result = self.spawn_exec_probe(&agent, argv);
+                match result {
+                    Ok(pid) => {
+                        self.probe_pids.insert(pid, (agent, id));
+                    }
+                    Err(error) => {
+                        self.supervisor
+                            .handle_probe(Instant::now(), &agent, id, Err(error));
+                    }
+                }
+            }
+            network => {
+                let inbox = self.inbox.clone();
+                let task = self.runtime.spawn(async move {
+                    let result = crate::probe::probe_network(&network, timeout).await;
+                    inbox.send(Input::Probe { agent, id, result });
+                });
+                self.probe_tasks.insert(id, task);
+            }
+        }
+    }
+
+    /// An exec health check, run as the agent would be: its directory and
+    /// environment, its own process group, output to /dev/null.
+    fn spawn_exec_probe(&self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
+        };
+        let mut probe = spec.clone();
+        probe.command = argv;
+        let null: OwnedFd = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|error| format!("opening /dev/null: {error}"))?
+            .into();
+        spawn::spawn_agent(agent, &probe, &self.home_env, &null)
     }
 
     /// Kills processes that escaped the group of an agent's dead main
@@ -707,7 +795,8 @@ impl Daemon {
             .collect();
         let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
         for pid in procfs::own_children() {
-            if mains.contains(&pid) {
+            // Exec health probes are the daemon's own children too.
+            if mains.contains(&pid) || self.probe_pids.contains_key(&pid) {
                 continue;
             }
             // Only descendants are reparented to a subreaper; one without

@@ -1,0 +1,236 @@
+//! Health checks on a fake clock: probes are scheduled, judged, cut at
+//! their timeout, and an unhealthy agent is drained and restarted at most
+//! AUTO_RESTARTS_MAX times per window.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::parse;
+
+fn secs(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
+}
+
+struct Probed {
+    sup: Supervisor,
+    t0: Instant,
+    next_pid: u32,
+    /// Probes out: (id, check).
+    probes: Vec<(u64, Check)>,
+    cancelled: Vec<u64>,
+    signals: Vec<(u32, Signal)>,
+    events: Vec<String>,
+}
+
+impl Probed {
+    fn new(health: &str, extra: &str) -> Self {
+        let text = format!(
+            "[agents.a]\ncommand = \"sleep 100\"\nready_after = \"1s\"\n{extra}\n[agents.a.health]\n{health}\n"
+        );
+        let config = parse("health.toml", &text, Path::new("/tmp")).expect("valid config");
+        let mut probed = Self {
+            sup: Supervisor::new(),
+            t0: Instant::now(),
+            next_pid: 100,
+            probes: Vec::new(),
+            cancelled: Vec::new(),
+            signals: Vec::new(),
+            events: Vec::new(),
+        };
+        let t0 = probed.t0;
+        probed.sup.handle_apply(t0, &config, false);
+        probed.drive(t0);
+        probed
+    }
+
+    fn at(&self, seconds: f64) -> Instant {
+        self.t0 + secs(seconds)
+    }
+
+    fn drive(&mut self, now: Instant) {
+        while let Some(action) = self.sup.poll_action() {
+            match action {
+                Action::Spawn { agent } => {
+                    self.next_pid += 1;
+                    self.sup.handle_spawned(now, &agent, Ok(self.next_pid));
+                }
+                Action::Probe { id, check, .. } => self.probes.push((id, check)),
+                Action::CancelProbe { id, .. } => self.cancelled.push(id),
+                Action::Signal { pid, signal, .. } => self.signals.push((pid, signal)),
+                Action::Cleanup { .. } | Action::Forget { .. } => {}
+            }
+        }
+        while let Some(event) = self.sup.poll_event() {
+            self.events.push(event.kind.name().to_owned());
+        }
+    }
+
+    fn tick(&mut self, seconds: f64) {
+        let now = self.at(seconds);
+        self.sup.handle_timeout(now);
+        self.drive(now);
+    }
+
+    /// Runs the clock to `seconds` through every deadline on the way.
+    fn run_until(&mut self, seconds: f64) {
+        while let Some(deadline) = self.sup.poll_timeout() {
+            if deadline > self.at(seconds) {
+                break;
+            }
+            self.sup.handle_timeout(deadline);
+            self.drive(deadline);
+        }
+    }
+
+    /// Answers the latest probe out.
+    fn answer(&mut self, seconds: f64, result: Result<(), &str>) {
+        let (id, _) = self.probes.last().cloned().expect("a probe is out");
+        let name = AgentName::new("a").expect("name");
+        let now = self.at(seconds);
+        self.sup
+            .handle_probe(now, &name, id, result.map_err(str::to_owned));
+        self.drive(now);
+    }
+
+    fn view(&self, seconds: f64) -> AgentView {
+        self.sup.views(self.at(seconds))[0].clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.view(0.0).pid.expect("a pid")
+    }
+}
+
+const HTTP: &str = "http = \"http://127.0.0.1:8001/health\"\ninterval = \"5s\"\ntimeout = \"1s\"\nretries = 2\nstart_period = \"3s\"";
+
+#[test]
+fn the_first_probe_comes_when_the_agent_runs_then_every_interval() {
+    let mut p = Probed::new(HTTP, "");
+    assert!(p.probes.is_empty());
+    assert_eq!(p.view(0.5).health, Health::Unknown);
+    p.tick(1.0);
+    assert_eq!(p.probes.len(), 1, "probed when running");
+    assert!(matches!(&p.probes[0].1, Check::Http(target) if target.path == "/health"));
+    p.answer(1.1, Ok(()));
+    assert_eq!(p.view(1.1).health, Health::Healthy);
+    assert_eq!(
+        p.sup.poll_timeout(),
+        Some(p.at(6.1)),
+        "next after the interval"
+    );
+    p.tick(6.1);
+    assert_eq!(p.probes.len(), 2);
+    assert_eq!(p.events.iter().filter(|e| *e == "healthy").count(), 1);
+}
+
+#[test]
+fn failures_in_the_start_period_are_ignored_then_retries_make_it_unhealthy() {
+    let mut p = Probed::new(HTTP, "");
+    p.tick(1.0);
+    p.answer(1.2, Err("connection refused"));
+    assert_eq!(p.view(1.2).health, Health::Unknown, "within start_period");
+    p.tick(6.2);
+    p.answer(6.3, Err("status 500"));
+    assert_eq!(p.view(6.3).health, Health::Unknown, "1 of 2 retries");
+    p.tick(11.3);
+    p.answer(11.4, Err("status 500"));
+    assert_eq!(p.view(11.4).health, Health::Unhealthy);
+    assert!(p.events.contains(&"unhealthy".to_owned()));
+}
+
+#[test]
+fn unhealthy_with_restart_drains_with_the_drain_signal_and_timeout() {
+    let mut p = Probed::new(
+        HTTP,
+        "drain_signal = \"SIGUSR1\"\ndrain_timeout = \"7s\"\nstop_timeout = \"1s\"",
+    );
+    let first = p.pid();
+    p.tick(1.0);
+    p.answer(1.1, Ok(()));
+    for at in [6.1, 11.1] {
+        p.tick(at);
+        p.answer(at, Err("status 503"));
+    }
+    assert_eq!(p.signals, [(first, Signal::Usr1)], "drained, not stopped");
+    assert_eq!(p.view(11.2).state, AgentState::Stopping);
+    // Still draining after stop_timeout: drain_timeout rules.
+    p.tick(13.0);
+    assert_eq!(p.signals.len(), 1);
+    p.tick(18.2);
+    assert_eq!(p.signals.last(), Some(&(first, Signal::Kill)));
+    assert!(p.sup.handle_exit(p.at(18.3), first, ExitStatus::Signal(9)));
+    p.drive(p.at(18.3));
+    let second = p.pid();
+    assert_ne!(second, first, "restarted");
+    assert_eq!(
+        p.view(18.3).health,
+        Health::Unknown,
+        "a new process, a new verdict"
+    );
+}
+
+#[test]
+fn a_hung_probe_is_cut_at_its_timeout_and_counts_as_a_failure() {
+    let mut p = Probed::new(
+        "exec = [\"sleep\", \"100\"]\ninterval = \"2s\"\ntimeout = \"500ms\"\nretries = 1\nstart_period = \"0s\"\non_failure = \"none\"",
+        "",
+    );
+    p.tick(1.0);
+    let (id, _) = p.probes[0].clone();
+    assert_eq!(p.sup.poll_timeout(), Some(p.at(1.5)));
+    p.tick(1.5);
+    assert_eq!(p.cancelled, [id], "the hung probe is cancelled");
+    assert_eq!(p.view(1.5).health, Health::Unhealthy);
+    assert!(p.signals.is_empty(), "on_failure = none leaves it alone");
+    // Its late answer is stale and changes nothing.
+    let name = AgentName::new("a").expect("name");
+    p.sup.handle_probe(p.at(1.7), &name, id, Ok(()));
+    assert_eq!(p.view(1.7).health, Health::Unhealthy);
+    // The next probe comes an interval after the timeout.
+    assert_eq!(p.sup.poll_timeout(), Some(p.at(3.5)));
+}
+
+#[test]
+fn automatic_restarts_are_rate_limited() {
+    let mut p = Probed::new(
+        "tcp = \"127.0.0.1:9\"\ninterval = \"1s\"\ntimeout = \"1s\"\nretries = 1\nstart_period = \"0s\"",
+        "stop_signal = \"SIGKILL\"\ndrain_signal = \"SIGKILL\"",
+    );
+    let mut restarts = 0;
+    let mut now = 0.0;
+    for _ in 0..20 {
+        now += 1.0;
+        p.run_until(now);
+        if p.probes.len() > restarts + p.cancelled.len() {
+            p.answer(now, Err("connection refused"));
+        }
+        if let Some(&(pid, Signal::Kill)) = p.signals.last() {
+            if p.sup.handle_exit(p.at(now), pid, ExitStatus::Signal(9)) {
+                restarts += 1;
+                p.drive(p.at(now));
+            }
+        }
+    }
+    assert_eq!(restarts, AUTO_RESTARTS_MAX, "{:?}", p.events);
+    assert_eq!(
+        p.events
+            .iter()
+            .filter(|e| *e == "restart_suppressed")
+            .count(),
+        1,
+        "suppression is said once"
+    );
+    assert_eq!(p.view(now).health, Health::Unhealthy);
+}
+
+#[test]
+fn an_operator_stop_cancels_the_probe_in_flight() {
+    let mut p = Probed::new(HTTP, "");
+    p.tick(1.0);
+    let (id, _) = p.probes[0].clone();
+    let name = AgentName::new("a").expect("name");
+    p.sup.handle_stop(p.at(1.1), &name);
+    p.drive(p.at(1.1));
+    assert_eq!(p.cancelled, [id]);
+    assert_eq!(p.view(1.1).health, Health::Unknown);
+}
