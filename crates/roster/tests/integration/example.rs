@@ -70,6 +70,13 @@ fn the_three_agents_example_runs_and_works() {
         .agents
         .iter()
         .all(|agent| agent.state == AgentState::Running));
+    // roster's own health checks see what /health says.
+    roster.wait_status("every agent healthy", SECS(20), |status| {
+        status
+            .agents
+            .iter()
+            .all(|agent| agent.health == roster_core::api::Health::Healthy)
+    });
     for port in [8701, 8702, 8703] {
         let answer = wait_for(&format!("/health on port {port}"), SECS(10), || {
             health(port)

@@ -7,6 +7,7 @@ mod example;
 mod faults_home;
 mod faults_logs;
 mod faults_loop;
+mod health;
 mod journal;
 mod lifecycle;
 mod logs;

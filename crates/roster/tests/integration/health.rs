@@ -1,0 +1,221 @@
+//! Health checks end to end: real agents, real probes (HTTP on loopback,
+//! TCP, commands), and what roster does about a sick agent.
+
+use std::time::Instant;
+
+use roster_core::api::{AgentState, Health};
+
+use crate::util::*;
+
+/// A port nobody listens on right now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A Python agent serving /health on `port`: 200, or 500 while a file
+/// `sick` exists in its directory. On SIGTERM it finishes its "task"
+/// (0.3 s), writes `drained`, and exits 0.
+fn http_agent(port: u16) -> String {
+    format!(
+        r#"
+import http.server, os, signal, sys, threading, time
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 500 if os.path.exists("sick") else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print("serving", flush=True)
+
+def drain(signum, frame):
+    time.sleep(0.3)
+    with open("drained", "a") as f:
+        f.write("drained\n")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, drain)
+while True:
+    time.sleep(0.05)
+"#
+    )
+}
+
+fn kinds(roster: &Roster, agent: &str) -> Vec<String> {
+    roster
+        .events(&[agent])
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+#[test]
+fn a_failing_health_endpoint_leads_to_a_drained_restart() {
+    let roster = Roster::new();
+    let port = free_port();
+    roster.write("agent.py", &http_agent(port));
+    roster.config(&format!(
+        "[agents.web]\ncommand = [\"python3\", \"agent.py\"]\nready_after = \"200ms\"\n\
+         drain_timeout = \"10s\"\n\
+         [agents.web.health]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"300ms\"\n\
+         timeout = \"1s\"\nretries = 2\nstart_period = \"2s\"\n"
+    ));
+    roster.up();
+    let healthy = roster.wait_status("web healthy", SECS(15), |status| {
+        status.agents[0].health == Health::Healthy
+    });
+    let first = healthy.agents[0].pid.expect("pid");
+    let json: serde_json::Value =
+        serde_json::from_str(&roster.ok(&["status", "--json"])).expect("json");
+    assert_eq!(json["agents"][0]["health"], "healthy", "{json}");
+    let table = roster.ok(&["status"]);
+    assert!(table.contains("healthy"), "{table}");
+
+    std::fs::write(roster.path("sick"), "").expect("make it sick");
+    roster.wait_event("web", "unhealthy", SECS(10));
+    std::fs::remove_file(roster.path("sick")).expect("cure it");
+    let restarted = roster.wait_status("web restarted and healthy", SECS(20), |status| {
+        let web = &status.agents[0];
+        web.pid.is_some_and(|pid| pid != first) && web.health == Health::Healthy
+    });
+    assert_eq!(restarted.agents[0].state, AgentState::Running);
+    assert_eq!(
+        std::fs::read_to_string(roster.path("drained"))
+            .expect("the agent finished its task before the restart")
+            .trim(),
+        "drained"
+    );
+    let journal = kinds(&roster, "web");
+    let from = journal
+        .iter()
+        .position(|kind| kind == "unhealthy")
+        .expect("unhealthy");
+    assert_eq!(
+        &journal[from..from + 4],
+        ["unhealthy", "stopping", "stopped", "started"],
+        "{journal:?}"
+    );
+    assert!(!journal.contains(&"killed".to_owned()), "{journal:?}");
+    let detail = roster
+        .events(&["web"])
+        .into_iter()
+        .find(|event| event.kind == "unhealthy")
+        .expect("unhealthy")
+        .detail;
+    assert!(detail.contains("status 500"), "{detail}");
+}
+
+#[test]
+fn a_hung_exec_probe_is_cut_at_its_timeout_and_supervision_goes_on() {
+    let roster = Roster::new();
+    roster.config(
+        "[agents.slowcheck]\ncommand = [\"sleep\", \"3620\"]\nready_after = \"100ms\"\n\
+         [agents.slowcheck.health]\nexec = [\"sleep\", \"3621\"]\ninterval = \"200ms\"\n\
+         timeout = \"300ms\"\nretries = 1\nstart_period = \"0s\"\non_failure = \"none\"\n",
+    );
+    roster.up();
+    roster.wait_status("slowcheck unhealthy", SECS(10), |status| {
+        status.agents[0].health == Health::Unhealthy
+    });
+    let detail = roster
+        .events(&["slowcheck"])
+        .into_iter()
+        .find(|event| event.kind == "unhealthy")
+        .expect("unhealthy")
+        .detail;
+    assert!(detail.contains("no answer within 300ms"), "{detail}");
+    // Hung probes are killed, not piled up: at most the current one runs.
+    let probes = || {
+        roster
+            .processes()
+            .into_iter()
+            .filter(|(pid, _)| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.ends_with(b"3621\0"))
+            })
+            .count()
+    };
+    for _ in 0..10 {
+        assert!(probes() <= 1, "hung probes pile up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A probe hanging never delays supervision: a kill is answered at once.
+    let pid = roster.agent("slowcheck").pid.expect("pid");
+    let killed = Instant::now();
+    // SAFETY: plain kill(2) of the agent.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    roster.wait_status("a new pid", SECS(5), |status| {
+        status.agents[0].pid.is_some_and(|new| new != pid)
+    });
+    assert!(
+        killed.elapsed() < SECS(2),
+        "restart took {:?}",
+        killed.elapsed()
+    );
+    // on_failure = "none": never restarted for its health.
+    assert!(!kinds(&roster, "slowcheck").contains(&"stopping".to_owned()));
+    roster.ok(&["down"]);
+    assert_eq!(probes(), 0, "a probe outlived down");
+}
+
+#[test]
+fn tcp_and_exec_checks_report_health_and_alert_leaves_the_agent_alone() {
+    let roster = Roster::new();
+    let closed = free_port();
+    roster.config(&format!(
+        "[agents.listening]\ncommand = [\"python3\", \"-c\", \"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {open})); s.listen(); time.sleep(3600)\"]\n\
+         ready_after = \"300ms\"\n\
+         [agents.listening.health]\ntcp = \"127.0.0.1:{open}\"\ninterval = \"200ms\"\nstart_period = \"0s\"\n\
+         [agents.deaf]\ncommand = [\"sleep\", \"3622\"]\nready_after = \"100ms\"\n\
+         [agents.deaf.health]\ntcp = \"127.0.0.1:{closed}\"\ninterval = \"200ms\"\nretries = 2\n\
+         start_period = \"0s\"\non_failure = \"alert\"\n\
+         [agents.checked]\ncommand = [\"sleep\", \"3623\"]\nready_after = \"100ms\"\n\
+         [agents.checked.health]\nexec = [\"sh\", \"-c\", \"test -e ok\"]\ninterval = \"200ms\"\n\
+         retries = 1\nstart_period = \"0s\"\non_failure = \"none\"\n",
+        open = free_port(),
+    ));
+    roster.up();
+    std::fs::write(roster.path("ok"), "").expect("ok file");
+    let status = roster.wait_status("verdicts", SECS(15), |status| {
+        let health = |name: &str| {
+            status
+                .agents
+                .iter()
+                .find(|agent| agent.name == name)
+                .map(|agent| agent.health)
+        };
+        health("listening") == Some(Health::Healthy)
+            && health("deaf") == Some(Health::Unhealthy)
+            && health("checked") == Some(Health::Healthy)
+    });
+    let deaf = status
+        .agents
+        .iter()
+        .find(|agent| agent.name == "deaf")
+        .and_then(|agent| agent.pid);
+    // The exec check runs in the agent's directory: remove its file.
+    std::fs::remove_file(roster.path("ok")).expect("rm ok");
+    roster.wait_status("checked unhealthy", SECS(10), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "checked" && agent.health == Health::Unhealthy)
+    });
+    // `alert` journals and leaves the agent running.
+    assert_eq!(roster.agent("deaf").pid, deaf);
+    let events = kinds(&roster, "deaf");
+    assert_eq!(
+        events.iter().filter(|kind| *kind == "unhealthy").count(),
+        1,
+        "{events:?}"
+    );
+    assert!(!events.contains(&"stopping".to_owned()), "{events:?}");
+}
