@@ -1,6 +1,8 @@
 //! The wire types of the control API: the only serialized shapes besides the
 //! config. Each is a compatibility promise to scripts: extend, never break.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::supervisor::{ApplySummary, ExitStatus};
@@ -158,4 +160,47 @@ pub struct EventRecord {
     pub pid: Option<u32>,
     /// A description for people.
     pub detail: String,
+}
+
+/// Whether an alert holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Its condition holds.
+    Firing,
+    /// Its condition held and no longer does.
+    Resolved,
+}
+
+/// One alert: what `roster alerts --json` lists and what notifiers send
+/// (webhooks in Prometheus Alertmanager's shape, Alertmanager's API, exec,
+/// file). Never carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Stable identity of the condition (agent and rule): a firing and its
+    /// resolution share it.
+    pub fingerprint: String,
+    /// What kind of alert, e.g. `AgentUnhealthy`, `MemoryHigh`, `LogErrors`,
+    /// `DiskFull` (Alertmanager's `alertname`).
+    pub name: String,
+    /// The agent, or `null` for host alerts.
+    pub agent: Option<String>,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// One line for people.
+    pub summary: String,
+    /// More context (an investigation's snapshot: process tree, open files,
+    /// the last log lines); may be empty.
+    #[serde(default)]
+    pub details: String,
+    /// When the condition started, RFC 3339 UTC.
+    pub starts_at: String,
+    /// When it stopped holding (resolved alerts), RFC 3339 UTC.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// Extra labels (`rule`, `metric`, `host`, ...), sorted.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
