@@ -16,6 +16,7 @@ pub mod name;
 pub mod signal;
 pub mod supervisor;
 pub mod units;
+pub mod watch;
 
 pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode};
 pub use name::AgentName;

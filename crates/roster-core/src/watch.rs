@@ -1,0 +1,888 @@
+//! Watch rules and alerts, as pure decisions: samples and log-match counts
+//! come in with `now`; alerts that fire or resolve and the responses to
+//! perform (restart, stop, investigate, clean logs) come out.
+//!
+//! A rule holds when its metric is past its threshold (or, with `predict`,
+//! when the least-squares trend of its recent samples will cross it within
+//! the horizon). It fires once it has held for `for`, resolves as soon as
+//! it stops holding, and is sent again every `repeat_every` while it fires.
+//! An intrusive response (restart, stop) happens once per firing.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::name::AgentName;
+use crate::units::format_duration;
+
+/// What a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Resident memory of the agent's process tree, bytes.
+    MemoryBytes,
+    /// That memory as a percentage of the machine's.
+    MemoryPercent,
+    /// CPU of the tree, percent of one core.
+    CpuPercent,
+    /// Open file descriptors of the tree.
+    OpenFiles,
+    /// TCP sockets of the tree.
+    Connections,
+    /// Threads of the tree.
+    Threads,
+    /// Log lines matching `pattern` within `within`.
+    LogMatches,
+    /// Used space of the filesystem holding `path`, percent.
+    DiskPercent,
+    /// Memory available to new work (MemAvailable), percent of the total.
+    MemoryAvailablePercent,
+    /// The one-minute load average.
+    Load1,
+}
+
+/// Every metric with its config spelling.
+pub const METRICS: [(Metric, &str); 10] = [
+    (Metric::MemoryBytes, "memory_bytes"),
+    (Metric::MemoryPercent, "memory_percent"),
+    (Metric::CpuPercent, "cpu_percent"),
+    (Metric::OpenFiles, "open_files"),
+    (Metric::Connections, "connections"),
+    (Metric::Threads, "threads"),
+    (Metric::LogMatches, "log_matches"),
+    (Metric::DiskPercent, "disk_percent"),
+    (Metric::MemoryAvailablePercent, "memory_available_percent"),
+    (Metric::Load1, "load1"),
+];
+
+impl Metric {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        METRICS
+            .iter()
+            .find(|(metric, _)| *metric == self)
+            .map(|(_, name)| *name)
+            .unwrap_or("?")
+    }
+
+    /// Parses the config spelling.
+    pub fn from_name(raw: &str) -> Option<Metric> {
+        METRICS
+            .iter()
+            .find(|(_, name)| *name == raw)
+            .map(|(metric, _)| *metric)
+    }
+
+    /// Whether it describes the host rather than an agent.
+    pub fn is_host(self) -> bool {
+        matches!(
+            self,
+            Metric::DiskPercent | Metric::MemoryAvailablePercent | Metric::Load1
+        )
+    }
+
+    /// The alert name (Alertmanager's `alertname`) when a rule on it fires.
+    fn alert_name(self) -> &'static str {
+        match self {
+            Metric::MemoryBytes | Metric::MemoryPercent => "AgentMemoryHigh",
+            Metric::CpuPercent => "AgentCpuHigh",
+            Metric::OpenFiles => "AgentOpenFilesHigh",
+            Metric::Connections => "AgentConnectionsHigh",
+            Metric::Threads => "AgentThreadsHigh",
+            Metric::LogMatches => "AgentLogMatches",
+            Metric::DiskPercent => "HostDiskFull",
+            Metric::MemoryAvailablePercent => "HostMemoryLow",
+            Metric::Load1 => "HostLoadHigh",
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do when a rule fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleAction {
+    /// An alert.
+    Alert,
+    /// An alert carrying a snapshot of the agent.
+    Investigate,
+    /// An alert, and a drained restart (rate-limited).
+    Restart,
+    /// An alert, and a graceful stop.
+    Stop,
+    /// (disk) An alert, and the oldest rotated logs deleted until below.
+    CleanLogs,
+}
+
+impl RuleAction {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Alert => "alert",
+            RuleAction::Investigate => "investigate",
+            RuleAction::Restart => "restart",
+            RuleAction::Stop => "stop",
+            RuleAction::CleanLogs => "clean_logs",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn from_name(raw: &str) -> Option<RuleAction> {
+        [
+            RuleAction::Alert,
+            RuleAction::Investigate,
+            RuleAction::Restart,
+            RuleAction::Stop,
+            RuleAction::CleanLogs,
+        ]
+        .into_iter()
+        .find(|action| action.as_str() == raw)
+    }
+
+    fn severity(self) -> &'static str {
+        match self {
+            RuleAction::Alert | RuleAction::Investigate => "warning",
+            RuleAction::Restart | RuleAction::Stop | RuleAction::CleanLogs => "critical",
+        }
+    }
+}
+
+/// The threshold side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Threshold {
+    /// Holds when the value is above.
+    Above(f64),
+    /// Holds when the value is below.
+    Below(f64),
+}
+
+impl Threshold {
+    fn holds(self, value: f64) -> bool {
+        match self {
+            Threshold::Above(limit) => value > limit,
+            Threshold::Below(limit) => value < limit,
+        }
+    }
+
+    fn limit(self) -> f64 {
+        match self {
+            Threshold::Above(limit) | Threshold::Below(limit) => limit,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Above(limit) => write!(f, "above {limit}"),
+            Threshold::Below(limit) => write!(f, "below {limit}"),
+        }
+    }
+}
+
+/// One `[[agents.NAME.watch]]` or `[[host.watch]]`, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchRule {
+    /// What it looks at.
+    pub metric: Metric,
+    /// When it holds.
+    pub threshold: Threshold,
+    /// How long it must hold before it fires.
+    pub hold: Duration,
+    /// What firing does.
+    pub action: RuleAction,
+    /// The regular expression (log_matches).
+    pub pattern: Option<String>,
+    /// The window log matches are counted in.
+    pub within: Duration,
+    /// Fire when the trend will cross the threshold this soon.
+    pub predict: Option<Duration>,
+    /// Send a firing alert again this often.
+    pub repeat_every: Option<Duration>,
+    /// The filesystem (disk_percent).
+    pub path: Option<PathBuf>,
+}
+
+impl WatchRule {
+    /// A rule with the defaults of the optional keys.
+    pub fn new(metric: Metric, threshold: Threshold, hold: Duration, action: RuleAction) -> Self {
+        Self {
+            metric,
+            threshold,
+            hold,
+            action,
+            pattern: None,
+            within: Duration::from_secs(60),
+            predict: None,
+            repeat_every: None,
+            path: None,
+        }
+    }
+
+    /// One line: `memory_percent above 85 for 1m`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} {}", self.metric, self.threshold);
+        if let Some(pattern) = &self.pattern {
+            text = format!(
+                "log lines matching {pattern:?} {} within {}",
+                self.threshold,
+                format_duration(self.within)
+            );
+        }
+        if let Some(path) = &self.path {
+            text.push_str(&format!(" ({})", path.display()));
+        }
+        if !self.hold.is_zero() {
+            text.push_str(&format!(" for {}", format_duration(self.hold)));
+        }
+        if let Some(horizon) = self.predict {
+            text.push_str(&format!(" (predicted within {})", format_duration(horizon)));
+        }
+        text
+    }
+}
+
+/// The graded scheme an agent gets when it declares no rules: memory above
+/// 85% for 1m alerts, above 95% for 30s restarts; CPU above 90% for 5m
+/// investigates; more than 1000 connections investigate.
+pub fn default_agent_rules() -> Vec<WatchRule> {
+    vec![
+        WatchRule::new(
+            Metric::MemoryPercent,
+            Threshold::Above(85.0),
+            Duration::from_secs(60),
+            RuleAction::Alert,
+        ),
+        WatchRule::new(
+            Metric::MemoryPercent,
+            Threshold::Above(95.0),
+            Duration::from_secs(30),
+            RuleAction::Restart,
+        ),
+        WatchRule::new(
+            Metric::CpuPercent,
+            Threshold::Above(90.0),
+            Duration::from_secs(300),
+            RuleAction::Investigate,
+        ),
+        WatchRule::new(
+            Metric::Connections,
+            Threshold::Above(1000.0),
+            Duration::ZERO,
+            RuleAction::Investigate,
+        ),
+    ]
+}
+
+/// One agent's figures at one sample; `None` where unknown.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentSample {
+    /// Resident bytes of the tree.
+    pub memory_bytes: Option<f64>,
+    /// Of the machine's memory.
+    pub memory_percent: Option<f64>,
+    /// Of one core, since the previous sample.
+    pub cpu_percent: Option<f64>,
+    /// Open descriptors.
+    pub open_files: Option<f64>,
+    /// TCP sockets.
+    pub connections: Option<f64>,
+    /// Threads.
+    pub threads: Option<f64>,
+}
+
+impl AgentSample {
+    fn get(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::MemoryBytes => self.memory_bytes,
+            Metric::MemoryPercent => self.memory_percent,
+            Metric::CpuPercent => self.cpu_percent,
+            Metric::OpenFiles => self.open_files,
+            Metric::Connections => self.connections,
+            Metric::Threads => self.threads,
+            _ => None,
+        }
+    }
+}
+
+/// The host's figures at one sample.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostSample {
+    /// Used percent per watched path.
+    pub disk_percent: BTreeMap<PathBuf, f64>,
+    /// MemAvailable of MemTotal.
+    pub memory_available_percent: Option<f64>,
+    /// The one-minute load average.
+    pub load1: Option<f64>,
+}
+
+/// An alert as decided: the runtime adds wall-clock times and delivers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertEvent {
+    /// Stable identity: agent (or `host`), rule index, metric.
+    pub fingerprint: String,
+    /// Alertmanager's `alertname`.
+    pub name: String,
+    /// The agent, or `None` for host rules.
+    pub agent: Option<AgentName>,
+    /// `warning` or `critical`.
+    pub severity: &'static str,
+    /// Firing (true) or resolved.
+    pub firing: bool,
+    /// One line for people.
+    pub summary: String,
+    /// When the condition started to hold.
+    pub since: Instant,
+    /// When it stopped (resolved).
+    pub until: Option<Instant>,
+    /// `rule`, `metric`, `action`.
+    pub labels: BTreeMap<String, String>,
+    /// A repeat of an alert already sent.
+    pub repeat: bool,
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// Journal and deliver the alert (and list it in `roster alerts`).
+    Alert(AlertEvent),
+    /// Build a snapshot of the agent (process tree, open files, last log
+    /// lines) off the loop, then deliver the alert with it as details.
+    Investigate(AlertEvent),
+    /// Drain and restart the agent (the supervisor rate-limits).
+    Restart {
+        /// Which agent.
+        agent: AgentName,
+        /// Why, for the journal.
+        reason: String,
+    },
+    /// Stop the agent gracefully.
+    Stop {
+        /// Which agent.
+        agent: AgentName,
+        /// Why, for the journal.
+        reason: String,
+    },
+    /// Delete the oldest rotated logs until the filesystem of `path` is
+    /// below `percent` used.
+    CleanLogs {
+        /// The watched path.
+        path: PathBuf,
+        /// The threshold to get below.
+        percent: f64,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+struct RuleState {
+    /// When it started to hold (continuously), if it holds.
+    holding_since: Option<Instant>,
+    /// When it fired, while it fires.
+    fired_at: Option<Instant>,
+    last_sent: Option<Instant>,
+    /// Recent values (predict), oldest first.
+    history: VecDeque<(Instant, f64)>,
+    /// Log matches: (when, how many) counted into the window.
+    matches: VecDeque<(Instant, u64)>,
+}
+
+/// Who a rule belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner {
+    Agent(AgentName),
+    Host,
+}
+
+/// The rule engine: every rule's state, by owner and index.
+#[derive(Debug, Default)]
+pub struct Watcher {
+    agents: BTreeMap<AgentName, (Vec<WatchRule>, Vec<RuleState>)>,
+    host: (Vec<WatchRule>, Vec<RuleState>),
+    responses: VecDeque<Response>,
+    /// Health alerts firing: agent -> since.
+    unhealthy: BTreeMap<AgentName, Instant>,
+}
+
+/// How far back values are kept for `predict`: the horizon's fit uses the
+/// rule's `for` window, at least this.
+const MIN_PREDICT_WINDOW: Duration = Duration::from_secs(300);
+
+impl Watcher {
+    /// No rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next response to perform.
+    pub fn poll_response(&mut self) -> Option<Response> {
+        self.responses.pop_front()
+    }
+
+    /// Sets the rules (after a config apply). A rule that stays the same
+    /// (same index, same definition) keeps its state, so an apply does not
+    /// re-fire or forget firing alerts; removed rules resolve.
+    pub fn set_rules(
+        &mut self,
+        now: Instant,
+        agents: BTreeMap<AgentName, Vec<WatchRule>>,
+        host: Vec<WatchRule>,
+    ) {
+        let mut old = std::mem::take(&mut self.agents);
+        for (name, rules) in agents {
+            let (previous_rules, mut previous_states) = old.remove(&name).unwrap_or_default();
+            let mut states = Vec::with_capacity(rules.len());
+            for (index, rule) in rules.iter().enumerate() {
+                if previous_rules.get(index) == Some(rule) {
+                    states.push(std::mem::take(&mut previous_states[index]));
+                } else {
+                    if let (Some(previous), Some(state)) =
+                        (previous_rules.get(index), previous_states.get(index))
+                    {
+                        self.resolve_if_firing(
+                            now,
+                            &Owner::Agent(name.clone()),
+                            index,
+                            previous,
+                            state,
+                        );
+                    }
+                    states.push(RuleState::default());
+                }
+            }
+            for index in rules.len()..previous_rules.len() {
+                self.resolve_if_firing(
+                    now,
+                    &Owner::Agent(name.clone()),
+                    index,
+                    &previous_rules[index],
+                    &previous_states[index],
+                );
+            }
+            self.agents.insert(name, (rules, states));
+        }
+        for (name, (rules, states)) in old {
+            for (index, rule) in rules.iter().enumerate() {
+                self.resolve_if_firing(
+                    now,
+                    &Owner::Agent(name.clone()),
+                    index,
+                    rule,
+                    &states[index],
+                );
+            }
+            self.unhealthy.remove(&name);
+        }
+        let (previous_rules, mut previous_states) = std::mem::take(&mut self.host);
+        let mut states = Vec::with_capacity(host.len());
+        for (index, rule) in host.iter().enumerate() {
+            if previous_rules.get(index) == Some(rule) {
+                states.push(std::mem::take(&mut previous_states[index]));
+            } else {
+                if let (Some(previous), Some(state)) =
+                    (previous_rules.get(index), previous_states.get(index))
+                {
+                    self.resolve_if_firing(now, &Owner::Host, index, previous, state);
+                }
+                states.push(RuleState::default());
+            }
+        }
+        self.host = (host, states);
+    }
+
+    fn resolve_if_firing(
+        &mut self,
+        now: Instant,
+        owner: &Owner,
+        index: usize,
+        rule: &WatchRule,
+        state: &RuleState,
+    ) {
+        if let Some(since) = state.holding_since.filter(|_| state.fired_at.is_some()) {
+            let event = alert(owner, index, rule, false, since, Some(now), None);
+            self.responses.push_back(Response::Alert(event));
+        }
+    }
+
+    /// A round of samples: agents that run (others are not judged and their
+    /// rules stop holding), and the host.
+    pub fn handle_samples(
+        &mut self,
+        now: Instant,
+        agents: &BTreeMap<AgentName, AgentSample>,
+        host: &HostSample,
+    ) {
+        let names: Vec<AgentName> = self.agents.keys().cloned().collect();
+        for name in names {
+            let sample = agents.get(&name);
+            let count = self.agents.get(&name).map_or(0, |(rules, _)| rules.len());
+            for index in 0..count {
+                let Some((rules, _)) = self.agents.get(&name) else {
+                    break;
+                };
+                let rule = rules[index].clone();
+                if rule.metric == Metric::LogMatches {
+                    continue;
+                }
+                let value = sample.and_then(|sample| sample.get(rule.metric));
+                self.judge(now, &Owner::Agent(name.clone()), index, &rule, value);
+            }
+        }
+        let host_rules = self.host.0.clone();
+        for (index, rule) in host_rules.iter().enumerate() {
+            let value = match rule.metric {
+                Metric::DiskPercent => rule
+                    .path
+                    .as_ref()
+                    .and_then(|path| host.disk_percent.get(path).copied()),
+                Metric::MemoryAvailablePercent => host.memory_available_percent,
+                Metric::Load1 => host.load1,
+                _ => None,
+            };
+            self.judge(now, &Owner::Host, index, rule, value);
+        }
+    }
+
+    /// Log lines matching rule `index` of `agent`: `count` more, now.
+    pub fn handle_log_matches(
+        &mut self,
+        now: Instant,
+        agent: &AgentName,
+        index: usize,
+        count: u64,
+    ) {
+        let Some((rules, states)) = self.agents.get_mut(agent) else {
+            return;
+        };
+        let (Some(rule), Some(state)) = (rules.get(index).cloned(), states.get_mut(index)) else {
+            return;
+        };
+        state.matches.push_back((now, count));
+        let value = window_count(state, now, rule.within);
+        self.judge(
+            now,
+            &Owner::Agent(agent.clone()),
+            index,
+            &rule,
+            Some(value as f64),
+        );
+    }
+
+    /// Deadlines: log windows that drop matches, repeats of firing alerts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let names: Vec<AgentName> = self.agents.keys().cloned().collect();
+        for name in names {
+            let count = self.agents.get(&name).map_or(0, |(rules, _)| rules.len());
+            for index in 0..count {
+                let Some((rules, states)) = self.agents.get_mut(&name) else {
+                    break;
+                };
+                let rule = rules[index].clone();
+                if rule.metric == Metric::LogMatches {
+                    let value = window_count(&mut states[index], now, rule.within);
+                    self.judge(
+                        now,
+                        &Owner::Agent(name.clone()),
+                        index,
+                        &rule,
+                        Some(value as f64),
+                    );
+                } else {
+                    self.repeat_if_due(now, &Owner::Agent(name.clone()), index, &rule);
+                }
+            }
+        }
+        let host_rules = self.host.0.clone();
+        for (index, rule) in host_rules.iter().enumerate() {
+            self.repeat_if_due(now, &Owner::Host, index, rule);
+        }
+    }
+
+    /// When [`Watcher::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Instant| next = Some(next.map_or(at, |current| current.min(at)));
+        for (rules, states) in self.agents.values().chain(std::iter::once(&self.host)) {
+            for (rule, state) in rules.iter().zip(states) {
+                if rule.metric == Metric::LogMatches {
+                    if let Some((oldest, _)) = state.matches.front() {
+                        consider(*oldest + rule.within);
+                    }
+                }
+                if let (Some(every), Some(last)) = (rule.repeat_every, state.last_sent) {
+                    if state.fired_at.is_some() {
+                        consider(last + every);
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    /// Health verdicts of agents whose check alerts: an `AgentUnhealthy`
+    /// alert fires when one turns unhealthy and resolves when it is healthy
+    /// again (or its process is gone).
+    pub fn handle_health(&mut self, now: Instant, agent: &AgentName, healthy: bool, detail: &str) {
+        let owner = Owner::Agent(agent.clone());
+        match (healthy, self.unhealthy.get(agent).copied()) {
+            (false, None) => {
+                self.unhealthy.insert(agent.clone(), now);
+                let mut event =
+                    base_alert(&owner, "health", "AgentUnhealthy", "critical", true, now);
+                event.summary = format!("{agent} is unhealthy: {detail}");
+                self.responses.push_back(Response::Alert(event));
+            }
+            (true, Some(since)) => {
+                self.unhealthy.remove(agent);
+                let mut event =
+                    base_alert(&owner, "health", "AgentUnhealthy", "critical", false, since);
+                event.until = Some(now);
+                event.summary = format!("{agent} is healthy again");
+                self.responses.push_back(Response::Alert(event));
+            }
+            _ => {}
+        }
+    }
+
+    fn judge(
+        &mut self,
+        now: Instant,
+        owner: &Owner,
+        index: usize,
+        rule: &WatchRule,
+        value: Option<f64>,
+    ) {
+        let Some(state) = self.state_mut(owner, index) else {
+            return;
+        };
+        let holds = match value {
+            None => false,
+            Some(value) => match rule.predict {
+                None => rule.threshold.holds(value),
+                Some(horizon) => {
+                    let window = rule.hold.max(MIN_PREDICT_WINDOW);
+                    state.history.push_back((now, value));
+                    while state
+                        .history
+                        .front()
+                        .is_some_and(|(at, _)| now.saturating_duration_since(*at) > window)
+                    {
+                        state.history.pop_front();
+                    }
+                    rule.threshold.holds(value)
+                        || predict(&state.history, now, horizon)
+                            .is_some_and(|future| rule.threshold.holds(future))
+                }
+            },
+        };
+        if !holds {
+            let was = state.holding_since.take();
+            let fired = state.fired_at.take();
+            state.last_sent = None;
+            if let (Some(since), Some(_)) = (was, fired) {
+                let event = alert(owner, index, rule, false, since, Some(now), value);
+                self.responses.push_back(Response::Alert(event));
+            }
+            return;
+        }
+        let since = *state.holding_since.get_or_insert(now);
+        if state.fired_at.is_some() || now.saturating_duration_since(since) < rule.hold {
+            return;
+        }
+        state.fired_at = Some(now);
+        state.last_sent = Some(now);
+        let event = alert(owner, index, rule, true, since, None, value);
+        let agent = match owner {
+            Owner::Agent(agent) => Some(agent.clone()),
+            Owner::Host => None,
+        };
+        let reason = format!("{} fired", rule.describe());
+        match (rule.action, agent) {
+            (RuleAction::Investigate, Some(_)) => {
+                self.responses.push_back(Response::Investigate(event))
+            }
+            (RuleAction::Restart, Some(agent)) => {
+                self.responses.push_back(Response::Alert(event));
+                self.responses
+                    .push_back(Response::Restart { agent, reason });
+            }
+            (RuleAction::Stop, Some(agent)) => {
+                self.responses.push_back(Response::Alert(event));
+                self.responses.push_back(Response::Stop { agent, reason });
+            }
+            (RuleAction::CleanLogs, None) if rule.metric == Metric::DiskPercent => {
+                self.responses.push_back(Response::Alert(event));
+                if let Some(path) = rule.path.clone() {
+                    self.responses.push_back(Response::CleanLogs {
+                        path,
+                        percent: rule.threshold.limit(),
+                    });
+                }
+            }
+            _ => self.responses.push_back(Response::Alert(event)),
+        }
+    }
+
+    fn repeat_if_due(&mut self, now: Instant, owner: &Owner, index: usize, rule: &WatchRule) {
+        let Some(every) = rule.repeat_every else {
+            return;
+        };
+        let Some(state) = self.state_mut(owner, index) else {
+            return;
+        };
+        let (Some(since), Some(_), Some(last)) =
+            (state.holding_since, state.fired_at, state.last_sent)
+        else {
+            return;
+        };
+        if now.saturating_duration_since(last) < every {
+            return;
+        }
+        state.last_sent = Some(now);
+        let mut event = alert(owner, index, rule, true, since, None, None);
+        event.repeat = true;
+        self.responses.push_back(Response::Alert(event));
+    }
+
+    fn state_mut(&mut self, owner: &Owner, index: usize) -> Option<&mut RuleState> {
+        match owner {
+            Owner::Agent(agent) => self.agents.get_mut(agent)?.1.get_mut(index),
+            Owner::Host => self.host.1.get_mut(index),
+        }
+    }
+
+    /// The rules in force for an agent (for `check` and the pumps).
+    pub fn rules_of(&self, agent: &AgentName) -> &[WatchRule] {
+        self.agents
+            .get(agent)
+            .map_or(&[], |(rules, _)| rules.as_slice())
+    }
+}
+
+/// Matches counted in the window ending now; older buckets are dropped.
+fn window_count(state: &mut RuleState, now: Instant, within: Duration) -> u64 {
+    while state
+        .matches
+        .front()
+        .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= within)
+    {
+        state.matches.pop_front();
+    }
+    state.matches.iter().map(|(_, count)| count).sum()
+}
+
+/// The value a least-squares line through `history` reaches `horizon`
+/// after `now` (as Prometheus' predict_linear); `None` with fewer than 3
+/// points or no spread in time.
+pub fn predict(history: &VecDeque<(Instant, f64)>, now: Instant, horizon: Duration) -> Option<f64> {
+    if history.len() < 3 {
+        return None;
+    }
+    let origin = history.front()?.0;
+    let points: Vec<(f64, f64)> = history
+        .iter()
+        .map(|(at, value)| (at.saturating_duration_since(origin).as_secs_f64(), *value))
+        .collect();
+    let count = points.len() as f64;
+    let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / count;
+    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / count;
+    let spread: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    if spread <= f64::EPSILON {
+        return None;
+    }
+    let slope = points
+        .iter()
+        .map(|(x, y)| (x - mean_x) * (y - mean_y))
+        .sum::<f64>()
+        / spread;
+    let at = now.saturating_duration_since(origin).as_secs_f64() + horizon.as_secs_f64();
+    Some(mean_y + slope * (at - mean_x))
+}
+
+fn owner_key(owner: &Owner) -> String {
+    match owner {
+        Owner::Agent(agent) => agent.to_string(),
+        Owner::Host => "host".to_owned(),
+    }
+}
+
+fn base_alert(
+    owner: &Owner,
+    rule: &str,
+    name: &str,
+    severity: &'static str,
+    firing: bool,
+    since: Instant,
+) -> AlertEvent {
+    let mut labels = BTreeMap::new();
+    labels.insert("rule".to_owned(), rule.to_owned());
+    AlertEvent {
+        fingerprint: format!("{}/{rule}", owner_key(owner)),
+        name: name.to_owned(),
+        agent: match owner {
+            Owner::Agent(agent) => Some(agent.clone()),
+            Owner::Host => None,
+        },
+        severity,
+        firing,
+        summary: String::new(),
+        since,
+        until: None,
+        labels,
+        repeat: false,
+    }
+}
+
+fn alert(
+    owner: &Owner,
+    index: usize,
+    rule: &WatchRule,
+    firing: bool,
+    since: Instant,
+    until: Option<Instant>,
+    value: Option<f64>,
+) -> AlertEvent {
+    let rule_id = format!("watch{index}");
+    let mut event = base_alert(
+        owner,
+        &rule_id,
+        rule.metric.alert_name(),
+        rule.action.severity(),
+        firing,
+        since,
+    );
+    event.until = until;
+    event
+        .labels
+        .insert("metric".to_owned(), rule.metric.as_str().to_owned());
+    event
+        .labels
+        .insert("action".to_owned(), rule.action.as_str().to_owned());
+    let who = match owner {
+        Owner::Agent(agent) => agent.to_string(),
+        Owner::Host => "host".to_owned(),
+    };
+    let now_value = value
+        .map(|value| format!(" (now {})", round(value)))
+        .unwrap_or_default();
+    event.summary = if firing {
+        format!("{who}: {}{now_value}", rule.describe())
+    } else {
+        format!("{who}: resolved: {}{now_value}", rule.describe())
+    };
+    event
+}
+
+fn round(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
