@@ -19,6 +19,7 @@ use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
 use crate::name::AgentName;
 use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
+use crate::watch::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule};
 
 /// A whole, validated config.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +28,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The agents, by name.
     pub agents: BTreeMap<AgentName, AgentSpec>,
+    /// `[[host.watch]]` rules.
+    pub host_watch: Vec<WatchRule>,
 }
 
 /// The `[log]` table.
@@ -112,6 +115,16 @@ pub struct AgentSpec {
     pub drain_signal: Option<Signal>,
     /// How long a draining agent may take before SIGKILL.
     pub drain_timeout: Duration,
+    /// `[[agents.NAME.watch]]` rules; `None` (no `watch` key) means the
+    /// graded defaults, `watch = []` none at all.
+    pub watch: Option<Vec<WatchRule>>,
+}
+
+impl AgentSpec {
+    /// The rules in force: the agent's own, or the graded defaults.
+    pub fn rules(&self) -> Vec<WatchRule> {
+        self.watch.clone().unwrap_or_else(default_agent_rules)
+    }
 }
 
 impl AgentSpec {
@@ -225,7 +238,20 @@ const HEALTH_KEYS: [&str; 8] = [
     "start_period",
     "on_failure",
 ];
-const AGENT_KEYS: [&str; 16] = [
+const WATCH_KEYS: [&str; 10] = [
+    "metric",
+    "above",
+    "below",
+    "for",
+    "action",
+    "pattern",
+    "within",
+    "predict",
+    "repeat_every",
+    "path",
+];
+const HOST_KEYS: [&str; 1] = ["watch"];
+const AGENT_KEYS: [&str; 17] = [
     "command",
     "cwd",
     "env",
@@ -242,8 +268,9 @@ const AGENT_KEYS: [&str; 16] = [
     "health",
     "drain_signal",
     "drain_timeout",
+    "watch",
 ];
-const TOP_KEYS: [&str; 2] = ["log", "agents"];
+const TOP_KEYS: [&str; 3] = ["log", "agents", "host"];
 
 /// Parses and validates a config file's text.
 ///
@@ -354,8 +381,26 @@ impl Checker {
         let table = root.as_table_like()?;
         let mut log = LogConfig::default();
         let mut agents = BTreeMap::new();
+        let mut host_watch = Vec::new();
         for (key, item) in table.iter() {
             match key {
+                "host" => match item.as_table_like() {
+                    Some(host) => {
+                        for (host_key, host_item) in host.iter() {
+                            if host_key == "watch" {
+                                host_watch = self.watch_rules(host_item, "[[host.watch]]", true);
+                            } else {
+                                let span = key_span(host, host_key, host_item);
+                                self.unknown_key(span, host_key, "[host]", &HOST_KEYS);
+                            }
+                        }
+                    }
+                    None => self.problem(
+                        span_of(item),
+                        "`host` must be a table",
+                        Some("write host rules as [[host.watch]]".into()),
+                    ),
+                },
                 "log" => match item.as_table_like() {
                     Some(log_table) => log = self.log(log_table),
                     None => self.problem(span_of(item), "`log` must be a table", None),
@@ -403,7 +448,11 @@ impl Checker {
                 }
             }
         }
-        Some(Config { log, agents })
+        Some(Config {
+            log,
+            agents,
+            host_watch,
+        })
     }
 
     fn log(&mut self, table: &dyn TableLike) -> LogConfig {
@@ -467,6 +516,7 @@ impl Checker {
             health: None,
             drain_signal: None,
             drain_timeout: Duration::from_secs(30),
+            watch: None,
         };
         let mut has_command = false;
         let place = format!("agent `{name}`");
@@ -554,6 +604,10 @@ impl Checker {
                     }
                 }
                 "drain_signal" => spec.drain_signal = self.signal(item, key),
+                "watch" => {
+                    spec.watch =
+                        Some(self.watch_rules(item, &format!("[[agents.{name}.watch]]"), false))
+                }
                 "drain_timeout" => {
                     if let Some(value) = self.duration(item, key) {
                         spec.drain_timeout = value;
@@ -593,6 +647,295 @@ impl Checker {
             );
         }
         (self.problems.len() == problems_before).then_some(spec)
+    }
+
+    /// `watch`: an array of tables (or `[]` for no rules).
+    fn watch_rules(&mut self, item: &Item, place: &str, host: bool) -> Vec<WatchRule> {
+        let mut rules = Vec::new();
+        let tables: Vec<&dyn TableLike> = match item {
+            Item::ArrayOfTables(array) => {
+                array.iter().map(|table| table as &dyn TableLike).collect()
+            }
+            Item::Value(Value::Array(array)) => {
+                let mut tables = Vec::new();
+                for value in array.iter() {
+                    match value.as_inline_table() {
+                        Some(table) => tables.push(table as &dyn TableLike),
+                        None => self.problem(
+                            value.span().unwrap_or_else(|| span_of(item)),
+                            format!("each {place} rule must be a table"),
+                            Some("write rules as [[...watch]] tables".into()),
+                        ),
+                    }
+                }
+                tables
+            }
+            _ => {
+                self.problem(
+                    span_of(item),
+                    format!("{place} must be an array of tables"),
+                    Some("write each rule as its own [[...watch]] table".into()),
+                );
+                return rules;
+            }
+        };
+        for table in tables {
+            if let Some(rule) = self.watch_rule(table, place, host, span_of(item)) {
+                rules.push(rule);
+            }
+        }
+        rules
+    }
+
+    fn watch_rule(
+        &mut self,
+        table: &dyn TableLike,
+        place: &str,
+        host: bool,
+        fallback: Range<usize>,
+    ) -> Option<WatchRule> {
+        let before = self.problems.len();
+        let mut metric: Option<(Metric, Range<usize>)> = None;
+        let mut threshold: Option<Threshold> = None;
+        let mut hold = Duration::ZERO;
+        let mut action = RuleAction::Alert;
+        let mut action_span = None;
+        let mut pattern: Option<(String, Range<usize>)> = None;
+        let mut within: Option<(Duration, Range<usize>)> = None;
+        let mut predict = None;
+        let mut repeat_every = None;
+        let mut path: Option<(PathBuf, Range<usize>)> = None;
+        let mut first_span = None;
+        for (key, item) in table.iter() {
+            first_span.get_or_insert_with(|| key_span(table, key, item));
+            match key {
+                "metric" => {
+                    if let Some(raw) = self.string(item, key) {
+                        match Metric::from_name(raw) {
+                            Some(found) if found.is_host() == host => {
+                                metric = Some((found, span_of(item)))
+                            }
+                            Some(found) => self.problem(
+                                span_of(item),
+                                format!(
+                                    "`{found}` is {} metric",
+                                    if found.is_host() { "a host" } else { "an agent" }
+                                ),
+                                Some(if host {
+                                    "host rules watch disk_percent, memory_available_percent or load1".into()
+                                } else {
+                                    "put it in a [[host.watch]] rule".into()
+                                }),
+                            ),
+                            None => {
+                                let names: Vec<&str> = crate::watch::METRICS
+                                    .iter()
+                                    .filter(|(metric, _)| metric.is_host() == host)
+                                    .map(|(_, name)| *name)
+                                    .collect();
+                                let hint = match closest(raw, &names) {
+                                    Some(suggestion) => format!("did you mean `{suggestion}`?"),
+                                    None => format!("known metrics here: {}", names.join(", ")),
+                                };
+                                self.problem(span_of(item), format!("unknown metric {raw:?}"), Some(hint));
+                            }
+                        }
+                    }
+                }
+                "above" | "below" => {
+                    let number = item
+                        .as_float()
+                        .or_else(|| item.as_integer().map(|number| number as f64));
+                    match number {
+                        Some(value) if value >= 0.0 && value.is_finite() => {
+                            if threshold.is_some() {
+                                self.problem(
+                                    key_span(table, key, item),
+                                    "give one of `above` and `below`, not both",
+                                    None,
+                                );
+                            }
+                            threshold = Some(if key == "above" {
+                                Threshold::Above(value)
+                            } else {
+                                Threshold::Below(value)
+                            });
+                        }
+                        Some(_) => self.problem(
+                            span_of(item),
+                            format!("`{key}` must not be negative"),
+                            None,
+                        ),
+                        None => self.problem(
+                            span_of(item),
+                            format!("`{key}` must be a number"),
+                            Some(format!("e.g. {key} = 85")),
+                        ),
+                    }
+                }
+                "for" => {
+                    if let Some(value) = self.duration(item, key) {
+                        hold = value;
+                    }
+                }
+                "action" => {
+                    if let Some(raw) = self.string(item, key) {
+                        match RuleAction::from_name(raw) {
+                            Some(found) => {
+                                action = found;
+                                action_span = Some(span_of(item));
+                            }
+                            None => self.problem(
+                                span_of(item),
+                                format!("unknown action {raw:?}"),
+                                Some(if host {
+                                    "use \"alert\", or \"clean_logs\" with disk_percent".into()
+                                } else {
+                                    "use \"alert\", \"investigate\", \"restart\" or \"stop\"".into()
+                                }),
+                            ),
+                        }
+                    }
+                }
+                "pattern" => {
+                    if let Some(raw) = self.string(item, key) {
+                        match regex::Regex::new(raw) {
+                            Ok(_) => pattern = Some((raw.to_owned(), span_of(item))),
+                            Err(error) => {
+                                let detail = error.to_string();
+                                let last = detail.lines().last().unwrap_or("").trim().to_owned();
+                                self.problem(
+                                    span_of(item),
+                                    format!("`pattern` is not a valid regular expression: {last}"),
+                                    Some("e.g. pattern = \"(?i)\\\\berror\\\\b\"".into()),
+                                );
+                            }
+                        }
+                    }
+                }
+                "within" => {
+                    if let Some(value) = self.duration(item, key) {
+                        if value.is_zero() {
+                            self.problem(span_of(item), "`within` must be above 0s", None);
+                        } else {
+                            within = Some((value, span_of(item)));
+                        }
+                    }
+                }
+                "predict" => predict = self.duration(item, key),
+                "repeat_every" => {
+                    if let Some(value) = self.duration(item, key) {
+                        if value < Duration::from_secs(1) {
+                            self.problem(span_of(item), "`repeat_every` must be at least 1s", None);
+                        } else {
+                            repeat_every = Some(value);
+                        }
+                    }
+                }
+                "path" if host => {
+                    if let Some(raw) = self.string(item, key) {
+                        if raw.starts_with('/') {
+                            path = Some((PathBuf::from(raw), span_of(item)));
+                        } else {
+                            self.problem(
+                                span_of(item),
+                                "`path` must be absolute",
+                                Some("e.g. path = \"/\"".into()),
+                            );
+                        }
+                    }
+                }
+                other => {
+                    let span = key_span(table, other, item);
+                    self.unknown_key(span, other, place, &WATCH_KEYS);
+                }
+            }
+        }
+        let rule_span = first_span.unwrap_or(fallback);
+        let Some((metric, metric_span)) = metric else {
+            if self.problems.len() == before {
+                self.problem(
+                    rule_span,
+                    format!("a {place} rule has no `metric`"),
+                    Some("e.g. metric = \"memory_percent\"".into()),
+                );
+            }
+            return None;
+        };
+        let Some(threshold) = threshold else {
+            self.problem(
+                metric_span,
+                format!("the `{metric}` rule has no threshold"),
+                Some("add above = N (or below = N)".into()),
+            );
+            return None;
+        };
+        let log_rule = metric == Metric::LogMatches;
+        match (&pattern, log_rule) {
+            (None, true) => self.problem(
+                metric_span.clone(),
+                "a log_matches rule needs a `pattern`",
+                Some("e.g. pattern = \"(?i)\\\\berror\\\\b\"".into()),
+            ),
+            (Some((_, span)), false) => self.problem(
+                span.clone(),
+                "`pattern` only goes with metric = \"log_matches\"",
+                None,
+            ),
+            _ => {}
+        }
+        if let (Some((_, span)), false) = (&within, log_rule) {
+            self.problem(
+                span.clone(),
+                "`within` only goes with metric = \"log_matches\"",
+                None,
+            );
+        }
+        if metric == Metric::DiskPercent && path.is_none() {
+            self.problem(
+                metric_span.clone(),
+                "a disk_percent rule needs a `path`",
+                Some("e.g. path = \"/\"".into()),
+            );
+        }
+        if let (Some((_, span)), false) = (&path, metric == Metric::DiskPercent) {
+            self.problem(
+                span.clone(),
+                "`path` only goes with metric = \"disk_percent\"",
+                None,
+            );
+        }
+        let allowed = match action {
+            RuleAction::CleanLogs => metric == Metric::DiskPercent,
+            RuleAction::Alert => true,
+            RuleAction::Investigate | RuleAction::Restart | RuleAction::Stop => !host,
+        };
+        if !allowed {
+            self.problem(
+                action_span.unwrap_or(metric_span),
+                format!(
+                    "action \"{}\" does not go with a `{metric}` rule",
+                    action.as_str()
+                ),
+                Some(if host {
+                    "host rules alert, and disk_percent rules may clean_logs".into()
+                } else {
+                    "agent rules alert, investigate, restart or stop".into()
+                }),
+            );
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        let mut rule = WatchRule::new(metric, threshold, hold, action);
+        rule.pattern = pattern.map(|(raw, _)| raw);
+        if let Some((value, _)) = within {
+            rule.within = value;
+        }
+        rule.predict = predict;
+        rule.repeat_every = repeat_every;
+        rule.path = path.map(|(value, _)| value);
+        Some(rule)
     }
 
     fn signal(&mut self, item: &Item, key: &str) -> Option<Signal> {
@@ -1081,5 +1424,41 @@ stop_timeout = "10s"
             );
         }
         assert!(!rendered.contains("names no check"), "{rendered}");
+    }
+
+    #[test]
+    fn watch_rules_parse_with_defaults_and_bad_ones_are_located() {
+        let good = parse_text(
+            "[agents.web]\ncommand = \"true\"\n[[agents.web.watch]]\nmetric = \"memory_percent\"\nabove = 85\nfor = \"1m\"\naction = \"alert\"\n[[agents.web.watch]]\nmetric = \"log_matches\"\npattern = \"(?i)\\\\berror\\\\b\"\nabove = 5\nwithin = \"5m\"\n\n[agents.plain]\ncommand = \"true\"\n\n[agents.none]\ncommand = \"true\"\nwatch = []\n\n[[host.watch]]\nmetric = \"disk_percent\"\npath = \"/\"\nabove = 80\naction = \"clean_logs\"\n",
+        )
+        .expect("valid");
+        let web = &good.agents[&AgentName::new("web").expect("name")];
+        let rules = web.rules();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].hold, Duration::from_secs(60));
+        assert_eq!(rules[1].within, Duration::from_secs(300));
+        assert_eq!(rules[1].pattern.as_deref(), Some("(?i)\\berror\\b"));
+        let plain = &good.agents[&AgentName::new("plain").expect("name")];
+        assert_eq!(plain.rules().len(), 4, "the graded defaults");
+        let none = &good.agents[&AgentName::new("none").expect("name")];
+        assert!(none.rules().is_empty(), "watch = [] means no rules");
+        assert_eq!(good.host_watch.len(), 1);
+
+        let text = "[agents.a]\ncommand = \"true\"\n[[agents.a.watch]]\nmetric = \"memory_precent\"\nabove = 1\n[[agents.a.watch]]\nmetric = \"cpu_percent\"\nabove = -5\n[[agents.a.watch]]\nmetric = \"log_matches\"\npattern = \"(unclosed\"\nabove = 1\n[[agents.a.watch]]\nmetric = \"disk_percent\"\nabove = 1\n[[agents.a.watch]]\nmetric = \"threads\"\nabove = 1\naction = \"reboot\"\n[[host.watch]]\nmetric = \"load1\"\nabove = 4\naction = \"restart\"\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        for expected in [
+            "roster.toml:4:10: unknown metric \"memory_precent\"",
+            "did you mean `memory_percent`?",
+            "roster.toml:8:9: `above` must not be negative",
+            "roster.toml:11:11: `pattern` is not a valid regular expression",
+            "roster.toml:14:10: `disk_percent` is a host metric",
+            "roster.toml:19:10: unknown action \"reboot\"",
+            "roster.toml:23:10: action \"restart\" does not go with a `load1` rule",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
     }
 }
