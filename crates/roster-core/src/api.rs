@@ -97,6 +97,19 @@ pub struct AgentStatus {
     /// directory missing, ...); `null` once a start succeeds (extension).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// From the latest watch sample (every 5 s while rules watch the
+    /// agent): memory as a percentage of the machine's (extension).
+    #[serde(default)]
+    pub memory_percent: Option<f64>,
+    /// Open file descriptors of the process group (extension).
+    #[serde(default)]
+    pub open_files: Option<u64>,
+    /// TCP sockets of the process group (extension).
+    #[serde(default)]
+    pub connections: Option<u64>,
+    /// Threads of the process group (extension).
+    #[serde(default)]
+    pub threads: Option<u64>,
 }
 
 /// `POST /v1/apply`: converge to a config file.
@@ -203,4 +216,13 @@ pub struct AlertRecord {
     /// Extra labels (`rule`, `metric`, `host`, ...), sorted.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// `GET /v1/alerts`: what `roster alerts --json` prints.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertsReply {
+    /// Alerts whose condition holds now.
+    pub firing: Vec<AlertRecord>,
+    /// The latest alert events (firings and resolutions), oldest first.
+    pub recent: Vec<AlertRecord>,
 }

@@ -501,6 +501,27 @@ impl Supervisor {
         self.agents.contains_key(agent)
     }
 
+    /// How many agents there are.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether there are no agents.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// Whether actions or events wait to be polled.
+    pub fn has_pending(&self) -> bool {
+        !self.actions.is_empty() || !self.events.is_empty()
+    }
+
+    /// A watch rule wants the agent restarted: drained, and rate-limited
+    /// with the health check's restarts.
+    pub fn handle_rule_restart(&mut self, now: Instant, agent: &AgentName, reason: &str) {
+        self.auto_restart(now, agent, reason);
+    }
+
     /// The names of all agents, sorted.
     pub fn names(&self) -> Vec<AgentName> {
         self.agents.keys().cloned().collect()

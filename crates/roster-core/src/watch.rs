@@ -754,6 +754,11 @@ impl Watcher {
         }
     }
 
+    /// Whether any host rule exists (the host must be sampled).
+    pub fn has_host_rules(&self) -> bool {
+        !self.host.0.is_empty()
+    }
+
     /// The rules in force for an agent (for `check` and the pumps).
     pub fn rules_of(&self, agent: &AgentName) -> &[WatchRule] {
         self.agents

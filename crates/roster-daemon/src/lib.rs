@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod alerts;
 pub mod clock;
 pub mod config_file;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod journal;
 pub mod logs;
 pub mod probe;
 pub mod procfs;
+pub mod sample;
 pub mod server;
 pub mod spawn;
 #[allow(unsafe_code)]

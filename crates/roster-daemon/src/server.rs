@@ -29,6 +29,19 @@ struct ApiState {
     /// Problems found at start that status keeps reporting (a journal moved aside).
     warnings: Arc<Vec<String>>,
     cpu: Arc<Mutex<HashMap<String, CpuSample>>>,
+    published: Published,
+}
+
+/// What the loop and the sampler publish for readers, so that no request
+/// needs the loop's attention for it.
+#[derive(Clone, Default)]
+pub struct Published {
+    /// Alerts firing and recent.
+    pub alerts: Arc<Mutex<crate::alerts::AlertBook>>,
+    /// The latest sample of each watched agent.
+    pub samples: Arc<
+        Mutex<std::collections::BTreeMap<roster_core::AgentName, roster_core::watch::AgentSample>>,
+    >,
 }
 
 #[derive(Clone, Copy)]
@@ -39,11 +52,17 @@ struct CpuSample {
 }
 
 /// Serves the API until the task is aborted; `warnings` go into every status.
-pub async fn serve(listener: UnixListener, inbox: Inbox, warnings: Vec<String>) {
+pub async fn serve(
+    listener: UnixListener,
+    inbox: Inbox,
+    warnings: Vec<String>,
+    published: Published,
+) {
     let state = ApiState {
         inbox,
         warnings: Arc::new(warnings),
         cpu: Arc::new(Mutex::new(HashMap::new())),
+        published,
     };
     let router = Router::new()
         .route("/v1/status", get(status))
@@ -52,6 +71,7 @@ pub async fn serve(listener: UnixListener, inbox: Inbox, warnings: Vec<String>) 
         .route("/v1/stop", post(stop))
         .route("/v1/restart", post(restart))
         .route("/v1/shutdown", post(shutdown))
+        .route("/v1/alerts", get(alerts))
         .with_state(state);
     let listener = BoundedListener {
         inner: listener,
@@ -68,7 +88,7 @@ pub async fn serve(listener: UnixListener, inbox: Inbox, warnings: Vec<String>) 
 pub const MAX_CONNECTIONS: usize = 128;
 
 /// A connection that neither sends nor receives for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The control socket's listener, serving at most [`MAX_CONNECTIONS`].
 struct BoundedListener {
@@ -207,6 +227,12 @@ async fn status(State(state): State<ApiState>) -> Response {
     // Sampling /proc is blocking work: keep it off the runtime's workers.
     let cpu = state.cpu.clone();
     let warnings = state.warnings.as_ref().clone();
+    let sampled = state
+        .published
+        .samples
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
     let agents = tokio::task::spawn_blocking(move || {
         let wanted = views.iter().any(|(view, _)| view.pid.is_some());
         let samples = if wanted {
@@ -275,6 +301,22 @@ async fn status(State(state): State<ApiState>) -> Response {
                     last_exit: view.last_exit,
                     log_dropped_lines: dropped,
                     last_error: view.last_error,
+                    memory_percent: sampled
+                        .get(&view.name)
+                        .and_then(|sample| sample.memory_percent)
+                        .map(|percent| (percent * 10.0).round() / 10.0),
+                    open_files: sampled
+                        .get(&view.name)
+                        .and_then(|sample| sample.open_files)
+                        .map(|files| files as u64),
+                    connections: sampled
+                        .get(&view.name)
+                        .and_then(|sample| sample.connections)
+                        .map(|tcp| tcp as u64),
+                    threads: sampled
+                        .get(&view.name)
+                        .and_then(|sample| sample.threads)
+                        .map(|threads| threads as u64),
                 }
             })
             .collect::<Vec<_>>()
@@ -354,6 +396,16 @@ async fn stop(State(state): State<ApiState>, Json(request): Json<AgentsRequest>)
 
 async fn restart(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
     agents(state, Verb::Restart, request).await
+}
+
+async fn alerts(State(state): State<ApiState>) -> Response {
+    let reply = state
+        .published
+        .alerts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .reply();
+    Json(reply).into_response()
 }
 
 async fn shutdown(State(state): State<ApiState>) -> Response {

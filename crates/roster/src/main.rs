@@ -115,6 +115,12 @@ enum Command {
         #[arg(short = 't', long)]
         timestamps: bool,
     },
+    /// Show firing alerts and recent resolved ones.
+    Alerts {
+        /// Print JSON: {"firing": [...], "recent": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the journal: starts, exits, restarts, failures, config applies.
     Events {
         /// Only these agents.
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
             lines,
             timestamps,
         } => commands::logs::run(&home, &names, lines, follow, timestamps),
+        Command::Alerts { json } => commands::alerts::run(&home, json),
         Command::Events {
             names,
             since,

@@ -53,6 +53,19 @@ pub enum Request {
     },
     /// Stop every agent, then exit.
     Shutdown(oneshot::Sender<()>),
+    /// What the sampler should sample now.
+    SampleTargets(oneshot::Sender<SampleTargets>),
+}
+
+/// The sampler's work for one round.
+#[derive(Debug, Default)]
+pub struct SampleTargets {
+    /// Running agents with rules: (agent, group leader).
+    pub agents: Vec<(AgentName, u32)>,
+    /// Paths of `disk_percent` host rules.
+    pub disks: Vec<std::path::PathBuf>,
+    /// Whether any rule needs samples at all.
+    pub wanted: bool,
 }
 
 /// Why an apply changed nothing.
@@ -72,6 +85,31 @@ pub enum Input {
     Request(Request),
     /// From a log pump.
     Trouble(LogTrouble),
+    /// A round of samples for watch rules, from the sampler task.
+    Samples {
+        /// Running agents' figures.
+        agents: std::collections::BTreeMap<AgentName, roster_core::watch::AgentSample>,
+        /// The host's.
+        host: roster_core::watch::HostSample,
+    },
+    /// Lines that matched `log_matches` rules: (rule index, count).
+    LogMatches {
+        /// The agent.
+        agent: AgentName,
+        /// Per rule.
+        matches: Vec<(usize, u64)>,
+    },
+    /// An investigation's alert, with its snapshot as details.
+    Investigated(roster_core::api::AlertRecord),
+    /// Something to journal from a worker (logs cleaned, ...).
+    Note {
+        /// The agent concerned, if any.
+        agent: Option<AgentName>,
+        /// The event kind.
+        kind: &'static str,
+        /// For people.
+        detail: String,
+    },
     /// A network health probe's outcome.
     Probe {
         /// The agent probed.

@@ -25,20 +25,23 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use roster_core::api::{AlertRecord, AlertState};
 use roster_core::api::{ApplyConflict, ApplyReply};
 use roster_core::config::Config;
-use roster_core::{Action, AgentName, LogConfig, Supervisor};
+use roster_core::watch::{AlertEvent, Response, Watcher};
+use roster_core::{Action, AgentName, EventKind, LogConfig, Supervisor};
 
-pub use inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
+pub use inbox::{ApplyRefusal, Inbox, Input, Request, SampleTargets, Verb};
 use startup::{
     io_error, notify_systemd_ready, raise_open_file_limit, stop_stale_processes, take_lock,
     DaemonLock,
 };
 
+use crate::alerts::AlertBook;
 use crate::home::Home;
 use crate::journal::{Journal, Row};
 use crate::logs::pump::{pump, LogTrouble, PumpContext};
-use crate::logs::LogWriter;
+use crate::logs::{LogRules, LogWriter};
 use crate::{procfs, server, spawn};
 
 /// Why the daemon could not run.
@@ -84,6 +87,8 @@ pub struct DaemonOptions {
 
 struct AgentIo {
     writer: Arc<Mutex<LogWriter>>,
+    /// The writer's `log_matches` patterns.
+    log_rules: crate::logs::SharedLogRules,
     dropped: Arc<AtomicU64>,
     /// The pump of the latest run; each pump waits for its predecessor.
     last_pump: Option<JoinHandle<()>>,
@@ -125,6 +130,14 @@ struct Daemon {
     probe_tasks: HashMap<u64, JoinHandle<()>>,
     /// Exec probes running: pid to (agent, probe id).
     probe_pids: HashMap<u32, (AgentName, u64)>,
+    /// Watch rules and alert decisions.
+    watcher: Watcher,
+    /// Alerts raised, published for the API.
+    alerts: Arc<Mutex<AlertBook>>,
+    /// Compiled `log_matches` patterns per agent, handed to its writer.
+    log_rules: BTreeMap<AgentName, Option<Arc<LogRules>>>,
+    /// Paths that `disk_percent` host rules watch.
+    host_disks: Vec<PathBuf>,
     _lock: DaemonLock,
 }
 
@@ -200,7 +213,18 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     };
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("securing", &socket_path))?;
-    let server = runtime.spawn(server::serve(listener, inbox.clone(), warnings));
+    let alerts = Arc::new(Mutex::new(AlertBook::default()));
+    let samples = Arc::new(Mutex::new(BTreeMap::new()));
+    let server = runtime.spawn(server::serve(
+        listener,
+        inbox.clone(),
+        warnings,
+        server::Published {
+            alerts: alerts.clone(),
+            samples: samples.clone(),
+        },
+    ));
+    let sampler = runtime.spawn(sample_task(inbox.clone(), samples));
 
     let (log_config, _) = watch::channel(LogConfig::default());
     let mut daemon = Daemon {
@@ -221,6 +245,10 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         last_sweep: None,
         probe_tasks: HashMap::new(),
         probe_pids: HashMap::new(),
+        watcher: Watcher::new(),
+        alerts: alerts.clone(),
+        log_rules: BTreeMap::new(),
+        host_disks: Vec::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -248,6 +276,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     }
     daemon.finish();
     server.abort();
+    sampler.abort();
     let _ = std::fs::remove_file(&socket_path);
     for reply in daemon.shutdown_replies.drain(..) {
         let _ = reply.send(());
@@ -271,10 +300,14 @@ impl Daemon {
             if self.shutting_down && self.supervisor.is_quiet() {
                 return;
             }
-            let next = match (self.supervisor.poll_timeout(), self.sweep_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.supervisor.poll_timeout(),
+                self.sweep_due(),
+                self.watcher.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match next {
                 None => PollTimeout::NONE,
                 Some(deadline) => {
@@ -316,6 +349,28 @@ impl Daemon {
                 match input {
                     Input::Request(request) => self.handle_request(request),
                     Input::Trouble(trouble) => self.report_trouble(trouble),
+                    Input::Samples { agents, host } => {
+                        self.watcher.handle_samples(Instant::now(), &agents, &host);
+                    }
+                    Input::LogMatches { agent, matches } => {
+                        let now = Instant::now();
+                        for (index, count) in matches {
+                            self.watcher.handle_log_matches(now, &agent, index, count);
+                        }
+                    }
+                    Input::Investigated(record) => self.record_alert(record),
+                    Input::Note {
+                        agent,
+                        kind,
+                        detail,
+                    } => {
+                        self.journal.record(Row::now(
+                            agent.as_ref().map(AgentName::as_str),
+                            kind,
+                            None,
+                            detail,
+                        ));
+                    }
                     Input::Probe { agent, id, result } => {
                         self.probe_tasks.remove(&id);
                         self.supervisor
@@ -326,6 +381,13 @@ impl Daemon {
             }
             if self.sweep_due().is_some_and(|due| due <= Instant::now()) {
                 self.sweep_strays();
+            }
+            if self
+                .watcher
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= Instant::now())
+            {
+                self.watcher.handle_timeout(Instant::now());
             }
             if self
                 .supervisor
@@ -398,6 +460,22 @@ impl Daemon {
             }
             Request::Agents { verb, names, reply } => {
                 let _ = reply.send(self.agents_command(now, verb, &names));
+            }
+            Request::SampleTargets(reply) => {
+                let agents: Vec<(AgentName, u32)> = self
+                    .supervisor
+                    .main_pids()
+                    .into_iter()
+                    .filter(|(agent, _)| !self.watcher.rules_of(agent).is_empty())
+                    .collect();
+                let wanted = !agents.is_empty()
+                    || !self.host_disks.is_empty()
+                    || self.watcher.has_host_rules();
+                let _ = reply.send(SampleTargets {
+                    agents,
+                    disks: self.host_disks.clone(),
+                    wanted,
+                });
             }
             Request::Shutdown(reply) => {
                 self.shutdown_replies.push(reply);
@@ -512,9 +590,9 @@ impl Daemon {
                 }
             }
         }
-        let summary = self
-            .supervisor
-            .handle_apply(Instant::now(), &config, start_stopped);
+        let now = Instant::now();
+        let summary = self.supervisor.handle_apply(now, &config, start_stopped);
+        self.apply_rules(now, &config);
         self.applied = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
@@ -647,7 +725,173 @@ impl Daemon {
                 event.kind.pid(),
                 event.kind.detail(),
             ));
+            let now = Instant::now();
+            match &event.kind {
+                EventKind::Unhealthy { error, action, .. }
+                    if *action != roster_core::health::OnFailure::None =>
+                {
+                    self.watcher.handle_health(now, &event.agent, false, error);
+                }
+                EventKind::Healthy => self.watcher.handle_health(now, &event.agent, true, ""),
+                _ => {}
+            }
         }
+        while let Some(response) = self.watcher.poll_response() {
+            self.respond(response);
+        }
+        // A rule's restart or stop asks the supervisor for more.
+        if self.supervisor.has_pending() {
+            self.perform();
+        }
+    }
+
+    /// Performs what a watch rule decided.
+    fn respond(&mut self, response: Response) {
+        let now = Instant::now();
+        match response {
+            Response::Alert(event) => {
+                let record = self.alert_record(&event, String::new());
+                self.record_alert(record);
+            }
+            Response::Investigate(event) => {
+                let record = self.alert_record(&event, String::new());
+                let leader = event
+                    .agent
+                    .as_ref()
+                    .and_then(|agent| {
+                        self.supervisor
+                            .main_pids()
+                            .into_iter()
+                            .find(|(name, _)| name == agent)
+                    })
+                    .map(|(_, pid)| pid);
+                let log = event
+                    .agent
+                    .as_ref()
+                    .map(|agent| self.home.agent_log(agent.as_str()))
+                    .unwrap_or_default();
+                let inbox = self.inbox.clone();
+                let agent = event
+                    .agent
+                    .as_ref()
+                    .map(|agent| agent.to_string())
+                    .unwrap_or_default();
+                self.runtime.spawn_blocking(move || {
+                    let mut record = record;
+                    record.details = crate::sample::investigate(&agent, leader, &log);
+                    inbox.send(Input::Investigated(record));
+                });
+            }
+            Response::Restart { agent, reason } => {
+                self.supervisor.handle_rule_restart(now, &agent, &reason);
+            }
+            Response::Stop { agent, reason } => {
+                self.journal.record(Row::now(
+                    Some(agent.as_str()),
+                    "rule_stop",
+                    None,
+                    format!("stopping: {reason}"),
+                ));
+                self.supervisor.handle_stop(now, &agent);
+            }
+            Response::CleanLogs { path, percent } => {
+                let logs = self.home.logs();
+                let inbox = self.inbox.clone();
+                self.runtime.spawn_blocking(move || {
+                    let (removed, bytes, after) = crate::logs::clean_oldest(&logs, &path, percent);
+                    inbox.send(Input::Note {
+                        agent: None,
+                        kind: "logs_cleaned",
+                        detail: format!(
+                            "{} is {}% full: removed {removed} rotated log file(s), {}; now {}",
+                            path.display(),
+                            percent,
+                            crate::sample::human_bytes(bytes),
+                            after
+                                .map(|after| format!("{after:.1}% used"))
+                                .unwrap_or_else(|| "unknown".into())
+                        ),
+                    });
+                });
+            }
+        }
+    }
+
+    /// An alert with wall-clock times, for the journal, `roster alerts` and
+    /// notifiers.
+    fn alert_record(&self, event: &AlertEvent, details: String) -> AlertRecord {
+        let now = Instant::now();
+        let wall = |at: Instant| {
+            let ago = now.saturating_duration_since(at).as_millis() as i64;
+            crate::clock::rfc3339_millis(crate::clock::unix_millis() - ago)
+        };
+        let mut labels = event.labels.clone();
+        labels.insert("alertname".into(), event.name.clone());
+        AlertRecord {
+            fingerprint: event.fingerprint.clone(),
+            name: event.name.clone(),
+            agent: event.agent.as_ref().map(|agent| agent.to_string()),
+            severity: event.severity.to_owned(),
+            state: if event.firing {
+                AlertState::Firing
+            } else {
+                AlertState::Resolved
+            },
+            summary: event.summary.clone(),
+            details,
+            starts_at: wall(event.since),
+            ends_at: event.until.map(wall),
+            labels,
+        }
+    }
+
+    /// Journals an alert event and publishes it.
+    fn record_alert(&mut self, record: AlertRecord) {
+        let kind = match record.state {
+            AlertState::Firing => "alert_firing",
+            AlertState::Resolved => "alert_resolved",
+        };
+        tracing::warn!(alert = %record.name, "{}", record.summary);
+        self.journal.record(Row::now(
+            record.agent.as_deref(),
+            kind,
+            None,
+            format!("{}: {}", record.name, record.summary),
+        ));
+        self.alerts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(&record);
+    }
+
+    /// Hands an applied config's rules to the watcher and the log writers.
+    fn apply_rules(&mut self, now: Instant, config: &Config) {
+        let mut agents = BTreeMap::new();
+        self.log_rules.clear();
+        for (name, spec) in &config.agents {
+            let rules = spec.rules();
+            let patterns: Vec<(usize, String)> = rules
+                .iter()
+                .enumerate()
+                .filter_map(|(index, rule)| Some((index, rule.pattern.clone()?)))
+                .collect();
+            let compiled = LogRules::new(&patterns).map(Arc::new);
+            if let Some(io) = self.io.get(name) {
+                // Never waits on the writer: the pump reads the handle.
+                *io.log_rules
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = compiled.clone();
+            }
+            self.log_rules.insert(name.clone(), compiled);
+            agents.insert(name.clone(), rules);
+        }
+        self.host_disks = config
+            .host_watch
+            .iter()
+            .filter_map(|rule| rule.path.clone())
+            .collect();
+        self.watcher
+            .set_rules(now, agents, config.host_watch.clone());
     }
 
     /// Starts a health probe. HTTP and TCP run as tasks on the runtime and
@@ -741,8 +985,14 @@ impl Daemon {
                 self.log_config.borrow().clone(),
                 dropped.clone(),
             );
+            let log_rules = writer.log_rules();
+            *log_rules
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                self.log_rules.get(agent).cloned().flatten();
             AgentIo {
                 writer: Arc::new(Mutex::new(writer)),
+                log_rules,
                 dropped,
                 last_pump: None,
             }
@@ -751,7 +1001,7 @@ impl Daemon {
             self.pipe_budget.privileged,
             self.pipe_budget.soft_pages,
             procfs::page_size(),
-            self.supervisor.names().len() + 1,
+            self.supervisor.len() + 1,
         );
         let (read, write, granted) =
             spawn::log_pipe(wanted).map_err(|error| format!("creating the log pipe: {error}"))?;
@@ -923,4 +1173,56 @@ impl Daemon {
 /// Reads and validates a config file; the error is ready to print.
 pub fn load_config(path: &Path) -> Result<Config, String> {
     crate::config_file::load(path, &path.display().to_string()).map_err(|error| error.to_string())
+}
+
+/// How often agents and the host are sampled for watch rules, unless
+/// `ROSTER_SAMPLE_INTERVAL` (a duration, at least 100ms) says otherwise.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+fn sample_interval() -> Duration {
+    std::env::var("ROSTER_SAMPLE_INTERVAL")
+        .ok()
+        .and_then(|raw| roster_core::units::parse_duration(&raw).ok())
+        .filter(|interval| *interval >= Duration::from_millis(100))
+        .unwrap_or(SAMPLE_INTERVAL)
+}
+
+/// Samples every [`SAMPLE_INTERVAL`] what the loop says is watched (nothing
+/// when no rule needs samples), on the blocking pool, and hands the figures
+/// to the loop and to status readers.
+async fn sample_task(
+    inbox: Inbox,
+    published: Arc<Mutex<BTreeMap<AgentName, roster_core::watch::AgentSample>>>,
+) {
+    let sampler = Arc::new(Mutex::new(crate::sample::Sampler::new()));
+    let mut tick = tokio::time::interval(sample_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (reply, answer) = oneshot::channel();
+        if !inbox.send(Input::Request(Request::SampleTargets(reply))) {
+            return;
+        }
+        let Ok(targets) = answer.await else {
+            return;
+        };
+        if !targets.wanted {
+            continue;
+        }
+        let sampler = sampler.clone();
+        let sampled = tokio::task::spawn_blocking(move || {
+            sampler
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .sample(&targets.agents, &targets.disks)
+        })
+        .await;
+        let Ok((agents, host)) = sampled else {
+            continue;
+        };
+        *published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = agents.clone();
+        inbox.send(Input::Samples { agents, host });
+    }
 }

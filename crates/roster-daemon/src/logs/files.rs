@@ -250,6 +250,47 @@ pub(crate) fn file_names(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// Deletes the oldest rotated logs (`NAME.log.N`, `NAME.log.N.gz`; never a
+/// current `NAME.log`) in `logs` until the filesystem of `watched` is below
+/// `percent` used, or none is left. Returns (files removed, bytes, the use
+/// after).
+pub fn clean_oldest(logs: &Path, watched: &Path, percent: f64) -> (usize, u64, Option<f64>) {
+    let mut rotated: Vec<(std::time::SystemTime, PathBuf, u64)> = std::fs::read_dir(logs)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let (_, suffix) = name.split_once(".log.")?;
+                    let number = suffix.strip_suffix(".gz").unwrap_or(suffix);
+                    number.parse::<u32>().ok()?;
+                    // Never follow a link out of the logs directory.
+                    let metadata = entry.path().symlink_metadata().ok()?;
+                    if !metadata.is_file() {
+                        return None;
+                    }
+                    Some((metadata.modified().ok()?, entry.path(), metadata.len()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort();
+    let mut removed = 0;
+    let mut bytes = 0;
+    let mut used = crate::sample::disk_percent(watched);
+    for (_, path, size) in rotated {
+        if used.is_some_and(|used| used < percent) {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+            bytes += size;
+            used = crate::sample::disk_percent(watched);
+        }
+    }
+    (removed, bytes, used)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

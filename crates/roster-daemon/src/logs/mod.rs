@@ -11,5 +11,5 @@ pub mod follow;
 pub mod pump;
 pub mod writer;
 
-pub use files::{log_files, read_lines, split_timestamp, LogLine};
-pub use writer::LogWriter;
+pub use files::{clean_oldest, log_files, read_lines, split_timestamp, LogLine};
+pub use writer::{LogRules, LogWriter, SharedLogRules};

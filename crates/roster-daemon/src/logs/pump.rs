@@ -143,7 +143,15 @@ fn with_writer(
     }
 }
 
-fn send(context: &PumpContext, report: WriteReport) {
+fn send(context: &PumpContext, mut report: WriteReport) {
+    if !report.matches.is_empty() {
+        if let Ok(agent) = roster_core::AgentName::new(&context.agent) {
+            context.trouble.send(crate::daemon::Input::LogMatches {
+                agent,
+                matches: std::mem::take(&mut report.matches),
+            });
+        }
+    }
     if let Some(error) = report.error {
         context
             .trouble

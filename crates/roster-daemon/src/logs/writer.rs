@@ -52,6 +52,32 @@ pub struct LogWriter {
     dropped: Arc<AtomicU64>,
     last_error: Option<String>,
     last_link_check_ms: i64,
+    /// Patterns of the agent's `log_matches` rules, shared with the daemon
+    /// (which replaces them on apply without waiting for this writer).
+    log_rules: SharedLogRules,
+    /// What `log_rules` held when the current write began.
+    current_rules: Option<Arc<LogRules>>,
+}
+
+/// The daemon's handle on a writer's patterns.
+pub type SharedLogRules = Arc<std::sync::RwLock<Option<Arc<LogRules>>>>;
+
+/// The `log_matches` rules of one agent: (rule index, pattern).
+#[derive(Debug)]
+pub struct LogRules {
+    rules: Vec<(usize, regex::bytes::Regex)>,
+}
+
+impl LogRules {
+    /// Compiles the patterns; rules whose pattern does not compile (the
+    /// config check refuses them) are left out.
+    pub fn new(patterns: &[(usize, String)]) -> Option<Self> {
+        let rules: Vec<(usize, regex::bytes::Regex)> = patterns
+            .iter()
+            .filter_map(|(index, pattern)| Some((*index, regex::bytes::Regex::new(pattern).ok()?)))
+            .collect();
+        (!rules.is_empty()).then_some(Self { rules })
+    }
 }
 
 /// What one call of [`LogWriter::write`] could not do.
@@ -61,6 +87,8 @@ pub struct WriteReport {
     pub dropped_lines: u64,
     /// The error that dropped them.
     pub error: Option<String>,
+    /// Lines matching each `log_matches` rule: (rule index, count).
+    pub matches: Vec<(usize, u64)>,
 }
 
 impl LogWriter {
@@ -82,6 +110,8 @@ impl LogWriter {
             dropped,
             last_error: None,
             last_link_check_ms: 0,
+            log_rules: SharedLogRules::default(),
+            current_rules: None,
         };
         if let Err(error) = writer.remove_beyond_keep() {
             tracing::warn!(agent = %writer.agent, "removing old logs: {error}");
@@ -181,6 +211,7 @@ impl LogWriter {
     /// that two runs' partial lines are never joined.
     pub fn write(&mut self, pending: &mut Vec<u8>, mut chunk: &[u8], now_ms: i64) -> WriteReport {
         let mut report = WriteReport::default();
+        self.refresh_log_rules();
         self.check_file(now_ms, false);
         let today = day_of(now_ms);
         if today != self.day && self.size > 0 {
@@ -251,7 +282,35 @@ impl LogWriter {
 
     /// Pushes a complete line (ending in a newline), cutting it into marked
     /// pieces when it is longer than [`MAX_LINE`].
+    /// The handle through which the daemon sets this writer's patterns.
+    pub fn log_rules(&self) -> SharedLogRules {
+        self.log_rules.clone()
+    }
+
+    fn refresh_log_rules(&mut self) {
+        self.current_rules = self
+            .log_rules
+            .read()
+            .map(|rules| rules.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+    }
+
+    fn count_matches(&self, line: &[u8], report: &mut WriteReport) {
+        let Some(rules) = &self.current_rules else {
+            return;
+        };
+        for (index, pattern) in &rules.rules {
+            if pattern.is_match(line) {
+                match report.matches.iter_mut().find(|(rule, _)| rule == index) {
+                    Some((_, count)) => *count += 1,
+                    None => report.matches.push((*index, 1)),
+                }
+            }
+        }
+    }
+
     fn push_whole(&mut self, stamp: &[u8], line: &[u8], report: &mut WriteReport) {
+        self.count_matches(line, report);
         let rest = if line.len() > MAX_LINE + 1 {
             self.push_cut_pieces(stamp, line, report)
         } else {

@@ -1,6 +1,7 @@
 //! One module per command; this one only holds what several share.
 
 pub mod agents;
+pub mod alerts;
 pub mod check;
 pub mod daemon;
 pub mod events;
