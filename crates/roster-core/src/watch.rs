@@ -754,6 +754,35 @@ impl Watcher {
         }
     }
 
+    /// The agent has a new process: what its rules judged was the old one,
+    /// so firing sample rules resolve and start over (a restart that did
+    /// not help fires, and responds, again). Log windows carry over.
+    pub fn handle_new_process(&mut self, now: Instant, agent: &AgentName) {
+        let Some((rules, states)) = self.agents.get_mut(agent) else {
+            return;
+        };
+        let mut resolved = Vec::new();
+        for (index, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
+            if rule.metric == Metric::LogMatches {
+                continue;
+            }
+            if let (Some(since), Some(_)) = (state.holding_since, state.fired_at) {
+                resolved.push(alert(
+                    &Owner::Agent(agent.clone()),
+                    index,
+                    rule,
+                    false,
+                    since,
+                    Some(now),
+                    None,
+                ));
+            }
+            *state = RuleState::default();
+        }
+        self.responses
+            .extend(resolved.into_iter().map(Response::Alert));
+    }
+
     /// Whether any host rule exists (the host must be sampled).
     pub fn has_host_rules(&self) -> bool {
         !self.host.0.is_empty()

@@ -258,3 +258,26 @@ fn health_alerts_fire_and_resolve_once() {
         matches!(&resolved[..], [Response::Alert(alert)] if !alert.firing && alert.since == t0)
     );
 }
+
+#[test]
+fn a_new_process_resolves_firing_rules_so_a_useless_restart_fires_again() {
+    let rule = WatchRule::new(
+        Metric::MemoryPercent,
+        Threshold::Above(50.0),
+        Duration::ZERO,
+        RuleAction::Restart,
+    );
+    let (mut w, t0) = with_rules(vec![rule]);
+    w.handle_samples(t0, &memory(60.0), &HostSample::default());
+    assert_eq!(drain(&mut w).len(), 2, "alert and restart");
+    w.handle_new_process(t0 + secs(1), &name("a"));
+    assert!(matches!(&drain(&mut w)[..], [Response::Alert(alert)] if !alert.firing));
+    w.handle_samples(t0 + secs(2), &memory(60.0), &HostSample::default());
+    let again = drain(&mut w);
+    assert!(
+        again
+            .iter()
+            .any(|response| matches!(response, Response::Restart { .. })),
+        "{again:?}"
+    );
+}

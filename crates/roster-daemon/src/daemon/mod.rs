@@ -733,6 +733,7 @@ impl Daemon {
                     self.watcher.handle_health(now, &event.agent, false, error);
                 }
                 EventKind::Healthy => self.watcher.handle_health(now, &event.agent, true, ""),
+                EventKind::Started { .. } => self.watcher.handle_new_process(now, &event.agent),
                 _ => {}
             }
         }

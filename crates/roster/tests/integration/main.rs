@@ -15,3 +15,4 @@ mod restart;
 mod scale;
 mod stopping;
 mod util;
+mod watch;

@@ -1,0 +1,242 @@
+//! Watch rules end to end: real agents that leak, spin, flood their log or
+//! flap; real samples of their process groups; alerts and responses.
+
+use std::process::Command;
+
+use roster_core::api::{AlertState, AlertsReply};
+
+use crate::util::*;
+
+/// A roster whose daemon samples every 200 ms.
+fn fast_roster() -> Roster {
+    Roster::new()
+}
+
+fn up_fast(roster: &Roster) {
+    let output = roster
+        .command()
+        .env("ROSTER_SAMPLE_INTERVAL", "200ms")
+        .arg("up")
+        .output()
+        .expect("up");
+    assert!(
+        output.status.success(),
+        "up failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn alerts(roster: &Roster) -> AlertsReply {
+    let text = roster.ok(&["alerts", "--json"]);
+    serde_json::from_str(&text).expect("alerts --json")
+}
+
+fn kinds(roster: &Roster, agent: &str) -> Vec<String> {
+    roster
+        .events(&[agent])
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+/// Python that grows its memory by `step` MiB every 100 ms up to `cap` MiB,
+/// then holds.
+fn leaker(step: u32, cap: u32) -> String {
+    format!(
+        "import time\nheap = []\nwhile True:\n    if len(heap) < {cap} // {step}:\n        heap.append(bytearray({step} * 1024 * 1024))\n    time.sleep(0.1)\n"
+    )
+}
+
+#[test]
+fn a_leaking_agent_crosses_the_alert_then_the_restart_threshold() {
+    let roster = fast_roster();
+    roster.write("leak.py", &leaker(8, 200));
+    roster.config(
+        "[agents.leaky]\ncommand = [\"python3\", \"leak.py\"]\nready_after = \"100ms\"\ndrain_timeout = \"5s\"\n\
+         [[agents.leaky.watch]]\nmetric = \"memory_bytes\"\nabove = 60_000_000\nfor = \"400ms\"\naction = \"alert\"\n\
+         [[agents.leaky.watch]]\nmetric = \"memory_bytes\"\nabove = 150_000_000\nfor = \"400ms\"\naction = \"restart\"\n",
+    );
+    up_fast(&roster);
+    let first = roster.agent("leaky").pid.expect("pid");
+    roster.wait_event("leaky", "alert_firing", SECS(20));
+    let restarted = roster.wait_status("a restart for memory", SECS(30), |status| {
+        status.agents[0].pid.is_some_and(|pid| pid != first)
+    });
+    assert!(restarted.agents[0].restarts >= 1);
+    let events = roster.events(&["leaky"]);
+    let firing: Vec<&str> = events
+        .iter()
+        .filter(|event| event.kind == "alert_firing")
+        .map(|event| event.detail.as_str())
+        .collect();
+    assert!(
+        firing
+            .iter()
+            .any(|detail| detail.contains("memory_bytes above 60000000 for 400ms")),
+        "{firing:?}"
+    );
+    assert!(
+        firing
+            .iter()
+            .any(|detail| detail.contains("memory_bytes above 150000000")),
+        "{firing:?}"
+    );
+    // Restarted: the memory dropped, the alerts resolved.
+    roster.wait_event("leaky", "alert_resolved", SECS(20));
+    let listed = alerts(&roster);
+    assert!(listed
+        .recent
+        .iter()
+        .any(|alert| alert.name == "AgentMemoryHigh" && alert.state == AlertState::Firing));
+    // status --json carries the sampled figures.
+    let agent = roster.agent("leaky");
+    assert!(
+        agent.memory_percent.is_some() && agent.threads.is_some(),
+        "{agent:?}"
+    );
+}
+
+#[test]
+fn an_error_flood_fires_a_log_alert_that_resolves() {
+    let roster = fast_roster();
+    roster.config(&sh_agent(
+        "noisy",
+        "i=0; while [ $i -lt 20 ]; do echo \"ERROR: upstream timeout $i\"; i=$((i+1)); done; echo fine; exec sleep 3600",
+        "[[agents.noisy.watch]]\nmetric = \"log_matches\"\npattern = \"(?i)\\\\berror\\\\b\"\nabove = 5\nwithin = \"2s\"\naction = \"alert\"",
+    ));
+    up_fast(&roster);
+    roster.wait_event("noisy", "alert_firing", SECS(10));
+    let firing = alerts(&roster);
+    let alert = firing
+        .firing
+        .iter()
+        .chain(firing.recent.iter())
+        .find(|alert| alert.name == "AgentLogMatches")
+        .expect("a log alert");
+    assert_eq!(alert.agent.as_deref(), Some("noisy"));
+    assert!(
+        alert.summary.contains("above 5 within 2s"),
+        "{}",
+        alert.summary
+    );
+    // No more errors: the window slides past them and the alert resolves.
+    roster.wait_event("noisy", "alert_resolved", SECS(10));
+    assert!(alerts(&roster).firing.is_empty());
+}
+
+#[test]
+fn a_flapping_metric_restarts_no_more_than_the_limit() {
+    let roster = fast_roster();
+    roster.write("leak.py", &leaker(50, 100));
+    roster.config(
+        "[agents.flappy]\ncommand = [\"python3\", \"leak.py\"]\nready_after = \"100ms\"\nstable_after = \"0s\"\n\
+         [[agents.flappy.watch]]\nmetric = \"memory_bytes\"\nabove = 60_000_000\naction = \"restart\"\n",
+    );
+    up_fast(&roster);
+    roster.wait_event("flappy", "restart_suppressed", SECS(40));
+    let events = kinds(&roster, "flappy");
+    let stops = events.iter().filter(|kind| *kind == "stopping").count();
+    assert_eq!(stops, 3, "restarts beyond the limit: {events:?}");
+    // It keeps running, with its alert firing.
+    let agent = roster.agent("flappy");
+    assert!(agent.pid.is_some());
+    assert!(alerts(&roster)
+        .firing
+        .iter()
+        .any(|alert| alert.agent.as_deref() == Some("flappy")));
+}
+
+#[test]
+fn investigate_attaches_the_process_tree_and_the_last_log_lines() {
+    let roster = fast_roster();
+    roster.config(&sh_agent(
+        "spinner",
+        "echo starting the spin; while :; do :; done",
+        "[[agents.spinner.watch]]\nmetric = \"cpu_percent\"\nabove = 30\nfor = \"400ms\"\naction = \"investigate\"",
+    ));
+    up_fast(&roster);
+    roster.wait_event("spinner", "alert_firing", SECS(20));
+    let alert = wait_for("the investigated alert", SECS(10), || {
+        alerts(&roster)
+            .firing
+            .into_iter()
+            .find(|alert| alert.name == "AgentCpuHigh" && !alert.details.is_empty())
+    });
+    assert!(alert.details.contains("process group"), "{}", alert.details);
+    assert!(
+        alert.details.contains("starting the spin"),
+        "{}",
+        alert.details
+    );
+    let table = roster.ok(&["alerts"]);
+    assert!(
+        table.contains("FIRING") && table.contains("AgentCpuHigh"),
+        "{table}"
+    );
+    // The spinner is not restarted: investigate only reports.
+    assert!(!kinds(&roster, "spinner").contains(&"stopping".to_owned()));
+}
+
+#[test]
+fn a_full_disk_rule_cleans_the_oldest_rotated_logs() {
+    if !needs_root("clean_logs", "mount a small tmpfs") {
+        return;
+    }
+    let roster = fast_roster();
+    let home = roster.home_path().to_path_buf();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+        .arg(&home)
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(home.clone());
+    // Old rotated logs fill most of the disk.
+    std::fs::create_dir_all(home.join("logs")).expect("logs");
+    std::fs::set_permissions(
+        home.join("logs"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    for number in 1..=6 {
+        std::fs::write(
+            home.join(format!("logs/old.log.{number}")),
+            vec![b'x'; 500 * 1024],
+        )
+        .expect("old log");
+    }
+    roster.config(&format!(
+        "[agents.quiet]\ncommand = [\"sleep\", \"3630\"]\nwatch = []\n\
+         [[host.watch]]\nmetric = \"disk_percent\"\npath = \"{}\"\nabove = 40\naction = \"clean_logs\"\n",
+        home.display()
+    ));
+    up_fast(&roster);
+    wait_for("a logs_cleaned event", SECS(20), || {
+        roster
+            .events(&[])
+            .into_iter()
+            .any(|event| event.kind == "logs_cleaned")
+            .then_some(())
+    });
+    let left = std::fs::read_dir(home.join("logs"))
+        .expect("logs")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("old.log."))
+        .count();
+    assert!(left < 6, "nothing was cleaned");
+    assert!(
+        roster_daemon::sample::disk_percent(&home).is_some_and(|used| used < 40.0),
+        "still above the threshold"
+    );
+    assert!(
+        home.join("logs/quiet.log").exists(),
+        "a current log was removed"
+    );
+    roster.ok(&["down"]);
+}
