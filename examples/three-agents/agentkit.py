@@ -117,7 +117,10 @@ def start_health_server(port, stats):
 
         def do_GET(self):
             if urlsplit(self.path).path == "/health":
-                self.reply(200, stats.health())
+                if fault() == "unhealthy":
+                    self.reply(503, {**stats.health(), "status": "failing (FAULT=unhealthy)"})
+                else:
+                    self.reply(200, stats.health())
             else:
                 self.reply(404, {"error": "not found", "try": "/health"})
 
@@ -185,8 +188,64 @@ def stop_signal_name():
     return signal.Signals(_stop_signal).name if _stop_signal is not None else "none"
 
 
+# Fault modes, to watch roster respond: write one word into a file named
+# FAULT in the agent's folder, remove the file to stop.
+#   leak       memory grows by 10 MiB a second (freed when FAULT goes)
+#   spin       a thread burns a CPU core
+#   unhealthy  /health answers 503
+#   errors     20 "error:" lines a second
+FAULTS = ("leak", "spin", "unhealthy", "errors")
+_fault = None
+
+
+def fault():
+    return _fault
+
+
+def _read_fault():
+    try:
+        with open("FAULT", encoding="utf-8") as file:
+            word = file.read(64).strip().lower()
+    except OSError:
+        return None
+    return word if word in FAULTS else None
+
+
+def _fault_loop():
+    global _fault
+    leaked = []
+    spinning = []
+    count = 0
+    while not stopping():
+        mode = _read_fault()
+        if mode != _fault:
+            log(f"fault mode: {mode or 'off'}")
+            _fault = mode
+            if mode != "leak":
+                leaked.clear()
+        if mode == "leak" and len(leaked) < 400:
+            leaked.append(bytearray(10 * 1024 * 1024))
+        if mode == "spin" and not spinning:
+            thread = threading.Thread(target=_spin, name="spin", daemon=True)
+            spinning.append(thread)
+            thread.start()
+        if mode != "spin":
+            spinning.clear()
+        if mode == "errors":
+            for _ in range(20):
+                count += 1
+                log(f"error: simulated failure {count} (FAULT=errors)")
+        time.sleep(1.0 if mode == "leak" else 0.5 if mode is None else 1.0)
+
+
+def _spin():
+    while _fault == "spin" and not stopping():
+        pass
+
+
 def start(stats):
-    """Installs the graceful-stop handlers, logs the start and serves /health."""
+    """Installs the graceful-stop handlers, logs the start, serves /health and
+    watches for a FAULT file."""
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     port = port_from_env()
@@ -194,6 +253,7 @@ def start(stats):
     bound = start_health_server(port, stats)
     if bound is not None:
         log(f"health endpoint on http://127.0.0.1:{bound}/health")
+    threading.Thread(target=_fault_loop, name="faults", daemon=True).start()
 
 
 def watch(folder, pending, handle, ensure_dirs, poll_seconds, stats):

@@ -95,6 +95,16 @@ fn the_three_agents_example_runs_and_works() {
             .any(|entry| entry.file_name().to_string_lossy().starts_with("t1"))
             .then_some(())
     });
+    // A fault mode makes roster respond: an error flood in data-processor
+    // fires its log rule.
+    std::fs::write(copy.join("data-processor/FAULT"), "errors\n").expect("fault");
+    wait_for("the example's log alert", SECS(20), || {
+        roster
+            .events(&["data-processor"])
+            .into_iter()
+            .find(|event| event.kind == "alert_firing" && event.detail.contains("AgentLogMatches"))
+    });
+    std::fs::remove_file(copy.join("data-processor/FAULT")).expect("no fault");
     let logs = roster.ok(&["logs", "-n", "50"]);
     assert!(
         logs.contains("customer-support | ") && logs.contains("t1"),
