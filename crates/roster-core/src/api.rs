@@ -226,3 +226,21 @@ pub struct AlertsReply {
     /// The latest alert events (firings and resolutions), oldest first.
     pub recent: Vec<AlertRecord>,
 }
+
+/// One sample of an agent in `GET /v1/history` (an object of agent name to
+/// points, oldest first, for the last hour of watch samples).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// Resident bytes of the process group.
+    pub memory_bytes: Option<u64>,
+    /// Percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Open descriptors.
+    pub open_files: Option<u64>,
+    /// TCP sockets.
+    pub connections: Option<u64>,
+    /// Threads.
+    pub threads: Option<u64>,
+}

@@ -118,6 +118,9 @@ pub struct AgentSpec {
     /// `[[agents.NAME.watch]]` rules; `None` (no `watch` key) means the
     /// graded defaults, `watch = []` none at all.
     pub watch: Option<Vec<WatchRule>>,
+    /// Where the agent serves its own Prometheus metrics, listed for
+    /// Prometheus in the home's file_sd file.
+    pub metrics: Option<HttpTarget>,
 }
 
 impl AgentSpec {
@@ -251,7 +254,7 @@ const WATCH_KEYS: [&str; 10] = [
     "path",
 ];
 const HOST_KEYS: [&str; 1] = ["watch"];
-const AGENT_KEYS: [&str; 17] = [
+const AGENT_KEYS: [&str; 18] = [
     "command",
     "cwd",
     "env",
@@ -269,6 +272,7 @@ const AGENT_KEYS: [&str; 17] = [
     "drain_signal",
     "drain_timeout",
     "watch",
+    "metrics",
 ];
 const TOP_KEYS: [&str; 3] = ["log", "agents", "host"];
 
@@ -517,6 +521,7 @@ impl Checker {
             drain_signal: None,
             drain_timeout: Duration::from_secs(30),
             watch: None,
+            metrics: None,
         };
         let mut has_command = false;
         let place = format!("agent `{name}`");
@@ -604,6 +609,18 @@ impl Checker {
                     }
                 }
                 "drain_signal" => spec.drain_signal = self.signal(item, key),
+                "metrics" => {
+                    if let Some(url) = self.string(item, key) {
+                        match HttpTarget::parse(url) {
+                            Ok(target) => spec.metrics = Some(target),
+                            Err(error) => self.problem(
+                                span_of(item),
+                                format!("bad metrics URL {url:?}: {error}"),
+                                Some("e.g. metrics = \"http://127.0.0.1:8001/metrics\"".into()),
+                            ),
+                        }
+                    }
+                }
                 "watch" => {
                     spec.watch =
                         Some(self.watch_rules(item, &format!("[[agents.{name}.watch]]"), false))

@@ -324,6 +324,32 @@ impl HomeDir {
     }
 
     /// Renames `from` to `to` inside the home (a link is renamed, not followed).
+    /// Replaces `name` with `contents` atomically: a temporary file in the
+    /// home (no-follow, exclusive), fsync, rename over `name`, fsync of the
+    /// directory. Readers see the old file or the new one, never half.
+    pub fn write_atomically(&self, name: &str, contents: &[u8]) -> Result<(), HomeError> {
+        use std::io::Write;
+        let temporary = format!(".{name}.tmp");
+        let _ = self.remove_file(&temporary);
+        let mut file = self.open_file(
+            &temporary,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            0o644,
+        )?;
+        let path = self.home.root.join(&temporary);
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| HomeError::Io {
+                what: "writing",
+                path: path.clone(),
+                source,
+            })?;
+        drop(file);
+        self.rename(&temporary, name)?;
+        let _ = nix::unistd::fsync(&self.fd);
+        Ok(())
+    }
+
     pub fn rename(&self, from: &str, to: &str) -> Result<(), HomeError> {
         nix::fcntl::renameat(&self.fd, from, &self.fd, to)
             .map_err(|errno| HomeError::io("renaming", &self.home.root.join(from), errno))

@@ -42,7 +42,15 @@ pub struct Published {
     pub samples: Arc<
         Mutex<std::collections::BTreeMap<roster_core::AgentName, roster_core::watch::AgentSample>>,
     >,
+    /// The last hour of samples of each watched agent.
+    pub history: Arc<Mutex<History>>,
 }
+
+/// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
+pub type History = std::collections::BTreeMap<
+    roster_core::AgentName,
+    std::collections::VecDeque<(i64, roster_core::watch::AgentSample)>,
+>;
 
 #[derive(Clone, Copy)]
 struct CpuSample {
@@ -72,6 +80,7 @@ pub async fn serve(
         .route("/v1/restart", post(restart))
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/alerts", get(alerts))
+        .route("/v1/history", get(history))
         .with_state(state);
     let listener = BoundedListener {
         inner: listener,
@@ -405,6 +414,33 @@ async fn alerts(State(state): State<ApiState>) -> Response {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .reply();
+    Json(reply).into_response()
+}
+
+async fn history(State(state): State<ApiState>) -> Response {
+    let history = state
+        .published
+        .history
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    let reply: std::collections::BTreeMap<String, Vec<roster_core::api::HistoryPoint>> = history
+        .into_iter()
+        .map(|(agent, points)| {
+            let points = points
+                .into_iter()
+                .map(|(unix_ms, sample)| roster_core::api::HistoryPoint {
+                    time: crate::clock::rfc3339_millis(unix_ms),
+                    memory_bytes: sample.memory_bytes.map(|bytes| bytes as u64),
+                    cpu_percent: sample.cpu_percent.map(|cpu| (cpu * 10.0).round() / 10.0),
+                    open_files: sample.open_files.map(|files| files as u64),
+                    connections: sample.connections.map(|tcp| tcp as u64),
+                    threads: sample.threads.map(|threads| threads as u64),
+                })
+                .collect();
+            (agent.to_string(), points)
+        })
+        .collect();
     Json(reply).into_response()
 }
 

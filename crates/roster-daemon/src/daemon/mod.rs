@@ -138,6 +138,8 @@ struct Daemon {
     log_rules: BTreeMap<AgentName, Option<Arc<LogRules>>>,
     /// Paths that `disk_percent` host rules watch.
     host_disks: Vec<PathBuf>,
+    /// What `file_sd.json` was last written with.
+    file_sd: Option<String>,
     _lock: DaemonLock,
 }
 
@@ -215,6 +217,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
+    let history = Arc::new(Mutex::new(server::History::new()));
     let server = runtime.spawn(server::serve(
         listener,
         inbox.clone(),
@@ -222,9 +225,10 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         server::Published {
             alerts: alerts.clone(),
             samples: samples.clone(),
+            history: history.clone(),
         },
     ));
-    let sampler = runtime.spawn(sample_task(inbox.clone(), samples));
+    let sampler = runtime.spawn(sample_task(inbox.clone(), samples, history));
 
     let (log_config, _) = watch::channel(LogConfig::default());
     let mut daemon = Daemon {
@@ -249,6 +253,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         alerts: alerts.clone(),
         log_rules: BTreeMap::new(),
         host_disks: Vec::new(),
+        file_sd: None,
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -893,6 +898,42 @@ impl Daemon {
             .collect();
         self.watcher
             .set_rules(now, agents, config.host_watch.clone());
+        self.write_file_sd(config);
+    }
+
+    /// Keeps `<home>/file_sd.json` listing the agents that serve their own
+    /// metrics, in Prometheus' file_sd format (labels `agent`, and the
+    /// path), so application metrics are scraped beside roster's own.
+    /// Written off the loop, atomically, only when it changes.
+    fn write_file_sd(&mut self, config: &Config) {
+        let targets: Vec<serde_json::Value> = config
+            .agents
+            .iter()
+            .filter_map(|(name, spec)| {
+                let target = spec.metrics.as_ref()?;
+                Some(serde_json::json!({
+                    "targets": [target.address],
+                    "labels": {"agent": name.as_str(), "__metrics_path__": target.path},
+                }))
+            })
+            .collect();
+        let Ok(mut text) = serde_json::to_string_pretty(&targets) else {
+            return;
+        };
+        text.push('\n');
+        if self.file_sd.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.file_sd = Some(text.clone());
+        let home = self.home.clone();
+        self.runtime.spawn_blocking(move || {
+            let written = home
+                .open_verified()
+                .and_then(|dir| dir.write_atomically(FILE_SD, text.as_bytes()));
+            if let Err(error) = written {
+                tracing::warn!("writing {FILE_SD}: {error}");
+            }
+        });
     }
 
     /// Starts a health probe. HTTP and TCP run as tasks on the runtime and
@@ -1176,6 +1217,13 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
     crate::config_file::load(path, &path.display().to_string()).map_err(|error| error.to_string())
 }
 
+/// The file listing agents' own metrics endpoints for Prometheus
+/// (`file_sd_configs`), in the home.
+pub const FILE_SD: &str = "file_sd.json";
+
+/// How much sample history is kept per agent.
+pub const HISTORY: Duration = Duration::from_secs(3600);
+
 /// How often agents and the host are sampled for watch rules, unless
 /// `ROSTER_SAMPLE_INTERVAL` (a duration, at least 100ms) says otherwise.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -1194,9 +1242,12 @@ fn sample_interval() -> Duration {
 async fn sample_task(
     inbox: Inbox,
     published: Arc<Mutex<BTreeMap<AgentName, roster_core::watch::AgentSample>>>,
+    history: Arc<Mutex<server::History>>,
 ) {
+    let interval = sample_interval();
+    let keep = (HISTORY.as_secs_f64() / interval.as_secs_f64()).ceil() as usize;
     let sampler = Arc::new(Mutex::new(crate::sample::Sampler::new()));
-    let mut tick = tokio::time::interval(sample_interval());
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -1221,6 +1272,20 @@ async fn sample_task(
         let Ok((agents, host)) = sampled else {
             continue;
         };
+        {
+            let now_ms = crate::clock::unix_millis();
+            let mut history = history
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            history.retain(|agent, _| agents.contains_key(agent));
+            for (agent, sample) in &agents {
+                let points = history.entry(agent.clone()).or_default();
+                points.push_back((now_ms, sample.clone()));
+                while points.len() > keep {
+                    points.pop_front();
+                }
+            }
+        }
         *published
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = agents.clone();

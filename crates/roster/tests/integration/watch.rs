@@ -240,3 +240,37 @@ fn a_full_disk_rule_cleans_the_oldest_rotated_logs() {
     );
     roster.ok(&["down"]);
 }
+
+#[test]
+fn agents_own_metrics_are_listed_for_prometheus_file_sd() {
+    let roster = Roster::new();
+    roster.config(
+        "[agents.app]\ncommand = [\"sleep\", \"3631\"]\nmetrics = \"http://127.0.0.1:9101/metrics\"\n\
+         [agents.plain]\ncommand = [\"sleep\", \"3631\"]\n",
+    );
+    roster.up();
+    let path = roster.home_path().join("file_sd.json");
+    let listed: serde_json::Value = wait_for("file_sd.json", SECS(10), || {
+        serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
+    });
+    assert_eq!(
+        listed,
+        serde_json::json!([{
+            "targets": ["127.0.0.1:9101"],
+            "labels": {"agent": "app", "__metrics_path__": "/metrics"}
+        }])
+    );
+    roster.config("[agents.plain]\ncommand = [\"sleep\", \"3631\"]\n");
+    roster.ok(&["apply"]);
+    wait_for("file_sd.json without app", SECS(10), || {
+        let listed: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        (listed == serde_json::json!([])).then_some(())
+    });
+    let bad = roster.write(
+        "bad.toml",
+        "[agents.x]\ncommand = \"true\"\nmetrics = \"tcp://x\"\n",
+    );
+    let output = roster.run(&["check", "-f", bad.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml:3:11: bad metrics URL"));
+}
