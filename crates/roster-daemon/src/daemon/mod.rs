@@ -9,6 +9,7 @@
 //! wake-up, a waitpid and a posix_spawn.
 
 mod inbox;
+mod notify_exec;
 mod startup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,6 +43,7 @@ use crate::home::Home;
 use crate::journal::{Journal, Row};
 use crate::logs::pump::{pump, LogTrouble, PumpContext};
 use crate::logs::{LogRules, LogWriter};
+use crate::notify::Notifier;
 use crate::{procfs, server, spawn};
 
 /// Why the daemon could not run.
@@ -138,6 +140,10 @@ struct Daemon {
     log_rules: BTreeMap<AgentName, Option<Arc<LogRules>>>,
     /// Paths that `disk_percent` host rules watch.
     host_disks: Vec<PathBuf>,
+    /// Delivers alerts; its targets follow the applied config.
+    notifier: Notifier,
+    /// Exec notifiers' commands running (see `notify_exec.rs`).
+    notify_commands: notify_exec::NotifyCommands,
     _lock: DaemonLock,
 }
 
@@ -227,6 +233,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let sampler = runtime.spawn(sample_task(inbox.clone(), samples));
 
     let (log_config, _) = watch::channel(LogConfig::default());
+    let notifier = notify_exec::start_notifier(runtime.handle(), &inbox);
     let mut daemon = Daemon {
         home_env: home.root().to_path_buf(),
         home,
@@ -249,6 +256,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         alerts: alerts.clone(),
         log_rules: BTreeMap::new(),
         host_disks: Vec::new(),
+        notifier,
+        notify_commands: Default::default(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -376,6 +385,10 @@ impl Daemon {
                         self.supervisor
                             .handle_probe(Instant::now(), &agent, id, result);
                     }
+                    Input::NotifyExec(request) => {
+                        self.notify_commands.handle(request, &self.home_env)
+                    }
+                    Input::Notified(report) => self.journal_delivery(report),
                 }
                 self.perform();
             }
@@ -593,6 +606,7 @@ impl Daemon {
         let now = Instant::now();
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
+        self.notifier.reconfigure(config.notify.clone());
         self.applied = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
@@ -626,7 +640,9 @@ impl Daemon {
         while let Some((pid, status)) = spawn::reap_one() {
             let now = Instant::now();
             if !self.supervisor.handle_exit(now, pid, status) {
-                if let Some((agent, id)) = self.probe_pids.remove(&pid) {
+                if self.notify_commands.reaped(pid, status) {
+                    // An exec notifier's command: its reply is answered.
+                } else if let Some((agent, id)) = self.probe_pids.remove(&pid) {
                     let result = if status.is_success() {
                         Ok(())
                     } else {
@@ -1046,8 +1062,11 @@ impl Daemon {
             .collect();
         let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
         for pid in procfs::own_children() {
-            // Exec health probes are the daemon's own children too.
-            if mains.contains(&pid) || self.probe_pids.contains_key(&pid) {
+            // Exec health probes and notifiers are the daemon's own children too.
+            if mains.contains(&pid)
+                || self.probe_pids.contains_key(&pid)
+                || self.notify_commands.contains(pid)
+            {
                 continue;
             }
             // Only descendants are reparented to a subreaper; one without
@@ -1116,6 +1135,7 @@ impl Daemon {
     /// After every agent stopped: stops strays, lets the pumps drain, and
     /// closes the journal.
     fn finish(&mut self) {
+        self.notify_commands.kill_all();
         let strays = self.all_strays();
         if !strays.is_empty() {
             for pid in &strays {
