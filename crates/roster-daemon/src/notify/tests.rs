@@ -396,7 +396,8 @@ async fn a_hung_target_is_cut_at_its_timeout_and_delays_no_other() {
     let (good, mut good_posts) = receiver(Vec::new()).await;
     let (runner, _) = test_runner();
     let (report, mut reports) = reporter();
-    let timeout = Duration::from_millis(500);
+    // Generous, so a loaded machine does not make the good target look late.
+    let timeout = Duration::from_secs(1);
     let retry = Retry {
         attempts: 2,
         first_backoff: Duration::from_millis(100),
@@ -428,10 +429,10 @@ async fn a_hung_target_is_cut_at_its_timeout_and_delays_no_other() {
     assert_eq!(failed.target, format!("webhook http://{hung}/hook"));
     assert_eq!(failed.attempts, 2);
     let error = failed.outcome.expect_err("the hung target fails");
-    assert!(error.contains("no answer within 500ms"), "{error}");
+    assert!(error.contains("no answer within 1s"), "{error}");
     let took = sent.elapsed();
     assert!(
-        took >= timeout * 2 && took < Duration::from_secs(3),
+        took >= timeout * 2 && took < Duration::from_secs(5),
         "two attempts each cut at the timeout: {took:?}"
     );
 }
