@@ -59,6 +59,9 @@ pub struct Retry {
     pub first_backoff: Duration,
     /// No new attempt starts later than this after the first.
     pub give_up_after: Duration,
+    /// How often firing alerts are pushed again to an Alertmanager
+    /// ([`ALERTMANAGER_RESEND`]).
+    pub alertmanager_resend: Duration,
 }
 
 impl Default for Retry {
@@ -68,6 +71,7 @@ impl Default for Retry {
             attempts: 5,
             first_backoff: Duration::from_secs(1),
             give_up_after: Duration::from_secs(60),
+            alertmanager_resend: ALERTMANAGER_RESEND,
         }
     }
 }
@@ -297,10 +301,11 @@ fn report_for(
 async fn run_target(spec: NotifySpec, queue: Arc<Queue>, shared: Arc<Shared>) {
     let pushes_again = matches!(spec.target, NotifyTarget::Alertmanager(_));
     let mut firing: BTreeMap<String, AlertRecord> = BTreeMap::new();
-    let mut resend = tokio::time::interval_at(
-        tokio::time::Instant::now() + ALERTMANAGER_RESEND,
-        ALERTMANAGER_RESEND,
-    );
+    let every = shared
+        .retry
+        .alertmanager_resend
+        .max(Duration::from_millis(10));
+    let mut resend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(alert) = queue.pop() {

@@ -289,6 +289,7 @@ const QUICK: Retry = Retry {
     attempts: 5,
     first_backoff: Duration::from_millis(200),
     give_up_after: Duration::from_secs(10),
+    alertmanager_resend: ALERTMANAGER_RESEND,
 };
 
 #[tokio::test]
@@ -402,6 +403,7 @@ async fn a_hung_target_is_cut_at_its_timeout_and_delays_no_other() {
         attempts: 2,
         first_backoff: Duration::from_millis(100),
         give_up_after: Duration::from_secs(10),
+        ..QUICK
     };
     let notifier = Notifier::start_with_retry(
         &Handle::current(),
@@ -450,6 +452,7 @@ async fn a_dead_target_reports_failure() {
         attempts: 3,
         first_backoff: Duration::from_millis(50),
         give_up_after: Duration::from_secs(10),
+        ..QUICK
     };
     let notifier = Notifier::start_with_retry(
         &Handle::current(),
@@ -574,6 +577,58 @@ async fn reconfigure_keeps_unchanged_targets_and_stops_removed_ones() {
     assert!(
         first_posts.try_recv().is_err(),
         "a removed target gets nothing"
+    );
+}
+
+#[tokio::test]
+async fn firing_alerts_are_pushed_again_to_an_alertmanager_until_resolved() {
+    let (address, mut posts) = receiver(Vec::new()).await;
+    let (runner, _) = test_runner();
+    let (report, mut reports) = reporter();
+    let every = Duration::from_millis(300);
+    let target =
+        NotifyTarget::Alertmanager(HttpTarget::parse(&format!("http://{address}/")).expect("url"));
+    let notifier = Notifier::start_with_retry(
+        &Handle::current(),
+        vec![spec(target, Duration::from_secs(1))],
+        Retry {
+            alertmanager_resend: every,
+            ..QUICK
+        },
+        runner,
+        report,
+    );
+    notifier.send(alert(AlertState::Firing));
+    let first = next(&mut posts, Duration::from_secs(5), "the push").await;
+    assert_eq!(first.path, "/api/v2/alerts");
+    assert_eq!(first.body[0]["labels"]["alertname"], "MemoryHigh");
+    assert_eq!(
+        next(&mut reports, Duration::from_secs(5), "its report")
+            .await
+            .outcome,
+        Ok(())
+    );
+    for again in 1..=2 {
+        let push = next(&mut posts, Duration::from_secs(5), "a push again").await;
+        assert_eq!(
+            push.body, first.body,
+            "push {again} is the same firing alert"
+        );
+        assert!(push.body[0].get("endsAt").is_none());
+    }
+    notifier.send(alert(AlertState::Resolved));
+    // A push again may have been on its way; then comes the resolution,
+    // and nothing more.
+    let resolution = loop {
+        let push = next(&mut posts, Duration::from_secs(5), "the resolution").await;
+        if push.body[0].get("endsAt").is_some() {
+            break push;
+        }
+    };
+    assert_eq!(resolution.body[0]["endsAt"], "2026-11-29T10:05:00.000Z");
+    assert!(
+        tokio::time::timeout(every * 3, posts.recv()).await.is_err(),
+        "a resolved alert is not pushed again"
     );
 }
 
