@@ -584,7 +584,9 @@ impl Checker {
                     }
                 }
                 "exec" => {
-                    if item.as_array().is_some_and(|array| array.is_empty()) {
+                    let empty = item.as_array().is_some_and(|array| array.is_empty())
+                        || item.as_str().is_some_and(|text| text.trim().is_empty());
+                    if empty {
                         self.problem(
                             span_of(item),
                             "`exec` is empty",
@@ -622,7 +624,11 @@ impl Checker {
                 "timeout" => {
                     if let Some(value) = self.duration(item, key) {
                         if value.is_zero() {
-                            self.problem(span_of(item), "`timeout` must be above 0s", None);
+                            self.problem(
+                                span_of(item),
+                                "`timeout` must be above 0s",
+                                Some("it bounds each delivery attempt; leave it out for 5s".into()),
+                            );
                         } else {
                             timeout = value;
                         }
@@ -1707,6 +1713,13 @@ file = "alerts.jsonl"
         assert!(
             not_tables.contains("roster.toml:1:10: `notify` must be an array of tables"),
             "{not_tables}"
+        );
+        let empty = parse_text("[[notify]]\nexec = \"  \"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            empty.contains("roster.toml:2:8: `exec` is empty"),
+            "{empty}"
         );
         let inline = parse_text("notify = [{ file = \"x.jsonl\" }, 3]\n")
             .expect_err("invalid")
