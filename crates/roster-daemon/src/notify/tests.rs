@@ -474,6 +474,35 @@ async fn a_dead_target_reports_failure() {
 }
 
 #[tokio::test]
+async fn a_file_target_never_writes_through_a_symlink() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let victim = directory.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let link = directory.path().join("alerts.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let (runner, _) = test_runner();
+    let (report, mut reports) = reporter();
+    let notifier = Notifier::start_with_retry(
+        &Handle::current(),
+        vec![spec(NotifyTarget::File(link), Duration::from_secs(1))],
+        Retry {
+            attempts: 1,
+            ..QUICK
+        },
+        runner,
+        report,
+    );
+    notifier.send(alert(AlertState::Firing));
+    let report = next(&mut reports, Duration::from_secs(5), "the refusal").await;
+    let error = report.outcome.expect_err("a link is refused");
+    assert!(error.contains("symbolic link"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "precious\n"
+    );
+}
+
+#[tokio::test]
 async fn a_hung_command_is_killed_at_the_timeout_and_failures_are_reported() {
     let directory = tempfile::tempdir().expect("tempdir");
     let (runner, kills) = test_runner();
