@@ -17,6 +17,10 @@ use toml_edit::{Item, TableLike, Value};
 
 use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
 use crate::name::AgentName;
+use crate::notify::{
+    parse_receiver_url, NotifySpec, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT, NOTIFY_KEYS,
+    NOTIFY_TARGETS,
+};
 use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
 use crate::watch::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule};
@@ -30,6 +34,8 @@ pub struct Config {
     pub agents: BTreeMap<AgentName, AgentSpec>,
     /// `[[host.watch]]` rules.
     pub host_watch: Vec<WatchRule>,
+    /// Where alerts are delivered (`[[notify]]`), in file order.
+    pub notify: Vec<NotifySpec>,
 }
 
 /// The `[log]` table.
@@ -274,7 +280,7 @@ const AGENT_KEYS: [&str; 18] = [
     "watch",
     "metrics",
 ];
-const TOP_KEYS: [&str; 3] = ["log", "agents", "host"];
+const TOP_KEYS: [&str; 4] = ["log", "agents", "host", "notify"];
 
 /// Parses and validates a config file's text.
 ///
@@ -386,6 +392,7 @@ impl Checker {
         let mut log = LogConfig::default();
         let mut agents = BTreeMap::new();
         let mut host_watch = Vec::new();
+        let mut notify = Vec::new();
         for (key, item) in table.iter() {
             match key {
                 "host" => match item.as_table_like() {
@@ -446,6 +453,7 @@ impl Checker {
                         Some("write each agent as [agents.NAME]".into()),
                     ),
                 },
+                "notify" => notify = self.notify(item, base_dir),
                 other => {
                     let span = key_span(table, other, item);
                     self.unknown_key(span, other, "the top level", &TOP_KEYS);
@@ -456,6 +464,7 @@ impl Checker {
             log,
             agents,
             host_watch,
+            notify,
         })
     }
 
@@ -493,6 +502,173 @@ impl Checker {
             }
         }
         log
+    }
+
+    /// `[[notify]]`: an array of tables, each with exactly one target.
+    fn notify(&mut self, item: &Item, base_dir: &Path) -> Vec<NotifySpec> {
+        let hint = "write each notifier as a [[notify]] table with one of webhook, alertmanager, exec or file";
+        let mut tables: Vec<(&dyn TableLike, Range<usize>)> = Vec::new();
+        match item {
+            Item::ArrayOfTables(array) => {
+                for table in array.iter() {
+                    tables.push((table as &dyn TableLike, table.span().unwrap_or(0..0)));
+                }
+            }
+            Item::Value(Value::Array(array)) => {
+                for value in array.iter() {
+                    match value.as_inline_table() {
+                        Some(table) => {
+                            tables.push((table as &dyn TableLike, table.span().unwrap_or(0..0)))
+                        }
+                        None => self.problem(
+                            value.span().unwrap_or(0..0),
+                            "every `notify` entry must be a table",
+                            Some(hint.into()),
+                        ),
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    span_of(item),
+                    "`notify` must be an array of tables",
+                    Some(hint.into()),
+                );
+            }
+        }
+        let mut specs = Vec::new();
+        for (index, (table, table_span)) in tables.into_iter().enumerate() {
+            if let Some(spec) = self.notifier(index + 1, table, table_span, base_dir) {
+                specs.push(spec);
+            }
+        }
+        specs
+    }
+
+    fn notifier(
+        &mut self,
+        number: usize,
+        table: &dyn TableLike,
+        table_span: Range<usize>,
+        base_dir: &Path,
+    ) -> Option<NotifySpec> {
+        let place = format!("[[notify]] #{number}");
+        let target_hint = "give exactly one of webhook = \"http://...\", alertmanager = \"http://127.0.0.1:9093\", exec = [\"cmd\", ...] or file = \"path\"";
+        let problems_before = self.problems.len();
+        let mut targets: Vec<(NotifyTarget, Range<usize>)> = Vec::new();
+        let mut target_keys = 0;
+        let mut timeout = DEFAULT_NOTIFY_TIMEOUT;
+        for (key, item) in table.iter() {
+            if NOTIFY_TARGETS.contains(&key) {
+                target_keys += 1;
+            }
+            match key {
+                "webhook" | "alertmanager" => {
+                    let Some(url) = self.string(item, key) else {
+                        continue;
+                    };
+                    match parse_receiver_url(url) {
+                        Ok(http) => {
+                            let target = if key == "webhook" {
+                                NotifyTarget::Webhook(http)
+                            } else {
+                                NotifyTarget::Alertmanager(http)
+                            };
+                            targets.push((target, span_of(item)));
+                        }
+                        Err(error) => self.problem(
+                            span_of(item),
+                            format!("bad {key} URL {url:?}: {error}"),
+                            Some(if key == "webhook" {
+                                "e.g. webhook = \"http://127.0.0.1:5001/alerts\"".into()
+                            } else {
+                                "e.g. alertmanager = \"http://127.0.0.1:9093\"".into()
+                            }),
+                        ),
+                    }
+                }
+                "exec" => {
+                    let empty = item.as_array().is_some_and(|array| array.is_empty())
+                        || item.as_str().is_some_and(|text| text.trim().is_empty());
+                    if empty {
+                        self.problem(
+                            span_of(item),
+                            "`exec` is empty",
+                            Some(
+                                "name the program to run, e.g. exec = [\"/usr/local/bin/page-me\"]"
+                                    .into(),
+                            ),
+                        );
+                    } else if let Some(argv) = self.command(item) {
+                        targets.push((
+                            NotifyTarget::Exec {
+                                argv,
+                                cwd: base_dir.to_path_buf(),
+                            },
+                            span_of(item),
+                        ));
+                    }
+                }
+                "file" => {
+                    let Some(path) = self.string(item, key) else {
+                        continue;
+                    };
+                    if path.is_empty() || path.contains('\0') {
+                        self.problem(
+                            span_of(item),
+                            "`file` must name a file",
+                            Some(
+                                "e.g. file = \"alerts.jsonl\" (relative to the config file)".into(),
+                            ),
+                        );
+                    } else {
+                        targets.push((NotifyTarget::File(base_dir.join(path)), span_of(item)));
+                    }
+                }
+                "timeout" => {
+                    if let Some(value) = self.duration(item, key) {
+                        if value.is_zero() {
+                            self.problem(
+                                span_of(item),
+                                "`timeout` must be above 0s",
+                                Some("it bounds each delivery attempt; leave it out for 5s".into()),
+                            );
+                        } else {
+                            timeout = value;
+                        }
+                    }
+                }
+                other => {
+                    let span = key_span(table, other, item);
+                    self.unknown_key(span, other, &place, &NOTIFY_KEYS);
+                }
+            }
+        }
+        let target = match targets.len() {
+            1 => targets.pop().map(|(target, _)| target),
+            0 => {
+                // A target that is there but invalid was reported already.
+                if target_keys == 0 {
+                    self.problem(
+                        table_span,
+                        format!("{place} names no target"),
+                        Some(target_hint.into()),
+                    );
+                }
+                None
+            }
+            _ => {
+                self.problem(
+                    targets[1].1.clone(),
+                    format!("{place} names more than one target"),
+                    Some(format!(
+                        "{target_hint}; write one [[notify]] table per target"
+                    )),
+                );
+                None
+            }
+        }?;
+        (self.problems.len() == problems_before).then_some(NotifySpec { target, timeout })
     }
 
     fn agent(
@@ -1477,5 +1653,97 @@ stop_timeout = "10s"
                 "missing {expected:?} in:\n{rendered}"
             );
         }
+    }
+
+    #[test]
+    fn notify_tables_parse_with_defaults_and_resolved_paths() {
+        let text = r#"
+[[notify]]
+webhook = "http://127.0.0.1:5001/alerts"
+
+[[notify]]
+alertmanager = "http://127.0.0.1:9093"
+timeout = "2s"
+
+[[notify]]
+exec = ["./page-me", "--loud"]
+
+[[notify]]
+file = "alerts.jsonl"
+"#;
+        let config = parse_text(text).expect("valid");
+        assert_eq!(config.notify.len(), 4);
+        let webhook = &config.notify[0];
+        assert_eq!(webhook.timeout, DEFAULT_NOTIFY_TIMEOUT);
+        match &webhook.target {
+            NotifyTarget::Webhook(target) => {
+                assert_eq!(target.address, "127.0.0.1:5001");
+                assert_eq!(target.path, "/alerts");
+            }
+            other => panic!("not a webhook: {other:?}"),
+        }
+        assert_eq!(config.notify[1].timeout, Duration::from_secs(2));
+        assert!(matches!(
+            &config.notify[1].target,
+            NotifyTarget::Alertmanager(target) if target.address == "127.0.0.1:9093"
+        ));
+        assert_eq!(
+            config.notify[2].target,
+            NotifyTarget::Exec {
+                argv: vec!["./page-me".into(), "--loud".into()],
+                cwd: PathBuf::from("/srv/app"),
+            }
+        );
+        assert_eq!(
+            config.notify[3].target,
+            NotifyTarget::File(PathBuf::from("/srv/app/alerts.jsonl"))
+        );
+        assert!(parse_text("").expect("valid").notify.is_empty());
+    }
+
+    #[test]
+    fn notify_problems_are_located() {
+        let text = "[[notify]]\nwebhook = \"https://hooks.example/x\"\n\n[[notify]]\ntimeout = \"5s\"\n\n[[notify]]\nfile = \"a.jsonl\"\nexec = [\"notify-send\"]\n\n[[notify]]\nexec = []\ntimout = \"1s\"\n\n[[notify]]\nalertmanager = \"127.0.0.1:9093\"\ntimeout = \"soon\"\n\n[[notify]]\nfile = \"b.jsonl\"\ntimeout = \"0s\"\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        for expected in [
+            "roster.toml:2:11: bad webhook URL \"https://hooks.example/x\": https is not supported for notifiers yet",
+            "roster.toml:4:1: [[notify]] #2 names no target",
+            "hint: give exactly one of webhook",
+            "roster.toml:9:8: [[notify]] #3 names more than one target",
+            "roster.toml:12:8: `exec` is empty",
+            "roster.toml:13:1: unknown key `timout` in [[notify]] #4",
+            "hint: did you mean `timeout`?",
+            "roster.toml:16:16: bad alertmanager URL \"127.0.0.1:9093\": the URL must start with http://",
+            "roster.toml:17:11: bad duration for `timeout`",
+            "roster.toml:21:11: `timeout` must be above 0s",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+        assert!(!rendered.contains("#4 names no target"), "{rendered}");
+
+        let not_tables = parse_text("notify = \"http://x/\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            not_tables.contains("roster.toml:1:10: `notify` must be an array of tables"),
+            "{not_tables}"
+        );
+        let empty = parse_text("[[notify]]\nexec = \"  \"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            empty.contains("roster.toml:2:8: `exec` is empty"),
+            "{empty}"
+        );
+        let inline = parse_text("notify = [{ file = \"x.jsonl\" }, 3]\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            inline.contains("roster.toml:1:33: every `notify` entry must be a table"),
+            "{inline}"
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod config;
 pub mod health;
 pub mod name;
+pub mod notify;
 pub mod signal;
 pub mod supervisor;
 pub mod units;

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod home;
 pub mod journal;
 pub mod logs;
+pub mod notify;
 pub mod probe;
 pub mod procfs;
 pub mod sample;

@@ -66,7 +66,7 @@ async fn http(target: &HttpTarget) -> Result<(), String> {
 }
 
 /// The status code of `HTTP/1.x NNN ...`.
-fn status_code(answer: &[u8]) -> Option<u16> {
+pub(crate) fn status_code(answer: &[u8]) -> Option<u16> {
     let line_end = answer.windows(2).position(|window| window == b"\r\n")?;
     let line = std::str::from_utf8(&answer[..line_end]).ok()?;
     let mut parts = line.split(' ');

@@ -41,22 +41,59 @@ pub fn spawn_agent(
             spec.cwd.display()
         ));
     }
-    let Some(program) = spec.command.first() else {
+    let environment = environment(name, spec, home);
+    spawn_in_group(&spec.command, &spec.cwd, &environment, log_pipe)
+}
+
+/// Starts an `exec` notifier's command like an agent (its own process
+/// group, empty signal mask, output on `output`) in `cwd`, with the
+/// daemon's environment (less [`DAEMON_ONLY_VARIABLES`]) plus `extra` and
+/// `ROSTER_HOME`. No `ROSTER_AGENT` marker: it is nobody's agent, and its
+/// strays must not be taken for an agent's.
+pub fn spawn_notifier(
+    argv: &[String],
+    cwd: &Path,
+    extra: &[(String, String)],
+    home: &Path,
+    output: &OwnedFd,
+) -> Result<u32, String> {
+    if !cwd.is_dir() {
+        return Err(format!(
+            "working directory {} does not exist",
+            cwd.display()
+        ));
+    }
+    let mut environment = daemon_environment();
+    for (key, value) in extra {
+        environment.insert(key.into(), value.into());
+    }
+    environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
+    let environment: Vec<(OsString, OsString)> = environment.into_iter().collect();
+    spawn_in_group(argv, cwd, &environment, output)
+}
+
+/// posix_spawn of `command` in `cwd` with exactly `environment`, as the
+/// leader of a new process group, stdout and stderr on `output`.
+fn spawn_in_group(
+    command: &[String],
+    cwd: &Path,
+    environment: &[(OsString, OsString)],
+    output: &OwnedFd,
+) -> Result<u32, String> {
+    let Some(program) = command.first() else {
         return Err("the command is empty".into());
     };
-    let environment = environment(name, spec, home);
     let search_path = environment
         .iter()
         .find(|(key, _)| key == "PATH")
         .map(|(_, value)| value.clone());
-    let executable = resolve_program(program, &spec.cwd, search_path.as_deref())?;
+    let executable = resolve_program(program, cwd, search_path.as_deref())?;
     let c_string = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| format!("{program}: an argument contains a NUL byte"))
     };
     let c_executable = c_string(executable.as_os_str().as_bytes())?;
-    let c_cwd = c_string(spec.cwd.as_os_str().as_bytes())?;
-    let c_arguments = spec
-        .command
+    let c_cwd = c_string(cwd.as_os_str().as_bytes())?;
+    let c_arguments = command
         .iter()
         .map(|argument| c_string(argument.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -86,7 +123,7 @@ pub fn spawn_agent(
         &c_cwd,
         &argv,
         &envp,
-        log_pipe.as_raw_fd(),
+        output.as_raw_fd(),
     )?;
     crate::sys::restore_agent_open_file_limit(pid);
     Ok(pid)
@@ -109,19 +146,24 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 /// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
 /// `PYTHONUNBUFFERED=1` unless set), then roster's markers.
 fn environment(name: &AgentName, spec: &AgentSpec, home: &Path) -> Vec<(OsString, OsString)> {
-    let mut environment: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(key, _)| {
-            !DAEMON_ONLY_VARIABLES
-                .iter()
-                .any(|daemon_only| key.as_os_str() == OsStr::new(daemon_only))
-        })
-        .collect();
+    let mut environment = daemon_environment();
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     environment.insert("ROSTER_AGENT".into(), name.as_str().into());
     environment.into_iter().collect()
+}
+
+/// The daemon's own environment less [`DAEMON_ONLY_VARIABLES`].
+fn daemon_environment() -> BTreeMap<OsString, OsString> {
+    std::env::vars_os()
+        .filter(|(key, _)| {
+            !DAEMON_ONLY_VARIABLES
+                .iter()
+                .any(|daemon_only| key.as_os_str() == OsStr::new(daemon_only))
+        })
+        .collect()
 }
 
 /// Finds the program the way a shell would: a name with a `/` is a path

@@ -1,5 +1,6 @@
-//! What reaches the daemon loop from other threads: API requests and log
-//! troubles, over a channel with a doorbell pipe the loop polls.
+//! What reaches the daemon loop from other threads: API requests, log
+//! troubles, probe results and notifier requests and outcomes, over a
+//! channel with a doorbell pipe the loop polls.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use roster_core::supervisor::AgentView;
 use roster_core::{AgentName, Config};
 
 use crate::logs::pump::LogTrouble;
+use crate::notify::{DeliveryReport, ExecRequest};
 
 /// An operator's verb on agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +121,10 @@ pub enum Input {
         /// `Err` says why it failed.
         result: Result<(), String>,
     },
+    /// An exec notifier's command to run (and reap), or to kill.
+    NotifyExec(ExecRequest),
+    /// The final outcome of an alert's delivery to one target.
+    Notified(DeliveryReport),
 }
 
 /// The sending side of the loop's inbox; cheap to clone, never blocks.

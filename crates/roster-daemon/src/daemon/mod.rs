@@ -9,6 +9,7 @@
 //! wake-up, a waitpid and a posix_spawn.
 
 mod inbox;
+mod notify_exec;
 mod startup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -42,6 +43,7 @@ use crate::home::Home;
 use crate::journal::{Journal, Row};
 use crate::logs::pump::{pump, LogTrouble, PumpContext};
 use crate::logs::{LogRules, LogWriter};
+use crate::notify::Notifier;
 use crate::{procfs, server, spawn};
 
 /// Why the daemon could not run.
@@ -140,6 +142,10 @@ struct Daemon {
     host_disks: Vec<PathBuf>,
     /// What `file_sd.json` was last written with.
     file_sd: Option<String>,
+    /// Delivers alerts; its targets follow the applied config.
+    notifier: Notifier,
+    /// Exec notifiers' commands running (see `notify_exec.rs`).
+    notify_commands: notify_exec::NotifyCommands,
     _lock: DaemonLock,
 }
 
@@ -231,6 +237,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let sampler = runtime.spawn(sample_task(inbox.clone(), samples, history));
 
     let (log_config, _) = watch::channel(LogConfig::default());
+    let notifier = notify_exec::start_notifier(runtime.handle(), &inbox);
     let mut daemon = Daemon {
         home_env: home.root().to_path_buf(),
         home,
@@ -254,6 +261,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         log_rules: BTreeMap::new(),
         host_disks: Vec::new(),
         file_sd: None,
+        notifier,
+        notify_commands: Default::default(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -381,6 +390,10 @@ impl Daemon {
                         self.supervisor
                             .handle_probe(Instant::now(), &agent, id, result);
                     }
+                    Input::NotifyExec(request) => {
+                        self.notify_commands.handle(request, &self.home_env)
+                    }
+                    Input::Notified(report) => self.journal_delivery(report),
                 }
                 self.perform();
             }
@@ -598,6 +611,7 @@ impl Daemon {
         let now = Instant::now();
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
+        self.notifier.reconfigure(config.notify.clone());
         self.applied = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
@@ -631,7 +645,9 @@ impl Daemon {
         while let Some((pid, status)) = spawn::reap_one() {
             let now = Instant::now();
             if !self.supervisor.handle_exit(now, pid, status) {
-                if let Some((agent, id)) = self.probe_pids.remove(&pid) {
+                if self.notify_commands.reaped(pid, status) {
+                    // An exec notifier's command: its reply is answered.
+                } else if let Some((agent, id)) = self.probe_pids.remove(&pid) {
                     let result = if status.is_success() {
                         Ok(())
                     } else {
@@ -868,6 +884,9 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .record(&record);
+        // Repeats (repeat_every) and new firings alike go to the notifiers;
+        // they never wait for a target.
+        self.notifier.send(record);
     }
 
     /// Hands an applied config's rules to the watcher and the log writers.
@@ -1087,8 +1106,11 @@ impl Daemon {
             .collect();
         let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
         for pid in procfs::own_children() {
-            // Exec health probes are the daemon's own children too.
-            if mains.contains(&pid) || self.probe_pids.contains_key(&pid) {
+            // Exec health probes and notifiers are the daemon's own children too.
+            if mains.contains(&pid)
+                || self.probe_pids.contains_key(&pid)
+                || self.notify_commands.contains(pid)
+            {
                 continue;
             }
             // Only descendants are reparented to a subreaper; one without
@@ -1157,6 +1179,7 @@ impl Daemon {
     /// After every agent stopped: stops strays, lets the pumps drain, and
     /// closes the journal.
     fn finish(&mut self) {
+        self.notify_commands.kill_all();
         let strays = self.all_strays();
         if !strays.is_empty() {
             for pid in &strays {

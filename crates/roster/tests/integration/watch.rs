@@ -274,3 +274,92 @@ fn agents_own_metrics_are_listed_for_prometheus_file_sd() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml:3:11: bad metrics URL"));
 }
+
+/// A webhook receiver on loopback: records each POST body, answers 200.
+fn webhook_receiver() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(value) = serde_json::from_slice(&body) {
+                    store.lock().expect("store").push(value);
+                }
+            }
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, received)
+}
+
+#[test]
+fn alerts_reach_a_webhook_in_alertmanager_shape_and_resolve() {
+    let roster = fast_roster();
+    let (port, received) = webhook_receiver();
+    roster.config(&format!(
+        "{}\n[[notify]]\nwebhook = \"http://127.0.0.1:{port}/alerts\"\n",
+        sh_agent(
+            "noisy",
+            "i=0; while [ $i -lt 20 ]; do echo \"error: upstream timeout $i\"; i=$((i+1)); done; exec sleep 3600",
+            "[[agents.noisy.watch]]\nmetric = \"log_matches\"\npattern = \"(?i)\\\\berror\\\\b\"\nabove = 5\nwithin = \"2s\"\naction = \"alert\"",
+        )
+    ));
+    up_fast(&roster);
+    let statuses = wait_for("a firing and a resolved webhook", SECS(20), || {
+        let got = received.lock().expect("received").clone();
+        let statuses: Vec<String> = got
+            .iter()
+            .filter_map(|payload| payload["status"].as_str().map(str::to_owned))
+            .collect();
+        (statuses.contains(&"firing".to_owned()) && statuses.contains(&"resolved".to_owned()))
+            .then_some(got)
+    });
+    let firing = statuses
+        .iter()
+        .find(|payload| payload["status"] == "firing")
+        .expect("firing");
+    assert_eq!(firing["version"], "4");
+    assert_eq!(firing["receiver"], "roster");
+    let alert = &firing["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "AgentLogMatches");
+    assert_eq!(alert["labels"]["agent"], "noisy");
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .is_some_and(|summary| summary.contains("above 5 within 2s")));
+    assert!(alert["startsAt"]
+        .as_str()
+        .is_some_and(|at| at.ends_with('Z')));
+    let resolved = statuses
+        .iter()
+        .find(|payload| payload["status"] == "resolved")
+        .expect("resolved");
+    assert_eq!(resolved["alerts"][0]["fingerprint"], alert["fingerprint"]);
+    // Delivery is journaled.
+    assert!(roster
+        .events(&["noisy"])
+        .iter()
+        .any(|event| event.kind == "notified"));
+}

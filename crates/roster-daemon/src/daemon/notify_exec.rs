@@ -1,0 +1,250 @@
+//! The loop's side of alert delivery: it runs exec notifiers' commands (the
+//! loop is the only caller of `waitpid`, so nobody else may start a child)
+//! and journals every delivery's outcome. Deciding when an alert fires is
+//! not done here, and neither is delivering it (`crate::notify`).
+//!
+//! What the loop does for an exec target, exactly:
+//! 1. `Input::NotifyExec(ExecRequest::Run { id, .. })`: spawn the command
+//!    in its own process group (`spawn::spawn_notifier`, output to
+//!    /dev/null) and keep `pid → (id, reply)` ([`NotifyCommands`]); a
+//!    spawn failure is answered at once.
+//! 2. On reaping one of these pids: answer its reply, `Ok` on exit 0.
+//! 3. `Input::NotifyExec(ExecRequest::Kill { id })` (the notifier's timeout
+//!    passed): SIGKILL the process group of that run, if it still runs; the
+//!    reap follows as in 2.
+//! 4. On the way out (`finish`): SIGKILL every such group still running.
+//!
+//! These pids are excluded from the strays of agents, like exec probes.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use tokio::sync::oneshot;
+
+use roster_core::ExitStatus;
+
+use super::{Daemon, Inbox, Input};
+use crate::journal::Row;
+use crate::notify::{DeliveryReport, ExecRequest, Notifier};
+use crate::spawn;
+
+/// Exec notifiers' commands running: pid to (run id, the reply).
+#[derive(Default)]
+pub(super) struct NotifyCommands {
+    running: HashMap<u32, (u64, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl NotifyCommands {
+    /// Runs or kills, as asked; `home` is the `ROSTER_HOME` commands see.
+    pub(super) fn handle(&mut self, request: ExecRequest, home: &Path) {
+        match request {
+            ExecRequest::Run {
+                id,
+                argv,
+                cwd,
+                env,
+                reply,
+            } => {
+                let spawned = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|error| format!("opening /dev/null: {error}"))
+                    .and_then(|null| {
+                        let null = OwnedFd::from(null);
+                        spawn::spawn_notifier(&argv, &cwd, &env, home, &null)
+                    });
+                match spawned {
+                    Ok(pid) => {
+                        self.running.insert(pid, (id, reply));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
+            ExecRequest::Kill { id } => {
+                for (pid, (run, _)) in &self.running {
+                    if *run == id {
+                        let _ = spawn::signal_group(*pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when `pid` was an exec notifier's command (its reply is then
+    /// answered).
+    pub(super) fn reaped(&mut self, pid: u32, status: ExitStatus) -> bool {
+        let Some((_, reply)) = self.running.remove(&pid) else {
+            return false;
+        };
+        let result = if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("ended with {status}"))
+        };
+        // The notifier may have given up on it (timeout): nobody listens.
+        let _ = reply.send(result);
+        true
+    }
+
+    /// Whether `pid` is one of these commands.
+    pub(super) fn contains(&self, pid: u32) -> bool {
+        self.running.contains_key(&pid)
+    }
+
+    /// On the way out: no notifier command outlives the daemon.
+    pub(super) fn kill_all(&self) {
+        for pid in self.running.keys() {
+            let _ = spawn::signal_group(*pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The daemon's notifier, with no target until a config is applied: exec
+/// runs and delivery reports go to the loop through the inbox.
+pub(super) fn start_notifier(runtime: &tokio::runtime::Handle, inbox: &Inbox) -> Notifier {
+    let exec_inbox = inbox.clone();
+    let report_inbox = inbox.clone();
+    Notifier::start(
+        runtime,
+        Vec::new(),
+        // When the loop is gone the request, and its reply, are dropped:
+        // the notifier then reports the command as not run.
+        move |request| {
+            exec_inbox.send(Input::NotifyExec(request));
+        },
+        move |report| {
+            report_inbox.send(Input::Notified(report));
+        },
+    )
+}
+
+impl Daemon {
+    /// Journals a delivery's final outcome: `notified` or `notify_failed`.
+    pub(super) fn journal_delivery(&mut self, report: DeliveryReport) {
+        let state = match report.state {
+            roster_core::api::AlertState::Firing => "firing",
+            roster_core::api::AlertState::Resolved => "resolved",
+        };
+        let (kind, detail) = match &report.outcome {
+            Ok(()) => (
+                "notified",
+                format!(
+                    "{} {state} ({}) delivered to {}",
+                    report.name, report.fingerprint, report.target
+                ),
+            ),
+            Err(error) => {
+                tracing::warn!(target_ = %report.target, "alert not delivered: {error}");
+                (
+                    "notify_failed",
+                    format!(
+                        "{} {state} ({}) not delivered to {}: {error}",
+                        report.name, report.fingerprint, report.target
+                    ),
+                )
+            }
+        };
+        self.journal
+            .record(Row::now(report.agent.as_deref(), kind, None, detail));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::Pid;
+
+    use super::*;
+
+    /// Waits for one of our own children (by pid: other tests' children
+    /// must keep their statuses), as the loop's reaper would.
+    fn reap(pid: u32) -> ExitStatus {
+        match waitpid(Pid::from_raw(pid as i32), None).expect("waitpid") {
+            WaitStatus::Exited(_, code) => ExitStatus::Code(code),
+            WaitStatus::Signaled(_, signal, _) => ExitStatus::Signal(signal as i32),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn run(
+        commands: &mut NotifyCommands,
+        id: u64,
+        argv: &[&str],
+        cwd: &Path,
+    ) -> oneshot::Receiver<Result<(), String>> {
+        let (reply, answer) = oneshot::channel();
+        commands.handle(
+            ExecRequest::Run {
+                id,
+                argv: argv.iter().map(|word| word.to_string()).collect(),
+                cwd: cwd.to_path_buf(),
+                env: vec![("ROSTER_ALERT_NAME".into(), "MemoryHigh".into())],
+                reply,
+            },
+            Path::new("/var/lib/roster-test-home"),
+        );
+        answer
+    }
+
+    fn only_pid(commands: &NotifyCommands) -> u32 {
+        let pids: Vec<u32> = commands.running.keys().copied().collect();
+        assert_eq!(pids.len(), 1, "{pids:?}");
+        pids[0]
+    }
+
+    #[test]
+    fn runs_reaps_and_kills_notifier_commands() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let mut commands = NotifyCommands::default();
+
+        // Run: the alert is in the environment, in the config's directory,
+        // and the reap answers the reply.
+        let mut answer = run(
+            &mut commands,
+            1,
+            &[
+                "sh",
+                "-c",
+                "echo \"$ROSTER_ALERT_NAME $ROSTER_HOME ${ROSTER_AGENT-none}\" > out.txt",
+            ],
+            directory.path(),
+        );
+        let pid = only_pid(&commands);
+        assert!(commands.contains(pid));
+        assert!(answer.try_recv().is_err(), "no answer before the reap");
+        let status = reap(pid);
+        assert!(commands.reaped(pid, status));
+        assert_eq!(answer.try_recv(), Ok(Ok(())));
+        assert!(!commands.contains(pid));
+        assert!(!commands.reaped(pid, status), "answered once");
+        assert_eq!(
+            std::fs::read_to_string(directory.path().join("out.txt")).expect("output"),
+            "MemoryHigh /var/lib/roster-test-home none\n"
+        );
+
+        // Kill: the notifier's timeout passed.
+        let mut answer = run(&mut commands, 2, &["sleep", "30"], directory.path());
+        let pid = only_pid(&commands);
+        commands.handle(ExecRequest::Kill { id: 3 }, Path::new("/"));
+        commands.handle(ExecRequest::Kill { id: 2 }, Path::new("/"));
+        let status = reap(pid);
+        assert_eq!(status, ExitStatus::Signal(libc::SIGKILL));
+        assert!(commands.reaped(pid, status));
+        let error = answer.try_recv().expect("answered").expect_err("killed");
+        assert!(error.starts_with("ended with"), "{error}");
+
+        // A command that cannot start is answered at once.
+        let mut answer = run(
+            &mut commands,
+            4,
+            &["no-such-notifier-command"],
+            directory.path(),
+        );
+        assert!(commands.running.is_empty());
+        let error = answer.try_recv().expect("answered").expect_err("not found");
+        assert!(error.contains("not found"), "{error}");
+    }
+}
