@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod daemon;
 pub mod home;
 pub mod journal;
+pub mod listener;
 pub mod logs;
 pub mod probe;
 pub mod procfs;
