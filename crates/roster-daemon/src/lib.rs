@@ -14,6 +14,7 @@ pub mod home;
 pub mod journal;
 pub mod listener;
 pub mod logs;
+pub mod metrics;
 pub mod probe;
 pub mod procfs;
 pub mod server;

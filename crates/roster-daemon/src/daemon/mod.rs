@@ -85,6 +85,8 @@ pub struct DaemonOptions {
 struct AgentIo {
     writer: Arc<Mutex<LogWriter>>,
     dropped: Arc<AtomicU64>,
+    /// Lines stored, for `/metrics`.
+    lines: Arc<AtomicU64>,
     /// The pump of the latest run; each pump waits for its predecessor.
     last_pump: Option<JoinHandle<()>>,
 }
@@ -125,6 +127,8 @@ struct Daemon {
     probe_tasks: HashMap<u64, JoinHandle<()>>,
     /// Exec probes running: pid to (agent, probe id).
     probe_pids: HashMap<u32, (AgentName, u64)>,
+    /// `/metrics`: the server and the snapshots the loop publishes to it.
+    metrics: crate::metrics::Metrics,
     _lock: DaemonLock,
 }
 
@@ -221,6 +225,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         last_sweep: None,
         probe_tasks: HashMap::new(),
         probe_pids: HashMap::new(),
+        metrics: crate::metrics::Metrics::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -268,6 +273,7 @@ impl Daemon {
             // Whatever the last inputs asked for (the initial apply's spawns
             // included) is done before sleeping.
             self.perform();
+            self.publish_metrics();
             if self.shutting_down && self.supervisor.is_quiet() {
                 return;
             }
@@ -500,6 +506,17 @@ impl Daemon {
                 }));
             }
         }
+        let listen = config.metrics.map(|metrics| metrics.listen);
+        if let Err(message) = self.metrics.apply(&self.runtime, listen) {
+            let first = message.lines().next().unwrap_or_default().to_owned();
+            self.journal.record(Row::now(
+                None,
+                "config_rejected",
+                None,
+                format!("{display}: {first}; the previous config stays"),
+            ));
+            return Err(ApplyRefusal::Invalid(message));
+        }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
         // quiet agent's writer gets them now, so a lower `keep` removes its
@@ -562,6 +579,25 @@ impl Daemon {
             // Respawn before reaping the next: restart latency matters most.
             self.perform();
         }
+    }
+
+    /// Publishes what `/metrics` shows, when something changed in the pass
+    /// and metrics are served: state, pids, restarts and health as the
+    /// supervisor has them, and handles on the log counters. No /proc
+    /// here: scrapes sample that themselves.
+    fn publish_metrics(&mut self) {
+        let supervisor = &self.supervisor;
+        let io = &self.io;
+        self.metrics.publish_if_changed(|| {
+            crate::metrics::MetricsSnapshot::from_views(supervisor.views(Instant::now()), |name| {
+                io.get(name)
+                    .map(|io| crate::metrics::LogCounters {
+                        lines: io.lines.clone(),
+                        dropped: io.dropped.clone(),
+                    })
+                    .unwrap_or_default()
+            })
+        });
     }
 
     /// When the pending stray sweep is due: [`SWEEP_INTERVAL`] after the
@@ -640,6 +676,7 @@ impl Daemon {
             }
         }
         while let Some(event) = self.supervisor.poll_event() {
+            self.metrics.mark_changed();
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());
             self.journal.record(Row::now(
                 Some(event.agent.as_str()),
@@ -735,15 +772,18 @@ impl Daemon {
         };
         let io = self.io.entry(agent.clone()).or_insert_with(|| {
             let dropped = Arc::new(AtomicU64::new(0));
-            let writer = LogWriter::open(
+            let lines = Arc::new(AtomicU64::new(0));
+            let mut writer = LogWriter::open(
                 agent.as_str(),
                 self.home.agent_log(agent.as_str()),
                 self.log_config.borrow().clone(),
                 dropped.clone(),
             );
+            writer.count_written_lines(lines.clone());
             AgentIo {
                 writer: Arc::new(Mutex::new(writer)),
                 dropped,
+                lines,
                 last_pump: None,
             }
         });
