@@ -240,6 +240,41 @@ fn metrics_move_with_apply_and_a_taken_port_refuses_it() {
     });
 }
 
+#[test]
+fn silent_scrapers_delay_neither_restarts_nor_status() {
+    let roster = Roster::new();
+    let port = free_port();
+    roster.config(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
+        sh_agent("a", "sleep 1000", "")
+    ));
+    roster.up();
+    wait_scrape(port, "a up", |text| {
+        value(text, "roster_agent_up", "a") == Some(1.0)
+    });
+    // More connections than are served at once, each saying nothing: the
+    // served ones wait for a request, the rest sit in the backlog.
+    let silent: Vec<TcpStream> = (0..64)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(silent.len() >= 32, "only {} connections", silent.len());
+    let pid = roster.agent("a").pid.expect("a runs");
+    // SAFETY: plain kill(2) of an agent this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    roster.wait_status("a restarted", SECS(5), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "a" && agent.pid.is_some_and(|new| new != pid))
+    });
+    drop(silent);
+    wait_scrape(
+        port,
+        "the restart counted once the silent scrapers left",
+        |text| value(text, "roster_agent_restarts_total", "a") == Some(1.0),
+    );
+}
+
 /// The path of a program, if installed.
 fn which(program: &str) -> Option<std::path::PathBuf> {
     ["/usr/bin", "/usr/local/bin", "/bin"]
