@@ -238,6 +238,21 @@ fn metrics_move_with_apply_and_a_taken_port_refuses_it() {
             .is_err()
             .then_some(())
     });
+
+    // Served again, with an agent added meanwhile: the scrape shows today's
+    // agents, not the snapshot of when metrics were last served.
+    let third = free_port();
+    roster.config(&format!(
+        "[metrics]\nlisten = \"127.0.0.1:{third}\"\n\n{}\n{}",
+        sh_agent("a", "sleep 1000", ""),
+        sh_agent("c", "sleep 1000", "")
+    ));
+    roster.ok(&["apply"]);
+    let text = wait_scrape(third, "a and c", |text| {
+        value(text, "roster_agent_up", "a") == Some(1.0)
+            && value(text, "roster_agent_up", "c") == Some(1.0)
+    });
+    assert_eq!(value(&text, "roster_agent_restarts_total", "c"), Some(0.0));
 }
 
 #[test]
