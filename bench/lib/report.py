@@ -18,6 +18,7 @@ GOALS = {
     "coldstart": "< 300 ms",
     "status": "< 50 ms with 1000 children",
     "stop": "< 5 s for 5000 children, none journaled killed",
+    "metrics": "< 50 ms with 1000 children",
 }
 
 
@@ -209,6 +210,27 @@ def table_stop(m):
     return _table(header, rows)
 
 
+def table_metrics(m):
+    header = ["peer", "children", "scrapes", "series", "bytes", "median ms", "p90 ms", "min ms",
+              "max ms", "goal: " + GOALS["metrics"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "median_ms" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        goal = ""
+        if peer == "roster":
+            goal = _verdict(r["median_ms"] < 50)
+            if r.get("children") != 1000:
+                goal += " (at %d children)" % r.get("children")
+        rows.append([peer, r["children"], r["runs"], r.get("series", "?"),
+                     r.get("output_bytes", "?"), _f(r["median_ms"]), _f(r["p90_ms"]),
+                     _f(r["min_ms"]), _f(r["max_ms"]), goal])
+    return _table(header, rows)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -242,6 +264,12 @@ SECTIONS = [
      "every child and the supervisor are gone. Each peer at its defaults. For roster, "
      "`journaled killed` counts `killed` events (SIGKILL after stop_timeout): every child "
      "ended on its SIGTERM, so any would be false."),
+    ("metrics", "7. A /metrics scrape at scale", table_metrics,
+     "Wall time of one `GET /metrics` (a new loopback connection each time, to the last "
+     "byte) with N idle children running, roster at its defaults plus `[metrics]`. The "
+     "scrape samples every child's process group in /proc (CPU, memory, threads, open "
+     "descriptors, TCP sockets). Only roster: supervisord, PM2 and runit need a separate "
+     "exporter for Prometheus."),
 ]
 
 

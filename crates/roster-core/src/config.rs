@@ -30,6 +30,8 @@ use crate::watch::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule
 pub struct Config {
     /// How agent logs are rotated.
     pub log: LogConfig,
+    /// Where Prometheus metrics are served (`[metrics]`), if anywhere.
+    pub metrics: Option<crate::metrics::MetricsSpec>,
     /// The agents, by name.
     pub agents: BTreeMap<AgentName, AgentSpec>,
     /// `[[host.watch]]` rules.
@@ -237,6 +239,7 @@ fn locate(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const LOG_KEYS: [&str; 3] = ["max_size", "keep", "compress"];
+const METRICS_KEYS: [&str; 1] = ["listen"];
 const HEALTH_KEYS: [&str; 8] = [
     "http",
     "tcp",
@@ -280,7 +283,7 @@ const AGENT_KEYS: [&str; 18] = [
     "watch",
     "metrics",
 ];
-const TOP_KEYS: [&str; 4] = ["log", "agents", "host", "notify"];
+const TOP_KEYS: [&str; 5] = ["log", "agents", "host", "notify", "metrics"];
 
 /// Parses and validates a config file's text.
 ///
@@ -393,8 +396,10 @@ impl Checker {
         let mut agents = BTreeMap::new();
         let mut host_watch = Vec::new();
         let mut notify = Vec::new();
+        let mut metrics = None;
         for (key, item) in table.iter() {
             match key {
+                "metrics" => metrics = self.metrics(item),
                 "host" => match item.as_table_like() {
                     Some(host) => {
                         for (host_key, host_item) in host.iter() {
@@ -465,7 +470,53 @@ impl Checker {
             agents,
             host_watch,
             notify,
+            metrics,
         })
+    }
+
+    /// The `[metrics]` table: `listen`, an IP address and port
+    /// (default [`crate::metrics::DEFAULT_LISTEN`]).
+    fn metrics(&mut self, item: &Item) -> Option<crate::metrics::MetricsSpec> {
+        use crate::metrics::{parse_listen, MetricsSpec, DEFAULT_LISTEN};
+        let Some(table) = item.as_table_like() else {
+            self.problem(
+                span_of(item),
+                "`metrics` must be a table",
+                Some(format!(
+                    "write it as [metrics] with listen = \"{DEFAULT_LISTEN}\""
+                )),
+            );
+            return None;
+        };
+        let problems_before = self.problems.len();
+        let mut listen = parse_listen(DEFAULT_LISTEN).ok();
+        for (key, value) in table.iter() {
+            match key {
+                "listen" => {
+                    let Some(raw) = self.string(value, key) else {
+                        continue;
+                    };
+                    match parse_listen(raw) {
+                        Ok(address) => listen = Some(address),
+                        Err(error) => self.problem(
+                            span_of(value),
+                            format!("bad metrics address {raw:?}: {error}"),
+                            Some(format!(
+                                "write e.g. \"{DEFAULT_LISTEN}\", \"0.0.0.0:9464\" or \"[::1]:9464\""
+                            )),
+                        ),
+                    }
+                }
+                other => {
+                    let span = key_span(table, other, value);
+                    self.unknown_key(span, other, "[metrics]", &METRICS_KEYS);
+                }
+            }
+        }
+        if self.problems.len() > problems_before {
+            return None;
+        }
+        listen.map(|listen| MetricsSpec { listen })
     }
 
     fn log(&mut self, table: &dyn TableLike) -> LogConfig {
@@ -1574,6 +1625,53 @@ stop_timeout = "10s"
             config.agents[&AgentName::new("a").expect("name")].failed_retry,
             None
         );
+    }
+
+    #[test]
+    fn metrics_tables_are_validated_and_located() {
+        let none = parse_text("[agents.a]\ncommand = \"true\"\n").expect("valid");
+        assert_eq!(none.metrics, None);
+        let default = parse_text("[metrics]\n").expect("valid");
+        assert_eq!(
+            default.metrics.map(|metrics| metrics.listen.to_string()),
+            Some("127.0.0.1:9464".to_owned())
+        );
+        let six = parse_text("[metrics]\nlisten = \"[::1]:9100\"\n").expect("valid");
+        assert_eq!(
+            six.metrics.map(|metrics| metrics.listen.to_string()),
+            Some("[::1]:9100".to_owned())
+        );
+
+        let text = "[metrics]\nlisten = \"localhost:9464\"\nlisen = 1\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        for expected in [
+            "roster.toml:2:10: bad metrics address \"localhost:9464\": expected an IP address and a port",
+            "hint: write e.g. \"127.0.0.1:9464\"",
+            "roster.toml:3:1: unknown key `lisen` in [metrics]",
+            "hint: did you mean `listen`?",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+        for (text, expected) in [
+            (
+                "metrics = 1\n",
+                "roster.toml:1:11: `metrics` must be a table",
+            ),
+            (
+                "[metrics]\nlisten = 9464\n",
+                "roster.toml:2:10: `listen` must be a string",
+            ),
+            (
+                "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+                "roster.toml:2:10: bad metrics address \"127.0.0.1:0\": port 0",
+            ),
+        ] {
+            let rendered = parse_text(text).expect_err("invalid").to_string();
+            assert!(rendered.contains(expected), "{rendered}");
+        }
     }
 
     #[test]

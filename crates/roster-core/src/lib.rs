@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod name;
 pub mod notify;
 pub mod signal;

@@ -2,8 +2,9 @@
 //! roster home started (they carry `ROSTER_HOME` and `ROSTER_AGENT` in their
 //! environment, which survives double forks that escape the process group).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::time::Instant;
 
 /// One process, as far as status needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,10 @@ pub struct ProcSample {
     pub rss_pages: u64,
     /// Start time after boot, in clock ticks: with the pid, identifies a process.
     pub start_ticks: u64,
+    /// cutime + cstime: the CPU time of children it waited for, in clock ticks.
+    pub children_cpu_ticks: u64,
+    /// Threads.
+    pub threads: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name may contain spaces and
@@ -37,6 +42,9 @@ pub fn parse_stat(text: &str) -> Option<ProcSample> {
         cpu_ticks: field(14)? + field(15)?,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
+        // cutime and cstime are signed in proc(5); they are never negative.
+        children_cpu_ticks: field(16).unwrap_or(0) + field(17).unwrap_or(0),
+        threads: field(20).unwrap_or(1),
     })
 }
 
@@ -146,6 +154,131 @@ pub fn processes_of_home(home: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// What one process group uses, summed over its live members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupUsage {
+    /// utime + stime of the members, plus the CPU time of the children
+    /// they waited for (so a shell agent's finished commands still count).
+    pub cpu_ticks: u64,
+    /// Resident set, in pages.
+    pub rss_pages: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors; `None` when they could not all be counted
+    /// (no permission, or out of time).
+    pub open_files: Option<u64>,
+    /// TCP sockets (IPv4 and IPv6, any state) among those descriptors.
+    pub tcp_sockets: Option<u64>,
+}
+
+/// Samples the process groups `pgids`: one scan of every `/proc/PID/stat`,
+/// then, for members only, their `fd` directories, matched against the
+/// socket inodes of `/proc/net/tcp` and `tcp6`. Past `deadline` the
+/// descriptors of the groups not yet done are left uncounted (`None`):
+/// a scrape must answer in bounded time, whatever the machine holds.
+pub fn sample_groups(pgids: &HashSet<u32>, deadline: Instant) -> HashMap<u32, GroupUsage> {
+    let mut usage: HashMap<u32, GroupUsage> = HashMap::new();
+    if pgids.is_empty() {
+        return usage;
+    }
+    let mut members: Vec<(u32, u32)> = Vec::new();
+    for (pid, sample) in sample_all() {
+        if !pgids.contains(&sample.pgid) {
+            continue;
+        }
+        let group = usage.entry(sample.pgid).or_insert(GroupUsage {
+            open_files: Some(0),
+            tcp_sockets: Some(0),
+            ..GroupUsage::default()
+        });
+        group.cpu_ticks += sample.cpu_ticks + sample.children_cpu_ticks;
+        group.rss_pages += sample.rss_pages;
+        group.threads += sample.threads;
+        members.push((sample.pgid, pid));
+    }
+    let tcp = tcp_socket_inodes();
+    for (pgid, pid) in members {
+        let Some(group) = usage.get_mut(&pgid) else {
+            continue;
+        };
+        if group.open_files.is_none() {
+            continue;
+        }
+        let counted = if Instant::now() < deadline {
+            count_descriptors(pid, &tcp)
+        } else {
+            None
+        };
+        match counted {
+            Some((files, sockets)) => {
+                group.open_files = group.open_files.map(|total| total + files);
+                group.tcp_sockets = group.tcp_sockets.map(|total| total + sockets);
+            }
+            None => {
+                group.open_files = None;
+                group.tcp_sockets = None;
+            }
+        }
+    }
+    usage
+}
+
+/// A process's open descriptors and how many of them are TCP sockets
+/// (their inode in `tcp`). A process that is gone has none; one whose
+/// descriptors may not be read gives `None`.
+fn count_descriptors(pid: u32, tcp: &HashSet<u64>) -> Option<(u64, u64)> {
+    let directory = format!("/proc/{pid}/fd");
+    let entries = match fs::read_dir(&directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Some((0, 0)),
+        Err(_) => return None,
+    };
+    let mut files = 0;
+    let mut sockets = 0;
+    for entry in entries.flatten() {
+        files += 1;
+        if tcp.is_empty() {
+            continue;
+        }
+        // A descriptor closed since the listing just has no link.
+        if let Ok(target) = fs::read_link(entry.path()) {
+            if socket_inode(target.as_os_str().as_encoded_bytes())
+                .is_some_and(|inode| tcp.contains(&inode))
+            {
+                sockets += 1;
+            }
+        }
+    }
+    Some((files, sockets))
+}
+
+/// The inode of a descriptor's link text `socket:[INODE]`.
+pub fn socket_inode(link: &[u8]) -> Option<u64> {
+    let inode = link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(inode).ok()?.parse().ok()
+}
+
+/// Inodes of every TCP socket in this network namespace.
+pub fn tcp_socket_inodes() -> HashSet<u64> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            inodes.extend(parse_socket_table_inodes(&text));
+        }
+    }
+    inodes
+}
+
+/// The inode column of a `/proc/net/tcp`-style table (the tenth field;
+/// the first line is the header). Inode 0 (a socket in TIME_WAIT, owned by
+/// no process) is left out.
+pub fn parse_socket_table_inodes(text: &str) -> impl Iterator<Item = u64> + '_ {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(9)?.parse::<u64>().ok())
+        .filter(|inode| *inode != 0)
+}
+
 /// Bytes per page, for RSS.
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -177,6 +310,45 @@ mod tests {
         assert_eq!(sample.cpu_ticks, 10);
         assert_eq!(sample.start_ticks, 123456);
         assert_eq!(sample.rss_pages, 250);
+        assert_eq!(sample.children_cpu_ticks, 0);
+        assert_eq!(sample.threads, 1);
+    }
+
+    #[test]
+    fn socket_tables_and_links() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:24D8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:24D8 0100007F:9C40 06 00000000:00000000 03:00000F7A 00000000     0        0 0 3 0000000000000000\n";
+        assert_eq!(
+            parse_socket_table_inodes(table).collect::<Vec<_>>(),
+            [31337]
+        );
+        assert_eq!(socket_inode(b"socket:[31337]"), Some(31337));
+        assert_eq!(socket_inode(b"pipe:[31337]"), None);
+        assert_eq!(socket_inode(b"/dev/null"), None);
+    }
+
+    #[test]
+    fn samples_this_process_group() {
+        let me = sample(std::process::id()).expect("own stat");
+        // A listening socket of our own is a TCP socket of our group.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let usage = sample_groups(
+            &HashSet::from([me.pgid]),
+            Instant::now() + std::time::Duration::from_secs(10),
+        );
+        let group = usage.get(&me.pgid).expect("our group");
+        assert!(group.rss_pages > 0);
+        assert!(group.threads >= 1);
+        assert!(
+            group.open_files.is_some_and(|files| files >= 1),
+            "{group:?}"
+        );
+        assert!(
+            group.tcp_sockets.is_some_and(|sockets| sockets >= 1),
+            "{group:?}"
+        );
+        drop(listener);
+        let late = sample_groups(&HashSet::from([me.pgid]), Instant::now());
+        assert_eq!(late.get(&me.pgid).and_then(|group| group.open_files), None);
     }
 
     #[test]

@@ -2,25 +2,21 @@
 //! Handlers only translate: every decision is the daemon loop's.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::net::UnixListener;
+use tokio::sync::{oneshot, Semaphore};
 
 use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, StatusReply};
 
 use crate::daemon::{ApplyRefusal, Inbox, Input, Request, Verb};
+use crate::listener::BoundedListener;
 use crate::procfs;
 
 #[derive(Clone)]
@@ -96,113 +92,7 @@ pub async fn serve(
 /// agents' restarts need them) or its memory.
 pub const MAX_CONNECTIONS: usize = 128;
 
-/// A connection that neither sends nor receives for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The control socket's listener, serving at most [`MAX_CONNECTIONS`].
-struct BoundedListener {
-    inner: UnixListener,
-    permits: Arc<Semaphore>,
-}
-
-impl axum::serve::Listener for BoundedListener {
-    type Io = BoundedStream;
-    type Addr = tokio::net::unix::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // Wait for a free slot before accepting: the kernel holds the
-            // rest in the backlog.
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
-                // The semaphore is never closed; wait rather than spin.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            match self.inner.accept().await {
-                Ok((stream, address)) => {
-                    return (
-                        BoundedStream {
-                            stream,
-                            _permit: permit,
-                            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-                        },
-                        address,
-                    )
-                }
-                Err(error) => {
-                    // EMFILE and the like: back off and let files close.
-                    tracing::warn!("control API: accept failed: {error}");
-                    drop(permit);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A served connection: it holds its slot until closed, and is closed when
-/// idle for [`IDLE_TIMEOUT`].
-struct BoundedStream {
-    stream: UnixStream,
-    _permit: OwnedSemaphorePermit,
-    idle: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl BoundedStream {
-    fn active(&mut self) {
-        self.idle
-            .as_mut()
-            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-    }
-}
-
-impl AsyncRead for BoundedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffer: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.stream).poll_read(context, buffer) {
-            Poll::Ready(result) => {
-                self.active();
-                Poll::Ready(result)
-            }
-            Poll::Pending => match self.idle.as_mut().poll(context) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "idle control connection closed",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl AsyncWrite for BoundedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(context, bytes);
-        if result.is_ready() {
-            self.active();
-        }
-        result
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(context)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(context)
-    }
-}
+pub use crate::listener::IDLE_TIMEOUT;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (

@@ -92,6 +92,8 @@ struct AgentIo {
     /// The writer's `log_matches` patterns.
     log_rules: crate::logs::SharedLogRules,
     dropped: Arc<AtomicU64>,
+    /// Lines stored, for `/metrics`.
+    lines: Arc<AtomicU64>,
     /// The pump of the latest run; each pump waits for its predecessor.
     last_pump: Option<JoinHandle<()>>,
 }
@@ -146,6 +148,8 @@ struct Daemon {
     notifier: Notifier,
     /// Exec notifiers' commands running (see `notify_exec.rs`).
     notify_commands: notify_exec::NotifyCommands,
+    /// `/metrics`: the server and the snapshots the loop publishes to it.
+    metrics: crate::metrics::Metrics,
     _lock: DaemonLock,
 }
 
@@ -263,6 +267,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         file_sd: None,
         notifier,
         notify_commands: Default::default(),
+        metrics: crate::metrics::Metrics::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -311,6 +316,7 @@ impl Daemon {
             // Whatever the last inputs asked for (the initial apply's spawns
             // included) is done before sleeping.
             self.perform();
+            self.publish_metrics();
             if self.shutting_down && self.supervisor.is_quiet() {
                 return;
             }
@@ -596,6 +602,17 @@ impl Daemon {
                 }));
             }
         }
+        let listen = config.metrics.map(|metrics| metrics.listen);
+        if let Err(message) = self.metrics.apply(&self.runtime, listen) {
+            let first = message.lines().next().unwrap_or_default().to_owned();
+            self.journal.record(Row::now(
+                None,
+                "config_rejected",
+                None,
+                format!("{display}: {first}; the previous config stays"),
+            ));
+            return Err(ApplyRefusal::Invalid(message));
+        }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
         // quiet agent's writer gets them now, so a lower `keep` removes its
@@ -661,6 +678,35 @@ impl Daemon {
             // Respawn before reaping the next: restart latency matters most.
             self.perform();
         }
+    }
+
+    /// Publishes what `/metrics` shows, when something changed in the pass
+    /// and metrics are served: state, pids, restarts and health as the
+    /// supervisor has them, and handles on the log counters. No /proc
+    /// here: scrapes sample that themselves.
+    fn publish_metrics(&mut self) {
+        let supervisor = &self.supervisor;
+        let io = &self.io;
+        let firing = self
+            .alerts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .firing_count() as u64;
+        self.metrics.publish_if_changed(|| {
+            let mut snapshot = crate::metrics::MetricsSnapshot::from_views(
+                supervisor.views(Instant::now()),
+                |name| {
+                    io.get(name)
+                        .map(|io| crate::metrics::LogCounters {
+                            lines: io.lines.clone(),
+                            dropped: io.dropped.clone(),
+                        })
+                        .unwrap_or_default()
+                },
+            );
+            snapshot.alerts_firing = firing;
+            snapshot
+        });
     }
 
     /// When the pending stray sweep is due: [`SWEEP_INTERVAL`] after the
@@ -739,6 +785,7 @@ impl Daemon {
             }
         }
         while let Some(event) = self.supervisor.poll_event() {
+            self.metrics.mark_changed();
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());
             self.journal.record(Row::now(
                 Some(event.agent.as_str()),
@@ -884,6 +931,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .record(&record);
+        self.metrics.mark_changed();
         // Repeats (repeat_every) and new firings alike go to the notifiers;
         // they never wait for a target.
         self.notifier.send(record);
@@ -1040,7 +1088,8 @@ impl Daemon {
         };
         let io = self.io.entry(agent.clone()).or_insert_with(|| {
             let dropped = Arc::new(AtomicU64::new(0));
-            let writer = LogWriter::open(
+            let lines = Arc::new(AtomicU64::new(0));
+            let mut writer = LogWriter::open(
                 agent.as_str(),
                 self.home.agent_log(agent.as_str()),
                 self.log_config.borrow().clone(),
@@ -1051,10 +1100,12 @@ impl Daemon {
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) =
                 self.log_rules.get(agent).cloned().flatten();
+            writer.count_written_lines(lines.clone());
             AgentIo {
                 writer: Arc::new(Mutex::new(writer)),
                 log_rules,
                 dropped,
+                lines,
                 last_pump: None,
             }
         });

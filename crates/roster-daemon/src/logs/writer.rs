@@ -50,6 +50,8 @@ pub struct LogWriter {
     out_lines: u64,
     compressing: Option<JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
+    /// Lines stored, for `roster_log_lines_total`.
+    written: Option<Arc<AtomicU64>>,
     last_error: Option<String>,
     last_link_check_ms: i64,
     /// Patterns of the agent's `log_matches` rules, shared with the daemon
@@ -108,6 +110,7 @@ impl LogWriter {
             out_lines: 0,
             compressing: None,
             dropped,
+            written: None,
             last_error: None,
             last_link_check_ms: 0,
             log_rules: SharedLogRules::default(),
@@ -120,6 +123,12 @@ impl LogWriter {
             writer.last_error = Some(error.to_string());
         }
         writer
+    }
+
+    /// Counts every line stored from now on into `counter` (what
+    /// `/metrics` reports as `roster_log_lines_total`).
+    pub fn count_written_lines(&mut self, counter: Arc<AtomicU64>) {
+        self.written = Some(counter);
     }
 
     /// Changes rotation settings; they apply from the next line. A lower
@@ -369,6 +378,9 @@ impl LogWriter {
         match file.write_all(&self.out) {
             Ok(()) => {
                 self.size += self.out.len() as u64;
+                if let Some(written) = &self.written {
+                    written.fetch_add(self.out_lines, Ordering::Relaxed);
+                }
                 self.out.clear();
                 self.out_lines = 0;
             }
@@ -714,6 +726,25 @@ mod tests {
         assert_eq!(report.dropped_lines, 1);
         assert_eq!(log.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(fs::read_to_string(&target).expect("read"), "");
+    }
+
+    #[test]
+    fn stored_lines_are_counted_and_dropped_ones_are_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = writer(dir.path(), 1 << 20, 3, false);
+        let written = Arc::new(AtomicU64::new(0));
+        log.count_written_lines(written.clone());
+        let mut pending = Vec::new();
+        log.write(&mut pending, b"one\ntwo\nthr", T);
+        assert_eq!(written.load(Ordering::Relaxed), 2);
+        log.end_source(&mut pending, T);
+        assert_eq!(written.load(Ordering::Relaxed), 3);
+        // A symlink planted as the log: the line is dropped, not stored.
+        fs::remove_file(dir.path().join("a.log")).expect("rm");
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("a.log")).expect("symlink");
+        log.write(&mut pending, b"lost\n", T + LINK_CHECK_MS);
+        assert_eq!(written.load(Ordering::Relaxed), 3);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -340,16 +340,19 @@ fn agents_start_clean_from_a_dirty_daemon_environment() {
         keys.contains(&"KEEP_ME"),
         "the rest of the environment is kept"
     );
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    let open_files = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .expect("open files line");
-    assert_eq!(
-        open_files.split_whitespace().nth(3),
-        Some("777"),
-        "the agent got the daemon's raised limit: {open_files}"
-    );
+    // The limit is set right after the spawn returns: wait for it.
+    let soft_limit = || {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))?
+            .to_owned();
+        Some(line)
+    };
+    let open_files = wait_for("the agent's own open-file limit", SECS(5), || {
+        soft_limit().filter(|line| line.split_whitespace().nth(3) == Some("777"))
+    });
+    assert!(open_files.contains("777"), "{open_files}");
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())

@@ -11,6 +11,7 @@ mod health;
 mod journal;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod notify;
 mod restart;
 mod scale;

@@ -1,0 +1,204 @@
+//! `GET /metrics` over TCP, with axum on the daemon's runtime.
+//!
+//! The handler reads the latest published snapshot, samples /proc on the
+//! blocking pool within [`SAMPLE_BUDGET`] (one scrape samples at a time),
+//! and encodes. It never talks to the loop. Connections are bounded like
+//! the control socket's.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{encode, sample, MetricsSnapshot, CONTENT_TYPE};
+use crate::listener::BoundedListener;
+
+/// Scrapers served at once; more wait in the backlog.
+pub const MAX_SCRAPERS: usize = 16;
+
+/// How long a scrape may spend counting descriptors in /proc; past it the
+/// figures not yet taken are left out of the answer.
+pub const SAMPLE_BUDGET: Duration = Duration::from_secs(2);
+
+/// The `/metrics` server: bound to the configured address, re-bound when
+/// an apply changes it.
+pub struct MetricsServer {
+    snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
+    serving: Option<Serving>,
+}
+
+struct Serving {
+    address: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MetricsServer {
+    /// A server that will serve what `snapshots` holds; nothing is bound yet.
+    pub fn new(snapshots: watch::Receiver<Arc<MetricsSnapshot>>) -> Self {
+        Self {
+            snapshots,
+            serving: None,
+        }
+    }
+
+    /// The address served, if any.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.serving.as_ref().map(|serving| serving.address)
+    }
+
+    /// Serves on `listen`, or stops serving with `None`. The same address
+    /// keeps its socket; a new one is bound before the old one is closed,
+    /// so a failed bind (the port is taken, the address is not this
+    /// machine's) leaves the old server as it was and says why.
+    pub fn apply(&mut self, runtime: &Handle, listen: Option<SocketAddr>) -> Result<(), String> {
+        if self.address() == listen {
+            return Ok(());
+        }
+        let Some(address) = listen else {
+            self.serving = None;
+            return Ok(());
+        };
+        let listener = match bind(runtime, address) {
+            Ok(listener) => listener,
+            Err(error)
+                if error.kind() == io::ErrorKind::AddrInUse
+                    && self
+                        .address()
+                        .is_some_and(|old| old.port() == address.port()) =>
+            {
+                // The old socket holds the port (0.0.0.0:9464 becoming
+                // 127.0.0.1:9464): close it, then bind again.
+                let old = self.address();
+                self.serving = None;
+                match bind_soon(runtime, address) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        if let Some(old) = old {
+                            if let Ok(listener) = bind_soon(runtime, old) {
+                                self.start(runtime, old, listener);
+                            }
+                        }
+                        return Err(bind_error(address, &error));
+                    }
+                }
+            }
+            Err(error) => return Err(bind_error(address, &error)),
+        };
+        self.start(runtime, address, listener);
+        Ok(())
+    }
+
+    fn start(&mut self, runtime: &Handle, address: SocketAddr, listener: TcpListener) {
+        let task = runtime.spawn(serve(listener, self.snapshots.clone()));
+        self.serving = Some(Serving { address, task });
+        tracing::info!("serving metrics on http://{address}/metrics");
+    }
+}
+
+fn bind_error(address: SocketAddr, error: &io::Error) -> String {
+    let hint = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            "another program listens there; pick another port in [metrics] listen"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "that address is not one of this machine's; use 127.0.0.1 or 0.0.0.0"
+        }
+        io::ErrorKind::PermissionDenied => "ports below 1024 need root; pick a port above 1024",
+        _ => "check [metrics] listen",
+    };
+    format!("cannot serve metrics on {address}: {error}\n  hint: {hint}")
+}
+
+fn bind(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
+    // Registering the socket needs the runtime's reactor.
+    let _context = runtime.enter();
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted daemon rebinds at once despite connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(128)
+}
+
+/// Binds, retrying briefly while a socket just aborted on the runtime is
+/// being closed (at most 50 ms, and only when an address changes on the
+/// same port).
+fn bind_soon(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
+    let deadline = Instant::now() + Duration::from_millis(50);
+    loop {
+        match bind(runtime, address) {
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            result => return result,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ScrapeState {
+    snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
+    /// One /proc sampling at a time, however many scrapers.
+    sampling: Arc<tokio::sync::Mutex<()>>,
+}
+
+async fn serve(listener: TcpListener, snapshots: watch::Receiver<Arc<MetricsSnapshot>>) {
+    let state = ScrapeState {
+        snapshots,
+        sampling: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(state);
+    let listener = BoundedListener {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(MAX_SCRAPERS)),
+    };
+    if let Err(error) = axum::serve(listener, router).await {
+        tracing::error!("metrics server stopped: {error}");
+    }
+}
+
+async fn scrape(State(state): State<ScrapeState>) -> Response {
+    let _turn = state.sampling.lock().await;
+    let snapshot = state.snapshots.borrow().clone();
+    let deadline = Instant::now() + SAMPLE_BUDGET;
+    let work = tokio::task::spawn_blocking(move || {
+        let samples = sample(&snapshot, deadline);
+        encode(&snapshot, &samples)
+    });
+    // The sampler stops counting at its deadline; this is the backstop
+    // for a /proc read that hangs.
+    match tokio::time::timeout(SAMPLE_BUDGET * 2, work).await {
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Ok(Err(join_error)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("sampling failed: {join_error}\n"),
+        )
+            .into_response(),
+        Err(_elapsed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sampling /proc took too long\n",
+        )
+            .into_response(),
+    }
+}
