@@ -363,3 +363,94 @@ fn alerts_reach_a_webhook_in_alertmanager_shape_and_resolve() {
         .iter()
         .any(|event| event.kind == "notified"));
 }
+
+/// GET on loopback: (status, body).
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(SECS(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = answer.split_once("\r\n\r\n")?;
+    Some((status, body.to_owned()))
+}
+
+#[test]
+fn a_real_alertmanager_shows_an_agents_alert_then_its_resolution() {
+    const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+    if !std::path::Path::new(ALERTMANAGER).exists() {
+        skip(
+            "alertmanager_end_to_end",
+            "prometheus-alertmanager is not installed (.ci/run installs it)",
+        );
+        return;
+    }
+    let roster = fast_roster();
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+    )
+    .expect("alertmanager config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let address = format!("127.0.0.1:{port}");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _alertmanager = Kill(
+        Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                data.path().join("data").display()
+            ))
+            .arg("--cluster.listen-address=")
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the Alertmanager"),
+    );
+    wait_for("the Alertmanager to be ready", SECS(15), || {
+        http_get(&address, "/-/ready").filter(|(status, _)| *status == 200)
+    });
+    roster.config(&format!(
+        "{}\n[[notify]]\nalertmanager = \"http://{address}\"\n",
+        sh_agent(
+            "noisy",
+            "i=0; while [ $i -lt 20 ]; do echo \"error: upstream timeout $i\"; i=$((i+1)); done; exec sleep 3600",
+            "[[agents.noisy.watch]]\nmetric = \"log_matches\"\npattern = \"(?i)\\\\berror\\\\b\"\nabove = 5\nwithin = \"3s\"\naction = \"alert\"",
+        )
+    ));
+    up_fast(&roster);
+    let shown = wait_for("roster's alert in the Alertmanager", SECS(15), || {
+        let (_, body) = http_get(&address, "/api/v2/alerts?active=true")?;
+        let alerts: serde_json::Value = serde_json::from_str(&body).ok()?;
+        alerts
+            .as_array()?
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == "AgentLogMatches")
+            .cloned()
+    });
+    assert_eq!(shown["labels"]["agent"], "noisy");
+    assert_eq!(shown["status"]["state"], "active");
+    wait_for("the resolution in the Alertmanager", SECS(20), || {
+        let (_, body) = http_get(&address, "/api/v2/alerts?active=true")?;
+        let alerts: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (!alerts
+            .as_array()?
+            .iter()
+            .any(|alert| alert["labels"]["alertname"] == "AgentLogMatches"))
+        .then_some(())
+    });
+}
