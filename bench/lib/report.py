@@ -18,6 +18,7 @@ GOALS = {
     "coldstart": "< 300 ms",
     "status": "< 50 ms with 1000 children",
     "stop": "< 5 s for 5000 children, none journaled killed",
+    "watch": "rules + http: < 0.5% of a core with 100, < 3% with 1000",
     "metrics": "< 50 ms with 1000 children",
 }
 
@@ -231,6 +232,26 @@ def table_metrics(m):
     return _table(header, rows)
 
 
+def table_watch(m):
+    header = ["peer", "children", "setting", "window s", "daemon CPU, % of a core",
+              "goal: " + GOALS["watch"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        for row in r["rows"]:
+            goal = ""
+            if row["setting"] == "rules + http":
+                limit = 0.5 if row["children"] <= 100 else 3.0
+                goal = _verdict(row["cpu_percent"] < limit)
+            rows.append([peer, row["children"], row["setting"], _f(row["window_s"]),
+                         _f(row["cpu_percent"], 3), goal])
+    return _table(header, rows)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -270,6 +291,12 @@ SECTIONS = [
      "scrape samples every child's process group in /proc (CPU, memory, threads, open "
      "descriptors, TCP sockets). Only roster: supervisord, PM2 and runit need a separate "
      "exporter for Prometheus."),
+    ("watch", "8. The cost of watching", table_watch,
+     "The daemon's own CPU (utime+stime) over a 60 s window, after a 12 s warm-up, with N idle "
+     "children: `no rules` (`watch = []`, no health check: nothing is sampled), `rules` (the "
+     "graded default rules: each agent's process group sampled every 5 s), `rules + http` "
+     "(plus an HTTP health check per agent every 5 s, against one loopback server). roster "
+     "only: the peers have no built-in rules or HTTP checks."),
 ]
 
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::{ApplySummary, ExitStatus};
+use std::fmt;
+
+use crate::signal::name_of_number;
 
 /// The version prefix of every API path.
 pub const API_PREFIX: &str = "/v1";
@@ -243,4 +245,43 @@ pub struct HistoryPoint {
     pub connections: Option<u64>,
     /// Threads.
     pub threads: Option<u64>,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn is_success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(number) => write!(f, "killed by {}", name_of_number(*number)),
+        }
+    }
+}
+
+/// What an apply changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplySummary {
+    /// New agents.
+    pub added: Vec<String>,
+    /// Agents whose config changed (restarted).
+    pub changed: Vec<String>,
+    /// Agents no longer in the config (stopped and dropped).
+    pub removed: Vec<String>,
+    /// Agents left as they were.
+    pub unchanged: Vec<String>,
 }

@@ -11,41 +11,15 @@
 //! Nothing here reads the clock: `now` is always an argument.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::api::{AgentState, Health};
+pub use crate::api::{ApplySummary, ExitStatus};
 use crate::config::{AgentSpec, Config, RestartMode};
 use crate::health::{Check, OnFailure};
 use crate::name::AgentName;
-use crate::signal::{name_of_number, Signal};
+use crate::signal::Signal;
 use crate::units::format_duration;
-
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Code(i32),
-    /// It was killed by this signal number.
-    Signal(i32),
-}
-
-impl ExitStatus {
-    /// Exit code 0.
-    pub fn is_success(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(code) => write!(f, "exit code {code}"),
-            ExitStatus::Signal(number) => write!(f, "killed by {}", name_of_number(*number)),
-        }
-    }
-}
 
 /// What the runtime must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -444,19 +418,6 @@ pub struct AgentView {
     pub last_error: Option<String>,
     /// The health check's verdict on the current process.
     pub health: Health,
-}
-
-/// What an apply changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApplySummary {
-    /// New agents.
-    pub added: Vec<String>,
-    /// Agents whose config changed (restarted).
-    pub changed: Vec<String>,
-    /// Agents no longer in the config (stopped and dropped).
-    pub removed: Vec<String>,
-    /// Agents left as they were.
-    pub unchanged: Vec<String>,
 }
 
 /// All agents of one roster home.

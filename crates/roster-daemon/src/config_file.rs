@@ -69,6 +69,11 @@ pub fn load(path: &Path, shown: &str) -> Result<Config, LoadError> {
     Ok(config::parse(shown, &text, base)?)
 }
 
+/// Reads and validates a config file; the error is ready to print.
+pub fn load_config(path: &Path) -> Result<Config, String> {
+    load(path, &path.display().to_string()).map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

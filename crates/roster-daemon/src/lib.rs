@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config_file;
 pub mod daemon;
 pub mod home;
+pub mod inbox;
 pub mod journal;
 pub mod listener;
 pub mod logs;

@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, StatusReply};
 
-use crate::daemon::{ApplyRefusal, Inbox, Input, Request, Verb};
+use crate::inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
 use crate::listener::BoundedListener;
 use crate::procfs;
 
@@ -243,11 +243,14 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
     }
     // Reading a file may block (a FIFO, a slow mount): never on the loop.
     let read_from = path.clone();
-    let loaded =
-        match tokio::task::spawn_blocking(move || crate::daemon::load_config(&read_from)).await {
-            Ok(loaded) => loaded,
-            Err(join_error) => Err(format!("reading the config failed: {join_error}")),
-        };
+    let loaded = match tokio::task::spawn_blocking(move || {
+        crate::config_file::load_config(&read_from)
+    })
+    .await
+    {
+        Ok(loaded) => loaded,
+        Err(join_error) => Err(format!("reading the config failed: {join_error}")),
+    };
     let answer = ask(&state, |reply| Request::Apply {
         path,
         loaded,

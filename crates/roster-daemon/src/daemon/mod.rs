@@ -8,7 +8,6 @@
 //! spawns the replacement before doing anything else: restart latency is one
 //! wake-up, a waitpid and a posix_spawn.
 
-mod inbox;
 mod notify_exec;
 mod startup;
 
@@ -32,7 +31,7 @@ use roster_core::config::Config;
 use roster_core::watch::{AlertEvent, Response, Watcher};
 use roster_core::{Action, AgentName, EventKind, LogConfig, Supervisor};
 
-pub use inbox::{ApplyRefusal, Inbox, Input, Request, SampleTargets, Verb};
+pub use crate::inbox::{ApplyRefusal, Inbox, Input, Request, SampleTargets, Verb};
 use startup::{
     io_error, notify_systemd_ready, raise_open_file_limit, stop_stale_processes, take_lock,
     DaemonLock,
@@ -278,7 +277,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
 
     let outcome = match &options.config {
         Some(path) => {
-            let loaded = load_config(path);
+            let loaded = crate::config_file::load_config(path);
             match daemon.apply(path, loaded, true, true) {
                 Ok(_) => Ok(()),
                 Err(ApplyRefusal::Invalid(message)) => Err(DaemonError::Config(message)),
@@ -434,7 +433,7 @@ impl Daemon {
         let spawned = std::thread::Builder::new()
             .name("roster-reload".into())
             .spawn(move || {
-                let loaded = load_config(&path);
+                let loaded = crate::config_file::load_config(&path);
                 let (reply, _ignored) = oneshot::channel();
                 inbox.send(Input::Request(Request::Apply {
                     path,
@@ -1284,11 +1283,6 @@ impl Daemon {
         ));
         self.journal.close();
     }
-}
-
-/// Reads and validates a config file; the error is ready to print.
-pub fn load_config(path: &Path) -> Result<Config, String> {
-    crate::config_file::load(path, &path.display().to_string()).map_err(|error| error.to_string())
 }
 
 /// The file listing agents' own metrics endpoints for Prometheus

@@ -20,16 +20,7 @@ use roster_core::LogConfig;
 use super::writer::{LogWriter, WriteReport};
 use crate::clock::unix_millis;
 
-/// A problem the pump reports to the daemon loop, to journal.
-#[derive(Debug)]
-pub struct LogTrouble {
-    /// The agent.
-    pub agent: String,
-    /// Lines dropped by this batch.
-    pub dropped_lines: u64,
-    /// Why.
-    pub error: String,
-}
+pub use crate::inbox::LogTrouble;
 
 /// What a pump needs besides its pipe.
 pub struct PumpContext {
@@ -40,7 +31,7 @@ pub struct PumpContext {
     /// Rotation settings, as applied.
     pub config: watch::Receiver<LogConfig>,
     /// Where to report dropped lines.
-    pub trouble: crate::daemon::Inbox,
+    pub trouble: crate::inbox::Inbox,
     /// The previous run's pump.
     pub previous: Option<JoinHandle<()>>,
 }
@@ -146,7 +137,7 @@ fn with_writer(
 fn send(context: &PumpContext, mut report: WriteReport) {
     if !report.matches.is_empty() {
         if let Ok(agent) = roster_core::AgentName::new(&context.agent) {
-            context.trouble.send(crate::daemon::Input::LogMatches {
+            context.trouble.send(crate::inbox::Input::LogMatches {
                 agent,
                 matches: std::mem::take(&mut report.matches),
             });
@@ -155,7 +146,7 @@ fn send(context: &PumpContext, mut report: WriteReport) {
     if let Some(error) = report.error {
         context
             .trouble
-            .send(crate::daemon::Input::Trouble(LogTrouble {
+            .send(crate::inbox::Input::Trouble(LogTrouble {
                 agent: context.agent.clone(),
                 dropped_lines: report.dropped_lines,
                 error,

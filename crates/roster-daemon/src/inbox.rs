@@ -12,7 +12,6 @@ use roster_core::api::{ApplyConflict, ApplyReply};
 use roster_core::supervisor::AgentView;
 use roster_core::{AgentName, Config};
 
-use crate::logs::pump::LogTrouble;
 use crate::notify::{DeliveryReport, ExecRequest};
 
 /// An operator's verb on agents.
@@ -79,6 +78,17 @@ pub enum ApplyRefusal {
     Conflict(ApplyConflict),
     /// The daemon is on its way out.
     ShuttingDown,
+}
+
+/// A problem a log pump reports to the daemon loop, to journal.
+#[derive(Debug)]
+pub struct LogTrouble {
+    /// The agent.
+    pub agent: String,
+    /// Lines dropped by this batch.
+    pub dropped_lines: u64,
+    /// Why.
+    pub error: String,
 }
 
 /// Anything for the loop.
