@@ -405,6 +405,9 @@ pub struct Watcher {
     responses: VecDeque<Response>,
     /// Health alerts firing: agent -> since.
     unhealthy: BTreeMap<AgentName, Instant>,
+    /// Whether any rule has deadlines of its own (log windows, repeats):
+    /// without one, the loop never asks the watcher for the time.
+    timed_rules: bool,
 }
 
 /// How far back values are kept for `predict`: the horizon's fit uses the
@@ -491,6 +494,13 @@ impl Watcher {
             }
         }
         self.host = (host, states);
+        let timed =
+            |rule: &WatchRule| rule.metric == Metric::LogMatches || rule.repeat_every.is_some();
+        self.timed_rules = self.host.0.iter().any(timed)
+            || self
+                .agents
+                .values()
+                .any(|(rules, _)| rules.iter().any(timed));
     }
 
     fn resolve_if_firing(
@@ -573,6 +583,9 @@ impl Watcher {
 
     /// Deadlines: log windows that drop matches, repeats of firing alerts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.timed_rules {
+            return;
+        }
         let names: Vec<AgentName> = self.agents.keys().cloned().collect();
         for name in names {
             let count = self.agents.get(&name).map_or(0, |(rules, _)| rules.len());
@@ -603,6 +616,9 @@ impl Watcher {
 
     /// When [`Watcher::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.timed_rules {
+            return None;
+        }
         let mut next: Option<Instant> = None;
         let mut consider = |at: Instant| next = Some(next.map_or(at, |current| current.min(at)));
         for (rules, states) in self.agents.values().chain(std::iter::once(&self.host)) {

@@ -319,8 +319,11 @@ impl Daemon {
             if self.shutting_down && self.supervisor.is_quiet() {
                 return;
             }
+            // One scan of the agents' deadlines per pass: with a thousand
+            // agents probed every few seconds, the loop wakes often.
+            let supervisor_deadline = self.supervisor.poll_timeout();
             let next = [
-                self.supervisor.poll_timeout(),
+                supervisor_deadline,
                 self.sweep_due(),
                 self.watcher.poll_timeout(),
             ]
@@ -412,14 +415,16 @@ impl Daemon {
             {
                 self.watcher.handle_timeout(Instant::now());
             }
-            if self
-                .supervisor
-                .poll_timeout()
-                .is_some_and(|deadline| deadline <= Instant::now())
-            {
+            // A deadline that inputs above moved earlier is met on the next
+            // pass (its poll returns at once).
+            if supervisor_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                let now = Instant::now();
                 // An agent that ended on its stop signal just now must be
-                // seen as stopped, not escalated to SIGKILL.
-                self.reap();
+                // seen as stopped, not escalated to SIGKILL. (Only then:
+                // waitpid walks every child.)
+                if self.supervisor.kill_due(now) {
+                    self.reap();
+                }
                 self.supervisor.handle_timeout(Instant::now());
             }
         }
