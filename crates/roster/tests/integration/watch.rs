@@ -50,12 +50,14 @@ fn leaker(step: u32, cap: u32) -> String {
 #[test]
 fn a_leaking_agent_crosses_the_alert_then_the_restart_threshold() {
     let roster = fast_roster();
+    let (port, received) = webhook_receiver();
     roster.write("leak.py", &leaker(8, 200));
-    roster.config(
+    roster.config(&format!(
         "[agents.leaky]\ncommand = [\"python3\", \"leak.py\"]\nready_after = \"100ms\"\ndrain_timeout = \"5s\"\n\
          [[agents.leaky.watch]]\nmetric = \"memory_bytes\"\nabove = 60_000_000\nfor = \"400ms\"\naction = \"alert\"\n\
-         [[agents.leaky.watch]]\nmetric = \"memory_bytes\"\nabove = 150_000_000\nfor = \"400ms\"\naction = \"restart\"\n",
-    );
+         [[agents.leaky.watch]]\nmetric = \"memory_bytes\"\nabove = 150_000_000\nfor = \"400ms\"\naction = \"restart\"\n\
+         [[notify]]\nwebhook = \"http://127.0.0.1:{port}/alerts\"\n"
+    ));
     up_fast(&roster);
     let first = roster.agent("leaky").pid.expect("pid");
     roster.wait_event("leaky", "alert_firing", SECS(20));
@@ -88,6 +90,29 @@ fn a_leaking_agent_crosses_the_alert_then_the_restart_threshold() {
         .recent
         .iter()
         .any(|alert| alert.name == "AgentMemoryHigh" && alert.state == AlertState::Firing));
+    // Both thresholds reached the webhook receiver, in Alertmanager's shape,
+    // and resolved.
+    let payloads = wait_for(
+        "both alerts and a resolution at the webhook",
+        SECS(20),
+        || {
+            let got = received.lock().expect("received").clone();
+            let rules: std::collections::BTreeSet<String> = got
+                .iter()
+                .filter(|payload| payload["status"] == "firing")
+                .filter_map(|payload| {
+                    payload["alerts"][0]["labels"]["rule"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .collect();
+            let resolved = got.iter().any(|payload| payload["status"] == "resolved");
+            (rules.len() == 2 && resolved).then_some(got)
+        },
+    );
+    assert!(payloads
+        .iter()
+        .all(|payload| payload["alerts"][0]["labels"]["alertname"] == "AgentMemoryHigh"));
     // status --json carries the sampled figures.
     let agent = roster.agent("leaky");
     assert!(
