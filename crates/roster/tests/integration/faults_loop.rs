@@ -15,14 +15,6 @@ fn kill(pid: u32, signal: i32) {
     unsafe { libc::kill(pid as i32, signal) };
 }
 
-fn event_kinds(roster: &Roster, agent: &str) -> Vec<String> {
-    roster
-        .events(&[agent])
-        .into_iter()
-        .map(|event| event.kind)
-        .collect()
-}
-
 /// Defect 1: `roster daemon -f FILE` must start its agents by itself, with
 /// nothing else (no status request) touching it, as systemd runs it.
 #[test]
@@ -82,7 +74,7 @@ fn a_fifo_as_config_is_refused_and_the_loop_keeps_supervising() {
     assert_eq!(after.agents[0].state, AgentState::Starting);
     let daemon = roster.daemon_pid().expect("daemon pid");
     assert!(zombies_of(daemon).is_empty(), "zombies left");
-    assert!(event_kinds(&roster, "keep").contains(&"exited".to_owned()));
+    assert!(roster.event_kinds("keep").contains(&"exited".to_owned()));
 }
 
 /// Defect 10: stop signals to many agents go out in one pass, and an agent
@@ -282,7 +274,7 @@ fn a_stopped_agent_is_continued_so_its_stop_handler_runs() {
             .trim(),
         "bye"
     );
-    let kinds = event_kinds(&roster, "frozen");
+    let kinds = roster.event_kinds("frozen");
     assert!(!kinds.contains(&"killed".to_owned()), "{kinds:?}");
 }
 

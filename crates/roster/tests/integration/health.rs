@@ -49,14 +49,6 @@ while True:
     )
 }
 
-fn kinds(roster: &Roster, agent: &str) -> Vec<String> {
-    roster
-        .events(&[agent])
-        .into_iter()
-        .map(|event| event.kind)
-        .collect()
-}
-
 #[test]
 fn a_failing_health_endpoint_leads_to_a_drained_restart() {
     let roster = Roster::new();
@@ -93,7 +85,7 @@ fn a_failing_health_endpoint_leads_to_a_drained_restart() {
             .trim(),
         "drained"
     );
-    let all = kinds(&roster, "web");
+    let all = roster.event_kinds("web");
     // The health alert fires and resolves around the restart.
     roster.wait_event("web", "alert_resolved", SECS(10));
     assert!(all.contains(&"alert_firing".to_owned()), "{all:?}");
@@ -168,7 +160,9 @@ fn a_hung_exec_probe_is_cut_at_its_timeout_and_supervision_goes_on() {
         killed.elapsed()
     );
     // on_failure = "none": never restarted for its health.
-    assert!(!kinds(&roster, "slowcheck").contains(&"stopping".to_owned()));
+    assert!(!roster
+        .event_kinds("slowcheck")
+        .contains(&"stopping".to_owned()));
     roster.ok(&["down"]);
     assert_eq!(probes(), 0, "a probe outlived down");
 }
@@ -218,7 +212,7 @@ fn tcp_and_exec_checks_report_health_and_alert_leaves_the_agent_alone() {
     });
     // `alert` journals and leaves the agent running.
     assert_eq!(roster.agent("deaf").pid, deaf);
-    let events = kinds(&roster, "deaf");
+    let events = roster.event_kinds("deaf");
     assert_eq!(
         events.iter().filter(|kind| *kind == "unhealthy").count(),
         1,

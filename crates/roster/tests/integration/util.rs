@@ -154,6 +154,14 @@ impl Roster {
             .collect()
     }
 
+    /// The kinds of an agent's events, oldest first.
+    pub fn event_kinds(&self, agent: &str) -> Vec<String> {
+        self.events(&[agent])
+            .into_iter()
+            .map(|event| event.kind)
+            .collect()
+    }
+
     pub fn wait_event(&self, agent: &str, kind: &str, timeout: Duration) -> Vec<EventRecord> {
         wait_for(&format!("a `{kind}` event for {agent}"), timeout, || {
             let events = self.events(&[agent]);

@@ -31,14 +31,6 @@ fn alerts(roster: &Roster) -> AlertsReply {
     serde_json::from_str(&text).expect("alerts --json")
 }
 
-fn kinds(roster: &Roster, agent: &str) -> Vec<String> {
-    roster
-        .events(&[agent])
-        .into_iter()
-        .map(|event| event.kind)
-        .collect()
-}
-
 /// Python that grows its memory by `step` MiB every 100 ms up to `cap` MiB,
 /// then holds.
 fn leaker(step: u32, cap: u32) -> String {
@@ -159,7 +151,7 @@ fn a_flapping_metric_restarts_no_more_than_the_limit() {
     );
     up_fast(&roster);
     roster.wait_event("flappy", "restart_suppressed", SECS(40));
-    let events = kinds(&roster, "flappy");
+    let events = roster.event_kinds("flappy");
     let stops = events.iter().filter(|kind| *kind == "stopping").count();
     assert_eq!(stops, 3, "restarts beyond the limit: {events:?}");
     // It keeps running, with its alert firing.
@@ -199,7 +191,9 @@ fn investigate_attaches_the_process_tree_and_the_last_log_lines() {
         "{table}"
     );
     // The spinner is not restarted: investigate only reports.
-    assert!(!kinds(&roster, "spinner").contains(&"stopping".to_owned()));
+    assert!(!roster
+        .event_kinds("spinner")
+        .contains(&"stopping".to_owned()));
 }
 
 #[test]
