@@ -228,7 +228,7 @@ impl WatchRule {
         let mut text = format!("{} {}", self.metric, self.threshold);
         if let Some(pattern) = &self.pattern {
             text = format!(
-                "log lines matching {pattern:?} {} within {}",
+                "log lines matching /{pattern}/ {} within {}",
                 self.threshold,
                 format_duration(self.within)
             );
