@@ -310,20 +310,47 @@ async fn alerts(State(state): State<ApiState>) -> Response {
     Json(reply).into_response()
 }
 
-async fn history(State(state): State<ApiState>) -> Response {
+/// `GET /v1/history[?agent=NAME][&points=N]`: the latest `points` samples
+/// (default 60, at most an hour's) of each watched agent, or of one.
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    agent: Option<String>,
+    points: Option<usize>,
+}
+
+async fn history(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+) -> Response {
+    let wanted = query.points.unwrap_or(60).min(100_000);
     let history = state
         .published
         .history
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(agent) = &query.agent {
+        if !history.keys().any(|name| name.as_str() == agent) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no samples of {agent:?}: it is not running or no rule watches it"),
+            );
+        }
+    }
     let reply: std::collections::BTreeMap<String, Vec<roster_core::api::HistoryPoint>> = history
-        .into_iter()
+        .iter()
+        .filter(|(name, _)| {
+            query
+                .agent
+                .as_deref()
+                .is_none_or(|agent| name.as_str() == agent)
+        })
         .map(|(agent, points)| {
+            let skip = points.len().saturating_sub(wanted);
             let points = points
-                .into_iter()
+                .iter()
+                .skip(skip)
                 .map(|(unix_ms, sample)| roster_core::api::HistoryPoint {
-                    time: crate::clock::rfc3339_millis(unix_ms),
+                    time: crate::clock::rfc3339_millis(*unix_ms),
                     memory_bytes: sample.memory_bytes.map(|bytes| bytes as u64),
                     cpu_percent: sample.cpu_percent.map(|cpu| (cpu * 10.0).round() / 10.0),
                     open_files: sample.open_files.map(|files| files as u64),
@@ -334,6 +361,7 @@ async fn history(State(state): State<ApiState>) -> Response {
             (agent.to_string(), points)
         })
         .collect();
+    drop(history);
     Json(reply).into_response()
 }
 

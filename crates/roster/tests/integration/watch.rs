@@ -473,3 +473,29 @@ fn a_real_alertmanager_shows_an_agents_alert_then_its_resolution() {
         .then_some(())
     });
 }
+
+#[test]
+fn the_sample_history_is_served_bounded() {
+    let roster = fast_roster();
+    roster.config("[agents.sampled]\ncommand = [\"sleep\", \"3632\"]\n");
+    up_fast(&roster);
+    let history: serde_json::Value = wait_for("a few samples", SECS(10), || {
+        let (status, body) = api(&roster, "GET", "/v1/history?agent=sampled&points=3", "");
+        let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && value["sampled"].as_array()?.len() == 3).then_some(value)
+    });
+    let point = &history["sampled"][2];
+    assert!(
+        point["memory_bytes"]
+            .as_u64()
+            .is_some_and(|bytes| bytes > 0),
+        "{point}"
+    );
+    assert!(point["time"]
+        .as_str()
+        .is_some_and(|time| time.ends_with('Z')));
+    let (status, body) = api(&roster, "GET", "/v1/history?agent=ghost", "");
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = api(&roster, "GET", "/v1/history?points=lots", "");
+    assert_eq!(status, 400);
+}
