@@ -226,7 +226,7 @@ pub fn sample_groups(pgids: &HashSet<u32>, deadline: Instant) -> HashMap<u32, Gr
 /// A process's open descriptors and how many of them are TCP sockets
 /// (their inode in `tcp`). A process that is gone has none; one whose
 /// descriptors may not be read gives `None`.
-fn count_descriptors(pid: u32, tcp: &HashSet<u64>) -> Option<(u64, u64)> {
+pub fn count_descriptors(pid: u32, tcp: &HashSet<u64>) -> Option<(u64, u64)> {
     let directory = format!("/proc/{pid}/fd");
     let entries = match fs::read_dir(&directory) {
         Ok(entries) => entries,

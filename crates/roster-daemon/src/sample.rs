@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use roster_core::watch::{AgentSample, HostSample};
 use roster_core::AgentName;
@@ -20,13 +20,9 @@ pub struct Sampler {
     previous: HashMap<AgentName, (u32, u64, Instant)>,
 }
 
-/// One process of a group.
-struct Member {
-    pid: u32,
-    rss_pages: u64,
-    ticks: u64,
-    threads: u64,
-}
+/// How long the descriptors of the groups may take to count in one round;
+/// past it they are left unknown for that round.
+const DESCRIPTOR_BUDGET: Duration = Duration::from_secs(2);
 
 impl Sampler {
     /// A sampler with no history.
@@ -35,7 +31,8 @@ impl Sampler {
     }
 
     /// Samples every `(agent, group leader)` and the host (`disks`: the
-    /// paths host rules watch).
+    /// paths host rules watch). The groups are read by
+    /// [`procfs::sample_groups`], as `/metrics` reads them.
     pub fn sample(
         &mut self,
         agents: &[(AgentName, u32)],
@@ -47,33 +44,15 @@ impl Sampler {
         let mut samples = BTreeMap::new();
         if !agents.is_empty() {
             let leaders: HashSet<u32> = agents.iter().map(|(_, pid)| *pid).collect();
-            let mut groups: HashMap<u32, Vec<Member>> = HashMap::new();
-            for pid in procfs::all_pids() {
-                let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                    continue;
-                };
-                let Some(stat) = procfs::parse_stat(&text) else {
-                    continue;
-                };
-                if !leaders.contains(&stat.pgid) {
-                    continue;
-                }
-                groups.entry(stat.pgid).or_default().push(Member {
-                    pid,
-                    rss_pages: stat.rss_pages,
-                    ticks: stat.cpu_ticks,
-                    threads: threads_of(&text).unwrap_or(1),
-                });
-            }
-            let sockets = tcp_socket_inodes();
+            let groups = procfs::sample_groups(&leaders, now + DESCRIPTOR_BUDGET);
             let page = procfs::page_size();
             let ticks_per_second = procfs::ticks_per_second() as f64;
             for (agent, leader) in agents {
-                let Some(members) = groups.get(leader) else {
+                let Some(group) = groups.get(leader) else {
                     continue;
                 };
-                let memory = members.iter().map(|member| member.rss_pages).sum::<u64>() * page;
-                let ticks: u64 = members.iter().map(|member| member.ticks).sum();
+                let memory = group.rss_pages * page;
+                let ticks = group.cpu_ticks;
                 let cpu_percent = match self.previous.insert(agent.clone(), (*leader, ticks, now)) {
                     Some((pid, before, at)) if pid == *leader => {
                         let seconds = now.duration_since(at).as_secs_f64();
@@ -83,13 +62,6 @@ impl Sampler {
                     }
                     _ => None,
                 };
-                let mut open_files = 0u64;
-                let mut connections = 0u64;
-                for member in members {
-                    let (files, tcp) = descriptors(member.pid, &sockets);
-                    open_files += files;
-                    connections += tcp;
-                }
                 samples.insert(
                     agent.clone(),
                     AgentSample {
@@ -98,11 +70,9 @@ impl Sampler {
                             .filter(|total| *total > 0)
                             .map(|total| memory as f64 / total as f64 * 100.0),
                         cpu_percent,
-                        open_files: Some(open_files as f64),
-                        connections: Some(connections as f64),
-                        threads: Some(
-                            members.iter().map(|member| member.threads).sum::<u64>() as f64
-                        ),
+                        open_files: group.open_files.map(|files| files as f64),
+                        connections: group.tcp_sockets.map(|tcp| tcp as f64),
+                        threads: Some(group.threads as f64),
                     },
                 );
             }
@@ -152,59 +122,6 @@ fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Field 20 of /proc/PID/stat: threads.
-fn threads_of(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(17)?.parse().ok()
-}
-
-/// Socket inodes of TCP sockets (v4 and v6) on the machine.
-fn tcp_socket_inodes() -> HashSet<u64> {
-    let mut inodes = HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            if let Some(inode) = line
-                .split_whitespace()
-                .nth(9)
-                .and_then(|raw| raw.parse().ok())
-            {
-                if inode != 0 {
-                    inodes.insert(inode);
-                }
-            }
-        }
-    }
-    inodes
-}
-
-/// (open descriptors, of which TCP sockets) of one process.
-fn descriptors(pid: u32, tcp: &HashSet<u64>) -> (u64, u64) {
-    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return (0, 0);
-    };
-    let mut files = 0;
-    let mut sockets = 0;
-    for entry in entries.flatten() {
-        files += 1;
-        if let Ok(target) = fs::read_link(entry.path()) {
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|raw| raw.parse::<u64>().ok())
-            {
-                if tcp.contains(&inode) {
-                    sockets += 1;
-                }
-            }
-        }
-    }
-    (files, sockets)
-}
-
 /// The process tree of one agent for an investigation: each process with
 /// its memory and CPU, the open files count, then the last log lines.
 pub fn investigate(agent: &str, leader: Option<u32>, log: &std::path::Path) -> String {
@@ -212,21 +129,15 @@ pub fn investigate(agent: &str, leader: Option<u32>, log: &std::path::Path) -> S
     if let Some(leader) = leader {
         let page = procfs::page_size();
         let ticks_per_second = procfs::ticks_per_second() as f64;
-        let sockets = tcp_socket_inodes();
+        let sockets = procfs::tcp_socket_inodes();
         text.push_str(&format!("process group {leader} of {agent}:\n"));
         text.push_str("  PID      RSS        CPU-SECONDS  FILES  TCP  COMMAND\n");
-        let mut pids: Vec<u32> = procfs::all_pids();
-        pids.sort_unstable();
-        for pid in pids {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(sample) = procfs::parse_stat(&stat) else {
-                continue;
-            };
-            if sample.pgid != leader {
-                continue;
-            }
+        let mut members: Vec<(u32, procfs::ProcSample)> = procfs::sample_all()
+            .into_iter()
+            .filter(|(_, sample)| sample.pgid == leader)
+            .collect();
+        members.sort_unstable_by_key(|(pid, _)| *pid);
+        for (pid, sample) in members {
             let command = fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|bytes| {
                     let joined: Vec<String> = bytes
@@ -237,7 +148,7 @@ pub fn investigate(agent: &str, leader: Option<u32>, log: &std::path::Path) -> S
                     joined.join(" ")
                 })
                 .unwrap_or_default();
-            let (files, tcp) = descriptors(pid, &sockets);
+            let (files, tcp) = procfs::count_descriptors(pid, &sockets).unwrap_or((0, 0));
             text.push_str(&format!(
                 "  {pid:<8} {:<10} {:<12.1} {files:<6} {tcp:<4} {}\n",
                 crate::sample::human_bytes(sample.rss_pages * page),
@@ -304,11 +215,5 @@ mod tests {
         assert!(host.memory_available_percent.is_some());
         assert!(host.load1.is_some());
         drop(listener);
-    }
-
-    #[test]
-    fn reads_threads_from_stat() {
-        let text = "42 (a b) S 1 42 42 0 -1 0 0 0 0 0 5 6 0 0 20 0 7 0 100 1000 25";
-        assert_eq!(threads_of(text), Some(7));
     }
 }
