@@ -34,11 +34,8 @@ struct ApiState {
 pub struct Published {
     /// Alerts firing and recent.
     pub alerts: Arc<Mutex<crate::alerts::AlertBook>>,
-    /// The latest sample of each watched agent.
-    pub samples: Arc<
-        Mutex<std::collections::BTreeMap<roster_core::AgentName, roster_core::watch::AgentSample>>,
-    >,
-    /// The last hour of samples of each watched agent.
+    /// The last hour of samples of each watched agent; the newest is what
+    /// `status` shows.
     pub history: Arc<Mutex<History>>,
 }
 
@@ -126,12 +123,17 @@ async fn status(State(state): State<ApiState>) -> Response {
     // Sampling /proc is blocking work: keep it off the runtime's workers.
     let cpu = state.cpu.clone();
     let warnings = state.warnings.as_ref().clone();
-    let sampled = state
+    let sampled: std::collections::BTreeMap<
+        roster_core::AgentName,
+        roster_core::watch::AgentSample,
+    > = state
         .published
-        .samples
+        .history
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
+        .iter()
+        .filter_map(|(agent, points)| Some((agent.clone(), points.back()?.1.clone())))
+        .collect();
     let agents = tokio::task::spawn_blocking(move || {
         let wanted = views.iter().any(|(view, _)| view.pid.is_some());
         let samples = if wanted {

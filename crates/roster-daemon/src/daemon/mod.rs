@@ -225,7 +225,6 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
-    let samples = Arc::new(Mutex::new(BTreeMap::new()));
     let history = Arc::new(Mutex::new(server::History::new()));
     let server = runtime.spawn(server::serve(
         listener,
@@ -233,11 +232,10 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         warnings,
         server::Published {
             alerts: alerts.clone(),
-            samples: samples.clone(),
             history: history.clone(),
         },
     ));
-    let sampler = runtime.spawn(sample_task(inbox.clone(), samples, history));
+    let sampler = runtime.spawn(sample_task(inbox.clone(), history));
 
     let (log_config, _) = watch::channel(LogConfig::default());
     let notifier = notify_exec::start_notifier(runtime.handle(), &inbox);
@@ -1312,11 +1310,7 @@ fn sample_interval() -> Duration {
 /// Samples every [`SAMPLE_INTERVAL`] what the loop says is watched (nothing
 /// when no rule needs samples), on the blocking pool, and hands the figures
 /// to the loop and to status readers.
-async fn sample_task(
-    inbox: Inbox,
-    published: Arc<Mutex<BTreeMap<AgentName, roster_core::watch::AgentSample>>>,
-    history: Arc<Mutex<server::History>>,
-) {
+async fn sample_task(inbox: Inbox, history: Arc<Mutex<server::History>>) {
     let interval = sample_interval();
     let keep = (HISTORY.as_secs_f64() / interval.as_secs_f64()).ceil() as usize;
     let sampler = Arc::new(Mutex::new(crate::sample::Sampler::new()));
@@ -1359,9 +1353,6 @@ async fn sample_task(
                 }
             }
         }
-        *published
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = agents.clone();
         inbox.send(Input::Samples { agents, host });
     }
 }
