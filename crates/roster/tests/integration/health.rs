@@ -7,14 +7,6 @@ use roster_core::api::{AgentState, Health};
 
 use crate::util::*;
 
-/// A port nobody listens on right now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 /// A Python agent serving /health on `port`: 200, or 500 while a file
 /// `sick` exists in its directory. On SIGTERM it finishes its "task"
 /// (0.3 s), writes `drained`, and exits 0.

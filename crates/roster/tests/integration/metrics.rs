@@ -10,14 +10,6 @@ use std::process::{Child, Command, Stdio};
 
 use crate::util::*;
 
-/// A port nobody listens on right now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 /// `GET path` on 127.0.0.1:port: (status, content type, body), or None
 /// when nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {

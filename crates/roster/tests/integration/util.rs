@@ -414,3 +414,11 @@ pub fn terminate(daemon: &mut std::process::Child) -> std::process::ExitStatus {
         daemon.try_wait().ok().flatten()
     })
 }
+
+/// A port nobody listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

@@ -414,10 +414,7 @@ fn a_real_alertmanager_shows_an_agents_alert_then_its_resolution() {
         "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
     )
     .expect("alertmanager config");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port");
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
     struct Kill(std::process::Child);
     impl Drop for Kill {
