@@ -285,3 +285,125 @@ pub struct ApplySummary {
     /// Agents left as they were.
     pub unchanged: Vec<String>,
 }
+
+/// `POST /v1/deploy`: ship a new release of an agent. Answered at once
+/// with a [`DeployProgress`] (the steps run in the daemon; follow them at
+/// `GET /v1/deploy?agent=NAME`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// The agent, which must have a `[agents.NAME.deploy]` section.
+    pub agent: String,
+    /// A directory or a `.tar.gz`, absolute, as the daemon should read it.
+    pub source: String,
+    /// The release's name; default: a UTC timestamp and a short content hash.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `POST /v1/rollback`: make an earlier release live again, by the same
+/// cutover a deploy uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// The agent.
+    pub agent: String,
+    /// The release; default: the one live before the current one.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// What a deploy or a rollback does, step by step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployProgress {
+    /// Increasing per daemon; tells one deploy from the next.
+    pub id: u64,
+    /// The agent.
+    pub agent: String,
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    /// The release going live (known once staged).
+    pub version: Option<String>,
+    /// The release that was live when it began.
+    pub previous: Option<String>,
+    /// The steps so far, in order.
+    pub steps: Vec<DeployStep>,
+    /// `None` while it runs.
+    pub outcome: Option<DeployOutcome>,
+    /// One line for people: why it failed or rolled back, or what is live.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// One step of a deploy: `stage`, `build`, `smoke_test`, `cutover`,
+/// `verify`, `cleanup`, and `rollback` when verification failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployStep {
+    /// The step's name.
+    pub step: String,
+    /// Where it is.
+    pub state: StepState,
+    /// How long it took (so far, while running).
+    pub duration_ms: u64,
+    /// What it did or why it failed.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// Where a deploy step is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Under way.
+    Running,
+    /// Done.
+    Ok,
+    /// Failed; the deploy stops (or rolls back).
+    Failed,
+    /// Not needed (no `build` command, ...).
+    Skipped,
+}
+
+/// How a deploy or rollback ended. `roster deploy` exits 0, 1, 3 for
+/// `deployed`, `failed`, `rolled_back`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployOutcome {
+    /// The release is live (and verified, for a deploy).
+    Deployed,
+    /// It failed before the cutover: the live release is untouched.
+    Failed,
+    /// It went live, misbehaved within `verify_for`, and the previous
+    /// release is live again.
+    RolledBack,
+}
+
+/// `GET /v1/releases?agent=NAME`: what `roster releases NAME --json` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasesReply {
+    /// The agent.
+    pub agent: String,
+    /// Every recorded release, newest first.
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// One release of an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// Its name: the directory under `agents/NAME/releases/`.
+    pub version: String,
+    /// When it was staged, RFC 3339 UTC.
+    pub created: String,
+    /// When it last went live, RFC 3339 UTC.
+    #[serde(default)]
+    pub deployed: Option<String>,
+    /// Whether `current` points to it.
+    pub live: bool,
+    /// `ready` (staged, built and smoke-tested; never live), `deployed`
+    /// (went live and passed verification), `verifying`, `rolled_back`
+    /// (went live and failed verification), `failed` (build, smoke test or
+    /// cutover failed; its directory is gone), `interrupted` (the daemon
+    /// stopped during its cutover or verification), `removed` (cleaned up).
+    pub result: String,
+    /// Why, for `failed` and `rolled_back`.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
