@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use toml_edit::{Item, TableLike, Value};
 
+use crate::deploy::{valid_listen_name, DeploySpec, ListenSpec, Strategy, MAX_LISTEN};
 use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
 use crate::name::AgentName;
 use crate::notify::{
@@ -129,6 +130,13 @@ pub struct AgentSpec {
     /// Where the agent serves its own Prometheus metrics, listed for
     /// Prometheus in the home's file_sd file.
     pub metrics: Option<HttpTarget>,
+    /// `[agents.NAME.deploy]`: the agent is shipped as releases.
+    pub deploy: Option<DeploySpec>,
+    /// Runs in its live release (`<home>/agents/NAME/current`): set when
+    /// `deploy` is given and `cwd` is not.
+    pub release_cwd: bool,
+    /// `[agents.NAME.listen]`: sockets roster binds and hands over.
+    pub listen: ListenSpec,
 }
 
 impl AgentSpec {
@@ -263,7 +271,17 @@ const WATCH_KEYS: [&str; 10] = [
     "path",
 ];
 const HOST_KEYS: [&str; 1] = ["watch"];
-const AGENT_KEYS: [&str; 18] = [
+const DEPLOY_KEYS: [&str; 8] = [
+    "strategy",
+    "build",
+    "build_timeout",
+    "smoke_test",
+    "smoke_timeout",
+    "ready_timeout",
+    "verify_for",
+    "keep",
+];
+const AGENT_KEYS: [&str; 20] = [
     "command",
     "cwd",
     "env",
@@ -282,6 +300,8 @@ const AGENT_KEYS: [&str; 18] = [
     "drain_timeout",
     "watch",
     "metrics",
+    "deploy",
+    "listen",
 ];
 const TOP_KEYS: [&str; 5] = ["log", "agents", "host", "notify", "metrics"];
 
@@ -397,6 +417,7 @@ impl Checker {
         let mut host_watch = Vec::new();
         let mut notify = Vec::new();
         let mut metrics = None;
+        let mut listening = BTreeMap::new();
         for (key, item) in table.iter() {
             match key {
                 "metrics" => metrics = self.metrics(item),
@@ -446,7 +467,16 @@ impl Checker {
                                 );
                                 continue;
                             };
-                            let spec = self.agent(name, agent_table, name_span, base_dir);
+                            let spec = self.agent(name, agent_table, name_span.clone(), base_dir);
+                            for address in spec.iter().flat_map(|spec| spec.listen.values()) {
+                                if let Some(other) = listening.insert(*address, name.to_owned()) {
+                                    self.problem(
+                                        name_span.clone(),
+                                        format!("agent `{name}` listens on {address}, as agent `{other}` does"),
+                                        Some("give each agent its own address".into()),
+                                    );
+                                }
+                            }
                             if let (Some(agent_name), Some(spec)) = (agent_name, spec) {
                                 agents.insert(agent_name, spec);
                             }
@@ -749,8 +779,12 @@ impl Checker {
             drain_timeout: Duration::from_secs(30),
             watch: None,
             metrics: None,
+            deploy: None,
+            release_cwd: false,
+            listen: ListenSpec::new(),
         };
         let mut has_command = false;
+        let mut has_cwd = false;
         let place = format!("agent `{name}`");
         for (key, item) in table.iter() {
             match key {
@@ -761,6 +795,7 @@ impl Checker {
                     }
                 }
                 "cwd" => {
+                    has_cwd = true;
                     if let Some(cwd) = self.string(item, "cwd") {
                         if cwd.is_empty() {
                             self.problem(
@@ -869,6 +904,24 @@ impl Checker {
                         )),
                     ),
                 },
+                "deploy" => match item.as_table_like() {
+                    Some(deploy) => spec.deploy = self.deploy(name, deploy),
+                    None => self.problem(
+                        span_of(item),
+                        "`deploy` must be a table",
+                        Some(format!("write it as [agents.{name}.deploy]")),
+                    ),
+                },
+                "listen" => match item.as_table_like() {
+                    Some(listen) => spec.listen = self.listen(name, listen),
+                    None => self.problem(
+                        span_of(item),
+                        "`listen` must be a table",
+                        Some(format!(
+                            "write it as [agents.{name}.listen] with e.g. http = \"127.0.0.1:8080\""
+                        )),
+                    ),
+                },
                 "user" => self.problem(
                     key_span(table, key, item),
                     "`user` is not supported yet: agents run as the daemon's user",
@@ -883,6 +936,7 @@ impl Checker {
                 }
             }
         }
+        spec.release_cwd = spec.deploy.is_some() && !has_cwd;
         if !has_command {
             self.problem(
                 name_span,
@@ -1318,6 +1372,90 @@ impl Checker {
                 None
             }
         }
+    }
+
+    fn deploy(&mut self, name: &str, table: &dyn TableLike) -> Option<DeploySpec> {
+        let before = self.problems.len();
+        let place = format!("[agents.{name}.deploy]");
+        let mut spec = DeploySpec::default();
+        for (key, item) in table.iter() {
+            match key {
+                "strategy" => {
+                    if let Some(raw) = self.string(item, key) {
+                        match raw {
+                            "blue-green" => spec.strategy = Strategy::BlueGreen,
+                            "restart" => spec.strategy = Strategy::Restart,
+                            other => self.problem(
+                                span_of(item),
+                                format!("unknown deploy strategy {other:?}"),
+                                Some("use \"blue-green\" or \"restart\"".into()),
+                            ),
+                        }
+                    }
+                }
+                "build" => spec.build = self.command(item),
+                "smoke_test" => spec.smoke_test = self.command(item),
+                "build_timeout" | "smoke_timeout" | "ready_timeout" | "verify_for" => {
+                    if let Some(value) = self.duration(item, key) {
+                        if key != "verify_for" && value.is_zero() {
+                            self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
+                            continue;
+                        }
+                        match key {
+                            "build_timeout" => spec.build_timeout = value,
+                            "smoke_timeout" => spec.smoke_timeout = value,
+                            "ready_timeout" => spec.ready_timeout = value,
+                            _ => spec.verify_for = value,
+                        }
+                    }
+                }
+                "keep" => {
+                    if let Some(value) = self.integer(item, key, 2, 1000) {
+                        spec.keep = value as u32;
+                    }
+                }
+                other => {
+                    let span = key_span(table, other, item);
+                    self.unknown_key(span, other, &place, &DEPLOY_KEYS);
+                }
+            }
+        }
+        (self.problems.len() == before).then_some(spec)
+    }
+
+    fn listen(&mut self, name: &str, table: &dyn TableLike) -> ListenSpec {
+        let mut sockets = ListenSpec::new();
+        for (key, item) in table.iter() {
+            if !valid_listen_name(key) {
+                self.problem(
+                    key_span(table, key, item),
+                    format!("bad socket name {key:?} in [agents.{name}.listen]"),
+                    Some("use letters, digits and punctuation other than `:`".into()),
+                );
+                continue;
+            }
+            let Some(raw) = self.string(item, key) else {
+                continue;
+            };
+            match raw.parse::<std::net::SocketAddr>() {
+                Ok(address) if address.port() != 0 => {
+                    sockets.insert(key.to_owned(), address);
+                }
+                _ => self.problem(
+                    span_of(item),
+                    format!("bad listen address {raw:?}: expected IP:PORT"),
+                    Some("e.g. http = \"127.0.0.1:8080\" or \"[::]:8080\" (no host names, no port 0)".into()),
+                ),
+            }
+        }
+        if sockets.len() > MAX_LISTEN {
+            self.problem(
+                0..0,
+                format!("[agents.{name}.listen] names more than {MAX_LISTEN} sockets"),
+                None,
+            );
+        }
+        sockets
     }
 
     fn command(&mut self, item: &Item) -> Option<Vec<String>> {

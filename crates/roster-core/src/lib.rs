@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod deploy;
 pub mod health;
 pub mod metrics;
 pub mod name;

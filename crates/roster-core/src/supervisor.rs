@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::api::{AgentState, Health};
 pub use crate::api::{ApplySummary, ExitStatus};
 use crate::config::{AgentSpec, Config, RestartMode};
+use crate::deploy::Strategy as Cutover;
 use crate::health::{Check, OnFailure};
 use crate::name::AgentName;
 use crate::signal::Signal;
@@ -75,6 +76,20 @@ pub enum Action {
         /// The probe.
         id: u64,
     },
+}
+
+/// What [`Supervisor::handle_switch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    /// The new release is starting beside this live process.
+    Beside {
+        /// The live process, serving until the new one is ready.
+        pid: u32,
+    },
+    /// The agent restarts (or starts) with the new release.
+    Restarting,
+    /// The agent is not running; the release runs when it is started.
+    NotRunning,
 }
 
 /// Restarts that roster decides on by itself (a failed health check) per
@@ -178,6 +193,35 @@ pub enum EventKind {
         /// Why a restart was wanted.
         reason: String,
     },
+    /// A new release is started beside the live process, which keeps
+    /// serving until the new one is ready.
+    HandingOver {
+        /// The live process.
+        pid: u32,
+        /// The release starting.
+        release: String,
+    },
+    /// The process of the previous release is asked to finish.
+    Retiring {
+        /// It.
+        pid: u32,
+        /// The signal.
+        signal: Signal,
+    },
+    /// The process of the previous release ended.
+    Retired {
+        /// It.
+        pid: u32,
+        /// How.
+        status: ExitStatus,
+    },
+    /// A cutover was given up: the process it was replacing serves again.
+    HandedBack {
+        /// The process serving again.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -200,6 +244,10 @@ impl EventKind {
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy { .. } => "unhealthy",
             EventKind::RestartSuppressed { .. } => "restart_suppressed",
+            EventKind::HandingOver { .. } => "handover",
+            EventKind::Retiring { .. } => "retiring",
+            EventKind::Retired { .. } => "retired",
+            EventKind::HandedBack { .. } => "handed_back",
         }
     }
 
@@ -210,7 +258,11 @@ impl EventKind {
             | EventKind::Running { pid }
             | EventKind::Exited { pid, .. }
             | EventKind::Stopping { pid, .. }
-            | EventKind::Killed { pid } => Some(*pid),
+            | EventKind::Killed { pid }
+            | EventKind::HandingOver { pid, .. }
+            | EventKind::Retiring { pid, .. }
+            | EventKind::Retired { pid, .. }
+            | EventKind::HandedBack { pid, .. } => Some(*pid),
             _ => None,
         }
     }
@@ -266,6 +318,18 @@ impl EventKind {
                 "not restarted ({reason}): already {AUTO_RESTARTS_MAX} automatic restarts in {}",
                 format_duration(AUTO_RESTART_WINDOW)
             ),
+            EventKind::HandingOver { pid, release } => {
+                format!("starting release {release} beside pid {pid}, which keeps serving")
+            }
+            EventKind::Retiring { pid, signal } => {
+                format!("pid {pid} of the previous release drains ({signal})")
+            }
+            EventKind::Retired { pid, status } => {
+                format!("pid {pid} of the previous release ended ({status})")
+            }
+            EventKind::HandedBack { pid, reason } => {
+                format!("cutover given up ({reason}): pid {pid} serves again")
+            }
         }
     }
 }
@@ -320,6 +384,25 @@ struct Agent {
     probe: ProbeState,
     /// When roster restarted it by itself, within the rate-limit window.
     auto_restarts: VecDeque<Instant>,
+    /// The release the main process runs (or the next spawn will run), for
+    /// agents shipped as releases; `None`: whatever `current` names.
+    release: Option<String>,
+    /// The second process of a cutover: the one being replaced.
+    outgoing: Option<Outgoing>,
+    /// Removed from the config; forgotten once the outgoing process is gone.
+    forget_when_alone: bool,
+}
+
+/// During a blue-green cutover, the process being replaced: serving until
+/// the new one is ready, then draining.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Outgoing {
+    pid: u32,
+    since: Instant,
+    release: Option<String>,
+    /// `None` while it serves; once asked to finish, when SIGKILL follows
+    /// (`Some(None)`: sent already).
+    draining: Option<Option<Instant>>,
 }
 
 impl Agent {
@@ -334,6 +417,9 @@ impl Agent {
             last_exit: None,
             probe: ProbeState::default(),
             auto_restarts: VecDeque::new(),
+            release: None,
+            outgoing: None,
+            forget_when_alone: false,
         }
     }
 
@@ -370,10 +456,20 @@ impl Agent {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.phase_deadline(), self.probe_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.phase_deadline(),
+            self.probe_deadline(),
+            self.outgoing_kill_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn outgoing_kill_at(&self) -> Option<Instant> {
+        self.outgoing
+            .as_ref()
+            .and_then(|out| out.draining.flatten())
     }
 }
 
@@ -434,6 +530,12 @@ pub struct AgentView {
     pub last_error: Option<String>,
     /// The health check's verdict on the current process.
     pub health: Health,
+    /// The release the main process runs (agents shipped as releases).
+    pub release: Option<String>,
+    /// During a cutover, the process being replaced.
+    pub outgoing_pid: Option<u32>,
+    /// Whether the agent has a health check.
+    pub has_check: bool,
 }
 
 /// All agents of one roster home.
@@ -492,9 +594,28 @@ impl Supervisor {
 
     /// Whether a stopping agent's SIGKILL deadline has come.
     pub fn kill_due(&self, now: Instant) -> bool {
-        self.agents.values().any(
-            |agent| matches!(agent.phase, Phase::Stopping { kill_at: Some(at), .. } if at <= now),
-        )
+        self.agents.values().any(|agent| {
+            matches!(agent.phase, Phase::Stopping { kill_at: Some(at), .. } if at <= now)
+                || agent.outgoing_kill_at().is_some_and(|at| at <= now)
+        })
+    }
+
+    /// The release the agent's main process runs, or its next spawn will.
+    pub fn release(&self, agent: &AgentName) -> Option<&str> {
+        self.agents.get(agent)?.release.as_deref()
+    }
+
+    /// Records which release a spawn from `current` ran (the runtime read
+    /// the link because no release was set).
+    pub fn note_release(&mut self, agent: &AgentName, release: &str) {
+        if let Some(agent) = self.agents.get_mut(agent) {
+            agent.release = Some(release.to_owned());
+        }
+    }
+
+    /// During a cutover, the process being replaced.
+    pub fn outgoing_pid(&self, agent: &AgentName) -> Option<u32> {
+        self.agents.get(agent)?.outgoing.as_ref().map(|out| out.pid)
     }
 
     /// Whether actions or events wait to be polled.
@@ -514,20 +635,30 @@ impl Supervisor {
     }
 
     /// The pids of every agent's main process.
+    /// During a cutover an agent has two: the new one first, then the one
+    /// being replaced.
     pub fn main_pids(&self) -> Vec<(AgentName, u32)> {
         self.agents
             .iter()
-            .filter_map(|(name, agent)| agent.pid().map(|pid| (name.clone(), pid)))
+            .flat_map(|(name, agent)| {
+                let outgoing = agent.outgoing.as_ref().map(|out| out.pid);
+                agent
+                    .pid()
+                    .into_iter()
+                    .chain(outgoing)
+                    .map(|pid| (name.clone(), pid))
+            })
             .collect()
     }
 
     /// True when no agent has a process and none is about to get one.
     pub fn is_quiet(&self) -> bool {
         self.agents.values().all(|agent| {
-            matches!(
-                agent.phase,
-                Phase::Stopped | Phase::Exited | Phase::Failed { .. }
-            )
+            agent.outgoing.is_none()
+                && matches!(
+                    agent.phase,
+                    Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+                )
         })
     }
 
@@ -568,6 +699,9 @@ impl Supervisor {
                         (Some(_), Some(false)) => Health::Unhealthy,
                         _ => Health::Unknown,
                     },
+                    release: agent.release.clone(),
+                    outgoing_pid: agent.outgoing.as_ref().map(|out| out.pid),
+                    has_check: agent.spec.health.is_some(),
                 }
             })
             .collect()
@@ -713,6 +847,198 @@ impl Supervisor {
         }
     }
 
+    /// Ships `release` to an agent (a deploy's or a rollback's cutover).
+    ///
+    /// Blue-green, with a live process: the live process keeps serving
+    /// (it becomes the outgoing one) and the new release is spawned beside
+    /// it; [`Supervisor::handle_retire`] then drains the old one, or
+    /// [`Supervisor::handle_handback`] gives up. If the new process dies
+    /// first, the old one takes over again by itself (`handed_back`).
+    /// Restart: stop, then start with the new release. An agent that is
+    /// stopped (or exited) stays so and runs the release when started; one
+    /// in backoff or failed starts it at once.
+    pub fn handle_switch(
+        &mut self,
+        now: Instant,
+        name: &AgentName,
+        release: &str,
+        strategy: Cutover,
+    ) -> Result<Switch, String> {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return Err(format!("no agent named {name}"));
+        };
+        if agent.outgoing.is_some() {
+            return Err(format!(
+                "{name} is in the middle of a cutover; wait until it ends"
+            ));
+        }
+        let previous = agent.release.replace(release.to_owned());
+        match (agent.phase, strategy) {
+            (
+                Phase::Starting { pid, since } | Phase::Running { pid, since },
+                Cutover::BlueGreen,
+            ) => {
+                agent.outgoing = Some(Outgoing {
+                    pid,
+                    since,
+                    release: previous,
+                    draining: None,
+                });
+                self.cancel_probe(name);
+                self.push_event(
+                    name,
+                    EventKind::HandingOver {
+                        pid,
+                        release: release.to_owned(),
+                    },
+                );
+                self.spawn(name);
+                Ok(Switch::Beside { pid })
+            }
+            (Phase::Starting { .. } | Phase::Running { .. }, Cutover::Restart) => {
+                self.stop_agent(now, name, AfterStop::Restart);
+                Ok(Switch::Restarting)
+            }
+            (Phase::Spawning, _) => {
+                agent.release = previous;
+                Err(format!("{name} is starting; try again in a moment"))
+            }
+            (Phase::Stopping { then, .. }, _) => Ok(if then == AfterStop::Restart {
+                Switch::Restarting
+            } else {
+                Switch::NotRunning
+            }),
+            (Phase::Backoff { .. } | Phase::Failed { .. }, _) => {
+                self.start_agent(now, name);
+                Ok(Switch::Restarting)
+            }
+            (Phase::Stopped | Phase::Exited, _) => Ok(Switch::NotRunning),
+        }
+    }
+
+    /// The new process of a blue-green cutover is ready: the outgoing one
+    /// is asked to finish (drain signal, SIGKILL after `drain_timeout`).
+    /// False when there is no serving outgoing process.
+    pub fn handle_retire(&mut self, now: Instant, name: &AgentName) -> bool {
+        let Some(agent) = self.agents.get(name) else {
+            return false;
+        };
+        if !agent
+            .outgoing
+            .as_ref()
+            .is_some_and(|out| out.draining.is_none())
+        {
+            return false;
+        }
+        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
+        let timeout = agent.spec.drain_timeout;
+        self.retire(now, name, signal, timeout);
+        true
+    }
+
+    /// Gives up a blue-green cutover: the outgoing process, still serving,
+    /// is the agent's main process again, and the new one drains.
+    pub fn handle_handback(&mut self, now: Instant, name: &AgentName, reason: &str) -> bool {
+        let serving = self.agents.get(name).is_some_and(|agent| {
+            agent
+                .outgoing
+                .as_ref()
+                .is_some_and(|out| out.draining.is_none())
+        });
+        if serving {
+            self.hand_back(now, name, reason.to_owned());
+        }
+        serving
+    }
+
+    fn hand_back(&mut self, now: Instant, name: &AgentName, reason: String) {
+        self.cancel_probe(name);
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        let Some(old) = agent.outgoing.take() else {
+            return;
+        };
+        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
+        let timeout = agent.spec.drain_timeout;
+        // The new process, if it still runs, becomes the outgoing one.
+        let new = match agent.phase {
+            Phase::Starting { pid, since } | Phase::Running { pid, since } => {
+                let kill_at = (signal != Signal::Kill).then(|| now + timeout);
+                self.actions.push_back(Action::Signal {
+                    agent: name.clone(),
+                    pid,
+                    signal,
+                });
+                self.events.push_back(Event {
+                    agent: name.clone(),
+                    kind: EventKind::Retiring { pid, signal },
+                });
+                Some((pid, since, Some(kill_at)))
+            }
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at,
+                ..
+            } => Some((pid, since, Some(kill_at))),
+            _ => None,
+        };
+        agent.outgoing = new.map(|(pid, since, draining)| Outgoing {
+            pid,
+            since,
+            release: agent.release.clone(),
+            draining,
+        });
+        agent.release = old.release;
+        agent.phase = Phase::Running {
+            pid: old.pid,
+            since: old.since,
+        };
+        agent.forget_when_alone = false;
+        let first = agent.spec.health.as_ref().map(|health| {
+            on_grid(
+                self.epoch,
+                now + health.interval.min(Duration::from_secs(1)),
+            )
+        });
+        agent.probe = ProbeState {
+            started: Some(old.since),
+            next_at: first,
+            ..ProbeState::default()
+        };
+        self.push_event(
+            name,
+            EventKind::HandedBack {
+                pid: old.pid,
+                reason,
+            },
+        );
+    }
+
+    /// Asks a serving outgoing process to finish with `signal`.
+    fn retire(&mut self, now: Instant, name: &AgentName, signal: Signal, timeout: Duration) {
+        let Some(outgoing) = self
+            .agents
+            .get_mut(name)
+            .and_then(|agent| agent.outgoing.as_mut())
+        else {
+            return;
+        };
+        if outgoing.draining.is_some() {
+            return;
+        }
+        let kill_at = (signal != Signal::Kill).then(|| now + timeout);
+        outgoing.draining = Some(kill_at);
+        let pid = outgoing.pid;
+        self.actions.push_back(Action::Signal {
+            agent: name.clone(),
+            pid,
+            signal,
+        });
+        self.push_event(name, EventKind::Retiring { pid, signal });
+    }
+
     /// A process the runtime started that no agent may track.
     fn kill_untracked(&mut self, name: &AgentName, pid: u32) {
         self.actions.push_back(Action::Signal {
@@ -728,6 +1054,22 @@ impl Supervisor {
         let Some(name) = self.pids.remove(&pid) else {
             return false;
         };
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return false;
+        };
+        if agent.outgoing.as_ref().is_some_and(|out| out.pid == pid) {
+            agent.outgoing = None;
+            let forget = agent.forget_when_alone && agent.pid().is_none();
+            self.push_event(&name, EventKind::Retired { pid, status });
+            self.actions.push_back(Action::Cleanup {
+                agent: name.clone(),
+                pid,
+            });
+            if forget {
+                self.forget(&name);
+            }
+            return true;
+        }
         self.cancel_probe(&name);
         let Some(agent) = self.agents.get_mut(&name) else {
             return false;
@@ -737,6 +1079,10 @@ impl Supervisor {
             Phase::Starting { since, .. } | Phase::Running { since, .. } => {
                 let uptime = now.saturating_duration_since(since);
                 agent.phase = Phase::Stopped;
+                let serving = agent
+                    .outgoing
+                    .as_ref()
+                    .is_some_and(|out| out.draining.is_none());
                 self.push_event(
                     &name,
                     EventKind::Exited {
@@ -745,10 +1091,20 @@ impl Supervisor {
                         uptime,
                     },
                 );
-                self.after_death(now, &name, status.is_success(), uptime);
+                if serving {
+                    // The new release died during its cutover: the process
+                    // it was to replace still serves, and takes over again.
+                    self.hand_back(now, &name, format!("the new process {status}"));
+                } else {
+                    self.after_death(now, &name, status.is_success(), uptime);
+                }
             }
             Phase::Stopping { then, .. } => {
                 agent.phase = Phase::Stopped;
+                let outgoing = agent.outgoing.is_some();
+                if then == AfterStop::Remove && outgoing {
+                    agent.forget_when_alone = true;
+                }
                 self.push_event(
                     &name,
                     EventKind::Stopped {
@@ -758,6 +1114,7 @@ impl Supervisor {
                 match then {
                     AfterStop::Stay => {}
                     AfterStop::Restart => self.start_agent(now, &name),
+                    AfterStop::Remove if outgoing => {}
                     AfterStop::Remove => self.forget(&name),
                 }
             }
@@ -789,6 +1146,21 @@ impl Supervisor {
             if agent.next_deadline().is_none_or(|deadline| deadline > now) {
                 continue;
             }
+            if let Some(outgoing) = agent.outgoing.as_mut() {
+                if outgoing.draining.flatten().is_some_and(|at| at <= now) {
+                    outgoing.draining = Some(None);
+                    let pid = outgoing.pid;
+                    self.actions.push_back(Action::Signal {
+                        agent: name.clone(),
+                        pid,
+                        signal: Signal::Kill,
+                    });
+                    self.push_event(&name, EventKind::Killed { pid });
+                }
+            }
+            let Some(agent) = self.agents.get_mut(&name) else {
+                continue;
+            };
             if agent
                 .probe_deadline()
                 .is_some_and(|deadline| deadline <= now)
@@ -1114,6 +1486,11 @@ impl Supervisor {
         timeout: Duration,
     ) {
         self.cancel_probe(name);
+        if then != AfterStop::Restart {
+            // Stopping (or removing) an agent stops both of a cutover's
+            // processes.
+            self.retire(now, name, signal, timeout);
+        }
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
@@ -1160,6 +1537,9 @@ impl Supervisor {
                 let was_stopped = agent.phase == Phase::Stopped;
                 agent.phase = Phase::Stopped;
                 match then {
+                    AfterStop::Remove if agent.outgoing.is_some() => {
+                        agent.forget_when_alone = true;
+                    }
                     AfterStop::Remove => self.forget(name),
                     AfterStop::Restart => self.start_agent(now, name),
                     AfterStop::Stay if !was_stopped => {

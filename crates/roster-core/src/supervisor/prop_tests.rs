@@ -2,8 +2,9 @@
 //! drives the supervisor, checking after every step that:
 //!
 //! - every `Spawn` is answered (no agent is left waiting for its process);
-//! - an agent tracks at most one live process, and every live process is
-//!   either the main process of exactly one agent or has been sent SIGKILL;
+//! - an agent tracks at most one live main process (and, during a
+//!   cutover, one outgoing process), and every live process is either one
+//!   of exactly one agent's or has been sent SIGKILL;
 //! - the pid index agrees with the agents' phases.
 
 use std::collections::BTreeMap;
@@ -45,9 +46,18 @@ enum Op {
         index: usize,
         healthy: bool,
     },
+    /// A deploy's cutover to a new release.
+    Switch {
+        index: usize,
+        blue_green: bool,
+    },
+    /// The new process is ready: drain the old one.
+    Retire(usize),
+    /// The cutover is given up.
+    Handback(usize),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
         (0u8..8, 0u8..3, any::<bool>()).prop_map(|(mask, variant, start_stopped)| Op::Apply {
             mask,
@@ -63,6 +73,9 @@ fn op() -> impl Strategy<Value = Op> {
         any::<bool>().prop_map(Op::SpawnsFail),
         (0usize..3).prop_map(Op::SpuriousSpawn),
         (0usize..4, any::<bool>()).prop_map(|(index, healthy)| Op::ProbeAnswer { index, healthy }),
+        (0usize..3, any::<bool>()).prop_map(|(index, blue_green)| Op::Switch { index, blue_green }),
+        (0usize..3).prop_map(Op::Retire),
+        (0usize..3).prop_map(Op::Handback),
     ]
 }
 
@@ -98,6 +111,7 @@ struct World {
     alive: BTreeMap<u32, (AgentName, bool)>,
     /// Probes out: (agent, id).
     probes: Vec<(AgentName, u64)>,
+    release: u32,
 }
 
 impl World {
@@ -176,6 +190,26 @@ impl World {
                     self.sup.handle_probe(self.now, &agent, id, result);
                 }
             }
+            Op::Switch { index, blue_green } => {
+                self.release += 1;
+                let strategy = if *blue_green {
+                    crate::deploy::Strategy::BlueGreen
+                } else {
+                    crate::deploy::Strategy::Restart
+                };
+                let _ = self.sup.handle_switch(
+                    self.now,
+                    &name(*index),
+                    &format!("r{}", self.release),
+                    strategy,
+                );
+            }
+            Op::Retire(index) => {
+                self.sup.handle_retire(self.now, &name(*index));
+            }
+            Op::Handback(index) => {
+                self.sup.handle_handback(self.now, &name(*index), "test");
+            }
             Op::SpuriousSpawn(index) => {
                 self.next_pid += 1;
                 self.alive.insert(self.next_pid, (name(*index), false));
@@ -192,20 +226,25 @@ impl World {
                 agent.phase != Phase::Spawning,
                 "{name}: a Spawn was left unanswered"
             );
-            if let Some(pid) = agent.pid() {
+            let outgoing = agent.outgoing.as_ref().map(|out| out.pid);
+            for pid in agent.pid().into_iter().chain(outgoing) {
                 prop_assert!(
                     self.alive.contains_key(&pid),
                     "{name} tracks pid {pid}, which is dead"
                 );
                 prop_assert_eq!(self.sup.pids.get(&pid), Some(name));
             }
+            prop_assert!(
+                agent.pid().is_none() || agent.pid() != outgoing,
+                "{name}: one pid both main and outgoing"
+            );
         }
         let tracked = self
             .sup
             .agents
             .values()
-            .filter(|agent| agent.pid().is_some())
-            .count();
+            .map(|agent| usize::from(agent.pid().is_some()) + usize::from(agent.outgoing.is_some()))
+            .sum::<usize>();
         prop_assert_eq!(tracked, self.sup.pids.len(), "the pid index is stale");
         for (name, id) in &self.probes {
             let agent = self.sup.agents.get(name);
@@ -240,6 +279,7 @@ proptest! {
             spawns_fail: false,
             alive: BTreeMap::new(),
             probes: Vec::new(),
+            release: 0,
         };
         for op in &ops {
             world.step(op);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::parse;
+use crate::deploy::Strategy;
 use std::path::Path;
 
 fn config(extra: &str) -> Config {
@@ -361,4 +362,147 @@ fn backoff_delay_table() {
         .map(|streak| backoff_delay(&slow, streak).as_millis())
         .collect();
     assert_eq!(delays, [2000, 2000, 4000, 5000]);
+}
+
+// Cutovers (deploys): two processes of one agent for a while.
+
+fn signals(actions: &[Action]) -> Vec<(u32, Signal)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Signal { pid, signal, .. } => Some((*pid, *signal)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exit(h: &mut Harness, seconds: f64, pid: u32) -> Vec<Action> {
+    let now = h.at(seconds);
+    assert!(h.sup.handle_exit(now, pid, ExitStatus::Code(0)));
+    h.drive(now)
+}
+
+#[test]
+fn blue_green_starts_beside_the_live_process_and_retires_it_when_asked() {
+    let mut h = Harness::new("drain_timeout = \"5s\"");
+    h.tick(1.0);
+    let switch = h
+        .sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen);
+    assert_eq!(switch, Ok(Switch::Beside { pid: 101 }));
+    let actions = h.drive(h.at(2.0));
+    assert!(signals(&actions).is_empty(), "the old one keeps serving");
+    let view = &h.sup.views(h.at(2.0))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(102), Some(101)));
+    assert_eq!(view.release.as_deref(), Some("r2"));
+    assert_eq!(h.sup.main_pids().len(), 2, "both count as the agent's own");
+    // A second cutover while one runs is refused.
+    assert!(h
+        .sup
+        .handle_switch(h.at(2.1), &name(), "r3", Strategy::BlueGreen)
+        .is_err());
+    assert!(h.sup.handle_retire(h.at(3.0), &name()));
+    let actions = h.drive(h.at(3.0));
+    assert_eq!(signals(&actions), [(101, Signal::Term)]);
+    let actions = exit(&mut h, 3.5, 101);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Spawn { .. })));
+    let view = &h.sup.views(h.at(3.5))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(102), None));
+    assert!(h.events.ends_with(&["retiring".into(), "retired".into()]));
+}
+
+#[test]
+fn a_new_process_that_dies_during_the_cutover_hands_back_to_the_old_one() {
+    let mut h = Harness::new("");
+    h.tick(1.0);
+    h.sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen)
+        .expect("switch");
+    h.sup.note_release(&name(), "r2");
+    h.drive(h.at(2.0));
+    let actions = exit(&mut h, 2.3, 102);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Spawn { .. })),
+        "no restart of the broken release: {actions:?}"
+    );
+    let view = &h.sup.views(h.at(2.3))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(101), None));
+    assert_eq!(view.state, AgentState::Running);
+    assert_eq!(view.release, None, "back to the release it ran");
+    assert!(h.events.contains(&"handed_back".to_owned()));
+}
+
+#[test]
+fn handback_drains_the_new_process_and_its_drain_timeout_ends_in_sigkill() {
+    let mut h = Harness::new("drain_timeout = \"2s\"");
+    h.tick(1.0);
+    h.sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen)
+        .expect("switch");
+    h.drive(h.at(2.0));
+    assert!(h.sup.handle_handback(h.at(3.0), &name(), "not ready"));
+    let actions = h.drive(h.at(3.0));
+    assert_eq!(signals(&actions), [(102, Signal::Term)]);
+    let view = &h.sup.views(h.at(3.0))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(101), Some(102)));
+    assert_eq!(h.sup.poll_timeout(), Some(h.at(5.0)));
+    let actions = h.tick(5.0);
+    assert_eq!(signals(&actions), [(102, Signal::Kill)]);
+    exit(&mut h, 5.1, 102);
+    let view = &h.sup.views(h.at(5.1))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(101), None));
+}
+
+#[test]
+fn stopping_or_removing_during_a_cutover_stops_both_processes() {
+    let mut h = Harness::new("");
+    h.tick(1.0);
+    h.sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen)
+        .expect("switch");
+    h.drive(h.at(2.0));
+    let empty = parse("empty.toml", "", Path::new("/tmp")).expect("valid");
+    h.sup.handle_apply(h.at(2.5), &empty, false);
+    let mut sent = signals(&h.drive(h.at(2.5)));
+    sent.sort_by_key(|(pid, _)| *pid);
+    assert_eq!(sent, [(101, Signal::Term), (102, Signal::Term)]);
+    exit(&mut h, 2.6, 102);
+    assert!(
+        h.sup.contains(&name()),
+        "kept until the old one is gone too"
+    );
+    assert!(!h.sup.is_quiet());
+    let actions = exit(&mut h, 2.7, 101);
+    assert!(actions.iter().any(|a| matches!(a, Action::Forget { .. })));
+    assert!(!h.sup.contains(&name()));
+    assert!(h.sup.pids.is_empty());
+}
+
+#[test]
+fn restart_strategy_stops_then_starts_the_new_release() {
+    let mut h = Harness::new("");
+    h.tick(1.0);
+    let switch = h
+        .sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::Restart);
+    assert_eq!(switch, Ok(Switch::Restarting));
+    assert_eq!(signals(&h.drive(h.at(2.0))), [(101, Signal::Term)]);
+    let actions = exit(&mut h, 2.2, 101);
+    assert!(actions.iter().any(|a| matches!(a, Action::Spawn { .. })));
+    assert_eq!(h.sup.release(&name()), Some("r2"));
+    assert_eq!(h.pid(), Some(102));
+}
+
+#[test]
+fn a_stopped_agent_only_records_the_release() {
+    let mut h = Harness::new("");
+    h.sup.handle_stop(h.at(0.5), &name());
+    h.drive(h.at(0.5));
+    exit(&mut h, 0.6, 101);
+    let switch = h
+        .sup
+        .handle_switch(h.at(1.0), &name(), "r2", Strategy::BlueGreen);
+    assert_eq!(switch, Ok(Switch::NotRunning));
+    assert!(h.drive(h.at(1.0)).is_empty());
+    assert_eq!(h.sup.release(&name()), Some("r2"));
 }

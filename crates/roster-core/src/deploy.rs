@@ -1,0 +1,235 @@
+//! `[agents.NAME.deploy]` and `[agents.NAME.listen]` as a model, and the
+//! judgements a deploy makes on what the supervisor reports: whether the new
+//! process is ready to take over, and whether it stayed well through the
+//! verification window. The runtime (`roster-daemon`'s `deploy` module)
+//! stages files, runs commands and asks the supervisor for the cutover.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::api::{AgentState, Health};
+
+/// How a new release replaces the live one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Start the new release beside the old one, wait until it is ready,
+    /// then drain and stop the old one.
+    BlueGreen,
+    /// Stop the old one, then start the new one.
+    Restart,
+}
+
+impl Strategy {
+    /// The config's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::BlueGreen => "blue-green",
+            Strategy::Restart => "restart",
+        }
+    }
+}
+
+/// `[agents.NAME.deploy]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploySpec {
+    /// The cutover.
+    pub strategy: Strategy,
+    /// Run in the new release after staging (e.g. create a virtualenv).
+    pub build: Option<Vec<String>>,
+    /// How long `build` may take.
+    pub build_timeout: Duration,
+    /// Run in the new release before the cutover; exit 0 passes.
+    pub smoke_test: Option<Vec<String>>,
+    /// How long the smoke test may take.
+    pub smoke_timeout: Duration,
+    /// How long the new process must become ready in (blue-green).
+    pub ready_timeout: Duration,
+    /// After the cutover, the new process must stay up and healthy this
+    /// long, or the previous release goes live again.
+    pub verify_for: Duration,
+    /// Releases kept (never the live or the previous one).
+    pub keep: u32,
+}
+
+impl Default for DeploySpec {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::BlueGreen,
+            build: None,
+            build_timeout: Duration::from_secs(600),
+            smoke_test: None,
+            smoke_timeout: Duration::from_secs(60),
+            ready_timeout: Duration::from_secs(60),
+            verify_for: Duration::from_secs(30),
+            keep: 5,
+        }
+    }
+}
+
+/// `[agents.NAME.listen]`: sockets roster binds once and hands to every
+/// process of the agent (systemd's `LISTEN_FDS` protocol), by name, in
+/// name order (fd 3 is the first name).
+pub type ListenSpec = BTreeMap<String, SocketAddr>;
+
+/// The most sockets one agent may be handed.
+pub const MAX_LISTEN: usize = 16;
+
+/// Whether a listen name is usable in `LISTEN_FDNAMES` (colon-separated,
+/// so no colon; systemd allows at most 255 characters of ASCII graphics).
+pub fn valid_listen_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b':')
+}
+
+/// What the supervisor says of the process a cutover waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The process the cutover started (`None` before it is spawned).
+    pub pid: Option<u32>,
+    /// The agent's primary process now.
+    pub primary_pid: Option<u32>,
+    /// The agent's state.
+    pub state: AgentState,
+    /// Its health verdict.
+    pub health: Health,
+    /// Whether the agent has a health check.
+    pub has_check: bool,
+}
+
+/// The new process's readiness during a blue-green cutover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Keep waiting.
+    Waiting,
+    /// It may take over.
+    Ready,
+    /// It will not: give up the cutover.
+    Failed(String),
+}
+
+/// Ready means: the new process is the agent's primary, counts as
+/// `running` (it stayed up for `ready_after`), and, when the agent has a
+/// health check, the check passed since the process started.
+pub fn readiness(observed: Observed) -> Readiness {
+    let Some(pid) = observed.pid else {
+        return Readiness::Waiting;
+    };
+    if observed.primary_pid != Some(pid) {
+        return Readiness::Failed(format!(
+            "the new process (pid {pid}) died before it was ready"
+        ));
+    }
+    match observed.state {
+        AgentState::Starting => Readiness::Waiting,
+        AgentState::Running => match (observed.has_check, observed.health) {
+            (false, _) | (true, Health::Healthy) => Readiness::Ready,
+            (true, Health::Unhealthy) => {
+                Readiness::Failed("the new process failed its health check".into())
+            }
+            (true, Health::Unknown) => Readiness::Waiting,
+        },
+        other => Readiness::Failed(format!(
+            "the new process (pid {pid}) is {} instead of running",
+            other.as_str()
+        )),
+    }
+}
+
+/// During `verify_for`: `None` while all is well, else why to roll back.
+pub fn verification_failure(observed: Observed) -> Option<String> {
+    let pid = observed.pid?;
+    if observed.primary_pid != Some(pid) {
+        return Some(format!(
+            "the new process (pid {pid}) died within the verification window"
+        ));
+    }
+    if observed.has_check && observed.health == Health::Unhealthy {
+        return Some("the new process became unhealthy within the verification window".into());
+    }
+    match observed.state {
+        AgentState::Running | AgentState::Starting => None,
+        other => Some(format!(
+            "the new process (pid {pid}) is {} within the verification window",
+            other.as_str()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(pid: Option<u32>, primary: Option<u32>, state: AgentState, health: Health) -> Observed {
+        Observed {
+            pid,
+            primary_pid: primary,
+            state,
+            health,
+            has_check: true,
+        }
+    }
+
+    #[test]
+    fn ready_only_when_running_and_healthy() {
+        use AgentState::*;
+        assert_eq!(
+            readiness(seen(None, Some(1), Running, Health::Healthy)),
+            Readiness::Waiting
+        );
+        assert_eq!(
+            readiness(seen(Some(2), Some(2), Starting, Health::Healthy)),
+            Readiness::Waiting
+        );
+        assert_eq!(
+            readiness(seen(Some(2), Some(2), Running, Health::Unknown)),
+            Readiness::Waiting
+        );
+        assert_eq!(
+            readiness(seen(Some(2), Some(2), Running, Health::Healthy)),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            readiness(seen(Some(2), Some(2), Running, Health::Unhealthy)),
+            Readiness::Failed(_)
+        ));
+        assert!(matches!(
+            readiness(seen(Some(2), Some(1), Running, Health::Healthy)),
+            Readiness::Failed(_)
+        ));
+        assert!(matches!(
+            readiness(seen(Some(2), None, Backoff, Health::Unknown)),
+            Readiness::Failed(_)
+        ));
+        let mut no_check = seen(Some(2), Some(2), Running, Health::Unknown);
+        no_check.has_check = false;
+        assert_eq!(readiness(no_check), Readiness::Ready);
+    }
+
+    #[test]
+    fn verification_fails_on_death_or_unhealthy() {
+        use AgentState::*;
+        assert_eq!(
+            verification_failure(seen(Some(2), Some(2), Running, Health::Healthy)),
+            None
+        );
+        assert_eq!(
+            verification_failure(seen(Some(2), Some(2), Running, Health::Unknown)),
+            None
+        );
+        assert!(verification_failure(seen(Some(2), Some(3), Running, Health::Healthy)).is_some());
+        assert!(verification_failure(seen(Some(2), None, Backoff, Health::Unknown)).is_some());
+        assert!(verification_failure(seen(Some(2), Some(2), Running, Health::Unhealthy)).is_some());
+    }
+
+    #[test]
+    fn listen_names() {
+        assert!(valid_listen_name("http"));
+        assert!(!valid_listen_name("a:b"));
+        assert!(!valid_listen_name(""));
+        assert!(!valid_listen_name("a b"));
+    }
+}
