@@ -1,5 +1,6 @@
 //! The `roster` command: parses the command line, runs one command, renders
-//! its errors once, and maps them to exit codes (0 ok, 1 failed, 2 usage).
+//! its errors once, and maps them to exit codes (0 ok, 1 failed, 2 usage;
+//! `deploy` adds 3 rolled back and 4 outcome unknown).
 
 #![forbid(unsafe_code)]
 
@@ -138,6 +139,48 @@ enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// Ship a new release of an agent: stage, build, smoke-test, cut over,
+    /// verify. Exit 0 deployed, 1 failed, 3 rolled back, 4 outcome unknown.
+    // `--version` names the release here, not roster's version.
+    #[command(disable_version_flag = true)]
+    Deploy {
+        /// The agent (it needs a deploy section).
+        name: String,
+        /// The release: a directory or a .tar.gz.
+        source: PathBuf,
+        /// The release's name (default: a UTC timestamp and a content hash).
+        #[arg(long)]
+        version: Option<String>,
+        /// Print only the final progress, as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Stop waiting for the outcome after this long (the deploy goes on).
+        #[arg(long, default_value = "30m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+    /// Make an earlier release live again. Exit 0 when it is, 1 if not,
+    /// 4 outcome unknown.
+    Rollback {
+        /// The agent.
+        name: String,
+        /// The release (default: the one live before the current one).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Print only the final progress, as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Stop waiting for the outcome after this long (the rollback goes on).
+        #[arg(long, default_value = "30m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+    /// Show an agent's releases, newest first.
+    Releases {
+        /// The agent.
+        name: String,
+        /// Print JSON: {"agent": ..., "releases": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_duration_arg(raw: &str) -> Result<std::time::Duration, String> {
@@ -189,6 +232,20 @@ fn main() -> ExitCode {
             json,
             follow,
         } => commands::events::run(&home, &names, since, lines, json, follow),
+        Command::Deploy {
+            name,
+            source,
+            version,
+            json,
+            timeout,
+        } => commands::deploy::deploy(&home, &name, &source, version, json, timeout),
+        Command::Rollback {
+            name,
+            to,
+            json,
+            timeout,
+        } => commands::deploy::rollback(&home, &name, to, json, timeout),
+        Command::Releases { name, json } => commands::deploy::releases(&home, &name, json),
     };
     match result {
         Ok(code) => code,
@@ -216,4 +273,30 @@ fn report(error: anyhow::Error) -> ExitCode {
         let _ = writeln!(stderr, "  caused by: {cause}");
     }
     ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deploy_takes_a_release_version() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["roster", "deploy", "web", "dir", "--version", "v2"])
+            .expect("parses");
+        match cli.command {
+            super::Command::Deploy {
+                version, timeout, ..
+            } => {
+                assert_eq!(version.as_deref(), Some("v2"));
+                assert_eq!(timeout, std::time::Duration::from_secs(1800));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod alerts;
 pub mod check;
 pub mod daemon;
+pub mod deploy;
 pub mod events;
 pub mod logs;
 pub mod status;
