@@ -106,6 +106,15 @@ pub enum ReleaseError {
         /// Its directory.
         path: PathBuf,
     },
+    /// The release `current` points to may not be removed.
+    #[error(
+        "release {version} is the one `current` points to; roster does not remove it
+  hint: switch to another release first"
+    )]
+    Live {
+        /// The version.
+        version: String,
+    },
     /// An entry of the source that may not be part of a release.
     #[error(
         "{source_path}: refusing entry {entry:?}: {reason}
@@ -495,9 +504,16 @@ impl Releases {
     }
 
     /// Removes `releases/VERSION` (a failed or half-staged release). A
-    /// missing one is fine. The manifest is not touched.
+    /// missing one is fine; the one `current` points to is refused. The
+    /// manifest is not touched.
     pub fn discard(&self, version: &str) -> Result<(), ReleaseError> {
         Self::check_version(version)?;
+        self.ensure_layout()?;
+        if self.current_target().as_deref() == Some(version) {
+            return Err(ReleaseError::Live {
+                version: version.to_owned(),
+            });
+        }
         let target = self.release_dir(version);
         remove_any(&target)?;
         let _ = sync_directory(&self.releases_root());
@@ -685,6 +701,7 @@ impl Releases {
     /// `removed`; never the live one nor [`Releases::previous`]. Returns
     /// the removed versions.
     pub fn cleanup(&self, keep: usize) -> Result<Vec<String>, ReleaseError> {
+        self.ensure_layout()?;
         let mut manifest = self.load()?;
         let live = self
             .current_target()

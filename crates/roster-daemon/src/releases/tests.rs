@@ -401,6 +401,9 @@ fn records_live_and_previous() {
         .stage(&dir.path().join("src"), Some("v4"), 0)
         .unwrap();
     assert!(!releases.is_deployable("v4").unwrap());
+    let error = releases.discard("v1").unwrap_err();
+    assert!(matches!(error, ReleaseError::Live { .. }), "{error}");
+    assert!(releases.release_dir("v1").is_dir());
     let error = releases.switch_current("v9").unwrap_err();
     assert!(matches!(error, ReleaseError::NotStaged { .. }), "{error}");
 
