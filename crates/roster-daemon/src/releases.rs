@@ -376,7 +376,7 @@ impl Releases {
         if version.is_empty() {
             return bad("it is empty");
         }
-        if version.len() > 64 {
+        if version.chars().count() > 64 {
             return bad("it is longer than 64 characters");
         }
         if !version
@@ -417,6 +417,9 @@ impl Releases {
     ) -> Result<String, ReleaseError> {
         if let Some(version) = version {
             Self::check_version(version)?;
+            // Early, before reading a possibly large source; checked again
+            // right before the directory is made.
+            self.check_free(version)?;
         }
         let metadata = match std::fs::metadata(source) {
             Ok(metadata) => metadata,
@@ -462,15 +465,8 @@ impl Releases {
     /// directory.
     fn create_release_dir(&self, version: &str) -> Result<PathBuf, ReleaseError> {
         Self::check_version(version)?;
+        self.check_free(version)?;
         let target = self.release_dir(version);
-        let taken =
-            self.load()?.get(version).is_some() || std::fs::symlink_metadata(&target).is_ok();
-        if taken {
-            return Err(ReleaseError::Exists {
-                version: version.to_owned(),
-                path: target,
-            });
-        }
         self.ensure_layout()?;
         match std::fs::DirBuilder::new().mode(0o700).create(&target) {
             Ok(()) => Ok(target),
@@ -482,6 +478,20 @@ impl Releases {
             }
             Err(error) => Err(io_error("creating", &target)(error)),
         }
+    }
+
+    /// Refuses a version in the manifest or with a directory.
+    fn check_free(&self, version: &str) -> Result<(), ReleaseError> {
+        let target = self.release_dir(version);
+        let taken =
+            self.load()?.get(version).is_some() || std::fs::symlink_metadata(&target).is_ok();
+        if taken {
+            return Err(ReleaseError::Exists {
+                version: version.to_owned(),
+                path: target,
+            });
+        }
+        Ok(())
     }
 
     fn finish_staging(
