@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod probe;
 pub mod procfs;
+pub mod releases;
 pub mod sample;
 pub mod server;
 pub mod spawn;
