@@ -841,8 +841,26 @@ impl Supervisor {
             Err(error) => {
                 agent.last_error = Some(error.clone());
                 agent.phase = Phase::Stopped;
-                self.push_event(name, EventKind::SpawnFailed { error });
-                self.after_death(now, name, false, Duration::ZERO);
+                let serving = agent
+                    .outgoing
+                    .as_ref()
+                    .is_some_and(|out| out.draining.is_none());
+                self.push_event(
+                    name,
+                    EventKind::SpawnFailed {
+                        error: error.clone(),
+                    },
+                );
+                if serving {
+                    // The new release cannot start: the live process stays.
+                    self.hand_back(
+                        now,
+                        name,
+                        format!("the new release could not start: {error}"),
+                    );
+                } else {
+                    self.after_death(now, name, false, Duration::ZERO);
+                }
             }
         }
     }

@@ -34,6 +34,12 @@ impl AlertBook {
     }
 
     /// How many fire.
+    /// The firing alert with this fingerprint.
+    pub fn firing(&self, fingerprint: &str) -> Option<&AlertRecord> {
+        self.firing.get(fingerprint)
+    }
+
+    /// How many alerts fire.
     pub fn firing_count(&self) -> usize {
         self.firing.len()
     }

@@ -56,6 +56,22 @@ pub enum Request {
     Shutdown(oneshot::Sender<()>),
     /// What the sampler should sample now.
     SampleTargets(oneshot::Sender<SampleTargets>),
+    /// For a deploy: the agent's spec, if it is shipped as releases.
+    DeployTarget {
+        /// The agent.
+        agent: AgentName,
+        /// Its spec, or why it cannot be deployed to.
+        reply: oneshot::Sender<Result<roster_core::AgentSpec, String>>,
+    },
+    /// A step of a deploy's cutover.
+    Cutover {
+        /// The agent.
+        agent: AgentName,
+        /// What to do.
+        step: crate::deploy::CutoverStep,
+        /// The agent after it.
+        reply: oneshot::Sender<crate::deploy::CutoverReply>,
+    },
 }
 
 /// The sampler's work for one round.
@@ -135,6 +151,19 @@ pub enum Input {
     NotifyExec(ExecRequest),
     /// The final outcome of an alert's delivery to one target.
     Notified(DeliveryReport),
+    /// A deploy's build or smoke-test command to spawn (and reap).
+    DeployExec(crate::deploy::DeployCommand),
+    /// A deploy command ran out of time: kill its process group.
+    DeployKill(u32),
+    /// An alert raised outside the watcher (a deploy rolled back).
+    Alert(roster_core::api::AlertRecord),
+    /// Resolve that alert, if it fires.
+    ResolveAlert {
+        /// The alert.
+        fingerprint: String,
+        /// When, RFC 3339.
+        at: String,
+    },
 }
 
 /// The sending side of the loop's inbox; cheap to clone, never blocks.

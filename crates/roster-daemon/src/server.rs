@@ -37,6 +37,10 @@ pub struct Published {
     /// The last hour of samples of each watched agent; the newest is what
     /// `status` shows.
     pub history: Arc<Mutex<History>>,
+    /// Deploys and rollbacks.
+    pub deploys: Option<Arc<crate::deploy::Deploys>>,
+    /// The home (its release stores are read for `/v1/releases`).
+    pub home: std::path::PathBuf,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -74,6 +78,9 @@ pub async fn serve(
         .route("/v1/shutdown", post(shutdown))
         .route("/v1/alerts", get(alerts))
         .route("/v1/history", get(history))
+        .route("/v1/deploy", post(deploy).get(deploy_progress))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/releases", get(releases))
         .with_state(state);
     let listener = BoundedListener {
         inner: listener,
@@ -245,8 +252,14 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
     }
     // Reading a file may block (a FIFO, a slow mount): never on the loop.
     let read_from = path.clone();
+    let deploys = state.published.deploys.clone();
+    let home = state.published.home.clone();
     let loaded = match tokio::task::spawn_blocking(move || {
-        crate::config_file::load_config(&read_from)
+        let loaded = crate::config_file::load_config(&read_from);
+        if let (Ok(config), Some(deploys)) = (&loaded, &deploys) {
+            crate::deploy::prepare_releases(&home, config, deploys);
+        }
+        loaded
     })
     .await
     {
@@ -374,5 +387,103 @@ async fn shutdown(State(state): State<ApiState>) -> Response {
         StatusCode::ACCEPTED.into_response()
     } else {
         gone()
+    }
+}
+
+/// `?agent=NAME`.
+#[derive(serde::Deserialize)]
+struct AgentQuery {
+    agent: String,
+}
+
+fn deploys_of(state: &ApiState) -> Result<Arc<crate::deploy::Deploys>, Response> {
+    state.published.deploys.clone().ok_or_else(gone)
+}
+
+async fn begin(state: &ApiState, agent: &str, job: crate::deploy::Job) -> Response {
+    let deploys = match deploys_of(state) {
+        Ok(deploys) => deploys,
+        Err(response) => return response,
+    };
+    match deploys.begin(agent, job).await {
+        Ok(progress) => Json(progress).into_response(),
+        Err(refusal) => error(
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+            refusal.message,
+        ),
+    }
+}
+
+async fn deploy(
+    State(state): State<ApiState>,
+    Json(request): Json<roster_core::api::DeployRequest>,
+) -> Response {
+    let source = std::path::PathBuf::from(&request.source);
+    if !source.is_absolute() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the source path must be absolute (the daemon runs in /): {}",
+                request.source
+            ),
+        );
+    }
+    let job = crate::deploy::Job::Deploy {
+        source,
+        version: request.version,
+    };
+    begin(&state, &request.agent, job).await
+}
+
+async fn rollback(
+    State(state): State<ApiState>,
+    Json(request): Json<roster_core::api::RollbackRequest>,
+) -> Response {
+    let job = crate::deploy::Job::Rollback { to: request.to };
+    begin(&state, &request.agent, job).await
+}
+
+async fn deploy_progress(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<AgentQuery>,
+) -> Response {
+    let deploys = match deploys_of(&state) {
+        Ok(deploys) => deploys,
+        Err(response) => return response,
+    };
+    match deploys.progress(&query.agent) {
+        Some(progress) => Json(progress).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no deploy of {} since the daemon started", query.agent),
+        ),
+    }
+}
+
+async fn releases(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<AgentQuery>,
+) -> Response {
+    let agent = match roster_core::AgentName::new(&query.agent) {
+        Ok(agent) => agent,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad agent name {:?}: {problem}", query.agent),
+            )
+        }
+    };
+    let home = state.published.home.clone();
+    let listed =
+        tokio::task::spawn_blocking(move || crate::releases::Releases::new(&home, &agent).list())
+            .await;
+    match listed {
+        Ok(Ok(releases)) => Json(roster_core::api::ReleasesReply {
+            agent: query.agent,
+            releases,
+        })
+        .into_response(),
+        Ok(Err(problem)) => error(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string()),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
 }

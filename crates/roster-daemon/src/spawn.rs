@@ -34,15 +34,79 @@ pub fn spawn_agent(
     spec: &AgentSpec,
     home: &Path,
     log_pipe: &OwnedFd,
+    launch: &Launch,
 ) -> Result<u32, String> {
-    if !spec.cwd.is_dir() {
+    let cwd = launch.cwd.as_deref().unwrap_or(&spec.cwd);
+    if !cwd.is_dir() {
         return Err(format!(
             "working directory {} does not exist (set `cwd` in the config)",
-            spec.cwd.display()
+            cwd.display()
         ));
     }
-    let environment = environment(name, spec, home);
-    spawn_in_group(&spec.command, &spec.cwd, &environment, log_pipe)
+    let mut environment = environment(name, spec, home);
+    environment.extend(launch.environment.iter().cloned());
+    if launch.sockets.is_empty() {
+        return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[]);
+    }
+    // LISTEN_PID must be the agent's own pid, which only the child knows:
+    // the shim (this binary) sets it, then execs the agent.
+    let names: Vec<&str> = launch
+        .sockets
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    environment.push(("LISTEN_FDS".into(), launch.sockets.len().to_string().into()));
+    environment.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+    let Some(program) = spec.command.first() else {
+        return Err("the command is empty".into());
+    };
+    let search_path = environment
+        .iter()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, value)| value.clone());
+    let executable = resolve_program(program, cwd, search_path.as_deref())?;
+    let mut argv = vec![
+        "roster".to_owned(),
+        SHIM_ARG.to_owned(),
+        executable.to_string_lossy().into_owned(),
+    ];
+    argv.extend(spec.command.iter().cloned());
+    let fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
+    spawn_in_group(&argv, cwd, &environment, log_pipe, &fds)
+}
+
+/// How one process of an agent is started, beyond its spec: where (the
+/// release's directory for agents shipped as releases), what else it gets
+/// in its environment, and the sockets it is handed.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// Instead of the spec's `cwd`.
+    pub cwd: Option<PathBuf>,
+    /// Added to the environment (`ROSTER_RELEASE`, `ROSTER_SHARED`).
+    pub environment: Vec<(OsString, OsString)>,
+    /// `[agents.NAME.listen]`: names and the daemon's fds, in order.
+    pub sockets: Vec<(String, std::os::fd::RawFd)>,
+}
+
+/// The hidden first argument that makes the `roster` binary the exec shim.
+pub const SHIM_ARG: &str = "__roster-exec";
+
+/// The exec shim: `roster __roster-exec EXECUTABLE ARGV0 ARGS...`. Sets
+/// `LISTEN_PID` to its own pid (which exec keeps), then becomes the agent.
+/// Returns only when exec fails, with the reason (the agent's log gets it).
+pub fn exec_shim(mut arguments: impl Iterator<Item = OsString>) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let (Some(executable), Some(argv0)) = (arguments.next(), arguments.next()) else {
+        return std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "usage: roster __roster-exec EXECUTABLE ARGV0 [ARGS...] (used by the daemon only)",
+        );
+    };
+    std::process::Command::new(executable)
+        .arg0(argv0)
+        .args(arguments)
+        .env("LISTEN_PID", std::process::id().to_string())
+        .exec()
 }
 
 /// Starts an `exec` notifier's command like an agent (its own process
@@ -69,7 +133,7 @@ pub fn spawn_notifier(
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     let environment: Vec<(OsString, OsString)> = environment.into_iter().collect();
-    spawn_in_group(argv, cwd, &environment, output)
+    spawn_in_group(argv, cwd, &environment, output, &[])
 }
 
 /// posix_spawn of `command` in `cwd` with exactly `environment`, as the
@@ -79,6 +143,7 @@ fn spawn_in_group(
     cwd: &Path,
     environment: &[(OsString, OsString)],
     output: &OwnedFd,
+    handed: &[std::os::fd::RawFd],
 ) -> Result<u32, String> {
     let Some(program) = command.first() else {
         return Err("the command is empty".into());
@@ -87,7 +152,12 @@ fn spawn_in_group(
         .iter()
         .find(|(key, _)| key == "PATH")
         .map(|(_, value)| value.clone());
-    let executable = resolve_program(program, cwd, search_path.as_deref())?;
+    let executable = if handed.is_empty() {
+        resolve_program(program, cwd, search_path.as_deref())?
+    } else {
+        // The shim: this very binary, whatever its path is now.
+        PathBuf::from("/proc/self/exe")
+    };
     let c_string = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| format!("{program}: an argument contains a NUL byte"))
     };
@@ -124,6 +194,7 @@ fn spawn_in_group(
         &argv,
         &envp,
         output.as_raw_fd(),
+        handed,
     )?;
     crate::sys::restore_agent_open_file_limit(pid);
     Ok(pid)

@@ -18,6 +18,7 @@ pub fn posix_spawn_agent(
     argv: &[*mut libc::c_char],
     envp: &[*mut libc::c_char],
     log_fd: RawFd,
+    handed: &[RawFd],
 ) -> Result<u32, String> {
     if argv.last().is_none_or(|last| !last.is_null())
         || envp.last().is_none_or(|last| !last.is_null())
@@ -96,6 +97,19 @@ pub fn posix_spawn_agent(
             Some((what, code)) => Err(failed(what, *code)),
             None => Ok(0),
         };
+        // Sockets handed over (LISTEN_FDS): fds 3, 4, ... in order. The
+        // sources sit above that range (`dup_above`), so no dup2 here
+        // overwrites a source still to be handed; dup2 clears close-on-exec
+        // on the copy only.
+        for (index, fd) in handed.iter().enumerate() {
+            if result.is_err() {
+                break;
+            }
+            let code = libc::posix_spawn_file_actions_adddup2(&mut actions, *fd, 3 + index as i32);
+            if code != 0 {
+                result = Err(failed("adddup2 listen socket", code));
+            }
+        }
         if result.is_ok() {
             let mut pid: libc::pid_t = 0;
             let code = libc::posix_spawn(
@@ -116,6 +130,20 @@ pub fn posix_spawn_agent(
         libc::posix_spawn_file_actions_destroy(&mut actions);
         result
     }
+}
+
+/// Duplicates `fd` to the lowest free number at or above `min`,
+/// close-on-exec.
+pub fn dup_above(fd: &std::os::fd::OwnedFd, min: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: fcntl on a descriptor we own; F_DUPFD_CLOEXEC returns a new
+    // descriptor that nothing else owns, which the OwnedFd then closes.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh, valid descriptor (checked above).
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
 
 /// The open-file limit (soft, hard) the daemon started with, before it

@@ -29,7 +29,7 @@ use roster_core::api::{AlertRecord, AlertState};
 use roster_core::api::{ApplyConflict, ApplyReply};
 use roster_core::config::Config;
 use roster_core::watch::{AlertEvent, Response, Watcher};
-use roster_core::{Action, AgentName, EventKind, LogConfig, Supervisor};
+use roster_core::{Action, AgentName, EventKind, ExitStatus, LogConfig, Supervisor};
 
 pub use crate::inbox::{ApplyRefusal, Inbox, Input, Request, SampleTargets, Verb};
 use startup::{
@@ -149,6 +149,12 @@ struct Daemon {
     notify_commands: notify_exec::NotifyCommands,
     /// `/metrics`: the server and the snapshots the loop publishes to it.
     metrics: crate::metrics::Metrics,
+    /// `[agents.NAME.listen]` sockets, bound once, handed to every process.
+    listeners: crate::listen::Listeners,
+    /// Deploy commands (build, smoke test) running: pid to its reply.
+    deploy_commands: HashMap<u32, oneshot::Sender<ExitStatus>>,
+    /// Deploys and rollbacks (their steps run on the runtime).
+    deploys: Arc<crate::deploy::Deploys>,
     _lock: DaemonLock,
 }
 
@@ -226,6 +232,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
     let history = Arc::new(Mutex::new(server::History::new()));
+    let deploys = crate::deploy::Deploys::new(home.root(), inbox.clone());
     let server = runtime.spawn(server::serve(
         listener,
         inbox.clone(),
@@ -233,6 +240,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         server::Published {
             alerts: alerts.clone(),
             history: history.clone(),
+            deploys: Some(deploys.clone()),
+            home: home.root().to_path_buf(),
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
@@ -265,6 +274,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         notifier,
         notify_commands: Default::default(),
         metrics: crate::metrics::Metrics::new(),
+        listeners: crate::listen::Listeners::default(),
+        deploy_commands: HashMap::new(),
+        deploys,
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -276,6 +288,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let outcome = match &options.config {
         Some(path) => {
             let loaded = crate::config_file::load_config(path);
+            if let Ok(config) = &loaded {
+                crate::deploy::prepare_releases(daemon.home.root(), config, &daemon.deploys);
+            }
             match daemon.apply(path, loaded, true, true) {
                 Ok(_) => Ok(()),
                 Err(ApplyRefusal::Invalid(message)) => Err(DaemonError::Config(message)),
@@ -400,6 +415,26 @@ impl Daemon {
                         self.notify_commands.handle(request, &self.home_env)
                     }
                     Input::Notified(report) => self.journal_delivery(report),
+                    Input::DeployExec(command) => self.run_deploy_command(command),
+                    Input::DeployKill(pid) => {
+                        if self.deploy_commands.contains_key(&pid) {
+                            let _ = spawn::signal_group(pid, libc::SIGKILL);
+                        }
+                    }
+                    Input::Alert(record) => self.record_alert(record),
+                    Input::ResolveAlert { fingerprint, at } => {
+                        let firing = self
+                            .alerts
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .firing(&fingerprint)
+                            .cloned();
+                        if let Some(mut record) = firing {
+                            record.state = AlertState::Resolved;
+                            record.ends_at = Some(at);
+                            self.record_alert(record);
+                        }
+                    }
                 }
                 self.perform();
             }
@@ -433,10 +468,15 @@ impl Daemon {
     fn reload_in_background(&self, path: &Path) {
         let path = path.to_path_buf();
         let inbox = self.inbox.clone();
+        let home = self.home.root().to_path_buf();
+        let deploys = self.deploys.clone();
         let spawned = std::thread::Builder::new()
             .name("roster-reload".into())
             .spawn(move || {
                 let loaded = crate::config_file::load_config(&path);
+                if let Ok(config) = &loaded {
+                    crate::deploy::prepare_releases(&home, config, &deploys);
+                }
                 let (reply, _ignored) = oneshot::channel();
                 inbox.send(Input::Request(Request::Apply {
                     path,
@@ -506,6 +546,91 @@ impl Daemon {
             Request::Shutdown(reply) => {
                 self.shutdown_replies.push(reply);
                 self.begin_shutdown("roster down");
+            }
+            Request::DeployTarget { agent, reply } => {
+                let answer = match self.supervisor.spec(&agent) {
+                    None => Err(format!(
+                        "no agent named {agent}; known agents: {}",
+                        self.supervisor
+                            .names()
+                            .iter()
+                            .map(AgentName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    Some(spec) if spec.deploy.is_none() => Err(format!(
+                        "{agent} is not shipped as releases: its config has no [agents.{agent}.deploy] section\n  \
+                         hint: add one (it may be empty) and `roster apply`; the agent then runs from {}",
+                        crate::releases::Releases::new(self.home.root(), &agent)
+                            .current_link()
+                            .display()
+                    )),
+                    Some(_) if self.shutting_down => Err("the daemon is shutting down".into()),
+                    Some(spec) => Ok(spec.clone()),
+                };
+                let _ = reply.send(answer);
+            }
+            Request::Cutover { agent, step, reply } => {
+                let _ = reply.send(self.cutover(now, &agent, step));
+            }
+        }
+    }
+
+    /// A step of a deploy's cutover, performed at once (a new process is
+    /// spawned before the answer), and the agent as it is after it.
+    fn cutover(
+        &mut self,
+        now: Instant,
+        agent: &AgentName,
+        step: crate::deploy::CutoverStep,
+    ) -> crate::deploy::CutoverReply {
+        use crate::deploy::CutoverStep;
+        if self.shutting_down {
+            return Err("the daemon is shutting down".into());
+        }
+        let switch = match step {
+            CutoverStep::Switch { release, strategy } => Some(
+                self.supervisor
+                    .handle_switch(now, agent, &release, strategy)?,
+            ),
+            CutoverStep::Retire => {
+                self.supervisor.handle_retire(now, agent);
+                None
+            }
+            CutoverStep::Handback(reason) => {
+                self.supervisor.handle_handback(now, agent, &reason);
+                None
+            }
+            CutoverStep::Observe => None,
+        };
+        self.perform();
+        let view = self
+            .supervisor
+            .views(Instant::now())
+            .into_iter()
+            .find(|view| view.name == *agent)
+            .ok_or_else(|| format!("{agent} is no longer in the config"))?;
+        Ok((switch, view))
+    }
+
+    /// Spawns a deploy's build or smoke-test command; its exit is answered
+    /// when reaped.
+    fn run_deploy_command(&mut self, command: crate::deploy::DeployCommand) {
+        let crate::deploy::DeployCommand {
+            argv,
+            cwd,
+            env,
+            output,
+            started,
+            ended,
+        } = command;
+        match spawn::spawn_notifier(&argv, &cwd, &env, &self.home_env, &output) {
+            Ok(pid) => {
+                self.deploy_commands.insert(pid, ended);
+                let _ = started.send(Ok(pid));
+            }
+            Err(error) => {
+                let _ = started.send(Err(error));
             }
         }
     }
@@ -615,6 +740,16 @@ impl Daemon {
             ));
             return Err(ApplyRefusal::Invalid(message));
         }
+        if let Err(message) = self.listeners.apply(&config) {
+            let first = message.lines().next().unwrap_or_default().to_owned();
+            self.journal.record(Row::now(
+                None,
+                "config_rejected",
+                None,
+                format!("{display}: {first}; the previous config stays"),
+            ));
+            return Err(ApplyRefusal::Invalid(message));
+        }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
         // quiet agent's writer gets them now, so a lower `keep` removes its
@@ -666,6 +801,8 @@ impl Daemon {
             if !self.supervisor.handle_exit(now, pid, status) {
                 if self.notify_commands.reaped(pid, status) {
                     // An exec notifier's command: its reply is answered.
+                } else if let Some(ended) = self.deploy_commands.remove(&pid) {
+                    let _ = ended.send(status);
                 } else if let Some((agent, id)) = self.probe_pids.remove(&pid) {
                     let result = if status.is_success() {
                         Ok(())
@@ -1043,7 +1180,9 @@ impl Daemon {
 
     /// An exec health check, run as the agent would be: its directory and
     /// environment, its own process group, output to /dev/null.
-    fn spawn_exec_probe(&self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
+    fn spawn_exec_probe(&mut self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
+        let mut launch = self.launch(agent)?;
+        launch.sockets.clear();
         let Some(spec) = self.supervisor.spec(agent) else {
             return Err("unknown agent".into());
         };
@@ -1054,7 +1193,57 @@ impl Daemon {
             .open("/dev/null")
             .map_err(|error| format!("opening /dev/null: {error}"))?
             .into();
-        spawn::spawn_agent(agent, &probe, &self.home_env, &null)
+        spawn::spawn_agent(agent, &probe, &self.home_env, &null, &launch)
+    }
+
+    /// Where and with what an agent's next process starts: an agent shipped
+    /// as releases runs in the release the supervisor names, or else the
+    /// one `current` points to (one readlink); its listen sockets.
+    fn launch(&mut self, agent: &AgentName) -> Result<spawn::Launch, String> {
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
+        };
+        let mut launch = spawn::Launch {
+            sockets: self.listeners.of(agent),
+            ..Default::default()
+        };
+        if spec.deploy.is_none() {
+            return Ok(launch);
+        }
+        let releases = crate::releases::Releases::new(self.home.root(), agent);
+        let release = match self.supervisor.release(agent) {
+            Some(release) => Some(release.to_owned()),
+            None => {
+                let live = std::fs::read_link(releases.current_link())
+                    .ok()
+                    .and_then(|target| Some(target.file_name()?.to_str()?.to_owned()));
+                if let Some(live) = &live {
+                    self.supervisor.note_release(agent, live);
+                }
+                live
+            }
+        };
+        if let Some(release) = &release {
+            launch
+                .environment
+                .push(("ROSTER_RELEASE".into(), release.into()));
+        }
+        launch.environment.push((
+            "ROSTER_SHARED".into(),
+            releases.shared_dir().into_os_string(),
+        ));
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
+        };
+        if spec.release_cwd {
+            let Some(release) = release else {
+                return Err(format!(
+                    "no release of {agent} is deployed yet\n  hint: roster deploy {agent} DIR"
+                ));
+            };
+            launch.cwd = Some(releases.release_dir(&release));
+        }
+        Ok(launch)
     }
 
     /// Kills processes that escaped the group of an agent's dead main
@@ -1085,9 +1274,8 @@ impl Daemon {
     }
 
     fn spawn(&mut self, agent: &AgentName) -> Result<u32, String> {
-        let Some(spec) = self.supervisor.spec(agent) else {
-            return Err("unknown agent".into());
-        };
+        let beside = self.supervisor.outgoing_pid(agent).is_some();
+        let launch = self.launch(agent)?;
         let io = self.io.entry(agent.clone()).or_insert_with(|| {
             let dropped = Arc::new(AtomicU64::new(0));
             let lines = Arc::new(AtomicU64::new(0));
@@ -1131,7 +1319,10 @@ impl Daemon {
             self.journal
                 .record(Row::now(None, "log_pipe_reduced", None, message));
         }
-        let result = spawn::spawn_agent(agent, spec, &self.home_env, &write);
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
+        };
+        let result = spawn::spawn_agent(agent, spec, &self.home_env, &write, &launch);
         // The daemon keeps no write end: the pump sees EOF when the run's
         // process tree is gone, and ends the run's last line there.
         drop(write);
@@ -1141,7 +1332,9 @@ impl Daemon {
                 writer: io.writer.clone(),
                 config: self.log_config.subscribe(),
                 trouble: self.inbox.clone(),
-                previous: io.last_pump.take(),
+                // Beside a cutover's outgoing process, whose output goes on:
+                // the two runs' lines interleave, whole.
+                previous: if beside { None } else { io.last_pump.take() },
             };
             io.last_pump = Some(self.runtime.spawn(pump(read, context)));
         }
@@ -1163,6 +1356,7 @@ impl Daemon {
             if mains.contains(&pid)
                 || self.probe_pids.contains_key(&pid)
                 || self.notify_commands.contains(pid)
+                || self.deploy_commands.contains_key(&pid)
             {
                 continue;
             }
@@ -1233,6 +1427,9 @@ impl Daemon {
     /// closes the journal.
     fn finish(&mut self) {
         self.notify_commands.kill_all();
+        for pid in self.deploy_commands.keys() {
+            let _ = spawn::signal_group(*pid, libc::SIGKILL);
+        }
         let strays = self.all_strays();
         if !strays.is_empty() {
             for pid in &strays {
