@@ -8,6 +8,7 @@ Each agent calls configure(AGENT, DEFAULT_PORT) once at import time.
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -58,6 +59,7 @@ class Stats:
                 "status": "stopping" if stopping() else "ok",
                 "agent": AGENT,
                 "pid": os.getpid(),
+                "release": os.environ.get("ROSTER_RELEASE"),
                 "handled": self.handled,
                 "failed": self.failed,
                 "uptime_secs": round(time.monotonic() - self.started, 1),
@@ -104,12 +106,33 @@ def port_from_env():
         return DEFAULT_PORT
 
 
-def start_health_server(port, stats):
-    """Serves GET /health on 127.0.0.1:port in a daemon thread.
+def inherited_socket():
+    """The listening socket roster hands over (systemd's protocol: fd 3,
+    LISTEN_FDS, LISTEN_PID set to our own pid), or None. Old and new
+    versions of the agent accept on it during a blue-green deploy, so no
+    connection is refused while one replaces the other."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    if count < 1:
+        return None
+    return socket.socket(fileno=3)
 
-    Returns the port actually bound (PORT=0 picks a free one), or None when
-    the port cannot be bound: the agent then carries on without it.
+
+_server = None
+
+
+def start_health_server(port, stats):
+    """Serves GET /health on 127.0.0.1:port (or on the socket roster hands
+    over) in a thread.
+
+    Returns the port actually served, or None when the port cannot be bound:
+    the agent then carries on without it.
     """
+    global _server
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{AGENT}/1"
@@ -135,22 +158,47 @@ def start_health_server(port, stats):
         def log_message(self, *_args):
             pass  # no access log: a poller would flood the agent's log
 
+    inherited = inherited_socket()
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if inherited is not None:
+            server = ThreadingHTTPServer(
+                inherited.getsockname()[:2], Handler, bind_and_activate=False
+            )
+            server.socket.close()
+            server.socket = inherited
+            log(f"serving on the socket roster handed over ({os.environ.get('LISTEN_FDNAMES', '')})")
+        else:
+            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     except OSError as error:
         log(
             f"error: cannot serve /health on 127.0.0.1:{port}: "
             f"{error.strerror or error}; carrying on without a health endpoint"
         )
         return None
-    server.daemon_threads = True
+    # Requests in flight finish before the agent exits (stop_health_server).
+    server.daemon_threads = False
+    server.block_on_close = True
     threading.Thread(
         target=server.serve_forever,
-        kwargs={"poll_interval": 0.25},
+        kwargs={"poll_interval": 0.1},
         name="health",
         daemon=True,
     ).start()
+    _server = server
     return server.server_address[1]
+
+
+def stop_health_server():
+    """Stops accepting and waits for the requests in flight: a deploy's
+    old version drains this way while the new one accepts on the same
+    socket. Closing our copy of an inherited socket leaves it open for the
+    other processes that hold it."""
+    global _server
+    server, _server = _server, None
+    if server is None:
+        return
+    server.shutdown()
+    server.server_close()
 
 
 def unique_path(directory, name):
@@ -277,4 +325,5 @@ def watch(folder, pending, handle, ensure_dirs, poll_seconds, stats):
         except Exception as error:  # noqa: BLE001 - e.g. the folder removed under our feet
             log(f"error: poll failed: {type(error).__name__}: {error}")
         sleep_unless_stopped(poll_seconds)
+    stop_health_server()
 

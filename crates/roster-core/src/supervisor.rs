@@ -941,10 +941,10 @@ impl Supervisor {
         let Some(agent) = self.agents.get(name) else {
             return false;
         };
-        if !agent
+        if agent
             .outgoing
             .as_ref()
-            .is_some_and(|out| out.draining.is_none())
+            .is_none_or(|out| out.draining.is_some())
         {
             return false;
         }

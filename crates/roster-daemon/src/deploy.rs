@@ -30,14 +30,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use roster_core::api::AgentState;
 use roster_core::api::{
     AlertRecord, AlertState, DeployOutcome, DeployProgress, DeployStep, StepState,
 };
 use roster_core::deploy::{readiness, verification_failure, Observed, Readiness, Strategy};
+use roster_core::health::Check;
 use roster_core::supervisor::{AgentView, Switch};
 use roster_core::{AgentName, AgentSpec, ExitStatus};
 
 use crate::inbox::{Inbox, Input, Request};
+use crate::probe::probe_attributed;
 use crate::releases::Releases;
 
 /// The environment variable that makes the daemon SIGKILL itself at a
@@ -689,6 +692,10 @@ impl Run {
         strategy: Strategy,
         ready_timeout: Duration,
     ) -> Result<Option<u32>, CutoverFailure> {
+        let (_, before) = self
+            .ask(CutoverStep::Observe)
+            .await
+            .map_err(CutoverFailure::Untouched)?;
         let (switch, view) = self
             .ask(CutoverStep::Switch {
                 release: release.to_owned(),
@@ -708,27 +715,9 @@ impl Run {
                     return Err(CutoverFailure::Untouched(why));
                 }
                 crash_point("cutover");
-                let deadline = Instant::now() + ready_timeout;
-                loop {
-                    let observed = self.observe(new_pid).await;
-                    match observed.map(readiness) {
-                        Ok(Readiness::Ready) => break,
-                        Ok(Readiness::Waiting) if Instant::now() < deadline => {
-                            tokio::time::sleep(OBSERVE_EVERY).await;
-                        }
-                        Ok(Readiness::Waiting) => {
-                            let why = format!(
-                                "the new process was not ready within {}",
-                                roster_core::units::format_duration(ready_timeout)
-                            );
-                            let _ = self.ask(CutoverStep::Handback(why.clone())).await;
-                            return Err(CutoverFailure::Untouched(why));
-                        }
-                        Ok(Readiness::Failed(why)) | Err(why) => {
-                            let _ = self.ask(CutoverStep::Handback(why.clone())).await;
-                            return Err(CutoverFailure::Untouched(why));
-                        }
-                    }
+                if let Err(why) = self.wait_ready(new_pid, old, ready_timeout).await {
+                    let _ = self.ask(CutoverStep::Handback(why.clone())).await;
+                    return Err(CutoverFailure::Untouched(why));
                 }
                 self.switch_current(release)
                     .await
@@ -743,7 +732,7 @@ impl Run {
                     .map_err(CutoverFailure::Switched)?;
                 crash_point("cutover");
                 let deadline = Instant::now() + ready_timeout;
-                let old = view.pid;
+                let old = before.pid;
                 loop {
                     let (_, view) = self
                         .ask(CutoverStep::Observe)
@@ -773,6 +762,61 @@ impl Run {
                     .map_err(CutoverFailure::Untouched)?;
                 Ok(None)
             }
+        }
+    }
+
+    /// Waits until the new process of a blue-green cutover is ready (see
+    /// `roster_core::deploy::readiness`). When old and new accept on one
+    /// handed-over socket, the agent's health check may be answered by
+    /// either, so its verdict alone proves nothing: the check is then also
+    /// run here, and only an answer from the new process's group counts.
+    async fn wait_ready(
+        &self,
+        new_pid: Option<u32>,
+        old_pid: u32,
+        ready_timeout: Duration,
+    ) -> Result<(), String> {
+        let attributed = match &self.spec.health {
+            Some(health) if !self.spec.listen.is_empty() => match health.check {
+                Check::Http(_) | Check::Tcp { .. } => Some(health.clone()),
+                Check::Exec(_) => None,
+            },
+            _ => None,
+        };
+        let deadline = Instant::now() + ready_timeout;
+        let mut failures = 0;
+        loop {
+            let observed = self.observe(new_pid).await?;
+            let running = observed.state == AgentState::Running && observed.primary_pid == new_pid;
+            match (readiness(observed), &attributed, new_pid) {
+                (Readiness::Failed(why), _, _) => return Err(why),
+                (Readiness::Ready, None, _) => return Ok(()),
+                (_, Some(health), Some(new)) if running => {
+                    let answer =
+                        probe_attributed(&health.check, health.timeout, vec![new, old_pid]).await;
+                    match answer {
+                        Ok((Some(group), Ok(()))) if group == new => return Ok(()),
+                        Ok((Some(group), Err(error))) if group == new => {
+                            failures += 1;
+                            if failures >= health.retries {
+                                return Err(format!(
+                                    "the new process failed its health check {failures} times: {error}"
+                                ));
+                            }
+                        }
+                        // Answered by the old process, or by nobody in time.
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the new process was not ready within {}",
+                    roster_core::units::format_duration(ready_timeout)
+                ));
+            }
+            tokio::time::sleep(OBSERVE_EVERY).await;
         }
     }
 

@@ -33,9 +33,14 @@ pub async fn probe_network(check: &Check, timeout: Duration) -> Result<(), Strin
 }
 
 async fn http(target: &HttpTarget) -> Result<(), String> {
-    let mut stream = TcpStream::connect(target.address.as_str())
+    let stream = TcpStream::connect(target.address.as_str())
         .await
         .map_err(|error| format!("connect {}: {error}", target.address))?;
+    exchange(stream, target).await
+}
+
+/// One GET on a connected stream: a 2xx status passes.
+async fn exchange(mut stream: TcpStream, target: &HttpTarget) -> Result<(), String> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: roster-health\r\nConnection: close\r\n\r\n",
         target.path, target.host_header
@@ -62,6 +67,47 @@ async fn http(target: &HttpTarget) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("GET {}: status {status}", target.url))
+    }
+}
+
+/// A probe during a blue-green cutover, when old and new processes accept
+/// on one socket: which of `groups` (process-group leaders) accepted the
+/// connection, and the check's verdict. The request is sent only once the
+/// acceptor is known, so the connection is still open while `/proc` is
+/// read. `Ok((None, _))`: someone else (or nobody in time) accepted it.
+pub async fn probe_attributed(
+    check: &Check,
+    timeout: Duration,
+    groups: Vec<u32>,
+) -> Result<(Option<u32>, Result<(), String>), String> {
+    let address = match check {
+        Check::Tcp { address } => address.clone(),
+        Check::Http(target) => target.address.clone(),
+        Check::Exec(_) => return Err("an exec check is not a network probe".to_owned()),
+    };
+    let attempt = async {
+        let stream = match TcpStream::connect(address.as_str()).await {
+            Ok(stream) => stream,
+            Err(error) => return Ok((None, Err(format!("connect {address}: {error}")))),
+        };
+        let (ours, theirs) = match (stream.local_addr(), stream.peer_addr()) {
+            (Ok(ours), Ok(theirs)) => (ours, theirs),
+            _ => return Ok((None, Err("the connection closed at once".to_owned()))),
+        };
+        let acceptor = tokio::task::spawn_blocking(move || {
+            crate::procfs::acceptor_group(theirs, ours, &groups, Duration::from_millis(500))
+        })
+        .await
+        .map_err(|error| format!("looking up the acceptor: {error}"))?;
+        let verdict = match check {
+            Check::Http(target) => exchange(stream, target).await,
+            _ => Ok(()),
+        };
+        Ok((acceptor, verdict))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Ok((None, Err(format!("no answer within {timeout:?}")))),
     }
 }
 

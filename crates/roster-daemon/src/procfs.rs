@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One process, as far as status needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +279,74 @@ pub fn parse_socket_table_inodes(text: &str) -> impl Iterator<Item = u64> + '_ {
         .filter(|inode| *inode != 0)
 }
 
+/// An address as `/proc/net/tcp` and `tcp6` spell it: the IP as 32-bit
+/// words in host (little-endian) order, in hex, then `:PORT` in hex.
+pub fn socket_table_address(address: std::net::SocketAddr) -> String {
+    let words: Vec<String> = match address.ip() {
+        std::net::IpAddr::V4(ip) => vec![format!("{:08X}", u32::from_le_bytes(ip.octets()))],
+        std::net::IpAddr::V6(ip) => ip
+            .octets()
+            .chunks(4)
+            .map(|chunk| {
+                let mut word = [0u8; 4];
+                word.copy_from_slice(chunk);
+                format!("{:08X}", u32::from_le_bytes(word))
+            })
+            .collect(),
+    };
+    format!("{}:{:04X}", words.concat(), address.port())
+}
+
+/// Which of `groups` (process-group leaders) holds the server side of the
+/// connection from `client` to `server`, once a process accepted it:
+/// the socket's inode from the TCP tables, then the descriptors of the
+/// groups' processes. Tries until `within` has passed.
+pub fn acceptor_group(
+    server: std::net::SocketAddr,
+    client: std::net::SocketAddr,
+    groups: &[u32],
+    within: Duration,
+) -> Option<u32> {
+    let deadline = Instant::now() + within;
+    let (local, remote) = (socket_table_address(server), socket_table_address(client));
+    loop {
+        let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .find_map(|table| {
+                let text = fs::read_to_string(table).ok()?;
+                text.lines().skip(1).find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let matches = fields.get(1) == Some(&local.as_str())
+                        && fields.get(2) == Some(&remote.as_str());
+                    let inode: u64 = fields.get(9)?.parse().ok()?;
+                    (matches && inode != 0).then_some(inode)
+                })
+            });
+        if let Some(inode) = inode {
+            let members = sample_all();
+            for (pid, sample) in members {
+                if !groups.contains(&sample.pgid) {
+                    continue;
+                }
+                let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    if let Ok(target) = fs::read_link(entry.path()) {
+                        if socket_inode(target.as_os_str().as_encoded_bytes()) == Some(inode) {
+                            return Some(sample.pgid);
+                        }
+                    }
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Bytes per page, for RSS.
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
@@ -312,6 +380,28 @@ mod tests {
         assert_eq!(sample.rss_pages, 250);
         assert_eq!(sample.children_cpu_ticks, 0);
         assert_eq!(sample.threads, 1);
+    }
+
+    #[test]
+    fn finds_the_process_group_that_accepted_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server = listener.local_addr().expect("address");
+        let client = std::net::TcpStream::connect(server).expect("connect");
+        let (_accepted, _) = listener.accept().expect("accept");
+        let ours = client.local_addr().expect("address");
+        let group = nix::unistd::getpgrp().as_raw() as u32;
+        assert_eq!(
+            acceptor_group(server, ours, &[group], Duration::from_millis(200)),
+            Some(group)
+        );
+        assert_eq!(
+            acceptor_group(server, ours, &[group + 100_000], Duration::from_millis(20)),
+            None
+        );
+        assert_eq!(
+            socket_table_address("127.0.0.1:8080".parse().expect("address")),
+            "0100007F:1F90"
+        );
     }
 
     #[test]

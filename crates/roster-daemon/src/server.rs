@@ -396,14 +396,9 @@ struct AgentQuery {
     agent: String,
 }
 
-fn deploys_of(state: &ApiState) -> Result<Arc<crate::deploy::Deploys>, Response> {
-    state.published.deploys.clone().ok_or_else(gone)
-}
-
 async fn begin(state: &ApiState, agent: &str, job: crate::deploy::Job) -> Response {
-    let deploys = match deploys_of(state) {
-        Ok(deploys) => deploys,
-        Err(response) => return response,
+    let Some(deploys) = state.published.deploys.clone() else {
+        return gone();
     };
     match deploys.begin(agent, job).await {
         Ok(progress) => Json(progress).into_response(),
@@ -447,9 +442,8 @@ async fn deploy_progress(
     State(state): State<ApiState>,
     axum::extract::Query(query): axum::extract::Query<AgentQuery>,
 ) -> Response {
-    let deploys = match deploys_of(&state) {
-        Ok(deploys) => deploys,
-        Err(response) => return response,
+    let Some(deploys) = state.published.deploys.clone() else {
+        return gone();
     };
     match deploys.progress(&query.agent) {
         Some(progress) => Json(progress).into_response(),

@@ -257,7 +257,27 @@ def seed():
     log(f"SEED_SAMPLES is set: dropped a sample ticket into {sample}")
 
 
+def self_test():
+    """`main.py --self-test`: the smoke test a deploy runs in the new
+    release before it goes live: the sample ticket must parse, be
+    categorised and get a reply. Exit 0 when it does."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        ticket = Path(scratch) / "sample.txt"
+        ticket.write_text(SAMPLE_TICKET, encoding="utf-8")
+        parsed = parse_ticket(ticket)
+        reply = compose_reply(parsed, categorise(parsed))
+    if not reply.strip():
+        log("self-test failed: empty reply to the sample ticket")
+        return 1
+    log("self-test passed")
+    return 0
+
+
 def main():
+    if "--self-test" in sys.argv[1:]:
+        return self_test()
     stats = Stats()
     agentkit.start(stats)
 

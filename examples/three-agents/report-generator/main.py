@@ -313,6 +313,7 @@ def main():
             + (f"; removed {removed} old report{'s' if removed != 1 else ''}" if removed else "")
         )
 
+    agentkit.stop_health_server()
     name = agentkit.stop_signal_name()
     log(f"received {name}: shutting down ({stats.handled} written, {stats.failed} failed)")
     return 0

@@ -3,6 +3,7 @@
 //! journal, config, scale) and issue #6 (faults_*: promises kept under faults).
 
 mod config;
+mod deploy;
 mod example;
 mod faults_home;
 mod faults_logs;
