@@ -112,6 +112,10 @@ pub struct AgentStatus {
     /// Threads of the process group (extension).
     #[serde(default)]
     pub threads: Option<u64>,
+    /// The release the main process runs, for agents shipped as releases
+    /// (extension).
+    #[serde(default)]
+    pub release: Option<String>,
 }
 
 /// `POST /v1/apply`: converge to a config file.

@@ -1856,6 +1856,50 @@ stop_timeout = "10s"
     }
 
     #[test]
+    fn deploy_and_listen_tables_parse_and_bad_ones_are_located() {
+        let good = parse_text(
+            "[agents.web]\ncommand = \"python3 main.py\"\n[agents.web.deploy]\nstrategy = \"restart\"\nsmoke_test = [\"python3\", \"main.py\", \"--self-test\"]\nverify_for = \"5s\"\nkeep = 3\n[agents.web.listen]\nhttp = \"127.0.0.1:8080\"\nadmin = \"[::1]:8081\"\n\n[agents.plain]\ncommand = \"true\"\ncwd = \"here\"\n[agents.plain.deploy]\n",
+        )
+        .expect("valid");
+        let web = &good.agents[&AgentName::new("web").expect("name")];
+        let deploy = web.deploy.as_ref().expect("a deploy section");
+        assert_eq!(deploy.strategy, Strategy::Restart);
+        assert_eq!(deploy.keep, 3);
+        assert_eq!(deploy.verify_for, Duration::from_secs(5));
+        assert_eq!(deploy.ready_timeout, Duration::from_secs(60), "default");
+        assert!(web.release_cwd, "no cwd: runs from its live release");
+        assert_eq!(
+            web.listen.keys().collect::<Vec<_>>(),
+            ["admin", "http"],
+            "handed over in name order"
+        );
+        let plain = &good.agents[&AgentName::new("plain").expect("name")];
+        assert_eq!(
+            plain.deploy.as_ref().map(|d| d.strategy),
+            Some(Strategy::BlueGreen)
+        );
+        assert!(!plain.release_cwd, "an explicit cwd wins");
+
+        let text = "[agents.a]\ncommand = \"true\"\n[agents.a.deploy]\nstrategy = \"rolling\"\nkeep = 1\nverify = \"1s\"\n[agents.a.listen]\nhttp = \"localhost:80\"\n\"a:b\" = \"127.0.0.1:1\"\nzero = \"127.0.0.1:0\"\n\n[agents.b]\ncommand = \"true\"\nlisten = { http = \"127.0.0.1:9000\" }\n\n[agents.c]\ncommand = \"true\"\nlisten = { web = \"127.0.0.1:9000\" }\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        for expected in [
+            "roster.toml:4:12: unknown deploy strategy \"rolling\"",
+            "roster.toml:5:8: ",
+            "roster.toml:6:1: unknown key `verify` in [agents.a.deploy]",
+            "known keys here: strategy, build",
+            "roster.toml:8:8: bad listen address \"localhost:80\": expected IP:PORT",
+            "bad socket name \"a:b\"",
+            "bad listen address \"127.0.0.1:0\"",
+            "roster.toml:16:9: agent `c` listens on 127.0.0.1:9000, as agent `b` does",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+    }
+
+    #[test]
     fn watch_rules_parse_with_defaults_and_bad_ones_are_located() {
         let good = parse_text(
             "[agents.web]\ncommand = \"true\"\n[[agents.web.watch]]\nmetric = \"memory_percent\"\nabove = 85\nfor = \"1m\"\naction = \"alert\"\n[[agents.web.watch]]\nmetric = \"log_matches\"\npattern = \"(?i)\\\\berror\\\\b\"\nabove = 5\nwithin = \"5m\"\n\n[agents.plain]\ncommand = \"true\"\n\n[agents.none]\ncommand = \"true\"\nwatch = []\n\n[[host.watch]]\nmetric = \"disk_percent\"\npath = \"/\"\nabove = 80\naction = \"clean_logs\"\n",

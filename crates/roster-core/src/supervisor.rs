@@ -387,8 +387,9 @@ struct Agent {
     /// The release the main process runs (or the next spawn will run), for
     /// agents shipped as releases; `None`: whatever `current` names.
     release: Option<String>,
-    /// The second process of a cutover: the one being replaced.
-    outgoing: Option<Outgoing>,
+    /// Processes of earlier releases: the one a cutover is replacing
+    /// (serving, at most one) and those still draining.
+    outgoing: Vec<Outgoing>,
     /// Removed from the config; forgotten once the outgoing process is gone.
     forget_when_alone: bool,
 }
@@ -418,7 +419,7 @@ impl Agent {
             probe: ProbeState::default(),
             auto_restarts: VecDeque::new(),
             release: None,
-            outgoing: None,
+            outgoing: Vec::new(),
             forget_when_alone: false,
         }
     }
@@ -468,8 +469,14 @@ impl Agent {
 
     fn outgoing_kill_at(&self) -> Option<Instant> {
         self.outgoing
-            .as_ref()
-            .and_then(|out| out.draining.flatten())
+            .iter()
+            .filter_map(|out| out.draining.flatten())
+            .min()
+    }
+
+    /// The outgoing process that still serves (a cutover under way).
+    fn serving(&self) -> Option<&Outgoing> {
+        self.outgoing.iter().find(|out| out.draining.is_none())
     }
 }
 
@@ -613,9 +620,10 @@ impl Supervisor {
         }
     }
 
-    /// During a cutover, the process being replaced.
+    /// A process of an earlier release that still runs (being replaced,
+    /// or draining), if any.
     pub fn outgoing_pid(&self, agent: &AgentName) -> Option<u32> {
-        self.agents.get(agent)?.outgoing.as_ref().map(|out| out.pid)
+        self.agents.get(agent)?.outgoing.first().map(|out| out.pid)
     }
 
     /// Whether actions or events wait to be polled.
@@ -641,7 +649,7 @@ impl Supervisor {
         self.agents
             .iter()
             .flat_map(|(name, agent)| {
-                let outgoing = agent.outgoing.as_ref().map(|out| out.pid);
+                let outgoing = agent.outgoing.iter().map(|out| out.pid);
                 agent
                     .pid()
                     .into_iter()
@@ -654,7 +662,7 @@ impl Supervisor {
     /// True when no agent has a process and none is about to get one.
     pub fn is_quiet(&self) -> bool {
         self.agents.values().all(|agent| {
-            agent.outgoing.is_none()
+            agent.outgoing.is_empty()
                 && matches!(
                     agent.phase,
                     Phase::Stopped | Phase::Exited | Phase::Failed { .. }
@@ -700,7 +708,7 @@ impl Supervisor {
                         _ => Health::Unknown,
                     },
                     release: agent.release.clone(),
-                    outgoing_pid: agent.outgoing.as_ref().map(|out| out.pid),
+                    outgoing_pid: agent.serving().map(|out| out.pid),
                     has_check: agent.spec.health.is_some(),
                 }
             })
@@ -841,10 +849,7 @@ impl Supervisor {
             Err(error) => {
                 agent.last_error = Some(error.clone());
                 agent.phase = Phase::Stopped;
-                let serving = agent
-                    .outgoing
-                    .as_ref()
-                    .is_some_and(|out| out.draining.is_none());
+                let serving = agent.serving().is_some();
                 self.push_event(
                     name,
                     EventKind::SpawnFailed {
@@ -885,7 +890,7 @@ impl Supervisor {
         let Some(agent) = self.agents.get_mut(name) else {
             return Err(format!("no agent named {name}"));
         };
-        if agent.outgoing.is_some() {
+        if agent.serving().is_some() {
             return Err(format!(
                 "{name} is in the middle of a cutover; wait until it ends"
             ));
@@ -896,7 +901,7 @@ impl Supervisor {
                 Phase::Starting { pid, since } | Phase::Running { pid, since },
                 Cutover::BlueGreen,
             ) => {
-                agent.outgoing = Some(Outgoing {
+                agent.outgoing.push(Outgoing {
                     pid,
                     since,
                     release: previous,
@@ -941,11 +946,7 @@ impl Supervisor {
         let Some(agent) = self.agents.get(name) else {
             return false;
         };
-        if agent
-            .outgoing
-            .as_ref()
-            .is_none_or(|out| out.draining.is_some())
-        {
+        if agent.serving().is_none() {
             return false;
         }
         let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
@@ -957,12 +958,10 @@ impl Supervisor {
     /// Gives up a blue-green cutover: the outgoing process, still serving,
     /// is the agent's main process again, and the new one drains.
     pub fn handle_handback(&mut self, now: Instant, name: &AgentName, reason: &str) -> bool {
-        let serving = self.agents.get(name).is_some_and(|agent| {
-            agent
-                .outgoing
-                .as_ref()
-                .is_some_and(|out| out.draining.is_none())
-        });
+        let serving = self
+            .agents
+            .get(name)
+            .is_some_and(|agent| agent.serving().is_some());
         if serving {
             self.hand_back(now, name, reason.to_owned());
         }
@@ -974,9 +973,10 @@ impl Supervisor {
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
-        let Some(old) = agent.outgoing.take() else {
+        let Some(index) = agent.outgoing.iter().position(|out| out.draining.is_none()) else {
             return;
         };
+        let old = agent.outgoing.remove(index);
         let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
         let timeout = agent.spec.drain_timeout;
         // The new process, if it still runs, becomes the outgoing one.
@@ -1002,12 +1002,15 @@ impl Supervisor {
             } => Some((pid, since, Some(kill_at))),
             _ => None,
         };
-        agent.outgoing = new.map(|(pid, since, draining)| Outgoing {
-            pid,
-            since,
-            release: agent.release.clone(),
-            draining,
-        });
+        if let Some((pid, since, draining)) = new {
+            let release = agent.release.clone();
+            agent.outgoing.push(Outgoing {
+                pid,
+                since,
+                release,
+                draining,
+            });
+        }
         agent.release = old.release;
         agent.phase = Phase::Running {
             pid: old.pid,
@@ -1039,13 +1042,10 @@ impl Supervisor {
         let Some(outgoing) = self
             .agents
             .get_mut(name)
-            .and_then(|agent| agent.outgoing.as_mut())
+            .and_then(|agent| agent.outgoing.iter_mut().find(|out| out.draining.is_none()))
         else {
             return;
         };
-        if outgoing.draining.is_some() {
-            return;
-        }
         let kill_at = (signal != Signal::Kill).then(|| now + timeout);
         outgoing.draining = Some(kill_at);
         let pid = outgoing.pid;
@@ -1075,9 +1075,10 @@ impl Supervisor {
         let Some(agent) = self.agents.get_mut(&name) else {
             return false;
         };
-        if agent.outgoing.as_ref().is_some_and(|out| out.pid == pid) {
-            agent.outgoing = None;
-            let forget = agent.forget_when_alone && agent.pid().is_none();
+        if let Some(index) = agent.outgoing.iter().position(|out| out.pid == pid) {
+            agent.outgoing.remove(index);
+            let forget =
+                agent.forget_when_alone && agent.pid().is_none() && agent.outgoing.is_empty();
             self.push_event(&name, EventKind::Retired { pid, status });
             self.actions.push_back(Action::Cleanup {
                 agent: name.clone(),
@@ -1097,10 +1098,7 @@ impl Supervisor {
             Phase::Starting { since, .. } | Phase::Running { since, .. } => {
                 let uptime = now.saturating_duration_since(since);
                 agent.phase = Phase::Stopped;
-                let serving = agent
-                    .outgoing
-                    .as_ref()
-                    .is_some_and(|out| out.draining.is_none());
+                let serving = agent.serving().is_some();
                 self.push_event(
                     &name,
                     EventKind::Exited {
@@ -1119,7 +1117,7 @@ impl Supervisor {
             }
             Phase::Stopping { then, .. } => {
                 agent.phase = Phase::Stopped;
-                let outgoing = agent.outgoing.is_some();
+                let outgoing = !agent.outgoing.is_empty();
                 if then == AfterStop::Remove && outgoing {
                     agent.forget_when_alone = true;
                 }
@@ -1164,17 +1162,20 @@ impl Supervisor {
             if agent.next_deadline().is_none_or(|deadline| deadline > now) {
                 continue;
             }
-            if let Some(outgoing) = agent.outgoing.as_mut() {
+            let mut overdue = Vec::new();
+            for outgoing in &mut agent.outgoing {
                 if outgoing.draining.flatten().is_some_and(|at| at <= now) {
                     outgoing.draining = Some(None);
-                    let pid = outgoing.pid;
-                    self.actions.push_back(Action::Signal {
-                        agent: name.clone(),
-                        pid,
-                        signal: Signal::Kill,
-                    });
-                    self.push_event(&name, EventKind::Killed { pid });
+                    overdue.push(outgoing.pid);
                 }
+            }
+            for pid in overdue {
+                self.actions.push_back(Action::Signal {
+                    agent: name.clone(),
+                    pid,
+                    signal: Signal::Kill,
+                });
+                self.push_event(&name, EventKind::Killed { pid });
             }
             let Some(agent) = self.agents.get_mut(&name) else {
                 continue;
@@ -1555,7 +1556,7 @@ impl Supervisor {
                 let was_stopped = agent.phase == Phase::Stopped;
                 agent.phase = Phase::Stopped;
                 match then {
-                    AfterStop::Remove if agent.outgoing.is_some() => {
+                    AfterStop::Remove if !agent.outgoing.is_empty() => {
                         agent.forget_when_alone = true;
                     }
                     AfterStop::Remove => self.forget(name),

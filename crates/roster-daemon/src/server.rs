@@ -209,6 +209,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     last_exit: view.last_exit,
                     log_dropped_lines: dropped,
                     last_error: view.last_error,
+                    release: view.release,
                     memory_percent: sampled
                         .get(&view.name)
                         .and_then(|sample| sample.memory_percent)

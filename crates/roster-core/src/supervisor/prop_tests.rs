@@ -226,8 +226,17 @@ impl World {
                 agent.phase != Phase::Spawning,
                 "{name}: a Spawn was left unanswered"
             );
-            let outgoing = agent.outgoing.as_ref().map(|out| out.pid);
-            for pid in agent.pid().into_iter().chain(outgoing) {
+            let outgoing: Vec<u32> = agent.outgoing.iter().map(|out| out.pid).collect();
+            prop_assert!(
+                agent
+                    .outgoing
+                    .iter()
+                    .filter(|out| out.draining.is_none())
+                    .count()
+                    <= 1,
+                "{name}: two outgoing processes serve"
+            );
+            for pid in agent.pid().into_iter().chain(outgoing.iter().copied()) {
                 prop_assert!(
                     self.alive.contains_key(&pid),
                     "{name} tracks pid {pid}, which is dead"
@@ -235,7 +244,7 @@ impl World {
                 prop_assert_eq!(self.sup.pids.get(&pid), Some(name));
             }
             prop_assert!(
-                agent.pid().is_none() || agent.pid() != outgoing,
+                agent.pid().is_none_or(|pid| !outgoing.contains(&pid)),
                 "{name}: one pid both main and outgoing"
             );
         }
@@ -243,7 +252,7 @@ impl World {
             .sup
             .agents
             .values()
-            .map(|agent| usize::from(agent.pid().is_some()) + usize::from(agent.outgoing.is_some()))
+            .map(|agent| usize::from(agent.pid().is_some()) + agent.outgoing.len())
             .sum::<usize>();
         prop_assert_eq!(tracked, self.sup.pids.len(), "the pid index is stale");
         for (name, id) in &self.probes {

@@ -444,7 +444,8 @@ fn handback_drains_the_new_process_and_its_drain_timeout_ends_in_sigkill() {
     let actions = h.drive(h.at(3.0));
     assert_eq!(signals(&actions), [(102, Signal::Term)]);
     let view = &h.sup.views(h.at(3.0))[0];
-    assert_eq!((view.pid, view.outgoing_pid), (Some(101), Some(102)));
+    assert_eq!((view.pid, view.outgoing_pid), (Some(101), None));
+    assert_eq!(h.sup.outgoing_pid(&name()), Some(102), "draining");
     assert_eq!(h.sup.poll_timeout(), Some(h.at(5.0)));
     let actions = h.tick(5.0);
     assert_eq!(signals(&actions), [(102, Signal::Kill)]);
@@ -505,4 +506,32 @@ fn a_stopped_agent_only_records_the_release() {
     assert_eq!(switch, Ok(Switch::NotRunning));
     assert!(h.drive(h.at(1.0)).is_empty());
     assert_eq!(h.sup.release(&name()), Some("r2"));
+}
+
+#[test]
+fn a_new_cutover_may_begin_while_the_last_one_drains() {
+    let mut h = Harness::new("drain_timeout = \"30s\"");
+    h.tick(1.0);
+    h.sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen)
+        .expect("switch");
+    h.drive(h.at(2.0));
+    assert!(h.sup.handle_retire(h.at(2.5), &name()));
+    h.drive(h.at(2.5));
+    // 101 still drains; a rollback starts at once.
+    let switch = h
+        .sup
+        .handle_switch(h.at(2.6), &name(), "r1", Strategy::BlueGreen);
+    assert_eq!(switch, Ok(Switch::Beside { pid: 102 }));
+    h.drive(h.at(2.6));
+    assert_eq!(h.sup.main_pids().len(), 3, "new, serving and draining");
+    assert!(h.sup.handle_retire(h.at(3.0), &name()));
+    let actions = h.drive(h.at(3.0));
+    assert_eq!(signals(&actions), [(102, Signal::Term)]);
+    exit(&mut h, 3.1, 101);
+    exit(&mut h, 3.2, 102);
+    let view = &h.sup.views(h.at(3.2))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(103), None));
+    assert_eq!(h.sup.release(&name()), Some("r1"));
+    assert!(h.sup.outgoing_pid(&name()).is_none());
 }

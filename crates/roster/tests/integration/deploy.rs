@@ -575,7 +575,12 @@ fn crash_at(step: &str) {
             "a half-staged release {dir} survived the crash at {step}: {releases:?}"
         );
     }
-    site.roster.wait_state("web", AgentState::Running, SECS(20));
+    let running = site.roster.wait_state("web", AgentState::Running, SECS(20));
+    assert_eq!(
+        running.release.as_deref(),
+        Some(live.as_str()),
+        "status says which release runs"
+    );
     wait_for("the live release to serve", SECS(20), || {
         (site.serving().as_deref() == Some(live.as_str())).then_some(())
     });
@@ -817,4 +822,25 @@ fn deploys_through_the_api_alone() {
         r#"{"agent": "web", "source": "relative/path"}"#,
     );
     assert_eq!(status, 400, "{reply}");
+}
+
+#[test]
+fn a_listen_address_that_cannot_be_bound_refuses_the_apply() {
+    let roster = Roster::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    roster.config(&format!(
+        "[agents.web]\ncommand = \"sleep 100\"\n[agents.web.listen]\nhttp = \"127.0.0.1:{port}\"\n"
+    ));
+    let output = roster.run(&["up"]);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+    // Freed, the same file applies.
+    drop(taken);
+    roster.up();
+    assert_eq!(roster.agent("web").state, AgentState::Running);
 }
