@@ -607,13 +607,15 @@ impl Run {
         )
     }
 
+    /// The agent's strategy and ready timeout.
+    fn cutover_settings(&self) -> (Strategy, Duration) {
+        let defaults = roster_core::deploy::DeploySpec::default();
+        let deploy = self.spec.deploy.as_ref().unwrap_or(&defaults);
+        (deploy.strategy, deploy.ready_timeout)
+    }
+
     async fn rollback(&self, target: String) -> (DeployOutcome, String) {
-        let strategy = self
-            .spec
-            .deploy
-            .as_ref()
-            .map(|deploy| (deploy.strategy, deploy.ready_timeout))
-            .unwrap_or((Strategy::BlueGreen, Duration::from_secs(60)));
+        let strategy = self.cutover_settings();
         let began = self.begin_step("cutover");
         match self.cutover(&target, strategy.0, strategy.1).await {
             Ok(pid) => {
@@ -653,12 +655,7 @@ impl Run {
             );
         };
         crash_point("rollback");
-        let strategy = self
-            .spec
-            .deploy
-            .as_ref()
-            .map(|deploy| (deploy.strategy, deploy.ready_timeout))
-            .unwrap_or((Strategy::BlueGreen, Duration::from_secs(60)));
+        let strategy = self.cutover_settings();
         let result = self.cutover(&previous, strategy.0, strategy.1).await;
         self.raise_alert(version, why, Some(&previous));
         match result {

@@ -86,10 +86,16 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
     let header = [
         "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "",
     ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    table(&header, &rows)
+}
+
+/// Columns padded to their widest cell (in characters), two spaces apart,
+/// no trailing blanks.
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|cell| cell.chars().count());
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
@@ -103,7 +109,7 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
         out.push('\n');
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     out

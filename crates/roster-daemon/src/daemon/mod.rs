@@ -688,16 +688,7 @@ impl Daemon {
         let display = path.display().to_string();
         let config = match loaded {
             Ok(config) => config,
-            Err(message) => {
-                let first = message.lines().next().unwrap_or_default().to_owned();
-                self.journal.record(Row::now(
-                    None,
-                    "config_rejected",
-                    None,
-                    format!("{first}; the previous config stays"),
-                ));
-                return Err(ApplyRefusal::Invalid(message));
-            }
+            Err(message) => return Err(self.reject("", message)),
         };
         if let Some(applied) = self.applied.as_ref().filter(|applied| *applied != path) {
             let would_remove: Vec<String> = self
@@ -731,24 +722,10 @@ impl Daemon {
         }
         let listen = config.metrics.map(|metrics| metrics.listen);
         if let Err(message) = self.metrics.apply(&self.runtime, listen) {
-            let first = message.lines().next().unwrap_or_default().to_owned();
-            self.journal.record(Row::now(
-                None,
-                "config_rejected",
-                None,
-                format!("{display}: {first}; the previous config stays"),
-            ));
-            return Err(ApplyRefusal::Invalid(message));
+            return Err(self.reject(&format!("{display}: "), message));
         }
         if let Err(message) = self.listeners.apply(&config) {
-            let first = message.lines().next().unwrap_or_default().to_owned();
-            self.journal.record(Row::now(
-                None,
-                "config_rejected",
-                None,
-                format!("{display}: {first}; the previous config stays"),
-            ));
-            return Err(ApplyRefusal::Invalid(message));
+            return Err(self.reject(&format!("{display}: "), message));
         }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
@@ -780,6 +757,19 @@ impl Daemon {
             ),
         ));
         Ok(ApplyReply { summary })
+    }
+
+    /// Journals why a config was not applied (its first line, after
+    /// `prefix`) and refuses it.
+    fn reject(&mut self, prefix: &str, message: String) -> ApplyRefusal {
+        let first = message.lines().next().unwrap_or_default();
+        self.journal.record(Row::now(
+            None,
+            "config_rejected",
+            None,
+            format!("{prefix}{first}; the previous config stays"),
+        ));
+        ApplyRefusal::Invalid(message)
     }
 
     fn begin_shutdown(&mut self, why: &str) {

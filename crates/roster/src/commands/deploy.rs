@@ -448,27 +448,7 @@ fn releases_table(name: &str, releases: &[ReleaseRecord]) -> String {
         })
         .collect();
     let header = ["VERSION", "CREATED", "DEPLOYED", "LIVE", "RESULT", "DETAIL"];
-    let mut widths = header.map(|cell| cell.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(text.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
+    crate::render::table(&header, &rows)
 }
 
 #[cfg(test)]

@@ -130,9 +130,8 @@ on_failure = "none"
         assert_eq!(
             output.status.code(),
             Some(0),
-            "deploy {name} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            "deploy {name} failed:\n{}",
+            both(&output)
         );
     }
 
@@ -190,6 +189,15 @@ on_failure = "none"
         });
         site
     }
+}
+
+/// A command's stdout then stderr, for assertions.
+fn both(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[allow(non_snake_case)]
@@ -307,9 +315,8 @@ start_period = "0s"
         assert_eq!(
             output.status.code(),
             Some(0),
-            "deploy {version}:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            "deploy {version}:\n{}",
+            both(&output)
         );
     };
     deploy("r0");
@@ -388,11 +395,7 @@ fn a_failing_smoke_test_leaves_the_live_release_untouched() {
     let pid = site.roster.agent("web").pid;
     let source = site.source("bad", &[("broken", "")]);
     let output = site.deploy(&source, "v2");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = both(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
         text.contains("smoke_test") && text.contains("failed"),
@@ -425,11 +428,7 @@ fn a_crash_inside_the_verification_window_rolls_back_by_itself() {
     // v2 is healthy at first, then dies after 1.5 s: inside verify_for.
     let source = site.source("v2", &[("die_after", "1.5")]);
     let output = site.deploy(&source, "v2");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = both(&output);
     assert_eq!(
         output.status.code(),
         Some(3),
@@ -493,12 +492,7 @@ fn rollback_returns_to_the_previous_release_in_under_two_seconds() {
     let began = Instant::now();
     let output = site.roster.run(&["rollback", "web"]);
     let took = began.elapsed();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", both(&output));
     assert!(took < Duration::from_secs(2), "rollback took {took:?}");
     assert_eq!(
         site.live().as_deref(),
@@ -545,9 +539,8 @@ fn crash_at(step: &str) {
     assert_eq!(
         output.status.code(),
         Some(4),
-        "the deploy's outcome is unknown when the daemon dies at {step}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        "the deploy's outcome is unknown when the daemon dies at {step}: {}",
+        both(&output)
     );
     wait_for("the daemon to be gone", SECS(10), || {
         (!site.roster.daemon_pid().is_some_and(alive)).then_some(())
@@ -657,11 +650,7 @@ fn bad_inputs_are_refused_and_change_nothing() {
     let before = (site.live(), site.release_dirs(), site.releases());
     let refused = |args: &[&str], expect: &str| {
         let output = site.roster.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = both(&output);
         assert_eq!(
             output.status.code(),
             Some(1),
