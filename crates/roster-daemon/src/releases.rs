@@ -823,14 +823,23 @@ impl Releases {
             });
         }
         let target = self.current_target();
-        let healthy = target
+        let deployable = target
             .as_deref()
             .is_some_and(|version| self.deployable_in(&manifest, version));
-        if !healthy {
+        // A release that failed its verification is live only because the
+        // daemon died while rolling it back: finish the rollback.
+        let rolled_back = target
+            .as_deref()
+            .and_then(|version| manifest.get(version))
+            .is_some_and(|entry| entry.result == "rolled_back");
+        if !deployable || rolled_back {
             let was = match (&link, &target) {
                 (None, _) => "current was missing".to_owned(),
                 (Some(_), Some(version)) if !self.has_directory(version) => {
                     format!("current pointed at the missing release {version}")
+                }
+                (Some(_), Some(version)) if rolled_back => {
+                    format!("current pointed at {version}, which failed its verification")
                 }
                 (Some(_), Some(version)) => {
                     format!("current pointed at {version}, which is not deployable")
@@ -854,6 +863,8 @@ impl Releases {
                     self.point_current_at(&version)?;
                     done.push(format!("{was}; now points at releases/{version}"));
                 }
+                // Nothing better than the rolled-back release: keep it.
+                None if deployable => {}
                 None if link.is_some() => {
                     remove_any(&current)?;
                     sync_directory(&self.dir)?;

@@ -107,6 +107,12 @@ pub fn stop_stale_processes(home: &Home, journal: &Journal) {
             let _ = spawn::signal_group(*pid, libc::SIGKILL);
         }
     }
+    // SIGKILL takes effect a moment later; until then the processes hold
+    // what the config is about to take again (a listening socket's address).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && stale.iter().any(|(pid, _)| alive(*pid)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn is_zombie(pid: u32) -> bool {

@@ -506,3 +506,26 @@ fn links_and_foreign_kinds_in_the_layout_are_refused() {
     let error = releases.ensure_layout().unwrap_err();
     assert!(matches!(error, ReleaseError::WrongKind { .. }), "{error}");
 }
+
+#[test]
+fn recover_finishes_a_rollback_the_daemon_died_in() {
+    let (dir, releases) = store();
+    staged(&releases, dir.path(), &["v1", "v2"]);
+    releases.record("v1", "deployed", None, Some(100)).unwrap();
+    releases
+        .record("v2", "rolled_back", Some("died"), Some(200))
+        .unwrap();
+    releases.switch_current("v2").unwrap();
+    let done = releases.recover().unwrap();
+    assert!(
+        done.iter()
+            .any(|line| line.contains("failed its verification")),
+        "{done:#?}"
+    );
+    assert_eq!(releases.live().unwrap().as_deref(), Some("v1"));
+    // With nothing better, a rolled-back release stays live.
+    releases.record("v1", "removed", None, None).unwrap();
+    releases.switch_current("v2").unwrap();
+    releases.recover().unwrap();
+    assert_eq!(releases.live().unwrap().as_deref(), Some("v2"));
+}

@@ -523,7 +523,7 @@ fn the_restart_strategy_deploys_too() {
 /// `current` that names a complete release, the agent running it, and no
 /// half-staged release anywhere.
 fn crash_at(step: &str) {
-    let site = Site::started_with("build = [\"true\"]");
+    let site = Site::started_with("build = [\"true\"]\nverify_for = \"3s\"");
     // The next daemon crashes at `step`: restart it with the variable.
     site.roster.ok(&["down"]);
     let output = site
@@ -534,7 +534,13 @@ fn crash_at(step: &str) {
         .output()
         .expect("up");
     assert!(output.status.success(), "{output:?}");
-    let source = site.source("v2", &[]);
+    // For the rollback step, v2 dies inside its verification window.
+    let files: &[(&str, &str)] = if step == "rollback" {
+        &[("die_after", "1")]
+    } else {
+        &[]
+    };
+    let source = site.source("v2", files);
     let output = site.deploy(&source, "v2");
     assert_eq!(
         output.status.code(),
@@ -612,6 +618,11 @@ fn crash_at_verify() {
 #[test]
 fn crash_at_cleanup() {
     crash_at("cleanup");
+}
+
+#[test]
+fn crash_at_rollback() {
+    crash_at("rollback");
 }
 
 /// A tarball written by Python's tarfile: `entries` is Python code adding
