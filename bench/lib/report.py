@@ -20,6 +20,7 @@ GOALS = {
     "stop": "< 5 s for 5000 children, none journaled killed",
     "watch": "rules + http: < 0.5% of a core with 100, < 3% with 1000",
     "metrics": "< 50 ms with 1000 children",
+    "deploy": "blue-green + listen: 0 failed requests",
 }
 
 
@@ -252,6 +253,37 @@ def table_watch(m):
     return _table(header, rows)
 
 
+def table_deploy(m):
+    header = ["peer", "deploy", "deploys", "requests", "failed", "failed %", "failures",
+              "time without an answer, s", "slowest answer ms", "deploy median s",
+              "goal: " + GOALS["deploy"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        for row in r["rows"]:
+            if "requests" not in row:
+                rows.append([peer, row.get("how", mode), "error: %s" % row.get("error")]
+                            + [""] * (len(header) - 3))
+                continue
+            kinds = ", ".join("%s %d" % kv for kv in row.get("failure_kinds", {}).items()) or "—"
+            if row.get("deploys_failed"):
+                kinds += "; %d deploy(s) failed: %s" % (row["deploys_failed"],
+                                                         "; ".join(row.get("errors", [])))
+            goal = ""
+            if peer == "roster" and row.get("strategy") == "blue-green" and row.get("listen"):
+                goal = _verdict(row["failed"] == 0 and not row.get("deploys_failed"))
+            rows.append([peer, row.get("how", "?"), row["deploys"], row["requests"],
+                         "**%d**" % row["failed"] if row["failed"] else "0",
+                         _f(row.get("failed_percent"), 2), kinds, _f(row.get("outage_s"), 2),
+                         _f(row.get("answered_max_ms"), 0), _f(row.get("deploy_median_s"), 2),
+                         goal])
+    return _table(header, rows)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -297,6 +329,21 @@ SECTIONS = [
      "graded default rules: each agent's process group sampled every 5 s), `rules + http` "
      "(plus an HTTP health check per agent every 5 s, against one loopback server). roster "
      "only: the peers have no built-in rules or HTTP checks."),
+    ("deploy", "9. Deploys under load", table_deploy,
+     "The example agent `customer-support` (Python, serves `GET /health`) replaced by a new "
+     "release N times while two load threads send requests back to back, each on a new "
+     "loopback connection with 2 s connect and read timeouts; 1 s of load before the first "
+     "deploy and after each. `failed`: refused, reset, timed out or not 200. `time without an "
+     "answer`: summed, from a failed request's start to the next answered one (a refused "
+     "request takes well under a millisecond, so `failed` counts how fast the load "
+     "retried; this is the outage). roster: `roster deploy` of a freshly copied source "
+     "directory with a new `--version`, `verify_for = \"1s\"`, a health check on the port "
+     "every 200 ms, `ready_after = \"300ms\"`; `+ listen`: roster binds the port once and "
+     "hands it to every process of the agent (LISTEN_FDS); without it the agent binds "
+     "`$PORT` itself. The peers run the same app binding `$PORT`, at their defaults, "
+     "deployed by hand: the new files copied in place, then the restart command (PM2's "
+     "reload of a fork-mode, non-Node app is a restart). `deploy median`: wall time of the "
+     "deploy (for the peers, copy plus restart command)."),
 ]
 
 
