@@ -77,6 +77,21 @@ def table_restart(m):
         rows.append([peer, mode, r["runs"], "%.1f s" % r["spacing_s"], _f(r["median_ms"], 2),
                      _f(r["p90_ms"], 2), _f(r["min_ms"], 2), _f(r["max_ms"], 2),
                      _f(r.get("pid_seen", {}).get("median_ms"), 2), _floor(r.get("floor")), goal])
+        shim = r.get("shim")
+        if shim is not None:
+            # The same child with a [listen] socket: started through the exec shim.
+            label = mode + ", `[listen]` (exec shim)"
+            if not shim.get("runs"):
+                extra = shim.get("error") or "; ".join(shim.get("failures", [])) or "no run"
+                rows.append(_error_row(peer, label, {"error": extra}, len(header)))
+                continue
+            goal = _verdict(shim["p90_ms"] < 3.0)
+            if shim.get("failures"):
+                goal += " (" + "; ".join(shim["failures"]) + ")"
+            rows.append([peer, label, shim["runs"], "%.1f s" % shim["spacing_s"],
+                         _f(shim["median_ms"], 2), _f(shim["p90_ms"], 2), _f(shim["min_ms"], 2),
+                         _f(shim["max_ms"], 2), _f(shim.get("pid_seen", {}).get("median_ms"), 2),
+                         _floor(r.get("floor")), goal])
     return _table(header, rows)
 
 
@@ -291,7 +306,10 @@ SECTIONS = [
      "`spacing`, the peer's stability threshold in that mode, so no kill counts as a crash "
      "loop. `pid appears`: the new pid first seen at all (fork, before exec). `floor`: the "
      "same method on a minimal supervisor (waitpid, then posix_spawn), measured just before "
-     "each row: what the machine and the method cost before any supervisor logic."),
+     "each row: what the machine and the method cost before any supervisor logic. roster's "
+     "`[listen]` rows: the same child with a listen socket, which roster starts through its "
+     "exec shim (`roster __roster-exec`, then exec of the child) instead of posix_spawn of the "
+     "child; measured right after the direct row, against the same floor."),
     ("footprint", "2. Footprint", table_footprint,
      "The supervisor's own processes (roster's daemon; supervisord; PM2's God daemon; "
      "runsvdir and every runsv), children excluded, with N idle children, 2 s after all run. "
@@ -334,9 +352,9 @@ SECTIONS = [
      "release N times while two load threads send requests back to back, each on a new "
      "loopback connection with 2 s connect and read timeouts; 1 s of load before the first "
      "deploy and after each. `failed`: refused, reset, timed out or not 200. `time without an "
-     "answer`: summed, from a failed request's start to the next answered one (a refused "
-     "request takes well under a millisecond, so `failed` counts how fast the load "
-     "retried; this is the outage). roster: `roster deploy` of a freshly copied source "
+     "answer`: summed, from a failed request's start to the next answered one: the outage "
+     "(a refused request returns at once and the load retries at once, so `failed` also "
+     "counts how fast it retried). roster: `roster deploy` of a freshly copied source "
      "directory with a new `--version`, `verify_for = \"1s\"`, a health check on the port "
      "every 200 ms, `ready_after = \"300ms\"`; `+ listen`: roster binds the port once and "
      "hands it to every process of the agent (LISTEN_FDS); without it the agent binds "

@@ -8,10 +8,10 @@ The agent is the example `customer-support` (examples/three-agents: main.py
 and agentkit.py copied into one directory), which serves GET /health. Two
 load threads each make one request after another on a new loopback
 connection (2 s connect and read timeouts); a request fails when it is
-refused, reset, times out, or does not answer 200. A refused request takes
-well under a millisecond, so the count of failures depends on how fast the
-load retries; the outage (summed: from a failed request's start to the next
-answered one) does not. After 1 s of load, N
+refused, reset, times out, or does not answer 200. A refused request returns
+at once and the load retries at once, so the count of failures depends on
+how fast it retries; the outage (summed: from a failed request's start to
+the next answered one) does not. After 1 s of load, N
 deploys (10; --quick: 2), each followed by ~1 s of load, then the load stops.
 
 roster, three ways (each in its own home, every deploy a freshly copied
