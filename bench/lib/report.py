@@ -20,6 +20,7 @@ GOALS = {
     "stop": "< 5 s for 5000 children, none journaled killed",
     "watch": "rules + http: < 0.5% of a core with 100, < 3% with 1000",
     "metrics": "< 50 ms with 1000 children",
+    "deploy": "blue-green + listen: 0 failed requests",
 }
 
 
@@ -76,6 +77,21 @@ def table_restart(m):
         rows.append([peer, mode, r["runs"], "%.1f s" % r["spacing_s"], _f(r["median_ms"], 2),
                      _f(r["p90_ms"], 2), _f(r["min_ms"], 2), _f(r["max_ms"], 2),
                      _f(r.get("pid_seen", {}).get("median_ms"), 2), _floor(r.get("floor")), goal])
+        shim = r.get("shim")
+        if shim is not None:
+            # The same child with a [listen] socket: started through the exec shim.
+            label = mode + ", `[listen]` (exec shim)"
+            if not shim.get("runs"):
+                extra = shim.get("error") or "; ".join(shim.get("failures", [])) or "no run"
+                rows.append(_error_row(peer, label, {"error": extra}, len(header)))
+                continue
+            goal = _verdict(shim["p90_ms"] < 3.0)
+            if shim.get("failures"):
+                goal += " (" + "; ".join(shim["failures"]) + ")"
+            rows.append([peer, label, shim["runs"], "%.1f s" % shim["spacing_s"],
+                         _f(shim["median_ms"], 2), _f(shim["p90_ms"], 2), _f(shim["min_ms"], 2),
+                         _f(shim["max_ms"], 2), _f(shim.get("pid_seen", {}).get("median_ms"), 2),
+                         _floor(r.get("floor")), goal])
     return _table(header, rows)
 
 
@@ -252,6 +268,37 @@ def table_watch(m):
     return _table(header, rows)
 
 
+def table_deploy(m):
+    header = ["peer", "deploy", "deploys", "requests", "failed", "failed %", "failures",
+              "time without an answer, s", "slowest answer ms", "deploy median s",
+              "goal: " + GOALS["deploy"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        for row in r["rows"]:
+            if "requests" not in row:
+                rows.append([peer, row.get("how", mode), "error: %s" % row.get("error")]
+                            + [""] * (len(header) - 3))
+                continue
+            kinds = ", ".join("%s %d" % kv for kv in row.get("failure_kinds", {}).items()) or "—"
+            if row.get("deploys_failed"):
+                kinds += "; %d deploy(s) failed: %s" % (row["deploys_failed"],
+                                                         "; ".join(row.get("errors", [])))
+            goal = ""
+            if peer == "roster" and row.get("strategy") == "blue-green" and row.get("listen"):
+                goal = _verdict(row["failed"] == 0 and not row.get("deploys_failed"))
+            rows.append([peer, row.get("how", "?"), row["deploys"], row["requests"],
+                         "**%d**" % row["failed"] if row["failed"] else "0",
+                         _f(row.get("failed_percent"), 2), kinds, _f(row.get("outage_s"), 2),
+                         _f(row.get("answered_max_ms"), 0), _f(row.get("deploy_median_s"), 2),
+                         goal])
+    return _table(header, rows)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -259,7 +306,10 @@ SECTIONS = [
      "`spacing`, the peer's stability threshold in that mode, so no kill counts as a crash "
      "loop. `pid appears`: the new pid first seen at all (fork, before exec). `floor`: the "
      "same method on a minimal supervisor (waitpid, then posix_spawn), measured just before "
-     "each row: what the machine and the method cost before any supervisor logic."),
+     "each row: what the machine and the method cost before any supervisor logic. roster's "
+     "`[listen]` rows: the same child with a listen socket, which roster starts through its "
+     "exec shim (`roster __roster-exec`, then exec of the child) instead of posix_spawn of the "
+     "child; measured right after the direct row, against the same floor."),
     ("footprint", "2. Footprint", table_footprint,
      "The supervisor's own processes (roster's daemon; supervisord; PM2's God daemon; "
      "runsvdir and every runsv), children excluded, with N idle children, 2 s after all run. "
@@ -297,6 +347,21 @@ SECTIONS = [
      "graded default rules: each agent's process group sampled every 5 s), `rules + http` "
      "(plus an HTTP health check per agent every 5 s, against one loopback server). roster "
      "only: the peers have no built-in rules or HTTP checks."),
+    ("deploy", "9. Deploys under load", table_deploy,
+     "The example agent `customer-support` (Python, serves `GET /health`) replaced by a new "
+     "release N times while two load threads send requests back to back, each on a new "
+     "loopback connection with 2 s connect and read timeouts; 1 s of load before the first "
+     "deploy and after each. `failed`: refused, reset, timed out or not 200. `time without an "
+     "answer`: summed, from a failed request's start to the next answered one: the outage "
+     "(a refused request returns at once and the load retries at once, so `failed` also "
+     "counts how fast it retried). roster: `roster deploy` of a freshly copied source "
+     "directory with a new `--version`, `verify_for = \"1s\"`, a health check on the port "
+     "every 200 ms, `ready_after = \"300ms\"`; `+ listen`: roster binds the port once and "
+     "hands it to every process of the agent (LISTEN_FDS); without it the agent binds "
+     "`$PORT` itself. The peers run the same app binding `$PORT`, at their defaults, "
+     "deployed by hand: the new files copied in place, then the restart command (PM2's "
+     "reload of a fork-mode, non-Node app is a restart). `deploy median`: wall time of the "
+     "deploy (for the peers, copy plus restart command)."),
 ]
 
 
