@@ -17,7 +17,8 @@ use crate::util::*;
 /// A small web agent: /health on the socket roster hands over (or PORT),
 /// answering with its release; graceful stop; `--self-test`. Files in its
 /// release steer it: `broken` fails the self-test, `die_after` (seconds)
-/// makes it exit 3, `unhealthy` makes /health answer 503.
+/// makes it exit 3, `unhealthy` makes /health answer 503, `unhealthy_after`
+/// (seconds) from then on.
 const WEB_AGENT: &str = r#"
 import json, os, signal, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,10 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 if "--self-test" in sys.argv[1:]:
     sys.exit(1 if os.path.exists("broken") else 0)
 release = os.environ.get("ROSTER_RELEASE")
+started = time.monotonic()
+unhealthy_after = float(open("unhealthy_after").read()) if os.path.exists("unhealthy_after") else None
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        status = 503 if os.path.exists("unhealthy") else 200
+        late = unhealthy_after is not None and time.monotonic() - started > unhealthy_after
+        status = 503 if os.path.exists("unhealthy") or late else 200
         body = json.dumps({"release": release, "pid": os.getpid()}).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -49,7 +53,6 @@ signal.signal(signal.SIGTERM, lambda *_: stop.set())
 threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 print(f"serving release {release}", flush=True)
 die_after = float(open("die_after").read()) if os.path.exists("die_after") else None
-started = time.monotonic()
 while not stop.wait(0.05):
     if die_after is not None and time.monotonic() - started > die_after:
         print("dying on purpose", flush=True)
@@ -450,6 +453,17 @@ fn a_crash_inside_the_verification_window_rolls_back_by_itself() {
     assert!(kinds.contains(&"rolled_back".to_owned()), "{kinds:?}");
     let alerts = site.roster.ok(&["alerts", "--json"]);
     assert!(alerts.contains("DeployRolledBack"), "{alerts}");
+}
+
+#[test]
+fn a_release_that_turns_unhealthy_inside_the_verification_window_rolls_back() {
+    let site = Site::started_with("verify_for = \"5s\"");
+    let source = site.source("v2", &[("unhealthy_after", "1")]);
+    let output = site.deploy(&source, "v2");
+    assert_eq!(output.status.code(), Some(3), "{}", both(&output));
+    assert!(both(&output).contains("unhealthy"), "{}", both(&output));
+    assert_eq!(site.live().as_deref(), Some("v1"));
+    site.wait_serving("v1");
 }
 
 #[test]
