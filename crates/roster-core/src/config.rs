@@ -16,6 +16,7 @@ use std::time::Duration;
 use toml_edit::{Item, TableLike, Value};
 
 use crate::deploy::{valid_listen_name, DeploySpec, ListenSpec, Strategy, MAX_LISTEN};
+use crate::hardening::{expand, parse_cpu_quota, valid_account, Identity, Limits};
 use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
 use crate::name::AgentName;
 use crate::notify::{
@@ -137,6 +138,12 @@ pub struct AgentSpec {
     pub release_cwd: bool,
     /// `[agents.NAME.listen]`: sockets roster binds and hands over.
     pub listen: ListenSpec,
+    /// Who it runs as.
+    pub identity: Identity,
+    /// What it may use.
+    pub limits: Limits,
+    /// `KEY=VALUE` lines added to its environment at each start.
+    pub env_file: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -281,7 +288,34 @@ const DEPLOY_KEYS: [&str; 8] = [
     "verify_for",
     "keep",
 ];
-const AGENT_KEYS: [&str; 20] = [
+/// Keys `[defaults]` may set for every agent (an agent's own value wins).
+const DEFAULTS_KEYS: [&str; 24] = [
+    "env",
+    "restart",
+    "restart_delay",
+    "backoff_max",
+    "stop_signal",
+    "stop_timeout",
+    "ready_after",
+    "stable_after",
+    "crash_loop",
+    "crash_window",
+    "failed_retry",
+    "drain_signal",
+    "drain_timeout",
+    "user",
+    "group",
+    "allow_root",
+    "create_user",
+    "memory_max",
+    "cpu_quota",
+    "tasks_max",
+    "nofile",
+    "env_file",
+    "watch",
+    "health",
+];
+const AGENT_KEYS: [&str; 29] = [
     "command",
     "cwd",
     "env",
@@ -302,8 +336,17 @@ const AGENT_KEYS: [&str; 20] = [
     "metrics",
     "deploy",
     "listen",
+    "user",
+    "group",
+    "allow_root",
+    "create_user",
+    "memory_max",
+    "cpu_quota",
+    "tasks_max",
+    "nofile",
+    "env_file",
 ];
-const TOP_KEYS: [&str; 5] = ["log", "agents", "host", "notify", "metrics"];
+const TOP_KEYS: [&str; 6] = ["log", "agents", "host", "notify", "metrics", "defaults"];
 
 /// Parses and validates a config file's text.
 ///
@@ -312,6 +355,7 @@ const TOP_KEYS: [&str; 5] = ["log", "agents", "host", "notify", "metrics"];
 pub fn parse(file: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let mut checker = Checker {
         problems: Vec::new(),
+        defaults: Vec::new(),
     };
     let config = match toml_edit::Document::parse(text) {
         Ok(document) => checker.config(document.as_item(), base_dir),
@@ -336,6 +380,8 @@ pub fn parse(file: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigEr
         _ => {
             let mut problems = checker.problems;
             problems.sort_by_key(|problem| problem.span.start);
+            // A bad `[defaults]` value is found once per agent: say it once.
+            problems.dedup_by(|a, b| a.span == b.span && a.message == b.message);
             Err(ConfigError {
                 file: file.to_owned(),
                 diagnostics: problems
@@ -357,6 +403,8 @@ pub fn parse(file: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigEr
 
 struct Checker {
     problems: Vec<Diagnostic>,
+    /// `[defaults]`: items every agent gets unless it sets them itself.
+    defaults: Vec<(String, Item)>,
 }
 
 fn span_of(item: &Item) -> Range<usize> {
@@ -418,8 +466,28 @@ impl Checker {
         let mut notify = Vec::new();
         let mut metrics = None;
         let mut listening = BTreeMap::new();
+        if let Some(item) = table.get("defaults") {
+            match item.as_table_like() {
+                Some(defaults) => {
+                    for (key, value) in defaults.iter() {
+                        if DEFAULTS_KEYS.contains(&key) {
+                            self.defaults.push((key.to_owned(), value.clone()));
+                        } else {
+                            let span = key_span(defaults, key, value);
+                            self.unknown_key(span, key, "[defaults]", &DEFAULTS_KEYS);
+                        }
+                    }
+                }
+                None => self.problem(
+                    span_of(item),
+                    "`defaults` must be a table",
+                    Some("write it as [defaults] with keys every agent gets".into()),
+                ),
+            }
+        }
         for (key, item) in table.iter() {
             match key {
+                "defaults" => {}
                 "metrics" => metrics = self.metrics(item),
                 "host" => match item.as_table_like() {
                     Some(host) => {
@@ -782,11 +850,35 @@ impl Checker {
             deploy: None,
             release_cwd: false,
             listen: ListenSpec::new(),
+            identity: Identity::default(),
+            limits: Limits::default(),
+            env_file: None,
         };
         let mut has_command = false;
         let mut has_cwd = false;
         let place = format!("agent `{name}`");
-        for (key, item) in table.iter() {
+        // `[defaults]` items the agent does not set itself come first.
+        let defaults: Vec<(String, Item)> = self
+            .defaults
+            .iter()
+            .filter(|(key, _)| key == "env" || !table.contains_key(key))
+            .cloned()
+            .collect();
+        let own: Vec<(String, Item)> = table
+            .iter()
+            .map(|(key, item)| (key.to_owned(), item.clone()))
+            .collect();
+        let defaults_table = toml_edit::Table::new();
+        for (key, item, from_defaults) in defaults
+            .iter()
+            .map(|(key, item)| (key.as_str(), item, true))
+            .chain(own.iter().map(|(key, item)| (key.as_str(), item, false)))
+        {
+            let table: &dyn TableLike = if from_defaults {
+                &defaults_table
+            } else {
+                table
+            };
             match key {
                 "command" => {
                     has_command = true;
@@ -808,7 +900,8 @@ impl Checker {
                         }
                     }
                 }
-                "env" => spec.env = self.env(item),
+                // `[defaults]` env first, the agent's own on top.
+                "env" => spec.env.extend(self.env(item)),
                 "restart" => {
                     if let Some(mode) = self.string(item, "restart") {
                         match mode {
@@ -922,14 +1015,86 @@ impl Checker {
                         )),
                     ),
                 },
-                "user" => self.problem(
-                    key_span(table, key, item),
-                    "`user` is not supported yet: agents run as the daemon's user",
-                    Some(
-                        "remove the key, and start roster as the user the agents should run as"
-                            .into(),
-                    ),
-                ),
+                "user" | "group" => {
+                    if let Some(raw) = self.string(item, key) {
+                        let value = expand(raw, name);
+                        if valid_account(&value) {
+                            if key == "user" {
+                                spec.identity.user = Some(value);
+                            } else {
+                                spec.identity.group = Some(value);
+                            }
+                        } else {
+                            self.problem(
+                                span_of(item),
+                                format!("bad {key} {value:?} for agent `{name}`"),
+                                Some(format!(
+                                    "a {key} is a number or a name of lowercase letters, digits, '_' and '-' (at most 32), starting with a letter or '_'; {{name}} is replaced by the agent's name"
+                                )),
+                            );
+                        }
+                    }
+                }
+                "allow_root" | "create_user" => {
+                    if let Some(value) = self.boolean(item, key) {
+                        if key == "allow_root" {
+                            spec.identity.allow_root = value;
+                        } else {
+                            spec.identity.create_user = value;
+                        }
+                    }
+                }
+                "memory_max" => {
+                    if let Some(bytes) = self.size(item, key) {
+                        if bytes < 1024 * 1024 {
+                            self.problem(
+                                span_of(item),
+                                "`memory_max` below 1MiB would kill the agent at once",
+                                Some("write e.g. \"512MiB\"".into()),
+                            );
+                        } else {
+                            spec.limits.memory_max = Some(bytes);
+                        }
+                    }
+                }
+                "cpu_quota" => {
+                    let raw = match item.as_integer() {
+                        Some(number) => Some(number.to_string()),
+                        None => self.string(item, key).map(str::to_owned),
+                    };
+                    if let Some(raw) = raw {
+                        match parse_cpu_quota(&raw) {
+                            Ok(percent) => spec.limits.cpu_quota = Some(percent),
+                            Err(error) => self.problem(
+                                span_of(item),
+                                format!("bad cpu_quota: {error}"),
+                                Some(
+                                    "write a percentage of one core, e.g. \"50%\" or \"200%\""
+                                        .into(),
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "tasks_max" => {
+                    if let Some(value) = self.integer(item, key, 1, 4_194_304) {
+                        spec.limits.tasks_max = Some(value as u64);
+                    }
+                }
+                "nofile" => {
+                    if let Some(value) = self.integer(item, key, 16, 1 << 30) {
+                        spec.limits.nofile = Some(value as u64);
+                    }
+                }
+                "env_file" => {
+                    if let Some(path) = self.string(item, key) {
+                        if path.is_empty() {
+                            self.problem(span_of(item), "`env_file` is empty", None);
+                        } else {
+                            spec.env_file = Some(base_dir.join(path));
+                        }
+                    }
+                }
                 other => {
                     let span = key_span(table, other, item);
                     self.unknown_key(span, other, &place, &AGENT_KEYS);
@@ -1891,6 +2056,58 @@ stop_timeout = "10s"
             "bad socket name \"a:b\"",
             "bad listen address \"127.0.0.1:0\"",
             "roster.toml:16:9: agent `c` listens on 127.0.0.1:9000, as agent `b` does",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_users_and_limits() {
+        let good = parse_text(
+            "[defaults]\nuser = \"tenant-{name}\"\ncreate_user = true\nmemory_max = \"512MiB\"\ncpu_quota = \"50%\"\nenv = { A = \"1\", B = \"1\" }\n\n[agents.acme]\ncommand = \"true\"\nenv = { B = \"2\" }\nenv_file = \"acme.env\"\n\n[agents.ops]\ncommand = \"true\"\nuser = \"root\"\nmemory_max = \"2GiB\"\ntasks_max = 64\nnofile = 4096\n",
+        )
+        .expect("valid");
+        let acme = &good.agents[&AgentName::new("acme").expect("name")];
+        assert_eq!(acme.identity.user.as_deref(), Some("tenant-acme"));
+        assert!(acme.identity.create_user);
+        assert_eq!(acme.limits.memory_max, Some(512 * 1024 * 1024));
+        assert_eq!(acme.limits.cpu_quota, Some(50));
+        assert_eq!(
+            acme.env.get("A").map(String::as_str),
+            Some("1"),
+            "from defaults"
+        );
+        assert_eq!(
+            acme.env.get("B").map(String::as_str),
+            Some("2"),
+            "its own wins"
+        );
+        assert_eq!(
+            acme.env_file.as_deref(),
+            Some(Path::new("/srv/app/acme.env"))
+        );
+        let ops = &good.agents[&AgentName::new("ops").expect("name")];
+        assert!(ops.identity.root_intended());
+        assert_eq!(ops.limits.memory_max, Some(2 << 30), "its own wins");
+        assert_eq!(
+            (ops.limits.tasks_max, ops.limits.nofile),
+            (Some(64), Some(4096))
+        );
+
+        let text = "[defaults]\nuser = \"Tenant-{name}\"\ncommand = \"x\"\n\n[agents.a]\ncommand = \"true\"\n\n[agents.b]\ncommand = \"true\"\nmemory_max = \"1KiB\"\ncpu_quota = \"0%\"\n";
+        let rendered = parse_text(text).expect_err("invalid").to_string();
+        assert_eq!(
+            rendered.matches("bad user").count(),
+            2,
+            "one per agent (the names differ): {rendered}"
+        );
+        for expected in [
+            "roster.toml:3:1: unknown key `command` in [defaults]",
+            "`memory_max` below 1MiB",
+            "bad cpu_quota: it must be above 0%",
         ] {
             assert!(
                 rendered.contains(expected),

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod deploy;
+pub mod hardening;
 pub mod health;
 pub mod metrics;
 pub mod name;
