@@ -116,6 +116,13 @@ pub struct AgentStatus {
     /// (extension).
     #[serde(default)]
     pub release: Option<String>,
+    /// The user it runs as, once started (extension).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// How its limits are enforced: `cgroup2`, `cgroup1`, `rlimit`, or
+    /// `none` when it has none (extension).
+    #[serde(default)]
+    pub limits: Option<String>,
 }
 
 /// `POST /v1/apply`: converge to a config file.

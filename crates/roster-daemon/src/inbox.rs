@@ -28,7 +28,7 @@ pub enum Verb {
 /// A request from the API server to the loop.
 pub enum Request {
     /// Current views, with dropped-line counters.
-    Status(oneshot::Sender<Vec<(AgentView, u64)>>),
+    Status(oneshot::Sender<Vec<StatusLine>>),
     /// Converge to a config file, already read and validated off the loop
     /// (or the reason it could not be).
     Apply {
@@ -72,6 +72,22 @@ pub enum Request {
         /// The agent after it.
         reply: oneshot::Sender<crate::deploy::CutoverReply>,
     },
+}
+
+/// One agent as the loop knows it, for `status`.
+#[derive(Debug)]
+pub struct StatusLine {
+    /// The supervisor's view.
+    pub view: AgentView,
+    /// Log lines dropped.
+    pub dropped: u64,
+    /// The user it runs (or will run) as, once resolved.
+    pub user: Option<String>,
+    /// How its limits are enforced: `cgroup2`, `cgroup1`, `rlimit`, or
+    /// `none` (no limits set).
+    pub limits: Option<String>,
+    /// Something about it that needs a person (it runs as root unasked).
+    pub warning: Option<String>,
 }
 
 /// The sampler's work for one round.

@@ -13,6 +13,7 @@ pub mod config_file;
 pub mod daemon;
 pub mod deploy;
 pub mod home;
+pub mod identity;
 pub mod inbox;
 pub mod journal;
 pub mod listen;

@@ -168,3 +168,91 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BoundedStream<S> {
         Pin::new(&mut self.stream).poll_shutdown(context)
     }
 }
+
+/// The control socket, admitting only users who may control roster: root,
+/// the daemon's own user, and members of the admin group when one is
+/// configured (the socket is then 0660 and that group's). Anyone else who
+/// reaches the socket (a loosened mode, an inherited descriptor) gets a 403
+/// and is journaled, at most once a minute per uid.
+pub struct GuardedUnix {
+    /// The socket.
+    pub inner: tokio::net::UnixListener,
+    /// The admin group's gid, if any.
+    pub admin_gid: Option<u32>,
+    /// Where refusals are journaled.
+    pub inbox: crate::inbox::Inbox,
+    /// When each uid was last journaled.
+    pub reported: std::collections::HashMap<u32, std::time::Instant>,
+}
+
+impl GuardedUnix {
+    fn admits(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        if uid == 0 || uid == nix::unistd::Uid::effective().as_raw() {
+            return true;
+        }
+        let Some(admin) = self.admin_gid else {
+            return false;
+        };
+        if gid == admin {
+            return true;
+        }
+        // Supplementary groups of the connecting process.
+        pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Groups:").map(str::to_owned))
+            })
+            .is_some_and(|groups| {
+                groups
+                    .split_whitespace()
+                    .any(|group| group.parse::<u32>() == Ok(admin))
+            })
+    }
+}
+
+impl Accept for GuardedUnix {
+    type Stream = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept_one(&mut self) -> io::Result<(Self::Stream, Self::Addr)> {
+        use tokio::io::AsyncWriteExt;
+        loop {
+            let (mut stream, address) = self.inner.accept().await?;
+            let Ok(peer) = stream.peer_cred() else {
+                continue;
+            };
+            if self.admits(peer.uid(), peer.gid(), peer.pid()) {
+                return Ok((stream, address));
+            }
+            let now = std::time::Instant::now();
+            let due = self
+                .reported
+                .get(&peer.uid())
+                .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
+            if due {
+                self.reported.insert(peer.uid(), now);
+                self.inbox.send(crate::inbox::Input::Note {
+                    agent: None,
+                    kind: "api_refused",
+                    detail: format!(
+                        "uid {} (pid {}) may not control roster: refused",
+                        peer.uid(),
+                        peer.pid().map(|pid| pid.to_string()).unwrap_or_else(|| "?".into())
+                    ),
+                });
+            }
+            let body = r#"{"error":"this user may not control roster\n  hint: ask an admin to add you to roster's admin group, or use sudo"}"#;
+            let answer = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            // Never wait on a refused peer for long.
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(answer.as_bytes())).await;
+        }
+    }
+
+    fn bound_address(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}

@@ -41,6 +41,9 @@ pub struct Published {
     pub deploys: Option<Arc<crate::deploy::Deploys>>,
     /// The home (its release stores are read for `/v1/releases`).
     pub home: std::path::PathBuf,
+    /// The admin group allowed on the control socket besides root and the
+    /// daemon's user.
+    pub admin_gid: Option<u32>,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -63,6 +66,8 @@ pub async fn serve(
     warnings: Vec<String>,
     published: Published,
 ) {
+    let admin_gid = published.admin_gid;
+    let guard_inbox = inbox.clone();
     let state = ApiState {
         inbox,
         warnings: Arc::new(warnings),
@@ -83,7 +88,12 @@ pub async fn serve(
         .route("/v1/releases", get(releases))
         .with_state(state);
     let listener = BoundedListener {
-        inner: listener,
+        inner: crate::listener::GuardedUnix {
+            inner: listener,
+            admin_gid,
+            inbox: guard_inbox,
+            reported: HashMap::new(),
+        },
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
     };
     if let Err(error) = axum::serve(listener, router).await {
@@ -129,7 +139,8 @@ async fn status(State(state): State<ApiState>) -> Response {
     };
     // Sampling /proc is blocking work: keep it off the runtime's workers.
     let cpu = state.cpu.clone();
-    let warnings = state.warnings.as_ref().clone();
+    let mut warnings = state.warnings.as_ref().clone();
+    warnings.extend(views.iter().filter_map(|line| line.warning.clone()));
     let sampled: std::collections::BTreeMap<
         roster_core::AgentName,
         roster_core::watch::AgentSample,
@@ -142,7 +153,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         .filter_map(|(agent, points)| Some((agent.clone(), points.back()?.1.clone())))
         .collect();
     let agents = tokio::task::spawn_blocking(move || {
-        let wanted = views.iter().any(|(view, _)| view.pid.is_some());
+        let wanted = views.iter().any(|line| line.view.pid.is_some());
         let samples = if wanted {
             procfs::sample_all()
         } else {
@@ -160,7 +171,14 @@ async fn status(State(state): State<ApiState>) -> Response {
         let mut previous = cpu.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         views
             .into_iter()
-            .map(|(view, dropped)| {
+            .map(|line| {
+                let crate::inbox::StatusLine {
+                    view,
+                    dropped,
+                    user,
+                    limits,
+                    ..
+                } = line;
                 let name = view.name.to_string();
                 let group = view.pid.and_then(|pid| by_group.get(&pid).copied());
                 let cpu_percent = match (view.pid, group) {
@@ -210,6 +228,8 @@ async fn status(State(state): State<ApiState>) -> Response {
                     log_dropped_lines: dropped,
                     last_error: view.last_error,
                     release: view.release,
+                    user,
+                    limits,
                     memory_percent: sampled
                         .get(&view.name)
                         .and_then(|sample| sample.memory_percent)

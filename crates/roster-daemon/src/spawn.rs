@@ -45,31 +45,27 @@ pub fn spawn_agent(
     }
     let mut environment = environment(name, spec, home);
     environment.extend(launch.environment.iter().cloned());
-    if launch.sockets.is_empty() {
+    if !launch.needs_shim() {
         return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[]);
     }
-    // LISTEN_PID must be the agent's own pid, which only the child knows:
-    // the shim (this binary) sets it, then execs the agent.
-    let names: Vec<&str> = launch
-        .sockets
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect();
-    environment.push(("LISTEN_FDS".into(), launch.sockets.len().to_string().into()));
-    environment.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+    if !launch.sockets.is_empty() {
+        let names: Vec<&str> = launch.sockets.iter().map(|(name, _)| name.as_str()).collect();
+        environment.push(("LISTEN_FDS".into(), launch.sockets.len().to_string().into()));
+        environment.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
+    }
     let Some(program) = spec.command.first() else {
         return Err("the command is empty".into());
     };
     let search_path = environment
         .iter()
+        .rev()
         .find(|(key, _)| key == "PATH")
         .map(|(_, value)| value.clone());
     let executable = resolve_program(program, cwd, search_path.as_deref())?;
-    let mut argv = vec![
-        "roster".to_owned(),
-        SHIM_ARG.to_owned(),
-        executable.to_string_lossy().into_owned(),
-    ];
+    let mut argv = vec!["roster".to_owned(), SHIM_ARG.to_owned()];
+    argv.extend(launch.shim_options());
+    argv.push("--".to_owned());
+    argv.push(executable.to_string_lossy().into_owned());
     argv.extend(spec.command.iter().cloned());
     let fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
     spawn_in_group(&argv, cwd, &environment, log_pipe, &fds)
@@ -77,36 +73,184 @@ pub fn spawn_agent(
 
 /// How one process of an agent is started, beyond its spec: where (the
 /// release's directory for agents shipped as releases), what else it gets
-/// in its environment, and the sockets it is handed.
+/// in its environment, the sockets it is handed, and what the exec shim
+/// sets before it becomes the agent (cgroups, limits, user).
 #[derive(Debug, Default)]
 pub struct Launch {
     /// Instead of the spec's `cwd`.
     pub cwd: Option<PathBuf>,
-    /// Added to the environment (`ROSTER_RELEASE`, `ROSTER_SHARED`).
+    /// Added to the environment (`ROSTER_RELEASE`, `ROSTER_SHARED`, the
+    /// user's `HOME`, secrets).
     pub environment: Vec<(OsString, OsString)>,
     /// `[agents.NAME.listen]`: names and the daemon's fds, in order.
     pub sockets: Vec<(String, std::os::fd::RawFd)>,
+    /// cgroup directories to join (their `cgroup.procs`) before exec.
+    pub cgroups: Vec<PathBuf>,
+    /// rlimits to set before exec: (resource name, value).
+    pub rlimits: Vec<(String, u64)>,
+    /// Switch to this user: (uid, gid, supplementary groups).
+    pub user: Option<(u32, u32, Vec<u32>)>,
+}
+
+impl Launch {
+    /// Whether anything must be set in the child that posix_spawn cannot
+    /// set: then the agent starts through the exec shim.
+    pub fn needs_shim(&self) -> bool {
+        !self.sockets.is_empty()
+            || !self.cgroups.is_empty()
+            || !self.rlimits.is_empty()
+            || self.user.is_some()
+    }
+
+    fn shim_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if !self.sockets.is_empty() {
+            options.push("--listen".to_owned());
+        }
+        for cgroup in &self.cgroups {
+            options.push("--cgroup".to_owned());
+            options.push(cgroup.to_string_lossy().into_owned());
+        }
+        for (resource, value) in &self.rlimits {
+            options.push("--rlimit".to_owned());
+            options.push(format!("{resource}={value}"));
+        }
+        if let Some((uid, gid, groups)) = &self.user {
+            options.push("--groups".to_owned());
+            options.push(
+                groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            options.push("--gid".to_owned());
+            options.push(gid.to_string());
+            options.push("--uid".to_owned());
+            options.push(uid.to_string());
+        }
+        options
+    }
 }
 
 /// The hidden first argument that makes the `roster` binary the exec shim.
 pub const SHIM_ARG: &str = "__roster-exec";
 
-/// The exec shim: `roster __roster-exec EXECUTABLE ARGV0 ARGS...`. Sets
-/// `LISTEN_PID` to its own pid (which exec keeps), then becomes the agent.
-/// Returns only when exec fails, with the reason (the agent's log gets it).
-pub fn exec_shim(mut arguments: impl Iterator<Item = OsString>) -> std::io::Error {
+/// The exec shim, in the spirit of runit's chpst: `roster __roster-exec
+/// [--listen] [--cgroup DIR]... [--rlimit NAME=N]... [--groups G,G --gid G
+/// --uid U] -- EXECUTABLE ARGV0 ARGS...`. In this order it joins the
+/// cgroups (so every process the agent forks is in them), sets the rlimits,
+/// drops to the user (supplementary groups, gid, then uid), sets
+/// `LISTEN_PID` to its own pid (exec keeps the pid), then becomes the agent.
+/// Anything that fails stops it before the agent runs: an agent never runs
+/// without the limits or as another user than configured. Returns only on
+/// failure, with the reason (the agent's log gets it).
+pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
     use std::os::unix::process::CommandExt;
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+    let mut arguments = arguments.peekable();
+    let mut listen = false;
+    let mut user: (Option<u32>, Option<u32>, Vec<u32>) = (None, None, Vec::new());
+    loop {
+        let Some(option) = arguments.next() else {
+            return invalid("usage: roster __roster-exec [OPTIONS] -- EXECUTABLE ARGV0 [ARGS...] (used by the daemon only)".into());
+        };
+        let option = option.to_string_lossy().into_owned();
+        if option == "--" {
+            break;
+        }
+        if option == "--listen" {
+            listen = true;
+            continue;
+        }
+        let Some(value) = arguments.next() else {
+            return invalid(format!("{option} needs a value"));
+        };
+        let value = value.to_string_lossy().into_owned();
+        let number = |text: &str| {
+            text.parse::<u32>()
+                .map_err(|_| invalid(format!("{option}: {text:?} is not a number")))
+        };
+        let applied: Result<(), std::io::Error> = match option.as_str() {
+            "--cgroup" => std::fs::write(
+                Path::new(&value).join("cgroup.procs"),
+                std::process::id().to_string(),
+            )
+            .map_err(|error| {
+                std::io::Error::new(
+                    error.kind(),
+                    format!("joining the cgroup {value}: {error}"),
+                )
+            }),
+            "--rlimit" => set_rlimit(&value),
+            "--groups" => value
+                .split(',')
+                .filter(|group| !group.is_empty())
+                .map(number)
+                .collect::<Result<Vec<u32>, _>>()
+                .map(|groups| user.2 = groups),
+            "--gid" => number(&value).map(|gid| user.1 = Some(gid)),
+            "--uid" => number(&value).map(|uid| user.0 = Some(uid)),
+            other => Err(invalid(format!("unknown option {other}"))),
+        };
+        if let Err(error) = applied {
+            return error;
+        }
+    }
+    if let Err(error) = drop_privileges(user) {
+        return error;
+    }
     let (Some(executable), Some(argv0)) = (arguments.next(), arguments.next()) else {
-        return std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "usage: roster __roster-exec EXECUTABLE ARGV0 [ARGS...] (used by the daemon only)",
-        );
+        return invalid("the shim needs EXECUTABLE and ARGV0 after --".into());
     };
-    std::process::Command::new(executable)
-        .arg0(argv0)
-        .args(arguments)
-        .env("LISTEN_PID", std::process::id().to_string())
-        .exec()
+    let mut command = std::process::Command::new(executable);
+    command.arg0(argv0).args(arguments);
+    if listen {
+        command.env("LISTEN_PID", std::process::id().to_string());
+    }
+    command.exec()
+}
+
+/// `NAME=VALUE` for `as`, `nofile` or `nproc`: soft and hard limit.
+fn set_rlimit(spec: &str) -> std::io::Result<()> {
+    use nix::sys::resource::{setrlimit, Resource};
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("--rlimit {spec:?}: expected as|nofile|nproc=NUMBER"),
+        )
+    };
+    let (name, value) = spec.split_once('=').ok_or_else(invalid)?;
+    let value: u64 = value.parse().map_err(|_| invalid())?;
+    let resource = match name {
+        "as" => Resource::RLIMIT_AS,
+        "nofile" => Resource::RLIMIT_NOFILE,
+        "nproc" => Resource::RLIMIT_NPROC,
+        _ => return Err(invalid()),
+    };
+    setrlimit(resource, value, value)
+        .map_err(|errno| std::io::Error::other(format!("setting the {name} limit to {value}: {errno}")))
+}
+
+/// Supplementary groups, then gid, then uid (after setuid the others
+/// could no longer be changed).
+fn drop_privileges(user: (Option<u32>, Option<u32>, Vec<u32>)) -> std::io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    let (uid, gid, groups) = user;
+    let failed = |what: &str, errno: nix::Error| {
+        std::io::Error::other(format!("{what}: {errno} (the daemon must run as root to switch users)"))
+    };
+    if uid.is_some() || gid.is_some() {
+        let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+        setgroups(&groups).map_err(|errno| failed("setgroups", errno))?;
+    }
+    if let Some(gid) = gid {
+        setgid(Gid::from_raw(gid)).map_err(|errno| failed("setgid", errno))?;
+    }
+    if let Some(uid) = uid {
+        setuid(Uid::from_raw(uid)).map_err(|errno| failed("setuid", errno))?;
+    }
+    Ok(())
 }
 
 /// Starts an `exec` notifier's command like an agent (its own process

@@ -155,7 +155,33 @@ struct Daemon {
     deploy_commands: HashMap<u32, oneshot::Sender<ExitStatus>>,
     /// Deploys and rollbacks (their steps run on the runtime).
     deploys: Arc<crate::deploy::Deploys>,
+    /// Who each agent runs as, resolved at its first start after an apply.
+    accounts: HashMap<AgentName, Result<crate::identity::Account, String>>,
+    /// Agents already reported running as root without the config saying so.
+    root_reported: HashSet<AgentName>,
+    /// How each agent's limits are enforced (for status).
+    enforcement: HashMap<AgentName, String>,
     _lock: DaemonLock,
+}
+
+/// The admin group named by `ROSTER_ADMIN_GROUP`, if any.
+fn admin_group() -> Result<Option<u32>, DaemonError> {
+    let Ok(name) = std::env::var("ROSTER_ADMIN_GROUP") else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let group = match name.parse::<u32>() {
+        Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)),
+        Err(_) => nix::unistd::Group::from_name(&name),
+    };
+    match group {
+        Ok(Some(group)) => Ok(Some(group.gid.as_raw())),
+        _ => Err(DaemonError::Config(format!(
+            "ROSTER_ADMIN_GROUP names the group {name:?}, which does not exist\n  hint: create it (groupadd -r {name}) or unset ROSTER_ADMIN_GROUP"
+        ))),
+    }
 }
 
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `roster down`.
@@ -228,7 +254,19 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         tokio::net::UnixListener::bind(&socket_path)
             .map_err(io_error("listening on", &socket_path))?
     };
-    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+    // 0600, or 0660 and the admin group's (ROSTER_ADMIN_GROUP, which
+    // `roster install --admin-group` sets in the unit).
+    let admin_gid = admin_group()?;
+    let mode = if admin_gid.is_some() { 0o660 } else { 0o600 };
+    if let Some(gid) = admin_gid {
+        nix::unistd::chown(&socket_path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|errno| DaemonError::Io {
+                what: "giving the admin group",
+                path: socket_path.clone(),
+                source: errno.into(),
+            })?;
+    }
+    std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(mode))
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
     let history = Arc::new(Mutex::new(server::History::new()));
@@ -242,6 +280,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
             history: history.clone(),
             deploys: Some(deploys.clone()),
             home: home.root().to_path_buf(),
+            admin_gid,
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
@@ -277,6 +316,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         listeners: crate::listen::Listeners::default(),
         deploy_commands: HashMap::new(),
         deploys,
+        accounts: HashMap::new(),
+        root_reported: HashSet::new(),
+        enforcement: HashMap::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -324,7 +366,17 @@ impl Daemon {
         inputs: &mpsc::Receiver<Input>,
         config: Option<&Path>,
     ) {
+        // The watchdog is fed from the loop itself: a loop that hangs is
+        // restarted by systemd.
+        let watchdog = startup::watchdog_interval();
+        let mut next_watchdog = watchdog.map(|_| Instant::now());
         loop {
+            if let (Some(every), Some(due)) = (watchdog, next_watchdog) {
+                if due <= Instant::now() {
+                    startup::notify_systemd_watchdog();
+                    next_watchdog = Some(Instant::now() + every);
+                }
+            }
             // Whatever the last inputs asked for (the initial apply's spawns
             // included) is done before sleeping.
             self.perform();
@@ -339,6 +391,7 @@ impl Daemon {
                 supervisor_deadline,
                 self.sweep_due(),
                 self.watcher.poll_timeout(),
+                next_watchdog,
             ]
             .into_iter()
             .flatten()
@@ -505,7 +558,26 @@ impl Daemon {
                             .get(&view.name)
                             .map(|io| io.dropped.load(Ordering::Relaxed))
                             .unwrap_or(0);
-                        (view, dropped)
+                        let user = self
+                            .accounts
+                            .get(&view.name)
+                            .and_then(|account| account.as_ref().ok())
+                            .map(|account| account.name.clone());
+                        let limits = self.enforcement.get(&view.name).cloned();
+                        let warning = self.root_reported.contains(&view.name).then(|| {
+                            format!(
+                                "{} runs as root (this daemon does, and the config names no user); \
+                                 set user = \"...\" for it or in [defaults], or allow_root = true if intended",
+                                view.name
+                            )
+                        });
+                        crate::inbox::StatusLine {
+                            view,
+                            dropped,
+                            user,
+                            limits,
+                            warning,
+                        }
                     })
                     .collect();
                 let _ = reply.send(views);
@@ -740,6 +812,8 @@ impl Daemon {
             }
         }
         let now = Instant::now();
+        // Users may have been created or changed since: look them up again.
+        self.accounts.clear();
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
@@ -775,6 +849,7 @@ impl Daemon {
     fn begin_shutdown(&mut self, why: &str) {
         if !self.shutting_down {
             self.shutting_down = true;
+            startup::notify_systemd_stopping();
             self.journal.record(Row::now(
                 None,
                 "daemon_stopping",
@@ -1186,6 +1261,59 @@ impl Daemon {
         spawn::spawn_agent(agent, &probe, &self.home_env, &null, &launch)
     }
 
+    /// Who the agent runs as: the configured user (the shim switches to
+    /// it), or the daemon's. Root only when the config says so, for the
+    /// installed daemon; an ad-hoc root daemon runs it but says so.
+    fn set_user(
+        &mut self,
+        agent: &AgentName,
+        identity: &roster_core::hardening::Identity,
+        launch: &mut spawn::Launch,
+    ) -> Result<(), String> {
+        let account = self
+            .accounts
+            .entry(agent.clone())
+            .or_insert_with(|| crate::identity::resolve(identity))
+            .clone()?;
+        if account.uid == 0 && !identity.root_intended() {
+            if crate::identity::installed() {
+                return Err(format!(
+                    "refusing to start {agent} as root: the installed daemon runs agents as root only when the config says so\n  \
+                     hint: set user = \"agent-runner\" (or another user) for it or in [defaults], or allow_root = true"
+                ));
+            }
+            if self.root_reported.insert(agent.clone()) {
+                let message = format!(
+                    "{agent} runs as root because this daemon does and the config names no user; \
+                     set user = \"...\" (or allow_root = true to say it is intended)"
+                );
+                tracing::warn!("{message}");
+                self.journal
+                    .record(Row::now(Some(agent.as_str()), "runs_as_root", None, message));
+            }
+        }
+        if crate::identity::needs_switch(&account) {
+            if !nix::unistd::Uid::effective().is_root() {
+                return Err(format!(
+                    "{agent} should run as {} but this daemon does not run as root and cannot switch users\n  \
+                     hint: run roster as root (roster install), or remove `user`",
+                    account.name
+                ));
+            }
+            launch.user = Some((account.uid, account.gid, account.groups.clone()));
+            launch
+                .environment
+                .push(("HOME".into(), account.home.clone().into_os_string()));
+            launch
+                .environment
+                .push(("USER".into(), account.name.clone().into()));
+            launch
+                .environment
+                .push(("LOGNAME".into(), account.name.clone().into()));
+        }
+        Ok(())
+    }
+
     /// Where and with what an agent's next process starts: an agent shipped
     /// as releases runs in the release the supervisor names, or else the
     /// one `current` points to (one readlink); its listen sockets.
@@ -1193,9 +1321,14 @@ impl Daemon {
         let Some(spec) = self.supervisor.spec(agent) else {
             return Err("unknown agent".into());
         };
+        let identity = spec.identity.clone();
         let mut launch = spawn::Launch {
             sockets: self.listeners.of(agent),
             ..Default::default()
+        };
+        self.set_user(agent, &identity, &mut launch)?;
+        let Some(spec) = self.supervisor.spec(agent) else {
+            return Err("unknown agent".into());
         };
         if spec.deploy.is_none() {
             return Ok(launch);

@@ -147,3 +147,21 @@ pub fn notify_systemd_ready() {
         tracing::warn!("could not notify systemd: {error}");
     }
 }
+
+/// `STOPPING=1`: the daemon is stopping its agents (systemd shows it).
+pub fn notify_systemd_stopping() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+/// How often to send `WATCHDOG=1`: half the unit's `WatchdogSec`, when it
+/// sets one for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+        .then(|| Duration::from_micros(usec / 2))
+}
+
+/// `WATCHDOG=1`: the loop is alive.
+pub fn notify_systemd_watchdog() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+}
