@@ -706,7 +706,10 @@ fn create_dir(dir: &Path) -> Result<(), String> {
 
 /// Writes an existing control file (never creates one).
 fn write_file_raw(path: &Path, value: &str) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
     file.write_all(value.as_bytes())
 }
 

@@ -336,7 +336,7 @@ fn simulated_v2_tree() {
     let mut wanted = limits(Some(64 * MIB), Some(150), Some(10));
     wanted.nofile = Some(1024);
     let prepared = cgroups.prepare("web", &wanted).expect("prepare");
-    assert_eq!(prepared.join, [agent.clone()]);
+    assert_eq!(prepared.join, std::slice::from_ref(&agent));
     assert_eq!(prepared.enforcement, Enforcement::Cgroup2);
     assert_eq!(
         prepared.rlimits,
