@@ -1,18 +1,15 @@
 //! Per-agent cgroups: limits (`memory_max`, `cpu_quota`, `tasks_max`) and OOM detection.
 //!
-//! Design. Cgroups are created under the daemon's OWN cgroup (from
-//! `/proc/self/cgroup`), as `<own>/roster-<home id>/AGENT`: that is the
-//! subtree a service manager delegates (systemd `Delegate=yes`), it needs
-//! no write access to the hierarchy's root, and two homes never collide.
-//! `detect` runs once at start: cgroup v2 when a `cgroup2` mount offers
-//! memory, cpu or pids at the daemon's cgroup (if the daemon's cgroup holds
-//! the daemon alone, it moves into `roster-<id>/_daemon`, a name no agent can
-//! have, so controllers can be enabled below it); otherwise v1, per
-//! controller (memory, cpu, pids hierarchies, each under the daemon's path in
-//! it); otherwise none, with the reason. A limit whose controller is missing
-//! falls back to an rlimit the exec shim sets (memory: RLIMIT_AS, tasks:
-//! RLIMIT_NPROC, which counts every process of the user); `cpu_quota` has no
-//! rlimit equivalent and is then reported unenforced. `nofile` is always an rlimit.
+//! Agents' cgroups go under the daemon's OWN cgroup (`/proc/self/cgroup`), as
+//! `<own>/roster-<home id>/AGENT`: that is what a service manager delegates
+//! (systemd `Delegate=yes`), it needs no write access to the hierarchy's root,
+//! and two homes never collide. `detect` (once, at start) takes cgroup v2 when a
+//! `cgroup2` mount offers memory, cpu or pids there (a daemon alone in its v2
+//! cgroup moves into `roster-<id>/_daemon`, no agent's name, so controllers can
+//! be enabled below it); else v1, per controller (memory, cpu, pids); else none,
+//! with the reason. A missing controller falls back to an rlimit the exec shim
+//! sets (memory: RLIMIT_AS; tasks: RLIMIT_NPROC, per user); `cpu_quota` has no
+//! rlimit and is reported unenforced. `nofile` is always an rlimit.
 
 use std::collections::HashSet;
 use std::fs;
@@ -118,7 +115,8 @@ impl RlimitKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepared {
     /// Cgroup directories a new process joins (writes its pid to
-    /// `DIR/cgroup.procs`) before exec.
+    /// `DIR/cgroup.procs`) before exec, and before it drops root: joining
+    /// needs write access to `cgroup.procs`.
     pub join: Vec<PathBuf>,
     /// How the limits are enforced.
     pub enforcement: Enforcement,
@@ -203,6 +201,22 @@ impl Cgroups {
             Version::V2 => Some(Enforcement::Cgroup2),
             Version::V1 => Some(Enforcement::Cgroup1),
         }
+    }
+
+    /// One line for the journal: the version and where each controller's
+    /// agent cgroups go, e.g. `cgroup1: memory at /sys/fs/cgroup/memory/roster-ab12, ...`.
+    pub fn summary(&self) -> String {
+        let Some(version) = self.version() else {
+            return "no cgroups: limits are rlimits".to_owned();
+        };
+        let places: Vec<String> = CONTROLLERS
+            .into_iter()
+            .map(|controller| match self.base(controller) {
+                Some(base) => format!("{} at {}", controller.name(), base.display()),
+                None => format!("no {}", controller.name()),
+            })
+            .collect();
+        format!("{}: {}", version.as_str(), places.join(", "))
     }
 
     fn base(&self, controller: Controller) -> Option<&Path> {

@@ -37,7 +37,7 @@ impl Fixture {
             return None;
         }
         let (cgroups, reason) = Cgroups::detect(&format!("test{}-{test}", std::process::id()));
-        eprintln!("detected: {cgroups:?}, note: {reason:?}");
+        eprintln!("detected: {}; note: {reason:?}", cgroups.summary());
         if cgroups.version().is_none() {
             eprintln!("skipped: no usable cgroup hierarchy: {reason:?}");
             return None;
@@ -167,6 +167,16 @@ fn host_prepare_reads_back_reuses_and_removes() {
     let again = fixture.prepare("worker", &limits(Some(64 * MIB), Some(50), Some(32)));
     assert_eq!(again.join, prepared.join);
     check(false);
+    // Raising the memory limit (v1: memsw must move first).
+    fixture.prepare("worker", &limits(Some(128 * MIB), Some(50), Some(32)));
+    if let Some(dir) = &memory {
+        let file = if v1 {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        };
+        assert_eq!(read(&dir.join(file)), (128 * MIB).to_string());
+    }
     // Limits removed from the config are written as max.
     let unlimited = fixture.prepare("worker", &Limits::default());
     assert_eq!(unlimited.join, prepared.join);
@@ -331,6 +341,14 @@ fn simulated_v2_tree() {
     assert_eq!(cgroups.memory.as_deref(), Some(base.as_path()));
     assert_eq!(cgroups.pids, None);
     assert!(note.is_some_and(|note| note.contains("RLIMIT_NPROC")));
+    assert_eq!(
+        cgroups.summary(),
+        format!(
+            "cgroup2: memory at {0}, cpu at {0}, no pids",
+            base.display()
+        )
+    );
+    assert_eq!(Cgroups::none().summary(), "no cgroups: limits are rlimits");
     // The last write to a file is what the simulation keeps.
     assert_eq!(read(&base.join("cgroup.subtree_control")), "+cpu");
     let mut wanted = limits(Some(64 * MIB), Some(150), Some(10));
