@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod alerts;
+pub mod cgroup;
 pub mod clock;
 pub mod config_file;
 pub mod daemon;
