@@ -1109,3 +1109,46 @@ pub fn prepare_releases(home: &Path, config: &roster_core::Config, deploys: &Dep
         }
     }
 }
+
+/// Runs a command through the loop (which spawns and reaps every child of
+/// the daemon) and waits for its end: `Ok(true)` on exit 0. Blocks: call it
+/// on the blocking pool or a thread of its own, never on the loop.
+pub fn run_through_loop(inbox: &Inbox, argv: &[String]) -> Result<bool, String> {
+    let output: OwnedFd = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|error| format!("opening /dev/null: {error}"))?
+        .into();
+    let (started, started_answer) = oneshot::channel();
+    let (ended, ended_answer) = oneshot::channel();
+    inbox.send(Input::DeployExec(DeployCommand {
+        argv: argv.to_vec(),
+        cwd: PathBuf::from("/"),
+        env: Vec::new(),
+        output,
+        started,
+        ended,
+    }));
+    started_answer
+        .blocking_recv()
+        .map_err(|_| "the daemon is shutting down".to_owned())??;
+    let status = ended_answer
+        .blocking_recv()
+        .map_err(|_| "the daemon is shutting down".to_owned())?;
+    Ok(status.is_success())
+}
+
+/// Everything a config needs done off the loop before it is applied:
+/// users created and their directories given to them, release stores
+/// repaired. `run` runs a command to its end.
+pub fn prepare_config(
+    home: &Path,
+    config: &roster_core::Config,
+    deploys: &Deploys,
+    run: crate::identity::RunCommand<'_>,
+) {
+    for (agent, note) in crate::identity::prepare_accounts(home, config, run) {
+        deploys.note(&agent, "account", note);
+    }
+    prepare_releases(home, config, deploys);
+}

@@ -124,3 +124,89 @@ mod tests {
         assert!(missing.contains("create_user"), "{missing}");
     }
 }
+
+/// Runs a command to its end: `Ok(true)` when it exits 0.
+pub type RunCommand<'a> = &'a dyn Fn(&[String]) -> Result<bool, String>;
+
+/// Before a config is applied (off the loop): creates the users agents
+/// ask for with `create_user = true` (`useradd --system`, no login, no
+/// home), and gives each such agent its own directory, owned by its user
+/// and closed to everyone else (mode 0700): its `cwd`, or `shared/` for an
+/// agent shipped as releases. Returns lines for the journal (what was done,
+/// or why not).
+pub fn prepare_accounts(
+    home: &std::path::Path,
+    config: &roster_core::Config,
+    run: RunCommand<'_>,
+) -> Vec<(roster_core::AgentName, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut notes = Vec::new();
+    for (agent, spec) in &config.agents {
+        let identity = &spec.identity;
+        let Some(name) = identity.user.as_deref().filter(|_| identity.create_user) else {
+            continue;
+        };
+        if name.parse::<u32>().is_ok() || name == "root" {
+            continue;
+        }
+        if matches!(User::from_name(name), Ok(None)) {
+            let argv: Vec<String> = [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--home-dir",
+                "/nonexistent",
+                name,
+            ]
+            .iter()
+            .map(|word| (*word).to_owned())
+            .collect();
+            match run(&argv) {
+                Ok(true) => notes.push((agent.clone(), format!("created the system user {name}"))),
+                Ok(false) => {
+                    notes.push((
+                        agent.clone(),
+                        format!("useradd {name} failed; the agent cannot start"),
+                    ));
+                    continue;
+                }
+                Err(error) => {
+                    notes.push((
+                        agent.clone(),
+                        format!("could not run useradd for {name}: {error}"),
+                    ));
+                    continue;
+                }
+            }
+        }
+        let account = match resolve(identity) {
+            Ok(account) => account,
+            Err(error) => {
+                notes.push((agent.clone(), error));
+                continue;
+            }
+        };
+        let directory = if spec.deploy.is_some() {
+            crate::releases::Releases::new(home, agent).shared_dir()
+        } else {
+            spec.cwd.clone()
+        };
+        let owned = std::fs::create_dir_all(&directory)
+            .and_then(|()| {
+                std::os::unix::fs::chown(&directory, Some(account.uid), Some(account.gid))
+            })
+            .and_then(|()| {
+                std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o700))
+            });
+        if let Err(error) = owned {
+            notes.push((
+                agent.clone(),
+                format!("giving {} to {name}: {error}", directory.display()),
+            ));
+        }
+    }
+    notes
+}

@@ -238,7 +238,9 @@ impl Accept for GuardedUnix {
                     detail: format!(
                         "uid {} (pid {}) may not control roster: refused",
                         peer.uid(),
-                        peer.pid().map(|pid| pid.to_string()).unwrap_or_else(|| "?".into())
+                        peer.pid()
+                            .map(|pid| pid.to_string())
+                            .unwrap_or_else(|| "?".into())
                     ),
                 });
             }
@@ -247,8 +249,17 @@ impl Accept for GuardedUnix {
                 "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            // Never wait on a refused peer for long.
-            let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(answer.as_bytes())).await;
+            // Read the request first (closing on unread bytes would reset
+            // the connection before the answer arrives); never wait on a
+            // refused peer for long.
+            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                use tokio::io::AsyncReadExt;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
         }
     }
 

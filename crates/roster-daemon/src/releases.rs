@@ -342,13 +342,15 @@ impl Releases {
     /// home itself must exist.
     pub fn ensure_layout(&self) -> Result<(), ReleaseError> {
         let agents = self.home.join("agents");
+        // Others may traverse (0711), never list: an agent that runs as
+        // its own user reaches its release and its shared directory.
         for path in [
             agents,
             self.dir.clone(),
             self.releases_root(),
             self.shared_dir(),
         ] {
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            match std::fs::DirBuilder::new().mode(0o711).create(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(source) => {
@@ -359,7 +361,13 @@ impl Releases {
                     })
                 }
             }
-            check_own_directory(&path)?;
+            if path == self.shared_dir() {
+                // It may belong to the agent's own user (create_user); the
+                // daemon never writes in it. A link is still refused.
+                check_directory(&path)?;
+            } else {
+                check_own_directory(&path)?;
+            }
         }
         Ok(())
     }
@@ -936,6 +944,20 @@ impl Releases {
 
 /// Refuses a symbolic link, a non-directory or another user's directory.
 fn check_own_directory(path: &Path) -> Result<(), ReleaseError> {
+    let metadata = check_directory(path)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(ReleaseError::WrongOwner {
+            path: path.to_path_buf(),
+            owner: metadata.uid(),
+            expected: me,
+        });
+    }
+    Ok(())
+}
+
+/// A real directory (not a link, not another kind of file).
+fn check_directory(path: &Path) -> Result<std::fs::Metadata, ReleaseError> {
     let metadata = std::fs::symlink_metadata(path).map_err(io_error("inspecting", path))?;
     if metadata.is_symlink() {
         return Err(ReleaseError::Symlink {
@@ -948,15 +970,7 @@ fn check_own_directory(path: &Path) -> Result<(), ReleaseError> {
             expected: "directory",
         });
     }
-    let me = nix::unistd::geteuid().as_raw();
-    if metadata.uid() != me {
-        return Err(ReleaseError::WrongOwner {
-            path: path.to_path_buf(),
-            owner: metadata.uid(),
-            expected: me,
-        });
-    }
-    Ok(())
+    Ok(metadata)
 }
 
 /// Removes a file, link or directory tree; missing is fine. Never follows

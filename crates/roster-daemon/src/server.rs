@@ -275,10 +275,12 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
     let read_from = path.clone();
     let deploys = state.published.deploys.clone();
     let home = state.published.home.clone();
+    let inbox = state.inbox.clone();
     let loaded = match tokio::task::spawn_blocking(move || {
         let loaded = crate::config_file::load_config(&read_from);
         if let (Ok(config), Some(deploys)) = (&loaded, &deploys) {
-            crate::deploy::prepare_releases(&home, config, deploys);
+            let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
+            crate::deploy::prepare_config(&home, config, deploys, &run);
         }
         loaded
     })

@@ -46,10 +46,14 @@ pub fn spawn_agent(
     let mut environment = environment(name, spec, home);
     environment.extend(launch.environment.iter().cloned());
     if !launch.needs_shim() {
-        return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[]);
+        return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false);
     }
     if !launch.sockets.is_empty() {
-        let names: Vec<&str> = launch.sockets.iter().map(|(name, _)| name.as_str()).collect();
+        let names: Vec<&str> = launch
+            .sockets
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         environment.push(("LISTEN_FDS".into(), launch.sockets.len().to_string().into()));
         environment.push(("LISTEN_FDNAMES".into(), names.join(":").into()));
     }
@@ -68,7 +72,7 @@ pub fn spawn_agent(
     argv.push(executable.to_string_lossy().into_owned());
     argv.extend(spec.command.iter().cloned());
     let fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
-    spawn_in_group(&argv, cwd, &environment, log_pipe, &fds)
+    spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)
 }
 
 /// How one process of an agent is started, beyond its spec: where (the
@@ -177,10 +181,7 @@ pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
                 std::process::id().to_string(),
             )
             .map_err(|error| {
-                std::io::Error::new(
-                    error.kind(),
-                    format!("joining the cgroup {value}: {error}"),
-                )
+                std::io::Error::new(error.kind(), format!("joining the cgroup {value}: {error}"))
             }),
             "--rlimit" => set_rlimit(&value),
             "--groups" => value
@@ -228,8 +229,9 @@ fn set_rlimit(spec: &str) -> std::io::Result<()> {
         "nproc" => Resource::RLIMIT_NPROC,
         _ => return Err(invalid()),
     };
-    setrlimit(resource, value, value)
-        .map_err(|errno| std::io::Error::other(format!("setting the {name} limit to {value}: {errno}")))
+    setrlimit(resource, value, value).map_err(|errno| {
+        std::io::Error::other(format!("setting the {name} limit to {value}: {errno}"))
+    })
 }
 
 /// Supplementary groups, then gid, then uid (after setuid the others
@@ -238,7 +240,9 @@ fn drop_privileges(user: (Option<u32>, Option<u32>, Vec<u32>)) -> std::io::Resul
     use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
     let (uid, gid, groups) = user;
     let failed = |what: &str, errno: nix::Error| {
-        std::io::Error::other(format!("{what}: {errno} (the daemon must run as root to switch users)"))
+        std::io::Error::other(format!(
+            "{what}: {errno} (the daemon must run as root to switch users)"
+        ))
     };
     if uid.is_some() || gid.is_some() {
         let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
@@ -277,7 +281,7 @@ pub fn spawn_notifier(
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     let environment: Vec<(OsString, OsString)> = environment.into_iter().collect();
-    spawn_in_group(argv, cwd, &environment, output, &[])
+    spawn_in_group(argv, cwd, &environment, output, &[], false)
 }
 
 /// posix_spawn of `command` in `cwd` with exactly `environment`, as the
@@ -288,6 +292,7 @@ fn spawn_in_group(
     environment: &[(OsString, OsString)],
     output: &OwnedFd,
     handed: &[std::os::fd::RawFd],
+    via_shim: bool,
 ) -> Result<u32, String> {
     let Some(program) = command.first() else {
         return Err("the command is empty".into());
@@ -296,7 +301,7 @@ fn spawn_in_group(
         .iter()
         .find(|(key, _)| key == "PATH")
         .map(|(_, value)| value.clone());
-    let executable = if handed.is_empty() {
+    let executable = if !via_shim {
         resolve_program(program, cwd, search_path.as_deref())?
     } else {
         // The shim: this very binary, whatever its path is now.

@@ -161,7 +161,24 @@ struct Daemon {
     root_reported: HashSet<AgentName>,
     /// How each agent's limits are enforced (for status).
     enforcement: HashMap<AgentName, String>,
+    /// Where agents' cgroups are made, if anywhere.
+    cgroups: crate::cgroup::Cgroups,
+    /// Per agent with limits: its cgroups and rlimits.
+    prepared: HashMap<AgentName, crate::cgroup::Prepared>,
+    /// OOM kills counted in an agent's memory cgroup when its process
+    /// started: more after a SIGKILL death means the kernel killed it.
+    oom_baseline: HashMap<AgentName, u64>,
     _lock: DaemonLock,
+}
+
+/// A short stable name for a home, so that two homes' cgroups differ.
+fn home_id(home: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in home.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash as u32)
 }
 
 /// The admin group named by `ROSTER_ADMIN_GROUP`, if any.
@@ -259,12 +276,13 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let admin_gid = admin_group()?;
     let mode = if admin_gid.is_some() { 0o660 } else { 0o600 };
     if let Some(gid) = admin_gid {
-        nix::unistd::chown(&socket_path, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|errno| DaemonError::Io {
+        nix::unistd::chown(&socket_path, None, Some(nix::unistd::Gid::from_raw(gid))).map_err(
+            |errno| DaemonError::Io {
                 what: "giving the admin group",
                 path: socket_path.clone(),
                 source: errno.into(),
-            })?;
+            },
+        )?;
     }
     std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(mode))
         .map_err(io_error("securing", &socket_path))?;
@@ -285,6 +303,16 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
 
+    let (cgroups, cgroup_note) = crate::cgroup::Cgroups::detect(&home_id(home.root()));
+    journal.record(Row::now(
+        None,
+        "limits",
+        None,
+        match &cgroup_note {
+            Some(note) => format!("agents' limits fall back to rlimits: {note}"),
+            None => format!("agents' limits: {}", cgroups.summary()),
+        },
+    ));
     let (log_config, _) = watch::channel(LogConfig::default());
     let notifier = notify_exec::start_notifier(runtime.handle(), &inbox);
     let mut daemon = Daemon {
@@ -319,6 +347,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         accounts: HashMap::new(),
         root_reported: HashSet::new(),
         enforcement: HashMap::new(),
+        cgroups,
+        prepared: HashMap::new(),
+        oom_baseline: HashMap::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -331,7 +362,18 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         Some(path) => {
             let loaded = crate::config_file::load_config(path);
             if let Ok(config) = &loaded {
-                crate::deploy::prepare_releases(daemon.home.root(), config, &daemon.deploys);
+                // The loop does not run yet: nothing else reaps children.
+                let run = |argv: &[String]| -> Result<bool, String> {
+                    let (program, arguments) = argv.split_first().ok_or("an empty command")?;
+                    std::process::Command::new(program)
+                        .args(arguments)
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .map(|status| status.success())
+                        .map_err(|error| format!("{program}: {error}"))
+                };
+                crate::deploy::prepare_config(daemon.home.root(), config, &daemon.deploys, &run);
             }
             match daemon.apply(path, loaded, true, true) {
                 Ok(_) => Ok(()),
@@ -528,7 +570,8 @@ impl Daemon {
             .spawn(move || {
                 let loaded = crate::config_file::load_config(&path);
                 if let Ok(config) = &loaded {
-                    crate::deploy::prepare_releases(&home, config, &deploys);
+                    let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
+                    crate::deploy::prepare_config(&home, config, &deploys, &run);
                 }
                 let (reply, _ignored) = oneshot::channel();
                 inbox.send(Input::Request(Request::Apply {
@@ -814,6 +857,7 @@ impl Daemon {
         let now = Instant::now();
         // Users may have been created or changed since: look them up again.
         self.accounts.clear();
+        self.apply_limits(&config);
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
@@ -831,6 +875,57 @@ impl Daemon {
             ),
         ));
         Ok(ApplyReply { summary })
+    }
+
+    /// Creates or updates the cgroups of agents with limits (writes to the
+    /// cgroup filesystem: kernel memory, no disk), and notes how each
+    /// agent's limits are enforced.
+    fn apply_limits(&mut self, config: &Config) {
+        self.enforcement.clear();
+        let before: Vec<AgentName> = self.prepared.keys().cloned().collect();
+        for agent in before {
+            if !config
+                .agents
+                .get(&agent)
+                .is_some_and(|spec| spec.limits.any())
+            {
+                self.prepared.remove(&agent);
+            }
+        }
+        for (agent, spec) in &config.agents {
+            if !spec.limits.any() {
+                self.enforcement.insert(agent.clone(), "none".into());
+                continue;
+            }
+            match self.cgroups.prepare(agent.as_str(), &spec.limits) {
+                Ok(prepared) => {
+                    if !prepared.unenforced.is_empty() {
+                        self.journal.record(Row::now(
+                            Some(agent.as_str()),
+                            "limits_unenforced",
+                            None,
+                            format!(
+                                "{} cannot be enforced on this host (no cgroup controller for it)",
+                                prepared.unenforced.join(", ")
+                            ),
+                        ));
+                    }
+                    self.enforcement
+                        .insert(agent.clone(), prepared.enforcement.as_str().to_owned());
+                    self.prepared.insert(agent.clone(), prepared);
+                }
+                Err(error) => {
+                    self.journal.record(Row::now(
+                        Some(agent.as_str()),
+                        "limits_failed",
+                        None,
+                        error.clone(),
+                    ));
+                    self.prepared.remove(agent);
+                    self.enforcement.insert(agent.clone(), "failed".into());
+                }
+            }
+        }
     }
 
     /// Journals why a config was not applied (its first line, after
@@ -969,6 +1064,8 @@ impl Daemon {
                 Action::Forget { agent } => {
                     // The pumps hold the writer until their pipes close.
                     self.io.remove(&agent);
+                    self.cgroups.remove(agent.as_str());
+                    self.prepared.remove(&agent);
                 }
                 Action::Probe {
                     agent,
@@ -1006,6 +1103,11 @@ impl Daemon {
                 }
                 EventKind::Healthy => self.watcher.handle_health(now, &event.agent, true, ""),
                 EventKind::Started { .. } => self.watcher.handle_new_process(now, &event.agent),
+                EventKind::Exited {
+                    pid,
+                    status: roster_core::ExitStatus::Signal(9),
+                    ..
+                } => self.check_oom(&event.agent, *pid),
                 _ => {}
             }
         }
@@ -1015,6 +1117,35 @@ impl Daemon {
         // A rule's restart or stop asks the supervisor for more.
         if self.supervisor.has_pending() {
             self.perform();
+        }
+    }
+
+    /// A main process died of SIGKILL: when its memory cgroup counted an
+    /// OOM kill since it started, the kernel killed it at `memory_max`.
+    fn check_oom(&mut self, agent: &AgentName, pid: u32) {
+        let Some(baseline) = self.oom_baseline.get(agent).copied() else {
+            return;
+        };
+        let Some(kills) = self.cgroups.oom_kills(agent.as_str()) else {
+            return;
+        };
+        if kills > baseline {
+            self.oom_baseline.insert(agent.clone(), kills);
+            let limit = self
+                .supervisor
+                .spec(agent)
+                .and_then(|spec| spec.limits.memory_max)
+                .map(crate::sample::human_bytes)
+                .unwrap_or_else(|| "its memory limit".into());
+            let message =
+                format!("pid {pid} was killed by the kernel: it reached memory_max ({limit})");
+            tracing::warn!(%agent, "{message}");
+            self.journal.record(Row::now(
+                Some(agent.as_str()),
+                "oom_killed",
+                Some(pid),
+                message,
+            ));
         }
     }
 
@@ -1288,8 +1419,12 @@ impl Daemon {
                      set user = \"...\" (or allow_root = true to say it is intended)"
                 );
                 tracing::warn!("{message}");
-                self.journal
-                    .record(Row::now(Some(agent.as_str()), "runs_as_root", None, message));
+                self.journal.record(Row::now(
+                    Some(agent.as_str()),
+                    "runs_as_root",
+                    None,
+                    message,
+                ));
             }
         }
         if crate::identity::needs_switch(&account) {
@@ -1326,6 +1461,31 @@ impl Daemon {
             sockets: self.listeners.of(agent),
             ..Default::default()
         };
+        if let Some(limits) = self.supervisor.spec(agent).map(|spec| spec.limits.clone()) {
+            if limits.any() {
+                let Some(prepared) = self.prepared.get(agent) else {
+                    return Err(format!(
+                        "{agent}'s limits could not be set up (see `roster events {agent}`); it is not started without them"
+                    ));
+                };
+                launch.cgroups = prepared.join.clone();
+                launch.rlimits = prepared
+                    .rlimits
+                    .iter()
+                    .map(|(kind, value)| {
+                        let name = match kind {
+                            crate::cgroup::RlimitKind::AddressSpace => "as",
+                            crate::cgroup::RlimitKind::Processes => "nproc",
+                            crate::cgroup::RlimitKind::OpenFiles => "nofile",
+                        };
+                        (name.to_owned(), *value)
+                    })
+                    .collect();
+                if let Some(kills) = self.cgroups.oom_kills(agent.as_str()) {
+                    self.oom_baseline.insert(agent.clone(), kills);
+                }
+            }
+        }
         self.set_user(agent, &identity, &mut launch)?;
         let Some(spec) = self.supervisor.spec(agent) else {
             return Err("unknown agent".into());
@@ -1574,6 +1734,7 @@ impl Daemon {
             ));
         }
         while spawn::reap_one().is_some() {}
+        self.cgroups.remove_all();
         let agents: Vec<AgentIo> = std::mem::take(&mut self.io).into_values().collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         let pending = |agents: &[AgentIo]| {

@@ -8,6 +8,7 @@ mod example;
 mod faults_home;
 mod faults_logs;
 mod faults_loop;
+mod hardening;
 mod health;
 mod journal;
 mod lifecycle;
