@@ -9,6 +9,7 @@ mod faults_home;
 mod faults_logs;
 mod faults_loop;
 mod health;
+mod install;
 mod journal;
 mod lifecycle;
 mod logs;
