@@ -768,6 +768,12 @@ pub fn install(options: &InstallOptions) -> Result<ExitCode> {
     }
     let changed = !steps.is_empty();
     carry_out(&accounts, &steps, options.dry_run)?;
+    if options.config.is_some() && config_file.is_file() && !path_has(&config_file, &starter) {
+        println!(
+            "kept {}, which differs from --config: it is never overwritten (copy it yourself, then roster apply)",
+            config_file.display()
+        );
+    }
     if changed || options.dry_run {
         let daemon = format!(
             "{} daemon -f {} --home {}",
