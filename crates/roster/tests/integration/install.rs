@@ -421,3 +421,81 @@ fn the_logrotate_snippet_passes_logrotate() {
         "logrotate -d found a problem:\n{stderr}"
     );
 }
+
+#[test]
+fn install_with_a_daemon_user_gives_it_the_home() {
+    let test = "install::install_with_a_daemon_user_gives_it_the_home";
+    if !needs_root(test, "create users and chown") {
+        return;
+    }
+    if !have("useradd") {
+        skip(test, "no useradd (Debian's passwd package)");
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("roster-install-")
+        .tempdir()
+        .expect("scratch");
+    let root = scratch.path();
+    let root_arg = root.to_str().expect("utf-8 temp dir");
+    let out = ok(&[
+        "install",
+        "--root",
+        root_arg,
+        "--user",
+        "roster-runner-t",
+        "--daemon-user",
+        "roster-runner-t",
+    ]);
+    let (uid, gid) = scratch_user(root, "roster-runner-t").expect("user in DIR/etc/passwd");
+    assert_eq!(
+        mode_and_owner(&root.join("etc/roster")),
+        (0o750, 0, gid),
+        "{out}"
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster")),
+        (0o750, uid, gid)
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/logs")),
+        (0o750, uid, gid)
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/secrets")),
+        (0o700, uid, gid)
+    );
+    let unit_path = root.join("etc/systemd/system/roster.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("unit");
+    assert!(
+        unit.lines().any(|line| line == "User=roster-runner-t"),
+        "{unit}"
+    );
+    if verify_unit(&unit_path).is_none() {
+        skip(test, "no systemd-analyze: the unit was not verified");
+    }
+    assert_eq!(
+        ok(&[
+            "install",
+            "--root",
+            root_arg,
+            "--user",
+            "roster-runner-t",
+            "--daemon-user",
+            "roster-runner-t",
+        ])
+        .trim(),
+        "nothing to change"
+    );
+    // Another daemon user must exist already.
+    let output = roster(&[
+        "install",
+        "--root",
+        root_arg,
+        "--daemon-user",
+        "nobody-here-t",
+    ]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no such user"), "{stderr}");
+}
