@@ -6,7 +6,9 @@
 
 mod client;
 mod commands;
+mod paths;
 mod render;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,6 +183,72 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Install roster as a system service (as root): the system user,
+    /// /etc/roster, /var/lib/roster and the systemd unit. Idempotent.
+    Install {
+        /// The system user (and group) agents run as.
+        #[arg(long, default_value = commands::install::DEFAULT_USER)]
+        user: String,
+        /// Install under DIR instead of / (users go into DIR/etc/passwd).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print every change, make none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Install this config as /etc/roster/roster.toml if there is none.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Members of GROUP may use the daemon and read its home.
+        #[arg(long, value_name = "GROUP")]
+        admin_group: Option<String>,
+        /// Run the daemon as USER instead of root (agents then all run as
+        /// USER: only root can switch users).
+        #[arg(long, value_name = "USER")]
+        daemon_user: Option<String>,
+    },
+    /// Remove the systemd unit; keep config, state, logs and secrets
+    /// unless --purge.
+    Uninstall {
+        /// The system user --purge deletes.
+        #[arg(long, default_value = commands::install::DEFAULT_USER)]
+        user: String,
+        /// Uninstall from under DIR instead of /.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Also remove /etc/roster, /var/lib/roster and the user.
+        #[arg(long)]
+        purge: bool,
+        /// Print every change, make none.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a config as plain systemd units, or a logrotate snippet.
+    Export {
+        #[command(subcommand)]
+        what: Export,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Export {
+    /// One unit per agent, roster-NAME.service: to stdout, or into --out DIR.
+    Systemd {
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Write each unit into DIR instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Send agents' output to the journal instead of /var/log/roster/NAME.log.
+        #[arg(long)]
+        journal: bool,
+    },
+    /// A logrotate snippet for the logs of exported units (/var/log/roster).
+    Logrotate {
+        /// The config file (its [log] table).
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+    },
 }
 
 fn parse_duration_arg(raw: &str) -> Result<std::time::Duration, String> {
@@ -198,6 +266,7 @@ fn main() -> ExitCode {
         return ExitCode::from(127);
     }
     let cli = Cli::parse();
+    let given_home = cli.home.clone();
     let home = match commands::resolve_home(cli.home.clone()) {
         Ok(home) => home,
         Err(error) => return report(error),
@@ -255,6 +324,38 @@ fn main() -> ExitCode {
             timeout,
         } => commands::deploy::rollback(&home, &name, to, json, timeout),
         Command::Releases { name, json } => commands::deploy::releases(&home, &name, json),
+        Command::Install {
+            user,
+            root,
+            dry_run,
+            config,
+            admin_group,
+            daemon_user,
+        } => commands::install::install(&commands::install::InstallOptions {
+            user,
+            root,
+            dry_run,
+            config,
+            admin_group,
+            daemon_user,
+        }),
+        Command::Uninstall {
+            user,
+            root,
+            purge,
+            dry_run,
+        } => commands::install::uninstall(&commands::install::UninstallOptions {
+            user,
+            root,
+            purge,
+            dry_run,
+        }),
+        Command::Export {
+            what: Export::Systemd { file, out, journal },
+        } => commands::export::systemd(given_home.as_deref(), &file, out.as_deref(), journal),
+        Command::Export {
+            what: Export::Logrotate { file },
+        } => commands::export::logrotate_snippet(given_home.as_deref(), &file),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,8 @@ pub mod check;
 pub mod daemon;
 pub mod deploy;
 pub mod events;
+pub mod export;
+pub mod install;
 pub mod logs;
 pub mod status;
 pub mod up;

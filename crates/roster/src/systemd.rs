@@ -1,0 +1,582 @@
+//! Text for systemd and logrotate: the installed daemon's unit, one unit per
+//! agent for `roster export systemd`, and a logrotate snippet. Pure
+//! functions of their inputs; nothing here touches the file system.
+//!
+//! Quoting follows systemd.syntax(7) and systemd.service(5): a word is
+//! written bare when it is plain, else in double quotes with C escapes
+//! (`\\`, `\"`, `\n`, `\t`, `\xNN`); `%` is a specifier everywhere, so it is
+//! written `%%`; in `ExecStart=`, `$` starts a variable, so it is `$$`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use roster_core::config::{AgentSpec, LogConfig, RestartMode};
+
+use crate::paths;
+
+/// Characters a word may be written with, bare.
+fn plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"/_.,:+=@-".contains(&byte)
+}
+
+/// One word (an argv element, or `KEY=VALUE` of `Environment=`), quoted
+/// if it needs it. `exec`: the word is in an `Exec*=` line, where `$` is
+/// a variable.
+pub fn quote_word(word: &str, exec: bool) -> String {
+    quote(word, exec, false)
+}
+
+fn quote(word: &str, exec: bool, force: bool) -> String {
+    let bare = !force && !word.is_empty() && word.bytes().all(plain);
+    let mut out = String::with_capacity(word.len() + 2);
+    if !bare {
+        out.push('"');
+    }
+    for character in word.chars() {
+        match character {
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            control if (control as u32) < 0x20 || control as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", control as u32);
+            }
+            other => out.push(other),
+        }
+    }
+    if !bare {
+        out.push('"');
+    }
+    out
+}
+
+/// An argv as an `ExecStart=` value.
+pub fn quote_exec(argv: &[String]) -> String {
+    argv.iter()
+        .enumerate()
+        // A first character systemd reads as a prefix (`-@:+!`) is quoted.
+        .map(|(index, word)| {
+            let prefix = index == 0 && word.starts_with(['-', '@', ':', '+', '!']);
+            quote(word, true, prefix)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A value systemd takes whole (a path, a description): `%` doubled. A
+/// control character (a newline would end the setting) is refused.
+pub fn whole_value(value: &str, what: &str) -> Result<String, String> {
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} {value:?} has a control character (a newline?), which a unit file cannot hold"
+        ));
+    }
+    Ok(value.replace('%', "%%"))
+}
+
+fn path_value(path: &Path, what: &str) -> Result<String, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{what} {} is not UTF-8", path.display()))?;
+    whole_value(text, what)
+}
+
+/// A time span systemd reads: whole seconds as `Ns`, else milliseconds.
+pub fn time_span(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+/// An environment variable name systemd accepts.
+fn valid_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+}
+
+/// What the installed daemon's unit says.
+#[derive(Clone, Debug)]
+pub struct DaemonUnit {
+    /// The roster binary, absolute.
+    pub binary: PathBuf,
+    /// The user the daemon runs as; `None`: root (it switches agents to
+    /// their users).
+    pub daemon_user: Option<String>,
+    /// `ROSTER_ADMIN_GROUP`: the group whose members may use the daemon.
+    pub admin_group: Option<String>,
+}
+
+/// The installed daemon's unit file.
+pub fn daemon_unit(unit: &DaemonUnit) -> Result<String, String> {
+    let binary = unit
+        .binary
+        .to_str()
+        .ok_or_else(|| format!("the roster binary {} is not UTF-8", unit.binary.display()))?;
+    let exec = quote_exec(&[
+        binary.to_owned(),
+        "daemon".to_owned(),
+        "-f".to_owned(),
+        paths::CONFIG_FILE.to_owned(),
+        "--home".to_owned(),
+        paths::STATE_HOME.to_owned(),
+    ]);
+    let mut text = String::new();
+    text.push_str(
+        "# The roster daemon. Written by `roster install`, which overwrites it:\n\
+         # change it with `systemctl edit roster` instead.\n\
+         [Unit]\n\
+         Description=roster: runs AI agents and keeps them working\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=notify\n\
+         NotifyAccess=main\n",
+    );
+    let _ = writeln!(text, "ExecStart={exec}");
+    text.push_str(
+        "# Agents must not run as root unless the config says user = \"root\" or allow_root = true.\n\
+         Environment=ROSTER_INSTALLED=1\n",
+    );
+    if let Some(group) = &unit.admin_group {
+        let _ = writeln!(
+            text,
+            "Environment={}",
+            quote_word(&format!("ROSTER_ADMIN_GROUP={group}"), false)
+        );
+    }
+    match &unit.daemon_user {
+        Some(user) => {
+            let _ = writeln!(text, "User={}", whole_value(user, "the daemon user")?);
+        }
+        None => text.push_str(
+            "# No User=: the daemon runs as root so that it can start each agent as its own user.\n",
+        ),
+    }
+    text.push_str(
+        "Restart=always\n\
+         RestartSec=1\n\
+         # On SIGTERM the daemon stops its agents itself (each with its stop_signal\n\
+         # and stop_timeout); systemd kills what is left after TimeoutStopSec.\n\
+         KillMode=mixed\n\
+         TimeoutStopSec=90\n\
+         # No WatchdogSec=: the daemon does not send WATCHDOG=1, so systemd would\n\
+         # kill it at every period. Add it when the daemon pings.\n\
+         LimitNOFILE=65536\n\
+         # The daemon puts each agent in a cgroup of its own, under this unit's.\n\
+         Delegate=yes\n\
+         ProtectControlGroups=no\n\
+         # Hardening. Agents are started by the daemon and inherit all of it: outside\n\
+         # ReadWritePaths= the file system is read-only for them too (give an agent's\n\
+         # working directory with `systemctl edit roster`: ReadWritePaths=/srv/agent).\n\
+         ProtectSystem=strict\n",
+    );
+    let _ = writeln!(
+        text,
+        "ReadWritePaths={} {}",
+        paths::STATE_HOME,
+        paths::CONFIG_DIR
+    );
+    text.push_str(
+        "PrivateTmp=yes\n\
+         ProtectHome=read-only\n\
+         ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n\
+         # No NoNewPrivileges=: switching an agent to its user needs none (root only\n\
+         # drops privileges), but every agent would inherit the flag, and agents that\n\
+         # run setuid helpers (sudo, ping, newuidmap for rootless containers) would\n\
+         # break. Units from `roster export systemd` set it per agent.\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+    );
+    Ok(text)
+}
+
+/// How `roster export systemd` writes units.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// The home whose `secrets/NAME.env` the units read.
+    pub home: PathBuf,
+    /// Output to the journal instead of `/var/log/roster/NAME.log`.
+    pub journal: bool,
+}
+
+/// The unit file name for an agent.
+pub fn agent_unit_name(agent: &str) -> String {
+    format!("roster-{agent}.service")
+}
+
+/// A plain systemd unit that runs one agent as roster would, as far as
+/// systemd can. Never holds a secret: `env_file` and the agent's secrets
+/// file are referenced, not read.
+pub fn agent_unit(
+    agent: &str,
+    spec: &AgentSpec,
+    options: &ExportOptions,
+) -> Result<String, String> {
+    let cwd = if spec.release_cwd {
+        options.home.join("agents").join(agent).join("current")
+    } else {
+        spec.cwd.clone()
+    };
+    let mut argv = spec.command.clone();
+    let Some(program) = argv.first_mut() else {
+        return Err(format!("agent `{agent}` has no command"));
+    };
+    // systemd searches its own PATH for a bare name, but reads a relative
+    // path with a slash as nothing: resolve it against the working directory.
+    if program.contains('/') && !program.starts_with('/') {
+        // Components drop the `.` of `./agent.sh`.
+        let joined: PathBuf = cwd.join(program.as_str()).components().collect();
+        *program = joined
+            .to_str()
+            .ok_or_else(|| format!("agent `{agent}`: {} is not UTF-8", joined.display()))?
+            .to_owned();
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Agent `{agent}`, exported by `roster export systemd`.\n[Unit]\nDescription=roster agent {}\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\nType=simple",
+        whole_value(agent, "the agent name")?
+    );
+    if let Some(user) = &spec.identity.user {
+        if spec.identity.create_user {
+            let _ = writeln!(
+                text,
+                "# create_user: create it first: useradd -r -M -s /usr/sbin/nologin {user}"
+            );
+        }
+        let _ = writeln!(text, "User={}", whole_value(user, "the user")?);
+    }
+    if let Some(group) = &spec.identity.group {
+        let _ = writeln!(text, "Group={}", whole_value(group, "the group")?);
+    }
+    let _ = writeln!(
+        text,
+        "WorkingDirectory={}",
+        path_value(&cwd, "the working directory")?
+    );
+    let _ = writeln!(text, "ExecStart={}", quote_exec(&argv));
+    for (key, value) in spec.environment() {
+        if !valid_env_name(&key) {
+            return Err(format!(
+                "agent `{agent}`: {key:?} is not an environment variable name systemd accepts"
+            ));
+        }
+        let _ = writeln!(
+            text,
+            "Environment={}",
+            quote_word(&format!("{key}={value}"), false)
+        );
+    }
+    if let Some(env_file) = &spec.env_file {
+        let _ = writeln!(
+            text,
+            "EnvironmentFile={}",
+            path_value(env_file, "the env_file")?
+        );
+    }
+    let secrets = paths::secrets_file(&options.home, agent);
+    let _ = writeln!(
+        text,
+        "# Secrets (`roster secret set {agent} KEY`); a missing file is fine.\nEnvironmentFile=-{}",
+        path_value(&secrets, "the secrets file")?
+    );
+    let restart = match spec.restart {
+        RestartMode::Always => "always",
+        RestartMode::OnFailure => "on-failure",
+        RestartMode::Never => "no",
+    };
+    let _ = writeln!(text, "Restart={restart}");
+    let _ = writeln!(
+        text,
+        "RestartSec={}",
+        time_span(spec.restart_delay.max(Duration::from_millis(100)))
+    );
+    let _ = writeln!(text, "KillSignal={}", spec.stop_signal.name());
+    let _ = writeln!(text, "TimeoutStopSec={}", time_span(spec.stop_timeout));
+    text.push_str("KillMode=control-group\n");
+    if let Some(bytes) = spec.limits.memory_max {
+        let _ = writeln!(text, "MemoryMax={bytes}");
+    }
+    if let Some(percent) = spec.limits.cpu_quota {
+        let _ = writeln!(text, "CPUQuota={percent}%");
+    }
+    if let Some(tasks) = spec.limits.tasks_max {
+        let _ = writeln!(text, "TasksMax={tasks}");
+    }
+    if let Some(files) = spec.limits.nofile {
+        let _ = writeln!(text, "LimitNOFILE={files}");
+    }
+    text.push_str(
+        "NoNewPrivileges=yes\n\
+         ProtectSystem=full\n\
+         PrivateTmp=yes\n",
+    );
+    let home_dirs = ["/home", "/root", "/run/user"];
+    if home_dirs.iter().any(|dir| cwd.starts_with(dir)) {
+        text.push_str("# No ProtectHome=: the agent works under a home directory.\n");
+    } else {
+        text.push_str("ProtectHome=read-only\n");
+    }
+    text.push_str(
+        "ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         ProtectControlGroups=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n",
+    );
+    if options.journal {
+        text.push_str("StandardOutput=journal\nStandardError=inherit\n");
+    } else {
+        let _ = writeln!(
+            text,
+            "# {dir} must exist (mkdir -p {dir}); rotate with `roster export logrotate`.\nStandardOutput=append:{dir}/{}.log\nStandardError=inherit",
+            whole_value(agent, "the agent name")?,
+            dir = paths::EXPORT_LOG_DIR,
+        );
+    }
+    let mut dropped = Vec::new();
+    if spec.health.is_some() {
+        dropped.push("its health check");
+    }
+    if spec.watch.as_ref().is_some_and(|rules| !rules.is_empty()) {
+        dropped.push("its watch rules");
+    }
+    if spec.deploy.is_some() {
+        dropped.push("deploys (the unit runs the live release)");
+    }
+    if !spec.listen.is_empty() {
+        dropped.push("its listen sockets (write a .socket unit)");
+    }
+    if spec.crash_loop > 0 {
+        dropped.push("crash-loop detection and backoff");
+    }
+    if !dropped.is_empty() {
+        let _ = writeln!(text, "# Not exported, roster only: {}.", dropped.join(", "));
+    }
+    text.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    Ok(text)
+}
+
+/// A logrotate snippet for the logs of units from `roster export systemd`.
+pub fn logrotate(log: &LogConfig, home: &Path) -> String {
+    format!(
+        "# For agents run by units from `roster export systemd`, which append to\n\
+         # {dir}/NAME.log and never reopen it: hence copytruncate (a line written\n\
+         # between the copy and the truncation is lost).\n\
+         # Not for roster's own logs ({home}/logs): roster rotates those itself\n\
+         # by [log] max_size, keep and compress; never point logrotate at them.\n\
+         {dir}/*.log {{\n\
+         \x20   daily\n\
+         \x20   maxsize {size}\n\
+         \x20   rotate {keep}\n\
+         \x20   {compress}\n\
+         \x20   missingok\n\
+         \x20   notifempty\n\
+         \x20   copytruncate\n\
+         }}\n",
+        dir = paths::EXPORT_LOG_DIR,
+        home = home.display(),
+        size = log.max_size,
+        keep = log.keep,
+        compress = if log.compress {
+            "compress"
+        } else {
+            "nocompress"
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> AgentSpec {
+        let config =
+            roster_core::config::parse("t.toml", text, Path::new("/srv/app")).expect("valid");
+        config.agents.into_values().next().expect("one agent")
+    }
+
+    #[test]
+    fn plain_words_are_bare_others_quoted() {
+        assert_eq!(quote_word("/usr/bin/python3", true), "/usr/bin/python3");
+        assert_eq!(quote_word("--port=8080", true), "--port=8080");
+        assert_eq!(quote_exec(&["-x".into(), "-y".into()]), "\"-x\" -y");
+        assert_eq!(quote_word("a b", true), "\"a b\"");
+        assert_eq!(quote_word("", true), "\"\"");
+        assert_eq!(quote_word(";", true), "\";\"");
+        assert_eq!(quote_word("it's \"x\"", true), "\"it's \\\"x\\\"\"");
+        assert_eq!(quote_word("a\\b", true), "\"a\\\\b\"");
+    }
+
+    #[test]
+    fn specifiers_and_variables_are_escaped() {
+        assert_eq!(quote_word("100%", true), "\"100%%\"");
+        assert_eq!(quote_word("$HOME", true), "\"$$HOME\"");
+        assert_eq!(quote_word("${X}", true), "\"$${X}\"");
+        // Environment= does not expand variables.
+        assert_eq!(quote_word("A=$x%y", false), "\"A=$x%%y\"");
+    }
+
+    #[test]
+    fn newlines_and_control_characters_are_escaped() {
+        assert_eq!(quote_word("a\nb", false), "\"a\\nb\"");
+        assert_eq!(quote_word("a\tb\r", false), "\"a\\tb\\r\"");
+        assert_eq!(quote_word("\u{1}\u{7f}", false), "\"\\x01\\x7f\"");
+        let quoted = quote_word("K=line1\nExecStartPre=/bin/evil", false);
+        assert!(!quoted.contains('\n'), "{quoted}");
+        assert!(whole_value("/srv/a\nb", "path").is_err());
+        assert_eq!(
+            whole_value("/srv/100%", "path").as_deref(),
+            Ok("/srv/100%%")
+        );
+    }
+
+    #[test]
+    fn time_spans() {
+        assert_eq!(time_span(Duration::from_secs(10)), "10s");
+        assert_eq!(time_span(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(time_span(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn the_daemon_unit() {
+        let unit = daemon_unit(&DaemonUnit {
+            binary: PathBuf::from("/usr/local/bin/roster"),
+            daemon_user: None,
+            admin_group: Some("ops".into()),
+        })
+        .expect("unit");
+        for line in [
+            "Type=notify",
+            "ExecStart=/usr/local/bin/roster daemon -f /etc/roster/roster.toml --home /var/lib/roster",
+            "Environment=ROSTER_INSTALLED=1",
+            "Environment=ROSTER_ADMIN_GROUP=ops",
+            "KillMode=mixed",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/roster /etc/roster",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(unit.lines().any(|got| got == line), "{line} missing:\n{unit}");
+        }
+        assert!(!unit.lines().any(|line| line.starts_with("User=")));
+        assert!(!unit.lines().any(|line| line.starts_with("NoNewPrivileges")));
+        let spaced = daemon_unit(&DaemonUnit {
+            binary: PathBuf::from("/opt/my tools/roster"),
+            daemon_user: Some("agent-runner".into()),
+            admin_group: None,
+        })
+        .expect("unit");
+        assert!(spaced.contains("ExecStart=\"/opt/my tools/roster\" daemon"));
+        assert!(spaced.contains("\nUser=agent-runner\n"));
+    }
+
+    #[test]
+    fn an_agent_unit() {
+        let agent = spec(
+            "[agents.web]\ncommand = [\"./run.sh\", \"--say\", \"100% $HOME\", \"a\\nb\"]\nuser = \"svc\"\ngroup = \"svc\"\nmemory_max = \"512MiB\"\ncpu_quota = \"50%\"\ntasks_max = 64\nnofile = 4096\nrestart = \"on-failure\"\nrestart_delay = \"10ms\"\nstop_signal = \"SIGINT\"\nstop_timeout = \"1500ms\"\nenv_file = \"web.env\"\nenv = { GREETING = \"hi \\\"there\\\"\\nExecStartPre=/bin/evil\" }\n",
+        );
+        let unit = agent_unit(
+            "web",
+            &agent,
+            &ExportOptions {
+                home: PathBuf::from("/var/lib/roster"),
+                journal: false,
+            },
+        )
+        .expect("unit");
+        for line in [
+            "Description=roster agent web",
+            "User=svc",
+            "Group=svc",
+            "WorkingDirectory=/srv/app",
+            "ExecStart=/srv/app/run.sh --say \"100%% $$HOME\" \"a\\nb\"",
+            "Environment=\"GREETING=hi \\\"there\\\"\\nExecStartPre=/bin/evil\"",
+            "Environment=PYTHONUNBUFFERED=1",
+            "EnvironmentFile=/srv/app/web.env",
+            "EnvironmentFile=-/var/lib/roster/secrets/web.env",
+            "Restart=on-failure",
+            "RestartSec=100ms",
+            "KillSignal=SIGINT",
+            "TimeoutStopSec=1500ms",
+            "KillMode=control-group",
+            "MemoryMax=536870912",
+            "CPUQuota=50%",
+            "TasksMax=64",
+            "LimitNOFILE=4096",
+            "NoNewPrivileges=yes",
+            "ProtectHome=read-only",
+            "StandardOutput=append:/var/log/roster/web.log",
+            "StandardError=inherit",
+        ] {
+            assert!(
+                unit.lines().any(|got| got == line),
+                "{line} missing:\n{unit}"
+            );
+        }
+        assert!(!unit.lines().any(|line| line.starts_with("ExecStartPre")));
+    }
+
+    #[test]
+    fn an_agent_under_home_and_to_the_journal() {
+        let mut agent = spec("[agents.bot]\ncommand = \"python3 bot.py\"\nrestart = \"never\"\n");
+        agent.cwd = PathBuf::from("/home/me/bot");
+        let unit = agent_unit(
+            "bot",
+            &agent,
+            &ExportOptions {
+                home: PathBuf::from("/var/lib/roster"),
+                journal: true,
+            },
+        )
+        .expect("unit");
+        assert!(!unit.contains("ProtectHome=read-only"), "{unit}");
+        assert!(unit.contains("\nStandardOutput=journal\n"), "{unit}");
+        assert!(unit.contains("\nRestart=no\n"), "{unit}");
+        assert!(unit.contains("\nExecStart=python3 bot.py\n"), "{unit}");
+        assert!(!unit.contains("User="), "{unit}");
+        agent.cwd = PathBuf::from("/srv/new\nline");
+        assert!(agent_unit(
+            "bot",
+            &agent,
+            &ExportOptions {
+                home: PathBuf::from("/var/lib/roster"),
+                journal: true,
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_logrotate_snippet() {
+        let text = logrotate(
+            &LogConfig {
+                max_size: 1024,
+                keep: 3,
+                compress: false,
+            },
+            Path::new("/var/lib/roster"),
+        );
+        assert!(text.contains("/var/log/roster/*.log {"), "{text}");
+        assert!(text.contains("    maxsize 1024\n"), "{text}");
+        assert!(text.contains("    rotate 3\n"), "{text}");
+        assert!(text.contains("    nocompress\n"), "{text}");
+        assert!(text.contains("    copytruncate\n"), "{text}");
+    }
+}

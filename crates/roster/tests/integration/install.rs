@@ -1,0 +1,501 @@
+//! Issue #9, points 1 and 6: `roster install` / `uninstall` into a scratch
+//! root (real useradd, real files, real modes), and `roster export
+//! systemd|logrotate` checked by `systemd-analyze verify` and `logrotate -d`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::{needs_root, skip, Roster, BIN};
+
+fn roster(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .env_remove("ROSTER_HOME")
+        .args(args)
+        .output()
+        .expect("run roster")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = roster(args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "roster {args:?} failed: {stdout}{stderr}"
+    );
+    stdout
+}
+
+/// Every path under `dir` with its mode, owner and mtime, sorted.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, u32, u32, i64, i64)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("stat");
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                pending.push(entry.expect("entry").path());
+            }
+        }
+        found.push((
+            path,
+            metadata.mode(),
+            metadata.uid(),
+            metadata.gid(),
+            metadata.mtime(),
+            metadata.mtime_nsec(),
+        ));
+    }
+    found.sort();
+    found
+}
+
+/// `name`'s (uid, gid) in DIR/etc/passwd.
+fn scratch_user(root: &Path, name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&name) {
+            return None;
+        }
+        Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))
+    })
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+    let metadata = std::fs::symlink_metadata(path)
+        .unwrap_or_else(|error| panic!("stat {}: {error}", path.display()));
+    (metadata.mode() & 0o7777, metadata.uid(), metadata.gid())
+}
+
+/// `systemd-analyze verify FILE` printed nothing and exited 0; None when
+/// systemd-analyze is missing.
+fn verify_unit(path: &Path) -> Option<()> {
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(path)
+        .output()
+        .ok()?;
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success() && stdout.is_empty() && stderr.is_empty(),
+        "systemd-analyze verify {} is not silent ({}):\n{stdout}{stderr}\n--- the unit:\n{}",
+        path.display(),
+        output.status,
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+    Some(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+#[test]
+fn install_into_a_scratch_root_then_again_then_uninstall_and_purge() {
+    let test = "install::install_into_a_scratch_root_then_again_then_uninstall_and_purge";
+    if !needs_root(test, "create users and chown") {
+        return;
+    }
+    if !have("useradd") {
+        skip(test, "no useradd (Debian's passwd package)");
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("roster-install-")
+        .tempdir()
+        .expect("scratch");
+    let root = scratch.path();
+    let root_arg = root.to_str().expect("utf-8 temp dir");
+
+    // A dry run lists every change and makes none.
+    let dry = ok(&["install", "--root", root_arg, "--dry-run"]);
+    for expected in [
+        "create system user agent-runner",
+        &format!("mkdir {root_arg}/etc/roster 0750 root:agent-runner"),
+        &format!("write {root_arg}/etc/roster/roster.toml 0640 root:agent-runner"),
+        &format!("mkdir {root_arg}/var/lib/roster 0750 root:root"),
+        &format!("mkdir {root_arg}/var/lib/roster/logs 0750 root:root"),
+        &format!("mkdir {root_arg}/var/lib/roster/secrets 0700 root:root"),
+        &format!("write {root_arg}/etc/systemd/system/roster.service 0644 root:root"),
+    ] {
+        assert!(dry.contains(expected), "{expected:?} missing from:\n{dry}");
+    }
+    assert_eq!(
+        std::fs::read_dir(root).expect("read scratch").count(),
+        0,
+        "a dry run wrote into the scratch root:\n{dry}"
+    );
+
+    // The real run.
+    let first = ok(&["install", "--root", root_arg]);
+    assert!(first.contains("create system user agent-runner"), "{first}");
+    let (uid, gid) = scratch_user(root, "agent-runner").expect("agent-runner in DIR/etc/passwd");
+    assert_ne!(uid, 0);
+    assert!(
+        std::fs::read_to_string(root.join("etc/passwd"))
+            .expect("passwd")
+            .contains(":/var/lib/roster:/usr/sbin/nologin"),
+        "no login, home /var/lib/roster"
+    );
+    assert_eq!(mode_and_owner(&root.join("etc/roster")), (0o750, 0, gid));
+    assert_eq!(
+        mode_and_owner(&root.join("etc/roster/roster.toml")),
+        (0o640, 0, gid)
+    );
+    assert_eq!(mode_and_owner(&root.join("var/lib/roster")), (0o750, 0, 0));
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/logs")),
+        (0o750, 0, 0)
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/secrets")),
+        (0o700, 0, 0)
+    );
+    let unit_path = root.join("etc/systemd/system/roster.service");
+    assert_eq!(mode_and_owner(&unit_path), (0o644, 0, 0));
+    let unit = std::fs::read_to_string(&unit_path).expect("unit");
+    let binary = std::fs::canonicalize(BIN).expect("binary");
+    let exec = format!(
+        "ExecStart={} daemon -f /etc/roster/roster.toml --home /var/lib/roster",
+        binary.display()
+    );
+    assert!(unit.lines().any(|line| line == exec), "{exec}\n{unit}");
+    for line in [
+        "Type=notify",
+        "Environment=ROSTER_INSTALLED=1",
+        "KillMode=mixed",
+        "ProtectSystem=strict",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|got| got == line), "{line}:\n{unit}");
+    }
+    // The starter config is valid as written.
+    ok(&[
+        "check",
+        "-f",
+        root.join("etc/roster/roster.toml").to_str().expect("utf-8"),
+    ]);
+    if verify_unit(&unit_path).is_none() {
+        skip(test, "no systemd-analyze: the unit was not verified");
+    }
+
+    // Again: nothing to change, nothing touched.
+    let before = snapshot(root);
+    let second = ok(&["install", "--root", root_arg]);
+    assert_eq!(second.trim(), "nothing to change");
+    assert_eq!(before, snapshot(root), "a second install changed files");
+
+    // A mode or owner put wrong is put back, and only that.
+    std::fs::set_permissions(
+        root.join("var/lib/roster/secrets"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let repair = ok(&["install", "--root", root_arg]);
+    assert_eq!(
+        repair.lines().next(),
+        Some(format!("chmod 0700 {root_arg}/var/lib/roster/secrets").as_str()),
+        "{repair}"
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/secrets")).0,
+        0o700
+    );
+
+    // A config edited by hand is never overwritten.
+    let config = root.join("etc/roster/roster.toml");
+    std::fs::write(&config, "# mine\n").expect("edit config");
+    assert_eq!(
+        ok(&["install", "--root", root_arg]).trim(),
+        "nothing to change"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        "# mine\n"
+    );
+
+    // Uninstall removes the unit, keeps the rest.
+    let dry = ok(&["uninstall", "--root", root_arg, "--dry-run"]);
+    assert!(dry.contains("remove"), "{dry}");
+    assert!(unit_path.exists(), "a dry run removed the unit");
+    let out = ok(&["uninstall", "--root", root_arg]);
+    assert!(
+        out.contains(&format!("remove {}", unit_path.display())),
+        "{out}"
+    );
+    assert!(!unit_path.exists());
+    assert!(config.exists(), "the config is kept");
+    assert!(root.join("var/lib/roster/logs").is_dir(), "logs are kept");
+    assert!(
+        scratch_user(root, "agent-runner").is_some(),
+        "the user is kept"
+    );
+
+    // --purge removes the rest and the user.
+    let out = ok(&["uninstall", "--root", root_arg, "--purge"]);
+    assert!(out.contains("delete user agent-runner"), "{out}");
+    assert!(!root.join("etc/roster").exists());
+    assert!(!root.join("var/lib/roster").exists());
+    assert!(
+        scratch_user(root, "agent-runner").is_none(),
+        "the user is gone"
+    );
+    let group = std::fs::read_to_string(root.join("etc/group")).expect("group");
+    assert!(
+        !group.contains("agent-runner"),
+        "the group is gone: {group}"
+    );
+    assert_eq!(
+        ok(&["uninstall", "--root", root_arg, "--purge"]).trim(),
+        "nothing to change"
+    );
+}
+
+#[test]
+fn install_without_root_is_refused() {
+    let test = "install::install_without_root_is_refused";
+    let mut command = if nix::unistd::geteuid().is_root() {
+        if !have("setpriv") {
+            skip(test, "root, and no setpriv to drop it");
+            return;
+        }
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        command
+    } else {
+        Command::new(BIN)
+    };
+    let output = command
+        .args(["install", "--dry-run"])
+        .env_remove("ROSTER_HOME")
+        .output()
+        .expect("run roster");
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("must run as root"), "{stderr}");
+    assert!(stdout.is_empty(), "nothing planned: {stdout}");
+}
+
+const SECRET_IN_ENV_FILE: &str = "envfile-secret-3f9a";
+const SECRET_IN_HOME: &str = "home-secret-77c2";
+
+#[test]
+fn exported_units_verify_and_hold_no_secret() {
+    let test = "install::exported_units_verify_and_hold_no_secret";
+    let roster = Roster::new();
+    let dir = roster.dir.path();
+    roster.write("web.env", &format!("API_KEY={SECRET_IN_ENV_FILE}\n"));
+    let secrets = roster.home_path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets dir");
+    std::fs::write(secrets.join("web.env"), format!("TOKEN={SECRET_IN_HOME}\n")).expect("secret");
+    let config = roster.config(
+        "[log]\nmax_size = \"5MiB\"\nkeep = 4\ncompress = false\n\n\
+         [agents.web]\n\
+         command = [\"/bin/sh\", \"-c\", \"echo \\\"100% $HOME\\\"; exec sleep 1000\", \"a b\", \";\"]\n\
+         user = \"roster-export-t\"\ngroup = \"roster-export-t\"\n\
+         memory_max = \"256MiB\"\ncpu_quota = \"150%\"\ntasks_max = 32\nnofile = 1024\n\
+         restart = \"on-failure\"\nrestart_delay = \"2s\"\nstop_signal = \"SIGINT\"\nstop_timeout = \"2500ms\"\n\
+         env_file = \"web.env\"\n\
+         env = { GREETING = \"hi \\\"there\\\" 50% $X\\nExecStartPre=/bin/false\", PLAIN = \"x\" }\n\n\
+         [agents.bot]\ncommand = \"sleep 1000\"\nrestart = \"never\"\n",
+    );
+    let config_arg = config.to_str().expect("utf-8");
+    let home_arg = roster.home_path().to_str().expect("utf-8");
+
+    let printed = ok(&["--home", home_arg, "export", "systemd", "-f", config_arg]);
+    assert!(printed.contains("# ---- roster-bot.service\n"), "{printed}");
+    assert!(printed.contains("# ---- roster-web.service\n"), "{printed}");
+    let out = dir.join("units");
+    let listed = ok(&[
+        "--home",
+        home_arg,
+        "export",
+        "systemd",
+        "-f",
+        config_arg,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(listed.contains("roster-web.service"), "{listed}");
+    let web = std::fs::read_to_string(out.join("roster-web.service")).expect("web unit");
+    for text in [&printed, &web] {
+        assert!(
+            !text.contains(SECRET_IN_ENV_FILE),
+            "a secret leaked:\n{text}"
+        );
+        assert!(!text.contains(SECRET_IN_HOME), "a secret leaked:\n{text}");
+    }
+    for line in [
+        "User=roster-export-t".to_owned(),
+        "Group=roster-export-t".to_owned(),
+        format!("WorkingDirectory={}", dir.display()),
+        "ExecStart=/bin/sh -c \"echo \\\"100%% $$HOME\\\"; exec sleep 1000\" \"a b\" \";\""
+            .to_owned(),
+        "Environment=\"GREETING=hi \\\"there\\\" 50%% $X\\nExecStartPre=/bin/false\"".to_owned(),
+        format!("EnvironmentFile={}/web.env", dir.display()),
+        format!("EnvironmentFile=-{home_arg}/secrets/web.env"),
+        "Restart=on-failure".to_owned(),
+        "RestartSec=2s".to_owned(),
+        "KillSignal=SIGINT".to_owned(),
+        "TimeoutStopSec=2500ms".to_owned(),
+        "MemoryMax=268435456".to_owned(),
+        "CPUQuota=150%".to_owned(),
+        "TasksMax=32".to_owned(),
+        "LimitNOFILE=1024".to_owned(),
+        "StandardOutput=append:/var/log/roster/web.log".to_owned(),
+    ] {
+        assert!(web.lines().any(|got| got == line), "{line} missing:\n{web}");
+    }
+    assert!(
+        !web.lines().any(|line| line.starts_with("ExecStartPre")),
+        "{web}"
+    );
+    let bot = std::fs::read_to_string(out.join("roster-bot.service")).expect("bot unit");
+    assert!(!bot.contains("User="), "{bot}");
+    assert!(bot.lines().any(|line| line == "Restart=no"), "{bot}");
+
+    // systemd-analyze does not check that User= exists (systemd 252), so a
+    // made-up user keeps this test from creating one.
+    for unit in ["roster-web.service", "roster-bot.service"] {
+        if verify_unit(&out.join(unit)).is_none() {
+            skip(test, "no systemd-analyze: the units were not verified");
+            break;
+        }
+    }
+    let journal = ok(&[
+        "--home",
+        home_arg,
+        "export",
+        "systemd",
+        "-f",
+        config_arg,
+        "--journal",
+    ]);
+    assert!(journal.contains("\nStandardOutput=journal\n"), "{journal}");
+}
+
+#[test]
+fn the_logrotate_snippet_passes_logrotate() {
+    let test = "install::the_logrotate_snippet_passes_logrotate";
+    let roster = Roster::new();
+    let config = roster.config(
+        "[log]\nmax_size = \"5MiB\"\nkeep = 4\ncompress = true\n\n[agents.web]\ncommand = \"sleep 1000\"\n",
+    );
+    let snippet = ok(&["export", "logrotate", "-f", config.to_str().expect("utf-8")]);
+    assert!(snippet.contains("/var/log/roster/*.log {"), "{snippet}");
+    assert!(snippet.contains("    maxsize 5242880\n"), "{snippet}");
+    assert!(snippet.contains("    rotate 4\n"), "{snippet}");
+    assert!(snippet.contains("    compress\n"), "{snippet}");
+    assert!(snippet.contains("    copytruncate\n"), "{snippet}");
+    if !have("logrotate") {
+        skip(
+            test,
+            "no logrotate (Debian's logrotate package): the snippet was not checked",
+        );
+        return;
+    }
+    let path = roster.write("roster.logrotate", &snippet);
+    let state = roster.path("logrotate.state");
+    let output = Command::new("logrotate")
+        .arg("-d")
+        .arg("-s")
+        .arg(&state)
+        .arg(&path)
+        .output()
+        .expect("logrotate");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("error"),
+        "logrotate -d found a problem:\n{stderr}"
+    );
+}
+
+#[test]
+fn install_with_a_daemon_user_gives_it_the_home() {
+    let test = "install::install_with_a_daemon_user_gives_it_the_home";
+    if !needs_root(test, "create users and chown") {
+        return;
+    }
+    if !have("useradd") {
+        skip(test, "no useradd (Debian's passwd package)");
+        return;
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("roster-install-")
+        .tempdir()
+        .expect("scratch");
+    let root = scratch.path();
+    let root_arg = root.to_str().expect("utf-8 temp dir");
+    let out = ok(&[
+        "install",
+        "--root",
+        root_arg,
+        "--user",
+        "roster-runner-t",
+        "--daemon-user",
+        "roster-runner-t",
+    ]);
+    let (uid, gid) = scratch_user(root, "roster-runner-t").expect("user in DIR/etc/passwd");
+    assert_eq!(
+        mode_and_owner(&root.join("etc/roster")),
+        (0o750, 0, gid),
+        "{out}"
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster")),
+        (0o750, uid, gid)
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/logs")),
+        (0o750, uid, gid)
+    );
+    assert_eq!(
+        mode_and_owner(&root.join("var/lib/roster/secrets")),
+        (0o700, uid, gid)
+    );
+    let unit_path = root.join("etc/systemd/system/roster.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("unit");
+    assert!(
+        unit.lines().any(|line| line == "User=roster-runner-t"),
+        "{unit}"
+    );
+    if verify_unit(&unit_path).is_none() {
+        skip(test, "no systemd-analyze: the unit was not verified");
+    }
+    assert_eq!(
+        ok(&[
+            "install",
+            "--root",
+            root_arg,
+            "--user",
+            "roster-runner-t",
+            "--daemon-user",
+            "roster-runner-t",
+        ])
+        .trim(),
+        "nothing to change"
+    );
+    // Another daemon user must exist already.
+    let output = roster(&[
+        "install",
+        "--root",
+        root_arg,
+        "--daemon-user",
+        "nobody-here-t",
+    ]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no such user"), "{stderr}");
+}
