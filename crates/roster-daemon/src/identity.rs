@@ -95,36 +95,6 @@ pub fn needs_switch(account: &Account) -> bool {
     account.uid != Uid::effective().as_raw() || account.gid != Gid::effective().as_raw()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_the_daemons_own_user_and_root_by_name_and_number() {
-        let me = resolve(&Identity::default()).expect("own user");
-        assert_eq!(me.uid, Uid::effective().as_raw());
-        assert!(!needs_switch(&me) || me.gid != Gid::effective().as_raw());
-        let root = resolve(&Identity {
-            user: Some("root".into()),
-            ..Identity::default()
-        })
-        .expect("root");
-        assert_eq!((root.uid, root.gid), (0, 0));
-        let by_number = resolve(&Identity {
-            user: Some("0".into()),
-            ..Identity::default()
-        })
-        .expect("uid 0");
-        assert_eq!(by_number.name, "root");
-        let missing = resolve(&Identity {
-            user: Some("no-such-user-roster".into()),
-            ..Identity::default()
-        })
-        .expect_err("missing");
-        assert!(missing.contains("create_user"), "{missing}");
-    }
-}
-
 /// Runs a command to its end: `Ok(true)` when it exits 0.
 pub type RunCommand<'a> = &'a dyn Fn(&[String]) -> Result<bool, String>;
 
@@ -209,4 +179,34 @@ pub fn prepare_accounts(
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_the_daemons_own_user_and_root_by_name_and_number() {
+        let me = resolve(&Identity::default()).expect("own user");
+        assert_eq!(me.uid, Uid::effective().as_raw());
+        assert!(!needs_switch(&me) || me.gid != Gid::effective().as_raw());
+        let root = resolve(&Identity {
+            user: Some("root".into()),
+            ..Identity::default()
+        })
+        .expect("root");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        let by_number = resolve(&Identity {
+            user: Some("0".into()),
+            ..Identity::default()
+        })
+        .expect("uid 0");
+        assert_eq!(by_number.name, "root");
+        let missing = resolve(&Identity {
+            user: Some("no-such-user-roster".into()),
+            ..Identity::default()
+        })
+        .expect_err("missing");
+        assert!(missing.contains("create_user"), "{missing}");
+    }
 }

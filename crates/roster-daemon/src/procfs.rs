@@ -122,7 +122,15 @@ pub fn parse_real_uid(status: &str) -> Option<u32> {
 /// name. Otherwise a local user could have a root daemon stop (or journal a
 /// forged, terminal-escaping name for) a process of their choosing.
 pub fn roster_markers(pid: u32) -> Option<(String, String)> {
-    if real_uid(pid)? != nix::unistd::geteuid().as_raw() {
+    roster_markers_of(pid, &[])
+}
+
+/// [`roster_markers`], also trusting processes of `agent_uids`: the users
+/// this home's agents run as (a root daemon starts them as those users).
+/// A process of one of them with forged markers can only be its own.
+pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String)> {
+    let uid = real_uid(pid)?;
+    if uid != nix::unistd::geteuid().as_raw() && !agent_uids.contains(&uid) {
         return None;
     }
     let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -143,12 +151,17 @@ pub fn roster_markers(pid: u32) -> Option<(String, String)> {
 /// Processes started for `home` (by this or an earlier daemon), with their
 /// agent names, excluding this process.
 pub fn processes_of_home(home: &str) -> Vec<(u32, String)> {
+    processes_of_home_of(home, &[])
+}
+
+/// [`processes_of_home`], also trusting processes of `agent_uids`.
+pub fn processes_of_home_of(home: &str, agent_uids: &[u32]) -> Vec<(u32, String)> {
     let me = std::process::id();
     all_pids()
         .into_iter()
         .filter(|pid| *pid != me)
         .filter_map(|pid| {
-            let (process_home, agent) = roster_markers(pid)?;
+            let (process_home, agent) = roster_markers_of(pid, agent_uids)?;
             (process_home == home).then_some((pid, agent))
         })
         .collect()

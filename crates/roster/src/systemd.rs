@@ -170,8 +170,9 @@ pub fn daemon_unit(unit: &DaemonUnit) -> Result<String, String> {
          # and stop_timeout); systemd kills what is left after TimeoutStopSec.\n\
          KillMode=mixed\n\
          TimeoutStopSec=90\n\
-         # No WatchdogSec=: the daemon does not send WATCHDOG=1, so systemd would\n\
-         # kill it at every period. Add it when the daemon pings.\n\
+         # The daemon's loop sends WATCHDOG=1 every WatchdogSec/2: a hung loop\n\
+         # is restarted.\n\
+         WatchdogSec=30\n\
          LimitNOFILE=65536\n\
          # The daemon puts each agent in a cgroup of its own, under this unit's.\n\
          Delegate=yes\n\

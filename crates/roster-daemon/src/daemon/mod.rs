@@ -159,6 +159,9 @@ struct Daemon {
     accounts: HashMap<AgentName, Result<crate::identity::Account, String>>,
     /// Agents already reported running as root without the config saying so.
     root_reported: HashSet<AgentName>,
+    /// The uids agents run as besides the daemon's, as `agent-uids` lists
+    /// them for the next daemon (and for recognising strays).
+    agent_uids: Vec<u32>,
     /// How each agent's limits are enforced (for status).
     enforcement: HashMap<AgentName, String>,
     /// Where agents' cgroups are made, if anywhere.
@@ -315,6 +318,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     ));
     let (log_config, _) = watch::channel(LogConfig::default());
     let notifier = notify_exec::start_notifier(runtime.handle(), &inbox);
+    let home_for_uids = home.clone();
     let mut daemon = Daemon {
         home_env: home.root().to_path_buf(),
         home,
@@ -346,6 +350,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         deploys,
         accounts: HashMap::new(),
         root_reported: HashSet::new(),
+        agent_uids: startup::agent_uids(&home_for_uids),
         enforcement: HashMap::new(),
         cgroups,
         prepared: HashMap::new(),
@@ -1427,6 +1432,11 @@ impl Daemon {
                 ));
             }
         }
+        if account.uid != nix::unistd::Uid::effective().as_raw()
+            && !self.agent_uids.contains(&account.uid)
+        {
+            self.remember_agent_uid(account.uid);
+        }
         if crate::identity::needs_switch(&account) {
             if !nix::unistd::Uid::effective().is_root() {
                 return Err(format!(
@@ -1447,6 +1457,26 @@ impl Daemon {
                 .push(("LOGNAME".into(), account.name.clone().into()));
         }
         Ok(())
+    }
+
+    /// Adds a uid to `agent-uids` (written off the loop, atomically).
+    fn remember_agent_uid(&mut self, uid: u32) {
+        self.agent_uids.push(uid);
+        self.agent_uids.sort_unstable();
+        let text: String = self
+            .agent_uids
+            .iter()
+            .map(|uid| format!("{uid}\n"))
+            .collect();
+        let home = self.home.clone();
+        self.runtime.spawn_blocking(move || {
+            let written = home
+                .open_verified()
+                .and_then(|dir| dir.write_atomically(startup::AGENT_UIDS, text.as_bytes()));
+            if let Err(error) = written {
+                tracing::warn!("writing {}: {error}", startup::AGENT_UIDS);
+            }
+        });
     }
 
     /// Where and with what an agent's next process starts: an agent shipped
@@ -1645,7 +1675,7 @@ impl Daemon {
             }
             // Only descendants are reparented to a subreaper; one without
             // a marker (it cleared its environment) is kept under "".
-            let name = procfs::roster_markers(pid)
+            let name = procfs::roster_markers_of(pid, &self.agent_uids)
                 .map(|(_, name)| name)
                 .unwrap_or_default();
             strays.entry(name).or_default().push(pid);

@@ -82,7 +82,7 @@ fn read_pid(home_dir: &HomeDir) -> String {
 /// keeps "never a second copy beside an unmanaged one".
 pub fn stop_stale_processes(home: &Home, journal: &Journal) {
     let home_text = home.root().display().to_string();
-    let stale = procfs::processes_of_home(&home_text);
+    let stale = procfs::processes_of_home_of(&home_text, &agent_uids(home));
     if stale.is_empty() {
         return;
     }
@@ -113,6 +113,35 @@ pub fn stop_stale_processes(home: &Home, journal: &Journal) {
     while Instant::now() < deadline && stale.iter().any(|(pid, _)| alive(*pid)) {
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The file where the daemon lists the uids its agents run as (besides
+/// its own), so that the next daemon recognises agents a killed one left
+/// running as other users.
+pub const AGENT_UIDS: &str = "agent-uids";
+
+/// The uids in [`AGENT_UIDS`].
+pub fn agent_uids(home: &Home) -> Vec<u32> {
+    home.open_verified()
+        .ok()
+        .and_then(|dir| {
+            use std::io::Read;
+            let mut file = dir
+                .open_file(AGENT_UIDS, nix::fcntl::OFlag::O_RDONLY, 0)
+                .ok()?;
+            let mut text = String::new();
+            Read::by_ref(&mut file)
+                .take(64 * 1024)
+                .read_to_string(&mut text)
+                .ok()?;
+            Some(text)
+        })
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn is_zombie(pid: u32) -> bool {

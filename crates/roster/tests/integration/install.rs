@@ -499,3 +499,120 @@ fn install_with_a_daemon_user_gives_it_the_home() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no such user"), "{stderr}");
 }
+
+/// The reboot case: the unit `roster install` wrote, started the way
+/// systemd starts it (its ExecStart and Environment, NOTIFY_SOCKET), says
+/// READY=1 only once its agents run, and after being SIGKILLed (a crash, a
+/// power cut) and started again brings every agent back.
+#[test]
+fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
+    if !crate::util::needs_root("installed_unit", "install into a scratch root") {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("scratch root");
+    let root = scratch.path();
+    let config = root.join("mine.toml");
+    std::fs::write(
+        &config,
+        "[defaults]\nuser = \"nobody\"\n\n[agents.one]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\n\n[agents.two]\ncommand = [\"sleep\", \"3601\"]\ncwd = \"/\"\n",
+    )
+    .expect("config");
+    let root_arg = root.to_str().expect("utf-8");
+    ok(&[
+        "install",
+        "--root",
+        root_arg,
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let unit =
+        std::fs::read_to_string(root.join("etc/systemd/system/roster.service")).expect("the unit");
+    // What systemd would run, with the scratch root's paths.
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("ExecStart")
+        .replace("/etc/roster", &format!("{root_arg}/etc/roster"))
+        .replace("/var/lib/roster", &format!("{root_arg}/var/lib/roster"));
+    let environment: Vec<(String, String)> = unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    assert!(
+        environment
+            .iter()
+            .any(|(key, value)| key == "ROSTER_INSTALLED" && value == "1"),
+        "{unit}"
+    );
+    let home = root.join("var/lib/roster");
+    let socket_path = root.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let start = || {
+        let words: Vec<&str> = exec.split_whitespace().collect();
+        let mut command = std::process::Command::new(words[0]);
+        command
+            .args(&words[1..])
+            .env_remove("ROSTER_HOME")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .current_dir("/")
+            .stderr(std::process::Stdio::null());
+        for (key, value) in &environment {
+            command.env(key, value);
+        }
+        command.spawn().expect("the daemon")
+    };
+    let agents = || {
+        let mut found: Vec<u32> =
+            crate::util::processes_of_home_any_user(&home.display().to_string());
+        found.sort_unstable();
+        found
+    };
+    let ready = |what: &str| {
+        let mut message = [0u8; 256];
+        loop {
+            let length = socket.recv(&mut message).unwrap_or_else(|error| {
+                panic!("no READY=1 ({what}): {error}");
+            });
+            if String::from_utf8_lossy(&message[..length]).trim() == "READY=1" {
+                break;
+            }
+        }
+    };
+    let mut daemon = start();
+    ready("first start");
+    let first = agents();
+    assert_eq!(first.len(), 2, "READY=1 came before both agents ran");
+    // Killed like a power cut would: no chance to stop anything.
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().expect("reaped");
+    let mut daemon = start();
+    ready("after the kill");
+    let second = crate::util::wait_for(
+        "both agents back",
+        std::time::Duration::from_secs(20),
+        || {
+            let now = agents();
+            (now.len() == 2 && now.iter().all(|pid| !first.contains(pid))).then_some(now)
+        },
+    );
+    assert_eq!(second.len(), 2);
+    for pid in &second {
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:").map(str::to_owned))
+            .unwrap_or_default();
+        assert!(
+            uid.split_whitespace().all(|id| id == "65534"),
+            "as nobody: {uid}"
+        );
+    }
+    // SAFETY: plain kill(2) of a child this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+}
