@@ -43,8 +43,7 @@ pub fn spawn_agent(
             cwd.display()
         ));
     }
-    let mut environment = environment(name, spec, home);
-    environment.extend(launch.environment.iter().cloned());
+    let mut environment = environment(name, spec, home, &launch.environment);
     if launch.sockets.is_empty() {
         return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[]);
     }
@@ -82,7 +81,8 @@ pub fn spawn_agent(
 pub struct Launch {
     /// Instead of the spec's `cwd`.
     pub cwd: Option<PathBuf>,
-    /// Added to the environment (`ROSTER_RELEASE`, `ROSTER_SHARED`).
+    /// Added to the environment over the config's `env`, later entries
+    /// winning: the `env_file`, the secrets, `ROSTER_RELEASE`, `ROSTER_SHARED`.
     pub environment: Vec<(OsString, OsString)>,
     /// `[agents.NAME.listen]`: names and the daemon's fds, in order.
     pub sockets: Vec<(String, std::os::fd::RawFd)>,
@@ -215,11 +215,20 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 
 /// The agent's environment: the daemon's own (less
 /// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
-/// `PYTHONUNBUFFERED=1` unless set), then roster's markers.
-fn environment(name: &AgentName, spec: &AgentSpec, home: &Path) -> Vec<(OsString, OsString)> {
+/// `PYTHONUNBUFFERED=1` unless set), then `extra` (the launch's: env_file,
+/// secrets), each replacing what came before, then roster's markers.
+fn environment(
+    name: &AgentName,
+    spec: &AgentSpec,
+    home: &Path,
+    extra: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
     let mut environment = daemon_environment();
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
+    }
+    for (key, value) in extra {
+        environment.insert(key.clone(), value.clone());
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     environment.insert("ROSTER_AGENT".into(), name.as_str().into());
