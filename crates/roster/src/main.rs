@@ -181,6 +181,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage an agent's secrets: environment variables kept out of the
+    /// config, in <home>/secrets (values read from stdin, never printed).
+    Secret {
+        #[command(subcommand)]
+        command: commands::secret::SecretCommand,
+    },
 }
 
 fn parse_duration_arg(raw: &str) -> Result<std::time::Duration, String> {
@@ -255,6 +261,7 @@ fn main() -> ExitCode {
             timeout,
         } => commands::deploy::rollback(&home, &name, to, json, timeout),
         Command::Releases { name, json } => commands::deploy::releases(&home, &name, json),
+        Command::Secret { command } => commands::secret::run(&home, command),
     };
     match result {
         Ok(code) => code,

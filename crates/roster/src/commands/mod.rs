@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod events;
 pub mod logs;
+pub mod secret;
 pub mod status;
 pub mod up;
 
