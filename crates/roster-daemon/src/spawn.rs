@@ -76,8 +76,9 @@ pub fn spawn_agent(
 
 /// How one process of an agent is started, beyond its spec: where (the
 /// release's directory for agents shipped as releases), what else it gets
-/// in its environment, and the sockets it is handed.
-#[derive(Debug, Default)]
+/// in its environment, and the sockets it is handed. Its `Debug` shows
+/// the environment's names only: values may be secrets.
+#[derive(Default)]
 pub struct Launch {
     /// Instead of the spec's `cwd`.
     pub cwd: Option<PathBuf>,
@@ -86,6 +87,21 @@ pub struct Launch {
     pub environment: Vec<(OsString, OsString)>,
     /// `[agents.NAME.listen]`: names and the daemon's fds, in order.
     pub sockets: Vec<(String, std::os::fd::RawFd)>,
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&OsStr> = self
+            .environment
+            .iter()
+            .map(|(key, _)| key.as_os_str())
+            .collect();
+        f.debug_struct("Launch")
+            .field("cwd", &self.cwd)
+            .field("environment", &names)
+            .field("sockets", &self.sockets)
+            .finish()
+    }
 }
 
 /// The hidden first argument that makes the `roster` binary the exec shim.
