@@ -460,11 +460,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    let pairs = text.as_bytes().chunks_exact(2);
+    if !pairs.remainder().is_empty() {
         return None;
     }
-    text.as_bytes()
-        .chunks(2)
+    pairs
         .map(|pair| {
             let digit = |c: u8| (c as char).to_digit(16);
             Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)

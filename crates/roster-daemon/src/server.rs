@@ -491,12 +491,12 @@ async fn releases(
 
 /// Decodes a secrets request. A body that does not decode gets a message
 /// of our own: serde's would quote the value it choked on.
-fn secret_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn secret_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|_| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "the body is not a JSON secrets request ({\"agent\", \"key\"[, \"value\"]})",
-        )
+        ))
     })
 }
 
@@ -516,7 +516,7 @@ fn secret_error(problem: crate::secrets::SecretError) -> Response {
 async fn secret_set(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
     let request: roster_core::api::SecretSetRequest = match secret_request(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let agent = match crate::secrets::check_agent(&request.agent) {
         Ok(agent) => agent,
@@ -548,7 +548,7 @@ async fn secret_set(State(state): State<ApiState>, body: axum::body::Bytes) -> R
 async fn secret_remove(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
     let request: roster_core::api::SecretRemoveRequest = match secret_request(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let agent = match crate::secrets::check_agent(&request.agent) {
         Ok(agent) => agent,
