@@ -92,12 +92,8 @@ fn read_value(key: &str) -> Result<String> {
     let stdin = std::io::stdin();
     let mut bytes = Vec::new();
     if stdin.is_terminal() {
-        eprintln!("value of {key} (one line, then Enter):");
-        let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .context("reading the value from stdin")?;
-        bytes = line.into_bytes();
+        eprintln!("value of {key} (one line, not shown, then Enter):");
+        bytes = read_line_unechoed(&stdin)?.into_bytes();
     } else {
         stdin
             .lock()
@@ -119,6 +115,26 @@ fn read_value(key: &str) -> Result<String> {
         anyhow::anyhow!("{problem}\n  hint: pipe the value in, e.g. `printf %s \"$TOKEN\" | roster secret set AGENT {key}`")
     })?;
     Ok(value)
+}
+
+/// One line from the terminal with echo off (the value must not stay on
+/// the screen or in a terminal recording); echo is restored after.
+fn read_line_unechoed(stdin: &std::io::Stdin) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let saved = tcgetattr(stdin).ok();
+    if let Some(saved) = &saved {
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        let _ = tcsetattr(stdin, SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    if let Some(saved) = &saved {
+        let _ = tcsetattr(stdin, SetArg::TCSANOW, saved);
+    }
+    read.context("reading the value from the terminal")?;
+    Ok(line)
 }
 
 fn set(home: &Home, agent: &str, key: &str) -> Result<ExitCode> {
