@@ -418,3 +418,47 @@ pub struct ReleaseRecord {
     #[serde(default)]
     pub detail: Option<String>,
 }
+
+/// `POST /v1/secrets/set`: stores one secret of an agent. Its `Debug`
+/// never shows the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSetRequest {
+    /// The agent.
+    pub agent: String,
+    /// The variable's name, `[A-Za-z_][A-Za-z0-9_]*`.
+    pub key: String,
+    /// The value: one line, no NUL.
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretSetRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSetRequest")
+            .field("agent", &self.agent)
+            .field("key", &self.key)
+            .field("value", &"<hidden>")
+            .finish()
+    }
+}
+
+/// `POST /v1/secrets/rm`: removes one secret of an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRemoveRequest {
+    /// The agent.
+    pub agent: String,
+    /// The variable's name.
+    pub key: String,
+}
+
+/// `GET /v1/secrets?agent=NAME`: what `roster secret list NAME --json`
+/// prints. Names only, never values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretsReply {
+    /// The agent.
+    pub agent: String,
+    /// Its secrets' names, sorted.
+    pub keys: Vec<String>,
+    /// Whether values are stored encrypted (`<home>/secrets/key` exists).
+    #[serde(default)]
+    pub encrypted: bool,
+}

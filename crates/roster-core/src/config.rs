@@ -142,7 +142,8 @@ pub struct AgentSpec {
     pub identity: Identity,
     /// What it may use.
     pub limits: Limits,
-    /// `KEY=VALUE` lines added to its environment at each start.
+    /// `KEY=VALUE` lines added to its environment at each start (after
+    /// `env`), read by the daemon when the config is applied.
     pub env_file: Option<PathBuf>,
 }
 

@@ -74,6 +74,14 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
     load(path, &path.display().to_string()).map_err(|error| error.to_string())
 }
 
+/// [`load_config`], then the agents' `env_file`s: what an apply needs,
+/// read off the daemon's loop.
+pub fn load_for_apply(path: &Path) -> Result<(Config, crate::secrets::EnvFiles), String> {
+    let config = load_config(path)?;
+    let env_files = crate::secrets::read_env_files(&config)?;
+    Ok((config, env_files))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,15 @@ pub enum HomeError {
         /// `group`, `others` or `group and others`.
         who: &'static str,
     },
+    /// A directory for secrets that group or others may read or enter.
+    #[error("{path} is accessible to group or others (mode {mode:04o}); roster keeps secrets only in a directory of mode 0700 and never changes an existing directory's mode
+  hint: chmod 0700 {path}")]
+    NotPrivate {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The system refused.
     #[error("{what} {path}: {source}")]
     Io {
@@ -323,18 +332,72 @@ impl HomeDir {
         open_directory(&self.fd, Path::new(name), &path)
     }
 
-    /// Renames `from` to `to` inside the home (a link is renamed, not followed).
+    /// Like [`HomeDir::ensure_directory`], and holds the directory open as
+    /// a [`HomeDir`] of its own (its files get the same no-follow rules).
+    /// With `private`, a directory that group or others may enter or read
+    /// is refused too (its mode is never changed).
+    pub fn subdirectory(&self, name: &str, private: bool) -> Result<HomeDir, HomeError> {
+        let fd = self.ensure_directory(name)?;
+        self.wrap_subdirectory(name, fd, private)
+    }
+
+    /// Like [`HomeDir::subdirectory`] without creating it: `Ok(None)` when
+    /// it does not exist.
+    pub fn open_subdirectory(
+        &self,
+        name: &str,
+        private: bool,
+    ) -> Result<Option<HomeDir>, HomeError> {
+        let path = self.home.root.join(name);
+        match open_directory(&self.fd, Path::new(name), &path) {
+            Ok(fd) => self.wrap_subdirectory(name, fd, private).map(Some),
+            Err(HomeError::Missing { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn wrap_subdirectory(
+        &self,
+        name: &str,
+        fd: OwnedFd,
+        private: bool,
+    ) -> Result<HomeDir, HomeError> {
+        let path = self.home.root.join(name);
+        if private {
+            let stat = fstat(&fd).map_err(|errno| HomeError::io("inspecting", &path, errno))?;
+            let mode = stat.st_mode & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(HomeError::NotPrivate { path, mode });
+            }
+        }
+        Ok(HomeDir {
+            home: Home::new(path),
+            fd,
+        })
+    }
+
     /// Replaces `name` with `contents` atomically: a temporary file in the
     /// home (no-follow, exclusive), fsync, rename over `name`, fsync of the
     /// directory. Readers see the old file or the new one, never half.
     pub fn write_atomically(&self, name: &str, contents: &[u8]) -> Result<(), HomeError> {
+        self.write_atomically_with_mode(name, contents, 0o644)
+    }
+
+    /// [`HomeDir::write_atomically`] with the file created with `mode`
+    /// (less the umask): 0600 for files only roster may read.
+    pub fn write_atomically_with_mode(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), HomeError> {
         use std::io::Write;
         let temporary = format!(".{name}.tmp");
         let _ = self.remove_file(&temporary);
         let mut file = self.open_file(
             &temporary,
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-            0o644,
+            mode,
         )?;
         let path = self.home.root.join(&temporary);
         file.write_all(contents)
@@ -350,6 +413,7 @@ impl HomeDir {
         Ok(())
     }
 
+    /// Renames `from` to `to` inside the home (a link is renamed, not followed).
     pub fn rename(&self, from: &str, to: &str) -> Result<(), HomeError> {
         nix::fcntl::renameat(&self.fd, from, &self.fd, to)
             .map_err(|errno| HomeError::io("renaming", &self.home.root.join(from), errno))

@@ -34,8 +34,8 @@ pub enum Request {
     Apply {
         /// The file.
         path: PathBuf,
-        /// Its contents, validated; or why not.
-        loaded: Result<Config, String>,
+        /// Its contents, validated, and its agents' `env_file`s; or why not.
+        loaded: Result<(Config, crate::secrets::EnvFiles), String>,
         /// Start stopped agents too.
         start_stopped: bool,
         /// Allow removing agents another file started.

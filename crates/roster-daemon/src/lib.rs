@@ -26,6 +26,7 @@ pub mod probe;
 pub mod procfs;
 pub mod releases;
 pub mod sample;
+pub mod secrets;
 pub mod server;
 pub mod spawn;
 #[allow(unsafe_code)]

@@ -44,6 +44,9 @@ pub struct Published {
     /// The admin group allowed on the control socket besides root and the
     /// daemon's user.
     pub admin_gid: Option<u32>,
+    /// Every agent's secrets: the daemon's copy, which `/v1/secrets/*`
+    /// writes through to the store.
+    pub secrets: Option<Arc<crate::secrets::Secrets>>,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -86,6 +89,9 @@ pub async fn serve(
         .route("/v1/deploy", post(deploy).get(deploy_progress))
         .route("/v1/rollback", post(rollback))
         .route("/v1/releases", get(releases))
+        .route("/v1/secrets", get(secrets_list))
+        .route("/v1/secrets/set", post(secret_set))
+        .route("/v1/secrets/rm", post(secret_remove))
         .with_state(state);
     let listener = BoundedListener {
         inner: crate::listener::GuardedUnix {
@@ -277,8 +283,8 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
     let home = state.published.home.clone();
     let inbox = state.inbox.clone();
     let loaded = match tokio::task::spawn_blocking(move || {
-        let loaded = crate::config_file::load_config(&read_from);
-        if let (Ok(config), Some(deploys)) = (&loaded, &deploys) {
+        let loaded = crate::config_file::load_for_apply(&read_from);
+        if let (Ok((config, _)), Some(deploys)) = (&loaded, &deploys) {
             let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
             crate::deploy::prepare_config(&home, config, deploys, &run);
         }
@@ -503,4 +509,115 @@ async fn releases(
         Ok(Err(problem)) => error(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string()),
         Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
+}
+
+/// Decodes a secrets request. A body that does not decode gets a message
+/// of our own: serde's would quote the value it choked on.
+fn secret_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|_| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "the body is not a JSON secrets request ({\"agent\", \"key\"[, \"value\"]})",
+        ))
+    })
+}
+
+fn secret_error(problem: crate::secrets::SecretError) -> Response {
+    use crate::secrets::SecretError;
+    let status = match &problem {
+        SecretError::Invalid(_) => StatusCode::BAD_REQUEST,
+        SecretError::NotFound { .. } => StatusCode::NOT_FOUND,
+        SecretError::Home(_) | SecretError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, problem.to_string())
+}
+
+/// `POST /v1/secrets/set` {agent, key, value}: writes the store (on the
+/// blocking pool), then the daemon's copy; the next start of the agent
+/// gets it. The value is never logged, journaled or answered.
+async fn secret_set(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let request: roster_core::api::SecretSetRequest = match secret_request(&body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let agent = match crate::secrets::check_agent(&request.agent) {
+        Ok(agent) => agent,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    let Some(secrets) = state.published.secrets.clone() else {
+        return gone();
+    };
+    let key = request.key.clone();
+    let stored_for = agent.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || secrets.set(&stored_for, &request.key, &request.value))
+            .await;
+    match stored {
+        Ok(Ok(())) => {
+            state.inbox.send(Input::Note {
+                agent: Some(agent),
+                kind: "secret_set",
+                detail: format!("secret {key} set; the agent gets it at its next start"),
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(problem)) => secret_error(problem),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+    }
+}
+
+/// `POST /v1/secrets/rm` {agent, key}.
+async fn secret_remove(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let request: roster_core::api::SecretRemoveRequest = match secret_request(&body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let agent = match crate::secrets::check_agent(&request.agent) {
+        Ok(agent) => agent,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    let Some(secrets) = state.published.secrets.clone() else {
+        return gone();
+    };
+    let key = request.key.clone();
+    let removed_for = agent.clone();
+    let removed =
+        tokio::task::spawn_blocking(move || secrets.remove(&removed_for, &request.key)).await;
+    match removed {
+        Ok(Ok(())) => {
+            state.inbox.send(Input::Note {
+                agent: Some(agent),
+                kind: "secret_removed",
+                detail: format!("secret {key} removed; the agent loses it at its next start"),
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(problem)) => secret_error(problem),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
+    }
+}
+
+/// `GET /v1/secrets?agent=NAME`: the names of the agent's secrets (from
+/// the daemon's copy), never their values.
+async fn secrets_list(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<AgentQuery>,
+) -> Response {
+    let agent = match crate::secrets::check_agent(&query.agent) {
+        Ok(agent) => agent,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    let Some(secrets) = state.published.secrets.clone() else {
+        return gone();
+    };
+    let keys = secrets.keys(&agent);
+    let encrypted = tokio::task::spawn_blocking(move || secrets.is_encrypted())
+        .await
+        .unwrap_or(false);
+    Json(roster_core::api::SecretsReply {
+        agent: query.agent,
+        keys,
+        encrypted,
+    })
+    .into_response()
 }

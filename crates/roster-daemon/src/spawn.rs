@@ -43,8 +43,7 @@ pub fn spawn_agent(
             cwd.display()
         ));
     }
-    let mut environment = environment(name, spec, home);
-    environment.extend(launch.environment.iter().cloned());
+    let mut environment = environment(name, spec, home, &launch.environment);
     if !launch.needs_shim() {
         return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false);
     }
@@ -78,13 +77,15 @@ pub fn spawn_agent(
 /// How one process of an agent is started, beyond its spec: where (the
 /// release's directory for agents shipped as releases), what else it gets
 /// in its environment, the sockets it is handed, and what the exec shim
-/// sets before it becomes the agent (cgroups, limits, user).
-#[derive(Debug, Default)]
+/// sets before it becomes the agent (cgroups, limits, user). Its `Debug`
+/// shows the environment's names only: values may be secrets.
+#[derive(Default)]
 pub struct Launch {
     /// Instead of the spec's `cwd`.
     pub cwd: Option<PathBuf>,
-    /// Added to the environment (`ROSTER_RELEASE`, `ROSTER_SHARED`, the
-    /// user's `HOME`, secrets).
+    /// Added to the environment over the config's `env`, later entries
+    /// winning: the `env_file`, the secrets, `ROSTER_RELEASE`,
+    /// `ROSTER_SHARED`, the user's `HOME`, `USER`, `LOGNAME`.
     pub environment: Vec<(OsString, OsString)>,
     /// `[agents.NAME.listen]`: names and the daemon's fds, in order.
     pub sockets: Vec<(String, std::os::fd::RawFd)>,
@@ -134,6 +135,24 @@ impl Launch {
             options.push(uid.to_string());
         }
         options
+    }
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&OsStr> = self
+            .environment
+            .iter()
+            .map(|(key, _)| key.as_os_str())
+            .collect();
+        f.debug_struct("Launch")
+            .field("cwd", &self.cwd)
+            .field("environment", &names)
+            .field("sockets", &self.sockets)
+            .field("cgroups", &self.cgroups)
+            .field("rlimits", &self.rlimits)
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -364,11 +383,20 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 
 /// The agent's environment: the daemon's own (less
 /// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
-/// `PYTHONUNBUFFERED=1` unless set), then roster's markers.
-fn environment(name: &AgentName, spec: &AgentSpec, home: &Path) -> Vec<(OsString, OsString)> {
+/// `PYTHONUNBUFFERED=1` unless set), then `extra` (the launch's: env_file,
+/// secrets), each replacing what came before, then roster's markers.
+fn environment(
+    name: &AgentName,
+    spec: &AgentSpec,
+    home: &Path,
+    extra: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
     let mut environment = daemon_environment();
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
+    }
+    for (key, value) in extra {
+        environment.insert(key.clone(), value.clone());
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     environment.insert("ROSTER_AGENT".into(), name.as_str().into());

@@ -227,6 +227,12 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
+    /// Manage an agent's secrets: environment variables kept out of the
+    /// config, in <home>/secrets (values read from stdin, never printed).
+    Secret {
+        #[command(subcommand)]
+        command: commands::secret::SecretCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,6 +362,7 @@ fn main() -> ExitCode {
         Command::Export {
             what: Export::Logrotate { file },
         } => commands::export::logrotate_snippet(given_home.as_deref(), &file),
+        Command::Secret { command } => commands::secret::run(&home, command),
     };
     match result {
         Ok(code) => code,

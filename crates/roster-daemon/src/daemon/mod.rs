@@ -171,6 +171,10 @@ struct Daemon {
     /// OOM kills counted in an agent's memory cgroup when its process
     /// started: more after a SIGKILL death means the kernel killed it.
     oom_baseline: HashMap<AgentName, u64>,
+    /// Every agent's secrets, kept current by the API: read at each spawn.
+    secrets: Arc<crate::secrets::Secrets>,
+    /// Every agent's `env_file`, read when its config was applied.
+    env_files: crate::secrets::EnvFiles,
     _lock: DaemonLock,
 }
 
@@ -256,7 +260,16 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io_error("starting the runtime for", home.root()))?;
-    let (journal, warnings) = Journal::open_in_home(&home_dir)?;
+    let (journal, mut warnings) = Journal::open_in_home(&home_dir)?;
+    // Secrets are loaded once; the API keeps the copy current. An agent
+    // whose file cannot be used starts without its secrets, and status
+    // says why (never with a value).
+    let (secrets, problems) = crate::secrets::Secrets::load(&home_dir);
+    for problem in problems {
+        tracing::warn!("{problem}");
+        warnings.push(problem);
+    }
+    let secrets = Arc::new(secrets);
     journal.record(Row::now(
         None,
         "daemon_started",
@@ -302,6 +315,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
             deploys: Some(deploys.clone()),
             home: home.root().to_path_buf(),
             admin_gid,
+            secrets: Some(secrets.clone()),
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
@@ -355,6 +369,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         cgroups,
         prepared: HashMap::new(),
         oom_baseline: HashMap::new(),
+        secrets,
+        env_files: crate::secrets::EnvFiles::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
@@ -365,8 +381,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
 
     let outcome = match &options.config {
         Some(path) => {
-            let loaded = crate::config_file::load_config(path);
-            if let Ok(config) = &loaded {
+            let loaded = crate::config_file::load_for_apply(path);
+            if let Ok((config, _)) = &loaded {
                 // The loop does not run yet: nothing else reaps children.
                 let run = |argv: &[String]| -> Result<bool, String> {
                     let (program, arguments) = argv.split_first().ok_or("an empty command")?;
@@ -573,8 +589,8 @@ impl Daemon {
         let spawned = std::thread::Builder::new()
             .name("roster-reload".into())
             .spawn(move || {
-                let loaded = crate::config_file::load_config(&path);
-                if let Ok(config) = &loaded {
+                let loaded = crate::config_file::load_for_apply(&path);
+                if let Ok((config, _)) = &loaded {
                     let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
                     crate::deploy::prepare_config(&home, config, &deploys, &run);
                 }
@@ -801,13 +817,13 @@ impl Daemon {
     fn apply(
         &mut self,
         path: &Path,
-        loaded: Result<Config, String>,
+        loaded: Result<(Config, crate::secrets::EnvFiles), String>,
         start_stopped: bool,
         replace: bool,
     ) -> Result<ApplyReply, ApplyRefusal> {
         let display = path.display().to_string();
-        let config = match loaded {
-            Ok(config) => config,
+        let (config, env_files) = match loaded {
+            Ok(loaded) => loaded,
             Err(message) => return Err(self.reject("", message)),
         };
         if let Some(applied) = self.applied.as_ref().filter(|applied| *applied != path) {
@@ -866,6 +882,7 @@ impl Daemon {
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
+        self.env_files = env_files;
         self.applied = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
@@ -1481,7 +1498,9 @@ impl Daemon {
 
     /// Where and with what an agent's next process starts: an agent shipped
     /// as releases runs in the release the supervisor names, or else the
-    /// one `current` points to (one readlink); its listen sockets.
+    /// one `current` points to (one readlink); its listen sockets; its
+    /// `env_file` and then its secrets over the config's `env`, from
+    /// memory (no file is read here).
     fn launch(&mut self, agent: &AgentName) -> Result<spawn::Launch, String> {
         let Some(spec) = self.supervisor.spec(agent) else {
             return Err("unknown agent".into());
@@ -1491,6 +1510,12 @@ impl Daemon {
             sockets: self.listeners.of(agent),
             ..Default::default()
         };
+        let from_file = self.env_files.get(agent).into_iter().flatten().cloned();
+        launch.environment.extend(
+            from_file
+                .chain(self.secrets.environment(agent))
+                .map(|(key, value)| (key.into(), value.into())),
+        );
         if let Some(limits) = self.supervisor.spec(agent).map(|spec| spec.limits.clone()) {
             if limits.any() {
                 let Some(prepared) = self.prepared.get(agent) else {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod export;
 pub mod install;
 pub mod logs;
+pub mod secret;
 pub mod status;
 pub mod up;
 

@@ -18,6 +18,7 @@ mod metrics;
 mod notify;
 mod restart;
 mod scale;
+mod secrets;
 mod stopping;
 mod util;
 mod watch;
