@@ -110,7 +110,11 @@ fn a_directory_is_copied_with_its_modes_and_in_release_links() {
         "#!/bin/sh\n"
     );
     assert!(releases.shared_dir().is_dir());
-    assert_eq!(mode(releases.dir()), 0o700);
+    assert_eq!(
+        mode(releases.dir()),
+        0o711,
+        "others may traverse, never list"
+    );
     // Staging does not touch the manifest.
     assert!(releases.list().unwrap().is_empty());
 }
