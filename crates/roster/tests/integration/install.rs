@@ -592,26 +592,25 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
     daemon.wait().expect("reaped");
     let mut daemon = start();
     ready("after the kill");
-    let second = crate::util::wait_for(
-        "both agents back",
-        std::time::Duration::from_secs(20),
-        || {
-            let now = agents();
-            (now.len() == 2 && now.iter().all(|pid| !first.contains(pid))).then_some(now)
-        },
-    );
-    assert_eq!(second.len(), 2);
-    for pid in &second {
-        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let as_nobody = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap_or_default()
             .lines()
             .find_map(|line| line.strip_prefix("Uid:").map(str::to_owned))
-            .unwrap_or_default();
-        assert!(
-            uid.split_whitespace().all(|id| id == "65534"),
-            "as nobody: {uid}"
-        );
-    }
+            .is_some_and(|uid| uid.split_whitespace().all(|id| id == "65534"))
+    };
+    // (A process still in the exec shim is root for a moment: wait until
+    // both have become the agent, as nobody.)
+    let second = crate::util::wait_for(
+        "both agents back, as nobody",
+        std::time::Duration::from_secs(20),
+        || {
+            let now = agents();
+            (now.len() == 2 && now.iter().all(|pid| !first.contains(pid) && as_nobody(pid)))
+                .then_some(now)
+        },
+    );
+    assert_eq!(second.len(), 2);
     // SAFETY: plain kill(2) of a child this test started.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
