@@ -227,6 +227,13 @@ enum Command {
         #[command(subcommand)]
         what: Export,
     },
+    /// Print a shell completion script: `roster completions bash > /etc/bash_completion.d/roster`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
+    Man,
     /// Manage an agent's secrets: environment variables kept out of the
     /// config, in <home>/secrets (values read from stdin, never printed).
     Secret {
@@ -363,6 +370,23 @@ fn main() -> ExitCode {
             what: Export::Logrotate { file },
         } => commands::export::logrotate_snippet(given_home.as_deref(), &file),
         Command::Secret { command } => commands::secret::run(&home, command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "roster", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(command).render(&mut page) {
+                Ok(()) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&page);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => Err(anyhow::anyhow!("rendering the manual page: {error}")),
+            }
+        }
     };
     match result {
         Ok(code) => code,

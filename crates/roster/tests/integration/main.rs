@@ -20,5 +20,6 @@ mod restart;
 mod scale;
 mod secrets;
 mod stopping;
+mod surfaces;
 mod util;
 mod watch;
