@@ -167,6 +167,18 @@ impl Journal {
             Ok(())
         };
         check_files()?;
+        // SQLite creates a database 0644, and its -wal and -shm files with
+        // the database's mode: create it 0600 first, so the journal is the
+        // daemon's alone even in a home others may traverse.
+        let create = || -> Result<(), HomeError> {
+            home_dir.open_file(
+                JOURNAL_FILE,
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT,
+                0o600,
+            )?;
+            Ok(())
+        };
+        create()?;
         let reason = match open_connection(&path) {
             Ok(connection) => return Ok((Self::start(connection, &path)?, Vec::new())),
             Err(OpenFailure::Other(source)) => return Err(JournalError::Sqlite { path, source }),
@@ -191,6 +203,7 @@ impl Journal {
             aside_path.display()
         );
         check_files()?;
+        create()?;
         let connection = match open_connection(&path) {
             Ok(connection) => connection,
             Err(OpenFailure::Other(source)) => return Err(JournalError::Sqlite { path, source }),

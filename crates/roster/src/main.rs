@@ -232,6 +232,19 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Check this host and this home against the operating principles;
+    /// each finding with its fix. Exit 0 only when nothing is found.
+    Doctor {
+        /// The config file (checked when it exists).
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Look for the installed unit under DIR instead of /.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print JSON: {"findings": [{"severity", "check", "agent", "message", "fix"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
     Man,
     /// Manage an agent's secrets: environment variables kept out of the
@@ -375,6 +388,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "roster", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { file, root, json } => commands::doctor::run(&home, &file, root, json),
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();

@@ -74,3 +74,103 @@ fn the_manual_page_is_roff_that_man_renders() {
     let text = String::from_utf8_lossy(&rendered.stdout);
     assert!(text.contains("NAME") && text.contains("roster"), "{text}");
 }
+
+fn doctor(roster: &Roster, root: &std::path::Path) -> (i32, serde_json::Value) {
+    let output = roster.run(&["doctor", "--json", "--root", root.to_str().expect("utf-8")]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("doctor --json prints JSON");
+    (output.status.code().unwrap_or(-1), report)
+}
+
+#[test]
+fn doctor_names_every_planted_problem() {
+    if !needs_root(
+        "doctor_sloppy",
+        "run agents as root, as a sloppy setup does",
+    ) {
+        return;
+    }
+    let roster = Roster::new();
+    let empty_root = tempfile::tempdir().expect("scratch root");
+    roster.config(
+        "[log]\nmax_size = \"2GiB\"\n\n\
+         [agents.loose]\ncommand = [\"sleep\", \"3600\"]\nwatch = []\nenv = { OPENAI_API_KEY = \"sk-test-0123456789abcdef\" }\n\n\
+         [agents.crashy]\ncommand = [\"false\"]\ncrash_loop = 2\ncrash_window = \"1m\"\nfailed_retry = \"never\"\nallow_root = true\nmemory_max = \"64MiB\"\nhealth = { exec = [\"true\"] }\n",
+    );
+    let _ = roster.run(&["up", "--timeout", "5s"]);
+    roster.wait_state(
+        "crashy",
+        roster_core::api::AgentState::Failed,
+        std::time::Duration::from_secs(10),
+    );
+    let (code, report) = doctor(&roster, empty_root.path());
+    assert_eq!(code, 1, "{report:#}");
+    let findings = report["findings"].as_array().expect("findings");
+    let has = |check: &str, agent: Option<&str>| {
+        findings.iter().any(|finding| {
+            finding["check"] == check
+                && agent.is_none_or(|agent| finding["agent"] == agent)
+                && !finding["fix"].as_str().unwrap_or_default().is_empty()
+        })
+    };
+    for (check, agent) in [
+        ("root", Some("loose")),
+        ("health", Some("loose")),
+        ("memory", Some("loose")),
+        ("secrets", Some("loose")),
+        ("logs", None),
+        ("failing", Some("crashy")),
+        ("boot", None),
+    ] {
+        assert!(has(check, agent), "{check} {agent:?} not named: {report:#}");
+    }
+    assert!(
+        !has("root", Some("crashy")),
+        "allow_root says root is meant"
+    );
+    assert!(
+        !report.to_string().contains("sk-test-0123456789abcdef"),
+        "the value is never printed"
+    );
+    let text = roster.run(&[
+        "doctor",
+        "--root",
+        empty_root.path().to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("fix: roster secret set loose OPENAI_API_KEY"),
+        "{text}"
+    );
+}
+
+#[test]
+fn doctor_on_a_clean_setup_finds_nothing() {
+    if !needs_root("doctor_clean", "switch agents to another user") {
+        return;
+    }
+    let roster = Roster::new();
+    let root = tempfile::tempdir().expect("scratch root");
+    let unit = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&unit).expect("unit dir");
+    std::fs::write(unit.join("roster.service"), "[Unit]\n").expect("unit");
+    roster.config(
+        "[agents.tidy]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\nuser = \"nobody\"\nmemory_max = \"256MiB\"\nhealth = { exec = [\"true\"], interval = \"1s\", start_period = \"0s\" }\n",
+    );
+    roster.up();
+    let (code, report) = doctor(&roster, root.path());
+    let disk_full = report["findings"]
+        .as_array()
+        .is_some_and(|findings| findings.iter().any(|finding| finding["check"] == "disk"));
+    if disk_full {
+        skip("doctor_clean", "this machine's disk is above 80%");
+        return;
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(roster.home_path())
+            .expect("home")
+            .permissions(),
+    );
+    assert_eq!(code, 0, "home mode {mode:o}: {report:#}");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
+}

@@ -1,0 +1,334 @@
+//! `roster doctor`: this host and this home against the operating
+//! principles, each finding with its severity and the exact fix. Exit 0
+//! only when nothing is found.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use roster_core::api::{AgentState, StatusReply};
+use roster_core::config::Config;
+use roster_core::watch::Metric;
+use roster_daemon::Home;
+
+use crate::client::Reach;
+
+/// One thing that breaks a principle.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// `critical`, `warning` or `info`.
+    pub severity: &'static str,
+    /// The check, e.g. `root`, `health`, `secrets`.
+    pub check: &'static str,
+    /// The agent concerned, if any.
+    pub agent: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// Exactly what to do.
+    pub fix: String,
+}
+
+fn finding(
+    severity: &'static str,
+    check: &'static str,
+    agent: Option<&str>,
+    message: String,
+    fix: String,
+) -> Finding {
+    Finding {
+        severity,
+        check,
+        agent: agent.map(str::to_owned),
+        message,
+        fix,
+    }
+}
+
+/// A value that looks like an API key or token: a known prefix, or a long
+/// value under a name that says key, token, secret or password.
+pub fn looks_secret(key: &str, value: &str) -> bool {
+    const PREFIXES: [&str; 8] = [
+        "sk-",
+        "sk_live_",
+        "xoxb-",
+        "xoxp-",
+        "ghp_",
+        "github_pat_",
+        "AKIA",
+        "glpat-",
+    ];
+    if PREFIXES.iter().any(|prefix| value.starts_with(prefix)) && value.len() >= 12 {
+        return true;
+    }
+    let upper = key.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD"]
+        .iter()
+        .any(|word| upper.contains(word))
+        && value.len() >= 8
+        && !value.contains(' ')
+}
+
+/// The checks that read only the config.
+pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for (name, spec) in &config.agents {
+        let agent = Some(name.as_str());
+        let root = match spec.identity.user.as_deref() {
+            Some(user) => user == "root" || user == "0",
+            None => daemon_is_root,
+        };
+        if root && !spec.identity.root_intended() {
+            found.push(finding(
+                "critical",
+                "root",
+                agent,
+                format!("{name} runs as root, and the config does not say so"),
+                format!("set user = \"agent-runner\" (or its own: user = \"tenant-{{name}}\", create_user = true) in [agents.{name}] or [defaults]; allow_root = true if root is really needed"),
+            ));
+        }
+        if spec.health.is_none() {
+            found.push(finding(
+                "warning",
+                "health",
+                agent,
+                format!("{name} has no health check: a hung agent looks alive"),
+                format!("add [agents.{name}.health] with http = \"http://127.0.0.1:PORT/health\" (or tcp, or exec)"),
+            ));
+        }
+        let memory_rule = spec
+            .rules()
+            .iter()
+            .any(|rule| matches!(rule.metric, Metric::MemoryBytes | Metric::MemoryPercent));
+        if spec.limits.memory_max.is_none() && !memory_rule {
+            found.push(finding(
+                "warning",
+                "memory",
+                agent,
+                format!("{name} has no memory limit and no memory rule: a leak takes the machine down"),
+                format!("set memory_max = \"512MiB\" in [agents.{name}] (or [defaults]), or keep the default watch rules"),
+            ));
+        }
+        for (key, value) in &spec.env {
+            if looks_secret(key, value) {
+                found.push(finding(
+                    "critical",
+                    "secrets",
+                    agent,
+                    format!("{name}'s env has {key}, which looks like a secret, in plain config"),
+                    format!("roster secret set {name} {key} (paste the value), then remove {key} from the config's env"),
+                ));
+            }
+        }
+    }
+    if config.log.max_size > 1 << 30 {
+        found.push(finding(
+            "warning",
+            "logs",
+            None,
+            format!(
+                "[log] max_size is {} bytes: a log may grow past 1GiB before it rotates",
+                config.log.max_size
+            ),
+            "set [log] max_size = \"10MiB\" (and keep = 14)".into(),
+        ));
+    }
+    found
+}
+
+/// The checks of the running home: agents' states and users.
+pub fn status_findings(status: &StatusReply) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for agent in &status.agents {
+        let name = agent.name.as_str();
+        match agent.state {
+            AgentState::Failed => found.push(finding(
+                "critical",
+                "failing",
+                Some(name),
+                format!("{name} failed: it died too often too quickly"),
+                format!("see `roster logs {name}` and `roster events {name}`, fix it, then `roster start {name}`"),
+            )),
+            AgentState::Backoff => found.push(finding(
+                "warning",
+                "failing",
+                Some(name),
+                format!("{name} is crash-looping ({} restarts)", agent.restarts),
+                format!("see `roster logs {name}` and `roster events {name}`"),
+            )),
+            _ => {}
+        }
+    }
+    for warning in &status.warnings {
+        found.push(finding(
+            "warning",
+            "daemon",
+            None,
+            warning.clone(),
+            "see `roster status`".into(),
+        ));
+    }
+    found
+}
+
+/// Percent used of the filesystem holding `path`.
+fn disk_percent(path: &Path) -> Option<f64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    let total = stat.blocks() as f64;
+    let free = stat.blocks_available() as f64;
+    (total > 0.0).then(|| (total - free) / total * 100.0)
+}
+
+fn host_findings(home: &Home, root: &Path) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let unit = root.join("etc/systemd/system/roster.service");
+    if !unit.exists() {
+        found.push(finding(
+            "warning",
+            "boot",
+            None,
+            format!(
+                "no roster unit at {}: nothing starts roster at boot",
+                unit.display()
+            ),
+            "sudo roster install   (--dry-run first to see every change)".into(),
+        ));
+    }
+    let logs = home.logs();
+    if let Some(percent) = disk_percent(if logs.exists() { &logs } else { home.root() }) {
+        if percent > 80.0 {
+            found.push(finding(
+                "warning",
+                "disk",
+                None,
+                format!("the filesystem of {} is {percent:.0}% full", logs.display()),
+                "free space, lower [log] keep or max_size, or add a [[host.watch]] disk_percent rule with action = \"clean_logs\"".into(),
+            ));
+        }
+    }
+    if let Ok(metadata) = std::fs::metadata(home.root()) {
+        let mode = metadata.mode() & 0o777;
+        if mode & 0o022 != 0 {
+            found.push(finding(
+                "critical",
+                "permissions",
+                None,
+                format!(
+                    "{} is writable by group or others (mode {mode:04o})",
+                    home.root().display()
+                ),
+                format!("chmod go-w {}", home.root().display()),
+            ));
+        }
+        let journal = home.journal();
+        let readable = std::fs::metadata(&journal)
+            .map(|journal| journal.mode() & 0o004 != 0)
+            .unwrap_or(false);
+        if mode & 0o001 != 0 && readable {
+            found.push(finding(
+                "warning",
+                "permissions",
+                None,
+                format!(
+                    "{} is readable by every user (the home lets them through)",
+                    journal.display()
+                ),
+                format!("chmod o-r {0} {0}-wal {0}-shm", journal.display()),
+            ));
+        }
+    }
+    if let Some(false) = clock_synchronised() {
+        found.push(finding(
+            "warning",
+            "clock",
+            None,
+            "the clock is not synchronised: journal times and alert times drift".into(),
+            "enable NTP: sudo timedatectl set-ntp true (or install chrony)".into(),
+        ));
+    }
+    found
+}
+
+/// `timedatectl`'s verdict where systemd runs; `None` where it cannot be read.
+fn clock_synchronised() -> Option<bool> {
+    if !Path::new("/run/systemd/system").exists() {
+        return None;
+    }
+    let output = std::process::Command::new("timedatectl")
+        .args(["show", "-p", "NTPSynchronized", "--value"])
+        .output()
+        .ok()?;
+    match String::from_utf8_lossy(&output.stdout).trim() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Runs `roster doctor`.
+pub fn run(home: &Home, file: &Path, root: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    let mut findings = Vec::new();
+    if file.exists() {
+        let path = super::config_path(file)?;
+        match roster_daemon::config_file::load_config(&path) {
+            Ok(config) => {
+                findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()))
+            }
+            Err(error) => findings.push(finding(
+                "critical",
+                "config",
+                None,
+                format!(
+                    "the config is invalid: {}",
+                    error.lines().next().unwrap_or_default()
+                ),
+                format!("roster check -f {}", path.display()),
+            )),
+        }
+    }
+    let client = super::client(home);
+    if matches!(client.reach(), Reach::Up) {
+        if let Ok(status) = client.get::<StatusReply>("/v1/status") {
+            findings.extend(status_findings(&status));
+        }
+    }
+    findings.extend(host_findings(home, &root));
+    if json {
+        let report = serde_json::json!({ "findings": &findings });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if findings.is_empty() {
+        println!("nothing found: this host and this home follow the principles");
+    } else {
+        for found in &findings {
+            println!(
+                "{:<8}  {:<11}  {}",
+                found.severity, found.check, found.message
+            );
+            println!("{:<8}  {:<11}  fix: {}", "", "", found.fix);
+        }
+        println!("{} finding(s)", findings.len());
+    }
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised_and_ordinary_values_are_not() {
+        assert!(looks_secret("OPENAI_API_KEY", "sk-proj-abcdefghijkl"));
+        assert!(looks_secret("ANYTHING", "ghp_0123456789abcdef"));
+        assert!(looks_secret("DB_PASSWORD", "hunter2hunter2"));
+        assert!(!looks_secret("MODEL", "small"));
+        assert!(!looks_secret("PORT", "8080"));
+        assert!(!looks_secret("KEY_PREFIX", "a b"));
+    }
+}
