@@ -583,6 +583,23 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
             }
         }
     };
+    // Whatever happens, nothing this test started outlives it.
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // The daemons (their command line names the home), then agents.
+            let daemons = roster_daemon::procfs::all_pids().into_iter().filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&self.0))
+            });
+            let agents = crate::util::processes_of_home_any_user(&self.0);
+            for pid in daemons.chain(agents) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    let _cleanup = Cleanup(home.display().to_string());
     let mut daemon = start();
     ready("first start");
     let first = agents();
