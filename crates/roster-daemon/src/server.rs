@@ -540,30 +540,15 @@ async fn secret_set(State(state): State<ApiState>, body: axum::body::Bytes) -> R
         Ok(request) => request,
         Err(response) => return *response,
     };
-    let agent = match crate::secrets::check_agent(&request.agent) {
-        Ok(agent) => agent,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
-    };
-    let Some(secrets) = state.published.secrets.clone() else {
-        return gone();
-    };
     let key = request.key.clone();
-    let stored_for = agent.clone();
-    let stored =
-        tokio::task::spawn_blocking(move || secrets.set(&stored_for, &request.key, &request.value))
-            .await;
-    match stored {
-        Ok(Ok(())) => {
-            state.inbox.send(Input::Note {
-                agent: Some(agent),
-                kind: "secret_set",
-                detail: format!("secret {key} set; the agent gets it at its next start"),
-            });
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(Err(problem)) => secret_error(problem),
-        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
-    }
+    change_secret(
+        &state,
+        &request.agent,
+        "secret_set",
+        format!("secret {key} set; the agent gets it at its next start"),
+        move |secrets, agent| secrets.set(agent, &request.key, &request.value),
+    )
+    .await
 }
 
 /// `POST /v1/secrets/rm` {agent, key}.
@@ -572,23 +557,46 @@ async fn secret_remove(State(state): State<ApiState>, body: axum::body::Bytes) -
         Ok(request) => request,
         Err(response) => return *response,
     };
-    let agent = match crate::secrets::check_agent(&request.agent) {
+    let key = request.key.clone();
+    change_secret(
+        &state,
+        &request.agent,
+        "secret_removed",
+        format!("secret {key} removed; the agent loses it at its next start"),
+        move |secrets, agent| secrets.remove(agent, &request.key),
+    )
+    .await
+}
+
+/// Runs a change of an agent's secrets on the blocking pool and, when it
+/// took, journals `kind` with `detail` (names only, never a value).
+async fn change_secret(
+    state: &ApiState,
+    agent: &str,
+    kind: &'static str,
+    detail: String,
+    change: impl FnOnce(
+            &crate::secrets::Secrets,
+            &roster_core::AgentName,
+        ) -> Result<(), crate::secrets::SecretError>
+        + Send
+        + 'static,
+) -> Response {
+    let agent = match crate::secrets::check_agent(agent) {
         Ok(agent) => agent,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
     let Some(secrets) = state.published.secrets.clone() else {
         return gone();
     };
-    let key = request.key.clone();
-    let removed_for = agent.clone();
-    let removed =
-        tokio::task::spawn_blocking(move || secrets.remove(&removed_for, &request.key)).await;
-    match removed {
+    let changed_for = agent.clone();
+    let changed = tokio::task::spawn_blocking(move || change(&secrets, &changed_for)).await;
+    match changed {
         Ok(Ok(())) => {
             state.inbox.send(Input::Note {
                 agent: Some(agent),
-                kind: "secret_removed",
-                detail: format!("secret {key} removed; the agent loses it at its next start"),
+                kind,
+                detail,
             });
             StatusCode::NO_CONTENT.into_response()
         }
