@@ -1474,17 +1474,19 @@ impl Checker {
                         checks.push((Check::Exec(argv), span_of(item)));
                     }
                 }
-                "interval" | "timeout" | "start_period" => {
+                "interval" => {
+                    if let Some(value) = self.positive_duration(item, key) {
+                        spec.interval = value;
+                    }
+                }
+                "timeout" => {
+                    if let Some(value) = self.positive_duration(item, key) {
+                        spec.timeout = value;
+                    }
+                }
+                "start_period" => {
                     if let Some(value) = self.duration(item, key) {
-                        if key != "start_period" && value.is_zero() {
-                            self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
-                            continue;
-                        }
-                        match key {
-                            "interval" => spec.interval = value,
-                            "timeout" => spec.timeout = value,
-                            _ => spec.start_period = value,
-                        }
+                        spec.start_period = value;
                     }
                 }
                 "retries" => {
@@ -1561,18 +1563,18 @@ impl Checker {
                 }
                 "build" => spec.build = self.command(item),
                 "smoke_test" => spec.smoke_test = self.command(item),
-                "build_timeout" | "smoke_timeout" | "ready_timeout" | "verify_for" => {
-                    if let Some(value) = self.duration(item, key) {
-                        if key != "verify_for" && value.is_zero() {
-                            self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
-                            continue;
-                        }
+                "build_timeout" | "smoke_timeout" | "ready_timeout" => {
+                    if let Some(value) = self.positive_duration(item, key) {
                         match key {
                             "build_timeout" => spec.build_timeout = value,
                             "smoke_timeout" => spec.smoke_timeout = value,
-                            "ready_timeout" => spec.ready_timeout = value,
-                            _ => spec.verify_for = value,
+                            _ => spec.ready_timeout = value,
                         }
+                    }
+                }
+                "verify_for" => {
+                    if let Some(value) = self.duration(item, key) {
+                        spec.verify_for = value;
                     }
                 }
                 "keep" => {
@@ -1725,6 +1727,16 @@ impl Checker {
             self.problem(span_of(item), format!("`{key}` must be a string"), None);
         }
         text
+    }
+
+    /// A duration that must be above zero (intervals, timeouts).
+    fn positive_duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
+        let value = self.duration(item, key)?;
+        if value.is_zero() {
+            self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
+            return None;
+        }
+        Some(value)
     }
 
     fn duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
