@@ -674,45 +674,54 @@ impl Supervisor {
     pub fn views(&self, now: Instant) -> Vec<AgentView> {
         self.agents
             .iter()
-            .map(|(name, agent)| {
-                let (state, uptime) = match agent.phase {
-                    Phase::Stopped => (AgentState::Stopped, None),
-                    Phase::Spawning => (AgentState::Starting, None),
-                    Phase::Starting { since, .. } => (
-                        AgentState::Starting,
-                        Some(now.saturating_duration_since(since)),
-                    ),
-                    Phase::Running { since, .. } => (
-                        AgentState::Running,
-                        Some(now.saturating_duration_since(since)),
-                    ),
-                    Phase::Stopping { since, .. } => (
-                        AgentState::Stopping,
-                        Some(now.saturating_duration_since(since)),
-                    ),
-                    Phase::Backoff { .. } => (AgentState::Backoff, None),
-                    Phase::Failed { .. } => (AgentState::Failed, None),
-                    Phase::Exited => (AgentState::Exited, None),
-                };
-                AgentView {
-                    name: name.clone(),
-                    state,
-                    pid: agent.pid(),
-                    restarts: agent.attempts.saturating_sub(1),
-                    uptime,
-                    last_exit: agent.last_exit,
-                    last_error: agent.last_error.clone(),
-                    health: match (agent.pid(), agent.probe.verdict) {
-                        (Some(_), Some(true)) => Health::Healthy,
-                        (Some(_), Some(false)) => Health::Unhealthy,
-                        _ => Health::Unknown,
-                    },
-                    release: agent.release.clone(),
-                    outgoing_pid: agent.serving().map(|out| out.pid),
-                    has_check: agent.spec.health.is_some(),
-                }
-            })
+            .map(|(name, agent)| Self::view_of(now, name, agent))
             .collect()
+    }
+
+    /// Status of one agent (a deploy watching its cutover asks often).
+    pub fn view(&self, now: Instant, name: &AgentName) -> Option<AgentView> {
+        self.agents
+            .get_key_value(name)
+            .map(|(name, agent)| Self::view_of(now, name, agent))
+    }
+
+    fn view_of(now: Instant, name: &AgentName, agent: &Agent) -> AgentView {
+        let (state, uptime) = match agent.phase {
+            Phase::Stopped => (AgentState::Stopped, None),
+            Phase::Spawning => (AgentState::Starting, None),
+            Phase::Starting { since, .. } => (
+                AgentState::Starting,
+                Some(now.saturating_duration_since(since)),
+            ),
+            Phase::Running { since, .. } => (
+                AgentState::Running,
+                Some(now.saturating_duration_since(since)),
+            ),
+            Phase::Stopping { since, .. } => (
+                AgentState::Stopping,
+                Some(now.saturating_duration_since(since)),
+            ),
+            Phase::Backoff { .. } => (AgentState::Backoff, None),
+            Phase::Failed { .. } => (AgentState::Failed, None),
+            Phase::Exited => (AgentState::Exited, None),
+        };
+        AgentView {
+            name: name.clone(),
+            state,
+            pid: agent.pid(),
+            restarts: agent.attempts.saturating_sub(1),
+            uptime,
+            last_exit: agent.last_exit,
+            last_error: agent.last_error.clone(),
+            health: match (agent.pid(), agent.probe.verdict) {
+                (Some(_), Some(true)) => Health::Healthy,
+                (Some(_), Some(false)) => Health::Unhealthy,
+                _ => Health::Unknown,
+            },
+            release: agent.release.clone(),
+            outgoing_pid: agent.serving().map(|out| out.pid),
+            has_check: agent.spec.health.is_some(),
+        }
     }
 
     /// Converges to `config`: new agents start, removed ones stop and are

@@ -742,9 +742,7 @@ impl Daemon {
         self.perform();
         let view = self
             .supervisor
-            .views(Instant::now())
-            .into_iter()
-            .find(|view| view.name == *agent)
+            .view(Instant::now(), agent)
             .ok_or_else(|| format!("{agent} is no longer in the config"))?;
         Ok((switch, view))
     }
