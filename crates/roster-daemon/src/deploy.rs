@@ -89,6 +89,33 @@ pub struct DeployCommand {
     pub ended: oneshot::Sender<ExitStatus>,
 }
 
+impl DeployCommand {
+    /// Asks the loop to run `argv` in `cwd` (output on `output`): the
+    /// answers are its pid (or why it could not start), then how it ended.
+    fn send(
+        inbox: &Inbox,
+        argv: &[String],
+        cwd: &Path,
+        env: Vec<(String, String)>,
+        output: OwnedFd,
+    ) -> (
+        oneshot::Receiver<Result<u32, String>>,
+        oneshot::Receiver<ExitStatus>,
+    ) {
+        let (started, started_answer) = oneshot::channel();
+        let (ended, ended_answer) = oneshot::channel();
+        inbox.send(Input::DeployExec(DeployCommand {
+            argv: argv.to_vec(),
+            cwd: cwd.to_path_buf(),
+            env,
+            output,
+            started,
+            ended,
+        }));
+        (started_answer, ended_answer)
+    }
+}
+
 /// Deploys and rollbacks of this daemon: the latest of each agent, and
 /// which run now.
 pub struct Deploys {
@@ -905,16 +932,8 @@ impl Run {
             "ROSTER_SHARED".into(),
             self.releases.shared_dir().to_string_lossy().into_owned(),
         ));
-        let (started, started_answer) = oneshot::channel();
-        let (ended, ended_answer) = oneshot::channel();
-        self.deploys.inbox.send(Input::DeployExec(DeployCommand {
-            argv: argv.to_vec(),
-            cwd: release_dir.to_path_buf(),
-            env,
-            output,
-            started,
-            ended,
-        }));
+        let (started_answer, ended_answer) =
+            DeployCommand::send(&self.deploys.inbox, argv, release_dir, env, output);
         let pid = started_answer
             .await
             .map_err(|_| "the daemon is shutting down".to_owned())??;
@@ -1119,16 +1138,8 @@ pub fn run_through_loop(inbox: &Inbox, argv: &[String]) -> Result<bool, String> 
         .open("/dev/null")
         .map_err(|error| format!("opening /dev/null: {error}"))?
         .into();
-    let (started, started_answer) = oneshot::channel();
-    let (ended, ended_answer) = oneshot::channel();
-    inbox.send(Input::DeployExec(DeployCommand {
-        argv: argv.to_vec(),
-        cwd: PathBuf::from("/"),
-        env: Vec::new(),
-        output,
-        started,
-        ended,
-    }));
+    let (started_answer, ended_answer) =
+        DeployCommand::send(inbox, argv, Path::new("/"), Vec::new(), output);
     started_answer
         .blocking_recv()
         .map_err(|_| "the daemon is shutting down".to_owned())??;
