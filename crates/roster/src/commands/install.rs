@@ -606,12 +606,7 @@ pub fn install(options: &InstallOptions) -> Result<ExitCode> {
             }
         }
     }
-    let root = match root {
-        Some(root) => Some(
-            std::path::absolute(root).with_context(|| format!("resolving {}", root.display()))?,
-        ),
-        None => None,
-    };
+    let root = absolute_root(root)?;
     let root = root.as_deref();
     let accounts = Accounts {
         root: root.map(Path::to_path_buf),
@@ -812,16 +807,19 @@ fn path_has(path: &Path, contents: &[u8]) -> bool {
     std::fs::read(path).is_ok_and(|current| current == contents)
 }
 
+/// `--root DIR` made absolute (the paths under it are printed and compared).
+fn absolute_root(root: Option<&Path>) -> Result<Option<PathBuf>> {
+    root.map(|root| {
+        std::path::absolute(root).with_context(|| format!("resolving {}", root.display()))
+    })
+    .transpose()
+}
+
 /// Runs `roster uninstall`.
 pub fn uninstall(options: &UninstallOptions) -> Result<ExitCode> {
     let root = options.root.as_deref();
     require_root("uninstall", root)?;
-    let root = match root {
-        Some(root) => Some(
-            std::path::absolute(root).with_context(|| format!("resolving {}", root.display()))?,
-        ),
-        None => None,
-    };
+    let root = absolute_root(root)?;
     let root = root.as_deref();
     let accounts = Accounts {
         root: root.map(Path::to_path_buf),
