@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -64,6 +65,38 @@ def read_file(path, limit=65536):
             return f.read(limit)
     except OSError:
         return None
+
+
+def free_port():
+    """A loopback port nobody listens on right now (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_request(port, request, timeout):
+    """Sends `request` (bytes) on a new loopback connection, reads the
+    answer to its end; raises on connection errors and timeouts."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(request)
+        chunks = []
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def http_status_body(answer):
+    """(status, body) of an HTTP answer; status 0 when it is not one."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    try:
+        status = int(head.split()[1])
+    except (IndexError, ValueError):
+        status = 0
+    return status, body
 
 
 def cmdline(pid):

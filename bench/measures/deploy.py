@@ -42,7 +42,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import REPO, log, measure_main, percentile, wait_until  # noqa: E402
+from common import (REPO, free_port, http_request, http_status_body, log,  # noqa: E402
+                    measure_main, percentile, wait_until)
 
 EXAMPLES = os.path.join(REPO, "examples", "three-agents")
 APP_FILES = (("customer-support/main.py", "main.py"), ("agentkit.py", "agentkit.py"))
@@ -52,11 +53,6 @@ LOAD_MAX_S = 900.0          # the load never outlives this
 SPACING_S = 1.0             # load between deploys
 TIMEOUT_S = 2.0             # connect and read, per request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def copy_app(dest):
@@ -68,22 +64,8 @@ def copy_app(dest):
 
 def get_health(port):
     """One GET /health on a new connection: (status, body) or raises."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as s:
-        s.settimeout(TIMEOUT_S)
-        s.sendall(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    answer = b"".join(chunks)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    try:
-        status = int(head.split()[1])
-    except (IndexError, ValueError):
-        status = 0
-    return status, body
+    answer = http_request(port, b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n", TIMEOUT_S)
+    return http_status_body(answer)
 
 
 def classify(exc):

@@ -12,41 +12,25 @@ untimed scrape first, then 30 (--quick: 100 children, 5 scrapes).
 """
 
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import log, measure_main, summary_ms  # noqa: E402
+from common import (free_port, http_request, http_status_body, log, measure_main,  # noqa: E402
+                    summary_ms)
 
 START_TIMEOUT = 180.0
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port):
     """One scrape: (seconds, status, body bytes)."""
     t0 = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: roster\r\nConnection: close\r\n\r\n")
-        chunks = []
-        while True:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
+    answer = http_request(
+        port, b"GET /metrics HTTP/1.1\r\nHost: roster\r\nConnection: close\r\n\r\n", 30)
     secs = time.perf_counter() - t0
-    answer = b"".join(chunks)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    try:
-        status = int(head.split()[1])
-    except (IndexError, ValueError):
-        status = 0
+    status, body = http_status_body(answer)
     return secs, status, body
 
 

@@ -30,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import (NewProcScanner, argv_key, cmdline, descendants, log, make_tmp,  # noqa: E402
-                    measure_main, new_token, summary_ms, sweep, wait_until)
+from common import (NewProcScanner, argv_key, cmdline, descendants, free_port, log,  # noqa: E402
+                    make_tmp, measure_main, new_token, summary_ms, sweep, wait_until)
 
 POLL_S = 0.0002   # sleeping between polls beats spinning on 2 cores: the
                   # supervisor and the dying child need the CPU too
@@ -110,13 +110,6 @@ def floor(quick):
         proc.wait()
         sweep(d)
         shutil.rmtree(d, ignore_errors=True)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure_peer(cls, mode, quick, listen=False):
