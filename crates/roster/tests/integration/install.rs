@@ -101,20 +101,30 @@ fn have(program: &str) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-#[test]
-fn install_into_a_scratch_root_then_again_then_uninstall_and_purge() {
-    let test = "install::install_into_a_scratch_root_then_again_then_uninstall_and_purge";
+/// An empty scratch root for `install --root`, or None after recording
+/// why this test cannot run here (not root, no useradd).
+fn scratch_root(test: &str) -> Option<tempfile::TempDir> {
     if !needs_root(test, "create users and chown") {
-        return;
+        return None;
     }
     if !have("useradd") {
         skip(test, "no useradd (Debian's passwd package)");
-        return;
+        return None;
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("roster-install-")
-        .tempdir()
-        .expect("scratch");
+    Some(
+        tempfile::Builder::new()
+            .prefix("roster-install-")
+            .tempdir()
+            .expect("scratch"),
+    )
+}
+
+#[test]
+fn install_into_a_scratch_root_then_again_then_uninstall_and_purge() {
+    let test = "install::install_into_a_scratch_root_then_again_then_uninstall_and_purge";
+    let Some(scratch) = scratch_root(test) else {
+        return;
+    };
     let root = scratch.path();
     let root_arg = root.to_str().expect("utf-8 temp dir");
 
@@ -425,17 +435,9 @@ fn the_logrotate_snippet_passes_logrotate() {
 #[test]
 fn install_with_a_daemon_user_gives_it_the_home() {
     let test = "install::install_with_a_daemon_user_gives_it_the_home";
-    if !needs_root(test, "create users and chown") {
+    let Some(scratch) = scratch_root(test) else {
         return;
-    }
-    if !have("useradd") {
-        skip(test, "no useradd (Debian's passwd package)");
-        return;
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("roster-install-")
-        .tempdir()
-        .expect("scratch");
+    };
     let root = scratch.path();
     let root_arg = root.to_str().expect("utf-8 temp dir");
     let out = ok(&[
@@ -602,7 +604,9 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
     let _cleanup = Cleanup(home.display().to_string());
     let mut daemon = start();
     ready("first start");
-    let first = agents();
+    // The daemon's children (not their environment, which reads empty for
+    // a moment while the shim execs the agent).
+    let first = crate::util::children_of(daemon.id());
     assert_eq!(first.len(), 2, "READY=1 came before both agents ran");
     // Killed like a power cut would: no chance to stop anything.
     daemon.kill().expect("SIGKILL");
