@@ -1474,7 +1474,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Adds a uid to `agent-uids` (written off the loop, atomically).
+    /// Adds a uid to `agent-uids`, durably, before the first agent of that
+    /// uid is spawned: a daemon killed right after the spawn must leave a
+    /// list the next daemon finds that agent by (else it would survive as
+    /// an unmanaged copy beside a fresh one). Written on the loop, once per
+    /// uid in the daemon's life; writing it off the loop lost that race.
     fn remember_agent_uid(&mut self, uid: u32) {
         self.agent_uids.push(uid);
         self.agent_uids.sort_unstable();
@@ -1483,15 +1487,13 @@ impl Daemon {
             .iter()
             .map(|uid| format!("{uid}\n"))
             .collect();
-        let home = self.home.clone();
-        self.runtime.spawn_blocking(move || {
-            let written = home
-                .open_verified()
-                .and_then(|dir| dir.write_atomically(startup::AGENT_UIDS, text.as_bytes()));
-            if let Err(error) = written {
-                tracing::warn!("writing {}: {error}", startup::AGENT_UIDS);
-            }
-        });
+        let written = self
+            .home
+            .open_verified()
+            .and_then(|dir| dir.write_atomically(startup::AGENT_UIDS, text.as_bytes()));
+        if let Err(error) = written {
+            tracing::warn!("writing {}: {error}", startup::AGENT_UIDS);
+        }
     }
 
     /// Where and with what an agent's next process starts: an agent shipped
