@@ -68,6 +68,11 @@ pub struct StatusReply {
     /// was moved aside (an extension of the documented contract).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The config file this daemon last applied, absolute; `null` before
+    /// the first apply (an extension: `roster tmux` opens its panes in
+    /// that file's directory).
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 /// One agent in [`StatusReply`].

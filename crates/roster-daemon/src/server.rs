@@ -47,6 +47,8 @@ pub struct Published {
     /// Every agent's secrets: the daemon's copy, which `/v1/secrets/*`
     /// writes through to the store.
     pub secrets: Option<Arc<crate::secrets::Secrets>>,
+    /// The config file last applied, as `status` shows it.
+    pub applied: Arc<Mutex<Option<String>>>,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -258,7 +260,20 @@ async fn status(State(state): State<ApiState>) -> Response {
     })
     .await;
     match agents {
-        Ok(agents) => Json(StatusReply { agents, warnings }).into_response(),
+        Ok(agents) => {
+            let config = state
+                .published
+                .applied
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            Json(StatusReply {
+                agents,
+                warnings,
+                config,
+            })
+            .into_response()
+        }
         Err(join_error) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("sampling failed: {join_error}"),

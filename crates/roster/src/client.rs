@@ -16,6 +16,8 @@ use roster_core::api::{ErrorReply, StatusReply};
 /// A connection factory for one home's daemon.
 pub struct Client {
     socket: PathBuf,
+    /// How long an answer may take.
+    timeout: Duration,
 }
 
 /// Whether a daemon answers.
@@ -32,15 +34,23 @@ impl Client {
     pub fn new(socket: &Path) -> Self {
         Self {
             socket: socket.to_path_buf(),
+            timeout: Duration::from_secs(60),
         }
+    }
+
+    /// The same client, giving up on an answer after `timeout` (a
+    /// dashboard must notice a daemon that stopped answering).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Connects, or says there is no daemon.
     fn connect(&self) -> Result<Option<UnixStream>> {
         match UnixStream::connect(&self.socket) {
             Ok(stream) => {
-                stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-                stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+                stream.set_read_timeout(Some(self.timeout))?;
+                stream.set_write_timeout(Some(self.timeout.min(Duration::from_secs(10))))?;
                 Ok(Some(stream))
             }
             Err(error)

@@ -247,6 +247,18 @@ enum Command {
     },
     /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
     Man,
+    /// A terminal dashboard: agents with CPU and memory sparklines, the
+    /// selected agent's log, firing alerts. Keys: j/k or arrows select,
+    /// / filters, s sorts, r restarts, x stops (each asks y/n), l toggles
+    /// the log, q quits.
+    Top,
+    /// Open (or attach to) a tmux session: roster top, roster logs -f and a
+    /// shell, in the directory of the applied config.
+    Tmux {
+        /// The session's name.
+        #[arg(long, default_value = commands::tmux::DEFAULT_SESSION)]
+        session: String,
+    },
     /// Manage an agent's secrets: environment variables kept out of the
     /// config, in <home>/secrets (values read from stdin, never printed).
     Secret {
@@ -389,6 +401,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { file, root, json } => commands::doctor::run(&home, &file, root, json),
+        Command::Top => commands::top::run(&home),
+        Command::Tmux { session } => commands::tmux::run(&home, &session),
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();

@@ -125,6 +125,8 @@ struct Daemon {
     shutdown_replies: Vec<oneshot::Sender<()>>,
     /// The config file this home last applied, if any.
     applied: Option<PathBuf>,
+    /// The same, published for `status`.
+    applied_published: Arc<Mutex<Option<String>>>,
     /// Agents whose main process died: (agent, its pid), to look for strays.
     pending_sweeps: Vec<(AgentName, u32)>,
     last_sweep: Option<Instant>,
@@ -304,6 +306,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
     let history = Arc::new(Mutex::new(server::History::new()));
+    let applied_published = Arc::new(Mutex::new(None));
     let deploys = crate::deploy::Deploys::new(home.root(), inbox.clone());
     let server = runtime.spawn(server::serve(
         listener,
@@ -316,6 +319,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
             home: home.root().to_path_buf(),
             admin_gid,
             secrets: Some(secrets.clone()),
+            applied: applied_published.clone(),
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
@@ -347,6 +351,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         shutting_down: false,
         shutdown_replies: Vec::new(),
         applied: None,
+        applied_published,
         pending_sweeps: Vec::new(),
         last_sweep: None,
         probe_tasks: HashMap::new(),
@@ -882,6 +887,10 @@ impl Daemon {
         self.notifier.reconfigure(config.notify.clone());
         self.env_files = env_files;
         self.applied = Some(path.to_path_buf());
+        *self
+            .applied_published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.display().to_string());
         self.journal.record(Row::now(
             None,
             "config_applied",

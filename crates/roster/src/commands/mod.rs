@@ -12,6 +12,8 @@ pub mod install;
 pub mod logs;
 pub mod secret;
 pub mod status;
+pub mod tmux;
+pub mod top;
 pub mod up;
 
 use std::path::{Path, PathBuf};

@@ -21,5 +21,6 @@ mod scale;
 mod secrets;
 mod stopping;
 mod surfaces;
+mod top;
 mod util;
 mod watch;

@@ -1,0 +1,544 @@
+//! Draws the [`Model`] into a ratatui frame. ratatui keeps the last frame
+//! and writes only the cells that changed, so a redraw every second does
+//! not flicker, even over a slow SSH link.
+
+use std::time::Instant;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+use roster_core::api::{AgentState, AgentStatus, Health, HistoryPoint};
+
+use super::model::{Link, Mode, Model};
+use crate::commands::logs::escape_controls;
+
+/// The bar heights a sparkline is drawn with.
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The last `width` values as bars; missing values are blanks, and no
+/// values at all a dotted line. `from_zero` scales from 0 to the largest
+/// value (CPU: idle is the floor); otherwise from the smallest to the
+/// largest (memory: the shape of a leak shows even on a large base), with
+/// a flat series drawn at mid height.
+pub fn sparkline(values: &[Option<f64>], width: usize, from_zero: bool) -> String {
+    if width == 0 {
+        return String::new();
+    }
+    let shown = &values[values.len().saturating_sub(width)..];
+    if shown.iter().all(Option::is_none) {
+        return "·".repeat(width);
+    }
+    let top = shown.iter().flatten().copied().fold(f64::MIN, f64::max);
+    let bottom = if from_zero {
+        0.0
+    } else {
+        shown.iter().flatten().copied().fold(f64::MAX, f64::min)
+    };
+    let last = (BARS.len() - 1) as f64;
+    let mut line: String = " ".repeat(width - shown.len());
+    for value in shown {
+        line.push(match value {
+            None => ' ',
+            Some(_) if top <= bottom && !from_zero => BARS[BARS.len() / 2 - 1],
+            Some(_) if top <= bottom => BARS[0],
+            Some(value) => {
+                let level = ((value - bottom) / (top - bottom) * last).round();
+                BARS[(level.max(0.0) as usize).min(BARS.len() - 1)]
+            }
+        });
+    }
+    line
+}
+
+/// `512K`, `12.3M`, `1.2G`: memory in at most six characters.
+pub fn memory(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "K", "M", "G", "T", "P", "E"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0}{}", UNITS[unit])
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+fn state_style(agent: &AgentStatus) -> Style {
+    match agent.state {
+        AgentState::Running => Style::new().fg(Color::Green),
+        AgentState::Failed => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        AgentState::Backoff => Style::new().fg(Color::Red),
+        AgentState::Starting | AgentState::Stopping => Style::new().fg(Color::Yellow),
+        AgentState::Stopped | AgentState::Exited => Style::new().fg(Color::DarkGray),
+    }
+}
+
+fn health_cell(health: Health) -> Cell<'static> {
+    match health {
+        Health::Healthy => Cell::from("healthy").style(Style::new().fg(Color::Green)),
+        Health::Unhealthy => Cell::from("unhealthy").style(Style::new().fg(Color::Red)),
+        Health::Unknown => Cell::from("-").style(Style::new().fg(Color::DarkGray)),
+    }
+}
+
+/// Seconds as `1h2m`, counting on from the fetch while the agent runs.
+fn uptime(agent: &AgentStatus, since_fetch: u64) -> String {
+    match agent.uptime_secs {
+        Some(seconds) if agent.state == AgentState::Running => {
+            crate::render::uptime(seconds + since_fetch)
+        }
+        Some(seconds) => crate::render::uptime(seconds),
+        None => "-".into(),
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, model: &mut Model, now: Instant, home: &str) {
+    let area = frame.area();
+    let alert_lines = model.alerts.len().min(3) as u16;
+    let alerts_height = if alert_lines > 0 { alert_lines + 1 } else { 0 };
+    // The log pane takes two fifths of what is left, when there is room.
+    let rest = area.height.saturating_sub(2 + alerts_height);
+    let log_height = if model.show_log && rest >= 10 {
+        (rest * 2 / 5).max(4)
+    } else {
+        0
+    };
+    let [header, table, alerts, log, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(2),
+        Constraint::Length(alerts_height),
+        Constraint::Length(log_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, model, now, home, header);
+    draw_table(frame, model, now, table);
+    if alerts_height > 0 {
+        draw_alerts(frame, model, alerts);
+    }
+    if log_height > 0 {
+        draw_log(frame, model, log);
+    }
+    draw_footer(frame, model, now, footer);
+}
+
+fn draw_header(frame: &mut Frame, model: &Model, now: Instant, home: &str, area: Rect) {
+    let line = match &model.link {
+        Link::Connecting => Line::from(format!(" roster top  {home}  connecting to the daemon...")),
+        Link::Down { since, error } => {
+            let away = now.saturating_duration_since(*since).as_secs();
+            Line::from(format!(
+                " daemon not answering for {away}s: {}  (retrying; roster up starts it)",
+                error.lines().next().unwrap_or(error)
+            ))
+            .style(
+                Style::new()
+                    .fg(Color::White)
+                    .bg(Color::Red)
+                    .add_modifier(Modifier::BOLD),
+            )
+        }
+        Link::Up { back_at, away_for } => {
+            let count = |state: AgentState| {
+                model
+                    .agents
+                    .iter()
+                    .filter(|agent| agent.state == state)
+                    .count()
+            };
+            let mut spans = vec![
+                Span::styled(" roster top ", Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw(format!(
+                    " {} agents, {} running",
+                    model.agents.len(),
+                    count(AgentState::Running)
+                )),
+            ];
+            for (state, color) in [
+                (AgentState::Failed, Color::Red),
+                (AgentState::Backoff, Color::Red),
+                (AgentState::Stopped, Color::DarkGray),
+            ] {
+                let n = count(state);
+                if n > 0 {
+                    spans.push(Span::styled(
+                        format!(", {n} {}", state.as_str()),
+                        Style::new().fg(color),
+                    ));
+                }
+            }
+            let unhealthy = model
+                .agents
+                .iter()
+                .filter(|agent| agent.health == Health::Unhealthy)
+                .count();
+            if unhealthy > 0 {
+                spans.push(Span::styled(
+                    format!(", {unhealthy} unhealthy"),
+                    Style::new().fg(Color::Red),
+                ));
+            }
+            if back_at.is_some() {
+                spans.push(Span::styled(
+                    format!("  daemon back after {}s away", away_for.as_secs()),
+                    Style::new()
+                        .fg(Color::Black)
+                        .bg(Color::Green)
+                        .add_modifier(Modifier::BOLD),
+                ));
+            } else {
+                spans.push(Span::styled(
+                    format!("  {home}"),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// CPU and memory points of one agent.
+fn series(history: Option<&Vec<HistoryPoint>>) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    let points = history.map(Vec::as_slice).unwrap_or_default();
+    (
+        points.iter().map(|point| point.cpu_percent).collect(),
+        points
+            .iter()
+            .map(|point| point.memory_bytes.map(|bytes| bytes as f64))
+            .collect(),
+    )
+}
+
+fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
+    let stale = !matches!(model.link, Link::Up { .. });
+    let since_fetch = model
+        .fetched_at
+        .map(|at| now.saturating_duration_since(at).as_secs())
+        .unwrap_or(0);
+    let rows_shown = model.visible();
+    // Fixed columns: state 8, health 9, uptime 6, restarts 4, cpu 6,
+    // memory 6, the 8 gaps between 9 columns, and the 2-cell marker.
+    const FIXED: u16 = 8 + 9 + 6 + 4 + 6 + 6 + 8 + 2;
+    let longest = rows_shown
+        .iter()
+        .map(|agent| agent.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 28) as u16;
+    let spare = area.width.saturating_sub(FIXED);
+    // Names give up to 12 cells to two sparklines of at least 6 each.
+    let name_width = longest
+        .min(spare.saturating_sub(12).max(12))
+        .min(spare.max(4));
+    let spark_width = (spare.saturating_sub(name_width) / 2).min(30);
+    let spark_width = if spark_width < 3 { 0 } else { spark_width };
+    let header = Row::new(["NAME", "STATE", "HEALTH", "UP", "RST", "CPU", "", "MEM", ""])
+        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let rows: Vec<Row> = rows_shown
+        .iter()
+        .map(|agent| {
+            let (cpu, mem) = series(model.history.get(&agent.name));
+            let restarts = Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
+                Style::new().fg(Color::Yellow)
+            } else {
+                Style::new()
+            });
+            Row::new([
+                Cell::from(escape_controls(&agent.name).into_owned()),
+                Cell::from(agent.state.as_str()).style(state_style(agent)),
+                health_cell(agent.health),
+                Cell::from(uptime(agent, since_fetch)),
+                restarts,
+                Cell::from(
+                    agent
+                        .cpu_percent
+                        .map(|cpu| format!("{cpu:.1}%"))
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                Cell::from(sparkline(&cpu, spark_width as usize, true))
+                    .style(Style::new().fg(Color::Cyan)),
+                Cell::from(agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into())),
+                Cell::from(sparkline(&mem, spark_width as usize, false))
+                    .style(Style::new().fg(Color::Magenta)),
+            ])
+        })
+        .collect();
+    let empty = rows.is_empty();
+    let widths = [
+        Constraint::Length(name_width),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(spark_width),
+        Constraint::Length(6),
+        Constraint::Length(spark_width),
+    ];
+    let mut table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    if stale {
+        table = table.style(Style::new().add_modifier(Modifier::DIM));
+    }
+    let selected = model.selected_index();
+    drop(rows_shown);
+    model.page = area.height.saturating_sub(1) as usize;
+    let mut state = TableState::default().with_selected(selected);
+    frame.render_stateful_widget(table, area, &mut state);
+    if empty && area.height > 1 {
+        let text = if model.agents.is_empty() {
+            if matches!(model.link, Link::Up { .. }) {
+                "  no agents: roster up -f roster.toml starts some"
+            } else {
+                ""
+            }
+        } else {
+            "  no agent matches the filter (Esc clears it)"
+        };
+        let below = Rect {
+            y: area.y + 1,
+            height: 1,
+            ..area
+        };
+        frame.render_widget(Paragraph::new(text), below);
+    }
+}
+
+fn draw_alerts(frame: &mut Frame, model: &Model, area: Rect) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(format!(" alerts: {} firing ", model.alerts.len()))
+        .border_style(Style::new().fg(Color::Red));
+    let lines: Vec<Line> = model
+        .alerts
+        .iter()
+        .take(area.height.saturating_sub(1) as usize)
+        .map(|alert| {
+            let color = if alert.severity == "critical" {
+                Color::Red
+            } else {
+                Color::Yellow
+            };
+            Line::from(vec![
+                Span::styled(format!(" {:<8} ", alert.severity), Style::new().fg(color)),
+                Span::raw(format!(
+                    "{}{}: {}",
+                    alert
+                        .agent
+                        .as_deref()
+                        .map(|agent| format!("{agent} "))
+                        .unwrap_or_default(),
+                    alert.name,
+                    escape_controls(&alert.summary)
+                )),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_log(frame: &mut Frame, model: &Model, area: Rect) {
+    let title = match &model.log_agent {
+        Some(agent) if model.selected.as_deref() == Some(agent.as_str()) => {
+            format!(" log: {} ", escape_controls(agent))
+        }
+        _ => " log ".to_owned(),
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(title)
+        .border_style(Style::new().fg(Color::DarkGray));
+    let height = area.height.saturating_sub(1) as usize;
+    let lines: Vec<Line> = if model.log_agent.is_some() && model.log_agent == model.selected {
+        model.log[model.log.len().saturating_sub(height)..]
+            .iter()
+            .map(|line| Line::raw(escape_controls(line).into_owned()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_footer(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
+    let key = |text: &'static str| Span::styled(text, Style::new().add_modifier(Modifier::BOLD));
+    let line = match &model.mode {
+        Mode::Confirm(effect) => {
+            let (verb, name) = match effect {
+                super::model::Effect::Restart(name) => ("Restart", name),
+                super::model::Effect::Stop(name) => ("Stop", name),
+                super::model::Effect::Quit => ("Quit", &String::new()),
+            };
+            Line::from(format!(" {verb} {}? y/n", escape_controls(name))).style(
+                Style::new()
+                    .fg(Color::Black)
+                    .bg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            )
+        }
+        Mode::Filter => Line::from(vec![
+            Span::raw(" filter: "),
+            Span::styled(
+                format!("{}_", model.filter),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                "  (Enter keeps it, Esc clears it)",
+                Style::new().fg(Color::DarkGray),
+            ),
+        ]),
+        Mode::Normal => {
+            if let Some(notice) = model.notice(now) {
+                Line::from(format!(" {notice}")).style(Style::new().fg(Color::Yellow))
+            } else {
+                let mut spans = vec![
+                    Span::raw(" "),
+                    key("q"),
+                    Span::raw(" quit  "),
+                    key("jk"),
+                    Span::raw(" select  "),
+                    key("/"),
+                    Span::raw(" filter  "),
+                    key("s"),
+                    Span::raw(format!(" sort:{}  ", model.sort.as_str())),
+                    key("r"),
+                    Span::raw(" restart  "),
+                    key("x"),
+                    Span::raw(" stop  "),
+                    key("l"),
+                    Span::raw(" log"),
+                ];
+                if !model.filter.is_empty() {
+                    spans.push(Span::styled(
+                        format!("  filter: {}", model.filter),
+                        Style::new().fg(Color::Cyan),
+                    ));
+                }
+                Line::from(spans)
+            }
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparklines_scale_cpu_from_zero_and_memory_over_its_range() {
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(50.0), Some(100.0)], 3, true),
+            "▁▅█"
+        );
+        assert_eq!(sparkline(&[Some(1.0), Some(2.0)], 4, true), "  ▅█");
+        assert_eq!(sparkline(&[None, None], 3, true), "···");
+        assert_eq!(sparkline(&[Some(0.0), None, Some(0.0)], 3, true), "▁ ▁");
+        assert_eq!(sparkline(&[Some(1.0); 50], 5, true).chars().count(), 5);
+        // Memory: 100 MiB growing by 1 MiB still spans the bars.
+        let leak: Vec<Option<f64>> = (0..8).map(|n| Some(100e6 + n as f64 * 1e6)).collect();
+        assert_eq!(sparkline(&leak, 8, false), "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[Some(5.0); 3], 3, false), "▄▄▄");
+    }
+
+    #[test]
+    fn memory_fits_six_characters() {
+        assert_eq!(memory(512), "512B");
+        assert_eq!(memory(1536), "1.5K");
+        assert_eq!(memory(300 * 1024 * 1024), "300M");
+        assert_eq!(memory(u64::MAX), "16.0E");
+        assert!(memory(1023 * 1024 * 1024).len() <= 6);
+    }
+}
+
+#[cfg(test)]
+mod screen_tests {
+    use std::time::Instant;
+
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use roster_core::api::StatusReply;
+
+    use super::super::model::Model;
+    use super::draw;
+
+    fn model() -> Model {
+        let mut model = Model::default();
+        let agents = (0..40)
+            .map(|n| {
+                serde_json::from_value(serde_json::json!({
+                    "name": format!("customer-{n:02}-support-agent\u{1b}[31m"),
+                    "state": if n % 7 == 0 { "failed" } else { "running" },
+                    "pid": 100 + n,
+                    "restarts": n,
+                    "uptime_secs": 86_400 * n,
+                    "memory_bytes": 1_u64 << (n % 40),
+                    "cpu_percent": n as f64 * 2.5,
+                    "health": "unhealthy",
+                }))
+                .expect("an agent")
+            })
+            .collect();
+        model.on_status(
+            Ok(StatusReply {
+                agents,
+                warnings: vec![],
+                config: None,
+            }),
+            Instant::now(),
+        );
+        model.on_log(
+            "customer-00-support-agent",
+            vec!["\u{7}bell".into(); 50],
+            true,
+        );
+        model
+    }
+
+    fn text(terminal: &Terminal<TestBackend>) -> String {
+        let buffer = terminal.backend().buffer();
+        let mut out = String::new();
+        for y in 0..buffer.area.height {
+            for x in 0..buffer.area.width {
+                out.push_str(buffer[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn any_size_draws_without_panicking_and_80x24_shows_rows_and_keys() {
+        let mut model = model();
+        for (width, height) in [(80, 24), (1, 1), (20, 5), (200, 60), (80, 3)] {
+            let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+            terminal
+                .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
+                .expect("drawn");
+        }
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        terminal
+            .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
+            .expect("drawn");
+        let screen = text(&terminal);
+        assert!(screen.contains("40 agents"), "{screen}");
+        assert!(screen.contains("customer-01"), "{screen}");
+        assert!(screen.contains("q quit"), "{screen}");
+        // An agent's control characters are shown escaped, never sent.
+        assert!(
+            !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
+            "{screen}"
+        );
+    }
+}
