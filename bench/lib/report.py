@@ -21,6 +21,7 @@ GOALS = {
     "watch": "rules + http: < 0.5% of a core with 100, < 3% with 1000",
     "metrics": "< 50 ms with 1000 children",
     "deploy": "blue-green + listen: 0 failed requests",
+    "dashboard": "roster top open with 100 agents: added < 2% of a core",
 }
 
 
@@ -268,6 +269,26 @@ def table_watch(m):
     return _table(header, rows)
 
 
+def table_dashboard(m):
+    header = ["peer", "dashboard", "children", "window s", "supervisor alone, %",
+              "supervisor with it, %", "dashboard, %", "terminal (tmux), %", "added, %",
+              "goal: " + GOALS["dashboard"]]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "added_percent" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        goal = _verdict(r["added_percent"] < 2.0) if peer == "roster" else ""
+        rows.append([peer, "`%s`" % r["dashboard"], r["children"], _f(r["window_s"]),
+                     _f(r["supervisor_idle_percent"], 3),
+                     _f(r["supervisor_with_dashboard_percent"], 3),
+                     _f(r["dashboard_percent"], 3), _f(r["terminal_percent"], 3),
+                     _f(r["added_percent"], 3), goal])
+    return _table(header, rows)
+
+
 def table_deploy(m):
     header = ["peer", "deploy", "deploys", "requests", "failed", "failed %", "failures",
               "time without an answer, s", "slowest answer ms", "deploy median s",
@@ -362,6 +383,15 @@ SECTIONS = [
      "deployed by hand: the new files copied in place, then the restart command (PM2's "
      "reload of a fork-mode, non-Node app is a restart). `deploy median`: wall time of the "
      "deploy (for the peers, copy plus restart command)."),
+    ("dashboard", "10. A dashboard left open", table_dashboard,
+     "100 idle children at the peer's defaults. The supervisor's CPU (threads' schedstat) over "
+     "a 60 s window alone, then over another 60 s with the peer's terminal dashboard open in a "
+     "tmux session of the measure's own, 120x40, after a 5 s warm-up: `roster top` (status and "
+     "alerts every second, the sample history every 5 s, its log pane following the first "
+     "agent), `pm2 monit`. `dashboard`: the dashboard's own processes; `terminal`: the tmux "
+     "server, which stands for the operator's terminal (it parses and renders what the "
+     "dashboard writes); `added`: the supervisor's increase plus the dashboard's own. "
+     "supervisord and runit have no terminal dashboard."),
 ]
 
 
