@@ -88,6 +88,10 @@ pub fn config_text(
             line(&wrapped);
         }
     }
+    if pattern == Pattern::MultiTenant && !layout.as_root {
+        line("# Written without root: until roster runs as root, every instance runs");
+        line("# as the user who starts it (see [defaults] for the tenants' users).");
+    }
     if !recommendation.fleet.is_empty() {
         line("# Fleet mode (roster fleet, planned) would fit better:");
         for reason in &recommendation.fleet {
