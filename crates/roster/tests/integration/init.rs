@@ -321,15 +321,16 @@ fn bad_flags_exit_2_saying_why_and_write_nothing() {
     }
 }
 
-/// A tmux server of its own, killed (by its socket) when the test ends.
+/// A tmux server of its own, its socket in the test's directory, killed
+/// (by that socket) when the test ends.
 struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
     fn command(&self) -> Command {
         let mut command = Command::new("tmux");
-        command.args(["-L", &self.socket]);
+        command.arg("-S").arg(&self.socket);
         command
     }
 
@@ -388,7 +389,7 @@ fn on_a_terminal_it_asks_with_defaults_and_asks_again_after_a_bad_answer() {
     let project = Project::new();
     let dir = project.roster.path("asked");
     let tmux = Tmux {
-        socket: format!("roster-init-{}", std::process::id()),
+        socket: project.roster.path("tmux.sock"),
     };
     let script = format!("{} init {}; echo EXIT=$?; sleep 600", BIN, dir.display());
     let started = tmux
