@@ -10,6 +10,7 @@ mod faults_logs;
 mod faults_loop;
 mod hardening;
 mod health;
+mod init;
 mod install;
 mod journal;
 mod lifecycle;

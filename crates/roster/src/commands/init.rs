@@ -1,0 +1,504 @@
+//! `roster init [DIR]`: asks how many agents, customers and servers (on a
+//! terminal, or from flags), recommends a pattern with its reasons, and
+//! writes `DIR/roster.toml` and a starter agent per kind. It never
+//! overwrites a file without `--force`. The decisions are in `plan`, the
+//! text in `templates`; this module only asks, prints and writes.
+
+pub mod plan;
+pub mod templates;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use plan::{Answers, Pattern};
+
+/// A line on stdout. A closed stdout (`roster init | head`) must not stop
+/// the command halfway through writing files, as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// A line on stderr, the same way.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// What the command line said; `None`: ask, or take the default.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The project's directory.
+    pub dir: PathBuf,
+    /// Kinds of agent.
+    pub agents: Option<u32>,
+    /// Customers.
+    pub customers: Option<u32>,
+    /// Servers.
+    pub servers: Option<u32>,
+    /// Requests a day.
+    pub requests_per_day: Option<u64>,
+    /// Uptime target, percent.
+    pub uptime: Option<f64>,
+    /// The server's memory, bytes.
+    pub ram: Option<u64>,
+    /// The first agent's port.
+    pub port: Option<u16>,
+    /// Never ask.
+    pub yes: bool,
+    /// Overwrite existing files.
+    pub force: bool,
+}
+
+/// `--agents` (clap's value parser: a bad value exits 2).
+pub fn parse_agents_arg(raw: &str) -> Result<u32, String> {
+    count_arg(raw, 1, plan::MAX_AGENTS)
+}
+
+/// `--customers`.
+pub fn parse_customers_arg(raw: &str) -> Result<u32, String> {
+    count_arg(raw, 1, plan::MAX_CUSTOMERS)
+}
+
+/// `--servers`.
+pub fn parse_servers_arg(raw: &str) -> Result<u32, String> {
+    count_arg(raw, 1, plan::MAX_SERVERS)
+}
+
+/// `--requests-per-day`.
+pub fn parse_requests_arg(raw: &str) -> Result<u64, String> {
+    plan::parse_count(raw, 0, u64::MAX / 2)
+}
+
+fn count_arg(raw: &str, min: u32, max: u32) -> Result<u32, String> {
+    plan::parse_count(raw, u64::from(min), u64::from(max))
+        .and_then(|count| u32::try_from(count).map_err(|_| format!("it must be at most {max}")))
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// The host's memory, from /proc/meminfo.
+fn host_ram() -> Option<u64> {
+    plan::meminfo_total(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// Asks `question` until `parse` accepts the answer; an empty answer is
+/// `default`. Fails when the input ends.
+pub fn ask<T>(
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    question: &str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T> {
+    loop {
+        write!(output, "{question} [{default}]: ")?;
+        output.flush()?;
+        let mut answer = String::new();
+        if input.read_line(&mut answer)? == 0 {
+            writeln!(output)?;
+            anyhow::bail!("no answer (the input ended); nothing was written");
+        }
+        let answer = answer.trim();
+        let answer = if answer.is_empty() { default } else { answer };
+        match parse(answer) {
+            Ok(value) => return Ok(value),
+            Err(error) => writeln!(output, "  {error}; try again")?,
+        }
+    }
+}
+
+/// The answers: flags first, then (on a terminal, without `--yes`) the
+/// operator's, then the defaults.
+fn gather(
+    options: &Options,
+    defaults: &Answers,
+    interactive: Option<(&mut dyn BufRead, &mut dyn Write)>,
+) -> Result<Answers> {
+    let Some((mut input, mut output)) = interactive else {
+        return Ok(Answers {
+            agents: options.agents.unwrap_or(defaults.agents),
+            customers: options.customers.unwrap_or(defaults.customers),
+            servers: options.servers.unwrap_or(defaults.servers),
+            requests_per_day: options
+                .requests_per_day
+                .unwrap_or(defaults.requests_per_day),
+            uptime: options.uptime.unwrap_or(defaults.uptime),
+            ram: options.ram.unwrap_or(defaults.ram),
+        });
+    };
+    let (input, output) = (&mut input, &mut output);
+    let agents = match options.agents {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "How many kinds of agent?",
+            &defaults.agents.to_string(),
+            parse_agents_arg,
+        )?,
+    };
+    let customers = match options.customers {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "How many customers, each with its own instance?",
+            &defaults.customers.to_string(),
+            parse_customers_arg,
+        )?,
+    };
+    let servers = match options.servers {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "How many servers?",
+            &defaults.servers.to_string(),
+            parse_servers_arg,
+        )?,
+    };
+    let requests_per_day = match options.requests_per_day {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "How many requests a day?",
+            &defaults.requests_per_day.to_string(),
+            parse_requests_arg,
+        )?,
+    };
+    let uptime = match options.uptime {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "Uptime target, in percent?",
+            &plan::format_percent(defaults.uptime),
+            plan::parse_uptime,
+        )?,
+    };
+    let ram = match options.ram {
+        Some(value) => value,
+        None => ask(
+            input,
+            output,
+            "The server's memory?",
+            &plan::format_size(defaults.ram),
+            plan::parse_ram,
+        )?,
+    };
+    Ok(Answers {
+        agents,
+        customers,
+        servers,
+        requests_per_day,
+        uptime,
+        ram,
+    })
+}
+
+/// Runs `roster init`.
+pub fn run(options: &Options) -> Result<ExitCode> {
+    let measured = host_ram();
+    let defaults = Answers::defaults(measured.map_or(1024 * MIB, |ram| ram / MIB * MIB));
+    let stdin = std::io::stdin();
+    let interactive = !options.yes && stdin.is_terminal();
+    let answers = if interactive {
+        say!("roster init: a few questions to choose how to lay out your agents.");
+        say!("Press Enter for the answer in brackets.");
+        if measured.is_none() {
+            say!("(/proc/meminfo could not be read: the memory below is a guess)");
+        }
+        let mut input = stdin.lock();
+        let mut output = std::io::stdout();
+        let answers = gather(options, &defaults, Some((&mut input, &mut output)))?;
+        say!("");
+        answers
+    } else {
+        gather(options, &defaults, None)?
+    };
+    let first_port = options.port.unwrap_or(plan::DEFAULT_PORT);
+    let Some(instances) = plan::instances(&answers, first_port) else {
+        warn!(
+            "error: {} instances from port {first_port} run past port 65535\n  hint: pass a lower --port",
+            answers.instances()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let recommendation = plan::recommend(&answers);
+    let as_root = nix::unistd::geteuid().is_root();
+
+    say!("Recommended: {}", recommendation.pattern.name());
+    for reason in &recommendation.reasons {
+        say!("  - {reason}");
+    }
+    if !recommendation.fleet.is_empty() {
+        say!("Fleet mode (roster fleet, planned) is the better fit:");
+        for reason in &recommendation.fleet {
+            say!("  - {reason}");
+        }
+        say!("  Until it exists, the config below runs everything on this server.");
+    }
+    if measured.is_none() && options.ram.is_none() {
+        say!(
+            "  (memory: /proc/meminfo could not be read, {} assumed; pass --ram)",
+            plan::format_size(answers.ram)
+        );
+    }
+    say!("");
+
+    let mut files: Vec<(String, String)> = vec![(
+        "roster.toml".into(),
+        templates::config_text(
+            &answers,
+            &recommendation,
+            &instances,
+            &templates::Layout { as_root },
+        ),
+    )];
+    for (index, kind) in plan::kinds(&answers).iter().enumerate() {
+        let port = instances
+            .iter()
+            .find(|instance| &instance.kind == kind)
+            .map_or(first_port.saturating_add(index as u16), |instance| {
+                instance.port
+            });
+        files.push((templates::agent_file(kind), templates::agent_py(kind, port)));
+    }
+
+    let dir = &options.dir;
+    let existing: Vec<PathBuf> = files
+        .iter()
+        .map(|(relative, _)| dir.join(relative))
+        .filter(|path| path.symlink_metadata().is_ok())
+        .collect();
+    if !existing.is_empty() && !options.force {
+        warn!("error: these files exist already; nothing was written:");
+        for path in &existing {
+            warn!("  {}", path.display());
+        }
+        warn!("  hint: pass --force to overwrite them, or choose another directory");
+        return Ok(ExitCode::from(1));
+    }
+
+    create_directory(dir)?;
+    for kind in plan::kinds(&answers) {
+        create_directory(&dir.join("agents").join(&kind))?;
+    }
+    for instance in &instances {
+        create_directory(&dir.join(templates::work_dir(instance)))?;
+    }
+    for (relative, text) in &files {
+        write_file(&dir.join(relative), text)?;
+        say!("wrote {}", dir.join(relative).display());
+    }
+    say!(
+        "made {} working folder{} under {}",
+        instances.len(),
+        if instances.len() == 1 { "" } else { "s" },
+        dir.join("work").display()
+    );
+    if as_root {
+        for blocked in closed_ancestors(dir) {
+            warn!(
+                "warning: {} is closed to other users: the agents' users cannot reach their files\n  hint: chmod o+x {}",
+                blocked.display(),
+                blocked.display()
+            );
+        }
+    }
+
+    if as_root && !system_python() {
+        warn!(
+            "warning: no python3 in {}: the agents' users cannot run root's own\n  hint: install python3 system-wide (apt-get install python3), or set env.PATH in [defaults]",
+            templates::SYSTEM_PATH
+        );
+    }
+
+    let cd = if dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("cd {} && ", shell_word(&dir.display().to_string()))
+    };
+    let steps = [
+        (
+            format!("{cd}roster up -f roster.toml"),
+            "start the daemon and the agents",
+        ),
+        (
+            "roster status".to_owned(),
+            "every agent running and healthy?",
+        ),
+        ("roster logs -f".to_owned(), "one line per unit of work"),
+        ("roster down".to_owned(), "stop them gracefully"),
+    ];
+    let width = steps.iter().map(|(step, _)| step.len()).max().unwrap_or(0);
+    say!("");
+    say!("Next steps:");
+    for (step, why) in &steps {
+        say!("  {step:width$}   # {why}");
+    }
+    let kinds = plan::kinds(&answers);
+    say!(
+        "Then put the real work into do_one_unit() in {}.",
+        kinds
+            .iter()
+            .map(|kind| templates::agent_file(kind))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if recommendation.pattern == Pattern::MultiTenant && !as_root {
+        say!(
+            "To give each tenant its own user, run roster (and roster init) as root: the config then sets user = \"tenant-{{name}}\"."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` (and missing parents) as 0755: the agents' users read
+/// their code through it. An existing directory keeps its mode: roster
+/// gives an instance's folder to its user (0700).
+fn create_directory(path: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut walk = Some(path);
+    while let Some(current) = walk {
+        if current.as_os_str().is_empty() || current.symlink_metadata().is_ok() {
+            break;
+        }
+        missing.push(current.to_path_buf());
+        walk = current.parent();
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    for created in missing {
+        std::fs::set_permissions(&created, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {}", created.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` as a 0644 file: a temporary file beside it,
+/// then a rename (a link at `path` is replaced, never followed).
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.roster-init.tmp"));
+    let _ = std::fs::remove_file(&temporary);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Whether the system's PATH (the one agents of their own users get) has
+/// a python3 anyone may run.
+fn system_python() -> bool {
+    templates::SYSTEM_PATH.split(':').any(|folder| {
+        std::fs::metadata(Path::new(folder).join("python3"))
+            .is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o001 != 0)
+    })
+}
+
+/// `dir` and its ancestors that other users cannot pass through.
+fn closed_ancestors(dir: &Path) -> Vec<PathBuf> {
+    let Ok(absolute) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    absolute
+        .ancestors()
+        .filter(|path| std::fs::metadata(path).is_ok_and(|metadata| metadata.mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// `word` as one shell word.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"/._-+:@%".contains(&byte))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_answer_is_asked_again_and_empty_takes_the_default() {
+        let mut input = std::io::Cursor::new("three\n0\n3\n\n".as_bytes());
+        let mut output = Vec::new();
+        let agents = ask(
+            &mut input,
+            &mut output,
+            "How many kinds of agent?",
+            "1",
+            parse_agents_arg,
+        )
+        .expect("answered");
+        assert_eq!(agents, 3);
+        let text = String::from_utf8(output).expect("utf-8");
+        assert_eq!(text.matches("How many kinds of agent? [1]: ").count(), 3);
+        assert!(
+            text.contains("\"three\" is not a whole number; try again"),
+            "{text}"
+        );
+        assert!(text.contains("it must be at least 1; try again"), "{text}");
+        let mut output = Vec::new();
+        let default = ask(&mut input, &mut output, "Q?", "99.9", plan::parse_uptime);
+        assert_eq!(default.expect("the default"), 99.9);
+        let mut output = Vec::new();
+        assert!(ask(&mut input, &mut output, "Q?", "1", parse_agents_arg).is_err());
+    }
+
+    #[test]
+    fn flags_answer_without_asking() {
+        let options = Options {
+            agents: Some(2),
+            customers: Some(3),
+            ..Options::default()
+        };
+        let mut input = std::io::Cursor::new("\n\n\n\n".as_bytes());
+        let mut output = Vec::new();
+        let answers = gather(
+            &options,
+            &Answers::defaults(2 << 30),
+            Some((&mut input, &mut output)),
+        )
+        .expect("answers");
+        assert_eq!((answers.agents, answers.customers), (2, 3));
+        let text = String::from_utf8(output).expect("utf-8");
+        assert!(!text.contains("kinds of agent"), "{text}");
+        assert!(text.contains("The server's memory? [2GiB]: "), "{text}");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("/tmp/project"), "/tmp/project");
+        assert_eq!(shell_word("my project"), "'my project'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+}
