@@ -249,38 +249,7 @@ enum Command {
     /// flags), get a recommended pattern (single-agent, multi-agent,
     /// multi-tenant) with its reasons, and a commented roster.toml plus a
     /// starter agent per kind in DIR. Never overwrites without --force.
-    Init {
-        /// The project's directory (created if missing).
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-        /// How many kinds of agent [default: 1].
-        #[arg(long, value_name = "N", value_parser = commands::init::parse_agents_arg)]
-        agents: Option<u32>,
-        /// How many customers, each with its own instance of every kind [default: 1].
-        #[arg(long, value_name = "N", value_parser = commands::init::parse_customers_arg)]
-        customers: Option<u32>,
-        /// How many servers [default: 1].
-        #[arg(long, value_name = "N", value_parser = commands::init::parse_servers_arg)]
-        servers: Option<u32>,
-        /// Requests (units of work) a day, all agents together [default: 1000].
-        #[arg(long, value_name = "N", value_parser = commands::init::parse_requests_arg)]
-        requests_per_day: Option<u64>,
-        /// Uptime target in percent, above 0 and at most 100 [default: 99.9].
-        #[arg(long, value_name = "PCT", value_parser = commands::init::plan::parse_uptime)]
-        uptime: Option<f64>,
-        /// The server's memory, e.g. 2GiB or 512MiB [default: from /proc/meminfo].
-        #[arg(long, value_name = "SIZE", value_parser = commands::init::plan::parse_ram)]
-        ram: Option<u64>,
-        /// The first agent's /health port; each instance gets the next one [default: 8100].
-        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-        port: Option<u16>,
-        /// Never ask: take the flags and the defaults (also when stdin is not a terminal).
-        #[arg(short = 'y', long)]
-        yes: bool,
-        /// Overwrite roster.toml and the starter agents if they exist.
-        #[arg(long)]
-        force: bool,
-    },
+    Init(commands::init::Options),
     /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
     Man,
     /// A terminal dashboard: agents with CPU and memory sparklines, the
@@ -439,29 +408,7 @@ fn main() -> ExitCode {
         Command::Doctor { file, root, json } => commands::doctor::run(&home, &file, root, json),
         Command::Top => commands::top::run(&home),
         Command::Tmux { session } => commands::tmux::run(&home, &session),
-        Command::Init {
-            dir,
-            agents,
-            customers,
-            servers,
-            requests_per_day,
-            uptime,
-            ram,
-            port,
-            yes,
-            force,
-        } => commands::init::run(&commands::init::Options {
-            dir,
-            agents,
-            customers,
-            servers,
-            requests_per_day,
-            uptime,
-            ram,
-            port,
-            yes,
-            force,
-        }),
+        Command::Init(options) => commands::init::run(&options),
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();

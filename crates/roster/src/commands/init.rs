@@ -32,27 +32,37 @@ macro_rules! warn {
 }
 
 /// What the command line said; `None`: ask, or take the default.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct Options {
-    /// The project's directory.
+    /// The project's directory (created if missing).
+    #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// Kinds of agent.
+    /// How many kinds of agent [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_agents_arg)]
     pub agents: Option<u32>,
-    /// Customers.
+    /// How many customers, each with its own instance of every kind [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_customers_arg)]
     pub customers: Option<u32>,
-    /// Servers.
+    /// How many servers [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_servers_arg)]
     pub servers: Option<u32>,
-    /// Requests a day.
+    /// Requests (units of work) a day, all agents together [default: 1000].
+    #[arg(long, value_name = "N", value_parser = parse_requests_arg)]
     pub requests_per_day: Option<u64>,
-    /// Uptime target, percent.
+    /// Uptime target in percent, above 0 and at most 100 [default: 99.9].
+    #[arg(long, value_name = "PCT", value_parser = plan::parse_uptime)]
     pub uptime: Option<f64>,
-    /// The server's memory, bytes.
+    /// The server's memory, e.g. 2GiB or 512MiB [default: from /proc/meminfo].
+    #[arg(long, value_name = "SIZE", value_parser = plan::parse_ram)]
     pub ram: Option<u64>,
-    /// The first agent's port.
+    /// The first agent's /health port; each instance gets the next one [default: 8100].
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// Never ask.
+    /// Never ask: take the flags and the defaults (also when stdin is not a terminal).
+    #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Overwrite existing files.
+    /// Overwrite roster.toml and the starter agents if they exist.
+    #[arg(long)]
     pub force: bool,
 }
 

@@ -11,11 +11,6 @@ use roster_core::api::{AgentState, Health};
 
 use crate::util::*;
 
-#[allow(non_snake_case)]
-fn SECS(seconds: u64) -> Duration {
-    Duration::from_secs(seconds)
-}
-
 /// `count` consecutive ports nobody listens on right now.
 fn free_ports(count: u16) -> u16 {
     wait_for("consecutive free ports", SECS(10), || {
@@ -321,138 +316,70 @@ fn bad_flags_exit_2_saying_why_and_write_nothing() {
     }
 }
 
-/// A tmux server of its own, its socket in the test's directory, killed
-/// (by that socket) when the test ends.
-struct Tmux {
-    socket: std::path::PathBuf,
-}
-
-impl Tmux {
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.arg("-S").arg(&self.socket);
-        command
-    }
-
-    fn screen(&self) -> String {
-        let output = self
-            .command()
-            .args(["capture-pane", "-p", "-t", "init"])
-            .output()
-            .expect("capture-pane");
-        text(&output.stdout)
-    }
-
-    /// Waits until the screen satisfies `condition`, or fails showing it.
-    fn wait_screen(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + SECS(20);
-        loop {
-            let screen = self.screen();
-            if condition(&screen) {
-                return screen;
-            }
-            if std::time::Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&self, keys: &str) {
-        let sent = self
-            .command()
-            .args(["send-keys", "-t", "init", "-l", keys])
-            .status()
-            .expect("send-keys");
-        assert!(sent.success());
-        let sent = self
-            .command()
-            .args(["send-keys", "-t", "init", "Enter"])
-            .status()
-            .expect("send-keys");
-        assert!(sent.success());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").output();
-    }
-}
-
 #[test]
 fn on_a_terminal_it_asks_with_defaults_and_asks_again_after_a_bad_answer() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        skip("init_interactive", "tmux is not installed");
+    let Some(tmux) = Tmux::new("init_interactive") else {
         return;
-    }
+    };
     let project = Project::new();
     let dir = project.roster.path("asked");
-    let tmux = Tmux {
-        socket: project.roster.path("tmux.sock"),
-    };
     let script = format!("{} init {}; echo EXIT=$?; sleep 600", BIN, dir.display());
-    let started = tmux
-        .command()
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "init",
-            "-x",
-            "160",
-            "-y",
-            "50",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .status()
-        .expect("tmux new-session");
-    assert!(started.success());
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "init",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        &script,
+    ]);
 
-    tmux.wait_screen("the first question", |screen| {
+    tmux.wait_screen("init", "the first question", |screen| {
         screen.contains("How many kinds of agent? [1]:")
     });
-    tmux.send("two");
-    tmux.wait_screen("the question again", |screen| {
+    tmux.type_line("init", "two");
+    tmux.wait_screen("init", "the question again", |screen| {
         screen.contains("\"two\" is not a whole number; try again")
             && screen.matches("How many kinds of agent? [1]:").count() == 2
     });
-    tmux.send("2");
-    tmux.wait_screen("customers", |screen| {
+    tmux.type_line("init", "2");
+    tmux.wait_screen("init", "customers", |screen| {
         screen.contains("How many customers, each with its own instance? [1]:")
     });
-    tmux.send("");
-    tmux.wait_screen("servers", |screen| {
+    tmux.type_line("init", "");
+    tmux.wait_screen("init", "servers", |screen| {
         screen.contains("How many servers? [1]:")
     });
-    tmux.send("");
-    tmux.wait_screen("requests", |screen| {
+    tmux.type_line("init", "");
+    tmux.wait_screen("init", "requests", |screen| {
         screen.contains("How many requests a day? [1000]:")
     });
-    tmux.send("5000");
-    tmux.wait_screen("uptime", |screen| {
+    tmux.type_line("init", "5000");
+    tmux.wait_screen("init", "uptime", |screen| {
         screen.contains("Uptime target, in percent? [99.9]:")
     });
-    tmux.send("150");
-    tmux.wait_screen("the uptime again", |screen| {
+    tmux.type_line("init", "150");
+    tmux.wait_screen("init", "the uptime again", |screen| {
         screen.contains("at most 100") && screen.matches("Uptime target").count() == 2
     });
-    tmux.send("99.5");
-    let screen = tmux.wait_screen("memory, from /proc/meminfo", |screen| {
+    tmux.type_line("init", "99.5");
+    let screen = tmux.wait_screen("init", "memory, from /proc/meminfo", |screen| {
         screen.contains("The server's memory? [")
     });
     assert!(
         screen.contains("iB]:"),
         "the default is the host's memory: {screen}"
     );
-    tmux.send("lots");
-    tmux.wait_screen("the memory again", |screen| {
+    tmux.type_line("init", "lots");
+    tmux.wait_screen("init", "the memory again", |screen| {
         screen.matches("The server's memory? [").count() == 2
     });
-    tmux.send("2GiB");
-    let screen = tmux.wait_screen("the end", |screen| screen.contains("EXIT="));
+    tmux.type_line("init", "2GiB");
+    let screen = tmux.wait_screen("init", "the end", |screen| screen.contains("EXIT="));
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(screen.contains("Recommended: multi-agent"), "{screen}");
     let config = std::fs::read_to_string(dir.join("roster.toml")).expect("written");

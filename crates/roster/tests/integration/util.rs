@@ -422,3 +422,101 @@ pub fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("a free port")
 }
+
+/// A tmux server of the test's own (its socket in a temp dir), killed on drop.
+pub struct Tmux {
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// A fresh server, or `None` (the test skipped) without tmux.
+    pub fn new(test: &str) -> Option<Self> {
+        let found = Command::new("tmux").arg("-V").output();
+        if !found.is_ok_and(|output| output.status.success()) {
+            skip(test, "tmux is not installed");
+            return None;
+        }
+        Some(Self {
+            dir: tempfile::Builder::new()
+                .prefix("roster-tmux-")
+                .tempdir()
+                .expect("tmux dir"),
+        })
+    }
+
+    /// Where the server's socket lives (tmux's TMUX_TMPDIR).
+    fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The environment a command needs to talk to this server only.
+    pub fn apply(&self, command: &mut Command) {
+        command
+            .env("TMUX_TMPDIR", self.socket_dir())
+            .env_remove("TMUX")
+            .env_remove("TMUX_PANE")
+            .env("TERM", "xterm-256color");
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("tmux");
+        self.apply(&mut command);
+        command.args(args).output().expect("tmux")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// What the pane shows now.
+    pub fn screen(&self, target: &str) -> String {
+        let output = self.run(&["capture-pane", "-p", "-t", target]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until the pane's screen satisfies `test`; its text.
+    pub fn wait_screen(&self, target: &str, what: &str, test: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen(target);
+            if test(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `text` literally, then Enter.
+    pub fn type_line(&self, target: &str, text: &str) {
+        self.ok(&["send-keys", "-t", target, "-l", text]);
+        self.ok(&["send-keys", "-t", target, "Enter"]);
+    }
+
+    /// Sends keys, tmux's way (`Enter`, `Escape`, or literal text).
+    pub fn keys(&self, target: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", target];
+        args.extend_from_slice(keys);
+        self.ok(&args);
+    }
+
+    pub fn has_session(&self, name: &str) -> bool {
+        self.run(&["has-session", "-t", &format!("={name}")])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Tmux {
+    pub fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
