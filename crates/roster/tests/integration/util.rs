@@ -516,7 +516,7 @@ impl Tmux {
 }
 
 impl Drop for Tmux {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
     }
 }
