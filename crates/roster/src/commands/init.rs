@@ -298,6 +298,28 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
+    // Below DIR nothing is followed: a link planted at agents/ or work/
+    // (by whoever else can write there) would send a root init's files,
+    // and later a tenant's chown, anywhere on the machine.
+    let below: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|(relative, _)| Path::new(relative).parent().map(Path::to_path_buf))
+        .chain(
+            instances
+                .iter()
+                .map(|instance| templates::work_dir(instance).into()),
+        )
+        .collect();
+    if let Some(link) = link_below(dir, &below) {
+        warn!(
+            "error: {} is a symbolic link; roster init writes only into real directories below {}; nothing was written",
+            link.display(),
+            dir.display()
+        );
+        warn!("  hint: remove the link (or choose another directory)");
+        return Ok(ExitCode::from(1));
+    }
+
     create_directory(dir)?;
     for kind in plan::kinds(&answers) {
         create_directory(&dir.join("agents").join(&kind))?;
@@ -370,6 +392,23 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first symbolic link among the existing directories of `relatives`
+/// (each a path below `dir`, checked component by component).
+fn link_below(dir: &Path, relatives: &[PathBuf]) -> Option<PathBuf> {
+    relatives.iter().find_map(|relative| {
+        let mut path = dir.to_path_buf();
+        relative
+            .components()
+            .filter(|component| !matches!(component, std::path::Component::CurDir))
+            .find_map(|component| {
+                path.push(component);
+                path.symlink_metadata()
+                    .is_ok_and(|meta| meta.file_type().is_symlink())
+                    .then(|| path.clone())
+            })
+    })
 }
 
 /// Creates `path` (and missing parents) as 0755: the agents' users read

@@ -240,6 +240,37 @@ fn existing_files_are_kept_unless_forced() {
     assert!(!roster.path("project/roster.toml").exists());
 }
 
+/// A link planted below the project (by another user who can write there)
+/// is never followed, not even with --force: nothing lands outside.
+#[test]
+fn links_planted_below_the_project_are_refused() {
+    let project = Project::new();
+    let roster = &project.roster;
+    let elsewhere = tempfile::tempdir().expect("the link's target");
+    for planted in ["agents", "work"] {
+        let _ = std::fs::remove_dir_all(roster.path("project"));
+        std::fs::create_dir(roster.path("project")).expect("mkdir");
+        std::os::unix::fs::symlink(elsewhere.path(), roster.path("project").join(planted))
+            .expect("plant a link");
+        let refused = project.init(&["project", "--yes", "--force", "--customers", "2"]);
+        assert_eq!(refused.status.code(), Some(1), "{planted}: {refused:?}");
+        let stderr = text(&refused.stderr);
+        assert!(
+            stderr.contains("symbolic link") && stderr.contains(planted),
+            "{planted}: {stderr}"
+        );
+        assert!(
+            !roster.path("project/roster.toml").exists(),
+            "{planted}: nothing written"
+        );
+        assert_eq!(
+            std::fs::read_dir(elsewhere.path()).expect("listed").count(),
+            0,
+            "{planted}: nothing outside"
+        );
+    }
+}
+
 #[test]
 fn several_servers_point_to_fleet_mode_and_stdin_not_a_terminal_never_asks() {
     let project = Project::new();
