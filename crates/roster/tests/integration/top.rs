@@ -65,6 +65,14 @@ fn top_shows_filters_restarts_resizes_survives_the_daemon_and_quits() {
     });
     assert!(screen.contains("3 agents, 3 running"), "{screen}");
     assert!(screen.contains("q quit"), "the keys are shown: {screen}");
+    // CPU and memory sparklines from the daemon's samples (every 5 s).
+    tmux.wait_screen("top", "sparklines on every row", |screen| {
+        let rows = rows(screen, &AGENTS);
+        rows.len() == 3
+            && rows
+                .iter()
+                .all(|row| row.chars().filter(|c| ('▁'..='█').contains(c)).count() >= 2)
+    });
     // `/` filters by name.
     tmux.keys("top", &["/", "two", "Enter"]);
     let screen = tmux.wait_screen("top", "only worker-two", |screen| {

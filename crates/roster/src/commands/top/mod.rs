@@ -14,7 +14,9 @@ pub mod view;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -31,8 +33,6 @@ use model::{Effect, Key, Model};
 const REFRESH: Duration = Duration::from_secs(1);
 /// How often the sample history is fetched (the daemon samples every 5 s).
 const HISTORY_EVERY: Duration = Duration::from_secs(5);
-/// The samples fetched per agent: as many as the widest sparkline.
-const HISTORY_POINTS: usize = 30;
 /// How long one request to the daemon may take before it counts as away.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 /// How long the main thread waits for a key before it looks at updates.
@@ -59,19 +59,28 @@ pub fn run(home: &Home) -> Result<ExitCode> {
     let client = super::client(home).with_timeout(ANSWER_WITHIN);
     let (updates, from_poller) = mpsc::channel();
     let (to_poller, effects) = mpsc::channel();
+    let points = Arc::new(AtomicUsize::new(0));
+    let wanted = points.clone();
     std::thread::Builder::new()
         .name("top-poller".into())
-        .spawn(move || poll(&client, &updates, &effects))
+        .spawn(move || poll(&client, &updates, &effects, &wanted))
         .context("starting the poller thread")?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
-    let outcome = screen(&mut terminal, home, &from_poller, &to_poller);
+    let outcome = screen(&mut terminal, home, &from_poller, &to_poller, &points);
     let restored = ratatui::try_restore().context("restoring the terminal");
     outcome.and(restored).map(|()| ExitCode::SUCCESS)
 }
 
 /// The poller: fetches, sends, and carries out effects as they come
-/// (each followed by an immediate refresh). Ends when the screen is gone.
-fn poll(client: &Client, updates: &Sender<Update>, effects: &Receiver<Effect>) {
+/// (each followed by an immediate refresh). History is asked for only as
+/// many samples as the sparklines show (`points`, set by the screen; none
+/// on a terminal too narrow for them). Ends when the screen is gone.
+fn poll(
+    client: &Client,
+    updates: &Sender<Update>,
+    effects: &Receiver<Effect>,
+    points: &AtomicUsize,
+) {
     let mut history_at: Option<Instant> = None;
     loop {
         let status = client
@@ -85,8 +94,9 @@ fn poll(client: &Client, updates: &Sender<Update>, effects: &Receiver<Effect>) {
             if let Ok(alerts) = client.get::<AlertsReply>("/v1/alerts") {
                 let _ = updates.send(Update::Alerts(alerts));
             }
-            if history_at.is_none_or(|at| at.elapsed() >= HISTORY_EVERY) {
-                let path = format!("/v1/history?points={HISTORY_POINTS}");
+            let wanted = points.load(Ordering::Relaxed);
+            if wanted > 0 && history_at.is_none_or(|at| at.elapsed() >= HISTORY_EVERY) {
+                let path = format!("/v1/history?points={wanted}");
                 if let Ok(history) = client.get::<BTreeMap<String, Vec<HistoryPoint>>>(&path) {
                     history_at = Some(Instant::now());
                     let _ = updates.send(Update::History(history));
@@ -202,6 +212,7 @@ fn screen(
     home: &Home,
     updates: &Receiver<Update>,
     effects: &Sender<Effect>,
+    points: &AtomicUsize,
 ) -> Result<()> {
     let home_text = home.root().display().to_string();
     let mut model = Model::default();
@@ -215,6 +226,8 @@ fn screen(
                 .context("drawing")?;
             dirty = false;
             drawn_at = Instant::now();
+            // A wider sparkline than last asked for: fetch at once.
+            points.store(model.spark_width, Ordering::Relaxed);
         }
         if event::poll(TICK).context("reading the terminal")? {
             match event::read().context("reading the terminal")? {

@@ -12,6 +12,10 @@ use roster_core::api::{AgentState, AgentStatus, AlertRecord, Health, HistoryPoin
 /// The lines of an agent's log the pane keeps.
 pub const LOG_LINES: usize = 500;
 
+/// The characters of a log line the pane keeps (no terminal is wider; an
+/// agent's megabyte line must not cost the dashboard a megabyte).
+pub const LOG_LINE_CHARS: usize = 1000;
+
 /// How long "the daemon is back" stays on the header.
 pub const BACK_NOTICE: Duration = Duration::from_secs(10);
 
@@ -151,6 +155,9 @@ pub struct Model {
     pub notice: Option<(String, Instant)>,
     /// How many rows a page moves (the view sets it from the table's height).
     pub page: usize,
+    /// How many samples a sparkline shows (the view sets it from the
+    /// width; the poller asks for no more).
+    pub spark_width: usize,
 }
 
 impl Default for Model {
@@ -171,6 +178,7 @@ impl Default for Model {
             link: Link::Connecting,
             notice: None,
             page: 10,
+            spark_width: 0,
         }
     }
 }
@@ -302,7 +310,12 @@ impl Model {
             self.log.clear();
             self.log_agent = Some(agent.to_owned());
         }
-        self.log.extend(lines);
+        self.log.extend(lines.into_iter().map(|mut line| {
+            if let Some((cut, _)) = line.char_indices().nth(LOG_LINE_CHARS) {
+                line.truncate(cut);
+            }
+            line
+        }));
         let excess = self.log.len().saturating_sub(LOG_LINES);
         self.log.drain(..excess);
     }
@@ -568,6 +581,8 @@ mod tests {
         assert_eq!(model.log.first().map(String::as_str), Some("5"));
         model.on_log("gamma", vec!["g".into()], false);
         assert_eq!(model.log, ["g"]);
+        model.on_log("gamma", vec!["é".repeat(LOG_LINE_CHARS * 3)], false);
+        assert_eq!(model.log[1].chars().count(), LOG_LINE_CHARS);
         model.on_key(Key::Char('l'));
         assert_eq!(model.wanted_log(), None);
     }

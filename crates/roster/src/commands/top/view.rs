@@ -293,6 +293,7 @@ fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
     let selected = model.selected_index();
     drop(rows_shown);
     model.page = area.height.saturating_sub(1) as usize;
+    model.spark_width = spark_width as usize;
     let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
     if empty && area.height > 1 {
