@@ -504,6 +504,17 @@ mod screen_tests {
             vec!["\u{7}bell".into(); 50],
             true,
         );
+        model.on_alerts(vec![serde_json::from_value(serde_json::json!({
+            "fingerprint": "f1",
+            "name": "memory_high",
+            "agent": "customer-03-support-agent",
+            "severity": "critical",
+            "state": "firing",
+            "summary": "memory above 400MiB for 1m",
+            "details": "",
+            "starts_at": "2026-11-29T12:00:00Z",
+        }))
+        .expect("an alert")]);
         model
     }
 
@@ -536,6 +547,11 @@ mod screen_tests {
         assert!(screen.contains("40 agents"), "{screen}");
         assert!(screen.contains("customer-01"), "{screen}");
         assert!(screen.contains("q quit"), "{screen}");
+        assert!(screen.contains("alerts: 1 firing"), "{screen}");
+        assert!(
+            screen.contains("memory_high: memory above 400MiB"),
+            "{screen}"
+        );
         // An agent's control characters are shown escaped, never sent.
         assert!(
             !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
