@@ -316,3 +316,50 @@ fn another_user_on_the_control_socket_is_refused_and_journaled() {
         "journaled: {events:?}"
     );
 }
+
+/// A daemon killed the moment it spawned its first agent of another user
+/// leaves enough behind for the next one to find that agent (the uid is in
+/// `agent-uids` before the spawn): the next daemon stops it and runs one
+/// fresh copy, never a second one beside an unmanaged one.
+#[test]
+fn a_daemon_killed_right_after_spawning_an_agent_as_another_user_leaves_no_second_copy() {
+    if !needs_root("killed_after_spawn", "run an agent as nobody") {
+        return;
+    }
+    let roster = Roster::new();
+    roster.config(
+        "[agents.worker]\ncommand = [\"sleep\", \"3601\"]\ncwd = \"/\"\nuser = \"nobody\"\n",
+    );
+    let home = roster.home_path().display().to_string();
+    let mut daemon = roster.foreground_daemon(&[]);
+    // The moment the agent's process exists (the shim, or already sleep).
+    let first = wait_for("the agent spawned", SECS(20), || {
+        children_of(daemon.id()).first().copied()
+    });
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().expect("reaped");
+    let uids = std::fs::read_to_string(roster.home_path().join("agent-uids")).unwrap_or_default();
+    assert!(
+        uids.lines().any(|line| line == "65534"),
+        "nobody's uid is recorded before the spawn: {uids:?}"
+    );
+    let mut daemon = roster.foreground_daemon(&[]);
+    wait_for("the next daemon to answer", SECS(20), || {
+        roster.run(&["status"]).status.success().then_some(())
+    });
+    let running = roster.wait_state("worker", AgentState::Running, SECS(20));
+    let fresh = running.pid.expect("pid");
+    assert_ne!(fresh, first);
+    wait_for("the left-behind copy gone", SECS(20), || {
+        (!alive(first)).then_some(())
+    });
+    assert_eq!(processes_of_home_any_user(&home), [fresh], "one copy");
+    assert!(
+        roster
+            .events(&[])
+            .iter()
+            .any(|event| event.kind == "stale_stopped"),
+        "the next daemon stopped what the killed one left"
+    );
+    terminate(&mut daemon);
+}
