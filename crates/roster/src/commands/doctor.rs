@@ -123,6 +123,25 @@ pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
             }
         }
     }
+    if let Some(metrics) = config
+        .metrics
+        .as_ref()
+        .filter(|m| !m.listen.ip().is_loopback())
+    {
+        found.push(finding(
+            "warning",
+            "metrics",
+            None,
+            format!(
+                "/metrics is served without authentication on {}: whoever reaches that port reads every agent's name, state and resource use",
+                metrics.listen
+            ),
+            format!(
+                "set [metrics] listen = \"127.0.0.1:{}\" and let Prometheus scrape through a tunnel or an authenticating proxy, or firewall the port to the Prometheus server",
+                metrics.listen.port()
+            ),
+        ));
+    }
     if config.log.max_size > 1 << 30 {
         found.push(finding(
             "warning",

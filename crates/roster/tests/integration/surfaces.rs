@@ -92,11 +92,13 @@ fn doctor_names_every_planted_problem() {
     }
     let roster = Roster::new();
     let empty_root = tempfile::tempdir().expect("scratch root");
-    roster.config(
-        "[log]\nmax_size = \"2GiB\"\n\n\
-         [agents.loose]\ncommand = [\"sleep\", \"3600\"]\nwatch = []\nenv = { OPENAI_API_KEY = \"sk-test-0123456789abcdef\" }\n\n\
-         [agents.crashy]\ncommand = [\"false\"]\ncrash_loop = 2\ncrash_window = \"1m\"\nfailed_retry = \"never\"\nallow_root = true\nmemory_max = \"64MiB\"\nhealth = { exec = [\"true\"] }\n",
-    );
+    let metrics_port = free_port();
+    roster.config(&format!(
+        "[metrics]\nlisten = \"0.0.0.0:{metrics_port}\"\n\n\
+         [log]\nmax_size = \"2GiB\"\n\n\
+         [agents.loose]\ncommand = [\"sleep\", \"3600\"]\nwatch = []\nenv = {{ OPENAI_API_KEY = \"sk-test-0123456789abcdef\" }}\n\n\
+         [agents.crashy]\ncommand = [\"false\"]\ncrash_loop = 2\ncrash_window = \"1m\"\nfailed_retry = \"never\"\nallow_root = true\nmemory_max = \"64MiB\"\nhealth = {{ exec = [\"true\"] }}\n",
+    ));
     let _ = roster.run(&["up", "--timeout", "5s"]);
     roster.wait_state(
         "crashy",
@@ -119,6 +121,7 @@ fn doctor_names_every_planted_problem() {
         ("memory", Some("loose")),
         ("secrets", Some("loose")),
         ("logs", None),
+        ("metrics", None),
         ("failing", Some("crashy")),
         ("boot", None),
     ] {
