@@ -147,6 +147,24 @@ fn top_shows_filters_restarts_resizes_survives_the_daemon_and_quits() {
             .all(|row| row.contains("running")),
         "{screen}"
     );
+    // A daemon that hangs (stopped, not gone) reads as away too, within
+    // the answer timeout, and as back once it answers again.
+    let daemon = roster.daemon_pid().expect("the daemon's pid") as i32;
+    // SAFETY: plain kill(2) of the test's own daemon.
+    unsafe { libc::kill(daemon, libc::SIGSTOP) };
+    let hung = std::panic::catch_unwind(|| {
+        tmux.wait_screen("top", "the hung daemon away", |screen| {
+            screen.contains("daemon not answering")
+        })
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon, libc::SIGCONT) };
+    if let Err(panic) = hung {
+        std::panic::resume_unwind(panic);
+    }
+    tmux.wait_screen("top", "the daemon back after the hang", |screen| {
+        screen.contains("daemon back after") && rows(screen, &AGENTS).len() == 3
+    });
     // The daemon goes away: said clearly; it comes back: said too.
     roster.ok(&["down"]);
     tmux.wait_screen("top", "the daemon away", |screen| {
