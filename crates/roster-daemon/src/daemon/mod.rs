@@ -1404,10 +1404,22 @@ impl Daemon {
     }
 
     /// An exec health check, run as the agent would be: its directory and
-    /// environment, its own process group, output to /dev/null.
+    /// environment, its own process group, output to /dev/null; and
+    /// `ROSTER_PID`, the pid of the process it judges (during a cutover
+    /// the new one), so a check can ask that process and not whichever
+    /// answers a shared port.
     fn spawn_exec_probe(&mut self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
         let mut launch = self.launch(agent)?;
         launch.sockets.clear();
+        if let Some(pid) = self
+            .supervisor
+            .view(Instant::now(), agent)
+            .and_then(|view| view.pid)
+        {
+            launch
+                .environment
+                .push(("ROSTER_PID".into(), pid.to_string().into()));
+        }
         let Some(spec) = self.supervisor.spec(agent) else {
             return Err("unknown agent".into());
         };

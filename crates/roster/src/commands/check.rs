@@ -18,6 +18,26 @@ pub fn load(file: &Path) -> Result<Config> {
     Ok(config::parse(&file.display().to_string(), &text, base)?)
 }
 
+/// A blue-green cutover on a shared `[listen]` socket judges the new
+/// process by its health check; an exec check that asks the shared port
+/// may be answered by the old process instead. roster attributes HTTP and
+/// TCP answers itself; an exec check must ask `$ROSTER_PID`.
+fn cutover_blind_spot(spec: &roster_core::config::AgentSpec) -> Option<String> {
+    let deploy = spec.deploy.as_ref()?;
+    let health = spec.health.as_ref()?;
+    let roster_core::health::Check::Exec(argv) = &health.check else {
+        return None;
+    };
+    let blue_green = deploy.strategy == roster_core::deploy::Strategy::BlueGreen;
+    let asks_its_pid = argv.iter().any(|arg| arg.contains("ROSTER_PID"));
+    (blue_green && !spec.listen.is_empty() && !asks_its_pid).then(|| {
+        "its exec health check cannot tell the new release from the old during a blue-green cutover \
+         (both accept on the [listen] socket)\n  hint: use an http or tcp check (roster attributes their answers), \
+         or make the check ask the process $ROSTER_PID"
+            .to_owned()
+    })
+}
+
 /// Runs `roster check`.
 pub fn run(file: &Path) -> Result<ExitCode> {
     let config = load(file)?;
@@ -57,6 +77,11 @@ pub fn run(file: &Path) -> Result<ExitCode> {
                     file.display()
                 );
             }
+        }
+    }
+    for (name, spec) in &config.agents {
+        if let Some(warning) = cutover_blind_spot(spec) {
+            eprintln!("{}: warning: agent `{name}`: {warning}", file.display());
         }
     }
     if !missing.is_empty() {

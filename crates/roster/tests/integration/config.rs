@@ -143,3 +143,39 @@ fn a_file_that_is_not_a_config_is_refused_without_reading_it_all() {
     assert_eq!(output.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
 }
+
+/// `check` warns (exit 0) where a blue-green cutover on a shared socket
+/// could not tell the new release from the old: an exec health check that
+/// does not ask `$ROSTER_PID`. HTTP checks and pid-aware exec checks pass
+/// silently.
+#[test]
+fn check_warns_about_an_exec_check_that_cannot_judge_a_cutover() {
+    let roster = Roster::new();
+    let config = |check: &str| {
+        format!(
+            "[agents.web]\ncommand = [\"sleep\", \"1\"]\n\
+             [agents.web.deploy]\nsmoke_test = [\"true\"]\n\
+             [agents.web.listen]\nhttp = \"127.0.0.1:18080\"\n\
+             [agents.web.health]\n{check}\n"
+        )
+    };
+    let run = |check: &str| {
+        roster.config(&config(check));
+        let output = roster.run(&["check"]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let blind = run("exec = [\"curl\", \"-f\", \"http://127.0.0.1:18080/health\"]");
+    assert!(
+        blind.contains("agent `web`") && blind.contains("cannot tell the new release from the old"),
+        "{blind}"
+    );
+    assert!(
+        blind.contains("ROSTER_PID"),
+        "the hint names the fix: {blind}"
+    );
+    let aware = run("exec = [\"sh\", \"-c\", \"kill -0 $ROSTER_PID\"]");
+    assert!(!aware.contains("cannot tell"), "{aware}");
+    let http = run("http = \"http://127.0.0.1:18080/health\"");
+    assert!(!http.contains("cannot tell"), "{http}");
+}

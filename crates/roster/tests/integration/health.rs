@@ -212,3 +212,42 @@ fn tcp_and_exec_checks_report_health_and_alert_leaves_the_agent_alone() {
     );
     assert!(!events.contains(&"stopping".to_owned()), "{events:?}");
 }
+
+/// An exec check gets `ROSTER_PID`, the pid of the process it judges: a
+/// check that asks that process (here: its pid file) is healthy, and after
+/// a restart it judges the new process.
+#[test]
+fn an_exec_check_knows_the_pid_it_judges() {
+    let roster = Roster::new();
+    roster.config(
+        "[agents.pidful]\ncommand = [\"sh\", \"-c\", \"echo $$ > pid; exec sleep 3624\"]\n\
+         ready_after = \"100ms\"\n\
+         [agents.pidful.health]\nexec = [\"sh\", \"-c\", \"test \\\"$ROSTER_PID\\\" = \\\"$(cat pid)\\\"\"]\n\
+         interval = \"200ms\"\nretries = 1\nstart_period = \"0s\"\non_failure = \"none\"\n",
+    );
+    roster.up();
+    let healthy = |what: &str| {
+        roster.wait_status(what, SECS(15), |status| {
+            status
+                .agents
+                .iter()
+                .any(|agent| agent.name == "pidful" && agent.health == Health::Healthy)
+        })
+    };
+    let first = healthy("healthy: ROSTER_PID is the agent's pid").agents[0].pid;
+    roster.ok(&["restart", "pidful"]);
+    let second = roster.wait_status("a new healthy process", SECS(15), |status| {
+        status.agents.iter().any(|agent| {
+            agent.name == "pidful" && agent.pid != first && agent.health == Health::Healthy
+        })
+    });
+    assert_ne!(second.agents[0].pid, first);
+    // A pid file naming another process makes the check fail.
+    std::fs::write(roster.path("pid"), "1\n").expect("a wrong pid");
+    roster.wait_status("unhealthy once the pid differs", SECS(15), |status| {
+        status
+            .agents
+            .iter()
+            .any(|agent| agent.name == "pidful" && agent.health == Health::Unhealthy)
+    });
+}
