@@ -792,8 +792,11 @@ impl Run {
     /// Waits until the new process of a blue-green cutover is ready (see
     /// `roster_core::deploy::readiness`). When old and new accept on one
     /// handed-over socket, the agent's health check may be answered by
-    /// either, so its verdict alone proves nothing: the check is then also
-    /// run here, and only an answer from the new process's group counts.
+    /// either, so its verdict alone proves nothing: an HTTP or TCP check is
+    /// then also run here, and only an answer from the new process's group
+    /// counts. An exec check is judged by its verdict; it gets the new
+    /// process's pid as `ROSTER_PID` to ask (and `roster check` warns when
+    /// it does not mention it).
     async fn wait_ready(
         &self,
         new_pid: Option<u32>,
