@@ -158,6 +158,8 @@ pub struct Model {
     /// How many samples a sparkline shows (the view sets it from the
     /// width; the poller asks for no more).
     pub spark_width: usize,
+    /// The first table row shown (kept by the view between frames).
+    pub table_offset: usize,
 }
 
 impl Default for Model {
@@ -179,6 +181,7 @@ impl Default for Model {
             notice: None,
             page: 10,
             spark_width: 0,
+            table_offset: 0,
         }
     }
 }

@@ -294,8 +294,13 @@ fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
     drop(rows_shown);
     model.page = area.height.saturating_sub(1) as usize;
     model.spark_width = spark_width as usize;
-    let mut state = TableState::default().with_selected(selected);
+    // The scroll position outlives the frame, so moving up inside the
+    // visible rows moves the marker, not the rows.
+    let mut state = TableState::default()
+        .with_offset(model.table_offset)
+        .with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
+    model.table_offset = state.offset();
     if empty && area.height > 1 {
         let text = if model.agents.is_empty() {
             if matches!(model.link, Link::Up { .. }) {
@@ -557,5 +562,75 @@ mod screen_tests {
             !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
             "{screen}"
         );
+    }
+}
+
+#[cfg(test)]
+mod scroll_tests {
+    use std::time::Instant;
+
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use roster_core::api::StatusReply;
+
+    use super::super::model::{Key, Model};
+    use super::draw;
+
+    /// Which agent names the screen shows, top to bottom.
+    fn shown(terminal: &Terminal<TestBackend>) -> Vec<String> {
+        let buffer = terminal.backend().buffer();
+        (0..buffer.area.height)
+            .filter_map(|y| {
+                let line: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect();
+                line.trim_start_matches(['>', ' '])
+                    .split_whitespace()
+                    .next()
+                    .filter(|word| word.starts_with("agent-"))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn moving_up_inside_the_visible_rows_does_not_scroll() {
+        let mut model = Model::default();
+        let agents = (0..50)
+            .map(|n| {
+                serde_json::from_value(serde_json::json!({
+                    "name": format!("agent-{n:02}"), "state": "running", "pid": 1,
+                    "restarts": 0, "uptime_secs": 1, "memory_bytes": 1,
+                    "cpu_percent": 0.0, "health": "unknown",
+                }))
+                .expect("an agent")
+            })
+            .collect();
+        model.on_status(
+            Ok(StatusReply {
+                agents,
+                warnings: vec![],
+                config: None,
+            }),
+            Instant::now(),
+        );
+        model.show_log = false;
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        let mut frame = |model: &mut Model| {
+            terminal
+                .draw(|frame| draw(frame, model, Instant::now(), "/h"))
+                .expect("drawn");
+            shown(&terminal)
+        };
+        for _ in 0..30 {
+            model.on_key(Key::Down);
+        }
+        let before = frame(&mut model);
+        assert!(before.contains(&"agent-30".to_owned()), "{before:?}");
+        model.on_key(Key::Up);
+        let after = frame(&mut model);
+        assert_eq!(before, after, "the rows stayed put");
+        assert_eq!(model.selected.as_deref(), Some("agent-29"));
     }
 }
