@@ -314,3 +314,55 @@ fn roster_tmux_without_tmux_says_so() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("tmux is not installed"), "{stderr}");
 }
+
+/// `kill` from another pane ends `roster top` like `q`: the terminal is
+/// left as it was (canonical mode, the normal screen), and the exit code
+/// says which signal (128 + 15).
+#[test]
+fn a_terminated_top_restores_the_terminal() {
+    let Some(tmux) = Tmux::new("top_sigterm") else {
+        return;
+    };
+    let roster = Roster::new();
+    three_agents(&roster);
+    let home = roster.home_path().display().to_string();
+    let script = format!(
+        "echo BEFORE; {BIN} --home {home} top; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\{{0,1\\}}icanon'; sleep 600"
+    );
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "term",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    tmux.wait_screen("term", "top's rows", |screen| {
+        rows(screen, &AGENTS).len() == 3
+    });
+    let top = wait_for("top's pid", SECS(10), || {
+        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
+                let line = String::from_utf8_lossy(&line);
+                line.contains(&home) && line.ends_with("top\0")
+            })
+        })
+    });
+    // SAFETY: plain kill(2) of the test's own process.
+    unsafe { libc::kill(top as i32, libc::SIGTERM) };
+    let screen = tmux.wait_screen("term", "top ended", |screen| screen.contains("EXIT="));
+    assert!(screen.contains("EXIT=143"), "{screen}");
+    assert!(
+        screen.lines().any(|line| line.trim() == "icanon"),
+        "the terminal is back in canonical mode: {screen}"
+    );
+    assert!(
+        screen.contains("BEFORE"),
+        "the normal screen is back (the alternate one is left): {screen}"
+    );
+}

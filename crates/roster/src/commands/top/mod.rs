@@ -56,6 +56,29 @@ pub fn run(home: &Home) -> Result<ExitCode> {
             "roster top needs a terminal\n  hint: scripts read `roster status --json` and `roster alerts --json`"
         );
     }
+    // SIGTERM, SIGHUP and SIGINT from outside (a `kill` from another pane)
+    // end the dashboard like `q`, so the terminal is restored: blocked here
+    // before any thread starts (threads inherit the mask), then waited for
+    // by a thread of their own.
+    let signals = {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        for signal in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+            set.add(signal);
+        }
+        set
+    };
+    signals.thread_block().context("blocking signals")?;
+    let signalled = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let flag = signalled.clone();
+    std::thread::Builder::new()
+        .name("top-signals".into())
+        .spawn(move || {
+            if let Ok(signal) = signals.wait() {
+                flag.store(signal as i32, Ordering::Relaxed);
+            }
+        })
+        .context("starting the signal thread")?;
     let client = super::client(home).with_timeout(ANSWER_WITHIN);
     let (updates, from_poller) = mpsc::channel();
     let (to_poller, effects) = mpsc::channel();
@@ -66,9 +89,23 @@ pub fn run(home: &Home) -> Result<ExitCode> {
         .spawn(move || poll(&client, &updates, &effects, &wanted))
         .context("starting the poller thread")?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
-    let outcome = screen(&mut terminal, home, &from_poller, &to_poller, &points);
+    let outcome = screen(
+        &mut terminal,
+        home,
+        &from_poller,
+        &to_poller,
+        &points,
+        &signalled,
+    );
     let restored = ratatui::try_restore().context("restoring the terminal");
-    outcome.and(restored).map(|()| ExitCode::SUCCESS)
+    outcome.and(restored)?;
+    // Ended by a signal: say so in the exit code, as a shell would.
+    let signal = signalled.load(Ordering::Relaxed);
+    Ok(if signal > 0 {
+        ExitCode::from(128 + signal as u8)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The poller: fetches, sends, and carries out effects as they come
@@ -213,6 +250,7 @@ fn screen(
     updates: &Receiver<Update>,
     effects: &Sender<Effect>,
     points: &AtomicUsize,
+    signalled: &std::sync::atomic::AtomicI32,
 ) -> Result<()> {
     let home_text = home.root().display().to_string();
     let mut model = Model::default();
@@ -228,6 +266,9 @@ fn screen(
             drawn_at = Instant::now();
             // A wider sparkline than last asked for: fetch at once.
             points.store(model.spark_width, Ordering::Relaxed);
+        }
+        if signalled.load(Ordering::Relaxed) != 0 {
+            return Ok(());
         }
         if event::poll(TICK).context("reading the terminal")? {
             match event::read().context("reading the terminal")? {
