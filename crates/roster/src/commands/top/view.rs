@@ -360,10 +360,25 @@ fn draw_log(frame: &mut Frame, model: &Model, area: Rect) {
         }
         _ => " log ".to_owned(),
     };
-    let block = Block::new()
+    let mut block = Block::new()
         .borders(Borders::TOP)
         .title(title)
         .border_style(Style::new().fg(Color::DarkGray));
+    // Why the selected agent could not start, where the eye already is.
+    let why = model
+        .selected
+        .as_deref()
+        .and_then(|name| model.agents.iter().find(|agent| agent.name == name))
+        .and_then(|agent| agent.last_error.as_deref());
+    if let Some(why) = why {
+        block = block.title(
+            Line::from(format!(
+                " cannot start: {} ",
+                escape_controls(why.lines().next().unwrap_or(why))
+            ))
+            .style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+        );
+    }
     let height = area.height.saturating_sub(1) as usize;
     let lines: Vec<Line> = if model.log_agent.is_some() && model.log_agent == model.selected {
         model.log[model.log.len().saturating_sub(height)..]
@@ -492,6 +507,7 @@ mod screen_tests {
                     "memory_bytes": 1_u64 << (n % 40),
                     "cpu_percent": n as f64 * 2.5,
                     "health": "unhealthy",
+                    "last_error": if n == 0 { Some("pyhton3: not found in PATH") } else { None },
                 }))
                 .expect("an agent")
             })
@@ -553,6 +569,10 @@ mod screen_tests {
         assert!(screen.contains("customer-01"), "{screen}");
         assert!(screen.contains("q quit"), "{screen}");
         assert!(screen.contains("alerts: 1 firing"), "{screen}");
+        assert!(
+            screen.contains("cannot start: pyhton3: not found in PATH"),
+            "{screen}"
+        );
         assert!(
             screen.contains("memory_high: memory above 400MiB"),
             "{screen}"
