@@ -320,16 +320,43 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
-    create_directory(dir)?;
-    for kind in plan::kinds(&answers) {
-        create_directory(&dir.join("agents").join(&kind))?;
+    // All or nothing: the directories, then every file staged beside its
+    // place, and only when all are on disk, the renames (which need no
+    // space). A failure on the way (a full disk) removes what this run
+    // made and leaves what was there.
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let prepared = (|| -> Result<()> {
+        made.extend(create_directory(dir)?);
+        for kind in plan::kinds(&answers) {
+            made.extend(create_directory(&dir.join("agents").join(&kind))?);
+        }
+        for instance in &instances {
+            made.extend(create_directory(&dir.join(templates::work_dir(instance)))?);
+        }
+        for (relative, text) in &files {
+            let path = dir.join(relative);
+            let temporary = stage_file(&path, text)?;
+            staged.push((temporary, path));
+        }
+        Ok(())
+    })();
+    if let Err(error) = prepared {
+        for (temporary, _) in &staged {
+            let _ = std::fs::remove_file(temporary);
+        }
+        for created in made.iter().rev() {
+            let _ = std::fs::remove_dir(created);
+        }
+        return Err(error.context("nothing was written"));
     }
-    for instance in &instances {
-        create_directory(&dir.join(templates::work_dir(instance)))?;
+    for (temporary, path) in &staged {
+        std::fs::rename(temporary, path)
+            .with_context(|| format!("moving {} into place", path.display()))?;
+        say!("wrote {}", path.display());
     }
-    for (relative, text) in &files {
-        write_file(&dir.join(relative), text)?;
-        say!("wrote {}", dir.join(relative).display());
+    if let Ok(directory) = std::fs::File::open(dir) {
+        let _ = directory.sync_all();
     }
     say!(
         "made {} working folder{} under {}",
@@ -413,8 +440,9 @@ fn link_below(dir: &Path, relatives: &[PathBuf]) -> Option<PathBuf> {
 
 /// Creates `path` (and missing parents) as 0755: the agents' users read
 /// their code through it. An existing directory keeps its mode: roster
-/// gives an instance's folder to its user (0700).
-fn create_directory(path: &Path) -> Result<()> {
+/// gives an instance's folder to its user (0700). Returns the directories
+/// it created, outermost first.
+fn create_directory(path: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut walk = Some(path);
     while let Some(current) = walk {
@@ -424,17 +452,19 @@ fn create_directory(path: &Path) -> Result<()> {
         missing.push(current.to_path_buf());
         walk = current.parent();
     }
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    for created in missing {
-        std::fs::set_permissions(&created, std::fs::Permissions::from_mode(0o755))
+    missing.reverse();
+    for created in &missing {
+        std::fs::create_dir(created).with_context(|| format!("creating {}", created.display()))?;
+        std::fs::set_permissions(created, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("setting the mode of {}", created.display()))?;
     }
-    Ok(())
+    Ok(missing)
 }
 
-/// Writes `text` to `path` as a 0644 file: a temporary file beside it,
-/// then a rename (a link at `path` is replaced, never followed).
-fn write_file(path: &Path, text: &str) -> Result<()> {
+/// Writes `text` as a 0644 file beside `path`, synced, for a rename into
+/// place (a link at `path` is then replaced, never followed); returns the
+/// temporary file's path.
+fn stage_file(path: &Path, text: &str) -> Result<PathBuf> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -448,14 +478,13 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
             .open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
+        file.sync_all()
     })();
     if let Err(error) = written {
         let _ = std::fs::remove_file(&temporary);
         return Err(error).with_context(|| format!("writing {}", path.display()));
     }
-    Ok(())
+    Ok(temporary)
 }
 
 /// Whether the system's PATH (the one agents of their own users get) has

@@ -149,62 +149,6 @@ fn logs_follow_prints_every_line_across_plain_rotations() {
     follower_prints_every_line(false);
 }
 
-/// A tmpfs of `size` mounted on a temp dir, unmounted on drop (even when
-/// the test fails). Declare it before the `Roster` that lives in it, so the
-/// roster is stopped first.
-struct Tmpfs {
-    mount_point: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Self {
-        let mount_point = tempfile::Builder::new()
-            .prefix("roster-tmpfs-")
-            .tempdir()
-            .expect("mount point");
-        let mounted = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(mount_point.path())
-            .status()
-            .expect("run mount");
-        assert!(mounted.success(), "could not mount a tmpfs");
-        Self { mount_point }
-    }
-
-    fn path(&self) -> &Path {
-        self.mount_point.path()
-    }
-
-    /// A roster whose home is on this filesystem.
-    fn roster(&self) -> Roster {
-        Roster {
-            home: tempfile::Builder::new()
-                .prefix("home-")
-                .tempdir_in(self.path())
-                .expect("home on the tmpfs"),
-            dir: tempfile::Builder::new()
-                .prefix("roster-cfg-")
-                .tempdir()
-                .expect("config dir"),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.mount_point.path())
-            .status();
-    }
-}
-
 fn is_root_or_skip(what: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;

@@ -421,3 +421,49 @@ fn on_a_terminal_it_asks_with_defaults_and_asks_again_after_a_bad_answer() {
     assert!(Path::new(&dir.join("agents/worker2/agent.py")).is_file());
     project.roster.ok(&["check", "-f", "asked/roster.toml"]);
 }
+
+/// A disk that fills up half way writes nothing: every file is staged
+/// before any is put in place, and what this run made is removed.
+#[test]
+fn a_full_disk_writes_nothing() {
+    if !needs_root("init_full_disk", "mount a small tmpfs") {
+        return;
+    }
+    let disk = Tmpfs::mount("64k");
+    // Leave room for a file or two, not for the whole project.
+    let filler = disk.path().join("filler");
+    let room = 12 * 1024;
+    let free = nix::sys::statvfs::statvfs(disk.path())
+        .map(|stats| stats.blocks_available() * stats.fragment_size())
+        .expect("statvfs");
+    std::fs::write(&filler, vec![0u8; (free - room) as usize]).expect("fill the disk");
+    let project = disk.path().join("project");
+    std::fs::create_dir(&project).expect("the project dir");
+    let output = std::process::Command::new(BIN)
+        .args(["init", "--yes", "--agents", "3", "--customers", "2"])
+        .arg(&project)
+        .stdin(Stdio::null())
+        .output()
+        .expect("roster init");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("No space left") && stderr.contains("nothing was written"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&project)
+        .expect("listed")
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+    // With room again, the same command writes the whole project.
+    std::fs::remove_file(&filler).expect("free the disk");
+    let output = std::process::Command::new(BIN)
+        .args(["init", "--yes", "--agents", "3", "--customers", "2"])
+        .arg(&project)
+        .stdin(Stdio::null())
+        .output()
+        .expect("roster init");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(project.join("roster.toml").is_file());
+}
