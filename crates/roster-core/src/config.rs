@@ -255,7 +255,7 @@ fn locate(text: &str, offset: usize) -> (usize, usize) {
 }
 
 const LOG_KEYS: [&str; 3] = ["max_size", "keep", "compress"];
-const METRICS_KEYS: [&str; 1] = ["listen"];
+const METRICS_KEYS: [&str; 2] = ["listen", "bearer_token_file"];
 const HEALTH_KEYS: [&str; 8] = [
     "http",
     "tcp",
@@ -489,7 +489,7 @@ impl Checker {
         for (key, item) in table.iter() {
             match key {
                 "defaults" => {}
-                "metrics" => metrics = self.metrics(item),
+                "metrics" => metrics = self.metrics(item, base_dir),
                 "host" => match item.as_table_like() {
                     Some(host) => {
                         for (host_key, host_item) in host.iter() {
@@ -575,7 +575,7 @@ impl Checker {
 
     /// The `[metrics]` table: `listen`, an IP address and port
     /// (default [`crate::metrics::DEFAULT_LISTEN`]).
-    fn metrics(&mut self, item: &Item) -> Option<crate::metrics::MetricsSpec> {
+    fn metrics(&mut self, item: &Item, base_dir: &Path) -> Option<crate::metrics::MetricsSpec> {
         use crate::metrics::{parse_listen, MetricsSpec, DEFAULT_LISTEN};
         let Some(table) = item.as_table_like() else {
             self.problem(
@@ -589,8 +589,22 @@ impl Checker {
         };
         let problems_before = self.problems.len();
         let mut listen = parse_listen(DEFAULT_LISTEN).ok();
+        let mut bearer_token_file = None;
         for (key, value) in table.iter() {
             match key {
+                "bearer_token_file" => {
+                    if let Some(path) = self.string(value, key) {
+                        if path.is_empty() {
+                            self.problem(
+                                span_of(value),
+                                "`bearer_token_file` is empty",
+                                Some("name a file holding the token, e.g. \"/etc/roster/metrics.token\"".into()),
+                            );
+                        } else {
+                            bearer_token_file = Some(base_dir.join(path));
+                        }
+                    }
+                }
                 "listen" => {
                     let Some(raw) = self.string(value, key) else {
                         continue;
@@ -615,7 +629,10 @@ impl Checker {
         if self.problems.len() > problems_before {
             return None;
         }
-        listen.map(|listen| MetricsSpec { listen })
+        listen.map(|listen| MetricsSpec {
+            listen,
+            bearer_token_file,
+        })
     }
 
     fn log(&mut self, table: &dyn TableLike) -> LogConfig {
@@ -1949,12 +1966,32 @@ stop_timeout = "10s"
         assert_eq!(none.metrics, None);
         let default = parse_text("[metrics]\n").expect("valid");
         assert_eq!(
-            default.metrics.map(|metrics| metrics.listen.to_string()),
+            default
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.listen.to_string()),
             Some("127.0.0.1:9464".to_owned())
         );
+        let token = parse_text("[metrics]\nbearer_token_file = \"secrets/metrics.token\"\n")
+            .expect("valid");
+        assert_eq!(
+            token
+                .metrics
+                .as_ref()
+                .and_then(|metrics| metrics.bearer_token_file.as_ref())
+                .map(|path| path.ends_with("secrets/metrics.token") && path.is_absolute()),
+            Some(true),
+            "relative to the config's directory"
+        );
+        let empty = parse_text("[metrics]\nbearer_token_file = \"\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(empty.contains("`bearer_token_file` is empty"), "{empty}");
         let six = parse_text("[metrics]\nlisten = \"[::1]:9100\"\n").expect("valid");
         assert_eq!(
-            six.metrics.map(|metrics| metrics.listen.to_string()),
+            six.metrics
+                .as_ref()
+                .map(|metrics| metrics.listen.to_string()),
             Some("[::1]:9100".to_owned())
         );
 

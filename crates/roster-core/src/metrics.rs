@@ -4,15 +4,21 @@
 //! serving `/metrics` is the daemon's business (`roster_daemon::metrics`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The address `[metrics]` listens on when it names none.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
 /// The `[metrics]` table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsSpec {
     /// The TCP address `/metrics` is served on.
     pub listen: SocketAddr,
+    /// A file holding the token scrapers must send as
+    /// `Authorization: Bearer TOKEN` (Prometheus' `authorization:
+    /// credentials_file`); without it `/metrics` is open to whoever
+    /// reaches the address.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 /// Parses a `listen` value: an IP address and a port other than 0

@@ -74,12 +74,75 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
     load(path, &path.display().to_string()).map_err(|error| error.to_string())
 }
 
-/// [`load_config`], then the agents' `env_file`s: what an apply needs,
-/// read off the daemon's loop.
-pub fn load_for_apply(path: &Path) -> Result<(Config, crate::secrets::EnvFiles), String> {
+/// The files a config names that an apply reads with it, off the loop.
+#[derive(Debug, Default)]
+pub struct ReadAlong {
+    /// The agents' `env_file`s.
+    pub env_files: crate::secrets::EnvFiles,
+    /// The token of `[metrics] bearer_token_file`.
+    pub metrics_token: Option<String>,
+}
+
+/// [`load_config`], then the files it names (`env_file`s, the metrics
+/// token): what an apply needs, read off the daemon's loop.
+pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
     let config = load_config(path)?;
     let env_files = crate::secrets::read_env_files(&config)?;
-    Ok((config, env_files))
+    let metrics_token = match config
+        .metrics
+        .as_ref()
+        .and_then(|metrics| metrics.bearer_token_file.as_ref())
+    {
+        Some(file) => Some(read_token_file(file)?),
+        None => None,
+    };
+    Ok((
+        config,
+        ReadAlong {
+            env_files,
+            metrics_token,
+        },
+    ))
+}
+
+/// The largest token file roster reads.
+const MAX_TOKEN_BYTES: u64 = 4096;
+
+/// Reads a bearer token: a regular file (never blocking on a FIFO), not
+/// readable by every user, holding one line of printable characters.
+pub fn read_token_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| format!("cannot read the metrics token {shown}: {error}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("cannot read the metrics token {shown}: {error}"))?;
+    if !metadata.is_file() {
+        return Err(format!("the metrics token {shown} is not a regular file"));
+    }
+    if metadata.permissions().mode() & 0o004 != 0 {
+        return Err(format!(
+            "the metrics token {shown} is readable by every user\n  hint: chmod 600 {shown}"
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| format!("cannot read the metrics token {shown}: {error}"))?;
+    let token = text.trim();
+    if text.len() as u64 > MAX_TOKEN_BYTES
+        || token.is_empty()
+        || !token.bytes().all(|byte| byte.is_ascii_graphic())
+    {
+        return Err(format!(
+            "the metrics token {shown} must hold one token of printable characters, at most 4 KiB\n  hint: openssl rand -hex 32 > {shown}"
+        ));
+    }
+    Ok(token.to_owned())
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub enum Request {
         /// The file.
         path: PathBuf,
         /// Its contents, validated, and its agents' `env_file`s; or why not.
-        loaded: Result<(Config, crate::secrets::EnvFiles), String>,
+        loaded: Result<(Config, crate::config_file::ReadAlong), String>,
         /// Start stopped agents too.
         start_stopped: bool,
         /// Allow removing agents another file started.

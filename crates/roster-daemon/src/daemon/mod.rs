@@ -820,12 +820,12 @@ impl Daemon {
     fn apply(
         &mut self,
         path: &Path,
-        loaded: Result<(Config, crate::secrets::EnvFiles), String>,
+        loaded: Result<(Config, crate::config_file::ReadAlong), String>,
         start_stopped: bool,
         replace: bool,
     ) -> Result<ApplyReply, ApplyRefusal> {
         let display = path.display().to_string();
-        let (config, env_files) = match loaded {
+        let (config, read_along) = match loaded {
             Ok(loaded) => loaded,
             Err(message) => return Err(self.reject("", message)),
         };
@@ -859,8 +859,11 @@ impl Daemon {
                 }));
             }
         }
-        let listen = config.metrics.map(|metrics| metrics.listen);
-        if let Err(message) = self.metrics.apply(&self.runtime, listen) {
+        let listen = config.metrics.as_ref().map(|metrics| metrics.listen);
+        if let Err(message) =
+            self.metrics
+                .apply(&self.runtime, listen, read_along.metrics_token.clone())
+        {
             return Err(self.reject(&format!("{display}: "), message));
         }
         if let Err(message) = self.listeners.apply(&config) {
@@ -885,7 +888,7 @@ impl Daemon {
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
-        self.env_files = env_files;
+        self.env_files = read_along.env_files;
         self.applied = Some(path.to_path_buf());
         *self
             .applied_published

@@ -176,9 +176,10 @@ impl Metrics {
         &mut self,
         runtime: &tokio::runtime::Handle,
         listen: Option<SocketAddr>,
+        token: Option<String>,
     ) -> Result<(), String> {
         self.changed = true;
-        self.server.apply(runtime, listen)
+        self.server.apply(runtime, listen, token)
     }
 
     /// Something the snapshot shows may have changed (an event was
@@ -221,13 +222,15 @@ mod tests {
         assert!(!snapshots.has_changed().expect("open"), "not served");
         let listen = "127.0.0.1:0".parse().expect("address");
         // Port 0 is refused by the config; the server itself accepts it.
-        metrics.apply(runtime.handle(), Some(listen)).expect("bind");
+        metrics
+            .apply(runtime.handle(), Some(listen), None)
+            .expect("bind");
         metrics.publish_if_changed(one);
         assert_eq!(snapshots.borrow_and_update().agents.len(), 1);
         metrics.publish_if_changed(|| panic!("nothing changed"));
         metrics.mark_changed();
         metrics.publish_if_changed(MetricsSnapshot::default);
         assert_eq!(snapshots.borrow_and_update().agents.len(), 0);
-        metrics.apply(runtime.handle(), None).expect("stop");
+        metrics.apply(runtime.handle(), None, None).expect("stop");
     }
 }

@@ -35,6 +35,9 @@ pub const SAMPLE_BUDGET: Duration = Duration::from_secs(2);
 pub struct MetricsServer {
     snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
     serving: Option<Serving>,
+    /// The token scrapers must send, if the config sets one; shared with
+    /// the serving task, so a new token takes effect without a new socket.
+    token: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 struct Serving {
@@ -54,6 +57,7 @@ impl MetricsServer {
         Self {
             snapshots,
             serving: None,
+            token: Arc::new(std::sync::RwLock::new(None)),
         }
     }
 
@@ -66,7 +70,23 @@ impl MetricsServer {
     /// keeps its socket; a new one is bound before the old one is closed,
     /// so a failed bind (the port is taken, the address is not this
     /// machine's) leaves the old server as it was and says why.
-    pub fn apply(&mut self, runtime: &Handle, listen: Option<SocketAddr>) -> Result<(), String> {
+    /// `token`, when set, is what scrapers must send as `Authorization:
+    /// Bearer TOKEN`; it takes effect only once the address is served.
+    pub fn apply(
+        &mut self,
+        runtime: &Handle,
+        listen: Option<SocketAddr>,
+        token: Option<String>,
+    ) -> Result<(), String> {
+        self.bind_to(runtime, listen)?;
+        *self
+            .token
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
+        Ok(())
+    }
+
+    fn bind_to(&mut self, runtime: &Handle, listen: Option<SocketAddr>) -> Result<(), String> {
         if self.address() == listen {
             return Ok(());
         }
@@ -105,7 +125,7 @@ impl MetricsServer {
     }
 
     fn start(&mut self, runtime: &Handle, address: SocketAddr, listener: TcpListener) {
-        let task = runtime.spawn(serve(listener, self.snapshots.clone()));
+        let task = runtime.spawn(serve(listener, self.snapshots.clone(), self.token.clone()));
         self.serving = Some(Serving { address, task });
         tracing::info!("serving metrics on http://{address}/metrics");
     }
@@ -157,13 +177,19 @@ fn bind_soon(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
 #[derive(Clone)]
 struct ScrapeState {
     snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
+    token: Arc<std::sync::RwLock<Option<String>>>,
     /// One /proc sampling at a time, however many scrapers.
     sampling: Arc<tokio::sync::Mutex<()>>,
 }
 
-async fn serve(listener: TcpListener, snapshots: watch::Receiver<Arc<MetricsSnapshot>>) {
+async fn serve(
+    listener: TcpListener,
+    snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
+    token: Arc<std::sync::RwLock<Option<String>>>,
+) {
     let state = ScrapeState {
         snapshots,
+        token,
         sampling: Arc::new(tokio::sync::Mutex::new(())),
     };
     let router = Router::new()
@@ -178,7 +204,44 @@ async fn serve(listener: TcpListener, snapshots: watch::Receiver<Arc<MetricsSnap
     }
 }
 
-async fn scrape(State(state): State<ScrapeState>) -> Response {
+/// Whether `headers` carry the token (compared in constant time), or no
+/// token is set.
+fn authorized(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
+
+async fn scrape(State(state): State<ScrapeState>, headers: axum::http::HeaderMap) -> Response {
+    let allowed = {
+        let token = state
+            .token
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        authorized(&headers, token.as_deref())
+    };
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"roster\"")],
+            "a bearer token is needed: Authorization: Bearer TOKEN ([metrics] bearer_token_file)\n",
+        )
+            .into_response();
+    }
     let _turn = state.sampling.lock().await;
     let snapshot = state.snapshots.borrow().clone();
     let deadline = Instant::now() + SAMPLE_BUDGET;

@@ -126,7 +126,7 @@ pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
     if let Some(metrics) = config
         .metrics
         .as_ref()
-        .filter(|m| !m.listen.ip().is_loopback())
+        .filter(|m| !m.listen.ip().is_loopback() && m.bearer_token_file.is_none())
     {
         found.push(finding(
             "warning",
@@ -137,7 +137,7 @@ pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
                 metrics.listen
             ),
             format!(
-                "set [metrics] listen = \"127.0.0.1:{}\" and let Prometheus scrape through a tunnel or an authenticating proxy, or firewall the port to the Prometheus server",
+                "set [metrics] bearer_token_file = \"/etc/roster/metrics.token\" (a 0600 file; Prometheus sends it with authorization: credentials_file), or listen = \"127.0.0.1:{}\" behind a tunnel, or firewall the port to the Prometheus server",
                 metrics.listen.port()
             ),
         ));

@@ -13,24 +13,32 @@ use crate::util::*;
 /// `GET path` on 127.0.0.1:port: (status, content type, body), or None
 /// when nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
+    http_get_with(port, path, "")
+}
+
+/// GET with extra header lines (each ending in CRLF): (status, the
+/// content type, or with `WWW-Authenticate` set that header, body).
+fn http_get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(SECS(10))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let content_type = head
-        .lines()
-        .find_map(|line| {
+    let header = |wanted: &str| {
+        head.lines().find_map(|line| {
             let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
+            name.eq_ignore_ascii_case(wanted)
                 .then(|| value.trim().to_owned())
         })
+    };
+    let content_type = header("www-authenticate")
+        .or_else(|| header("content-type"))
         .unwrap_or_default();
     Some((status, content_type, body.to_owned()))
 }
@@ -356,7 +364,25 @@ fn a_real_prometheus_scrapes_roster() {
     let roster = Roster::new();
     let metrics_port = free_port();
     two_agents(&roster, metrics_port);
+    // With a bearer token, as a scrape from another host would need: the
+    // target is only up if Prometheus sends it.
+    let token = roster.write("metrics.token", "prometheus-token-0123456789\n");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let with_token = std::fs::read_to_string(roster.path("roster.toml"))
+        .expect("the config")
+        .replacen(
+            "[metrics]\n",
+            "[metrics]\nbearer_token_file = \"metrics.token\"\n",
+            1,
+        );
+    roster.config(&with_token);
     roster.up();
+    assert_eq!(
+        http_get(metrics_port, "/metrics").map(|(status, _, _)| status),
+        Some(401),
+        "no token, no metrics"
+    );
 
     let data = tempfile::Builder::new()
         .prefix("roster-prometheus-")
@@ -367,7 +393,8 @@ fn a_real_prometheus_scrapes_roster() {
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: roster\n    static_configs:\n      - targets: [\"127.0.0.1:{metrics_port}\"]\n"
+             scrape_configs:\n  - job_name: roster\n    authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: [\"127.0.0.1:{metrics_port}\"]\n",
+            token.display()
         ),
     )
     .expect("write prometheus.yml");
@@ -429,4 +456,68 @@ fn a_real_prometheus_scrapes_roster() {
         memory.as_array().is_some_and(|series| series.len() == 2),
         "{memory:#?}"
     );
+}
+
+/// `[metrics] bearer_token_file`: scrapes without the token, or with
+/// another, get 401 and nothing else; with it, the metrics. A new token
+/// takes effect at apply on the same socket; a token file every user can
+/// read is refused, and the running token stays.
+#[test]
+fn a_bearer_token_keeps_metrics_from_scrapers_without_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let roster = Roster::new();
+    let port = free_port();
+    let token_file = roster.write("metrics.token", "first-token-0123456789\n");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = |extra: &str| {
+        roster.config(&format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\nbearer_token_file = \"metrics.token\"\n\n{}{extra}",
+            sh_agent("worker", "sleep 3600", "")
+        ));
+    };
+    config("");
+    roster.up();
+    let bearer = |token: &str| format!("Authorization: Bearer {token}\r\n");
+    let (status, challenge, body) = wait_for("the metrics server", SECS(10), || {
+        http_get(port, "/metrics")
+    });
+    assert_eq!(status, 401, "{body}");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    assert!(!body.contains("roster_agent_up"), "{body}");
+    let (status, _, body) =
+        http_get_with(port, "/metrics", &bearer("wrong-token-0123456789")).expect("an answer");
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) =
+        http_get_with(port, "/metrics", &bearer("first-token-0123456789")).expect("an answer");
+    assert_eq!(status, 200);
+    assert_eq!(
+        value(&body, "roster_agent_up", "worker"),
+        Some(1.0),
+        "{body}"
+    );
+
+    // A new token, applied: the old one is refused, the new one served.
+    std::fs::write(&token_file, "second-token-9876543210\n").expect("rotate the token");
+    config("\n");
+    roster.ok(&["apply"]);
+    let (status, _, _) =
+        http_get_with(port, "/metrics", &bearer("first-token-0123456789")).expect("an answer");
+    assert_eq!(status, 401);
+    let (status, _, body) =
+        http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
+    assert_eq!(status, 200, "{body}");
+
+    // A token every user can read is refused; the running one stays.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    config("\n\n");
+    let refused = roster.run(&["apply"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("readable by every user") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    let (status, _, _) =
+        http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
+    assert_eq!(status, 200);
 }
