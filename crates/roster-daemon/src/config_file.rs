@@ -150,6 +150,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_files_are_one_private_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |text: &str, mode: u32| {
+            let path = dir.path().join("token");
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        };
+        assert_eq!(
+            read_token_file(&write("abc123\n", 0o600)),
+            Ok("abc123".to_owned())
+        );
+        let open = read_token_file(&write("abc123\n", 0o644)).expect_err("world-readable");
+        assert!(open.contains("chmod 600"), "{open}");
+        for bad in ["", "\n", "two words\n", "tab\there\n"] {
+            let error = read_token_file(&write(bad, 0o600)).expect_err(bad);
+            assert!(error.contains("one token"), "{bad:?}: {error}");
+        }
+        let big = "x".repeat(5000);
+        assert!(read_token_file(&write(&big, 0o600)).is_err());
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let error = read_token_file(&fifo).expect_err("a FIFO is not a token file");
+        assert!(error.contains("not a regular file"), "{error}");
+        let missing = read_token_file(&dir.path().join("missing")).expect_err("missing");
+        assert!(
+            missing.contains("cannot read the metrics token"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().expect("temp dir");
         let fifo = dir.path().join("roster.toml");

@@ -265,3 +265,34 @@ async fn scrape(State(state): State<ScrapeState>, headers: axum::http::HeaderMap
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::authorized;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        assert!(authorized(&HeaderMap::new(), None), "no token set: open");
+        assert!(authorized(&with("Bearer s3cret"), Some("s3cret")));
+        assert!(!authorized(&HeaderMap::new(), Some("s3cret")));
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Bearer S3CRET",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            assert!(!authorized(&with(wrong), Some("s3cret")), "{wrong}");
+        }
+    }
+}
