@@ -2,11 +2,11 @@
 //!
 //! Three parts, so that a daemon that stops answering never freezes the
 //! screen: a poller thread asks the daemon for status and alerts every
-//! second and for the sample history every five (and carries out restarts
-//! and stops); the main thread reads keys, follows the selected agent's log
-//! file, feeds both into the pure [`model::Model`], and redraws through
-//! [`view::draw`] when something changed (at least once a second, so that
-//! uptimes move).
+//! second (less often when status is slow: see [`refresh_after`]) and for
+//! the sample history every five, and carries out restarts and stops; the
+//! main thread reads keys, follows the selected agent's log file, feeds
+//! both into the pure [`model::Model`], and redraws through [`view::draw`]
+//! when something changed (at least once a second, so that uptimes move).
 
 pub mod model;
 pub mod view;
@@ -29,8 +29,20 @@ use roster_daemon::Home;
 use crate::client::Client;
 use model::{Effect, Key, Model};
 
-/// How often status and alerts are fetched.
+/// How often status and alerts are fetched, at most.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How long, at most, between two fetches, however slow status is.
+const REFRESH_AT_LEAST: Duration = Duration::from_secs(10);
+/// The share of the time the daemon may spend answering this dashboard:
+/// each status costs it about as long as it takes to answer.
+const DAEMON_SHARE: u32 = 50;
+
+/// When to fetch again after a status took `took`: once a second, or less
+/// often when status is slow (thousands of agents), so that the dashboard
+/// keeps costing the daemon about 2% of a core at most.
+pub fn refresh_after(took: Duration) -> Duration {
+    (took * DAEMON_SHARE).clamp(REFRESH, REFRESH_AT_LEAST)
+}
 /// How often the sample history is fetched (the daemon samples every 5 s).
 const HISTORY_EVERY: Duration = Duration::from_secs(5);
 /// How long one request to the daemon may take before it counts as away.
@@ -120,9 +132,17 @@ fn poll(
 ) {
     let mut history_at: Option<Instant> = None;
     loop {
+        let asked = Instant::now();
         let status = client
             .get::<StatusReply>("/v1/status")
             .map_err(|error| format!("{error:#}"));
+        // (A daemon that did not answer is asked again soon: the screen
+        // should say it is back as soon as it is.)
+        let wait = if status.is_ok() {
+            refresh_after(asked.elapsed())
+        } else {
+            REFRESH
+        };
         let up = status.is_ok();
         if updates.send(Update::Status(status)).is_err() {
             return;
@@ -142,7 +162,7 @@ fn poll(
         } else {
             history_at = None;
         }
-        match effects.recv_timeout(REFRESH) {
+        match effects.recv_timeout(wait) {
             Ok(effect) => {
                 let (path, verb, name) = match &effect {
                     Effect::Restart(name) => ("/v1/restart", "restart", name),
@@ -319,5 +339,21 @@ fn screen(
             }
             (_, None) => tail = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_status_is_asked_for_less_often() {
+        assert_eq!(refresh_after(Duration::from_millis(3)), REFRESH);
+        assert_eq!(refresh_after(Duration::from_millis(20)), REFRESH);
+        assert_eq!(
+            refresh_after(Duration::from_millis(60)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(refresh_after(Duration::from_secs(3)), REFRESH_AT_LEAST);
     }
 }
