@@ -40,6 +40,10 @@ pub struct Options {
     /// How many kinds of agent [default: 1].
     #[arg(long, value_name = "N", value_parser = parse_agents_arg)]
     pub agents: Option<u32>,
+    /// The kinds' names, comma-separated (e.g. support,billing); sets
+    /// --agents [default: worker, or worker1..workerN].
+    #[arg(long, value_name = "NAMES", value_parser = parse_kinds_arg)]
+    pub kinds: Option<Kinds>,
     /// How many customers, each with its own instance of every kind [default: 1].
     #[arg(long, value_name = "N", value_parser = parse_customers_arg)]
     pub customers: Option<u32>,
@@ -64,6 +68,15 @@ pub struct Options {
     /// Overwrite roster.toml and the starter agents if they exist.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The names `--kinds` gave (one value to clap, however many names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Kinds(pub Vec<String>);
+
+/// `--kinds` (clap's value parser).
+pub fn parse_kinds_arg(raw: &str) -> Result<Kinds, String> {
+    plan::parse_names(raw).map(Kinds)
 }
 
 /// `--agents` (clap's value parser: a bad value exits 2).
@@ -133,7 +146,17 @@ fn gather(
 ) -> Result<Answers> {
     let Some((mut input, mut output)) = interactive else {
         return Ok(Answers {
-            agents: options.agents.unwrap_or(defaults.agents),
+            agents: options
+                .kinds
+                .as_ref()
+                .map(|kinds| kinds.0.len() as u32)
+                .or(options.agents)
+                .unwrap_or(defaults.agents),
+            names: options
+                .kinds
+                .clone()
+                .map(|kinds| kinds.0)
+                .unwrap_or_default(),
             customers: options.customers.unwrap_or(defaults.customers),
             servers: options.servers.unwrap_or(defaults.servers),
             requests_per_day: options
@@ -144,7 +167,12 @@ fn gather(
         });
     };
     let (input, output) = (&mut input, &mut output);
-    let agents = match options.agents {
+    let agents = match options
+        .kinds
+        .as_ref()
+        .map(|kinds| kinds.0.len() as u32)
+        .or(options.agents)
+    {
         Some(value) => value,
         None => ask(
             input,
@@ -153,6 +181,24 @@ fn gather(
             &defaults.agents.to_string(),
             parse_agents_arg,
         )?,
+    };
+    let names = if let Some(kinds) = &options.kinds {
+        kinds.0.clone()
+    } else {
+        let defaults = plan::default_names(agents);
+        let question = if agents == 1 {
+            "Its name?"
+        } else {
+            "Their names, comma-separated?"
+        };
+        ask(input, output, question, &defaults.join(","), |raw| {
+            let names = plan::parse_names(raw)?;
+            if names.len() == agents as usize {
+                Ok(names)
+            } else {
+                Err(format!("{agents} names, please"))
+            }
+        })?
     };
     let customers = match options.customers {
         Some(value) => value,
@@ -211,11 +257,21 @@ fn gather(
         requests_per_day,
         uptime,
         ram,
+        names,
     })
 }
 
 /// Runs `roster init`.
 pub fn run(options: &Options) -> Result<ExitCode> {
+    if let (Some(Kinds(kinds)), Some(agents)) = (&options.kinds, options.agents) {
+        if kinds.len() != agents as usize {
+            warn!(
+                "error: --agents {agents} but --kinds names {}\n  hint: pass one of them",
+                kinds.len()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let measured = host_ram();
     let defaults = Answers::defaults(measured.map_or(1024 * MIB, |ram| ram / MIB * MIB));
     let stdin = std::io::stdin();
@@ -559,7 +615,9 @@ mod tests {
             customers: Some(3),
             ..Options::default()
         };
-        let mut input = std::io::Cursor::new("\n\n\n\n".as_bytes());
+        // The names (given two, then one too few), servers, requests,
+        // uptime and memory are still asked.
+        let mut input = std::io::Cursor::new("triage\ntriage, billing\n\n\n\n\n".as_bytes());
         let mut output = Vec::new();
         let answers = gather(
             &options,
@@ -568,9 +626,34 @@ mod tests {
         )
         .expect("answers");
         assert_eq!((answers.agents, answers.customers), (2, 3));
+        assert_eq!(answers.names, ["triage", "billing"]);
         let text = String::from_utf8(output).expect("utf-8");
         assert!(!text.contains("kinds of agent"), "{text}");
+        assert!(
+            text.contains("Their names, comma-separated? [worker1,worker2]: "),
+            "{text}"
+        );
+        assert!(text.contains("2 names, please; try again"), "{text}");
         assert!(text.contains("The server's memory? [2GiB]: "), "{text}");
+        // --kinds answers the count and the names.
+        let named = Options {
+            kinds: Some(Kinds(vec!["support".into()])),
+            ..Options::default()
+        };
+        let mut input = std::io::Cursor::new("\n\n\n\n\n".as_bytes());
+        let mut output = Vec::new();
+        let answers = gather(
+            &named,
+            &Answers::defaults(2 << 30),
+            Some((&mut input, &mut output)),
+        )
+        .expect("answers");
+        assert_eq!(
+            (answers.agents, answers.names.clone()),
+            (1, vec!["support".to_owned()])
+        );
+        let text = String::from_utf8(output).expect("utf-8");
+        assert!(!text.contains("name"), "{text}");
     }
 
     #[test]

@@ -377,6 +377,10 @@ fn on_a_terminal_it_asks_with_defaults_and_asks_again_after_a_bad_answer() {
             && screen.matches("How many kinds of agent? [1]:").count() == 2
     });
     tmux.type_line("init", "2");
+    tmux.wait_screen("init", "the kinds' names", |screen| {
+        screen.contains("Their names, comma-separated? [worker1,worker2]:")
+    });
+    tmux.type_line("init", "triage, billing");
     tmux.wait_screen("init", "customers", |screen| {
         screen.contains("How many customers, each with its own instance? [1]:")
     });
@@ -418,7 +422,8 @@ fn on_a_terminal_it_asks_with_defaults_and_asks_again_after_a_bad_answer() {
         "{config}"
     );
     assert!(config.contains("99.5% uptime, 2GiB of memory"), "{config}");
-    assert!(Path::new(&dir.join("agents/worker2/agent.py")).is_file());
+    assert!(Path::new(&dir.join("agents/billing/agent.py")).is_file());
+    assert!(config.contains("[agents.triage]"), "{config}");
     project.roster.ok(&["check", "-f", "asked/roster.toml"]);
 }
 
@@ -466,4 +471,54 @@ fn a_full_disk_writes_nothing() {
         .expect("roster init");
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(project.join("roster.toml").is_file());
+}
+
+/// `--kinds` names the kinds: the agents, their folders and the starter
+/// agents carry the names; a count that disagrees, or a name roster cannot
+/// take, exits 2 and writes nothing.
+#[test]
+fn kinds_are_named_from_the_command_line() {
+    let project = Project::new();
+    let output = project.init(&[
+        "named",
+        "--yes",
+        "--kinds",
+        "support,billing",
+        "--customers",
+        "2",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let config =
+        std::fs::read_to_string(project.roster.path("named/roster.toml")).expect("written");
+    for agent in [
+        "support-customer1",
+        "support-customer2",
+        "billing-customer1",
+        "billing-customer2",
+    ] {
+        assert!(
+            config.contains(&format!("[agents.{agent}]")),
+            "{agent}: {config}"
+        );
+    }
+    assert!(project
+        .roster
+        .path("named/agents/support/agent.py")
+        .is_file());
+    project.roster.ok(&["check", "-f", "named/roster.toml"]);
+    for (args, says) in [
+        (
+            &["--kinds", "a,b", "--agents", "3"][..],
+            "--agents 3 but --kinds names 2",
+        ),
+        (&["--kinds", "../etc"][..], "cannot name a kind"),
+        (&["--kinds", "a,a"][..], "named twice"),
+    ] {
+        let mut all = vec!["refused", "--yes"];
+        all.extend_from_slice(args);
+        let output = project.init(&all);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(text(&output.stderr).contains(says), "{args:?}: {output:?}");
+        assert!(!project.roster.path("refused").exists(), "{args:?}");
+    }
 }

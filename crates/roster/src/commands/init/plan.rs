@@ -40,6 +40,9 @@ pub struct Answers {
     pub uptime: f64,
     /// The server's memory in bytes.
     pub ram: u64,
+    /// The kinds' names (as many as `agents`); empty: `worker`, or
+    /// `worker1`..`workerN`.
+    pub names: Vec<String>,
 }
 
 impl Answers {
@@ -52,6 +55,7 @@ impl Answers {
             requests_per_day: 1000,
             uptime: 99.9,
             ram,
+            names: Vec::new(),
         }
     }
 
@@ -218,12 +222,54 @@ pub struct Instance {
 
 /// The kinds of agent: `worker`, or `worker1` ... `workerN`.
 pub fn kinds(answers: &Answers) -> Vec<String> {
+    if !answers.names.is_empty() {
+        return answers.names.clone();
+    }
     if answers.agents <= 1 {
         return vec!["worker".into()];
     }
     (1..=answers.agents)
         .map(|number| format!("worker{number}"))
         .collect()
+}
+
+/// The default names of `count` kinds: `worker`, or `worker1`..`workerN`.
+pub fn default_names(count: u32) -> Vec<String> {
+    kinds(&Answers {
+        agents: count,
+        ..Answers::defaults(0)
+    })
+}
+
+/// Kind names, comma-separated (`support, billing`): each a valid agent
+/// name even with `-customerN` after it, none twice.
+pub fn parse_names(raw: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = raw
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err("expected names separated by commas, e.g. support,billing".into());
+    }
+    if names.len() > MAX_AGENTS as usize {
+        return Err(format!("at most {MAX_AGENTS} kinds"));
+    }
+    for (index, name) in names.iter().enumerate() {
+        let longest = format!("{name}-customer{MAX_CUSTOMERS}");
+        if name == "all"
+            || roster_core::AgentName::new(name).is_err()
+            || roster_core::AgentName::new(&longest).is_err()
+        {
+            return Err(format!(
+                "{name:?} cannot name a kind of agent: use up to 40 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ));
+        }
+        if names[..index].contains(name) {
+            return Err(format!("{name:?} is named twice"));
+        }
+    }
+    Ok(names)
 }
 
 /// Every instance, kind by kind, customer by customer, ports counting up
@@ -402,6 +448,49 @@ mod tests {
             customers,
             ..Answers::defaults(8 * GIB)
         }
+    }
+
+    #[test]
+    fn kinds_can_be_named() {
+        assert_eq!(
+            parse_names("support, billing"),
+            Ok(vec!["support".into(), "billing".into()])
+        );
+        assert_eq!(parse_names(" triage ,"), Ok(vec!["triage".into()]));
+        for bad in [
+            "",
+            ",",
+            "all",
+            "../x",
+            "-x",
+            "a b",
+            "support,support",
+            &"x".repeat(60),
+        ] {
+            assert!(parse_names(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(default_names(1), ["worker"]);
+        assert_eq!(default_names(2), ["worker1", "worker2"]);
+        let named = Answers {
+            agents: 2,
+            customers: 2,
+            names: vec!["support".into(), "billing".into()],
+            ..Answers::defaults(8 * GIB)
+        };
+        let names: Vec<String> = instances(&named, 8100)
+            .expect("fits")
+            .into_iter()
+            .map(|instance| instance.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "support-customer1",
+                "support-customer2",
+                "billing-customer1",
+                "billing-customer2"
+            ]
+        );
     }
 
     #[test]
