@@ -160,6 +160,8 @@ pub struct Model {
     pub spark_width: usize,
     /// The first table row shown (kept by the view between frames).
     pub table_offset: usize,
+    /// Whether the key help covers the screen (`?`; any key closes it).
+    pub show_help: bool,
 }
 
 impl Default for Model {
@@ -182,6 +184,7 @@ impl Default for Model {
             page: 10,
             spark_width: 0,
             table_offset: 0,
+            show_help: false,
         }
     }
 }
@@ -350,6 +353,10 @@ impl Model {
         if key == Key::Interrupt {
             return Some(Effect::Quit);
         }
+        if self.show_help {
+            self.show_help = false;
+            return None;
+        }
         match self.mode.clone() {
             Mode::Confirm(effect) => {
                 self.mode = Mode::Normal;
@@ -394,6 +401,7 @@ impl Model {
                         self.sort = self.sort.next();
                     }
                     Key::Char('l') => self.show_log = !self.show_log,
+                    Key::Char('?') => self.show_help = true,
                     Key::Char('r') => {
                         if let Some(name) = self.selected.clone() {
                             self.mode = Mode::Confirm(Effect::Restart(name));
@@ -526,6 +534,16 @@ mod tests {
             model.on_key(Key::Char('Y')),
             Some(Effect::Stop("alpha".into()))
         );
+        assert_eq!(model.on_key(Key::Char('q')), Some(Effect::Quit));
+    }
+
+    #[test]
+    fn help_opens_on_question_mark_and_any_key_closes_it_without_acting() {
+        let mut model = model();
+        model.on_key(Key::Char('?'));
+        assert!(model.show_help);
+        assert_eq!(model.on_key(Key::Char('q')), None, "q closes the help only");
+        assert!(!model.show_help);
         assert_eq!(model.on_key(Key::Char('q')), Some(Effect::Quit));
     }
 

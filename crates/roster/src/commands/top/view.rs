@@ -127,6 +127,55 @@ pub fn draw(frame: &mut Frame, model: &mut Model, now: Instant, home: &str) {
         draw_log(frame, model, log);
     }
     draw_footer(frame, model, now, footer);
+    if model.show_help {
+        draw_help(frame, area);
+    }
+}
+
+/// Every key, in a box over the middle of the screen.
+const HELP: [(&str, &str); 14] = [
+    ("j k, arrows", "select an agent"),
+    ("PgUp PgDn", "a page up or down"),
+    ("g G, Home End", "the first or last agent"),
+    ("/", "filter by name (Enter keeps it)"),
+    ("Esc", "clear the filter"),
+    ("s", "sort: name, trouble, CPU, memory, restarts"),
+    ("r", "restart the selected agent (asks y/n)"),
+    ("x", "stop the selected agent (asks y/n)"),
+    ("l", "show or hide the log"),
+    ("q, Ctrl-C", "quit"),
+    ("", ""),
+    ("sparklines", "the last samples, every 5 s"),
+    ("red header", "the daemon is not answering"),
+    ("", "any key closes this"),
+];
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let width = 60.min(area.width);
+    let height = (HELP.len() as u16 + 2).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {keys:<14}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(ratatui::widgets::Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" roster top: keys ")),
+        popup,
+    );
 }
 
 fn draw_header(frame: &mut Frame, model: &Model, now: Instant, home: &str, area: Rect) {
@@ -437,7 +486,9 @@ fn draw_footer(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
                     key("x"),
                     Span::raw(" stop  "),
                     key("l"),
-                    Span::raw(" log"),
+                    Span::raw(" log  "),
+                    key("?"),
+                    Span::raw(" help"),
                 ];
                 if !model.filter.is_empty() {
                     spans.push(Span::styled(
@@ -565,6 +616,7 @@ mod screen_tests {
             .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
             .expect("drawn");
         let screen = text(&terminal);
+        assert!(screen.contains("? help"), "{screen}");
         assert!(screen.contains("40 agents"), "{screen}");
         assert!(screen.contains("customer-01"), "{screen}");
         assert!(screen.contains("q quit"), "{screen}");
@@ -577,6 +629,19 @@ mod screen_tests {
             screen.contains("memory_high: memory above 400MiB"),
             "{screen}"
         );
+        model.on_key(super::super::model::Key::Char('?'));
+        for (width, height) in [(80, 24), (20, 5), (1, 1)] {
+            let mut small = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+            small
+                .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
+                .expect("drawn");
+        }
+        terminal
+            .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
+            .expect("drawn");
+        let help = text(&terminal);
+        assert!(help.contains("roster top: keys"), "{help}");
+        assert!(help.contains("PgUp PgDn"), "{help}");
         // An agent's control characters are shown escaped, never sent.
         assert!(
             !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
