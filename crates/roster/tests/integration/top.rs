@@ -355,7 +355,13 @@ fn a_terminated_top_restores_the_terminal() {
     });
     // SAFETY: plain kill(2) of the test's own process.
     unsafe { libc::kill(top as i32, libc::SIGTERM) };
-    let screen = tmux.wait_screen("term", "top ended", |screen| screen.contains("EXIT="));
+    // (The terminal's mode is printed after the exit code: wait for it.)
+    let screen = tmux.wait_screen("term", "top ended and the mode printed", |screen| {
+        screen.contains("EXIT=")
+            && screen
+                .lines()
+                .any(|line| matches!(line.trim(), "icanon" | "-icanon"))
+    });
     assert!(screen.contains("EXIT=143"), "{screen}");
     assert!(
         screen.lines().any(|line| line.trim() == "icanon"),
