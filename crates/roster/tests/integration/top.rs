@@ -372,3 +372,49 @@ fn a_terminated_top_restores_the_terminal() {
         "the normal screen is back (the alternate one is left): {screen}"
     );
 }
+
+/// A terminal that goes away (the tmux server killed, an SSH session
+/// dropped) ends `roster top` within seconds: it must not linger, spinning
+/// on a terminal that answers end-of-file forever.
+#[test]
+fn top_ends_when_its_terminal_hangs_up() {
+    let Some(tmux) = Tmux::new("top_hangup") else {
+        return;
+    };
+    let roster = Roster::new();
+    three_agents(&roster);
+    let home = roster.home_path().display().to_string();
+    let command = format!("{BIN} --home {home} top");
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "hup",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    tmux.wait_screen("hup", "top's rows", |screen| {
+        rows(screen, &AGENTS).len() == 3
+    });
+    let top = wait_for("top's pid", SECS(10), || {
+        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
+                let line = String::from_utf8_lossy(&line);
+                line.contains(&home) && line.ends_with("top\0")
+            })
+        })
+    });
+    tmux.ok(&["kill-server"]);
+    wait_for("top to end with its terminal", SECS(10), || {
+        let state = std::fs::read_to_string(format!("/proc/{top}/stat")).unwrap_or_default();
+        let gone = state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        gone.then_some(())
+    });
+}

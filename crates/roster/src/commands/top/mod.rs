@@ -88,6 +88,14 @@ pub fn run(home: &Home) -> Result<ExitCode> {
         .spawn(move || {
             if let Ok(signal) = signals.wait() {
                 flag.store(signal as i32, Ordering::Relaxed);
+                // The screen loop sees the flag within a tick and restores
+                // the terminal. A terminal that hung up (SIGHUP: the SSH
+                // session or the tmux server is gone) can leave the main
+                // thread inside crossterm's read, which then spins on
+                // end-of-file and never comes back: end the process anyway.
+                std::thread::sleep(Duration::from_secs(1));
+                let _ = ratatui::try_restore();
+                std::process::exit(128 + signal as i32);
             }
         })
         .context("starting the signal thread")?;
