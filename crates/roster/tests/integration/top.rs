@@ -315,6 +315,37 @@ fn roster_tmux_without_tmux_says_so() {
     assert!(stderr.contains("tmux is not installed"), "{stderr}");
 }
 
+/// Runs `command` (a shell command that starts `roster top` for
+/// `roster`'s home) in a new 100x30 tmux session; once top shows every
+/// agent, its pid.
+fn top_in_session(tmux: &Tmux, roster: &Roster, session: &str, command: &str) -> u32 {
+    let home = roster.home_path().display().to_string();
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        command,
+    ]);
+    tmux.wait_screen(session, "top's rows", |screen| {
+        rows(screen, &AGENTS).len() == 3
+    });
+    wait_for("top's pid", SECS(10), || {
+        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
+                let line = String::from_utf8_lossy(&line);
+                line.contains(&home) && line.ends_with("top\0")
+            })
+        })
+    })
+}
+
 /// `kill` from another pane ends `roster top` like `q`: the terminal is
 /// left as it was (canonical mode, the normal screen), and the exit code
 /// says which signal (128 + 15).
@@ -329,30 +360,7 @@ fn a_terminated_top_restores_the_terminal() {
     let script = format!(
         "echo BEFORE; {BIN} --home {home} top; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\{{0,1\\}}icanon'; sleep 600"
     );
-    tmux.ok(&[
-        "new-session",
-        "-d",
-        "-s",
-        "term",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    tmux.wait_screen("term", "top's rows", |screen| {
-        rows(screen, &AGENTS).len() == 3
-    });
-    let top = wait_for("top's pid", SECS(10), || {
-        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
-                let line = String::from_utf8_lossy(&line);
-                line.contains(&home) && line.ends_with("top\0")
-            })
-        })
-    });
+    let top = top_in_session(&tmux, &roster, "term", &script);
     // SAFETY: plain kill(2) of the test's own process.
     unsafe { libc::kill(top as i32, libc::SIGTERM) };
     // (The terminal's mode is printed after the exit code: wait for it.)
@@ -384,29 +392,12 @@ fn top_ends_when_its_terminal_hangs_up() {
     let roster = Roster::new();
     three_agents(&roster);
     let home = roster.home_path().display().to_string();
-    let command = format!("{BIN} --home {home} top");
-    tmux.ok(&[
-        "new-session",
-        "-d",
-        "-s",
+    let top = top_in_session(
+        &tmux,
+        &roster,
         "hup",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
-    tmux.wait_screen("hup", "top's rows", |screen| {
-        rows(screen, &AGENTS).len() == 3
-    });
-    let top = wait_for("top's pid", SECS(10), || {
-        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
-                let line = String::from_utf8_lossy(&line);
-                line.contains(&home) && line.ends_with("top\0")
-            })
-        })
-    });
+        &format!("exec {BIN} --home {home} top"),
+    );
     tmux.ok(&["kill-server"]);
     wait_for("top to end with its terminal", SECS(10), || {
         let state = std::fs::read_to_string(format!("/proc/{top}/stat")).unwrap_or_default();

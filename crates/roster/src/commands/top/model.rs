@@ -421,6 +421,23 @@ impl Model {
 }
 
 #[cfg(test)]
+impl Model {
+    /// A model that has had one status answer, listing `agents`.
+    pub fn showing(agents: Vec<AgentStatus>) -> Self {
+        let mut model = Model::default();
+        model.on_status(
+            Ok(StatusReply {
+                agents,
+                warnings: vec![],
+                config: None,
+            }),
+            Instant::now(),
+        );
+        model
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -439,20 +456,11 @@ mod tests {
     }
 
     fn model() -> Model {
-        let mut model = Model::default();
-        model.on_status(
-            Ok(StatusReply {
-                agents: vec![
-                    agent("alpha", AgentState::Running, 1.0, 300, 0),
-                    agent("beta", AgentState::Failed, 50.0, 100, 7),
-                    agent("gamma", AgentState::Running, 10.0, 200, 1),
-                ],
-                warnings: vec![],
-                config: None,
-            }),
-            Instant::now(),
-        );
-        model
+        Model::showing(vec![
+            agent("alpha", AgentState::Running, 1.0, 300, 0),
+            agent("beta", AgentState::Failed, 50.0, 100, 7),
+            agent("gamma", AgentState::Running, 10.0, 200, 1),
+        ])
     }
 
     fn names(model: &Model) -> Vec<&str> {

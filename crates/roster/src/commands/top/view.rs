@@ -540,13 +540,10 @@ mod screen_tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
-    use roster_core::api::StatusReply;
-
     use super::super::model::Model;
     use super::draw;
 
     fn model() -> Model {
-        let mut model = Model::default();
         let agents = (0..40)
             .map(|n| {
                 serde_json::from_value(serde_json::json!({
@@ -563,14 +560,7 @@ mod screen_tests {
                 .expect("an agent")
             })
             .collect();
-        model.on_status(
-            Ok(StatusReply {
-                agents,
-                warnings: vec![],
-                config: None,
-            }),
-            Instant::now(),
-        );
+        let mut model = Model::showing(agents);
         model.on_log(
             "customer-00-support-agent",
             vec!["\u{7}bell".into(); 50],
@@ -657,8 +647,6 @@ mod scroll_tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
-    use roster_core::api::StatusReply;
-
     use super::super::model::{Key, Model};
     use super::draw;
 
@@ -681,7 +669,6 @@ mod scroll_tests {
 
     #[test]
     fn moving_up_inside_the_visible_rows_does_not_scroll() {
-        let mut model = Model::default();
         let agents = (0..50)
             .map(|n| {
                 serde_json::from_value(serde_json::json!({
@@ -692,14 +679,7 @@ mod scroll_tests {
                 .expect("an agent")
             })
             .collect();
-        model.on_status(
-            Ok(StatusReply {
-                agents,
-                warnings: vec![],
-                config: None,
-            }),
-            Instant::now(),
-        );
+        let mut model = Model::showing(agents);
         model.show_log = false;
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
         let mut frame = |model: &mut Model| {
