@@ -178,16 +178,25 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     );
 }
 
+/// The header while the daemon does not answer: what to do first (a
+/// narrow terminal cuts the end), then the error.
+pub fn down_text(away_secs: u64, error: &str) -> String {
+    let error = escape_controls(error.lines().next().unwrap_or(error)).into_owned();
+    if error.contains("Permission denied") {
+        format!(
+            " no access to the daemon ({away_secs}s): this user may not use its socket; run as its user or in its admin group: {error}"
+        )
+    } else {
+        format!(" daemon not answering for {away_secs}s (retrying; roster up starts it): {error}")
+    }
+}
+
 fn draw_header(frame: &mut Frame, model: &Model, now: Instant, home: &str, area: Rect) {
     let line = match &model.link {
         Link::Connecting => Line::from(format!(" roster top  {home}  connecting to the daemon...")),
         Link::Down { since, error } => {
             let away = now.saturating_duration_since(*since).as_secs();
-            Line::from(format!(
-                " daemon not answering for {away}s: {}  (retrying; roster up starts it)",
-                error.lines().next().unwrap_or(error)
-            ))
-            .style(
+            Line::from(down_text(away, error)).style(
                 Style::new()
                     .fg(Color::White)
                     .bg(Color::Red)
@@ -521,6 +530,26 @@ mod tests {
         let leak: Vec<Option<f64>> = (0..8).map(|n| Some(100e6 + n as f64 * 1e6)).collect();
         assert_eq!(sparkline(&leak, 8, false), "▁▂▃▄▅▆▇█");
         assert_eq!(sparkline(&[Some(5.0); 3], 3, false), "▄▄▄");
+    }
+
+    #[test]
+    fn the_header_says_what_to_do_before_the_error() {
+        let refused = down_text(3, "connecting to /h/roster.sock: Connection refused\nmore");
+        assert!(
+            refused.starts_with(
+                " daemon not answering for 3s (retrying; roster up starts it): connecting"
+            ),
+            "{refused}"
+        );
+        assert!(!refused.contains("more"), "{refused}");
+        let denied = down_text(
+            0,
+            "connecting to /h/roster.sock: Permission denied (os error 13)",
+        );
+        assert!(
+            denied.starts_with(" no access to the daemon (0s): this user may not use its socket"),
+            "{denied}"
+        );
     }
 
     #[test]
