@@ -185,43 +185,10 @@ enum Command {
     },
     /// Install roster as a system service (as root): the system user,
     /// /etc/roster, /var/lib/roster and the systemd unit. Idempotent.
-    Install {
-        /// The system user (and group) agents run as.
-        #[arg(long, default_value = commands::install::DEFAULT_USER)]
-        user: String,
-        /// Install under DIR instead of / (users go into DIR/etc/passwd).
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-        /// Print every change, make none.
-        #[arg(long)]
-        dry_run: bool,
-        /// Install this config as /etc/roster/roster.toml if there is none.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Members of GROUP may use the daemon and read its home.
-        #[arg(long, value_name = "GROUP")]
-        admin_group: Option<String>,
-        /// Run the daemon as USER instead of root (agents then all run as
-        /// USER: only root can switch users).
-        #[arg(long, value_name = "USER")]
-        daemon_user: Option<String>,
-    },
+    Install(commands::install::InstallOptions),
     /// Remove the systemd unit; keep config, state, logs and secrets
     /// unless --purge.
-    Uninstall {
-        /// The system user --purge deletes.
-        #[arg(long, default_value = commands::install::DEFAULT_USER)]
-        user: String,
-        /// Uninstall from under DIR instead of /.
-        #[arg(long, value_name = "DIR")]
-        root: Option<PathBuf>,
-        /// Also remove /etc/roster, /var/lib/roster and the user.
-        #[arg(long)]
-        purge: bool,
-        /// Print every change, make none.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Uninstall(commands::install::UninstallOptions),
     /// Write a config as plain systemd units, or a logrotate snippet.
     Export {
         #[command(subcommand)]
@@ -367,32 +334,8 @@ fn main() -> ExitCode {
             timeout,
         } => commands::deploy::rollback(&home, &name, to, json, timeout),
         Command::Releases { name, json } => commands::deploy::releases(&home, &name, json),
-        Command::Install {
-            user,
-            root,
-            dry_run,
-            config,
-            admin_group,
-            daemon_user,
-        } => commands::install::install(&commands::install::InstallOptions {
-            user,
-            root,
-            dry_run,
-            config,
-            admin_group,
-            daemon_user,
-        }),
-        Command::Uninstall {
-            user,
-            root,
-            purge,
-            dry_run,
-        } => commands::install::uninstall(&commands::install::UninstallOptions {
-            user,
-            root,
-            purge,
-            dry_run,
-        }),
+        Command::Install(options) => commands::install::install(&options),
+        Command::Uninstall(options) => commands::install::uninstall(&options),
         Command::Export {
             what: Export::Systemd { file, out, journal },
         } => commands::export::systemd(given_home.as_deref(), &file, out.as_deref(), journal),

@@ -46,32 +46,43 @@ const STARTER_CONFIG: &str = "\
 ";
 
 /// What `roster install` was asked.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct InstallOptions {
     /// The system user (and group) agents run as.
+    #[arg(long, default_value = DEFAULT_USER)]
     pub user: String,
-    /// Install under this directory instead of `/`.
+    /// Install under DIR instead of / (users go into DIR/etc/passwd).
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Print the changes, make none.
+    /// Print every change, make none.
+    #[arg(long)]
     pub dry_run: bool,
-    /// Installed as `/etc/roster/roster.toml` when there is none.
+    /// Install this config as /etc/roster/roster.toml if there is none.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// `ROSTER_ADMIN_GROUP`: may use the daemon, read its home.
+    /// Members of GROUP may use the daemon and read its home.
+    #[arg(long, value_name = "GROUP")]
     pub admin_group: Option<String>,
-    /// The daemon's user (`User=`); default root.
+    /// Run the daemon as USER instead of root (agents then all run as
+    /// USER: only root can switch users).
+    #[arg(long, value_name = "USER")]
     pub daemon_user: Option<String>,
 }
 
 /// What `roster uninstall` was asked.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct UninstallOptions {
-    /// The system user `--purge` removes.
+    /// The system user --purge deletes.
+    #[arg(long, default_value = DEFAULT_USER)]
     pub user: String,
-    /// Uninstall from under this directory.
+    /// Uninstall from under DIR instead of /.
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Remove config, state, logs, secrets and the user too.
+    /// Also remove /etc/roster, /var/lib/roster and the user.
+    #[arg(long)]
     pub purge: bool,
-    /// Print the changes, make none.
+    /// Print every change, make none.
+    #[arg(long)]
     pub dry_run: bool,
 }
 
