@@ -47,8 +47,8 @@ pub struct Published {
     /// Every agent's secrets: the daemon's copy, which `/v1/secrets/*`
     /// writes through to the store.
     pub secrets: Option<Arc<crate::secrets::Secrets>>,
-    /// The config file last applied, as `status` shows it.
-    pub applied: Arc<Mutex<Option<String>>>,
+    /// The config file last applied, which `status` shows.
+    pub applied: Arc<Mutex<Option<std::path::PathBuf>>>,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -266,7 +266,8 @@ async fn status(State(state): State<ApiState>) -> Response {
                 .applied
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone();
+                .as_ref()
+                .map(|path| path.display().to_string());
             Json(StatusReply {
                 agents,
                 warnings,

@@ -123,10 +123,9 @@ struct Daemon {
     trouble_warnings: HashMap<String, (Option<Instant>, u64)>,
     shutting_down: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
-    /// The config file this home last applied, if any.
-    applied: Option<PathBuf>,
-    /// The same, published for `status`.
-    applied_published: Arc<Mutex<Option<String>>>,
+    /// The config file this home last applied, if any (shared with the
+    /// API server, which shows it in `status`).
+    applied: Arc<Mutex<Option<PathBuf>>>,
     /// Agents whose main process died: (agent, its pid), to look for strays.
     pending_sweeps: Vec<(AgentName, u32)>,
     last_sweep: Option<Instant>,
@@ -306,7 +305,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(io_error("securing", &socket_path))?;
     let alerts = Arc::new(Mutex::new(AlertBook::default()));
     let history = Arc::new(Mutex::new(server::History::new()));
-    let applied_published = Arc::new(Mutex::new(None));
+    let applied = Arc::new(Mutex::new(None));
     let deploys = crate::deploy::Deploys::new(home.root(), inbox.clone());
     let server = runtime.spawn(server::serve(
         listener,
@@ -319,7 +318,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
             home: home.root().to_path_buf(),
             admin_gid,
             secrets: Some(secrets.clone()),
-            applied: applied_published.clone(),
+            applied: applied.clone(),
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
@@ -350,8 +349,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         trouble_warnings: HashMap::new(),
         shutting_down: false,
         shutdown_replies: Vec::new(),
-        applied: None,
-        applied_published,
+        applied,
         pending_sweeps: Vec::new(),
         last_sweep: None,
         probe_tasks: HashMap::new(),
@@ -829,7 +827,12 @@ impl Daemon {
             Ok(loaded) => loaded,
             Err(message) => return Err(self.reject("", message)),
         };
-        if let Some(applied) = self.applied.as_ref().filter(|applied| *applied != path) {
+        let last = self
+            .applied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(applied) = last.filter(|applied| applied != path) {
             let would_remove: Vec<String> = self
                 .supervisor
                 .names()
@@ -889,11 +892,10 @@ impl Daemon {
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
         self.env_files = read_along.env_files;
-        self.applied = Some(path.to_path_buf());
         *self
-            .applied_published
+            .applied
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.display().to_string());
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.to_path_buf());
         self.journal.record(Row::now(
             None,
             "config_applied",
