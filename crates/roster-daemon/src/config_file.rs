@@ -32,14 +32,20 @@ pub enum LoadError {
     Invalid(#[from] ConfigError),
 }
 
+/// Opens `path` for reading without blocking: a FIFO or a device would
+/// block `open` itself. Callers check the file type before reading.
+fn open_without_blocking(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
 /// Opens `path` without blocking (a FIFO or a device would block `open`
 /// or `read`), checks it is a regular file, and reads at most
 /// [`MAX_CONFIG_BYTES`] of valid UTF-8.
 pub fn read_config_file(path: &Path) -> std::io::Result<String> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let file = open_without_blocking(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(Error::new(
@@ -113,10 +119,7 @@ const MAX_TOKEN_BYTES: u64 = 4096;
 pub fn read_token_file(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
+    let file = open_without_blocking(path)
         .map_err(|error| format!("cannot read the metrics token {shown}: {error}"))?;
     let metadata = file
         .metadata()
