@@ -348,7 +348,11 @@ fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
     if stale {
         table = table.style(Style::new().add_modifier(Modifier::DIM));
     }
-    let selected = model.selected_index();
+    // (From the rows already sorted, not a second sort.)
+    let selected = model
+        .selected
+        .as_deref()
+        .and_then(|name| rows_shown.iter().position(|agent| agent.name == name));
     drop(rows_shown);
     model.page = area.height.saturating_sub(1) as usize;
     model.spark_width = spark_width as usize;
