@@ -257,7 +257,11 @@ impl Model {
             self.selected = None;
             return;
         }
-        let current = self.selected_index().unwrap_or(0) as isize;
+        let current = self
+            .selected
+            .as_deref()
+            .and_then(|selected| names.iter().position(|name| name == selected))
+            .unwrap_or(0) as isize;
         let last = names.len() as isize - 1;
         let next = (current + delta).clamp(0, last) as usize;
         self.selected = names.get(next).cloned();
