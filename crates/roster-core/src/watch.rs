@@ -384,10 +384,10 @@ struct RuleState {
     /// When it fired, while it fires.
     fired_at: Option<Instant>,
     last_sent: Option<Instant>,
-    /// Recent values (predict), oldest first.
-    history: VecDeque<(Instant, f64)>,
-    /// Log matches: (when, how many) counted into the window.
-    matches: VecDeque<(Instant, u64)>,
+    /// Recent values (predict).
+    history: History,
+    /// Log matches counted into the window.
+    matches: LogWindow,
 }
 
 /// Who a rule belongs to.
@@ -409,10 +409,6 @@ pub struct Watcher {
     /// without one, the loop never asks the watcher for the time.
     timed_rules: bool,
 }
-
-/// How far back values are kept for `predict`: the horizon's fit uses the
-/// rule's `for` window, at least this.
-const MIN_PREDICT_WINDOW: Duration = Duration::from_secs(300);
 
 impl Watcher {
     /// No rules.
@@ -570,8 +566,8 @@ impl Watcher {
         let (Some(rule), Some(state)) = (rules.get(index).cloned(), states.get_mut(index)) else {
             return;
         };
-        state.matches.push_back((now, count));
-        let value = window_count(state, now, rule.within);
+        state.matches.add(now, count, rule.within);
+        let value = state.matches.count(now, rule.within);
         self.judge(
             now,
             &Owner::Agent(agent.clone()),
@@ -595,7 +591,7 @@ impl Watcher {
                 };
                 let rule = rules[index].clone();
                 if rule.metric == Metric::LogMatches {
-                    let value = window_count(&mut states[index], now, rule.within);
+                    let value = states[index].matches.count(now, rule.within);
                     self.judge(
                         now,
                         &Owner::Agent(name.clone()),
@@ -624,8 +620,8 @@ impl Watcher {
         for (rules, states) in self.agents.values().chain(std::iter::once(&self.host)) {
             for (rule, state) in rules.iter().zip(states) {
                 if rule.metric == Metric::LogMatches {
-                    if let Some((oldest, _)) = state.matches.front() {
-                        consider(*oldest + rule.within);
+                    if let Some(change) = state.matches.next_change(rule.within) {
+                        consider(change);
                     }
                 }
                 if let (Some(every), Some(last)) = (rule.repeat_every, state.last_sent) {
@@ -679,17 +675,11 @@ impl Watcher {
             Some(value) => match rule.predict {
                 None => rule.threshold.holds(value),
                 Some(horizon) => {
-                    let window = rule.hold.max(MIN_PREDICT_WINDOW);
-                    state.history.push_back((now, value));
-                    while state
-                        .history
-                        .front()
-                        .is_some_and(|(at, _)| now.saturating_duration_since(*at) > window)
-                    {
-                        state.history.pop_front();
-                    }
+                    state.history.record(now, value, rule.hold);
                     rule.threshold.holds(value)
-                        || predict(&state.history, now, horizon)
+                        || state
+                            .history
+                            .predict(now, horizon)
                             .is_some_and(|future| rule.threshold.holds(future))
                 }
             },
@@ -812,46 +802,6 @@ impl Watcher {
     }
 }
 
-/// Matches counted in the window ending now; older buckets are dropped.
-fn window_count(state: &mut RuleState, now: Instant, within: Duration) -> u64 {
-    while state
-        .matches
-        .front()
-        .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= within)
-    {
-        state.matches.pop_front();
-    }
-    state.matches.iter().map(|(_, count)| count).sum()
-}
-
-/// The value a least-squares line through `history` reaches `horizon`
-/// after `now` (as Prometheus' predict_linear); `None` with fewer than 3
-/// points or no spread in time.
-pub fn predict(history: &VecDeque<(Instant, f64)>, now: Instant, horizon: Duration) -> Option<f64> {
-    if history.len() < 3 {
-        return None;
-    }
-    let origin = history.front()?.0;
-    let points: Vec<(f64, f64)> = history
-        .iter()
-        .map(|(at, value)| (at.saturating_duration_since(origin).as_secs_f64(), *value))
-        .collect();
-    let count = points.len() as f64;
-    let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / count;
-    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / count;
-    let spread: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
-    if spread <= f64::EPSILON {
-        return None;
-    }
-    let slope = points
-        .iter()
-        .map(|(x, y)| (x - mean_x) * (y - mean_y))
-        .sum::<f64>()
-        / spread;
-    let at = now.saturating_duration_since(origin).as_secs_f64() + horizon.as_secs_f64();
-    Some(mean_y + slope * (at - mean_x))
-}
-
 fn owner_key(owner: &Owner) -> String {
     match owner {
         Owner::Agent(agent) => agent.to_string(),
@@ -933,6 +883,12 @@ fn round(value: f64) -> String {
         format!("{value:.1}")
     }
 }
+
+mod predict;
+mod window;
+
+pub use predict::{predict, History};
+pub use window::LogWindow;
 
 #[cfg(test)]
 mod tests;
