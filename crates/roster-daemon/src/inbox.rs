@@ -136,12 +136,13 @@ pub enum Input {
         /// The host's.
         host: roster_core::watch::HostSample,
     },
-    /// Lines that matched `log_matches` rules: (rule index, count).
+    /// Lines matched the agent's `log_matches` rules: the counts wait in
+    /// `rules` (sent once until the loop takes them, however many lines).
     LogMatches {
         /// The agent.
         agent: AgentName,
-        /// Per rule.
-        matches: Vec<(usize, u64)>,
+        /// The rules the writer counted for.
+        rules: Arc<crate::logs::LogRules>,
     },
     /// An investigation's alert, with its snapshot as details.
     Investigated(roster_core::api::AlertRecord),

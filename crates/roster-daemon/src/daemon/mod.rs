@@ -100,6 +100,11 @@ struct AgentIo {
 /// The shortest time between two looks for strays (see `Daemon::sweep_due`).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Inputs taken from the inbox per pass of the loop, at most: between two
+/// batches the loop reads signals (a child's death), so a flood of inputs
+/// from any source cannot delay a restart.
+const INPUTS_PER_PASS: usize = 256;
+
 /// What bounds the size of log pipes (see [`spawn::pipe_bytes_within_budget`]).
 struct PipeBudget {
     privileged: bool,
@@ -436,6 +441,7 @@ impl Daemon {
         // restarted by systemd.
         let watchdog = startup::watchdog_interval();
         let mut next_watchdog = watchdog.map(|_| Instant::now());
+        let mut inputs_left = false;
         loop {
             if let (Some(every), Some(due)) = (watchdog, next_watchdog) {
                 if due <= Instant::now() {
@@ -463,6 +469,9 @@ impl Daemon {
             .flatten()
             .min();
             let timeout = match next {
+                // Inputs left over from the last pass: look at signals, then
+                // take the next batch without sleeping.
+                _ if inputs_left => PollTimeout::ZERO,
                 None => PollTimeout::NONE,
                 Some(deadline) => {
                     // Round up: waking a little late is fine, spinning is not.
@@ -499,17 +508,33 @@ impl Daemon {
             }
             let mut ring = [0u8; 64];
             while matches!(nix::unistd::read(doorbell, &mut ring), Ok(length) if length > 0) {}
-            while let Ok(input) = inputs.try_recv() {
+            // A batch at most, so no flood of inputs delays reaping and
+            // restarts (signals are read first on every pass).
+            inputs_left = false;
+            for taken in 0.. {
+                if taken == INPUTS_PER_PASS {
+                    inputs_left = true;
+                    break;
+                }
+                let Ok(input) = inputs.try_recv() else {
+                    break;
+                };
                 match input {
                     Input::Request(request) => self.handle_request(request),
                     Input::Trouble(trouble) => self.report_trouble(trouble),
                     Input::Samples { agents, host } => {
                         self.watcher.handle_samples(Instant::now(), &agents, &host);
                     }
-                    Input::LogMatches { agent, matches } => {
+                    Input::LogMatches { agent, rules } => {
                         let now = Instant::now();
-                        for (index, count) in matches {
-                            self.watcher.handle_log_matches(now, &agent, index, count);
+                        let counts = rules.take();
+                        // Counts for rules an apply has since replaced
+                        // would land on other rules' indices.
+                        let current = self.log_rules.get(&agent).and_then(Option::as_ref);
+                        if current.is_some_and(|current| Arc::ptr_eq(current, &rules)) {
+                            for (index, count) in counts {
+                                self.watcher.handle_log_matches(now, &agent, index, count);
+                            }
                         }
                     }
                     Input::Investigated(record) => self.record_alert(record),

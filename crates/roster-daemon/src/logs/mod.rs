@@ -8,8 +8,10 @@
 
 pub mod files;
 pub mod follow;
+pub mod matches;
 pub mod pump;
 pub mod writer;
 
 pub use files::{clean_oldest, log_files, read_lines, split_timestamp, LogLine};
-pub use writer::{LogRules, LogWriter, SharedLogRules};
+pub use matches::{LogRules, SharedLogRules};
+pub use writer::LogWriter;

@@ -135,12 +135,11 @@ fn with_writer(
 }
 
 fn send(context: &PumpContext, mut report: WriteReport) {
-    if !report.matches.is_empty() {
+    if let Some(rules) = report.matches_pending.take() {
         if let Ok(agent) = roster_core::AgentName::new(&context.agent) {
-            context.trouble.send(crate::inbox::Input::LogMatches {
-                agent,
-                matches: std::mem::take(&mut report.matches),
-            });
+            context
+                .trouble
+                .send(crate::inbox::Input::LogMatches { agent, rules });
         }
     }
     if let Some(error) = report.error {

@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use roster_core::LogConfig;
 
 use super::files::{rotated_files, rotated_path, SOURCE_INODE_COMMENT};
+use super::matches::{LogRules, SharedLogRules};
 use crate::clock::{day_of, rfc3339_millis};
 
 /// Lines longer than this are cut, so one agent cannot make the daemon
@@ -59,38 +60,20 @@ pub struct LogWriter {
     log_rules: SharedLogRules,
     /// What `log_rules` held when the current write began.
     current_rules: Option<Arc<LogRules>>,
-}
-
-/// The daemon's handle on a writer's patterns.
-pub type SharedLogRules = Arc<std::sync::RwLock<Option<Arc<LogRules>>>>;
-
-/// The `log_matches` rules of one agent: (rule index, pattern).
-#[derive(Debug)]
-pub struct LogRules {
-    rules: Vec<(usize, regex::bytes::Regex)>,
-}
-
-impl LogRules {
-    /// Compiles the patterns; rules whose pattern does not compile (the
-    /// config check refuses them) are left out.
-    pub fn new(patterns: &[(usize, String)]) -> Option<Self> {
-        let rules: Vec<(usize, regex::bytes::Regex)> = patterns
-            .iter()
-            .filter_map(|(index, pattern)| Some((*index, regex::bytes::Regex::new(pattern).ok()?)))
-            .collect();
-        (!rules.is_empty()).then_some(Self { rules })
-    }
+    /// This write's matches: (rule position, count).
+    tally: Vec<(usize, u64)>,
 }
 
 /// What one call of [`LogWriter::write`] could not do.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct WriteReport {
     /// Lines that could not be stored (disk full, I/O error).
     pub dropped_lines: u64,
     /// The error that dropped them.
     pub error: Option<String>,
-    /// Lines matching each `log_matches` rule: (rule index, count).
-    pub matches: Vec<(usize, u64)>,
+    /// Set when this call counted `log_matches` lines the loop has not
+    /// been told about: it must be (once), and then takes the counts.
+    pub matches_pending: Option<Arc<LogRules>>,
 }
 
 impl LogWriter {
@@ -115,6 +98,7 @@ impl LogWriter {
             last_link_check_ms: 0,
             log_rules: SharedLogRules::default(),
             current_rules: None,
+            tally: Vec::new(),
         };
         if let Err(error) = writer.remove_beyond_keep() {
             tracing::warn!(agent = %writer.agent, "removing old logs: {error}");
@@ -253,6 +237,7 @@ impl LogWriter {
             }
         }
         self.flush_out(&mut report);
+        self.publish_matches(&mut report);
         if report.dropped_lines > 0 {
             // A failed write may mean the file is gone: look now, not in a
             // second, so the next chunk already lands in a reopened file.
@@ -289,8 +274,6 @@ impl LogWriter {
         }
     }
 
-    /// Pushes a complete line (ending in a newline), cutting it into marked
-    /// pieces when it is longer than [`MAX_LINE`].
     /// The handle through which the daemon sets this writer's patterns.
     pub fn log_rules(&self) -> SharedLogRules {
         self.log_rules.clone()
@@ -304,22 +287,26 @@ impl LogWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
     }
 
-    fn count_matches(&self, line: &[u8], report: &mut WriteReport) {
-        let Some(rules) = &self.current_rules else {
-            return;
-        };
-        for (index, pattern) in &rules.rules {
-            if pattern.is_match(line) {
-                match report.matches.iter_mut().find(|(rule, _)| rule == index) {
-                    Some((_, count)) => *count += 1,
-                    None => report.matches.push((*index, 1)),
-                }
-            }
+    fn count_matches(&mut self, line: &[u8]) {
+        if let Some(rules) = &self.current_rules {
+            rules.count_line(line, &mut self.tally);
         }
     }
 
+    /// Hands this call's matches to the shared counters.
+    fn publish_matches(&mut self, report: &mut WriteReport) {
+        if let Some(rules) = &self.current_rules {
+            if !self.tally.is_empty() && rules.add(&self.tally) {
+                report.matches_pending = Some(rules.clone());
+            }
+        }
+        self.tally.clear();
+    }
+
+    /// Pushes a complete line (ending in a newline), cutting it into marked
+    /// pieces when it is longer than [`MAX_LINE`].
     fn push_whole(&mut self, stamp: &[u8], line: &[u8], report: &mut WriteReport) {
-        self.count_matches(line, report);
+        self.count_matches(line);
         let rest = if line.len() > MAX_LINE + 1 {
             self.push_cut_pieces(stamp, line, report)
         } else {

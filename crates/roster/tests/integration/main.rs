@@ -5,6 +5,7 @@
 mod config;
 mod deploy;
 mod example;
+mod faults_flood;
 mod faults_home;
 mod faults_logs;
 mod faults_loop;
