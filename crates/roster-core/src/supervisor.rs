@@ -659,6 +659,15 @@ impl Supervisor {
             .collect()
     }
 
+    /// Whether the agent waits for the answer to an [`Action::Spawn`]: a
+    /// runtime that spawns in batches asks before a spawn it put off (the
+    /// agent may have been stopped or removed since).
+    pub fn is_spawning(&self, name: &AgentName) -> bool {
+        self.agents
+            .get(name)
+            .is_some_and(|agent| agent.phase == Phase::Spawning)
+    }
+
     /// True when no agent has a process and none is about to get one.
     pub fn is_quiet(&self) -> bool {
         self.agents.values().all(|agent| {

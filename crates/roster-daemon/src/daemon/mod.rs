@@ -11,7 +11,7 @@
 mod notify_exec;
 mod startup;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -100,6 +100,12 @@ struct AgentIo {
 /// The shortest time between two looks for strays (see `Daemon::sweep_due`).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Agents spawned per pass of the loop, at most, and the time a pass may
+/// spend spawning: 5,000 agents applied at once start in slices, and
+/// `status` is answered between them.
+const SPAWNS_PER_PASS: usize = 100;
+const SPAWN_SLICE: Duration = Duration::from_millis(50);
+
 /// Inputs taken from the inbox per pass of the loop, at most: between two
 /// batches the loop reads signals (a child's death), so a flood of inputs
 /// from any source cannot delay a restart.
@@ -133,6 +139,8 @@ struct Daemon {
     applied: Arc<Mutex<Option<PathBuf>>>,
     /// Agents whose main process died: (agent, its pid), to look for strays.
     pending_sweeps: Vec<(AgentName, u32)>,
+    /// Agents the supervisor asked to spawn, waiting for a slice of a pass.
+    spawn_queue: VecDeque<AgentName>,
     last_sweep: Option<Instant>,
     pipe_budget: PipeBudget,
     /// Network probes in flight, by probe id.
@@ -356,6 +364,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         shutdown_replies: Vec::new(),
         applied,
         pending_sweeps: Vec::new(),
+        spawn_queue: VecDeque::new(),
         last_sweep: None,
         probe_tasks: HashMap::new(),
         probe_pids: HashMap::new(),
@@ -471,7 +480,7 @@ impl Daemon {
             let timeout = match next {
                 // Inputs left over from the last pass: look at signals, then
                 // take the next batch without sleeping.
-                _ if inputs_left => PollTimeout::ZERO,
+                _ if inputs_left || !self.spawn_queue.is_empty() => PollTimeout::ZERO,
                 None => PollTimeout::NONE,
                 Some(deadline) => {
                     // Round up: waking a little late is fine, spinning is not.
@@ -1087,15 +1096,39 @@ impl Daemon {
     /// one scan, not 5000.
     fn perform(&mut self) {
         let mut strays: Option<HashMap<String, Vec<u32>>> = None;
+        let began = Instant::now();
+        let mut spawned = 0;
+        loop {
+            self.perform_actions(&mut strays);
+            // Spawns in slices: applying thousands of agents leaves turns of
+            // the loop between slices for signals and the API.
+            if spawned >= SPAWNS_PER_PASS || began.elapsed() >= SPAWN_SLICE {
+                break;
+            }
+            let Some(agent) = self.spawn_queue.pop_front() else {
+                break;
+            };
+            let result = if self.supervisor.is_spawning(&agent) {
+                spawned += 1;
+                self.spawn(&agent)
+            } else {
+                // Stopped or removed while it waited: nothing to start.
+                Err("not started: stopped before its turn".to_owned())
+            };
+            self.supervisor
+                .handle_spawned(Instant::now(), &agent, result);
+            // A new process may be a child the last scan did not see.
+            strays = None;
+        }
+        self.journal_events();
+    }
+
+    /// Performs the supervisor's actions but spawns, which wait in
+    /// `spawn_queue` for [`Daemon::perform`]'s slices.
+    fn perform_actions(&mut self, strays: &mut Option<HashMap<String, Vec<u32>>>) {
         while let Some(action) = self.supervisor.poll_action() {
             match action {
-                Action::Spawn { agent } => {
-                    let result = self.spawn(&agent);
-                    self.supervisor
-                        .handle_spawned(Instant::now(), &agent, result);
-                    // A new process may be a child the last scan did not see.
-                    strays = None;
-                }
+                Action::Spawn { agent } => self.spawn_queue.push_back(agent),
                 Action::Signal { agent, pid, signal } => {
                     if let Err(error) = spawn::signal_group(pid, signal.number()) {
                         tracing::error!(%agent, pid, "sending {signal}: {error}");
@@ -1144,6 +1177,11 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Journals the supervisor's events, tells the watcher what they mean,
+    /// and performs its responses.
+    fn journal_events(&mut self) {
         while let Some(event) = self.supervisor.poll_event() {
             self.metrics.mark_changed();
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());

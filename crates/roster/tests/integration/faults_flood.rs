@@ -85,7 +85,7 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
     let mut worst_restart = Duration::ZERO;
     let mut worst_status = Duration::ZERO;
     let mut worst_rss = 0;
-    let mut second_half: Option<(Instant, u64)> = None;
+    let mut last_third: Option<(Instant, u64)> = None;
     while started.elapsed() < flood_for {
         // A crash beside the flood: the replacement must come at once.
         let before = read_pids();
@@ -107,19 +107,19 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
             .all(|agent| agent.name == "victim"
                 || agent.state == roster_core::api::AgentState::Running));
         worst_rss = worst_rss.max(rss_kib(daemon));
-        if second_half.is_none() && started.elapsed() >= flood_for / 2 {
-            second_half = Some((Instant::now(), cpu_ticks(daemon)));
+        if last_third.is_none() && started.elapsed() >= flood_for * 2 / 3 {
+            last_third = Some((Instant::now(), cpu_ticks(daemon)));
         }
         std::thread::sleep(Duration::from_millis(1500));
     }
-    let (half_at, half_ticks) = second_half.expect("a second half");
-    let cpu = (cpu_ticks(daemon) - half_ticks) as f64
+    let (third_at, third_ticks) = last_third.expect("a last third");
+    let cpu = (cpu_ticks(daemon) - third_ticks) as f64
         / ticks_per_second() as f64
-        / half_at.elapsed().as_secs_f64()
+        / third_at.elapsed().as_secs_f64()
         * 100.0;
     eprintln!(
         "flood: worst restart {worst_restart:?}, worst status {worst_status:?}, \
-         worst RSS {worst_rss} KiB, daemon CPU {cpu:.1}% of a core over the second half"
+         worst RSS {worst_rss} KiB, daemon CPU {cpu:.1}% of a core over the last third"
     );
 
     // The rules work under the flood: both fire.
@@ -130,8 +130,9 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
             "{agent} should fire:\n{alerts}"
         );
     }
-    // Usual figures are tens of milliseconds and ~15 MiB; the quadratic
-    // count took the daemon to a full core and seconds per status.
+    // Usual figures: ~10 ms, ~15 MiB, ~11% of a core. The quadratic count
+    // grew with the window: ~45% over the last third here, a full core
+    // and seconds per status on the machine the fault was found on.
     assert!(
         worst_restart < Duration::from_secs(1),
         "restart took {worst_restart:?}"
@@ -141,7 +142,7 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
         "status took {worst_status:?}"
     );
     assert!(worst_rss < 100 * 1024, "daemon RSS reached {worst_rss} KiB");
-    assert!(cpu < 50.0, "the daemon used {cpu:.1}% of a core");
+    assert!(cpu < 30.0, "the daemon used {cpu:.1}% of a core");
     assert!(zombies_of(daemon).is_empty(), "zombies under the daemon");
 
     let asked = Instant::now();

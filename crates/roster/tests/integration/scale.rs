@@ -36,3 +36,66 @@ fn a_hundred_agents_up_status_down() {
         (!alive(daemon)).then_some(())
     });
 }
+
+/// Thousands of agents applied at once start in slices between turns of
+/// the loop: `status` keeps answering while they start, and `up` succeeds
+/// (issue #14, item 7: 5,000 agents made the API deaf for ~12 s).
+#[test]
+fn thousands_of_agents_start_while_status_keeps_answering() {
+    const AGENTS: usize = 3000;
+    let roster = Roster::new();
+    let mut text = String::new();
+    for index in 0..AGENTS {
+        text.push_str(&format!(
+            "[agents.w{index:04}]\ncommand = [\"sleep\", \"100000\"]\nready_after = \"0s\"\n"
+        ));
+    }
+    roster.config(&text);
+    let started = std::time::Instant::now();
+    let up = roster
+        .command()
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roster up");
+    // Once the daemon answers at all, every status answers promptly.
+    wait_for("the daemon to answer", SECS(30), || {
+        roster
+            .run(&["status", "--json"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let mut worst = std::time::Duration::ZERO;
+    let mut running = 0;
+    while running < AGENTS && started.elapsed() < SECS(120) {
+        let asked = std::time::Instant::now();
+        let (code, body) = api(&roster, "GET", "/v1/status", "");
+        worst = worst.max(asked.elapsed());
+        assert_eq!(code, 200, "status while agents start: {body}");
+        let status: roster_core::api::StatusReply =
+            serde_json::from_str(&body).expect("status JSON");
+        running = status
+            .agents
+            .iter()
+            .filter(|agent| agent.state == AgentState::Running)
+            .count();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = up.wait_with_output().expect("up ends");
+    let took = started.elapsed();
+    eprintln!("{AGENTS} agents: all running after {took:?}; slowest status {worst:?}");
+    assert!(
+        output.status.success(),
+        "up of {AGENTS} agents failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(running, AGENTS, "not all running after {took:?}");
+    assert!(
+        worst < SECS(3),
+        "a status took {worst:?} while agents started"
+    );
+    roster.ok(&["down"]);
+    assert!(roster.processes().is_empty(), "agents outlived down");
+}
