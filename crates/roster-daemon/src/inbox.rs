@@ -174,6 +174,9 @@ pub enum Input {
     DeployKill(u32),
     /// An alert raised outside the watcher (a deploy rolled back).
     Alert(roster_core::api::AlertRecord),
+    /// The home was deleted or replaced under the daemon (why): stop
+    /// every agent and exit.
+    HomeLost(String),
     /// Resolve that alert, if it fires.
     ResolveAlert {
         /// The alert.

@@ -8,6 +8,7 @@
 //! spawns the replacement before doing anything else: restart latency is one
 //! wake-up, a waitpid and a posix_spawn.
 
+mod home_watch;
 mod notify_exec;
 mod startup;
 
@@ -75,6 +76,15 @@ pub enum DaemonError {
     /// The config given at start is invalid.
     #[error("{0}")]
     Config(String),
+    /// The home was deleted or replaced while the daemon ran; it stopped
+    /// its agents and exited.
+    #[error("the home {home} {reason}; every agent was stopped\n  hint: start roster again (roster up) to use a new home at that path")]
+    HomeLost {
+        /// The home.
+        home: PathBuf,
+        /// What happened to it.
+        reason: String,
+    },
 }
 
 /// What the daemon needs to start.
@@ -121,6 +131,11 @@ struct PipeBudget {
 
 struct Daemon {
     home: Home,
+    /// The home as verified at start, held open: what the daemon writes
+    /// goes there, never to whatever the path names later.
+    home_dir: Arc<crate::home::HomeDir>,
+    /// Why the home was lost, once it was.
+    home_lost: Option<String>,
     home_env: PathBuf,
     supervisor: Supervisor,
     journal: Journal,
@@ -258,7 +273,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
 
     // The home is checked (ours, not writable by others, not a link) and
     // never chmod-ed; the lock comes before anything else is touched in it.
-    let home_dir = home.create_verified()?;
+    let home_dir = Arc::new(home.create_verified()?);
     let lock = take_lock(&home_dir)?;
     home_dir.ensure_directory("logs")?;
     raise_open_file_limit();
@@ -335,6 +350,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         },
     ));
     let sampler = runtime.spawn(sample_task(inbox.clone(), history));
+    home_watch::spawn(runtime.handle(), home_dir.clone(), inbox.clone());
 
     let (cgroups, cgroup_note) = crate::cgroup::Cgroups::detect(&home_id(home.root()));
     journal.record(Row::now(
@@ -352,6 +368,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let mut daemon = Daemon {
         home_env: home.root().to_path_buf(),
         home,
+        home_dir: home_dir.clone(),
+        home_lost: None,
         supervisor: Supervisor::new(),
         journal,
         io: BTreeMap::new(),
@@ -430,7 +448,15 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     daemon.finish();
     server.abort();
     sampler.abort();
-    let _ = std::fs::remove_file(&socket_path);
+    // Through the held home: a new home at the path keeps its own socket.
+    let _ = home_dir.remove_file("roster.sock");
+    let outcome = match (outcome, daemon.home_lost.take()) {
+        (Ok(()), Some(reason)) => Err(DaemonError::HomeLost {
+            home: daemon.home.root().to_path_buf(),
+            reason,
+        }),
+        (outcome, _) => outcome,
+    };
     for reply in daemon.shutdown_replies.drain(..) {
         let _ = reply.send(());
     }
@@ -575,6 +601,7 @@ impl Daemon {
                         }
                     }
                     Input::Alert(record) => self.record_alert(record),
+                    Input::HomeLost(reason) => self.lose_home(reason),
                     Input::ResolveAlert { fingerprint, at } => {
                         let firing = self
                             .alerts
@@ -1009,6 +1036,21 @@ impl Daemon {
         ApplyRefusal::Invalid(message)
     }
 
+    /// The home was deleted or replaced: nothing more can be kept in it,
+    /// and nobody can reach this daemon. Says so where it still can (its
+    /// log, the journal's open file) and stops every agent gracefully.
+    fn lose_home(&mut self, reason: String) {
+        let message = format!(
+            "the home {} {reason}; stopping every agent and exiting (nothing more is written to that path)",
+            self.home.root().display()
+        );
+        tracing::error!("{message}");
+        self.journal
+            .record(Row::now(None, "home_lost", None, message.clone()));
+        self.home_lost = Some(reason);
+        self.begin_shutdown("its home is gone");
+    }
+
     fn begin_shutdown(&mut self, why: &str) {
         if !self.shutting_down {
             self.shutting_down = true;
@@ -1296,7 +1338,8 @@ impl Daemon {
                 self.supervisor.handle_stop(now, &agent);
             }
             Response::CleanLogs { path, percent } => {
-                let logs = self.home.logs();
+                // Through the held home: never another home at the path.
+                let logs = home_watch::anchored(&self.home_dir).join("logs");
                 let inbox = self.inbox.clone();
                 self.runtime.spawn_blocking(move || {
                     let (removed, bytes, after) = crate::logs::clean_oldest(&logs, &path, percent);
@@ -1424,11 +1467,9 @@ impl Daemon {
             return;
         }
         self.file_sd = Some(text.clone());
-        let home = self.home.clone();
+        let home = self.home_dir.clone();
         self.runtime.spawn_blocking(move || {
-            let written = home
-                .open_verified()
-                .and_then(|dir| dir.write_atomically(FILE_SD, text.as_bytes()));
+            let written = home.write_atomically(FILE_SD, text.as_bytes());
             if let Err(error) = written {
                 tracing::warn!("writing {FILE_SD}: {error}");
             }
@@ -1577,9 +1618,8 @@ impl Daemon {
             .map(|uid| format!("{uid}\n"))
             .collect();
         let written = self
-            .home
-            .open_verified()
-            .and_then(|dir| dir.write_atomically(startup::AGENT_UIDS, text.as_bytes()));
+            .home_dir
+            .write_atomically(startup::AGENT_UIDS, text.as_bytes());
         if let Err(error) = written {
             tracing::warn!("writing {}: {error}", startup::AGENT_UIDS);
         }
@@ -1706,8 +1746,11 @@ impl Daemon {
         let io = self.io.entry(agent.clone()).or_insert_with(|| {
             let dropped = Arc::new(AtomicU64::new(0));
             let lines = Arc::new(AtomicU64::new(0));
-            let mut writer = LogWriter::open(
+            let mut writer = LogWriter::open_shown(
                 agent.as_str(),
+                home_watch::anchored(&self.home_dir)
+                    .join("logs")
+                    .join(format!("{agent}.log")),
                 self.home.agent_log(agent.as_str()),
                 self.log_config.borrow().clone(),
                 dropped.clone(),

@@ -43,6 +43,8 @@ const LINK_CHECK_MS: i64 = 1000;
 pub struct LogWriter {
     agent: String,
     path: PathBuf,
+    /// `path` as people know it, for messages.
+    shown: PathBuf,
     config: LogConfig,
     file: Option<File>,
     size: u64,
@@ -81,10 +83,24 @@ impl LogWriter {
     /// and removing rotated files beyond `keep` (it may have been lowered
     /// while no daemon ran).
     pub fn open(agent: &str, path: PathBuf, config: LogConfig, dropped: Arc<AtomicU64>) -> Self {
+        Self::open_shown(agent, path.clone(), path, config, dropped)
+    }
+
+    /// Like [`LogWriter::open`], with the file reached through `path` but
+    /// named `shown` in messages: the daemon writes through its held home
+    /// (`/proc/self/fd/N/logs/NAME.log`) and reports the home's real path.
+    pub fn open_shown(
+        agent: &str,
+        path: PathBuf,
+        shown: PathBuf,
+        config: LogConfig,
+        dropped: Arc<AtomicU64>,
+    ) -> Self {
         tidy_after_crash(&path, config.keep);
         let mut writer = Self {
             agent: agent.to_owned(),
             path,
+            shown,
             config,
             file: None,
             size: 0,
@@ -192,7 +208,7 @@ impl LogWriter {
             tracing::warn!(
                 agent = %self.agent,
                 "{} was deleted or moved; reopening it",
-                self.path.display()
+                self.shown.display()
             );
             self.file = None;
             self.size = 0;
@@ -383,7 +399,7 @@ impl LogWriter {
 
     fn drop_out(&mut self, report: &mut WriteReport, error: &io::Error) {
         report.dropped_lines += self.out_lines;
-        report.error = Some(format!("{}: {error}", self.path.display()));
+        report.error = Some(format!("{}: {error}", self.shown.display()));
         self.dropped.fetch_add(self.out_lines, Ordering::Relaxed);
         self.out.clear();
         self.out_lines = 0;
@@ -461,7 +477,7 @@ impl LogWriter {
             fs::rename(&self.path, rotated_path(&self.path, 1, false))
         })();
         if let Err(error) = result {
-            report.error = Some(format!("rotating {}: {error}", self.path.display()));
+            report.error = Some(format!("rotating {}: {error}", self.shown.display()));
         }
         let second = rotated_path(&self.path, 2, false);
         if self.config.compress && keep >= 2 && second.exists() {
@@ -476,7 +492,7 @@ impl LogWriter {
                 .ok();
         }
         if let Err(error) = self.reopen() {
-            report.error = Some(format!("reopening {}: {error}", self.path.display()));
+            report.error = Some(format!("reopening {}: {error}", self.shown.display()));
         }
         self.size = 0;
     }

@@ -560,3 +560,90 @@ fn exit_within_child(child: &mut Child) -> Option<std::process::ExitStatus> {
     let _ = child.kill();
     child.wait().ok()
 }
+
+/// A home deleted under a running daemon, and a new directory made at its
+/// path (a script that reused it) with a second daemon in it: the first
+/// notices within seconds, says so, stops its agent gracefully and exits
+/// 1, and writes nothing into the new home (issue #14, item 8: it ran on,
+/// unreachable, and its log writer recreated `logs/web.log` there).
+#[test]
+fn a_daemon_whose_home_is_deleted_stops_its_agents_and_exits() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let home = parent.path().join("home");
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = dir.path().join("roster.toml");
+    let bye = dir.path().join("bye");
+    std::fs::write(
+        &config,
+        sh_agent(
+            "web",
+            &format!(
+                "trap 'echo bye > {}; exit 0' TERM; while :; do echo tick; sleep 0.05; done",
+                bye.display()
+            ),
+            "",
+        ),
+    )
+    .expect("config");
+    let daemon = roster_at(&home, dir.path())
+        .args(["daemon", "-f"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let status_of = |home: &Path| -> Option<StatusReply> {
+        let output = roster_at(home, dir.path())
+            .args(["status", "--json"])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&output.stdout).ok()
+    };
+    let agent = wait_for("web to run", SECS(20), || {
+        let status = status_of(&home)?;
+        let web = status.agents.first()?;
+        (web.state == AgentState::Running).then_some(web.pid?)
+    });
+
+    std::fs::remove_dir_all(&home).expect("rm -rf the home");
+    std::fs::create_dir(&home).expect("a new home at the path");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("mode");
+    // A second daemon takes the new home with an agent of its own.
+    let other_dir = tempfile::tempdir().expect("other config dir");
+    let other = other_dir.path().join("roster.toml");
+    std::fs::write(&other, sh_agent("other", "exec sleep 1000", "")).expect("config");
+    let up = roster_at(&home, other_dir.path())
+        .args(["up", "-f"])
+        .arg(&other)
+        .output()
+        .expect("up");
+    assert!(up.status.success(), "up in the new home: {}", stderr(&up));
+
+    let output = exit_within(daemon, SECS(20), "the daemon whose home was deleted");
+    assert_eq!(output.status.code(), Some(1), "exit status");
+    let said = stderr(&output);
+    assert!(
+        said.contains(&format!("the home {} was deleted", home.display())),
+        "{said}"
+    );
+    assert!(!alive(agent), "its agent outlived it");
+    assert_eq!(
+        std::fs::read_to_string(&bye).unwrap_or_default().trim(),
+        "bye",
+        "the agent was not stopped gracefully"
+    );
+    // Nothing of the old daemon landed in the new home; the new daemon
+    // still answers on its own socket.
+    assert!(
+        !home.join("logs").join("web.log").exists(),
+        "the old daemon wrote into the new home"
+    );
+    let status = status_of(&home).expect("the new daemon answers");
+    assert_eq!(status.agents.len(), 1);
+    assert_eq!(status.agents[0].name, "other");
+    roster_at(&home, other_dir.path())
+        .arg("down")
+        .output()
+        .expect("down");
+}
