@@ -128,6 +128,40 @@ pub struct AgentStatus {
     /// `none` when it has none (extension).
     #[serde(default)]
     pub limits: Option<String>,
+    /// Something about it that needs a person, e.g. it runs as root
+    /// unasked (extension; `warnings` summarises these).
+    #[serde(default)]
+    pub warning: Option<String>,
+}
+
+/// What status says of an agent that runs as root without the config
+/// saying so (its `warning`).
+pub fn root_warning(agent: &str) -> String {
+    format!(
+        "{agent} runs as root (this daemon does, and the config names no user); \
+         set user = \"...\" for it or in [defaults], or allow_root = true if intended"
+    )
+}
+
+/// The one line of `warnings` about every agent that runs as root
+/// unasked: a thousand such agents make one line, not a thousand.
+pub fn root_summary(agents: &[&str]) -> Option<String> {
+    const SHOWN: usize = 8;
+    match agents {
+        [] => None,
+        [one] => Some(root_warning(one)),
+        many => {
+            let mut names = many[..many.len().min(SHOWN)].join(", ");
+            if many.len() > SHOWN {
+                names.push_str(&format!(" and {} more", many.len() - SHOWN));
+            }
+            Some(format!(
+                "{} agents run as root (this daemon does, and the config names no user): {names}; \
+                 set user = \"...\" for them or in [defaults], or allow_root = true if intended",
+                many.len()
+            ))
+        }
+    }
 }
 
 /// `POST /v1/apply`: converge to a config file.

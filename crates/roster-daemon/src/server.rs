@@ -148,7 +148,12 @@ async fn status(State(state): State<ApiState>) -> Response {
     // Sampling /proc is blocking work: keep it off the runtime's workers.
     let cpu = state.cpu.clone();
     let mut warnings = state.warnings.as_ref().clone();
-    warnings.extend(views.iter().filter_map(|line| line.warning.clone()));
+    let as_root: Vec<&str> = views
+        .iter()
+        .filter(|line| line.warning.is_some())
+        .map(|line| line.view.name.as_str())
+        .collect();
+    warnings.extend(roster_core::api::root_summary(&as_root));
     let sampled: std::collections::BTreeMap<
         roster_core::AgentName,
         roster_core::watch::AgentSample,
@@ -185,7 +190,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     dropped,
                     user,
                     limits,
-                    ..
+                    warning,
                 } = line;
                 let name = view.name.to_string();
                 let group = view.pid.and_then(|pid| by_group.get(&pid).copied());
@@ -238,6 +243,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     release: view.release,
                     user,
                     limits,
+                    warning,
                     memory_percent: sampled
                         .get(&view.name)
                         .and_then(|sample| sample.memory_percent)

@@ -692,13 +692,10 @@ impl Daemon {
                             .and_then(|account| account.as_ref().ok())
                             .map(|account| account.name.clone());
                         let limits = self.enforcement.get(&view.name).cloned();
-                        let warning = self.root_reported.contains(&view.name).then(|| {
-                            format!(
-                                "{} runs as root (this daemon does, and the config names no user); \
-                                 set user = \"...\" for it or in [defaults], or allow_root = true if intended",
-                                view.name
-                            )
-                        });
+                        let warning = self
+                            .root_reported
+                            .contains(&view.name)
+                            .then(|| roster_core::api::root_warning(view.name.as_str()));
                         crate::inbox::StatusLine {
                             view,
                             dropped,

@@ -21,7 +21,21 @@ pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
         if !unknown.is_empty() {
             bail!("no agent named {}", unknown.join(", "));
         }
+        // The summary of agents that run as root speaks of the named ones.
+        let as_root = |agents: &[roster_core::api::AgentStatus]| {
+            let names: Vec<&str> = agents
+                .iter()
+                .filter(|agent| agent.warning.is_some())
+                .map(|agent| agent.name.as_str())
+                .collect();
+            roster_core::api::root_summary(&names)
+        };
+        let before = as_root(&status.agents);
         status.agents.retain(|agent| names.contains(&agent.name));
+        status
+            .warnings
+            .retain(|warning| Some(warning) != before.as_ref());
+        status.warnings.extend(as_root(&status.agents));
     }
     Ok(status)
 }

@@ -132,6 +132,75 @@ fn an_ad_hoc_root_daemon_runs_root_agents_but_says_so() {
     assert!(kinds.contains(&"runs_as_root".to_owned()), "{kinds:?}");
 }
 
+/// Many root agents make one warning line, `status NAME` speaks only of
+/// the named agents, and the verbs that are not about status are quiet
+/// (issue #14, item 16).
+#[test]
+fn the_root_warning_is_one_line_and_only_where_it_belongs() {
+    if !needs_root("root_warning_lines", "run agents as root") {
+        return;
+    }
+    let roster = Roster::new();
+    let mut config = String::new();
+    for index in 0..12 {
+        config.push_str(&format!(
+            "[agents.w{index:02}]\ncommand = [\"sleep\", \"3600\"]\n"
+        ));
+    }
+    config.push_str("[agents.meant]\ncommand = [\"sleep\", \"3600\"]\nuser = \"root\"\n");
+    roster.config(&config);
+    let output = roster.run(&["up"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("as root"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for twelve agents: {text}");
+    assert!(
+        lines[0].contains("12 agents run as root") && lines[0].contains("and 4 more"),
+        "{text}"
+    );
+    assert!(!lines[0].contains("meant"), "{text}");
+
+    let status = roster.status();
+    assert_eq!(
+        status
+            .warnings
+            .iter()
+            .filter(|w| w.contains("as root"))
+            .count(),
+        1
+    );
+    assert!(roster.agent("w03").warning.is_some());
+    assert!(roster.agent("meant").warning.is_none());
+
+    let named = roster.run(&["status", "meant"]);
+    assert!(named.status.success());
+    let said = String::from_utf8_lossy(&named.stderr);
+    assert!(
+        !said.contains("as root"),
+        "meant runs as root by intent: {said}"
+    );
+    let named = roster.run(&["status", "w05"]);
+    let said = String::from_utf8_lossy(&named.stderr);
+    assert!(said.contains("w05 runs as root"), "{said}");
+    assert!(!said.contains("w06"), "only the named agent: {said}");
+
+    for verb in [
+        &["stop", "w01"][..],
+        &["start", "w01"],
+        &["restart", "w02"],
+        &["events", "-n", "1"],
+        &["logs", "-n", "1"],
+        &["alerts"],
+    ] {
+        let output = roster.run(verb);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(!said.contains("as root"), "roster {verb:?} warned: {said}");
+    }
+}
+
 #[test]
 fn tenant_users_cannot_read_each_others_files() {
     if !needs_root("tenants", "create users") {
