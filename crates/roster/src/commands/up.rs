@@ -75,12 +75,16 @@ pub fn print_start_errors(agents: &[AgentStatus]) {
 }
 
 fn print_summary(summary: &ApplySummary, every_line: bool) {
-    let list = |names: &[String]| {
-        if names.is_empty() {
-            "-".to_owned()
-        } else {
-            names.join(", ")
-        }
+    // Thousands of names on one line help nobody: the first ones and a count.
+    const SHOWN: usize = 20;
+    let list = |names: &[String]| match names.len() {
+        0 => "-".to_owned(),
+        count if count <= SHOWN => names.join(", "),
+        count => format!(
+            "{count} agents: {}, and {} more",
+            names[..SHOWN].join(", "),
+            count - SHOWN
+        ),
     };
     for (label, names) in [
         ("added:    ", &summary.added),

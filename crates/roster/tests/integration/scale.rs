@@ -55,7 +55,7 @@ fn thousands_of_agents_start_while_status_keeps_answering() {
     let up = roster
         .command()
         .arg("up")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("roster up");
@@ -92,6 +92,16 @@ fn thousands_of_agents_start_while_status_keeps_answering() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(running, AGENTS, "not all running after {took:?}");
+    // What it added is a count and the first names, not 3,000 names.
+    let said = String::from_utf8_lossy(&output.stdout);
+    let added = said
+        .lines()
+        .find(|line| line.starts_with("added:"))
+        .expect("an added: line");
+    assert!(
+        added.contains("3000 agents: w0000, w0001") && added.ends_with("and 2980 more"),
+        "{added}"
+    );
     assert!(
         worst < SECS(3),
         "a status took {worst:?} while agents started"
