@@ -1,6 +1,10 @@
 //! Issue #9, points 1 and 6: `roster install` / `uninstall` into a scratch
 //! root (real useradd, real files, real modes), and `roster export
 //! systemd|logrotate` checked by `systemd-analyze verify` and `logrotate -d`.
+//! Issue #14: no link below the root is followed, purge removes only what
+//! install made, ids under a root (`links`).
+
+mod links;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
