@@ -13,8 +13,6 @@ pub const STATE_HOME: &str = "/var/lib/roster";
 pub const UNIT_FILE: &str = "/etc/systemd/system/roster.service";
 /// The unit's name for `systemctl`.
 pub const UNIT_NAME: &str = "roster";
-/// Where units made by `roster export systemd` append agents' output.
-pub const EXPORT_LOG_DIR: &str = "/var/log/roster";
 /// What `roster install` made (one entry a line), so that `roster
 /// uninstall --purge` removes that and nothing else. Root's, 0600, in the
 /// root-owned config directory: a daemon user cannot add to it.
@@ -41,6 +39,12 @@ pub fn secrets_file(home: &Path, agent: &str) -> PathBuf {
     home.join(SECRETS_DIR).join(format!("{agent}.env"))
 }
 
+/// An agent's log file in `home`: where roster writes it, and where units
+/// from `roster export systemd` append the agent's output.
+pub fn log_file(home: &Path, agent: &str) -> PathBuf {
+    home.join("logs").join(format!("{agent}.log"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +54,10 @@ mod tests {
         assert_eq!(
             secrets_file(Path::new("/var/lib/roster"), "web"),
             Path::new("/var/lib/roster/secrets/web.env")
+        );
+        assert_eq!(
+            log_file(Path::new("/srv/h"), "web"),
+            Path::new("/srv/h/logs/web.log")
         );
     }
 
