@@ -249,11 +249,11 @@ enum Export {
         /// Write each unit into DIR instead of printing them.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Send agents' output to the journal instead of /var/log/roster/NAME.log.
+        /// Send agents' output to the journal instead of <home>/logs/NAME.log.
         #[arg(long)]
         journal: bool,
     },
-    /// A logrotate snippet for the logs of exported units (/var/log/roster).
+    /// A logrotate snippet for the logs of exported units (<home>/logs/NAME.log).
     Logrotate {
         /// The config file (its [log] table).
         #[arg(short = 'f', long = "file", default_value = "roster.toml")]
@@ -276,7 +276,6 @@ fn main() -> ExitCode {
         return ExitCode::from(127);
     }
     let cli = Cli::parse();
-    let given_home = cli.home.clone();
     let home = match commands::resolve_home(cli.home.clone()) {
         Ok(home) => home,
         Err(error) => return report(error),
@@ -338,10 +337,10 @@ fn main() -> ExitCode {
         Command::Uninstall(options) => commands::install::uninstall(&options),
         Command::Export {
             what: Export::Systemd { file, out, journal },
-        } => commands::export::systemd(given_home.as_deref(), &file, out.as_deref(), journal),
+        } => commands::export::systemd(&home, &file, out.as_deref(), journal),
         Command::Export {
             what: Export::Logrotate { file },
-        } => commands::export::logrotate_snippet(given_home.as_deref(), &file),
+        } => commands::export::logrotate_snippet(&home, &file),
         Command::Secret { command } => commands::secret::run(&home, command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -13,8 +13,22 @@ pub const STATE_HOME: &str = "/var/lib/roster";
 pub const UNIT_FILE: &str = "/etc/systemd/system/roster.service";
 /// The unit's name for `systemctl`.
 pub const UNIT_NAME: &str = "roster";
-/// Where units made by `roster export systemd` append agents' output.
-pub const EXPORT_LOG_DIR: &str = "/var/log/roster";
+/// What `roster install` made (one entry a line), so that `roster
+/// uninstall --purge` removes that and nothing else. Root's, 0600, in the
+/// root-owned config directory: a daemon user cannot add to it.
+pub const INSTALL_RECORD: &str = "/etc/roster/.installed";
+
+/// Whether `path` is one of the system's own directories on the way to
+/// roster's paths (`/etc`, `/etc/systemd`, `/etc/systemd/system`, `/var`,
+/// `/var/lib`): there before roster, and never roster's to remove.
+pub fn system_directory(path: &Path) -> bool {
+    [CONFIG_DIR, STATE_HOME, UNIT_FILE].iter().any(|own| {
+        Path::new(own)
+            .ancestors()
+            .skip(1)
+            .any(|ancestor| ancestor == path && ancestor != Path::new("/"))
+    })
+}
 
 /// The directory, inside a home, that holds agents' secrets: one
 /// `NAME.env` file of `KEY=VALUE` lines per agent (`roster secret`).
@@ -25,12 +39,10 @@ pub fn secrets_file(home: &Path, agent: &str) -> PathBuf {
     home.join(SECRETS_DIR).join(format!("{agent}.env"))
 }
 
-/// `path` (absolute) inside `root`, or `path` itself without a root.
-pub fn under(root: Option<&Path>, path: &str) -> PathBuf {
-    match root {
-        Some(root) => root.join(path.trim_start_matches('/')),
-        None => PathBuf::from(path),
-    }
+/// An agent's log file in `home`: where roster writes it, and where units
+/// from `roster export systemd` append the agent's output.
+pub fn log_file(home: &Path, agent: &str) -> PathBuf {
+    home.join("logs").join(format!("{agent}.log"))
 }
 
 #[cfg(test)]
@@ -38,15 +50,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_under_a_root() {
-        assert_eq!(under(None, CONFIG_DIR), Path::new("/etc/roster"));
-        assert_eq!(
-            under(Some(Path::new("/tmp/s")), CONFIG_FILE),
-            Path::new("/tmp/s/etc/roster/roster.toml")
-        );
+    fn paths_in_a_home() {
         assert_eq!(
             secrets_file(Path::new("/var/lib/roster"), "web"),
             Path::new("/var/lib/roster/secrets/web.env")
         );
+        assert_eq!(
+            log_file(Path::new("/srv/h"), "web"),
+            Path::new("/srv/h/logs/web.log")
+        );
+    }
+
+    #[test]
+    fn the_system_directories_on_the_way() {
+        for system in [
+            "/etc",
+            "/etc/systemd",
+            "/etc/systemd/system",
+            "/var",
+            "/var/lib",
+        ] {
+            assert!(system_directory(Path::new(system)), "{system}");
+        }
+        for not in [
+            "/",
+            "/etc/roster",
+            "/var/lib/roster",
+            UNIT_FILE,
+            "/usr",
+            "/var/log",
+        ] {
+            assert!(!system_directory(Path::new(not)), "{not}");
+        }
     }
 }

@@ -210,10 +210,28 @@ pub fn daemon_unit(unit: &DaemonUnit) -> Result<String, String> {
 /// How `roster export systemd` writes units.
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
-    /// The home whose `secrets/NAME.env` the units read.
+    /// The home in use: the units read its `secrets/NAME.env` and append
+    /// to its `logs/NAME.log`.
     pub home: PathBuf,
-    /// Output to the journal instead of `/var/log/roster/NAME.log`.
+    /// Output to the journal instead of `<home>/logs/NAME.log`.
     pub journal: bool,
+    /// The home's secrets are encrypted at rest (`<home>/secrets/key`
+    /// exists): systemd cannot read them, so no unit refers to them.
+    pub secrets_encrypted: bool,
+}
+
+/// The PATH systemd gives a service that sets none (systemd.exec(5)): where
+/// `roster export systemd` looks for a command's program when the agent's
+/// `env` has no PATH.
+pub const SYSTEMD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The directory an agent runs in: its `cwd`, or its live release.
+pub fn working_directory(agent: &str, spec: &AgentSpec, home: &Path) -> PathBuf {
+    if spec.release_cwd {
+        home.join("agents").join(agent).join("current")
+    } else {
+        spec.cwd.clone()
+    }
 }
 
 /// The unit file name for an agent.
@@ -222,32 +240,31 @@ pub fn agent_unit_name(agent: &str) -> String {
 }
 
 /// A plain systemd unit that runs one agent as roster would, as far as
-/// systemd can. Never holds a secret: `env_file` and the agent's secrets
-/// file are referenced, not read.
+/// systemd can. `program` is the command's program, absolute (the caller
+/// resolves it: systemd would search its own PATH, not the agent's). Never
+/// holds a secret: `env_file` and the agent's secrets file are referenced,
+/// not read.
 pub fn agent_unit(
     agent: &str,
     spec: &AgentSpec,
     options: &ExportOptions,
+    program: &Path,
 ) -> Result<String, String> {
-    let cwd = if spec.release_cwd {
-        options.home.join("agents").join(agent).join("current")
-    } else {
-        spec.cwd.clone()
-    };
+    let cwd = working_directory(agent, spec, &options.home);
     let mut argv = spec.command.clone();
-    let Some(program) = argv.first_mut() else {
+    let Some(first) = argv.first_mut() else {
         return Err(format!("agent `{agent}` has no command"));
     };
-    // systemd searches its own PATH for a bare name, but reads a relative
-    // path with a slash as nothing: resolve it against the working directory.
-    if program.contains('/') && !program.starts_with('/') {
-        // Components drop the `.` of `./agent.sh`.
-        let joined: PathBuf = cwd.join(program.as_str()).components().collect();
-        *program = joined
-            .to_str()
-            .ok_or_else(|| format!("agent `{agent}`: {} is not UTF-8", joined.display()))?
-            .to_owned();
+    if !program.is_absolute() {
+        return Err(format!(
+            "agent `{agent}`: the program {} is not an absolute path",
+            program.display()
+        ));
     }
+    *first = program
+        .to_str()
+        .ok_or_else(|| format!("agent `{agent}`: {} is not UTF-8", program.display()))?
+        .to_owned();
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -292,11 +309,18 @@ pub fn agent_unit(
         );
     }
     let secrets = paths::secrets_file(&options.home, agent);
-    let _ = writeln!(
-        text,
-        "# Secrets (`roster secret set {agent} KEY`); a missing file is fine.\nEnvironmentFile=-{}",
-        path_value(&secrets, "the secrets file")?
-    );
+    let secrets = path_value(&secrets, "the secrets file")?;
+    if options.secrets_encrypted {
+        let _ = writeln!(
+            text,
+            "# Secrets: {secrets} is encrypted at rest (the home has secrets/key),\n# which systemd cannot read: not referenced. Give the agent its secrets in an\n# env_file (0600) instead."
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "# Secrets (`roster secret set {agent} KEY`); a missing file is fine.\nEnvironmentFile=-{secrets}"
+        );
+    }
     let restart = match spec.restart {
         RestartMode::Always => "always",
         RestartMode::OnFailure => "on-failure",
@@ -345,11 +369,12 @@ pub fn agent_unit(
     if options.journal {
         text.push_str("StandardOutput=journal\nStandardError=inherit\n");
     } else {
+        let log = paths::log_file(&options.home, agent);
         let _ = writeln!(
             text,
-            "# {dir} must exist (mkdir -p {dir}); rotate with `roster export logrotate`.\nStandardOutput=append:{dir}/{}.log\nStandardError=inherit",
-            whole_value(agent, "the agent name")?,
-            dir = paths::EXPORT_LOG_DIR,
+            "# The file `roster logs {agent}` reads; {} must exist (roster up and\n# roster install make it). Rotate it with `roster export logrotate`.\nStandardOutput=append:{}\nStandardError=inherit",
+            path_value(log.parent().unwrap_or(&options.home), "the logs directory")?,
+            path_value(&log, "the log file")?,
         );
     }
     let mut dropped = Vec::new();
@@ -375,33 +400,75 @@ pub fn agent_unit(
     Ok(text)
 }
 
-/// A logrotate snippet for the logs of units from `roster export systemd`.
-pub fn logrotate(log: &LogConfig, home: &Path) -> String {
-    format!(
-        "# For agents run by units from `roster export systemd`, which append to\n\
-         # {dir}/NAME.log and never reopen it: hence copytruncate (a line written\n\
-         # between the copy and the truncation is lost).\n\
-         # Not for roster's own logs ({home}/logs): roster rotates those itself\n\
-         # by [log] max_size, keep and compress; never point logrotate at them.\n\
-         {dir}/*.log {{\n\
-         \x20   daily\n\
+/// A path as logrotate reads it: in double quotes. Characters logrotate
+/// would read as a glob, a quote or a block are refused.
+fn logrotate_path(path: &Path) -> Result<String, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    if text
+        .chars()
+        .any(|character| character.is_control() || "\"\\*?[]{}".contains(character))
+    {
+        return Err(format!(
+            "{text:?} has a character logrotate would read as a glob, a quote or a block: logrotate cannot name it safely"
+        ));
+    }
+    Ok(format!("\"{text}\""))
+}
+
+/// A logrotate snippet for the logs units from `roster export systemd`
+/// write: exactly `<home>/logs/NAME.log` of each agent, rotated under the
+/// names roster gives its own (`NAME.log.1`, then `NAME.log.2.gz`), so
+/// that `roster logs` reads them. `su`: the owner of `<home>/logs` when
+/// not root (logrotate then rotates as that user, not through its links).
+pub fn logrotate(
+    log: &LogConfig,
+    home: &Path,
+    agents: &[&str],
+    su: Option<(&str, &str)>,
+) -> Result<String, String> {
+    let mut text = format!(
+        "# For agents run by units from `roster export systemd`, which append their\n\
+         # output to {logs}/NAME.log (the file `roster logs NAME` reads) and never\n\
+         # reopen it: hence copytruncate (a line written between the copy and the\n\
+         # truncation is lost). Rotated files are named as roster names its own.\n\
+         # Not for agents a roster daemon runs: it rotates their logs itself by\n\
+         # [log] max_size, keep and compress.\n",
+        logs = home.join("logs").display(),
+    );
+    if agents.is_empty() {
+        text.push_str("# (The config has no agents: nothing to rotate.)\n");
+        return Ok(text);
+    }
+    let files = agents
+        .iter()
+        .map(|agent| logrotate_path(&paths::log_file(home, agent)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let _ = writeln!(text, "{} {{", files.join(" "));
+    if let Some((user, group)) = su {
+        let _ = writeln!(text, "    su {user} {group}");
+    }
+    let _ = write!(
+        text,
+        "\x20   daily\n\
          \x20   maxsize {size}\n\
          \x20   rotate {keep}\n\
-         \x20   {compress}\n\
+         {compress}\
+         \x20   nodateext\n\
          \x20   missingok\n\
          \x20   notifempty\n\
          \x20   copytruncate\n\
          }}\n",
-        dir = paths::EXPORT_LOG_DIR,
-        home = home.display(),
         size = log.max_size,
         keep = log.keep,
         compress = if log.compress {
-            "compress"
+            "    compress\n    delaycompress\n"
         } else {
-            "nocompress"
+            "    nocompress\n"
         },
-    )
+    );
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -497,9 +564,11 @@ mod tests {
             "web",
             &agent,
             &ExportOptions {
-                home: PathBuf::from("/var/lib/roster"),
+                home: PathBuf::from("/srv/roster home"),
                 journal: false,
+                secrets_encrypted: false,
             },
+            Path::new("/srv/app/run.sh"),
         )
         .expect("unit");
         for line in [
@@ -511,7 +580,7 @@ mod tests {
             "Environment=\"GREETING=hi \\\"there\\\"\\nExecStartPre=/bin/evil\"",
             "Environment=PYTHONUNBUFFERED=1",
             "EnvironmentFile=/srv/app/web.env",
-            "EnvironmentFile=-/var/lib/roster/secrets/web.env",
+            "EnvironmentFile=-/srv/roster home/secrets/web.env",
             "Restart=on-failure",
             "RestartSec=100ms",
             "KillSignal=SIGINT",
@@ -523,7 +592,7 @@ mod tests {
             "LimitNOFILE=4096",
             "NoNewPrivileges=yes",
             "ProtectHome=read-only",
-            "StandardOutput=append:/var/log/roster/web.log",
+            "StandardOutput=append:/srv/roster home/logs/web.log",
             "StandardError=inherit",
         ] {
             assert!(
@@ -544,13 +613,22 @@ mod tests {
             &ExportOptions {
                 home: PathBuf::from("/var/lib/roster"),
                 journal: true,
+                secrets_encrypted: true,
             },
+            Path::new("/usr/bin/python3"),
         )
         .expect("unit");
         assert!(!unit.contains("ProtectHome=read-only"), "{unit}");
         assert!(unit.contains("\nStandardOutput=journal\n"), "{unit}");
         assert!(unit.contains("\nRestart=no\n"), "{unit}");
-        assert!(unit.contains("\nExecStart=python3 bot.py\n"), "{unit}");
+        assert!(
+            unit.contains("\nExecStart=/usr/bin/python3 bot.py\n"),
+            "{unit}"
+        );
+        // Encrypted secrets are not handed to systemd, which would pass the
+        // ciphertext on as the values.
+        assert!(!unit.contains("EnvironmentFile="), "{unit}");
+        assert!(unit.contains("is encrypted at rest"), "{unit}");
         assert!(!unit.contains("User="), "{unit}");
         agent.cwd = PathBuf::from("/srv/new\nline");
         assert!(agent_unit(
@@ -559,25 +637,67 @@ mod tests {
             &ExportOptions {
                 home: PathBuf::from("/var/lib/roster"),
                 journal: true,
-            }
+                secrets_encrypted: false,
+            },
+            Path::new("/usr/bin/python3"),
         )
         .is_err());
+        agent.cwd = PathBuf::from("/srv/bot");
+        assert!(
+            agent_unit(
+                "bot",
+                &agent,
+                &ExportOptions {
+                    home: PathBuf::from("/var/lib/roster"),
+                    journal: true,
+                    secrets_encrypted: false,
+                },
+                Path::new("python3"),
+            )
+            .is_err(),
+            "a program that is not absolute"
+        );
     }
 
     #[test]
     fn a_logrotate_snippet() {
-        let text = logrotate(
-            &LogConfig {
-                max_size: 1024,
-                keep: 3,
-                compress: false,
-            },
-            Path::new("/var/lib/roster"),
+        let log = LogConfig {
+            max_size: 1024,
+            keep: 3,
+            compress: false,
+        };
+        let text =
+            logrotate(&log, Path::new("/srv/my home"), &["bot", "web"], None).expect("snippet");
+        assert!(
+            text.contains("\n\"/srv/my home/logs/bot.log\" \"/srv/my home/logs/web.log\" {\n"),
+            "{text}"
         );
-        assert!(text.contains("/var/log/roster/*.log {"), "{text}");
+        assert!(!text.contains('*'), "no glob: {text}");
         assert!(text.contains("    maxsize 1024\n"), "{text}");
         assert!(text.contains("    rotate 3\n"), "{text}");
         assert!(text.contains("    nocompress\n"), "{text}");
+        assert!(text.contains("    nodateext\n"), "{text}");
         assert!(text.contains("    copytruncate\n"), "{text}");
+        assert!(!text.contains("    su "), "{text}");
+        let compressed = logrotate(
+            &LogConfig {
+                compress: true,
+                ..log.clone()
+            },
+            Path::new("/h"),
+            &["web"],
+            Some(("svc", "svc")),
+        )
+        .expect("snippet");
+        // NAME.log.1 plain, NAME.log.2.gz on: the names roster uses.
+        assert!(
+            compressed.contains("    compress\n    delaycompress\n"),
+            "{compressed}"
+        );
+        assert!(compressed.contains("\n    su svc svc\n"), "{compressed}");
+        let none = logrotate(&log, Path::new("/h"), &[], None).expect("snippet");
+        assert!(!none.contains('{'), "{none}");
+        assert!(logrotate(&log, Path::new("/h/*"), &["web"], None).is_err());
+        assert!(logrotate(&log, Path::new("/h\"x"), &["web"], None).is_err());
     }
 }

@@ -1,12 +1,17 @@
 //! Issue #9, points 1 and 6: `roster install` / `uninstall` into a scratch
 //! root (real useradd, real files, real modes), and `roster export
-//! systemd|logrotate` checked by `systemd-analyze verify` and `logrotate -d`.
+//! systemd|logrotate` checked by `systemd-analyze verify` and `logrotate -d`
+//! (`export`). Issue #14: no link below the root is followed, purge removes
+//! only what install made, ids under a root (`links`).
+
+mod export;
+mod links;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::util::{needs_root, skip, Roster, BIN};
+use crate::util::{needs_root, skip, BIN};
 
 fn roster(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -295,141 +300,6 @@ fn install_without_root_is_refused() {
     assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("must run as root"), "{stderr}");
     assert!(stdout.is_empty(), "nothing planned: {stdout}");
-}
-
-const SECRET_IN_ENV_FILE: &str = "envfile-secret-3f9a";
-const SECRET_IN_HOME: &str = "home-secret-77c2";
-
-#[test]
-fn exported_units_verify_and_hold_no_secret() {
-    let test = "install::exported_units_verify_and_hold_no_secret";
-    let roster = Roster::new();
-    let dir = roster.dir.path();
-    roster.write("web.env", &format!("API_KEY={SECRET_IN_ENV_FILE}\n"));
-    let secrets = roster.home_path().join("secrets");
-    std::fs::create_dir_all(&secrets).expect("secrets dir");
-    std::fs::write(secrets.join("web.env"), format!("TOKEN={SECRET_IN_HOME}\n")).expect("secret");
-    let config = roster.config(
-        "[log]\nmax_size = \"5MiB\"\nkeep = 4\ncompress = false\n\n\
-         [agents.web]\n\
-         command = [\"/bin/sh\", \"-c\", \"echo \\\"100% $HOME\\\"; exec sleep 1000\", \"a b\", \";\"]\n\
-         user = \"roster-export-t\"\ngroup = \"roster-export-t\"\n\
-         memory_max = \"256MiB\"\ncpu_quota = \"150%\"\ntasks_max = 32\nnofile = 1024\n\
-         restart = \"on-failure\"\nrestart_delay = \"2s\"\nstop_signal = \"SIGINT\"\nstop_timeout = \"2500ms\"\n\
-         env_file = \"web.env\"\n\
-         env = { GREETING = \"hi \\\"there\\\" 50% $X\\nExecStartPre=/bin/false\", PLAIN = \"x\" }\n\n\
-         [agents.bot]\ncommand = \"sleep 1000\"\nrestart = \"never\"\n",
-    );
-    let config_arg = config.to_str().expect("utf-8");
-    let home_arg = roster.home_path().to_str().expect("utf-8");
-
-    let printed = ok(&["--home", home_arg, "export", "systemd", "-f", config_arg]);
-    assert!(printed.contains("# ---- roster-bot.service\n"), "{printed}");
-    assert!(printed.contains("# ---- roster-web.service\n"), "{printed}");
-    let out = dir.join("units");
-    let listed = ok(&[
-        "--home",
-        home_arg,
-        "export",
-        "systemd",
-        "-f",
-        config_arg,
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(listed.contains("roster-web.service"), "{listed}");
-    let web = std::fs::read_to_string(out.join("roster-web.service")).expect("web unit");
-    for text in [&printed, &web] {
-        assert!(
-            !text.contains(SECRET_IN_ENV_FILE),
-            "a secret leaked:\n{text}"
-        );
-        assert!(!text.contains(SECRET_IN_HOME), "a secret leaked:\n{text}");
-    }
-    for line in [
-        "User=roster-export-t".to_owned(),
-        "Group=roster-export-t".to_owned(),
-        format!("WorkingDirectory={}", dir.display()),
-        "ExecStart=/bin/sh -c \"echo \\\"100%% $$HOME\\\"; exec sleep 1000\" \"a b\" \";\""
-            .to_owned(),
-        "Environment=\"GREETING=hi \\\"there\\\" 50%% $X\\nExecStartPre=/bin/false\"".to_owned(),
-        format!("EnvironmentFile={}/web.env", dir.display()),
-        format!("EnvironmentFile=-{home_arg}/secrets/web.env"),
-        "Restart=on-failure".to_owned(),
-        "RestartSec=2s".to_owned(),
-        "KillSignal=SIGINT".to_owned(),
-        "TimeoutStopSec=2500ms".to_owned(),
-        "MemoryMax=268435456".to_owned(),
-        "CPUQuota=150%".to_owned(),
-        "TasksMax=32".to_owned(),
-        "LimitNOFILE=1024".to_owned(),
-        "StandardOutput=append:/var/log/roster/web.log".to_owned(),
-    ] {
-        assert!(web.lines().any(|got| got == line), "{line} missing:\n{web}");
-    }
-    assert!(
-        !web.lines().any(|line| line.starts_with("ExecStartPre")),
-        "{web}"
-    );
-    let bot = std::fs::read_to_string(out.join("roster-bot.service")).expect("bot unit");
-    assert!(!bot.contains("User="), "{bot}");
-    assert!(bot.lines().any(|line| line == "Restart=no"), "{bot}");
-
-    // systemd-analyze does not check that User= exists (systemd 252), so a
-    // made-up user keeps this test from creating one.
-    for unit in ["roster-web.service", "roster-bot.service"] {
-        if verify_unit(&out.join(unit)).is_none() {
-            skip(test, "no systemd-analyze: the units were not verified");
-            break;
-        }
-    }
-    let journal = ok(&[
-        "--home",
-        home_arg,
-        "export",
-        "systemd",
-        "-f",
-        config_arg,
-        "--journal",
-    ]);
-    assert!(journal.contains("\nStandardOutput=journal\n"), "{journal}");
-}
-
-#[test]
-fn the_logrotate_snippet_passes_logrotate() {
-    let test = "install::the_logrotate_snippet_passes_logrotate";
-    let roster = Roster::new();
-    let config = roster.config(
-        "[log]\nmax_size = \"5MiB\"\nkeep = 4\ncompress = true\n\n[agents.web]\ncommand = \"sleep 1000\"\n",
-    );
-    let snippet = ok(&["export", "logrotate", "-f", config.to_str().expect("utf-8")]);
-    assert!(snippet.contains("/var/log/roster/*.log {"), "{snippet}");
-    assert!(snippet.contains("    maxsize 5242880\n"), "{snippet}");
-    assert!(snippet.contains("    rotate 4\n"), "{snippet}");
-    assert!(snippet.contains("    compress\n"), "{snippet}");
-    assert!(snippet.contains("    copytruncate\n"), "{snippet}");
-    if !have("logrotate") {
-        skip(
-            test,
-            "no logrotate (Debian's logrotate package): the snippet was not checked",
-        );
-        return;
-    }
-    let path = roster.write("roster.logrotate", &snippet);
-    let state = roster.path("logrotate.state");
-    let output = Command::new("logrotate")
-        .arg("-d")
-        .arg("-s")
-        .arg(&state)
-        .arg(&path)
-        .output()
-        .expect("logrotate");
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}{stderr}");
-    assert!(
-        !stderr.to_lowercase().contains("error"),
-        "logrotate -d found a problem:\n{stderr}"
-    );
 }
 
 #[test]
