@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::name::AgentName;
-use crate::units::format_duration;
 
 /// What a rule looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,28 +220,6 @@ impl WatchRule {
             repeat_every: None,
             path: None,
         }
-    }
-
-    /// One line: `memory_percent above 85 for 1m`.
-    pub fn describe(&self) -> String {
-        let mut text = format!("{} {}", self.metric, self.threshold);
-        if let Some(pattern) = &self.pattern {
-            text = format!(
-                "log lines matching /{pattern}/ {} within {}",
-                self.threshold,
-                format_duration(self.within)
-            );
-        }
-        if let Some(path) = &self.path {
-            text.push_str(&format!(" ({})", path.display()));
-        }
-        if !self.hold.is_zero() {
-            text.push_str(&format!(" for {}", format_duration(self.hold)));
-        }
-        if let Some(horizon) = self.predict {
-            text.push_str(&format!(" (predicted within {})", format_duration(horizon)));
-        }
-        text
     }
 }
 
@@ -865,29 +842,16 @@ fn alert(
         Owner::Agent(agent) => agent.to_string(),
         Owner::Host => "host".to_owned(),
     };
-    let now_value = value
-        .map(|value| format!(" (now {})", round(value)))
-        .unwrap_or_default();
-    event.summary = if firing {
-        format!("{who}: {}{now_value}", rule.describe())
-    } else {
-        format!("{who}: resolved: {}{now_value}", rule.describe())
-    };
+    event.summary = format!("{who}: {}", rule.summary(firing, value));
     event
 }
 
-fn round(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.1}")
-    }
-}
-
 mod predict;
+mod text;
 mod window;
 
 pub use predict::{predict, History};
+pub use text::format_bytes;
 pub use window::LogWindow;
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ fn the_graded_defaults_alert_then_restart_once_each() {
     assert_eq!(alert.name, "AgentMemoryHigh");
     assert_eq!(alert.since, t0, "since the condition started");
     assert!(
-        alert.summary.contains("memory_percent above 85 for 1m"),
+        alert.summary.contains("memory_percent above 85% for 1m"),
         "{}",
         alert.summary
     );
