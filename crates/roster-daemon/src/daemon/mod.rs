@@ -1129,13 +1129,25 @@ impl Daemon {
                 event.kind.detail(),
             ));
             let now = Instant::now();
+            let interval = || {
+                self.supervisor
+                    .spec(&event.agent)
+                    .and_then(|spec| spec.health.as_ref())
+                    .map_or(Duration::ZERO, |health| health.interval)
+            };
             match &event.kind {
                 EventKind::Unhealthy { error, action, .. }
                     if *action != roster_core::health::OnFailure::None =>
                 {
-                    self.watcher.handle_health(now, &event.agent, false, error);
+                    let interval = interval();
+                    self.watcher
+                        .handle_health(now, &event.agent, false, interval, error);
                 }
-                EventKind::Healthy => self.watcher.handle_health(now, &event.agent, true, ""),
+                EventKind::Healthy => {
+                    let interval = interval();
+                    self.watcher
+                        .handle_health(now, &event.agent, true, interval, "");
+                }
                 EventKind::Started { .. } => self.watcher.handle_new_process(now, &event.agent),
                 EventKind::Exited {
                     pid,
