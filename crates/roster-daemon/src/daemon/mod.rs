@@ -8,6 +8,7 @@
 //! spawns the replacement before doing anything else: restart latency is one
 //! wake-up, a waitpid and a posix_spawn.
 
+mod leftovers;
 mod notify_exec;
 mod startup;
 
@@ -148,6 +149,8 @@ struct Daemon {
     notifier: Notifier,
     /// Exec notifiers' commands running (see `notify_exec.rs`).
     notify_commands: notify_exec::NotifyCommands,
+    /// Whether exec probes and notifiers may have left processes behind.
+    leftovers: leftovers::Leftovers,
     /// `/metrics`: the server and the snapshots the loop publishes to it.
     metrics: crate::metrics::Metrics,
     /// `[agents.NAME.listen]` sockets, bound once, handed to every process.
@@ -361,6 +364,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         file_sd: None,
         notifier,
         notify_commands: Default::default(),
+        leftovers: Default::default(),
         metrics: crate::metrics::Metrics::new(),
         listeners: crate::listen::Listeners::default(),
         deploy_commands: HashMap::new(),
@@ -761,7 +765,7 @@ impl Daemon {
             started,
             ended,
         } = command;
-        match spawn::spawn_notifier(&argv, &cwd, &env, &self.home_env, &output) {
+        match spawn::spawn_notifier(&argv, &cwd, &env, &self.home_env, &output, None) {
             Ok(pid) => {
                 self.deploy_commands.insert(pid, ended);
                 let _ = started.send(Ok(pid));
@@ -995,9 +999,11 @@ impl Daemon {
             if !self.supervisor.handle_exit(now, pid, status) {
                 if self.notify_commands.reaped(pid, status) {
                     // An exec notifier's command: its reply is answered.
+                    self.leftovers.helper_ended(pid);
                 } else if let Some(ended) = self.deploy_commands.remove(&pid) {
                     let _ = ended.send(status);
                 } else if let Some((agent, id)) = self.probe_pids.remove(&pid) {
+                    self.leftovers.helper_ended(pid);
                     let result = if status.is_success() {
                         Ok(())
                     } else {
@@ -1006,6 +1012,7 @@ impl Daemon {
                     self.supervisor.handle_probe(now, &agent, id, result);
                 } else {
                     tracing::debug!(pid, %status, "reaped a stray process");
+                    self.leftovers.stray_reaped();
                 }
             }
             // Respawn before reaping the next: restart latency matters most.
@@ -1042,11 +1049,13 @@ impl Daemon {
         });
     }
 
-    /// When the pending stray sweep is due: [`SWEEP_INTERVAL`] after the
-    /// last one, so a burst of exits (5000 agents stopping) costs one /proc
-    /// scan per interval, not one per wake-up.
+    /// When the pending sweep is due: [`SWEEP_INTERVAL`] after the last
+    /// one, so a burst of exits (5000 agents stopping) costs one /proc
+    /// scan per interval, not one per wake-up. A sweep looks for the
+    /// strays of agents whose main process died and for what ended exec
+    /// probes and notifiers left behind.
     fn sweep_due(&self) -> Option<Instant> {
-        if self.pending_sweeps.is_empty() {
+        if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
             return None;
         }
         Some(
@@ -1398,7 +1407,7 @@ impl Daemon {
         use roster_core::health::Check;
         match check {
             Check::Exec(argv) => {
-                let result = self.spawn_exec_probe(&agent, argv);
+                let result = self.spawn_exec_probe(&agent, id, argv);
                 match result {
                     Ok(pid) => {
                         self.probe_pids.insert(pid, (agent, id));
@@ -1424,10 +1433,17 @@ impl Daemon {
     /// environment, its own process group, output to /dev/null; and
     /// `ROSTER_PID`, the pid of the process it judges (during a cutover
     /// the new one), so a check can ask that process and not whichever
-    /// answers a shared port.
-    fn spawn_exec_probe(&mut self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
+    /// answers a shared port. Marked `ROSTER_HELPER=probe:ID`, so that
+    /// nothing it starts outlives it (see `leftovers.rs`).
+    fn spawn_exec_probe(
+        &mut self,
+        agent: &AgentName,
+        id: u64,
+        argv: Vec<String>,
+    ) -> Result<u32, String> {
         let mut launch = self.launch(agent)?;
         launch.sockets.clear();
+        launch.helper_run = Some(leftovers::probe_run(id));
         if let Some(pid) = self
             .supervisor
             .view(Instant::now(), agent)
@@ -1622,14 +1638,21 @@ impl Daemon {
         Ok(launch)
     }
 
-    /// Kills processes that escaped the group of an agent's dead main
-    /// process, so no second copy runs beside the next one: one /proc scan
-    /// for every cleanup since the last sweep.
+    /// Kills what ended exec probes and notifiers left behind (see
+    /// `leftovers.rs`), and processes that escaped the group of an agent's
+    /// dead main process, so no second copy runs beside the next one: one
+    /// /proc scan for every cleanup since the last sweep.
     fn sweep_strays(&mut self) {
-        if self.pending_sweeps.is_empty() {
+        if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
             return;
         }
         self.last_sweep = Some(Instant::now());
+        if self.leftovers.is_pending() {
+            self.sweep_leftovers();
+        }
+        if self.pending_sweeps.is_empty() {
+            return;
+        }
         let sweeps = std::mem::take(&mut self.pending_sweeps);
         let strays = self.strays_by_agent();
         for (agent, dead_main) in sweeps {
@@ -1717,25 +1740,51 @@ impl Daemon {
         result
     }
 
-    /// Direct children of the daemon that are no agent's main process
-    /// (orphans inherited as subreaper), by the agent their marker names.
-    fn strays_by_agent(&self) -> HashMap<String, Vec<u32>> {
+    /// Kills the processes that ended exec probes and notifiers left
+    /// behind, once per sweep.
+    fn sweep_leftovers(&mut self) {
+        let mut running: HashSet<String> = self.notify_commands.running_runs().collect();
+        running.extend(
+            self.probe_pids
+                .values()
+                .map(|(_, id)| leftovers::probe_run(*id)),
+        );
+        let untracked = self.untracked_children();
+        let killed = self.leftovers.sweep(&untracked, &running, &self.agent_uids);
+        if !killed.is_empty() {
+            tracing::info!(
+                "killed {} process(es) that ended health checks or notifiers left running: {killed:?}",
+                killed.len()
+            );
+        }
+    }
+
+    /// Direct children of the daemon (orphans inherited as subreaper
+    /// included) that are no agent's main process, and none of the
+    /// daemon's own commands (exec probes, notifiers, deploy steps).
+    fn untracked_children(&self) -> Vec<u32> {
         let mains: HashSet<u32> = self
             .supervisor
             .main_pids()
             .into_iter()
             .map(|(_, pid)| pid)
             .collect();
+        procfs::own_children()
+            .into_iter()
+            .filter(|pid| {
+                !mains.contains(pid)
+                    && !self.probe_pids.contains_key(pid)
+                    && !self.notify_commands.contains(*pid)
+                    && !self.deploy_commands.contains_key(pid)
+            })
+            .collect()
+    }
+
+    /// Direct children of the daemon that are no agent's main process
+    /// (orphans inherited as subreaper), by the agent their marker names.
+    fn strays_by_agent(&self) -> HashMap<String, Vec<u32>> {
         let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
-        for pid in procfs::own_children() {
-            // Exec health probes and notifiers are the daemon's own children too.
-            if mains.contains(&pid)
-                || self.probe_pids.contains_key(&pid)
-                || self.notify_commands.contains(pid)
-                || self.deploy_commands.contains_key(&pid)
-            {
-                continue;
-            }
+        for pid in self.untracked_children() {
             // Only descendants are reparented to a subreaper; one without
             // a marker (it cleared its environment) is kept under "".
             let name = procfs::roster_markers_of(pid, &self.agent_uids)

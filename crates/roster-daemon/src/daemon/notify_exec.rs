@@ -6,9 +6,11 @@
 //! What the loop does for an exec target, exactly:
 //! 1. `Input::NotifyExec(ExecRequest::Run { id, .. })`: spawn the command
 //!    in its own process group (`spawn::spawn_notifier`, output to
-//!    /dev/null) and keep `pid → (id, reply)` ([`NotifyCommands`]); a
-//!    spawn failure is answered at once.
+//!    /dev/null, marked `ROSTER_HELPER=notify:ID`) and keep
+//!    `pid → (id, reply)` ([`NotifyCommands`]); a spawn failure is
+//!    answered at once.
 //! 2. On reaping one of these pids: answer its reply, `Ok` on exit 0.
+//!    Whatever the command left running is killed (`leftovers.rs`).
 //! 3. `Input::NotifyExec(ExecRequest::Kill { id })` (the notifier's timeout
 //!    passed): SIGKILL the process group of that run, if it still runs; the
 //!    reap follows as in 2.
@@ -52,7 +54,8 @@ impl NotifyCommands {
                     .map_err(|error| format!("opening /dev/null: {error}"))
                     .and_then(|null| {
                         let null = OwnedFd::from(null);
-                        spawn::spawn_notifier(&argv, &cwd, &env, home, &null)
+                        let run = super::leftovers::notify_run(id);
+                        spawn::spawn_notifier(&argv, &cwd, &env, home, &null, Some(&run))
                     });
                 match spawned {
                     Ok(pid) => {
@@ -92,6 +95,13 @@ impl NotifyCommands {
     /// Whether `pid` is one of these commands.
     pub(super) fn contains(&self, pid: u32) -> bool {
         self.running.contains_key(&pid)
+    }
+
+    /// The runs going on, as their helper markers name them.
+    pub(super) fn running_runs(&self) -> impl Iterator<Item = String> + '_ {
+        self.running
+            .values()
+            .map(|(run, _)| super::leftovers::notify_run(*run))
     }
 
     /// On the way out: no notifier command outlives the daemon.
@@ -208,7 +218,7 @@ mod tests {
             &[
                 "sh",
                 "-c",
-                "echo \"$ROSTER_ALERT_NAME $ROSTER_HOME ${ROSTER_AGENT-none}\" > out.txt",
+                "echo \"$ROSTER_ALERT_NAME $ROSTER_HOME ${ROSTER_AGENT-none} $ROSTER_HELPER\" > out.txt",
             ],
             directory.path(),
         );
@@ -222,7 +232,7 @@ mod tests {
         assert!(!commands.reaped(pid, status), "answered once");
         assert_eq!(
             std::fs::read_to_string(directory.path().join("out.txt")).expect("output"),
-            "MemoryHigh /var/lib/roster-test-home none\n"
+            "MemoryHigh /var/lib/roster-test-home none notify:1\n"
         );
 
         // Kill: the notifier's timeout passed.

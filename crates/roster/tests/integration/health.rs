@@ -337,3 +337,60 @@ fn a_flapping_check_fires_its_alert_once() {
     assert_eq!(alert_events("alert_firing"), 1);
     assert_eq!(alert_events("alert_resolved"), 1);
 }
+
+/// Issue #14: an exec check that starts a background process in a session
+/// of its own (`setsid cmd &`) leaked one process per run (50 after 55 s
+/// at 1 s) until the agent stopped. Now what a run leaves behind is killed
+/// once it ends: at most the runs in flight have one, and the agent itself
+/// is not touched.
+#[test]
+fn what_an_exec_check_leaves_running_dies_with_the_run() {
+    let roster = Roster::new();
+    roster.config(
+        "[agents.host]\ncommand = [\"sh\", \"-c\", \"setsid sleep 3629 & exec sleep 3627\"]\n\
+         ready_after = \"100ms\"\n\
+         [agents.host.health]\nexec = [\"sh\", \"-c\", \"setsid sleep 3628 & \
+         setsid sh -c 'setsid sleep 3632 & exec sleep 3633' & echo run >> runs; exit 0\"]\n\
+         interval = \"200ms\"\nretries = 1\nstart_period = \"0s\"\non_failure = \"none\"\n",
+    );
+    roster.up();
+    let pid = roster.wait_state("host", AgentState::Running, SECS(10)).pid;
+    let runs = || {
+        std::fs::read_to_string(roster.path("runs"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for("ten runs of the check", SECS(30), || {
+        (runs() >= 10).then_some(())
+    });
+    // Over a few more runs, at most those in flight have a leftover.
+    let until = Instant::now() + SECS(2);
+    let mut most = 0;
+    while Instant::now() < until {
+        // Children of the check, and a grandchild in a session of its own
+        // whose parent outlived the check.
+        for argv in [["sleep", "3628"], ["sleep", "3632"], ["sleep", "3633"]] {
+            most = most.max(processes_running(&argv).len());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        most <= 2,
+        "{most} leftovers of the check after {} runs",
+        runs()
+    );
+    // The agent and the process it started itself in a session of its own
+    // are its own business: untouched.
+    let agent = roster.agent("host");
+    assert_eq!(agent.pid, pid);
+    assert_eq!(agent.state, AgentState::Running);
+    assert_eq!(processes_running(&["sleep", "3629"]).len(), 1);
+    assert!(!roster
+        .event_kinds("host")
+        .iter()
+        .any(|kind| kind == "stray_killed" || kind == "exited"));
+    roster.ok(&["down"]);
+    for leftover in ["3628", "3629", "3632", "3633"] {
+        assert!(processes_running(&["sleep", leftover]).is_empty());
+    }
+}
