@@ -151,6 +151,8 @@ struct Daemon {
     notify_commands: notify_exec::NotifyCommands,
     /// Whether exec probes and notifiers may have left processes behind.
     leftovers: leftovers::Leftovers,
+    /// Failed deliveries, counted per target and journaled in summaries.
+    deliveries: roster_core::delivery_log::DeliveryLog,
     /// `/metrics`: the server and the snapshots the loop publishes to it.
     metrics: crate::metrics::Metrics,
     /// `[agents.NAME.listen]` sockets, bound once, handed to every process.
@@ -365,6 +367,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         notifier,
         notify_commands: Default::default(),
         leftovers: Default::default(),
+        deliveries: Default::default(),
         metrics: crate::metrics::Metrics::new(),
         listeners: crate::listen::Listeners::default(),
         deploy_commands: HashMap::new(),
@@ -895,6 +898,9 @@ impl Daemon {
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
+        self.deliveries
+            .retain_targets(now, &self.notifier.targets());
+        self.journal_delivery_notes();
         self.env_files = read_along.env_files;
         *self
             .applied
@@ -1027,6 +1033,7 @@ impl Daemon {
     fn publish_metrics(&mut self) {
         let supervisor = &self.supervisor;
         let io = &self.io;
+        let deliveries = &self.deliveries;
         let firing = self
             .alerts
             .lock()
@@ -1045,23 +1052,29 @@ impl Daemon {
                 },
             );
             snapshot.alerts_firing = firing;
+            snapshot.notify_failures = deliveries
+                .totals()
+                .map(|(target, totals)| (target.to_owned(), totals.failed, totals.dropped))
+                .collect();
             snapshot
         });
     }
 
-    /// When the pending sweep is due: [`SWEEP_INTERVAL`] after the last
-    /// one, so a burst of exits (5000 agents stopping) costs one /proc
-    /// scan per interval, not one per wake-up. A sweep looks for the
-    /// strays of agents whose main process died and for what ended exec
-    /// probes and notifiers left behind.
+    /// When the next sweep is due. A sweep looks for the strays of agents
+    /// whose main process died and for what ended exec probes and
+    /// notifiers left behind, [`SWEEP_INTERVAL`] after the last one, so a
+    /// burst of exits (5000 agents stopping) costs one /proc scan per
+    /// interval, not one per wake-up; and it sweeps delivery failures held
+    /// back into the journal when their summary is due.
     fn sweep_due(&self) -> Option<Instant> {
-        if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
-            return None;
-        }
-        Some(
+        let strays = (!self.pending_sweeps.is_empty() || self.leftovers.is_pending()).then(|| {
             self.last_sweep
-                .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL),
-        )
+                .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL)
+        });
+        [strays, self.deliveries.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Performs every pending action and journals every pending event.
@@ -1638,15 +1651,27 @@ impl Daemon {
         Ok(launch)
     }
 
-    /// Kills what ended exec probes and notifiers left behind (see
-    /// `leftovers.rs`), and processes that escaped the group of an agent's
-    /// dead main process, so no second copy runs beside the next one: one
-    /// /proc scan for every cleanup since the last sweep.
+    /// Journals the delivery failures whose summary is due. Kills what
+    /// ended exec probes and notifiers left behind (see `leftovers.rs`),
+    /// and processes that escaped the group of an agent's dead main
+    /// process, so no second copy runs beside the next one: one /proc scan
+    /// for every cleanup since the last sweep.
     fn sweep_strays(&mut self) {
+        let now = Instant::now();
+        if self.deliveries.poll_timeout().is_some_and(|due| due <= now) {
+            self.deliveries.handle_timeout(now);
+            self.journal_delivery_notes();
+        }
         if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
             return;
         }
-        self.last_sweep = Some(Instant::now());
+        if self
+            .last_sweep
+            .is_some_and(|last| now < last + SWEEP_INTERVAL)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
         if self.leftovers.is_pending() {
             self.sweep_leftovers();
         }
