@@ -17,7 +17,7 @@ use toml_edit::{Item, TableLike, Value};
 
 use crate::deploy::{valid_listen_name, DeploySpec, ListenSpec, Strategy, MAX_LISTEN};
 use crate::hardening::{expand, parse_cpu_quota, valid_account, Identity, Limits};
-use crate::health::{Check, HealthSpec, HttpTarget, OnFailure};
+use crate::health::{Check, HealthSpec, HttpTarget, OnFailure, MIN_PROBE_PERIOD};
 use crate::name::AgentName;
 use crate::notify::{
     parse_receiver_url, NotifySpec, NotifyTarget, DEFAULT_NOTIFY_TIMEOUT, NOTIFY_KEYS,
@@ -1492,12 +1492,12 @@ impl Checker {
                     }
                 }
                 "interval" => {
-                    if let Some(value) = self.positive_duration(item, key) {
+                    if let Some(value) = self.probe_period(item, key) {
                         spec.interval = value;
                     }
                 }
                 "timeout" => {
-                    if let Some(value) = self.positive_duration(item, key) {
+                    if let Some(value) = self.probe_period(item, key) {
                         spec.timeout = value;
                     }
                 }
@@ -1751,6 +1751,32 @@ impl Checker {
         let value = self.duration(item, key)?;
         if value.is_zero() {
             self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
+            return None;
+        }
+        Some(value)
+    }
+
+    /// A health check's `interval` or `timeout`: at least
+    /// [`MIN_PROBE_PERIOD`].
+    fn probe_period(&mut self, item: &Item, key: &str) -> Option<Duration> {
+        let value = self.duration(item, key)?;
+        if value < MIN_PROBE_PERIOD {
+            self.problem(
+                span_of(item),
+                format!(
+                    "`{key}` must be at least {}ms",
+                    MIN_PROBE_PERIOD.as_millis()
+                ),
+                Some(if key == "interval" {
+                    "probing more often only adds load, and a check that flaps does so \
+                     as often; write e.g. interval = \"1s\""
+                        .to_owned()
+                } else {
+                    "a shorter cut fails answers that are merely a little slow; \
+                     write e.g. timeout = \"1s\""
+                        .to_owned()
+                }),
+            );
             return None;
         }
         Some(value)
@@ -2056,7 +2082,7 @@ stop_timeout = "10s"
         for expected in [
             "roster.toml:4:8: bad health URL \"https://x/\": https is not supported",
             "roster.toml:10:7: [agents.b.health] names more than one check",
-            "roster.toml:15:12: `interval` must be above 0s",
+            "roster.toml:15:12: `interval` must be at least 100ms",
             "roster.toml:16:1: unknown key `retires` in [agents.c.health]",
             "hint: did you mean `retries`?",
             "roster.toml:17:14: unknown on_failure \"reboot\"",
@@ -2068,6 +2094,35 @@ stop_timeout = "10s"
             );
         }
         assert!(!rendered.contains("names no check"), "{rendered}");
+    }
+
+    /// Issue #14: a 1 ms `interval` or `timeout` was accepted and flapped
+    /// several times a second for ever; 100 ms is the floor.
+    #[test]
+    fn health_interval_and_timeout_have_a_floor_of_100ms() {
+        let text = "[agents.a]\ncommand = \"true\"\n[agents.a.health]\nexec = [\"true\"]\ninterval = \"1ms\"\ntimeout = \"99ms\"\n";
+        let rendered = parse_text(text).expect_err("below the floor").to_string();
+        for expected in [
+            "roster.toml:5:12: `interval` must be at least 100ms",
+            "hint: probing more often only adds load",
+            "roster.toml:6:11: `timeout` must be at least 100ms",
+            "hint: a shorter cut fails answers that are merely a little slow",
+        ] {
+            assert!(
+                rendered.contains(expected),
+                "missing {expected:?} in:\n{rendered}"
+            );
+        }
+        let good = parse_text(
+            "[agents.a]\ncommand = \"true\"\n[agents.a.health]\nexec = [\"true\"]\ninterval = \"100ms\"\ntimeout = \"100ms\"\n",
+        )
+        .expect("the floor itself is fine");
+        let health = good.agents[&AgentName::new("a").expect("name")]
+            .health
+            .clone()
+            .expect("health");
+        assert_eq!(health.interval, MIN_PROBE_PERIOD);
+        assert_eq!(health.timeout, MIN_PROBE_PERIOD);
     }
 
     #[test]

@@ -5,6 +5,13 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The shortest `interval` and `timeout` a health check may have (`check`
+/// refuses less). A check every millisecond only adds load, and one that
+/// answers around a 1 ms `timeout` flaps between healthy and unhealthy
+/// several times a second; the supervisor rounds probe times up to this
+/// grid anyway ([`crate::supervisor::PROBE_GRID`]).
+pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(100);
+
 /// `[agents.NAME.health]`, validated, with defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthSpec {

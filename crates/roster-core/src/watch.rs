@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::name::AgentName;
 
+mod unhealthy;
+
+pub use unhealthy::{resolve_after, STEADY_FOR};
+
 /// What a rule looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
@@ -380,8 +384,8 @@ pub struct Watcher {
     agents: BTreeMap<AgentName, (Vec<WatchRule>, Vec<RuleState>)>,
     host: (Vec<WatchRule>, Vec<RuleState>),
     responses: VecDeque<Response>,
-    /// Health alerts firing: agent -> since.
-    unhealthy: BTreeMap<AgentName, Instant>,
+    /// `AgentUnhealthy` alerts firing (see [`unhealthy`]).
+    unhealthy: unhealthy::UnhealthyAlerts,
     /// Whether any rule has deadlines of its own (log windows, repeats):
     /// without one, the loop never asks the watcher for the time.
     timed_rules: bool,
@@ -450,7 +454,7 @@ impl Watcher {
                     &states[index],
                 );
             }
-            self.unhealthy.remove(&name);
+            self.unhealthy.forget(&name);
         }
         let (previous_rules, mut previous_states) = std::mem::take(&mut self.host);
         let mut states = Vec::with_capacity(host.len());
@@ -554,8 +558,12 @@ impl Watcher {
         );
     }
 
-    /// Deadlines: log windows that drop matches, repeats of firing alerts.
+    /// Deadlines: log windows that drop matches, repeats of firing alerts,
+    /// health alerts that resolve.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let resolved = self.unhealthy.handle_timeout(now);
+        self.responses
+            .extend(resolved.into_iter().map(Response::Alert));
         if !self.timed_rules {
             return;
         }
@@ -589,10 +597,11 @@ impl Watcher {
 
     /// When [`Watcher::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let health = self.unhealthy.poll_timeout();
         if !self.timed_rules {
-            return None;
+            return health;
         }
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = health;
         let mut consider = |at: Instant| next = Some(next.map_or(at, |current| current.min(at)));
         for (rules, states) in self.agents.values().chain(std::iter::once(&self.host)) {
             for (rule, state) in rules.iter().zip(states) {
@@ -611,28 +620,24 @@ impl Watcher {
         next
     }
 
-    /// Health verdicts of agents whose check alerts: an `AgentUnhealthy`
-    /// alert fires when one turns unhealthy and resolves when it is healthy
-    /// again (or its process is gone).
-    pub fn handle_health(&mut self, now: Instant, agent: &AgentName, healthy: bool, detail: &str) {
-        let owner = Owner::Agent(agent.clone());
-        match (healthy, self.unhealthy.get(agent).copied()) {
-            (false, None) => {
-                self.unhealthy.insert(agent.clone(), now);
-                let mut event =
-                    base_alert(&owner, "health", "AgentUnhealthy", "critical", true, now);
-                event.summary = format!("{agent} is unhealthy: {detail}");
-                self.responses.push_back(Response::Alert(event));
-            }
-            (true, Some(since)) => {
-                self.unhealthy.remove(agent);
-                let mut event =
-                    base_alert(&owner, "health", "AgentUnhealthy", "critical", false, since);
-                event.until = Some(now);
-                event.summary = format!("{agent} is healthy again");
-                self.responses.push_back(Response::Alert(event));
-            }
-            _ => {}
+    /// Health verdicts of agents whose check alerts (probed every
+    /// `interval`): an `AgentUnhealthy` alert fires when one turns
+    /// unhealthy, and resolves once it has stayed healthy (a new process's
+    /// verdicts included) for [`resolve_after`] the interval, at
+    /// [`Watcher::handle_timeout`].
+    pub fn handle_health(
+        &mut self,
+        now: Instant,
+        agent: &AgentName,
+        healthy: bool,
+        interval: Duration,
+        detail: &str,
+    ) {
+        if let Some(event) = self
+            .unhealthy
+            .handle_verdict(now, agent, healthy, interval, detail)
+        {
+            self.responses.push_back(Response::Alert(event));
         }
     }
 

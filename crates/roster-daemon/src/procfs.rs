@@ -129,11 +129,7 @@ pub fn roster_markers(pid: u32) -> Option<(String, String)> {
 /// this home's agents run as (a root daemon starts them as those users).
 /// A process of one of them with forged markers can only be its own.
 pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String)> {
-    let uid = real_uid(pid)?;
-    if uid != nix::unistd::geteuid().as_raw() && !agent_uids.contains(&uid) {
-        return None;
-    }
-    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let environ = trusted_environ(pid, agent_uids)?;
     let mut home = None;
     let mut agent = None;
     for entry in environ.split(|byte| *byte == 0) {
@@ -146,6 +142,29 @@ pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String
     let agent = agent?;
     roster_core::AgentName::new(&agent).ok()?;
     Some((home?, agent))
+}
+
+/// The run named by a process's `ROSTER_HELPER` marker
+/// ([`crate::spawn::HELPER_MARKER`]): the exec health check or notifier it
+/// descends from. Trusted like [`roster_markers_of`]: only on processes of
+/// the daemon's user or of `agent_uids`.
+pub fn helper_run_of(pid: u32, agent_uids: &[u32]) -> Option<String> {
+    let environ = trusted_environ(pid, agent_uids)?;
+    let prefix = format!("{}=", crate::spawn::HELPER_MARKER);
+    environ.split(|byte| *byte == 0).find_map(|entry| {
+        let value = entry.strip_prefix(prefix.as_bytes())?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+/// A process's environment, when its markers may be trusted: its real uid
+/// is our effective uid or one of `agent_uids`.
+fn trusted_environ(pid: u32, agent_uids: &[u32]) -> Option<Vec<u8>> {
+    let uid = real_uid(pid)?;
+    if uid != nix::unistd::geteuid().as_raw() && !agent_uids.contains(&uid) {
+        return None;
+    }
+    fs::read(format!("/proc/{pid}/environ")).ok()
 }
 
 /// Processes started for `home` (by this or an earlier daemon), with their

@@ -43,7 +43,13 @@ pub fn spawn_agent(
             cwd.display()
         ));
     }
-    let mut environment = environment(name, spec, home, &launch.environment);
+    let mut environment = environment(
+        name,
+        spec,
+        home,
+        &launch.environment,
+        launch.helper_run.as_deref(),
+    );
     if !launch.needs_shim() {
         return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false);
     }
@@ -95,6 +101,9 @@ pub struct Launch {
     pub rlimits: Vec<(String, u64)>,
     /// Switch to this user: (uid, gid, supplementary groups).
     pub user: Option<(u32, u32, Vec<u32>)>,
+    /// For a process the daemon runs for itself (an exec health check):
+    /// its [`HELPER_MARKER`], naming the run.
+    pub helper_run: Option<String>,
 }
 
 impl Launch {
@@ -152,6 +161,7 @@ impl std::fmt::Debug for Launch {
             .field("cgroups", &self.cgroups)
             .field("rlimits", &self.rlimits)
             .field("user", &self.user)
+            .field("helper_run", &self.helper_run)
             .finish()
     }
 }
@@ -276,17 +286,27 @@ fn drop_privileges(user: (Option<u32>, Option<u32>, Vec<u32>)) -> std::io::Resul
     Ok(())
 }
 
+/// The environment variable that marks a process the daemon runs for
+/// itself (an exec health check, an exec notifier) and all it starts:
+/// `probe:ID` or `notify:ID`, the run. Like the agents' markers it survives
+/// a double fork out of the process group, so what a run left behind is
+/// found once the run has ended (`daemon/leftovers.rs`). Never inherited
+/// from the daemon's environment nor set by a config.
+pub const HELPER_MARKER: &str = "ROSTER_HELPER";
+
 /// Starts an `exec` notifier's command like an agent (its own process
 /// group, empty signal mask, output on `output`) in `cwd`, with the
-/// daemon's environment (less [`DAEMON_ONLY_VARIABLES`]) plus `extra` and
-/// `ROSTER_HOME`. No `ROSTER_AGENT` marker: it is nobody's agent, and its
-/// strays must not be taken for an agent's.
+/// daemon's environment (less [`DAEMON_ONLY_VARIABLES`]) plus `extra`,
+/// `ROSTER_HOME` and, for a helper, [`HELPER_MARKER`] = `helper_run`. No
+/// `ROSTER_AGENT` marker: it is nobody's agent, and its strays must not be
+/// taken for an agent's.
 pub fn spawn_notifier(
     argv: &[String],
     cwd: &Path,
     extra: &[(String, String)],
     home: &Path,
     output: &OwnedFd,
+    helper_run: Option<&str>,
 ) -> Result<u32, String> {
     if !cwd.is_dir() {
         return Err(format!(
@@ -299,6 +319,7 @@ pub fn spawn_notifier(
         environment.insert(key.into(), value.into());
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
+    set_helper_marker(&mut environment, helper_run);
     let environment: Vec<(OsString, OsString)> = environment.into_iter().collect();
     spawn_in_group(argv, cwd, &environment, output, &[], false)
 }
@@ -384,12 +405,14 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 /// The agent's environment: the daemon's own (less
 /// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
 /// `PYTHONUNBUFFERED=1` unless set), then `extra` (the launch's: env_file,
-/// secrets), each replacing what came before, then roster's markers.
+/// secrets), each replacing what came before, then roster's markers
+/// ([`HELPER_MARKER`] only for a helper run).
 fn environment(
     name: &AgentName,
     spec: &AgentSpec,
     home: &Path,
     extra: &[(OsString, OsString)],
+    helper_run: Option<&str>,
 ) -> Vec<(OsString, OsString)> {
     let mut environment = daemon_environment();
     for (key, value) in spec.environment() {
@@ -400,7 +423,17 @@ fn environment(
     }
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     environment.insert("ROSTER_AGENT".into(), name.as_str().into());
+    set_helper_marker(&mut environment, helper_run);
     environment.into_iter().collect()
+}
+
+/// Sets [`HELPER_MARKER`] to `helper_run`, or removes it: an agent must
+/// never carry one (its processes would be taken for a helper's leftovers).
+fn set_helper_marker(environment: &mut BTreeMap<OsString, OsString>, helper_run: Option<&str>) {
+    match helper_run {
+        Some(run) => environment.insert(HELPER_MARKER.into(), run.into()),
+        None => environment.remove(OsStr::new(HELPER_MARKER)),
+    };
 }
 
 /// The daemon's own environment less [`DAEMON_ONLY_VARIABLES`].
@@ -598,6 +631,31 @@ mod tests {
                 "{pipes} pipes of {size} bytes exceed the budget"
             );
         }
+    }
+
+    /// Only a helper run carries `ROSTER_HELPER`: an agent's config cannot
+    /// set it (its processes would be taken for a check's leftovers).
+    #[test]
+    fn only_helpers_carry_the_helper_marker() {
+        let config = roster_core::config::parse(
+            "roster.toml",
+            "[agents.web]\ncommand = \"true\"\nenv = { ROSTER_HELPER = \"probe:1\", KEEP = \"1\" }\n",
+            Path::new("/srv/app"),
+        )
+        .expect("config");
+        let name = AgentName::new("web").expect("name");
+        let spec = &config.agents[&name];
+        let marker = |environment: &[(OsString, OsString)]| {
+            environment
+                .iter()
+                .find(|(key, _)| key == HELPER_MARKER)
+                .map(|(_, value)| value.clone())
+        };
+        let agent = environment(&name, spec, Path::new("/home"), &[], None);
+        assert_eq!(marker(&agent), None);
+        assert!(agent.iter().any(|(key, _)| key == "KEEP"));
+        let probe = environment(&name, spec, Path::new("/home"), &[], Some("probe:9"));
+        assert_eq!(marker(&probe), Some("probe:9".into()));
     }
 
     #[test]

@@ -246,17 +246,25 @@ fn health_alerts_fire_and_resolve_once() {
     let mut w = Watcher::new();
     let t0 = Instant::now();
     let agent = name("a");
-    w.handle_health(t0, &agent, false, "status 500");
-    w.handle_health(t0 + secs(1), &agent, false, "status 500");
+    let interval = secs(1);
+    w.handle_health(t0, &agent, false, interval, "status 500");
+    w.handle_health(t0 + secs(1), &agent, false, interval, "status 500");
     let fired = drain(&mut w);
     assert!(
         matches!(&fired[..], [Response::Alert(alert)] if alert.firing && alert.name == "AgentUnhealthy")
     );
-    w.handle_health(t0 + secs(2), &agent, true, "");
+    // Healthy again: it resolves once it has stayed so for 30 s, through
+    // the watcher's timer (no rule of its own has one).
+    w.handle_health(t0 + secs(2), &agent, true, interval, "");
+    assert!(drain(&mut w).is_empty());
+    let due = w.poll_timeout().expect("the resolution is timed");
+    assert_eq!(due, t0 + secs(2) + STEADY_FOR);
+    w.handle_timeout(due);
     let resolved = drain(&mut w);
     assert!(
         matches!(&resolved[..], [Response::Alert(alert)] if !alert.firing && alert.since == t0)
     );
+    assert_eq!(w.poll_timeout(), None);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! wake-up, a waitpid and a posix_spawn.
 
 mod home_watch;
+mod leftovers;
 mod notify_exec;
 mod startup;
 
@@ -176,6 +177,10 @@ struct Daemon {
     notifier: Notifier,
     /// Exec notifiers' commands running (see `notify_exec.rs`).
     notify_commands: notify_exec::NotifyCommands,
+    /// Whether exec probes and notifiers may have left processes behind.
+    leftovers: leftovers::Leftovers,
+    /// Failed deliveries, counted per target and journaled in summaries.
+    deliveries: roster_core::delivery_log::DeliveryLog,
     /// `/metrics`: the server and the snapshots the loop publishes to it.
     metrics: crate::metrics::Metrics,
     /// `[agents.NAME.listen]` sockets, bound once, handed to every process.
@@ -393,6 +398,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         file_sd: None,
         notifier,
         notify_commands: Default::default(),
+        leftovers: Default::default(),
+        deliveries: Default::default(),
         metrics: crate::metrics::Metrics::new(),
         listeners: crate::listen::Listeners::default(),
         deploy_commands: HashMap::new(),
@@ -819,7 +826,7 @@ impl Daemon {
             started,
             ended,
         } = command;
-        match spawn::spawn_notifier(&argv, &cwd, &env, &self.home_env, &output) {
+        match spawn::spawn_notifier(&argv, &cwd, &env, &self.home_env, &output, None) {
             Ok(pid) => {
                 self.deploy_commands.insert(pid, ended);
                 let _ = started.send(Ok(pid));
@@ -949,6 +956,9 @@ impl Daemon {
         let summary = self.supervisor.handle_apply(now, &config, start_stopped);
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
+        self.deliveries
+            .retain_targets(now, &self.notifier.targets());
+        self.journal_delivery_notes();
         self.env_files = read_along.env_files;
         *self
             .applied
@@ -1068,9 +1078,11 @@ impl Daemon {
             if !self.supervisor.handle_exit(now, pid, status) {
                 if self.notify_commands.reaped(pid, status) {
                     // An exec notifier's command: its reply is answered.
+                    self.leftovers.helper_ended(pid);
                 } else if let Some(ended) = self.deploy_commands.remove(&pid) {
                     let _ = ended.send(status);
                 } else if let Some((agent, id)) = self.probe_pids.remove(&pid) {
+                    self.leftovers.helper_ended(pid);
                     let result = if status.is_success() {
                         Ok(())
                     } else {
@@ -1079,6 +1091,7 @@ impl Daemon {
                     self.supervisor.handle_probe(now, &agent, id, result);
                 } else {
                     tracing::debug!(pid, %status, "reaped a stray process");
+                    self.leftovers.stray_reaped();
                 }
             }
             // Respawn before reaping the next: restart latency matters most.
@@ -1093,6 +1106,7 @@ impl Daemon {
     fn publish_metrics(&mut self) {
         let supervisor = &self.supervisor;
         let io = &self.io;
+        let deliveries = &self.deliveries;
         let firing = self
             .alerts
             .lock()
@@ -1111,21 +1125,29 @@ impl Daemon {
                 },
             );
             snapshot.alerts_firing = firing;
+            snapshot.notify_failures = deliveries
+                .totals()
+                .map(|(target, totals)| (target.to_owned(), totals.failed, totals.dropped))
+                .collect();
             snapshot
         });
     }
 
-    /// When the pending stray sweep is due: [`SWEEP_INTERVAL`] after the
-    /// last one, so a burst of exits (5000 agents stopping) costs one /proc
-    /// scan per interval, not one per wake-up.
+    /// When the next sweep is due. A sweep looks for the strays of agents
+    /// whose main process died and for what ended exec probes and
+    /// notifiers left behind, [`SWEEP_INTERVAL`] after the last one, so a
+    /// burst of exits (5000 agents stopping) costs one /proc scan per
+    /// interval, not one per wake-up; and it sweeps delivery failures held
+    /// back into the journal when their summary is due.
     fn sweep_due(&self) -> Option<Instant> {
-        if self.pending_sweeps.is_empty() {
-            return None;
-        }
-        Some(
+        let strays = (!self.pending_sweeps.is_empty() || self.leftovers.is_pending()).then(|| {
             self.last_sweep
-                .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL),
-        )
+                .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL)
+        });
+        [strays, self.deliveries.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Performs every pending action and journals every pending event.
@@ -1231,13 +1253,25 @@ impl Daemon {
                 event.kind.detail(),
             ));
             let now = Instant::now();
+            let interval = || {
+                self.supervisor
+                    .spec(&event.agent)
+                    .and_then(|spec| spec.health.as_ref())
+                    .map_or(Duration::ZERO, |health| health.interval)
+            };
             match &event.kind {
                 EventKind::Unhealthy { error, action, .. }
                     if *action != roster_core::health::OnFailure::None =>
                 {
-                    self.watcher.handle_health(now, &event.agent, false, error);
+                    let interval = interval();
+                    self.watcher
+                        .handle_health(now, &event.agent, false, interval, error);
                 }
-                EventKind::Healthy => self.watcher.handle_health(now, &event.agent, true, ""),
+                EventKind::Healthy => {
+                    let interval = interval();
+                    self.watcher
+                        .handle_health(now, &event.agent, true, interval, "");
+                }
                 EventKind::Started { .. } => self.watcher.handle_new_process(now, &event.agent),
                 EventKind::Exited {
                     pid,
@@ -1487,7 +1521,7 @@ impl Daemon {
         use roster_core::health::Check;
         match check {
             Check::Exec(argv) => {
-                let result = self.spawn_exec_probe(&agent, argv);
+                let result = self.spawn_exec_probe(&agent, id, argv);
                 match result {
                     Ok(pid) => {
                         self.probe_pids.insert(pid, (agent, id));
@@ -1513,10 +1547,17 @@ impl Daemon {
     /// environment, its own process group, output to /dev/null; and
     /// `ROSTER_PID`, the pid of the process it judges (during a cutover
     /// the new one), so a check can ask that process and not whichever
-    /// answers a shared port.
-    fn spawn_exec_probe(&mut self, agent: &AgentName, argv: Vec<String>) -> Result<u32, String> {
+    /// answers a shared port. Marked `ROSTER_HELPER=probe:ID`, so that
+    /// nothing it starts outlives it (see `leftovers.rs`).
+    fn spawn_exec_probe(
+        &mut self,
+        agent: &AgentName,
+        id: u64,
+        argv: Vec<String>,
+    ) -> Result<u32, String> {
         let mut launch = self.launch(agent)?;
         launch.sockets.clear();
+        launch.helper_run = Some(leftovers::probe_run(id));
         if let Some(pid) = self
             .supervisor
             .view(Instant::now(), agent)
@@ -1710,14 +1751,33 @@ impl Daemon {
         Ok(launch)
     }
 
-    /// Kills processes that escaped the group of an agent's dead main
+    /// Journals the delivery failures whose summary is due. Kills what
+    /// ended exec probes and notifiers left behind (see `leftovers.rs`),
+    /// and processes that escaped the group of an agent's dead main
     /// process, so no second copy runs beside the next one: one /proc scan
     /// for every cleanup since the last sweep.
     fn sweep_strays(&mut self) {
+        let now = Instant::now();
+        if self.deliveries.poll_timeout().is_some_and(|due| due <= now) {
+            self.deliveries.handle_timeout(now);
+            self.journal_delivery_notes();
+        }
+        if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
+            return;
+        }
+        if self
+            .last_sweep
+            .is_some_and(|last| now < last + SWEEP_INTERVAL)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        if self.leftovers.is_pending() {
+            self.sweep_leftovers();
+        }
         if self.pending_sweeps.is_empty() {
             return;
         }
-        self.last_sweep = Some(Instant::now());
         let sweeps = std::mem::take(&mut self.pending_sweeps);
         let strays = self.strays_by_agent();
         for (agent, dead_main) in sweeps {
@@ -1808,25 +1868,51 @@ impl Daemon {
         result
     }
 
-    /// Direct children of the daemon that are no agent's main process
-    /// (orphans inherited as subreaper), by the agent their marker names.
-    fn strays_by_agent(&self) -> HashMap<String, Vec<u32>> {
+    /// Kills the processes that ended exec probes and notifiers left
+    /// behind, once per sweep.
+    fn sweep_leftovers(&mut self) {
+        let mut running: HashSet<String> = self.notify_commands.running_runs().collect();
+        running.extend(
+            self.probe_pids
+                .values()
+                .map(|(_, id)| leftovers::probe_run(*id)),
+        );
+        let untracked = self.untracked_children();
+        let killed = self.leftovers.sweep(&untracked, &running, &self.agent_uids);
+        if !killed.is_empty() {
+            tracing::info!(
+                "killed {} process(es) that ended health checks or notifiers left running: {killed:?}",
+                killed.len()
+            );
+        }
+    }
+
+    /// Direct children of the daemon (orphans inherited as subreaper
+    /// included) that are no agent's main process, and none of the
+    /// daemon's own commands (exec probes, notifiers, deploy steps).
+    fn untracked_children(&self) -> Vec<u32> {
         let mains: HashSet<u32> = self
             .supervisor
             .main_pids()
             .into_iter()
             .map(|(_, pid)| pid)
             .collect();
+        procfs::own_children()
+            .into_iter()
+            .filter(|pid| {
+                !mains.contains(pid)
+                    && !self.probe_pids.contains_key(pid)
+                    && !self.notify_commands.contains(*pid)
+                    && !self.deploy_commands.contains_key(pid)
+            })
+            .collect()
+    }
+
+    /// Direct children of the daemon that are no agent's main process
+    /// (orphans inherited as subreaper), by the agent their marker names.
+    fn strays_by_agent(&self) -> HashMap<String, Vec<u32>> {
         let mut strays: HashMap<String, Vec<u32>> = HashMap::new();
-        for pid in procfs::own_children() {
-            // Exec health probes and notifiers are the daemon's own children too.
-            if mains.contains(&pid)
-                || self.probe_pids.contains_key(&pid)
-                || self.notify_commands.contains(pid)
-                || self.deploy_commands.contains_key(&pid)
-            {
-                continue;
-            }
+        for pid in self.untracked_children() {
             // Only descendants are reparented to a subreaper; one without
             // a marker (it cleared its environment) is kept under "".
             let name = procfs::roster_markers_of(pid, &self.agent_uids)

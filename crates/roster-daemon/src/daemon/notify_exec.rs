@@ -1,14 +1,19 @@
 //! The loop's side of alert delivery: it runs exec notifiers' commands (the
 //! loop is the only caller of `waitpid`, so nobody else may start a child)
-//! and journals every delivery's outcome. Deciding when an alert fires is
-//! not done here, and neither is delivering it (`crate::notify`).
+//! and journals deliveries: each `notified`, and failures as
+//! `roster_core::delivery_log` summarises them (`notify_failed`,
+//! `notify_recovered`, at most a row or two per target a minute). Deciding
+//! when an alert fires is not done here, and neither is delivering it
+//! (`crate::notify`).
 //!
 //! What the loop does for an exec target, exactly:
 //! 1. `Input::NotifyExec(ExecRequest::Run { id, .. })`: spawn the command
 //!    in its own process group (`spawn::spawn_notifier`, output to
-//!    /dev/null) and keep `pid → (id, reply)` ([`NotifyCommands`]); a
-//!    spawn failure is answered at once.
+//!    /dev/null, marked `ROSTER_HELPER=notify:ID`) and keep
+//!    `pid → (id, reply)` ([`NotifyCommands`]); a spawn failure is
+//!    answered at once.
 //! 2. On reaping one of these pids: answer its reply, `Ok` on exit 0.
+//!    Whatever the command left running is killed (`leftovers.rs`).
 //! 3. `Input::NotifyExec(ExecRequest::Kill { id })` (the notifier's timeout
 //!    passed): SIGKILL the process group of that run, if it still runs; the
 //!    reap follows as in 2.
@@ -19,9 +24,11 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use roster_core::delivery_log::{Failures, Note, NoteKind, Outcome};
 use roster_core::ExitStatus;
 
 use super::{Daemon, Inbox, Input};
@@ -52,7 +59,8 @@ impl NotifyCommands {
                     .map_err(|error| format!("opening /dev/null: {error}"))
                     .and_then(|null| {
                         let null = OwnedFd::from(null);
-                        spawn::spawn_notifier(&argv, &cwd, &env, home, &null)
+                        let run = super::leftovers::notify_run(id);
+                        spawn::spawn_notifier(&argv, &cwd, &env, home, &null, Some(&run))
                     });
                 match spawned {
                     Ok(pid) => {
@@ -94,6 +102,13 @@ impl NotifyCommands {
         self.running.contains_key(&pid)
     }
 
+    /// The runs going on, as their helper markers name them.
+    pub(super) fn running_runs(&self) -> impl Iterator<Item = String> + '_ {
+        self.running
+            .values()
+            .map(|(run, _)| super::leftovers::notify_run(*run))
+    }
+
     /// On the way out: no notifier command outlives the daemon.
     pub(super) fn kill_all(&self) {
         for pid in self.running.keys() {
@@ -122,33 +137,102 @@ pub(super) fn start_notifier(runtime: &tokio::runtime::Handle, inbox: &Inbox) ->
 }
 
 impl Daemon {
-    /// Journals a delivery's final outcome: `notified` or `notify_failed`.
+    /// A delivery's final outcome: a delivery is journaled (`notified`);
+    /// a failure, or an alert dropped from a full queue, is counted, and
+    /// journaled as the delivery log decides.
     pub(super) fn journal_delivery(&mut self, report: DeliveryReport) {
         let state = match report.state {
             roster_core::api::AlertState::Firing => "firing",
             roster_core::api::AlertState::Resolved => "resolved",
         };
-        let (kind, detail) = match &report.outcome {
-            Ok(()) => (
-                "notified",
-                format!(
-                    "{} {state} ({}) delivered to {}",
-                    report.name, report.fingerprint, report.target
-                ),
-            ),
-            Err(error) => {
-                tracing::warn!(target_ = %report.target, "alert not delivered: {error}");
-                (
-                    "notify_failed",
-                    format!(
-                        "{} {state} ({}) not delivered to {}: {error}",
-                        report.name, report.fingerprint, report.target
-                    ),
-                )
+        let alert = format!("{} {state} ({})", report.name, report.fingerprint);
+        let outcome = match &report.outcome {
+            Ok(()) => {
+                self.journal.record(Row::now(
+                    report.agent.as_deref(),
+                    "notified",
+                    None,
+                    format!("{alert} delivered to {}", report.target),
+                ));
+                Outcome::Delivered
             }
+            // No attempt: it was dropped from the target's full queue.
+            Err(error) if report.attempts == 0 => Outcome::Dropped(error),
+            Err(error) => Outcome::Failed(error),
         };
-        self.journal
-            .record(Row::now(report.agent.as_deref(), kind, None, detail));
+        if outcome != Outcome::Delivered {
+            // roster_notify_failures_total changed.
+            self.metrics.mark_changed();
+        }
+        self.deliveries.handle_outcome(
+            Instant::now(),
+            &report.target,
+            (&alert, report.agent.as_deref()),
+            outcome,
+        );
+        self.journal_delivery_notes();
+    }
+
+    /// Journals what the delivery log has to say (and logs it: the daemon's
+    /// log gets no more than the journal).
+    pub(super) fn journal_delivery_notes(&mut self) {
+        while let Some(note) = self.deliveries.poll_note() {
+            let (kind, agent, detail) = delivery_note(&note);
+            tracing::warn!(target_ = %note.target, "{detail}");
+            self.journal
+                .record(Row::now(agent.as_deref(), kind, None, detail));
+        }
+    }
+}
+
+/// A delivery note as a journal row: (kind, agent, detail). A single
+/// failure reads as before, under its alert's agent; a summary names no
+/// agent (its alerts may be anyone's).
+fn delivery_note(note: &Note) -> (&'static str, Option<String>, String) {
+    let target = &note.target;
+    let counted = |failures: &Failures, over: Option<Duration>| {
+        let since = match over {
+            Some(over) => format!("in the last {}s", over.as_secs()),
+            None => "so far".to_owned(),
+        };
+        format!(
+            "{} alert event(s) not delivered to {target} {since} ({} failed, {} dropped \
+             from the full queue); last: {}: {}",
+            failures.count(),
+            failures.failed,
+            failures.dropped,
+            failures.last_alert,
+            failures.last_error
+        )
+    };
+    match &note.kind {
+        NoteKind::Failed {
+            failures,
+            over,
+            delivering,
+        } => {
+            if failures.count() == 1 && !delivering {
+                let detail = format!(
+                    "{} not delivered to {target}: {}",
+                    failures.last_alert, failures.last_error
+                );
+                return ("notify_failed", failures.last_agent.clone(), detail);
+            }
+            let mut detail = counted(failures, *over);
+            detail.push_str(if *delivering {
+                "; it delivers between failures"
+            } else {
+                "; still failing"
+            });
+            ("notify_failed", None, detail)
+        }
+        NoteKind::Recovered { failures, over } => {
+            let mut detail = format!("{target} delivers again");
+            if failures.count() > 0 {
+                detail.push_str(&format!("; {}", counted(failures, *over)));
+            }
+            ("notify_recovered", None, detail)
+        }
     }
 }
 
@@ -196,6 +280,57 @@ mod tests {
     }
 
     #[test]
+    fn delivery_notes_read_as_rows() {
+        let failures = |failed, dropped| Failures {
+            failed,
+            dropped,
+            last_error: "connect: refused".into(),
+            last_alert: "MemoryHigh firing (web/watch0)".into(),
+            last_agent: Some("web".into()),
+        };
+        let note = |kind| Note {
+            target: "webhook http://127.0.0.1:1/".into(),
+            kind,
+        };
+        assert_eq!(
+            delivery_note(&note(NoteKind::Failed {
+                failures: failures(1, 0),
+                over: None,
+                delivering: false,
+            })),
+            (
+                "notify_failed",
+                Some("web".into()),
+                "MemoryHigh firing (web/watch0) not delivered to webhook http://127.0.0.1:1/: \
+                 connect: refused"
+                    .into()
+            )
+        );
+        assert_eq!(
+            delivery_note(&note(NoteKind::Failed {
+                failures: failures(3, 997),
+                over: Some(Duration::from_secs(60)),
+                delivering: false,
+            })),
+            (
+                "notify_failed",
+                None,
+                "1000 alert event(s) not delivered to webhook http://127.0.0.1:1/ in the last \
+                 60s (3 failed, 997 dropped from the full queue); last: MemoryHigh firing \
+                 (web/watch0): connect: refused; still failing"
+                    .into()
+            )
+        );
+        let (kind, agent, detail) = delivery_note(&note(NoteKind::Recovered {
+            failures: failures(0, 0),
+            over: Some(Duration::from_secs(5)),
+        }));
+        assert_eq!(kind, "notify_recovered");
+        assert_eq!(agent, None);
+        assert_eq!(detail, "webhook http://127.0.0.1:1/ delivers again");
+    }
+
+    #[test]
     fn runs_reaps_and_kills_notifier_commands() {
         let directory = tempfile::tempdir().expect("tempdir");
         let mut commands = NotifyCommands::default();
@@ -208,7 +343,7 @@ mod tests {
             &[
                 "sh",
                 "-c",
-                "echo \"$ROSTER_ALERT_NAME $ROSTER_HOME ${ROSTER_AGENT-none}\" > out.txt",
+                "echo \"$ROSTER_ALERT_NAME $ROSTER_HOME ${ROSTER_AGENT-none} $ROSTER_HELPER\" > out.txt",
             ],
             directory.path(),
         );
@@ -222,7 +357,7 @@ mod tests {
         assert!(!commands.reaped(pid, status), "answered once");
         assert_eq!(
             std::fs::read_to_string(directory.path().join("out.txt")).expect("output"),
-            "MemoryHigh /var/lib/roster-test-home none\n"
+            "MemoryHigh /var/lib/roster-test-home none notify:1\n"
         );
 
         // Kill: the notifier's timeout passed.

@@ -39,6 +39,7 @@ pub fn encode(snapshot: &MetricsSnapshot, samples: &[AgentSample]) -> String {
     registry.register_collector(Box::new(Scrape {
         rows,
         alerts_firing: snapshot.alerts_firing,
+        notify_failures: snapshot.notify_failures.clone(),
     }));
     let mut text = String::with_capacity(256 + snapshot.agents.len() * 600);
     if let Err(error) = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
@@ -62,6 +63,8 @@ struct Row {
 struct Scrape {
     rows: Vec<Row>,
     alerts_firing: u64,
+    /// (target, failed, dropped).
+    notify_failures: Vec<(String, u64, u64)>,
 }
 
 /// One per-agent family: how to read its value from a row.
@@ -191,7 +194,21 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(saturating(self.alerts_firing)).encode(alerts)
+        ConstGauge::new(saturating(self.alerts_firing)).encode(alerts)?;
+        let mut failures = encoder.encode_descriptor(
+            "roster_notify_failures",
+            "Alert events not delivered to a notify target: failed after every attempt, \
+             or dropped from its full queue.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (target, failed, dropped) in &self.notify_failures {
+            for (reason, count) in [("failed", failed), ("dropped", dropped)] {
+                let labels = [("target", target.as_str()), ("reason", reason)];
+                ConstCounter::new(*count).encode(failures.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -224,6 +241,7 @@ mod tests {
                 agent("worker", None, 0, None),
             ],
             alerts_firing: 2,
+            notify_failures: vec![("webhook http://127.0.0.1:1/".into(), 3, 1000)],
         };
         let samples = [
             AgentSample {
@@ -278,6 +296,10 @@ roster_log_dropped_lines_total{agent="worker"} 0
 # HELP roster_alerts_firing Alerts whose condition holds now.
 # TYPE roster_alerts_firing gauge
 roster_alerts_firing 2
+# HELP roster_notify_failures_total Alert events not delivered to a notify target: failed after every attempt, or dropped from its full queue.
+# TYPE roster_notify_failures_total counter
+roster_notify_failures_total{target="webhook http://127.0.0.1:1/",reason="failed"} 3
+roster_notify_failures_total{target="webhook http://127.0.0.1:1/",reason="dropped"} 1000
 "#;
         assert_eq!(text, expected, "got:\n{text}");
     }
@@ -287,6 +309,7 @@ roster_alerts_firing 2
         let snapshot = MetricsSnapshot {
             agents: vec![agent("a", Some(7), 0, Some(false))],
             alerts_firing: 0,
+            notify_failures: Vec::new(),
         };
         let text = encode(&snapshot, &[]);
         assert!(
@@ -313,6 +336,7 @@ roster_alerts_firing 2
             "roster_log_lines_total",
             "roster_log_dropped_lines_total",
             "roster_alerts_firing",
+            "roster_notify_failures_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}:\n{text}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");

@@ -36,6 +36,9 @@ pub struct MetricsSnapshot {
     pub agents: Vec<AgentMetrics>,
     /// Alerts that hold now (0 until rules and alerts exist).
     pub alerts_firing: u64,
+    /// Per notify target: alert events not delivered after every attempt,
+    /// and dropped from its full queue, since the daemon started.
+    pub notify_failures: Vec<(String, u64, u64)>,
 }
 
 /// One agent in a [`MetricsSnapshot`].
@@ -93,6 +96,7 @@ impl MetricsSnapshot {
         Self {
             agents,
             alerts_firing: 0,
+            notify_failures: Vec::new(),
         }
     }
 }
@@ -216,7 +220,7 @@ mod tests {
                 name: "a".into(),
                 ..AgentMetrics::default()
             }],
-            alerts_firing: 0,
+            ..MetricsSnapshot::default()
         };
         metrics.publish_if_changed(one);
         assert!(!snapshots.has_changed().expect("open"), "not served");

@@ -201,6 +201,22 @@ impl Drop for Roster {
     }
 }
 
+/// Live processes (zombies excluded) whose command line is exactly `argv`.
+pub fn processes_running(argv: &[&str]) -> Vec<u32> {
+    let mut wanted = Vec::new();
+    for word in argv {
+        wanted.extend_from_slice(word.as_bytes());
+        wanted.push(0);
+    }
+    roster_daemon::procfs::all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline == wanted)
+                && alive(*pid)
+        })
+        .collect()
+}
+
 /// Polls `probe` until it returns Some, or panics saying what did not happen.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
