@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod connection;
 pub mod deploy;
 pub mod hardening;
 pub mod health;
