@@ -17,14 +17,22 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{encode, sample, MetricsSnapshot, CONTENT_TYPE};
-use crate::listener::BoundedListener;
+use crate::listener::{BoundedListener, Limits};
 
 /// Scrapers served at once; more wait in the backlog.
-pub const MAX_SCRAPERS: usize = 16;
+pub const MAX_SCRAPERS: usize = 128;
+
+/// Connections one scraper (an IP address) may hold; past them its new
+/// ones are closed at once, so one host cannot take every slot.
+pub const MAX_PER_SCRAPER: usize = 8;
+
+/// How long a scraper has to send its request (from the connection, or
+/// from the previous answer on a kept-alive one), however it trickles in.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a scrape may spend counting descriptors in /proc; past it the
 /// figures not yet taken are left out of the answer.
@@ -195,17 +203,22 @@ async fn serve(
     let router = Router::new()
         .route("/metrics", get(scrape))
         .with_state(state);
-    let listener = BoundedListener {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(MAX_SCRAPERS)),
-    };
-    if let Err(error) = axum::serve(listener, router).await {
+    let listener = BoundedListener::new(
+        listener,
+        Limits {
+            slots: MAX_SCRAPERS,
+            per_peer: Some(MAX_PER_SCRAPER),
+            patience: REQUEST_TIMEOUT,
+        },
+    );
+    if let Err(error) = crate::listener::serve(listener, router).await {
         tracing::error!("metrics server stopped: {error}");
     }
 }
 
 /// Whether `headers` carry the token (compared in constant time), or no
-/// token is set.
+/// token is set. The scheme is matched in any case (`bearer`, as HTTP
+/// says schemes are).
 fn authorized(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
@@ -235,9 +248,14 @@ async fn scrape(State(state): State<ScrapeState>, headers: axum::http::HeaderMap
         authorized(&headers, token.as_deref())
     };
     if !allowed {
+        // Closed after the answer: a scraper without the token holds a
+        // slot no longer than its request took.
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"roster\"")],
+            [
+                (header::WWW_AUTHENTICATE, "Bearer realm=\"roster\""),
+                (header::CONNECTION, "close"),
+            ],
             "a bearer token is needed: Authorization: Bearer TOKEN ([metrics] bearer_token_file)\n",
         )
             .into_response();

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 
 use crate::util::*;
 
+mod floods;
+
 /// `GET path` on 127.0.0.1:port: (status, content type, body), or None
 /// when nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
@@ -267,8 +269,9 @@ fn silent_scrapers_delay_neither_restarts_nor_status() {
     wait_scrape(port, "a up", |text| {
         value(text, "roster_agent_up", "a") == Some(1.0)
     });
-    // More connections than are served at once, each saying nothing: the
-    // served ones wait for a request, the rest sit in the backlog.
+    // More connections than one scraper may hold, each saying nothing: the
+    // daemon holds its share until the request deadline and closes the
+    // rest at once (metrics::floods tests those limits).
     let silent: Vec<TcpStream> = (0..64)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
