@@ -226,7 +226,9 @@ fn authorized(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, given)| given)
     else {
         return false;
     };
@@ -300,15 +302,25 @@ mod tests {
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {
         assert!(authorized(&HeaderMap::new(), None), "no token set: open");
-        assert!(authorized(&with("Bearer s3cret"), Some("s3cret")));
+        for right in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer  s3cret ",
+        ] {
+            assert!(authorized(&with(right), Some("s3cret")), "{right}");
+        }
         assert!(!authorized(&HeaderMap::new(), Some("s3cret")));
         for wrong in [
             "Bearer s3cre",
             "Bearer s3cret2",
             "Bearer S3CRET",
             "Basic s3cret",
+            "Bearers3cret",
+            "Bearerx s3cret",
             "s3cret",
             "Bearer ",
+            "Bearer",
         ] {
             assert!(!authorized(&with(wrong), Some("s3cret")), "{wrong}");
         }

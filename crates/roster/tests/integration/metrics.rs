@@ -509,6 +509,38 @@ fn a_bearer_token_keeps_metrics_from_scrapers_without_it() {
     let (status, _, body) =
         http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
     assert_eq!(status, 200, "{body}");
+    // The scheme in any case, as HTTP has it.
+    for scheme in ["bearer", "BEARER"] {
+        let (status, _, body) = http_get_with(
+            port,
+            "/metrics",
+            &format!("Authorization: {scheme} second-token-9876543210\r\n"),
+        )
+        .expect("an answer");
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+
+    // A token short enough to guess is refused, by check and by apply,
+    // saying how to make one; the running one stays.
+    std::fs::write(&token_file, "x\n").expect("a short token");
+    config("\n\n\n");
+    for command in ["check", "apply"] {
+        let refused = roster.run(&[command]);
+        assert_eq!(refused.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("too short")
+                && stderr.contains("at least 16")
+                && stderr.contains("openssl rand -hex 32"),
+            "{command}: {stderr}"
+        );
+    }
+    let (status, _, _) = http_get_with(port, "/metrics", &bearer("x")).expect("an answer");
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
+    assert_eq!(status, 200);
+    std::fs::write(&token_file, "second-token-9876543210\n").expect("the token again");
 
     // A token every user can read is refused; the running one stays.
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
