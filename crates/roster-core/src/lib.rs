@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod connection;
 pub mod delivery_log;
 pub mod deploy;
 pub mod hardening;

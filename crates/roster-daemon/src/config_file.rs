@@ -114,8 +114,12 @@ pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
 /// The largest token file roster reads.
 const MAX_TOKEN_BYTES: u64 = 4096;
 
+/// The shortest bearer token roster accepts: a short one is guessed.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// Reads a bearer token: a regular file (never blocking on a FIFO), not
-/// readable by every user, holding one line of printable characters.
+/// readable by every user, holding one line of printable characters, at
+/// least [`MIN_TOKEN_CHARS`] of them.
 pub fn read_token_file(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
@@ -145,6 +149,12 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
             "the metrics token {shown} must hold one token of printable characters, at most 4 KiB\n  hint: openssl rand -hex 32 > {shown}"
         ));
     }
+    if token.len() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the metrics token {shown} is too short: {} characters, at least {MIN_TOKEN_CHARS} are needed (a short token is guessed)\n  hint: openssl rand -hex 32 > {shown}",
+            token.len()
+        ));
+    }
     Ok(token.to_owned())
 }
 
@@ -162,11 +172,19 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
             path
         };
+        let token = "0123456789abcdef";
         assert_eq!(
-            read_token_file(&write("abc123\n", 0o600)),
-            Ok("abc123".to_owned())
+            read_token_file(&write(&format!("{token}\n"), 0o600)),
+            Ok(token.to_owned())
         );
-        let open = read_token_file(&write("abc123\n", 0o644)).expect_err("world-readable");
+        for short in ["x", "0123456789abcde"] {
+            let error = read_token_file(&write(short, 0o600)).expect_err(short);
+            assert!(
+                error.contains("too short") && error.contains("openssl rand -hex 32"),
+                "{short:?}: {error}"
+            );
+        }
+        let open = read_token_file(&write(token, 0o644)).expect_err("world-readable");
         assert!(open.contains("chmod 600"), "{open}");
         for bad in ["", "\n", "two words\n", "tab\there\n"] {
             let error = read_token_file(&write(bad, 0o600)).expect_err(bad);

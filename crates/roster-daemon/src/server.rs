@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::UnixListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, StatusReply};
 
 use crate::inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
-use crate::listener::BoundedListener;
+use crate::listener::{BoundedListener, Limits};
 use crate::procfs;
 
 #[derive(Clone)]
@@ -95,16 +95,20 @@ pub async fn serve(
         .route("/v1/secrets/set", post(secret_set))
         .route("/v1/secrets/rm", post(secret_remove))
         .with_state(state);
-    let listener = BoundedListener {
-        inner: crate::listener::GuardedUnix {
+    let listener = BoundedListener::new(
+        crate::listener::GuardedUnix {
             inner: listener,
             admin_gid,
             inbox: guard_inbox,
             reported: HashMap::new(),
         },
-        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-    };
-    if let Err(error) = axum::serve(listener, router).await {
+        Limits {
+            slots: MAX_CONNECTIONS,
+            per_peer: None,
+            patience: IDLE_TIMEOUT,
+        },
+    );
+    if let Err(error) = crate::listener::serve(listener, router).await {
         tracing::error!("control API stopped: {error}");
     }
 }

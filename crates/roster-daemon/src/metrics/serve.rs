@@ -17,14 +17,22 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Handle;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{encode, sample, MetricsSnapshot, CONTENT_TYPE};
-use crate::listener::BoundedListener;
+use crate::listener::{BoundedListener, Limits};
 
 /// Scrapers served at once; more wait in the backlog.
-pub const MAX_SCRAPERS: usize = 16;
+pub const MAX_SCRAPERS: usize = 128;
+
+/// Connections one scraper (an IP address) may hold; past them its new
+/// ones are closed at once, so one host cannot take every slot.
+pub const MAX_PER_SCRAPER: usize = 8;
+
+/// How long a scraper has to send its request (from the connection, or
+/// from the previous answer on a kept-alive one), however it trickles in.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a scrape may spend counting descriptors in /proc; past it the
 /// figures not yet taken are left out of the answer.
@@ -195,17 +203,22 @@ async fn serve(
     let router = Router::new()
         .route("/metrics", get(scrape))
         .with_state(state);
-    let listener = BoundedListener {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(MAX_SCRAPERS)),
-    };
-    if let Err(error) = axum::serve(listener, router).await {
+    let listener = BoundedListener::new(
+        listener,
+        Limits {
+            slots: MAX_SCRAPERS,
+            per_peer: Some(MAX_PER_SCRAPER),
+            patience: REQUEST_TIMEOUT,
+        },
+    );
+    if let Err(error) = crate::listener::serve(listener, router).await {
         tracing::error!("metrics server stopped: {error}");
     }
 }
 
 /// Whether `headers` carry the token (compared in constant time), or no
-/// token is set.
+/// token is set. The scheme is matched in any case (`bearer`, as HTTP
+/// says schemes are).
 fn authorized(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
     let Some(token) = token else {
         return true;
@@ -213,7 +226,9 @@ fn authorized(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, given)| given)
     else {
         return false;
     };
@@ -235,9 +250,14 @@ async fn scrape(State(state): State<ScrapeState>, headers: axum::http::HeaderMap
         authorized(&headers, token.as_deref())
     };
     if !allowed {
+        // Closed after the answer: a scraper without the token holds a
+        // slot no longer than its request took.
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"roster\"")],
+            [
+                (header::WWW_AUTHENTICATE, "Bearer realm=\"roster\""),
+                (header::CONNECTION, "close"),
+            ],
             "a bearer token is needed: Authorization: Bearer TOKEN ([metrics] bearer_token_file)\n",
         )
             .into_response();
@@ -282,15 +302,25 @@ mod tests {
     #[test]
     fn only_the_exact_bearer_token_is_authorized() {
         assert!(authorized(&HeaderMap::new(), None), "no token set: open");
-        assert!(authorized(&with("Bearer s3cret"), Some("s3cret")));
+        for right in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer  s3cret ",
+        ] {
+            assert!(authorized(&with(right), Some("s3cret")), "{right}");
+        }
         assert!(!authorized(&HeaderMap::new(), Some("s3cret")));
         for wrong in [
             "Bearer s3cre",
             "Bearer s3cret2",
             "Bearer S3CRET",
             "Basic s3cret",
+            "Bearers3cret",
+            "Bearerx s3cret",
             "s3cret",
             "Bearer ",
+            "Bearer",
         ] {
             assert!(!authorized(&with(wrong), Some("s3cret")), "{wrong}");
         }

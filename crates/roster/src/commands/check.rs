@@ -41,10 +41,10 @@ fn cutover_blind_spot(spec: &roster_core::config::AgentSpec) -> Option<String> {
 /// Runs `roster check`.
 pub fn run(file: &Path) -> Result<ExitCode> {
     let config = load(file)?;
-    let mut missing = Vec::new();
+    let mut problems = Vec::new();
     for (name, spec) in &config.agents {
         if !spec.cwd.is_dir() {
-            missing.push(format!(
+            problems.push(format!(
                 "agent `{name}`: working directory {} does not exist",
                 spec.cwd.display()
             ));
@@ -84,8 +84,28 @@ pub fn run(file: &Path) -> Result<ExitCode> {
             eprintln!("{}: warning: agent `{name}`: {warning}", file.display());
         }
     }
-    if !missing.is_empty() {
-        for problem in &missing {
+    if let Some(token_file) = config
+        .metrics
+        .as_ref()
+        .and_then(|metrics| metrics.bearer_token_file.as_ref())
+    {
+        if let Err(problem) = roster_daemon::config_file::read_token_file(token_file) {
+            let denied = nix::unistd::access(token_file.as_path(), nix::unistd::AccessFlags::R_OK)
+                == Err(nix::errno::Errno::EACCES);
+            if denied {
+                // The daemon's user may read what this one may not; the
+                // apply checks it as that user.
+                eprintln!(
+                    "{}: warning: [metrics] {problem}\n  hint: `roster apply` checks it as the daemon's user",
+                    file.display()
+                );
+            } else {
+                problems.push(format!("[metrics] {problem}"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
             eprintln!("{}: {problem}", file.display());
         }
         return Ok(ExitCode::from(1));

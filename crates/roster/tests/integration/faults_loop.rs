@@ -473,6 +473,124 @@ fn thousands_of_idle_api_connections_are_bounded() {
     assert!(rss_kib < 100 * 1024, "the daemon holds {rss_kib} KiB");
 }
 
+/// Whether the daemon closed a control-socket connection.
+fn is_closed(mut stream: &std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read;
+    let mut buffer = [0u8; 256];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(error) => return error.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// A request the daemon works on for longer than the control socket's
+/// idle limit (10 s) is answered, however long it takes: here `up` of an
+/// agent whose user is created by a `useradd` that takes 13 s. Meanwhile
+/// connections that keep the daemon waiting, silent or sending a byte a
+/// second, are closed at the limit.
+#[test]
+fn a_request_the_daemon_works_on_is_never_cut_as_idle() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if !needs_root("slow_useradd", "create a user") {
+        return;
+    }
+    let useradd = std::path::Path::new("/usr/sbin/useradd");
+    if !useradd.is_file() {
+        skip("slow_useradd", "no /usr/sbin/useradd");
+        return;
+    }
+    let user = "rt-slow-useradd";
+    // A run before this one created it; the test needs useradd to run.
+    let _ = Command::new("userdel").arg(user).output();
+    let roster = Roster::new();
+    std::fs::set_permissions(roster.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod");
+    let slow_bin = roster.path("slow-bin");
+    std::fs::create_dir(&slow_bin).expect("mkdir");
+    let script = slow_bin.join("useradd");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nsleep 13\nexec {} \"$@\"\n", useradd.display()),
+    )
+    .expect("write useradd");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        slow_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    roster.config("[agents.first]\ncommand = [\"sleep\", \"3610\"]\n");
+    // The daemon gets this PATH, and so finds the slow useradd.
+    let started = roster
+        .command()
+        .env("PATH", &path)
+        .arg("up")
+        .output()
+        .expect("roster up");
+    assert!(started.status.success(), "{started:?}");
+
+    let socket = roster.home_path().join("roster.sock");
+    let silent = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    let trickling = Arc::new(std::os::unix::net::UnixStream::connect(&socket).expect("connect"));
+    for stream in [&silent, &*trickling] {
+        stream.set_nonblocking(true).expect("non-blocking");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = {
+        let (trickling, stop) = (trickling.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let request = format!(
+                "GET /v1/status HTTP/1.1\r\nX-Padding: {}\r\n\r\n",
+                "x".repeat(100)
+            );
+            for byte in request.as_bytes() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let _ = (&*trickling).write(std::slice::from_ref(byte));
+                // The trickler's pace, not a wait for the daemon.
+                std::thread::sleep(SECS(1));
+            }
+        })
+    };
+
+    roster.config(&format!(
+        "[agents.first]\ncommand = [\"sleep\", \"3610\"]\n\n\
+         [agents.slow]\ncommand = [\"sleep\", \"3611\"]\ncwd = \"slow\"\nuser = \"{user}\"\ncreate_user = true\n"
+    ));
+    let began = Instant::now();
+    let output = roster.run(&["up"]);
+    let took = began.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = trickler.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "up failed after {took:?}:\n{}\n{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(took >= SECS(13), "useradd was not slow: {took:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("added:     slow"), "{stdout}");
+    // The clients that kept the daemon waiting did not keep their slots.
+    assert!(
+        is_closed(&silent),
+        "a silent connection outlived the idle limit"
+    );
+    assert!(
+        is_closed(&trickling),
+        "a connection sending a byte a second outlived the idle limit"
+    );
+    drop(roster);
+    let _ = Command::new("userdel").arg(user).output();
+}
+
 /// `all` means every agent on the command line, so no agent may be named so.
 #[test]
 fn an_agent_named_all_is_refused() {

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 
 use crate::util::*;
 
+mod floods;
+
 /// `GET path` on 127.0.0.1:port: (status, content type, body), or None
 /// when nothing answers.
 fn http_get(port: u16, path: &str) -> Option<(u16, String, String)> {
@@ -267,8 +269,9 @@ fn silent_scrapers_delay_neither_restarts_nor_status() {
     wait_scrape(port, "a up", |text| {
         value(text, "roster_agent_up", "a") == Some(1.0)
     });
-    // More connections than are served at once, each saying nothing: the
-    // served ones wait for a request, the rest sit in the backlog.
+    // More connections than one scraper may hold, each saying nothing: the
+    // daemon holds its share until the request deadline and closes the
+    // rest at once (metrics::floods tests those limits).
     let silent: Vec<TcpStream> = (0..64)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
@@ -506,6 +509,38 @@ fn a_bearer_token_keeps_metrics_from_scrapers_without_it() {
     let (status, _, body) =
         http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
     assert_eq!(status, 200, "{body}");
+    // The scheme in any case, as HTTP has it.
+    for scheme in ["bearer", "BEARER"] {
+        let (status, _, body) = http_get_with(
+            port,
+            "/metrics",
+            &format!("Authorization: {scheme} second-token-9876543210\r\n"),
+        )
+        .expect("an answer");
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+
+    // A token short enough to guess is refused, by check and by apply,
+    // saying how to make one; the running one stays.
+    std::fs::write(&token_file, "x\n").expect("a short token");
+    config("\n\n\n");
+    for command in ["check", "apply"] {
+        let refused = roster.run(&[command]);
+        assert_eq!(refused.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("too short")
+                && stderr.contains("at least 16")
+                && stderr.contains("openssl rand -hex 32"),
+            "{command}: {stderr}"
+        );
+    }
+    let (status, _, _) = http_get_with(port, "/metrics", &bearer("x")).expect("an answer");
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        http_get_with(port, "/metrics", &bearer("second-token-9876543210")).expect("an answer");
+    assert_eq!(status, 200);
+    std::fs::write(&token_file, "second-token-9876543210\n").expect("the token again");
 
     // A token every user can read is refused; the running one stays.
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
