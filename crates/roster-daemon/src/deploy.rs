@@ -511,6 +511,9 @@ impl Run {
         crash_point("stage");
         self.end_step(began, StepState::Ok, format!("staged {version}"));
         let release_dir = self.releases.release_dir(&version);
+        // Where the agent runs: the release, or the directory `cwd` names
+        // inside it. The build runs at the top, the smoke test there.
+        let workdir = release_dir.join(&self.spec.release_subdir);
 
         // Build, then smoke test, in the new release.
         for (step, command, timeout) in [
@@ -521,15 +524,28 @@ impl Run {
                 deploy.smoke_timeout,
             ),
         ] {
+            if step == "smoke_test" && !workdir.is_dir() {
+                let error = format!(
+                    "release {version} has no directory {}, where the agent runs (its `cwd` inside the release)",
+                    self.spec.release_subdir.display()
+                );
+                self.give_up(&version, "stage", &error).await;
+                return (
+                    DeployOutcome::Failed,
+                    format!("{error}; the live release is untouched"),
+                );
+            }
             let Some(argv) = command else {
                 self.skip_step(step, &format!("no {step} command"));
                 continue;
             };
             let began = self.begin_step(step);
-            match self
-                .run_command(step, &argv, &release_dir, &version, timeout)
-                .await
-            {
+            let cwd = if step == "build" {
+                &release_dir
+            } else {
+                &workdir
+            };
+            match self.run_command(step, &argv, cwd, &version, timeout).await {
                 Ok(()) => {
                     crash_point(step);
                     self.end_step(began, StepState::Ok, format!("{} passed", argv.join(" ")));
@@ -739,7 +755,11 @@ impl Run {
                     return Err(CutoverFailure::Untouched(why));
                 }
                 crash_point("cutover");
-                if let Err(why) = self.wait_ready(new_pid, old, ready_timeout).await {
+                let ready = match self.wait_ready(new_pid, old, ready_timeout).await {
+                    Ok(()) => self.runs_in(new_pid, release).await,
+                    Err(why) => Err(why),
+                };
+                if let Err(why) = ready {
                     let _ = self.ask(CutoverStep::Handback(why.clone())).await;
                     return Err(CutoverFailure::Untouched(why));
                 }
@@ -766,7 +786,12 @@ impl Run {
                     if let Some(pid) = new_pid {
                         let observed = observed_from(&view, Some(pid));
                         match readiness(observed) {
-                            Readiness::Ready => return Ok(Some(pid)),
+                            Readiness::Ready => {
+                                return match self.runs_in(Some(pid), release).await {
+                                    Ok(()) => Ok(Some(pid)),
+                                    Err(why) => Err(CutoverFailure::Switched(why)),
+                                }
+                            }
                             Readiness::Failed(why) => return Err(CutoverFailure::Switched(why)),
                             Readiness::Waiting => {}
                         }
@@ -845,6 +870,21 @@ impl Run {
             }
             tokio::time::sleep(OBSERVE_EVERY).await;
         }
+    }
+
+    /// The new process must run the release it was started for: its
+    /// working directory inside `releases/VERSION` (issue #14: an agent
+    /// started elsewhere kept running the old code while the deploy called
+    /// the new one live).
+    async fn runs_in(&self, pid: Option<u32>, release: &str) -> Result<(), String> {
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        let release = release.to_owned();
+        self.blocking(move |releases| {
+            runs_in_release(pid, &releases.release_dir(&release), &release)
+        })
+        .await?
     }
 
     async fn switch_current(&self, release: &str) -> Result<(), String> {
@@ -1070,6 +1110,31 @@ fn observed_from(view: &AgentView, pid: Option<u32>) -> Observed {
     }
 }
 
+/// Whether process `pid` works in `release_dir` (or below): `Err` says
+/// where it runs instead. A process that is gone passes: the cutover's
+/// next look at the agent tells what happened to it.
+pub fn runs_in_release(pid: u32, release_dir: &Path, version: &str) -> Result<(), String> {
+    let cwd = match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => cwd,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(format!(
+            "cannot tell which release the new process (pid {pid}) runs: /proc/{pid}/cwd: {error}"
+        ))
+        }
+    };
+    let release_dir = std::fs::canonicalize(release_dir).unwrap_or_else(|_| release_dir.to_owned());
+    if cwd.starts_with(&release_dir) {
+        return Ok(());
+    }
+    Err(format!(
+        "the new process (pid {pid}) runs in {}, outside release {version} ({}): it does not run the code just deployed\n  \
+         hint: an agent shipped as releases runs in its release (`cwd` relative to it) and must not change directory out of it",
+        cwd.display(),
+        release_dir.display()
+    ))
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
@@ -1165,4 +1230,42 @@ pub fn prepare_config(
         deploys.note(&agent, "account", note);
     }
     prepare_releases(home, config, deploys);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_runs_in_a_release_when_its_directory_is_inside_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let release = dir.path().join("releases/v2");
+        std::fs::create_dir_all(release.join("app")).expect("release");
+        let elsewhere = dir.path().join("old");
+        std::fs::create_dir_all(&elsewhere).expect("old");
+        let mut inside = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(release.join("app"))
+            .spawn()
+            .expect("sleep");
+        let mut outside = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&elsewhere)
+            .spawn()
+            .expect("sleep");
+        let inside_result = runs_in_release(inside.id(), &release, "v2");
+        let outside_result = runs_in_release(outside.id(), &release, "v2");
+        for child in [&mut inside, &mut outside] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(inside_result, Ok(()));
+        let error = outside_result.expect_err("outside the release");
+        assert!(
+            error.contains("outside release v2") && error.contains("/old"),
+            "{error}"
+        );
+        // A process that is gone is judged by the cutover's next look.
+        assert_eq!(runs_in_release(inside.id(), &release, "v2"), Ok(()));
+    }
 }

@@ -230,7 +230,12 @@ pub fn agent_unit(
     options: &ExportOptions,
 ) -> Result<String, String> {
     let cwd = if spec.release_cwd {
-        options.home.join("agents").join(agent).join("current")
+        options
+            .home
+            .join("agents")
+            .join(agent)
+            .join("current")
+            .join(&spec.release_subdir)
     } else {
         spec.cwd.clone()
     };

@@ -1605,7 +1605,7 @@ impl Daemon {
                     "no release of {agent} is deployed yet\n  hint: roster deploy {agent} DIR"
                 ));
             };
-            launch.cwd = Some(releases.release_dir(&release));
+            launch.cwd = Some(releases.release_dir(&release).join(&spec.release_subdir));
         }
         Ok(launch)
     }
