@@ -487,10 +487,11 @@ impl Run {
         };
         // Stage.
         let began = self.begin_step("stage");
+        let max_size = deploy.max_size;
         let staged = self
             .blocking(move |releases| {
                 releases.ensure_layout()?;
-                releases.stage(&source, version.as_deref(), unix_now())
+                releases.stage_within(&source, version.as_deref(), unix_now(), max_size)
             })
             .await
             .and_then(|result| result.map_err(|error| error.to_string()));
