@@ -1166,8 +1166,14 @@ fn tail_of(file: &mut std::fs::File, start: u64, lines: usize) -> String {
 /// releases gets its layout, and what a killed daemon left half-done is
 /// repaired (`Releases::recover`: half-staged releases removed, `current`
 /// pointing at a complete release). Agents with a deploy running are left
-/// to it. What was repaired is journaled.
-pub fn prepare_releases(home: &Path, config: &roster_core::Config, deploys: &Deploys) {
+/// to it. What was repaired is journaled. Returns each agent's live
+/// release (an agent without one is `undeployed` until its first deploy).
+pub fn prepare_releases(
+    home: &Path,
+    config: &roster_core::Config,
+    deploys: &Deploys,
+) -> std::collections::BTreeMap<AgentName, String> {
+    let mut live = std::collections::BTreeMap::new();
     for (agent, spec) in &config.agents {
         if spec.deploy.is_none() {
             continue;
@@ -1195,7 +1201,11 @@ pub fn prepare_releases(home: &Path, config: &roster_core::Config, deploys: &Dep
                     .to_owned(),
             ),
         }
+        if let Ok(Some(version)) = releases.live() {
+            live.insert(agent.clone(), version);
+        }
     }
+    live
 }
 
 /// Runs a command through the loop (which spawns and reaps every child of
@@ -1220,17 +1230,19 @@ pub fn run_through_loop(inbox: &Inbox, argv: &[String]) -> Result<bool, String> 
 
 /// Everything a config needs done off the loop before it is applied:
 /// users created and their directories given to them, release stores
-/// repaired. `run` runs a command to its end.
+/// repaired, their live releases read (into `read_along`). `run` runs a
+/// command to its end.
 pub fn prepare_config(
     home: &Path,
     config: &roster_core::Config,
+    read_along: &mut crate::config_file::ReadAlong,
     deploys: &Deploys,
     run: crate::identity::RunCommand<'_>,
 ) {
     for (agent, note) in crate::identity::prepare_accounts(home, config, run) {
         deploys.note(&agent, "account", note);
     }
-    prepare_releases(home, config, deploys);
+    read_along.live_releases = prepare_releases(home, config, deploys);
 }
 
 #[cfg(test)]

@@ -384,8 +384,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
 
     let outcome = match &options.config {
         Some(path) => {
-            let loaded = crate::config_file::load_for_apply(path);
-            if let Ok((config, _)) = &loaded {
+            let mut loaded = crate::config_file::load_for_apply(path);
+            if let Ok((config, read_along)) = &mut loaded {
                 // The loop does not run yet: nothing else reaps children.
                 let run = |argv: &[String]| -> Result<bool, String> {
                     let (program, arguments) = argv.split_first().ok_or("an empty command")?;
@@ -397,7 +397,13 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
                         .map(|status| status.success())
                         .map_err(|error| format!("{program}: {error}"))
                 };
-                crate::deploy::prepare_config(daemon.home.root(), config, &daemon.deploys, &run);
+                crate::deploy::prepare_config(
+                    daemon.home.root(),
+                    config,
+                    read_along,
+                    &daemon.deploys,
+                    &run,
+                );
             }
             match daemon.apply(path, loaded, true, true) {
                 Ok(_) => Ok(()),
@@ -592,10 +598,10 @@ impl Daemon {
         let spawned = std::thread::Builder::new()
             .name("roster-reload".into())
             .spawn(move || {
-                let loaded = crate::config_file::load_for_apply(&path);
-                if let Ok((config, _)) = &loaded {
+                let mut loaded = crate::config_file::load_for_apply(&path);
+                if let Ok((config, read_along)) = &mut loaded {
                     let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
-                    crate::deploy::prepare_config(&home, config, &deploys, &run);
+                    crate::deploy::prepare_config(&home, config, read_along, &deploys, &run);
                 }
                 let (reply, _ignored) = oneshot::channel();
                 inbox.send(Input::Request(Request::Apply {
@@ -888,7 +894,12 @@ impl Daemon {
         // Users may have been created or changed since: look them up again.
         self.accounts.clear();
         self.apply_limits(&config);
-        let summary = self.supervisor.handle_apply(now, &config, start_stopped);
+        let summary = self.supervisor.handle_apply_with_releases(
+            now,
+            &config,
+            start_stopped,
+            &read_along.live_releases,
+        );
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
         self.env_files = read_along.env_files;
