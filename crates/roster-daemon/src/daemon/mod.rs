@@ -875,8 +875,17 @@ impl Daemon {
         {
             return Err(self.reject(&format!("{display}: "), message));
         }
-        if let Err(message) = self.listeners.apply(&config) {
-            return Err(self.reject(&format!("{display}: "), message));
+        let handovers = match self.listeners.apply(&config, &self.supervisor.main_pids()) {
+            Ok(handovers) => handovers,
+            Err(message) => return Err(self.reject(&format!("{display}: "), message)),
+        };
+        for (agent, note) in handovers {
+            self.journal.record(Row::now(
+                Some(agent.as_str()),
+                "listen_handover",
+                None,
+                note,
+            ));
         }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
@@ -1543,8 +1552,10 @@ impl Daemon {
             return Err("unknown agent".into());
         };
         let identity = spec.identity.clone();
+        let supervisor = &self.supervisor;
+        let sockets = self.listeners.of(agent, || supervisor.main_pids())?;
         let mut launch = spawn::Launch {
-            sockets: self.listeners.of(agent),
+            sockets,
             ..Default::default()
         };
         let from_file = self.env_files.get(agent).into_iter().flatten().cloned();
