@@ -30,6 +30,9 @@ pub enum AgentState {
     Failed,
     /// Ended and not restarted (restart policy `never` or `on-failure`).
     Exited,
+    /// Shipped as releases (`[deploy]`) and none is deployed yet: it starts
+    /// with its first deploy (an extension of the documented contract).
+    Undeployed,
 }
 
 impl AgentState {
@@ -43,6 +46,7 @@ impl AgentState {
             AgentState::Backoff => "backoff",
             AgentState::Failed => "failed",
             AgentState::Exited => "exited",
+            AgentState::Undeployed => "undeployed",
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use toml_edit::{Item, TableLike, Value};
 
-use crate::deploy::{valid_listen_name, DeploySpec, ListenSpec, Strategy, MAX_LISTEN};
+use crate::deploy::{DeploySpec, ListenSpec};
 use crate::hardening::{expand, parse_cpu_quota, valid_account, Identity, Limits};
 use crate::health::{Check, HealthSpec, HttpTarget, OnFailure, MIN_PROBE_PERIOD};
 use crate::name::AgentName;
@@ -26,6 +26,8 @@ use crate::notify::{
 use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
 use crate::watch::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule};
+
+mod deploy_checks;
 
 /// A whole, validated config.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,9 +135,14 @@ pub struct AgentSpec {
     pub metrics: Option<HttpTarget>,
     /// `[agents.NAME.deploy]`: the agent is shipped as releases.
     pub deploy: Option<DeploySpec>,
-    /// Runs in its live release (`<home>/agents/NAME/current`): set when
-    /// `deploy` is given and `cwd` is not.
+    /// Runs in its live release (`<home>/agents/NAME/releases/VERSION`):
+    /// set when `deploy` is given. `cwd` is then the config file's
+    /// directory and means nothing; see `release_subdir`.
     pub release_cwd: bool,
+    /// With `release_cwd`: the directory inside the release the agent runs
+    /// in, from a relative `cwd` (empty: the release's top directory).
+    /// Never absolute, never with `..`.
+    pub release_subdir: PathBuf,
     /// `[agents.NAME.listen]`: sockets roster binds and hands over.
     pub listen: ListenSpec,
     /// Who it runs as.
@@ -279,16 +286,6 @@ const WATCH_KEYS: [&str; 10] = [
     "path",
 ];
 const HOST_KEYS: [&str; 1] = ["watch"];
-const DEPLOY_KEYS: [&str; 8] = [
-    "strategy",
-    "build",
-    "build_timeout",
-    "smoke_test",
-    "smoke_timeout",
-    "ready_timeout",
-    "verify_for",
-    "keep",
-];
 /// Keys `[defaults]` may set for every agent (an agent's own value wins).
 const DEFAULTS_KEYS: [&str; 24] = [
     "env",
@@ -867,13 +864,16 @@ impl Checker {
             metrics: None,
             deploy: None,
             release_cwd: false,
+            release_subdir: PathBuf::new(),
             listen: ListenSpec::new(),
             identity: Identity::default(),
             limits: Limits::default(),
             env_file: None,
         };
         let mut has_command = false;
-        let mut has_cwd = false;
+        // `cwd` as written, for an agent shipped as releases (relative to
+        // its release).
+        let mut cwd_given: Option<(String, Range<usize>)> = None;
         let place = format!("agent `{name}`");
         // `[defaults]` items the agent does not set itself come first.
         let defaults: Vec<(String, Item)> = self
@@ -905,7 +905,6 @@ impl Checker {
                     }
                 }
                 "cwd" => {
-                    has_cwd = true;
                     if let Some(cwd) = self.string(item, "cwd") {
                         if cwd.is_empty() {
                             self.problem(
@@ -915,6 +914,7 @@ impl Checker {
                             );
                         } else {
                             spec.cwd = base_dir.join(cwd);
+                            cwd_given = Some((cwd.to_owned(), span_of(item)));
                         }
                     }
                 }
@@ -1119,7 +1119,9 @@ impl Checker {
                 }
             }
         }
-        spec.release_cwd = spec.deploy.is_some() && !has_cwd;
+        if spec.deploy.is_some() {
+            self.release_cwd(name, &mut spec, cwd_given, base_dir);
+        }
         if !has_command {
             self.problem(
                 name_span,
@@ -1557,90 +1559,6 @@ impl Checker {
                 None
             }
         }
-    }
-
-    fn deploy(&mut self, name: &str, table: &dyn TableLike) -> Option<DeploySpec> {
-        let before = self.problems.len();
-        let place = format!("[agents.{name}.deploy]");
-        let mut spec = DeploySpec::default();
-        for (key, item) in table.iter() {
-            match key {
-                "strategy" => {
-                    if let Some(raw) = self.string(item, key) {
-                        match raw {
-                            "blue-green" => spec.strategy = Strategy::BlueGreen,
-                            "restart" => spec.strategy = Strategy::Restart,
-                            other => self.problem(
-                                span_of(item),
-                                format!("unknown deploy strategy {other:?}"),
-                                Some("use \"blue-green\" or \"restart\"".into()),
-                            ),
-                        }
-                    }
-                }
-                "build" => spec.build = self.command(item),
-                "smoke_test" => spec.smoke_test = self.command(item),
-                "build_timeout" | "smoke_timeout" | "ready_timeout" => {
-                    if let Some(value) = self.positive_duration(item, key) {
-                        match key {
-                            "build_timeout" => spec.build_timeout = value,
-                            "smoke_timeout" => spec.smoke_timeout = value,
-                            _ => spec.ready_timeout = value,
-                        }
-                    }
-                }
-                "verify_for" => {
-                    if let Some(value) = self.duration(item, key) {
-                        spec.verify_for = value;
-                    }
-                }
-                "keep" => {
-                    if let Some(value) = self.integer(item, key, 2, 1000) {
-                        spec.keep = value as u32;
-                    }
-                }
-                other => {
-                    let span = key_span(table, other, item);
-                    self.unknown_key(span, other, &place, &DEPLOY_KEYS);
-                }
-            }
-        }
-        (self.problems.len() == before).then_some(spec)
-    }
-
-    fn listen(&mut self, name: &str, table: &dyn TableLike) -> ListenSpec {
-        let mut sockets = ListenSpec::new();
-        for (key, item) in table.iter() {
-            if !valid_listen_name(key) {
-                self.problem(
-                    key_span(table, key, item),
-                    format!("bad socket name {key:?} in [agents.{name}.listen]"),
-                    Some("use letters, digits and punctuation other than `:`".into()),
-                );
-                continue;
-            }
-            let Some(raw) = self.string(item, key) else {
-                continue;
-            };
-            match raw.parse::<std::net::SocketAddr>() {
-                Ok(address) if address.port() != 0 => {
-                    sockets.insert(key.to_owned(), address);
-                }
-                _ => self.problem(
-                    span_of(item),
-                    format!("bad listen address {raw:?}: expected IP:PORT"),
-                    Some("e.g. http = \"127.0.0.1:8080\" or \"[::]:8080\" (no host names, no port 0)".into()),
-                ),
-            }
-        }
-        if sockets.len() > MAX_LISTEN {
-            self.problem(
-                0..0,
-                format!("[agents.{name}.listen] names more than {MAX_LISTEN} sockets"),
-                None,
-            );
-        }
-        sockets
     }
 
     fn command(&mut self, item: &Item) -> Option<Vec<String>> {
@@ -2123,50 +2041,6 @@ stop_timeout = "10s"
             .expect("health");
         assert_eq!(health.interval, MIN_PROBE_PERIOD);
         assert_eq!(health.timeout, MIN_PROBE_PERIOD);
-    }
-
-    #[test]
-    fn deploy_and_listen_tables_parse_and_bad_ones_are_located() {
-        let good = parse_text(
-            "[agents.web]\ncommand = \"python3 main.py\"\n[agents.web.deploy]\nstrategy = \"restart\"\nsmoke_test = [\"python3\", \"main.py\", \"--self-test\"]\nverify_for = \"5s\"\nkeep = 3\n[agents.web.listen]\nhttp = \"127.0.0.1:8080\"\nadmin = \"[::1]:8081\"\n\n[agents.plain]\ncommand = \"true\"\ncwd = \"here\"\n[agents.plain.deploy]\n",
-        )
-        .expect("valid");
-        let web = &good.agents[&AgentName::new("web").expect("name")];
-        let deploy = web.deploy.as_ref().expect("a deploy section");
-        assert_eq!(deploy.strategy, Strategy::Restart);
-        assert_eq!(deploy.keep, 3);
-        assert_eq!(deploy.verify_for, Duration::from_secs(5));
-        assert_eq!(deploy.ready_timeout, Duration::from_secs(60), "default");
-        assert!(web.release_cwd, "no cwd: runs from its live release");
-        assert_eq!(
-            web.listen.keys().collect::<Vec<_>>(),
-            ["admin", "http"],
-            "handed over in name order"
-        );
-        let plain = &good.agents[&AgentName::new("plain").expect("name")];
-        assert_eq!(
-            plain.deploy.as_ref().map(|d| d.strategy),
-            Some(Strategy::BlueGreen)
-        );
-        assert!(!plain.release_cwd, "an explicit cwd wins");
-
-        let text = "[agents.a]\ncommand = \"true\"\n[agents.a.deploy]\nstrategy = \"rolling\"\nkeep = 1\nverify = \"1s\"\n[agents.a.listen]\nhttp = \"localhost:80\"\n\"a:b\" = \"127.0.0.1:1\"\nzero = \"127.0.0.1:0\"\n\n[agents.b]\ncommand = \"true\"\nlisten = { http = \"127.0.0.1:9000\" }\n\n[agents.c]\ncommand = \"true\"\nlisten = { web = \"127.0.0.1:9000\" }\n";
-        let rendered = parse_text(text).expect_err("invalid").to_string();
-        for expected in [
-            "roster.toml:4:12: unknown deploy strategy \"rolling\"",
-            "roster.toml:5:8: ",
-            "roster.toml:6:1: unknown key `verify` in [agents.a.deploy]",
-            "known keys here: strategy, build",
-            "roster.toml:8:8: bad listen address \"localhost:80\": expected IP:PORT",
-            "bad socket name \"a:b\"",
-            "bad listen address \"127.0.0.1:0\"",
-            "roster.toml:16:9: agent `c` listens on 127.0.0.1:9000, as agent `b` does",
-        ] {
-            assert!(
-                rendered.contains(expected),
-                "missing {expected:?} in:\n{rendered}"
-            );
-        }
     }
 
     #[test]

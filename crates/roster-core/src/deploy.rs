@@ -50,6 +50,42 @@ pub struct DeploySpec {
     pub verify_for: Duration,
     /// Releases kept (never the live or the previous one).
     pub keep: u32,
+    /// At most this many bytes of file contents in one release
+    /// (`max_size`); a tarball also unpacks to at most
+    /// [`MAX_EXPANSION`] times its own size (see [`unpacked_limit`]).
+    pub max_size: u64,
+}
+
+/// `max_size` unless the config says otherwise: a release is code; data
+/// belongs in the agent's `shared/` directory.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
+/// The smallest `max_size` the config accepts.
+pub const MIN_MAX_SIZE: u64 = 1 << 20;
+
+/// A tarball may unpack to at most this many times its own size ...
+pub const MAX_EXPANSION: u64 = 100;
+
+/// ... once it unpacks to more than this: small releases of very
+/// compressible text are no threat.
+pub const EXPANSION_FLOOR: u64 = 64 << 20;
+
+/// The most bytes of file contents a release staged from a source of
+/// `source_bytes` may hold: `max_size`, and for a tarball also
+/// max([`MAX_EXPANSION`] × its size, [`EXPANSION_FLOOR`]). The second
+/// says which bound is the tighter one (true: the expansion ratio).
+pub fn unpacked_limit(max_size: u64, tarball_bytes: Option<u64>) -> (u64, bool) {
+    let Some(compressed) = tarball_bytes else {
+        return (max_size, false);
+    };
+    let by_ratio = compressed
+        .saturating_mul(MAX_EXPANSION)
+        .max(EXPANSION_FLOOR);
+    if by_ratio < max_size {
+        (by_ratio, true)
+    } else {
+        (max_size, false)
+    }
 }
 
 impl Default for DeploySpec {
@@ -63,6 +99,7 @@ impl Default for DeploySpec {
             ready_timeout: Duration::from_secs(60),
             verify_for: Duration::from_secs(30),
             keep: 5,
+            max_size: DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -223,6 +260,20 @@ mod tests {
         assert!(verification_failure(seen(Some(2), Some(3), Running, Health::Healthy)).is_some());
         assert!(verification_failure(seen(Some(2), None, Backoff, Health::Unknown)).is_some());
         assert!(verification_failure(seen(Some(2), Some(2), Running, Health::Unhealthy)).is_some());
+    }
+
+    #[test]
+    fn a_tarball_may_expand_a_hundredfold_above_a_floor() {
+        let gib = 1 << 30;
+        // Issue #14: a 1 MB tarball unpacked to 1.1 GB.
+        assert_eq!(
+            unpacked_limit(gib, Some(1_000_000)),
+            (EXPANSION_FLOOR.max(100_000_000), true)
+        );
+        assert_eq!(unpacked_limit(gib, Some(10_000)), (EXPANSION_FLOOR, true));
+        assert_eq!(unpacked_limit(gib, Some(50 << 20)), (gib, false));
+        assert_eq!(unpacked_limit(gib, None), (gib, false), "a directory");
+        assert_eq!(unpacked_limit(gib, Some(u64::MAX)), (gib, false));
     }
 
     #[test]

@@ -222,6 +222,9 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// It is shipped as releases and none is deployed yet: it is not
+    /// started (and no start is counted) until the first deploy.
+    Undeployed,
 }
 
 impl EventKind {
@@ -248,6 +251,7 @@ impl EventKind {
             EventKind::Retiring { .. } => "retiring",
             EventKind::Retired { .. } => "retired",
             EventKind::HandedBack { .. } => "handed_back",
+            EventKind::Undeployed => "undeployed",
         }
     }
 
@@ -330,6 +334,9 @@ impl EventKind {
             EventKind::HandedBack { pid, reason } => {
                 format!("cutover given up ({reason}): pid {pid} serves again")
             }
+            EventKind::Undeployed => {
+                "no release is deployed yet; it starts with its first deploy".into()
+            }
         }
     }
 }
@@ -367,6 +374,8 @@ enum Phase {
         retry_at: Option<Instant>,
     },
     Exited,
+    /// Shipped as releases, with none deployed: waits for a cutover.
+    Undeployed,
 }
 
 #[derive(Debug)]
@@ -375,6 +384,12 @@ struct Agent {
     phase: Phase,
     /// Start attempts, successful or not.
     attempts: u64,
+    /// Start attempts after the first that were not a cutover's: what
+    /// `status` shows as restarts. Deploys and rollbacks are no restarts.
+    restarts: u64,
+    /// The next spawn is a cutover's (a deploy or a rollback): it is not
+    /// counted in `restarts`.
+    cutover_spawn: bool,
     /// Why the latest start attempt failed; cleared by a successful one.
     last_error: Option<String>,
     quick_streak: u32,
@@ -412,6 +427,8 @@ impl Agent {
             spec,
             phase: Phase::Stopped,
             attempts: 0,
+            restarts: 0,
+            cutover_spawn: false,
             last_error: None,
             quick_streak: 0,
             quick_deaths: VecDeque::new(),
@@ -422,6 +439,15 @@ impl Agent {
             outgoing: Vec::new(),
             forget_when_alone: false,
         }
+    }
+
+    /// A start attempt: a restart unless it is the first or a cutover's.
+    fn count_attempt(&mut self) {
+        if self.attempts > 0 && !self.cutover_spawn {
+            self.restarts += 1;
+        }
+        self.attempts += 1;
+        self.cutover_spawn = false;
     }
 
     fn pid(&self) -> Option<u32> {
@@ -527,7 +553,8 @@ pub struct AgentView {
     pub state: AgentState,
     /// The main process, while one runs.
     pub pid: Option<u32>,
-    /// Start attempts after the first (failed ones count).
+    /// Start attempts after the first (failed ones count), except those of
+    /// cutovers (deploys, rollbacks).
     pub restarts: u64,
     /// Since the current process started.
     pub uptime: Option<Duration>,
@@ -674,7 +701,7 @@ impl Supervisor {
             agent.outgoing.is_empty()
                 && matches!(
                     agent.phase,
-                    Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+                    Phase::Stopped | Phase::Exited | Phase::Failed { .. } | Phase::Undeployed
                 )
         })
     }
@@ -713,12 +740,13 @@ impl Supervisor {
             Phase::Backoff { .. } => (AgentState::Backoff, None),
             Phase::Failed { .. } => (AgentState::Failed, None),
             Phase::Exited => (AgentState::Exited, None),
+            Phase::Undeployed => (AgentState::Undeployed, None),
         };
         AgentView {
             name: name.clone(),
             state,
             pid: agent.pid(),
-            restarts: agent.attempts.saturating_sub(1),
+            restarts: agent.restarts,
             uptime,
             last_exit: agent.last_exit,
             last_error: agent.last_error.clone(),
@@ -736,12 +764,29 @@ impl Supervisor {
     /// Converges to `config`: new agents start, removed ones stop and are
     /// dropped, changed ones restart, the rest are untouched, except that
     /// with `start_stopped` (what `roster up` asks for) agents that are not
-    /// running are started too.
+    /// running are started too. Agents shipped as releases are taken to
+    /// have none deployed unless they run one already: see
+    /// [`Supervisor::handle_apply_with_releases`].
     pub fn handle_apply(
         &mut self,
         now: Instant,
         config: &Config,
         start_stopped: bool,
+    ) -> ApplySummary {
+        self.handle_apply_with_releases(now, config, start_stopped, &BTreeMap::new())
+    }
+
+    /// [`Supervisor::handle_apply`], with what the runtime read of the
+    /// release stores: the live release of each agent shipped as releases
+    /// (`live`; an agent missing from it has none). An agent that has no
+    /// release of its own yet takes the live one; one with none at all is
+    /// not started but `undeployed` until a cutover gives it a release.
+    pub fn handle_apply_with_releases(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        start_stopped: bool,
+        live: &BTreeMap<AgentName, String>,
     ) -> ApplySummary {
         self.epoch.get_or_insert(now);
         let mut summary = ApplySummary::default();
@@ -759,13 +804,18 @@ impl Supervisor {
             match self.agents.get_mut(name) {
                 None => {
                     summary.added.push(name.to_string());
-                    self.agents.insert(name.clone(), Agent::new(spec.clone()));
+                    let mut agent = Agent::new(spec.clone());
+                    agent.release = live.get(name).filter(|_| spec.deploy.is_some()).cloned();
+                    self.agents.insert(name.clone(), agent);
                     self.push_event(name, EventKind::Added);
                     self.start_agent(now, name);
                 }
                 Some(agent) if agent.spec != *spec => {
                     summary.changed.push(name.to_string());
                     agent.spec = spec.clone();
+                    if spec.deploy.is_some() && agent.release.is_none() {
+                        agent.release = live.get(name).cloned();
+                    }
                     self.push_event(name, EventKind::Changed);
                     let phase = self.agents.get(name).map(|agent| agent.phase);
                     match phase {
@@ -775,11 +825,17 @@ impl Supervisor {
                 }
                 Some(agent) => {
                     summary.unchanged.push(name.to_string());
-                    if start_stopped
-                        && matches!(
-                            agent.phase,
-                            Phase::Stopped | Phase::Exited | Phase::Failed { .. }
-                        )
+                    if spec.deploy.is_some() && agent.release.is_none() {
+                        agent.release = live.get(name).cloned();
+                    }
+                    // Undeployed means "runs once it has a release".
+                    let released = agent.phase == Phase::Undeployed && agent.release.is_some();
+                    if released
+                        || start_stopped
+                            && matches!(
+                                agent.phase,
+                                Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+                            )
                     {
                         self.start_agent(now, name);
                     }
@@ -833,7 +889,7 @@ impl Supervisor {
                 return;
             }
             // Stopped while the spawn was out: the process is not wanted.
-            agent.attempts += 1;
+            agent.count_attempt();
             agent.last_error = None;
             agent.phase = Phase::Running { pid, since: now };
             self.pids.insert(pid, name.clone());
@@ -841,7 +897,7 @@ impl Supervisor {
             self.stop_agent(now, name, AfterStop::Stay);
             return;
         }
-        agent.attempts += 1;
+        agent.count_attempt();
         match result {
             Ok(pid) => {
                 agent.last_error = None;
@@ -914,6 +970,9 @@ impl Supervisor {
             ));
         }
         let previous = agent.release.replace(release.to_owned());
+        // The spawn this switch causes is no restart (see `restarts`).
+        let cutover_spawn = agent.cutover_spawn;
+        agent.cutover_spawn = true;
         match (agent.phase, strategy) {
             (
                 Phase::Starting { pid, since } | Phase::Running { pid, since },
@@ -942,18 +1001,28 @@ impl Supervisor {
             }
             (Phase::Spawning, _) => {
                 agent.release = previous;
+                agent.cutover_spawn = cutover_spawn;
                 Err(format!("{name} is starting; try again in a moment"))
             }
-            (Phase::Stopping { then, .. }, _) => Ok(if then == AfterStop::Restart {
-                Switch::Restarting
-            } else {
-                Switch::NotRunning
-            }),
-            (Phase::Backoff { .. } | Phase::Failed { .. }, _) => {
+            (Phase::Stopping { then, .. }, _) => {
+                // Already stopping: its next start, if any, is what an
+                // operator or a config change asked for.
+                agent.cutover_spawn = cutover_spawn;
+                Ok(if then == AfterStop::Restart {
+                    Switch::Restarting
+                } else {
+                    Switch::NotRunning
+                })
+            }
+            // An agent waiting for its first release starts with it.
+            (Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Undeployed, _) => {
                 self.start_agent(now, name);
                 Ok(Switch::Restarting)
             }
-            (Phase::Stopped | Phase::Exited, _) => Ok(Switch::NotRunning),
+            (Phase::Stopped | Phase::Exited, _) => {
+                agent.cutover_spawn = cutover_spawn;
+                Ok(Switch::NotRunning)
+            }
         }
     }
 
@@ -1400,13 +1469,26 @@ impl Supervisor {
         });
     }
 
+    /// Asks for a spawn, unless the agent is shipped as releases and has
+    /// none: then it waits, `undeployed`, for a cutover (no attempt, no
+    /// restart counted).
     fn spawn(&mut self, name: &AgentName) {
-        if let Some(agent) = self.agents.get_mut(name) {
-            agent.phase = Phase::Spawning;
-            self.actions.push_back(Action::Spawn {
-                agent: name.clone(),
-            });
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        if agent.spec.deploy.is_some() && agent.release.is_none() {
+            let newly = agent.phase != Phase::Undeployed;
+            agent.phase = Phase::Undeployed;
+            agent.cutover_spawn = false;
+            if newly {
+                self.push_event(name, EventKind::Undeployed);
+            }
+            return;
         }
+        agent.phase = Phase::Spawning;
+        self.actions.push_back(Action::Spawn {
+            agent: name.clone(),
+        });
     }
 
     fn forget(&mut self, name: &AgentName) {
@@ -1468,7 +1550,11 @@ impl Supervisor {
             return;
         };
         match agent.phase {
-            Phase::Stopped | Phase::Exited | Phase::Failed { .. } | Phase::Backoff { .. } => {
+            Phase::Stopped
+            | Phase::Exited
+            | Phase::Failed { .. }
+            | Phase::Backoff { .. }
+            | Phase::Undeployed => {
                 agent.quick_streak = 0;
                 agent.quick_deaths.clear();
                 self.spawn(name);
@@ -1525,8 +1611,11 @@ impl Supervisor {
         self.cancel_probe(name);
         if then != AfterStop::Restart {
             // Stopping (or removing) an agent stops both of a cutover's
-            // processes.
+            // processes, and its next start is an operator's.
             self.retire(now, name, signal, timeout);
+            if let Some(agent) = self.agents.get_mut(name) {
+                agent.cutover_spawn = false;
+            }
         }
         let Some(agent) = self.agents.get_mut(name) else {
             return;
@@ -1570,7 +1659,8 @@ impl Supervisor {
             | Phase::Failed { .. }
             | Phase::Exited
             | Phase::Stopped
-            | Phase::Spawning => {
+            | Phase::Spawning
+            | Phase::Undeployed => {
                 let was_stopped = agent.phase == Phase::Stopped;
                 agent.phase = Phase::Stopped;
                 match then {

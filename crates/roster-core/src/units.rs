@@ -86,6 +86,27 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Formats a size the way the config writes it: `"1GiB"`, `"64MiB"`,
+/// `"1.5KiB"`, `"100B"` (one decimal below 10 of a unit, none above).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = if value >= 10.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    };
+    format!("{text}{}", UNITS[unit])
+}
+
 /// Formats a duration the way the config writes it (`"1m30s"`, `"250ms"`).
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
@@ -151,6 +172,19 @@ mod tests {
         }
         for bad in ["", "MiB", "10 parsecs", "1e99"] {
             assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn sizes_format_as_the_config_writes_them() {
+        for (bytes, text) in [
+            (100, "100B"),
+            (1536, "1.5KiB"),
+            (64 << 20, "64MiB"),
+            (1 << 30, "1GiB"),
+            (1_100_000_000, "1.0GiB"),
+        ] {
+            assert_eq!(format_size(bytes), text, "{bytes}");
         }
     }
 

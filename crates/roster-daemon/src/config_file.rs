@@ -87,6 +87,9 @@ pub struct ReadAlong {
     pub env_files: crate::secrets::EnvFiles,
     /// The token of `[metrics] bearer_token_file`.
     pub metrics_token: Option<String>,
+    /// The live release of each agent shipped as releases, read when the
+    /// release stores were prepared (`deploy::prepare_config`).
+    pub live_releases: std::collections::BTreeMap<roster_core::AgentName, String>,
 }
 
 /// [`load_config`], then the files it names (`env_file`s, the metrics
@@ -107,6 +110,7 @@ pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
         ReadAlong {
             env_files,
             metrics_token,
+            live_releases: Default::default(),
         },
     ))
 }

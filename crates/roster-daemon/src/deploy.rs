@@ -487,10 +487,11 @@ impl Run {
         };
         // Stage.
         let began = self.begin_step("stage");
+        let max_size = deploy.max_size;
         let staged = self
             .blocking(move |releases| {
                 releases.ensure_layout()?;
-                releases.stage(&source, version.as_deref(), unix_now())
+                releases.stage_within(&source, version.as_deref(), unix_now(), max_size)
             })
             .await
             .and_then(|result| result.map_err(|error| error.to_string()));
@@ -511,6 +512,9 @@ impl Run {
         crash_point("stage");
         self.end_step(began, StepState::Ok, format!("staged {version}"));
         let release_dir = self.releases.release_dir(&version);
+        // Where the agent runs: the release, or the directory `cwd` names
+        // inside it. The build runs at the top, the smoke test there.
+        let workdir = release_dir.join(&self.spec.release_subdir);
 
         // Build, then smoke test, in the new release.
         for (step, command, timeout) in [
@@ -521,15 +525,28 @@ impl Run {
                 deploy.smoke_timeout,
             ),
         ] {
+            if step == "smoke_test" && !workdir.is_dir() {
+                let error = format!(
+                    "release {version} has no directory {}, where the agent runs (its `cwd` inside the release)",
+                    self.spec.release_subdir.display()
+                );
+                self.give_up(&version, "stage", &error).await;
+                return (
+                    DeployOutcome::Failed,
+                    format!("{error}; the live release is untouched"),
+                );
+            }
             let Some(argv) = command else {
                 self.skip_step(step, &format!("no {step} command"));
                 continue;
             };
             let began = self.begin_step(step);
-            match self
-                .run_command(step, &argv, &release_dir, &version, timeout)
-                .await
-            {
+            let cwd = if step == "build" {
+                &release_dir
+            } else {
+                &workdir
+            };
+            match self.run_command(step, &argv, cwd, &version, timeout).await {
                 Ok(()) => {
                     crash_point(step);
                     self.end_step(began, StepState::Ok, format!("{} passed", argv.join(" ")));
@@ -739,7 +756,11 @@ impl Run {
                     return Err(CutoverFailure::Untouched(why));
                 }
                 crash_point("cutover");
-                if let Err(why) = self.wait_ready(new_pid, old, ready_timeout).await {
+                let ready = match self.wait_ready(new_pid, old, ready_timeout).await {
+                    Ok(()) => self.runs_in(new_pid, release).await,
+                    Err(why) => Err(why),
+                };
+                if let Err(why) = ready {
                     let _ = self.ask(CutoverStep::Handback(why.clone())).await;
                     return Err(CutoverFailure::Untouched(why));
                 }
@@ -766,7 +787,12 @@ impl Run {
                     if let Some(pid) = new_pid {
                         let observed = observed_from(&view, Some(pid));
                         match readiness(observed) {
-                            Readiness::Ready => return Ok(Some(pid)),
+                            Readiness::Ready => {
+                                return match self.runs_in(Some(pid), release).await {
+                                    Ok(()) => Ok(Some(pid)),
+                                    Err(why) => Err(CutoverFailure::Switched(why)),
+                                }
+                            }
                             Readiness::Failed(why) => return Err(CutoverFailure::Switched(why)),
                             Readiness::Waiting => {}
                         }
@@ -845,6 +871,21 @@ impl Run {
             }
             tokio::time::sleep(OBSERVE_EVERY).await;
         }
+    }
+
+    /// The new process must run the release it was started for: its
+    /// working directory inside `releases/VERSION` (issue #14: an agent
+    /// started elsewhere kept running the old code while the deploy called
+    /// the new one live).
+    async fn runs_in(&self, pid: Option<u32>, release: &str) -> Result<(), String> {
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        let release = release.to_owned();
+        self.blocking(move |releases| {
+            runs_in_release(pid, &releases.release_dir(&release), &release)
+        })
+        .await?
     }
 
     async fn switch_current(&self, release: &str) -> Result<(), String> {
@@ -1070,6 +1111,31 @@ fn observed_from(view: &AgentView, pid: Option<u32>) -> Observed {
     }
 }
 
+/// Whether process `pid` works in `release_dir` (or below): `Err` says
+/// where it runs instead. A process that is gone passes: the cutover's
+/// next look at the agent tells what happened to it.
+pub fn runs_in_release(pid: u32, release_dir: &Path, version: &str) -> Result<(), String> {
+    let cwd = match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => cwd,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(format!(
+            "cannot tell which release the new process (pid {pid}) runs: /proc/{pid}/cwd: {error}"
+        ))
+        }
+    };
+    let release_dir = std::fs::canonicalize(release_dir).unwrap_or_else(|_| release_dir.to_owned());
+    if cwd.starts_with(&release_dir) {
+        return Ok(());
+    }
+    Err(format!(
+        "the new process (pid {pid}) runs in {}, outside release {version} ({}): it does not run the code just deployed\n  \
+         hint: an agent shipped as releases runs in its release (`cwd` relative to it) and must not change directory out of it",
+        cwd.display(),
+        release_dir.display()
+    ))
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
@@ -1100,8 +1166,14 @@ fn tail_of(file: &mut std::fs::File, start: u64, lines: usize) -> String {
 /// releases gets its layout, and what a killed daemon left half-done is
 /// repaired (`Releases::recover`: half-staged releases removed, `current`
 /// pointing at a complete release). Agents with a deploy running are left
-/// to it. What was repaired is journaled.
-pub fn prepare_releases(home: &Path, config: &roster_core::Config, deploys: &Deploys) {
+/// to it. What was repaired is journaled. Returns each agent's live
+/// release (an agent without one is `undeployed` until its first deploy).
+pub fn prepare_releases(
+    home: &Path,
+    config: &roster_core::Config,
+    deploys: &Deploys,
+) -> std::collections::BTreeMap<AgentName, String> {
+    let mut live = std::collections::BTreeMap::new();
     for (agent, spec) in &config.agents {
         if spec.deploy.is_none() {
             continue;
@@ -1129,7 +1201,11 @@ pub fn prepare_releases(home: &Path, config: &roster_core::Config, deploys: &Dep
                     .to_owned(),
             ),
         }
+        if let Ok(Some(version)) = releases.live() {
+            live.insert(agent.clone(), version);
+        }
     }
+    live
 }
 
 /// Runs a command through the loop (which spawns and reaps every child of
@@ -1154,15 +1230,55 @@ pub fn run_through_loop(inbox: &Inbox, argv: &[String]) -> Result<bool, String> 
 
 /// Everything a config needs done off the loop before it is applied:
 /// users created and their directories given to them, release stores
-/// repaired. `run` runs a command to its end.
+/// repaired, their live releases read (into `read_along`). `run` runs a
+/// command to its end.
 pub fn prepare_config(
     home: &Path,
     config: &roster_core::Config,
+    read_along: &mut crate::config_file::ReadAlong,
     deploys: &Deploys,
     run: crate::identity::RunCommand<'_>,
 ) {
     for (agent, note) in crate::identity::prepare_accounts(home, config, run) {
         deploys.note(&agent, "account", note);
     }
-    prepare_releases(home, config, deploys);
+    read_along.live_releases = prepare_releases(home, config, deploys);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_runs_in_a_release_when_its_directory_is_inside_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let release = dir.path().join("releases/v2");
+        std::fs::create_dir_all(release.join("app")).expect("release");
+        let elsewhere = dir.path().join("old");
+        std::fs::create_dir_all(&elsewhere).expect("old");
+        let mut inside = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(release.join("app"))
+            .spawn()
+            .expect("sleep");
+        let mut outside = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&elsewhere)
+            .spawn()
+            .expect("sleep");
+        let inside_result = runs_in_release(inside.id(), &release, "v2");
+        let outside_result = runs_in_release(outside.id(), &release, "v2");
+        for child in [&mut inside, &mut outside] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(inside_result, Ok(()));
+        let error = outside_result.expect_err("outside the release");
+        assert!(
+            error.contains("outside release v2") && error.contains("/old"),
+            "{error}"
+        );
+        // A process that is gone is judged by the cutover's next look.
+        assert_eq!(runs_in_release(inside.id(), &release, "v2"), Ok(()));
+    }
 }

@@ -329,6 +329,98 @@ pub fn socket_table_address(address: std::net::SocketAddr) -> String {
     format!("{}:{:04X}", words.concat(), address.port())
 }
 
+/// The address in a local or remote column of `/proc/net/tcp` or `tcp6`:
+/// the inverse of [`socket_table_address`].
+pub fn parse_table_address(text: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::to_le_bytes);
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(word(ip)?).into(),
+        32 => {
+            let mut octets = [0u8; 16];
+            for (index, chunk) in octets.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(ip.get(index * 8..index * 8 + 8)?)?);
+            }
+            std::net::Ipv6Addr::from(octets).into()
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+/// The inodes of the listening sockets in a `/proc/net/tcp`-style table
+/// that a bind of `address` collides with: the same port, and the same IP
+/// or either one unspecified (`0.0.0.0`, `::`).
+pub fn parse_listeners_of(text: &str, address: std::net::SocketAddr) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // State 0A is LISTEN.
+            if fields.get(3) != Some(&"0A") {
+                return None;
+            }
+            let local = parse_table_address(fields.get(1)?)?;
+            let collides = local.port() == address.port()
+                && (local.ip() == address.ip()
+                    || local.ip().is_unspecified()
+                    || address.ip().is_unspecified());
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            (collides && inode != 0).then_some(inode)
+        })
+        .collect()
+}
+
+/// A process that holds a listening socket on `address` (or one a bind of
+/// it collides with), if one can be found: the processes in `first` are
+/// looked at before the others, and none after `deadline`.
+pub fn listener_holder(
+    address: std::net::SocketAddr,
+    first: &[u32],
+    deadline: Instant,
+) -> Option<u32> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            inodes.extend(parse_listeners_of(&text, address));
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let rest = all_pids().into_iter().filter(|pid| !first.contains(pid));
+    for pid in first.iter().copied().chain(rest) {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(target) = fs::read_link(entry.path()) {
+                if socket_inode(target.as_os_str().as_encoded_bytes())
+                    .is_some_and(|inode| inodes.contains(&inode))
+                {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A process's command name (`/proc/PID/comm`), printable characters only.
+pub fn command_name(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(
+        text.trim_end_matches('\n')
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
+}
+
 /// Which of `groups` (process-group leaders) holds the server side of the
 /// connection from `client` to `server`, once a process accepted it:
 /// the socket's inode from the TCP tables, then the descriptors of the
@@ -434,6 +526,35 @@ mod tests {
             socket_table_address("127.0.0.1:8080".parse().expect("address")),
             "0100007F:1F90"
         );
+    }
+
+    #[test]
+    fn finds_who_listens_on_an_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The test process itself holds it (it is looked at like any other
+        // process when named first).
+        let me = std::process::id();
+        assert_eq!(listener_holder(address, &[me], deadline), Some(me));
+        let any: std::net::SocketAddr = format!("0.0.0.0:{}", address.port())
+            .parse()
+            .expect("address");
+        assert_eq!(listener_holder(any, &[me], deadline), Some(me), "collides");
+        drop(listener);
+        assert_eq!(listener_holder(address, &[me], deadline), None);
+
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1\n   1: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31338 1\n   2: 0100007F:1F90 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 31339 1\n";
+        let at = |text: &str| text.parse::<std::net::SocketAddr>().expect("address");
+        assert_eq!(parse_listeners_of(table, at("127.0.0.1:8080")), [31337]);
+        assert_eq!(parse_listeners_of(table, at("127.0.0.2:8081")), [31338]);
+        assert!(parse_listeners_of(table, at("127.0.0.2:8080")).is_empty());
+        for text in ["127.0.0.1:8080", "[::1]:8080", "[2001:db8::7]:443"] {
+            assert_eq!(
+                parse_table_address(&socket_table_address(at(text))),
+                Some(at(text))
+            );
+        }
     }
 
     #[test]

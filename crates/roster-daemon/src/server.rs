@@ -309,10 +309,10 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
     let home = state.published.home.clone();
     let inbox = state.inbox.clone();
     let loaded = match tokio::task::spawn_blocking(move || {
-        let loaded = crate::config_file::load_for_apply(&read_from);
-        if let (Ok((config, _)), Some(deploys)) = (&loaded, &deploys) {
+        let mut loaded = crate::config_file::load_for_apply(&read_from);
+        if let (Ok((config, read_along)), Some(deploys)) = (&mut loaded, &deploys) {
             let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
-            crate::deploy::prepare_config(&home, config, deploys, &run);
+            crate::deploy::prepare_config(&home, config, read_along, deploys, &run);
         }
         loaded
     })

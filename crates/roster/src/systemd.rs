@@ -228,7 +228,10 @@ pub const SYSTEMD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The directory an agent runs in: its `cwd`, or its live release.
 pub fn working_directory(agent: &str, spec: &AgentSpec, home: &Path) -> PathBuf {
     if spec.release_cwd {
-        home.join("agents").join(agent).join("current")
+        home.join("agents")
+            .join(agent)
+            .join("current")
+            .join(&spec.release_subdir)
     } else {
         spec.cwd.clone()
     }

@@ -535,3 +535,126 @@ fn a_new_cutover_may_begin_while_the_last_one_drains() {
     assert_eq!(h.sup.release(&name()), Some("r1"));
     assert!(h.sup.outgoing_pid(&name()).is_none());
 }
+
+// Issue #14: agents shipped as releases before their first deploy, and
+// cutovers that are no restarts.
+
+const DEPLOYED: &str = "[agents.a.deploy]";
+
+fn spawns(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|action| matches!(action, Action::Spawn { .. }))
+        .count()
+}
+
+#[test]
+fn an_agent_without_a_release_waits_undeployed_and_counts_no_restart() {
+    let mut h = Harness::new(DEPLOYED);
+    assert_eq!(h.pid(), None, "no spawn without a release");
+    assert_eq!(h.state(0.0), AgentState::Undeployed);
+    assert_eq!(h.events, ["added", "undeployed"]);
+    assert_eq!(h.sup.poll_timeout(), None, "nothing to wake up for");
+    assert!(h.sup.is_quiet());
+    // Time passes, the operator starts it, `up` applies again: it waits.
+    assert!(h.tick(600.0).is_empty());
+    h.sup.handle_start(h.at(601.0), &name());
+    assert_eq!(spawns(&h.drive(h.at(601.0))), 0);
+    h.sup.handle_apply(h.at(602.0), &config(DEPLOYED), true);
+    assert_eq!(spawns(&h.drive(h.at(602.0))), 0);
+    let view = &h.sup.views(h.at(602.0))[0];
+    assert_eq!((view.state, view.restarts), (AgentState::Undeployed, 0));
+    assert_eq!(
+        h.events.iter().filter(|kind| *kind == "undeployed").count(),
+        1,
+        "journaled once: {:?}",
+        h.events
+    );
+
+    // The first deploy starts it.
+    let switch = h
+        .sup
+        .handle_switch(h.at(603.0), &name(), "r1", Strategy::BlueGreen);
+    assert_eq!(switch, Ok(Switch::Restarting));
+    assert_eq!(spawns(&h.drive(h.at(603.0))), 1);
+    let view = &h.sup.views(h.at(603.0))[0];
+    assert_eq!(view.pid, Some(101));
+    assert_eq!(view.release.as_deref(), Some("r1"));
+    assert_eq!(view.restarts, 0);
+}
+
+#[test]
+fn deploys_and_rollbacks_are_no_restarts() {
+    let mut h = Harness::new(&format!("ready_after = \"0s\"\n{DEPLOYED}"));
+    h.sup
+        .handle_switch(h.at(1.0), &name(), "r1", Strategy::BlueGreen)
+        .expect("first deploy");
+    h.drive(h.at(1.0));
+    // Blue-green: beside, then the old one retires.
+    for (at, release) in [(2.0, "r2"), (4.0, "r1")] {
+        let switch = h
+            .sup
+            .handle_switch(h.at(at), &name(), release, Strategy::BlueGreen);
+        assert!(matches!(switch, Ok(Switch::Beside { .. })), "{switch:?}");
+        h.drive(h.at(at));
+        let old = h.sup.outgoing_pid(&name()).expect("serving");
+        assert!(h.sup.handle_retire(h.at(at + 0.5), &name()));
+        h.drive(h.at(at + 0.5));
+        exit(&mut h, at + 1.0, old);
+    }
+    // Restart strategy: stop, then start.
+    let old = h.pid().expect("running");
+    let switch = h
+        .sup
+        .handle_switch(h.at(6.0), &name(), "r3", Strategy::Restart);
+    assert_eq!(switch, Ok(Switch::Restarting));
+    h.drive(h.at(6.0));
+    exit(&mut h, 6.5, old);
+    let view = &h.sup.views(h.at(7.0))[0];
+    assert_eq!(view.release.as_deref(), Some("r3"));
+    assert_eq!(view.pid, Some(104), "four cutovers started four processes");
+    assert_eq!(view.restarts, 0, "a healthy agent showed 7 (issue #14)");
+
+    // A crash is a restart; so is an operator's restart.
+    h.kill(10.0);
+    assert_eq!(h.sup.views(h.at(10.0))[0].restarts, 1);
+    h.sup.handle_restart(h.at(11.0), &name());
+    h.drive(h.at(11.0));
+    exit(&mut h, 11.5, 105);
+    assert_eq!(h.sup.views(h.at(11.5))[0].restarts, 2);
+}
+
+#[test]
+fn the_live_release_read_at_apply_starts_a_deploy_agent() {
+    let mut h = Harness::new("");
+    let mut live = BTreeMap::new();
+    // `a` gains [deploy]: it restarts with the release `current` names.
+    live.insert(name(), "r7".to_owned());
+    h.sup
+        .handle_apply_with_releases(h.at(1.0), &config(DEPLOYED), false, &live);
+    h.drive(h.at(1.0));
+    exit(&mut h, 1.2, 101);
+    assert_eq!(h.pid(), Some(102));
+    assert_eq!(h.sup.release(&name()), Some("r7"));
+
+    // An undeployed agent whose release appears (restored by hand) starts
+    // at the next apply.
+    let mut waiting = Harness::new(DEPLOYED);
+    assert_eq!(waiting.state(0.0), AgentState::Undeployed);
+    waiting
+        .sup
+        .handle_apply_with_releases(waiting.at(1.0), &config(DEPLOYED), false, &live);
+    assert_eq!(spawns(&waiting.drive(waiting.at(1.0))), 1);
+    assert_eq!(waiting.sup.release(&name()), Some("r7"));
+    assert_eq!(waiting.sup.views(waiting.at(1.0))[0].restarts, 0);
+
+    // Stopping an undeployed agent stops it; it stays stopped.
+    let mut stopped = Harness::new(DEPLOYED);
+    stopped.sup.handle_stop(stopped.at(1.0), &name());
+    stopped.drive(stopped.at(1.0));
+    assert_eq!(stopped.state(1.0), AgentState::Stopped);
+    let switch = stopped
+        .sup
+        .handle_switch(stopped.at(2.0), &name(), "r1", Strategy::BlueGreen);
+    assert_eq!(switch, Ok(Switch::NotRunning));
+}

@@ -423,8 +423,8 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
 
     let outcome = match &options.config {
         Some(path) => {
-            let loaded = crate::config_file::load_for_apply(path);
-            if let Ok((config, _)) = &loaded {
+            let mut loaded = crate::config_file::load_for_apply(path);
+            if let Ok((config, read_along)) = &mut loaded {
                 // The loop does not run yet: nothing else reaps children.
                 let run = |argv: &[String]| -> Result<bool, String> {
                     let (program, arguments) = argv.split_first().ok_or("an empty command")?;
@@ -436,7 +436,13 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
                         .map(|status| status.success())
                         .map_err(|error| format!("{program}: {error}"))
                 };
-                crate::deploy::prepare_config(daemon.home.root(), config, &daemon.deploys, &run);
+                crate::deploy::prepare_config(
+                    daemon.home.root(),
+                    config,
+                    read_along,
+                    &daemon.deploys,
+                    &run,
+                );
             }
             match daemon.apply(path, loaded, true, true) {
                 Ok(_) => Ok(()),
@@ -660,10 +666,10 @@ impl Daemon {
         let spawned = std::thread::Builder::new()
             .name("roster-reload".into())
             .spawn(move || {
-                let loaded = crate::config_file::load_for_apply(&path);
-                if let Ok((config, _)) = &loaded {
+                let mut loaded = crate::config_file::load_for_apply(&path);
+                if let Ok((config, read_along)) = &mut loaded {
                     let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
-                    crate::deploy::prepare_config(&home, config, &deploys, &run);
+                    crate::deploy::prepare_config(&home, config, read_along, &deploys, &run);
                 }
                 let (reply, _ignored) = oneshot::channel();
                 inbox.send(Input::Request(Request::Apply {
@@ -934,8 +940,17 @@ impl Daemon {
         {
             return Err(self.reject(&format!("{display}: "), message));
         }
-        if let Err(message) = self.listeners.apply(&config) {
-            return Err(self.reject(&format!("{display}: "), message));
+        let handovers = match self.listeners.apply(&config, &self.supervisor.main_pids()) {
+            Ok(handovers) => handovers,
+            Err(message) => return Err(self.reject(&format!("{display}: "), message)),
+        };
+        for (agent, note) in handovers {
+            self.journal.record(Row::now(
+                Some(agent.as_str()),
+                "listen_handover",
+                None,
+                note,
+            ));
         }
         self.log_config.send_replace(config.log.clone());
         // Pumps hand new settings to their writer with the next output; a
@@ -953,7 +968,12 @@ impl Daemon {
         // Users may have been created or changed since: look them up again.
         self.accounts.clear();
         self.apply_limits(&config);
-        let summary = self.supervisor.handle_apply(now, &config, start_stopped);
+        let summary = self.supervisor.handle_apply_with_releases(
+            now,
+            &config,
+            start_stopped,
+            &read_along.live_releases,
+        );
         self.apply_rules(now, &config);
         self.notifier.reconfigure(config.notify.clone());
         self.deliveries
@@ -1673,8 +1693,10 @@ impl Daemon {
             return Err("unknown agent".into());
         };
         let identity = spec.identity.clone();
+        let supervisor = &self.supervisor;
+        let sockets = self.listeners.of(agent, || supervisor.main_pids())?;
         let mut launch = spawn::Launch {
-            sockets: self.listeners.of(agent),
+            sockets,
             ..Default::default()
         };
         let from_file = self.env_files.get(agent).into_iter().flatten().cloned();
@@ -1746,7 +1768,7 @@ impl Daemon {
                     "no release of {agent} is deployed yet\n  hint: roster deploy {agent} DIR"
                 ));
             };
-            launch.cwd = Some(releases.release_dir(&release));
+            launch.cwd = Some(releases.release_dir(&release).join(&spec.release_subdir));
         }
         Ok(launch)
     }

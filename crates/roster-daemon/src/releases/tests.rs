@@ -1,5 +1,5 @@
 use super::*;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 
 fn store() -> (tempfile::TempDir, Releases) {
     let dir = tempfile::tempdir().unwrap();
@@ -532,4 +532,102 @@ fn recover_finishes_a_rollback_the_daemon_died_in() {
     releases.switch_current("v2").unwrap();
     releases.recover().unwrap();
     assert_eq!(releases.live().unwrap().as_deref(), Some("v2"));
+}
+
+// Issue #14: no limit on the unpacked size; world-writable files and
+// directories.
+
+#[test]
+fn a_compressible_tarball_that_unpacks_a_hundredfold_is_refused() {
+    let (dir, releases) = store();
+    let archive = dir.path().join("bomb.tar.gz");
+    // 96 MiB of zeros: well above the 64 MiB floor, some 100 KiB packed.
+    let size: u64 = 96 << 20;
+    {
+        let file = File::create(&archive).unwrap();
+        let encoder = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+        let mut builder = tar::Builder::new(encoder);
+        let (header, data) = file_header("web.py", 0o644, b"print('hi')\n");
+        builder.append(&header, data.as_slice()).unwrap();
+        let mut big = raw_header(b"padding.bin", tar::EntryType::Regular, size, b"");
+        big.set_cksum();
+        builder.append(&big, std::io::repeat(0).take(size)).unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+    let packed = std::fs::metadata(&archive).unwrap().len();
+    assert!(packed < 1 << 20, "the bomb is small: {packed} bytes");
+    let error = releases
+        .stage_within(&archive, Some("v1"), 0, 1 << 30)
+        .unwrap_err();
+    assert!(matches!(error, ReleaseError::Expands { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("unpacks to more than 64MiB, over 100 times its size")
+            && text.contains("nothing was staged"),
+        "{text}"
+    );
+    assert_nothing_staged(&releases);
+    assert!(!releases.release_dir("v1").exists());
+
+    // The same bytes under a max_size below them: that bound speaks.
+    let error = releases
+        .stage_within(&archive, Some("v1"), 0, 1 << 20)
+        .unwrap_err();
+    assert!(matches!(error, ReleaseError::TooBig { .. }), "{error:?}");
+    assert_nothing_staged(&releases);
+}
+
+#[test]
+fn a_release_larger_than_max_size_is_refused() {
+    let (dir, releases) = store();
+    let source = dir.path().join("src");
+    write(&source.join("web.py"), "print('hi')\n", 0o644);
+    std::fs::write(source.join("data.bin"), vec![7u8; 3 << 20]).unwrap();
+    let error = releases
+        .stage_within(&source, Some("v1"), 0, 2 << 20)
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("the release holds more than 2MiB of files (`max_size` of [agents.scout.deploy]); nothing was staged"),
+        "{text}"
+    );
+    assert!(text.contains("hint: keep data in the agent's shared/ directory"));
+    assert_nothing_staged(&releases);
+    // Within the bound, it stages.
+    releases
+        .stage_within(&source, Some("v1"), 0, 4 << 20)
+        .unwrap();
+}
+
+#[test]
+fn group_and_other_write_are_cleared_and_no_directory_becomes_0777() {
+    let (dir, releases) = store();
+    let source = dir.path().join("src");
+    write(&source.join("open.txt"), "x", 0o666);
+    write(&source.join("run.sh"), "x", 0o777);
+    write(&source.join("tmp/inside"), "x", 0o644);
+    std::fs::set_permissions(source.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    releases.stage(&source, Some("d1"), 0).unwrap();
+    let staged = releases.release_dir("d1");
+    assert_eq!(mode(&staged.join("open.txt")), 0o644);
+    assert_eq!(mode(&staged.join("run.sh")), 0o755);
+    assert_eq!(mode(&staged.join("tmp")), 0o755, "not 0777 (issue #14)");
+
+    let archive = dir.path().join("modes.tar.gz");
+    let mut sticky = raw_header(b"tmp/", tar::EntryType::Directory, 0, b"");
+    sticky.set_mode(0o1777);
+    sticky.set_cksum();
+    tarball(
+        &archive,
+        &[
+            (sticky, vec![]),
+            file_header("open.txt", 0o666, b"x"),
+            file_header("group.txt", 0o664, b"x"),
+        ],
+    );
+    releases.stage(&archive, Some("t1"), 0).unwrap();
+    let staged = releases.release_dir("t1");
+    assert_eq!(mode(&staged.join("tmp")), 0o755);
+    assert_eq!(mode(&staged.join("open.txt")), 0o644);
+    assert_eq!(mode(&staged.join("group.txt")), 0o644);
 }

@@ -43,7 +43,9 @@ pub fn run(file: &Path) -> Result<ExitCode> {
     let config = load(file)?;
     let mut problems = Vec::new();
     for (name, spec) in &config.agents {
-        if !spec.cwd.is_dir() {
+        // An agent shipped as releases runs in its release, which `check`
+        // cannot see (it is the daemon's).
+        if !spec.release_cwd && !spec.cwd.is_dir() {
             problems.push(format!(
                 "agent `{name}`: working directory {} does not exist",
                 spec.cwd.display()
@@ -60,7 +62,9 @@ pub fn run(file: &Path) -> Result<ExitCode> {
             .find(|(key, _)| key == "PATH")
             .map(|(_, value)| std::ffi::OsString::from(value))
             .or_else(|| std::env::var_os("PATH"));
-        if spec.cwd.is_dir() {
+        // A relative program of a release is in the release.
+        let in_release = spec.release_cwd && program.contains('/');
+        if spec.cwd.is_dir() && !in_release {
             let found =
                 roster_daemon::spawn::resolve_program(program, &spec.cwd, search_path.as_deref())
                     .and_then(|path| {

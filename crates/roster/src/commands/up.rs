@@ -35,7 +35,8 @@ fn send_apply(home: &Home, file: &Path, start_stopped: bool, replace: bool) -> R
         })
 }
 
-/// Whether an agent has settled after `up`: running, or given up on.
+/// Whether an agent has settled after `up`: running, or given up on, or
+/// waiting for its first deploy (`undeployed`, which is no failure).
 pub fn is_settled(state: AgentState) -> bool {
     !matches!(
         state,
@@ -65,11 +66,20 @@ pub fn few(names: &[&str]) -> String {
     )
 }
 
-/// Prints why agents could not start (`last_error`), one line each, to stderr.
+/// Prints why agents could not start (`last_error`), one line each, to
+/// stderr, and what agents waiting for their first deploy need, to stdout.
 pub fn print_start_errors(agents: &[AgentStatus]) {
     for agent in agents {
         if let Some(error) = &agent.last_error {
             eprintln!("{}: could not start: {error}", agent.name);
+        }
+    }
+    for agent in agents {
+        if agent.state == AgentState::Undeployed {
+            println!(
+                "{} waits for its first deploy: roster deploy {} DIR",
+                agent.name, agent.name
+            );
         }
     }
 }

@@ -184,7 +184,7 @@ on_failure = "none"
 
     fn started_with(deploy_extra: &str) -> Self {
         let site = Site::new(deploy_extra);
-        // No release yet: `up` says so (the agent cannot start).
+        // No release yet: `up` says the agent waits for its first deploy.
         let _ = site.roster.run(&["up", "--timeout", "2s"]);
         site.deploy_ok("v1");
         wait_for("v1 to serve", SECS(20), || {

@@ -4,6 +4,7 @@
 
 mod config;
 mod deploy;
+mod deploy_faults;
 mod example;
 mod faults_flood;
 mod faults_home;

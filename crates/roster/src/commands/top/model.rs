@@ -197,7 +197,7 @@ fn trouble(agent: &AgentStatus) -> u8 {
         (_, Health::Unhealthy) => 2,
         (AgentState::Exited, _) => 3,
         (AgentState::Starting | AgentState::Stopping, _) => 4,
-        (AgentState::Stopped, _) => 5,
+        (AgentState::Stopped | AgentState::Undeployed, _) => 5,
         (AgentState::Running, _) => 6,
     }
 }

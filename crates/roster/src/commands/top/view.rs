@@ -75,7 +75,9 @@ fn state_style(agent: &AgentStatus) -> Style {
         AgentState::Failed => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         AgentState::Backoff => Style::new().fg(Color::Red),
         AgentState::Starting | AgentState::Stopping => Style::new().fg(Color::Yellow),
-        AgentState::Stopped | AgentState::Exited => Style::new().fg(Color::DarkGray),
+        AgentState::Stopped | AgentState::Exited | AgentState::Undeployed => {
+            Style::new().fg(Color::DarkGray)
+        }
     }
 }
 
