@@ -20,6 +20,24 @@ use std::path::{Path, PathBuf};
 
 use roster_core::{AgentName, AgentSpec, ExitStatus};
 
+/// The PATH an agent that runs as another user gets unless its own
+/// environment (`env`, `env_file`, secrets) sets one: systemd's default
+/// for services, not the daemon's. A root shell's PATH often begins with
+/// directories only root can enter (a pyenv under /root).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A process started for an agent.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid (the agent's, once the exec shim, if any, has become it).
+    pub pid: u32,
+    /// For a start through the exec shim: the read end of the pipe on
+    /// which the shim says why it could not become the agent (nothing is
+    /// written when it did). Read it with [`read_shim_report`] once the
+    /// pid is reaped; until then it costs one descriptor.
+    pub report: Option<OwnedFd>,
+}
+
 /// Starts one agent as the leader of its own process group (so its pid is
 /// its process-group id), with stdout and stderr on `log_pipe`, stdin on
 /// /dev/null, an empty signal mask and default signal dispositions.
@@ -29,13 +47,19 @@ use roster_core::{AgentName, AgentSpec, ExitStatus};
 /// must not inherit that mask (std's posix_spawn path keeps it), while a
 /// `pre_exec` hook would force the slower fork path. posix_spawn in glibc
 /// is a vfork-like clone: no page tables are copied.
+///
+/// An agent that runs as another user is started through the exec shim
+/// with its program's name, not a path: the shim looks it up in the
+/// agent's PATH after it has become that user, so the program is the one
+/// that user finds and may run, and a directory or program the user
+/// cannot reach is reported through [`Spawned::report`].
 pub fn spawn_agent(
     name: &AgentName,
     spec: &AgentSpec,
     home: &Path,
     log_pipe: &OwnedFd,
     launch: &Launch,
-) -> Result<u32, String> {
+) -> Result<Spawned, String> {
     let cwd = launch.cwd.as_deref().unwrap_or(&spec.cwd);
     if !cwd.is_dir() {
         return Err(format!(
@@ -43,9 +67,11 @@ pub fn spawn_agent(
             cwd.display()
         ));
     }
-    let mut environment = environment(name, spec, home, &launch.environment);
+    let switches_user = launch.user.is_some();
+    let mut environment = environment(name, spec, home, &launch.environment, switches_user);
     if !launch.needs_shim() {
-        return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false);
+        let pid = spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false)?;
+        return Ok(Spawned { pid, report: None });
     }
     if !launch.sockets.is_empty() {
         let names: Vec<&str> = launch
@@ -59,19 +85,61 @@ pub fn spawn_agent(
     let Some(program) = spec.command.first() else {
         return Err("the command is empty".into());
     };
-    let search_path = environment
-        .iter()
-        .rev()
-        .find(|(key, _)| key == "PATH")
-        .map(|(_, value)| value.clone());
-    let executable = resolve_program(program, cwd, search_path.as_deref())?;
-    let mut argv = vec!["roster".to_owned(), SHIM_ARG.to_owned()];
+    let executable = if switches_user {
+        // Looked up by the shim, as the user (see above).
+        PathBuf::from(program)
+    } else {
+        let search_path = environment
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.clone());
+        resolve_program(program, cwd, search_path.as_deref())?
+    };
+    // The shim's report pipe: its write end goes to the shim as the fd
+    // after the sockets; the source is kept above the sockets' targets so
+    // no dup2 of theirs overwrites it first.
+    let (report_read, report_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|errno| format!("creating the exec shim's report pipe: {errno}"))?;
+    let report_write = crate::sys::dup_above(&report_write, crate::listen::KEEP_ABOVE)
+        .map_err(|error| format!("creating the exec shim's report pipe: {error}"))?;
+    let report_fd = 3 + launch.sockets.len();
+    let mut argv = vec![
+        "roster".to_owned(),
+        SHIM_ARG.to_owned(),
+        "--report".to_owned(),
+        report_fd.to_string(),
+    ];
     argv.extend(launch.shim_options());
     argv.push("--".to_owned());
     argv.push(executable.to_string_lossy().into_owned());
     argv.extend(spec.command.iter().cloned());
-    let fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
-    spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)
+    let mut fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
+    fds.push(report_write.as_raw_fd());
+    let pid = spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)?;
+    Ok(Spawned {
+        pid,
+        report: Some(report_read),
+    })
+}
+
+/// What an exec shim said before it exited, if anything: why it could not
+/// become the agent. Call once its pid has been reaped (every write is in
+/// the pipe then); never blocks.
+pub fn read_shim_report(report: &OwnedFd) -> Option<String> {
+    let mut text = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while text.len() < 16 * 1024 {
+        match nix::unistd::read(report, &mut buffer) {
+            Ok(0) => break,
+            Ok(length) => text.extend_from_slice(&buffer[..length]),
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 /// How one process of an agent is started, beyond its spec: where (the
@@ -160,15 +228,34 @@ impl std::fmt::Debug for Launch {
 pub const SHIM_ARG: &str = "__roster-exec";
 
 /// The exec shim, in the spirit of runit's chpst: `roster __roster-exec
-/// [--listen] [--cgroup DIR]... [--rlimit NAME=N]... [--groups G,G --gid G
-/// --uid U] -- EXECUTABLE ARGV0 ARGS...`. In this order it joins the
-/// cgroups (so every process the agent forks is in them), sets the rlimits,
-/// drops to the user (supplementary groups, gid, then uid), sets
-/// `LISTEN_PID` to its own pid (exec keeps the pid), then becomes the agent.
-/// Anything that fails stops it before the agent runs: an agent never runs
-/// without the limits or as another user than configured. Returns only on
-/// failure, with the reason (the agent's log gets it).
+/// [--report FD] [--listen] [--cgroup DIR]... [--rlimit NAME=N]...
+/// [--groups G,G --gid G --uid U] -- EXECUTABLE ARGV0 ARGS...`. In this
+/// order it joins the cgroups (so every process the agent forks is in
+/// them), sets the rlimits, drops to the user (supplementary groups, gid,
+/// then uid), sets `LISTEN_PID` to its own pid (exec keeps the pid), then
+/// becomes the agent. Anything that fails stops it before the agent runs:
+/// an agent never runs without the limits or as another user than
+/// configured. Returns only on failure, with the reason (the agent's log
+/// gets it, and so does FD, for the daemon's `last_error`).
+///
+/// After switching users it checks, as that user, that it can enter its
+/// working directory, and looks EXECUTABLE up in its PATH when it is a
+/// bare name: a directory or program only root can reach is refused here
+/// with a message naming the path and the user, not left to fail later.
 pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
+    let mut report: Option<std::fs::File> = None;
+    let error = run_shim(arguments, &mut report);
+    if let Some(report) = report.as_mut() {
+        use std::io::Write;
+        let _ = report.write_all(error.to_string().as_bytes());
+    }
+    error
+}
+
+fn run_shim(
+    arguments: impl Iterator<Item = OsString>,
+    report: &mut Option<std::fs::File>,
+) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
     let mut arguments = arguments.peekable();
@@ -195,6 +282,9 @@ pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
                 .map_err(|_| invalid(format!("{option}: {text:?} is not a number")))
         };
         let applied: Result<(), std::io::Error> = match option.as_str() {
+            "--report" => number(&value).map(|fd| {
+                *report = i32::try_from(fd).ok().and_then(crate::sys::inherited_file);
+            }),
             "--cgroup" => std::fs::write(
                 Path::new(&value).join("cgroup.procs"),
                 std::process::id().to_string(),
@@ -217,18 +307,156 @@ pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
             return error;
         }
     }
+    let switched_to = user.0;
+    // Where posix_spawn put us (as root), to enter again as the user.
+    let cwd = std::env::current_dir();
     if let Err(error) = drop_privileges(user) {
         return error;
     }
     let (Some(executable), Some(argv0)) = (arguments.next(), arguments.next()) else {
         return invalid("the shim needs EXECUTABLE and ARGV0 after --".into());
     };
-    let mut command = std::process::Command::new(executable);
+    let executable = match switched_to {
+        None => PathBuf::from(executable),
+        Some(uid) => {
+            let (who, name) = user_label(uid);
+            let entered = cwd.and_then(|cwd| {
+                std::env::set_current_dir(&cwd).map_err(|error| {
+                    std::io::Error::new(
+                        error.kind(),
+                        format!(
+                            "cannot enter {} as {who}: {}",
+                            cwd.display(),
+                            why_unreachable(&cwd, &name, &error)
+                        ),
+                    )
+                })
+            });
+            if let Err(error) = entered {
+                return error;
+            }
+            match find_as_user(&executable, &who, &name) {
+                Ok(path) => path,
+                Err(error) => return error,
+            }
+        }
+    };
+    let mut command = std::process::Command::new(&executable);
     command.arg0(argv0).args(arguments);
     if listen {
         command.env("LISTEN_PID", std::process::id().to_string());
     }
-    command.exec()
+    let error = command.exec();
+    std::io::Error::new(
+        error.kind(),
+        format!("cannot run {}: {error}", executable.display()),
+    )
+}
+
+/// How the shim names the user it became in messages, at length and
+/// short: `USER` as the daemon set it for the agent, and the uid.
+fn user_label(uid: u32) -> (String, String) {
+    match std::env::var("USER") {
+        Ok(name) if !name.is_empty() => (format!("{name} (uid {uid})"), name),
+        _ => (format!("uid {uid}"), format!("uid {uid}")),
+    }
+}
+
+/// The program a user would run for `program`, looked up as that user
+/// (this process, after the switch): a name with a `/` is a path (relative
+/// to the working directory), any other is searched in PATH (the agent's,
+/// or [`SYSTEM_PATH`]), skipping what the user cannot reach, as a shell
+/// does.
+fn find_as_user(program: &OsStr, who: &str, name: &str) -> std::io::Result<PathBuf> {
+    use nix::unistd::{access, AccessFlags};
+    let refused = |path: &Path, error: std::io::Error| {
+        std::io::Error::new(
+            error.kind(),
+            format!(
+                "cannot run {} as {who}: {}",
+                path.display(),
+                why_unreachable(path, name, &error)
+            ),
+        )
+    };
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        return match access(&path, AccessFlags::X_OK) {
+            Ok(()) => Ok(path),
+            Err(errno) => Err(refused(&path, errno.into())),
+        };
+    }
+    let search_path = std::env::var_os("PATH").unwrap_or_else(|| SYSTEM_PATH.into());
+    let mut denied = None;
+    for directory in std::env::split_paths(&search_path) {
+        let directory = if directory.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            directory
+        };
+        let candidate = directory.join(program);
+        match access(&candidate, AccessFlags::X_OK) {
+            Ok(()) if candidate.is_file() => return Ok(candidate),
+            Ok(()) => {}
+            Err(Errno::ENOENT | Errno::ENOTDIR) => {}
+            Err(errno) => {
+                denied.get_or_insert((candidate, std::io::Error::from(errno)));
+            }
+        }
+    }
+    match denied {
+        Some((candidate, error)) => Err(refused(&candidate, error)),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{}: not found in PATH ({}) as {who}\n  hint: install it, give its full path, or set PATH in the agent's env",
+                program.to_string_lossy(),
+                search_path.to_string_lossy()
+            ),
+        )),
+    }
+}
+
+/// Why this process (the user it became) cannot reach `path`: the first
+/// directory on the way it may not search, with its mode and owner, or
+/// the error itself, and what to do about it.
+fn why_unreachable(path: &Path, who: &str, error: &std::io::Error) -> String {
+    use nix::unistd::{access, AccessFlags};
+    use std::os::unix::fs::MetadataExt;
+    let absolute = std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    // The path itself counts when it is a directory (to be entered).
+    let blocked = absolute
+        .ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|directory| access(*directory, AccessFlags::X_OK).is_err())
+        .filter(|directory| *directory != absolute || absolute.is_dir());
+    let described = |at: &Path| match std::fs::metadata(at) {
+        Ok(metadata) => format!(
+            " (mode {:04o}, owner uid {}, group gid {})",
+            metadata.mode() & 0o7777,
+            metadata.uid(),
+            metadata.gid()
+        ),
+        Err(_) => String::new(),
+    };
+    match blocked {
+        Some(directory) => format!(
+            "{} is not searchable by {who}{}\n  hint: let {who} through (e.g. chmod o+x {}, or a group it is in), or move the agent's files where it can reach them",
+            directory.display(),
+            described(directory),
+            directory.display()
+        ),
+        None if error.kind() == std::io::ErrorKind::PermissionDenied => format!(
+            "{error}{}\n  hint: give {who} access to {} (its mode, owner or group)",
+            described(&absolute),
+            absolute.display()
+        ),
+        None => error.to_string(),
+    }
 }
 
 /// `NAME=VALUE` for `as`, `nofile` or `nproc`: soft and hard limit.
@@ -382,7 +610,8 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 ];
 
 /// The agent's environment: the daemon's own (less
-/// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
+/// [`DAEMON_ONLY_VARIABLES`]; with [`SYSTEM_PATH`] as PATH for an agent
+/// that runs as another user), then the config's `env` (with
 /// `PYTHONUNBUFFERED=1` unless set), then `extra` (the launch's: env_file,
 /// secrets), each replacing what came before, then roster's markers.
 fn environment(
@@ -390,8 +619,12 @@ fn environment(
     spec: &AgentSpec,
     home: &Path,
     extra: &[(OsString, OsString)],
+    switches_user: bool,
 ) -> Vec<(OsString, OsString)> {
     let mut environment = daemon_environment();
+    if switches_user {
+        environment.insert("PATH".into(), SYSTEM_PATH.into());
+    }
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
     }
@@ -598,6 +831,69 @@ mod tests {
                 "{pipes} pipes of {size} bytes exceed the budget"
             );
         }
+    }
+
+    fn path_of(environment: &[(OsString, OsString)]) -> Option<&OsStr> {
+        environment
+            .iter()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.as_os_str())
+    }
+
+    #[test]
+    fn an_agent_of_another_user_gets_its_own_path_or_the_systems_not_the_daemons() {
+        let config = roster_core::config::parse(
+            "t.toml",
+            "[agents.plain]\ncommand = \"sleep 1\"\n\
+             [agents.own]\ncommand = \"sleep 1\"\nenv = { PATH = \"/opt/bin:/usr/bin\" }\n",
+            Path::new("/"),
+        )
+        .expect("valid");
+        let agent = |name: &str| {
+            let name = AgentName::new(name).expect("name");
+            let spec = config.agents.get(&name).expect("agent").clone();
+            (name, spec)
+        };
+        let home = Path::new("/var/lib/roster");
+        let (plain, plain_spec) = agent("plain");
+        let daemons = std::env::var_os("PATH");
+        let same_user = environment(&plain, &plain_spec, home, &[], false);
+        assert_eq!(path_of(&same_user), daemons.as_deref());
+        let other_user = environment(&plain, &plain_spec, home, &[], true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new(SYSTEM_PATH)));
+        let (own, own_spec) = agent("own");
+        let other_user = environment(&own, &own_spec, home, &[], true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new("/opt/bin:/usr/bin")));
+        // An env_file or a secret may set it too.
+        let extra = [(OsString::from("PATH"), OsString::from("/srv/bin"))];
+        let other_user = environment(&plain, &plain_spec, home, &extra, true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new("/srv/bin")));
+    }
+
+    #[test]
+    fn a_shim_report_is_read_whole_and_an_empty_one_is_none() {
+        use std::io::Write;
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("pipe");
+        let mut writer = std::fs::File::from(write);
+        writer
+            .write_all(b"cannot enter /root/project as nobody\n")
+            .expect("write");
+        drop(writer);
+        assert_eq!(
+            read_shim_report(&read).as_deref(),
+            Some("cannot enter /root/project as nobody")
+        );
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("pipe");
+        drop(write);
+        assert_eq!(
+            read_shim_report(&read),
+            None,
+            "exec closed it: nothing said"
+        );
     }
 
     #[test]
