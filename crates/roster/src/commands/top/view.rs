@@ -18,11 +18,17 @@ use crate::commands::logs::escape_controls;
 /// The bar heights a sparkline is drawn with.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
+/// The smallest top of a CPU sparkline's scale, in percent of a core: an
+/// idle agent's hundredths of a percent stay on the floor (as its `0.0%`
+/// says) instead of filling the bars.
+pub const CPU_SCALE_FLOOR: f64 = 1.0;
+
 /// The last `width` values as bars; missing values are blanks, and no
 /// values at all a dotted line. `from_zero` scales from 0 to the largest
-/// value (CPU: idle is the floor); otherwise from the smallest to the
-/// largest (memory: the shape of a leak shows even on a large base), with
-/// a flat series drawn at mid height.
+/// value, at least [`CPU_SCALE_FLOOR`] (CPU: idle is the floor);
+/// otherwise from the smallest to the largest (memory: the shape of a
+/// leak shows even on a large base), with a flat series drawn at mid
+/// height.
 pub fn sparkline(values: &[Option<f64>], width: usize, from_zero: bool) -> String {
     if width == 0 {
         return String::new();
@@ -32,6 +38,11 @@ pub fn sparkline(values: &[Option<f64>], width: usize, from_zero: bool) -> Strin
         return "·".repeat(width);
     }
     let top = shown.iter().flatten().copied().fold(f64::MIN, f64::max);
+    let top = if from_zero {
+        top.max(CPU_SCALE_FLOOR)
+    } else {
+        top
+    };
     let bottom = if from_zero {
         0.0
     } else {
@@ -66,6 +77,97 @@ pub fn memory(bytes: u64) -> String {
         format!("{value:.0}{}", UNITS[unit])
     } else {
         format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+/// A state in at most four letters, for a table too narrow for the whole
+/// word: abbreviated on purpose, never cut mid-word.
+pub fn short_state(state: AgentState) -> &'static str {
+    match state {
+        AgentState::Starting => "strt",
+        AgentState::Running => "run",
+        AgentState::Stopping => "stpg",
+        AgentState::Stopped => "stop",
+        AgentState::Backoff => "boff",
+        AgentState::Failed => "fail",
+        AgentState::Exited => "exit",
+    }
+}
+
+/// Which columns of the agents' table fit a width, and how wide the
+/// variable ones are. The name and the state always show (the state
+/// abbreviated when even the whole word would not fit); the others join
+/// while they fit, in this order: health, CPU, memory, restarts, uptime;
+/// then the name grows towards its longest, and the rest goes to the two
+/// sparklines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// The name's width.
+    pub name: u16,
+    /// The state's width: 8, or 4 for [`short_state`].
+    pub state: u16,
+    /// HEALTH shows.
+    pub health: bool,
+    /// CPU shows.
+    pub cpu: bool,
+    /// MEM shows.
+    pub memory: bool,
+    /// RST shows.
+    pub restarts: bool,
+    /// UP shows.
+    pub uptime: bool,
+    /// Each sparkline's width (0: none).
+    pub spark: u16,
+}
+
+/// The highlight marker's cells (`> `).
+const MARKER: u16 = 2;
+
+impl Columns {
+    /// The layout for a table `width` cells wide whose longest name has
+    /// `longest` characters.
+    pub fn fit(width: u16, longest: u16) -> Self {
+        let longest = longest.clamp(4, 28);
+        let name_min = longest.min(12);
+        let state = if width >= MARKER + name_min.min(4) + 1 + 8 {
+            8
+        } else {
+            4
+        };
+        let mut used = MARKER + name_min + 1 + state;
+        let mut shown = [false; 5];
+        // health, cpu, memory, restarts, uptime: each with its gap.
+        for (index, cells) in [9u16, 6, 6, 4, 6].into_iter().enumerate() {
+            if used + 1 + cells > width {
+                break;
+            }
+            used += 1 + cells;
+            shown[index] = true;
+        }
+        let [health, cpu, memory, restarts, uptime] = shown;
+        // Names give up to 12 cells (and their gaps) to two sparklines of
+        // at least 6 each.
+        let spare = width.saturating_sub(used - name_min);
+        let reserve = if cpu && memory { 12 + 2 } else { 0 };
+        let name = longest
+            .min(spare.saturating_sub(reserve).max(12))
+            .min(spare.max(name_min.min(width.saturating_sub(MARKER + 1 + state))));
+        let left = spare.saturating_sub(name);
+        let spark = if cpu && memory {
+            (left.saturating_sub(2) / 2).min(30)
+        } else {
+            0
+        };
+        Columns {
+            name,
+            state,
+            health,
+            cpu,
+            memory,
+            restarts,
+            uptime,
+            spark: if spark < 3 { 0 } else { spark },
+        }
     }
 }
 
@@ -282,65 +384,92 @@ fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
         .map(|at| now.saturating_duration_since(at).as_secs())
         .unwrap_or(0);
     let rows_shown = model.visible();
-    // Fixed columns: state 8, health 9, uptime 6, restarts 4, cpu 6,
-    // memory 6, the 8 gaps between 9 columns, and the 2-cell marker.
-    const FIXED: u16 = 8 + 9 + 6 + 4 + 6 + 6 + 8 + 2;
     let longest = rows_shown
         .iter()
         .map(|agent| agent.name.chars().count())
         .max()
         .unwrap_or(4)
-        .clamp(4, 28) as u16;
-    let spare = area.width.saturating_sub(FIXED);
-    // Names give up to 12 cells to two sparklines of at least 6 each.
-    let name_width = longest
-        .min(spare.saturating_sub(12).max(12))
-        .min(spare.max(4));
-    let spark_width = (spare.saturating_sub(name_width) / 2).min(30);
-    let spark_width = if spark_width < 3 { 0 } else { spark_width };
-    let header = Row::new(["NAME", "STATE", "HEALTH", "UP", "RST", "CPU", "", "MEM", ""])
-        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+        .min(usize::from(u16::MAX)) as u16;
+    let columns = Columns::fit(area.width, longest);
+    let spark_width = columns.spark;
+    let mut header = vec!["NAME", "STATE"];
+    let mut widths = vec![
+        Constraint::Length(columns.name),
+        Constraint::Length(columns.state),
+    ];
+    for (shown, title, width) in [
+        (columns.health, "HEALTH", 9),
+        (columns.uptime, "UP", 6),
+        (columns.restarts, "RST", 4),
+        (columns.cpu, "CPU", 6),
+        (spark_width > 0, "", spark_width),
+        (columns.memory, "MEM", 6),
+        (spark_width > 0, "", spark_width),
+    ] {
+        if shown {
+            header.push(title);
+            widths.push(Constraint::Length(width));
+        }
+    }
+    let header =
+        Row::new(header).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let rows: Vec<Row> = rows_shown
         .iter()
         .map(|agent| {
             let (cpu, mem) = series(model.history.get(&agent.name));
-            let restarts = Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
-                Style::new().fg(Color::Yellow)
+            let state = if columns.state >= 8 {
+                agent.state.as_str()
             } else {
-                Style::new()
-            });
-            Row::new([
+                short_state(agent.state)
+            };
+            let mut cells = vec![
                 Cell::from(escape_controls(&agent.name).into_owned()),
-                Cell::from(agent.state.as_str()).style(state_style(agent)),
-                health_cell(agent.health),
-                Cell::from(uptime(agent, since_fetch)),
-                restarts,
-                Cell::from(
+                Cell::from(state).style(state_style(agent)),
+            ];
+            if columns.health {
+                cells.push(health_cell(agent.health));
+            }
+            if columns.uptime {
+                cells.push(Cell::from(uptime(agent, since_fetch)));
+            }
+            if columns.restarts {
+                cells.push(
+                    Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    }),
+                );
+            }
+            if columns.cpu {
+                cells.push(Cell::from(
                     agent
                         .cpu_percent
                         .map(|cpu| format!("{cpu:.1}%"))
                         .unwrap_or_else(|| "-".into()),
-                ),
-                Cell::from(sparkline(&cpu, spark_width as usize, true))
-                    .style(Style::new().fg(Color::Cyan)),
-                Cell::from(agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into())),
-                Cell::from(sparkline(&mem, spark_width as usize, false))
-                    .style(Style::new().fg(Color::Magenta)),
-            ])
+                ));
+            }
+            if spark_width > 0 {
+                cells.push(
+                    Cell::from(sparkline(&cpu, spark_width as usize, true))
+                        .style(Style::new().fg(Color::Cyan)),
+                );
+            }
+            if columns.memory {
+                cells.push(Cell::from(
+                    agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into()),
+                ));
+            }
+            if spark_width > 0 {
+                cells.push(
+                    Cell::from(sparkline(&mem, spark_width as usize, false))
+                        .style(Style::new().fg(Color::Magenta)),
+                );
+            }
+            Row::new(cells)
         })
         .collect();
     let empty = rows.is_empty();
-    let widths = [
-        Constraint::Length(name_width),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(4),
-        Constraint::Length(6),
-        Constraint::Length(spark_width),
-        Constraint::Length(6),
-        Constraint::Length(spark_width),
-    ];
     let mut table = Table::new(rows, widths)
         .header(header)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
@@ -534,6 +663,61 @@ mod tests {
         let leak: Vec<Option<f64>> = (0..8).map(|n| Some(100e6 + n as f64 * 1e6)).collect();
         assert_eq!(sparkline(&leak, 8, false), "▁▂▃▄▅▆▇█");
         assert_eq!(sparkline(&[Some(5.0); 3], 3, false), "▄▄▄");
+        // Issue #14, item 20: an idle agent (its CPU reads 0.0%) draws a
+        // baseline, not full bars from hundredths of a percent.
+        assert_eq!(sparkline(&[Some(0.0); 6], 6, true), "▁▁▁▁▁▁");
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(0.02), Some(0.01), Some(0.0)], 4, true),
+            "▁▁▁▁"
+        );
+        assert_eq!(
+            sparkline(&[Some(0.0), Some(0.5), Some(1.0)], 3, true),
+            "▁▅█"
+        );
+    }
+
+    #[test]
+    fn narrow_tables_drop_columns_before_they_cut_the_state() {
+        let full = Columns::fit(80, 25);
+        assert_eq!(
+            (full.name, full.state, full.spark),
+            (19, 8, 6),
+            "80 columns as before: {full:?}"
+        );
+        assert!(full.health && full.cpu && full.memory && full.restarts && full.uptime);
+        let forty = Columns::fit(40, 25);
+        assert_eq!(forty.state, 8, "{forty:?}");
+        assert!(forty.health && forty.cpu, "{forty:?}");
+        assert!(!forty.uptime && forty.spark == 0, "{forty:?}");
+        for width in 0..=200u16 {
+            for longest in [1u16, 4, 12, 25, 64] {
+                let columns = Columns::fit(width, longest);
+                let mut used = MARKER + columns.name + 1 + columns.state;
+                for (shown, cells) in [
+                    (columns.health, 9),
+                    (columns.cpu, 6),
+                    (columns.memory, 6),
+                    (columns.restarts, 4),
+                    (columns.uptime, 6),
+                ] {
+                    if shown {
+                        used += 1 + cells;
+                    }
+                }
+                if columns.spark > 0 {
+                    used += 2 * (1 + columns.spark);
+                }
+                assert!(
+                    used <= width || width < MARKER + 1 + 4,
+                    "{width} wide, longest {longest}: {columns:?} needs {used}"
+                );
+                if width >= MARKER + 4 + 1 + 8 {
+                    assert_eq!(columns.state, 8, "{width}: {columns:?}");
+                }
+            }
+        }
+        assert_eq!(Columns::fit(12, 25).state, 4);
+        assert_eq!(short_state(AgentState::Running), "run");
     }
 
     #[test]
@@ -664,12 +848,86 @@ mod screen_tests {
             .expect("drawn");
         let help = text(&terminal);
         assert!(help.contains("roster top: keys"), "{help}");
+        assert!(
+            help.contains("sort: name, trouble, CPU"),
+            "the help names the sorts as the footer does: {help}"
+        );
         assert!(help.contains("PgUp PgDn"), "{help}");
         // An agent's control characters are shown escaped, never sent.
         assert!(
             !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
             "{screen}"
         );
+    }
+}
+
+/// Issue #14, item 20: at 40 columns (and narrower) every state is
+/// whole; the footer names the sort as the README does.
+#[cfg(test)]
+mod narrow_tests {
+    use std::time::Instant;
+
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    use super::super::model::{Key, Model};
+    use super::draw;
+
+    fn lines(terminal: &Terminal<TestBackend>) -> Vec<String> {
+        let buffer = terminal.backend().buffer();
+        (0..buffer.area.height)
+            .map(|y| {
+                (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn states_are_never_cut_and_the_footer_says_trouble() {
+        let states = [
+            "running", "failed", "stopping", "backoff", "starting", "exited",
+        ];
+        let agents = states
+            .iter()
+            .enumerate()
+            .map(|(n, state)| {
+                serde_json::from_value(serde_json::json!({
+                    "name": format!("customer-{n:02}-support-agent"), "state": state,
+                    "pid": 1, "restarts": 3, "uptime_secs": 100, "memory_bytes": 18 << 20,
+                    "cpu_percent": 0.0, "health": "healthy",
+                }))
+                .expect("an agent")
+            })
+            .collect();
+        let mut model = Model::showing(agents);
+        model.show_log = false;
+        for width in [40u16, 30, 20, 15] {
+            let mut terminal = Terminal::new(TestBackend::new(width, 12)).expect("terminal");
+            terminal
+                .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
+                .expect("drawn");
+            let rows: Vec<String> = lines(&terminal)
+                .into_iter()
+                .filter(|line| line.contains("cust"))
+                .collect();
+            assert_eq!(rows.len(), states.len(), "{width}: {rows:#?}");
+            for (row, state) in rows.iter().zip(states) {
+                let words: Vec<&str> = row.split_whitespace().collect();
+                assert!(
+                    words.contains(&state),
+                    "{width} columns cut {state}: {row:?}"
+                );
+            }
+        }
+        let mut terminal = Terminal::new(TestBackend::new(80, 12)).expect("terminal");
+        model.on_key(Key::Char('s'));
+        terminal
+            .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
+            .expect("drawn");
+        let footer = lines(&terminal).pop().unwrap_or_default();
+        assert!(footer.contains("s sort:trouble"), "{footer}");
     }
 }
 
