@@ -1047,7 +1047,7 @@ impl Checker {
                                 span_of(item),
                                 format!("bad {key} {value:?} for agent `{name}`"),
                                 Some(format!(
-                                    "a {key} is a number or a name of lowercase letters, digits, '_' and '-' (at most 32), starting with a letter or '_'; {{name}} is replaced by the agent's name"
+                                    "a {key} is a number or a name of letters, digits, '.', '_' and '-' (at most 32), not starting with '-'; {{name}} is replaced by the agent's name"
                                 )),
                             );
                         }
@@ -2076,7 +2076,7 @@ stop_timeout = "10s"
             (Some(64), Some(4096))
         );
 
-        let text = "[defaults]\nuser = \"Tenant-{name}\"\ncommand = \"x\"\n\n[agents.a]\ncommand = \"true\"\n\n[agents.b]\ncommand = \"true\"\nmemory_max = \"1KiB\"\ncpu_quota = \"0%\"\n";
+        let text = "[defaults]\nuser = \"tenant/{name}\"\ncommand = \"x\"\n\n[agents.a]\ncommand = \"true\"\n\n[agents.b]\ncommand = \"true\"\nmemory_max = \"1KiB\"\ncpu_quota = \"0%\"\n";
         let rendered = parse_text(text).expect_err("invalid").to_string();
         assert_eq!(
             rendered.matches("bad user").count(),

@@ -46,22 +46,24 @@ impl Limits {
 }
 
 /// A user or group as the config may give it after `{name}` is replaced:
-/// a number, or a POSIX-portable name (`[a-z_][a-z0-9_-]*`, up to 32
-/// characters, optionally ending in `$`).
+/// a number, or a name from the POSIX portable set (`[A-Za-z0-9._-]`, up
+/// to 32 characters, optionally ending in `$`) that cannot be taken for
+/// an option or a path: not starting with `-`, not `.` or `..`, no `/`.
+/// Capitals are allowed (Linux accepts them; `useradd` may need
+/// `--badname` to create one).
 pub fn valid_account(name: &str) -> bool {
     if !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_digit()) {
         return name.parse::<u32>().is_ok();
     }
     let body = name.strip_suffix('$').unwrap_or(name);
-    let mut bytes = body.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|byte| byte.is_ascii_lowercase() || byte == b'_');
-    first_ok
+    !body.is_empty()
         && name.len() <= 32
-        && bytes.all(|byte| {
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
-        })
+        && !body.starts_with('-')
+        && body != "."
+        && body != ".."
+        && body
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }
 
 /// `value` with `{name}` replaced by the agent's name.
@@ -90,11 +92,32 @@ mod tests {
         assert!(valid_account("_svc"));
         assert!(valid_account("1000"));
         assert!(valid_account("root"));
-        assert!(!valid_account("Agent"));
-        assert!(!valid_account("a.b"));
-        assert!(!valid_account("tenant:x"));
-        assert!(!valid_account(""));
-        assert!(!valid_account("99999999999"));
+        // Issue #14, item 20: Linux allows capitals and dots.
+        assert!(valid_account("Agent"));
+        assert!(valid_account("tenant-Acme.EU"));
+        assert!(valid_account("a.b"));
+        assert!(valid_account("host$"));
+        assert!(valid_account(&"x".repeat(32)));
+        // Never an option, a path or something else.
+        for bad in [
+            "-rf",
+            "-",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            "/root",
+            "tenant:x",
+            "a b",
+            "",
+            "$",
+            "x\n",
+            "é",
+            "99999999999",
+        ] {
+            assert!(!valid_account(bad), "{bad:?}");
+        }
+        assert!(!valid_account(&"x".repeat(33)));
         assert_eq!(expand("tenant-{name}", "acme"), "tenant-acme");
     }
 

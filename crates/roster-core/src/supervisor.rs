@@ -151,9 +151,11 @@ pub enum EventKind {
         /// The wait before the restart.
         delay: Duration,
     },
-    /// It died too often too quickly and is left alone for a while.
+    /// It died too often too quickly, or cannot start as configured, and
+    /// is left alone for a while.
     Failed {
-        /// Quick deaths counted in the window.
+        /// Quick deaths counted in the window; 0 when it was given up at
+        /// once because it cannot start as configured.
         deaths: u32,
         /// When it will be retried; `None` means only by an operator.
         retry_in: Option<Duration>,
@@ -292,6 +294,16 @@ impl EventKind {
             EventKind::Restarting { delay } => {
                 format!("restarting in {}", format_duration(*delay))
             }
+            EventKind::Failed {
+                deaths: 0,
+                retry_in,
+            } => match retry_in {
+                Some(retry) => format!(
+                    "failed: it cannot start as configured; retrying in {}",
+                    format_duration(*retry)
+                ),
+                None => "failed: it cannot start as configured; start it by hand once fixed".into(),
+            },
             EventKind::Failed { deaths, retry_in } => match retry_in {
                 Some(retry) => format!(
                     "failed: {deaths} quick deaths; retrying in {}",
@@ -1222,6 +1234,79 @@ impl Supervisor {
                 }
             }
             _ => debug_assert!(false, "exit of {pid} in a phase without a process"),
+        }
+        self.actions.push_back(Action::Cleanup { agent: name, pid });
+        true
+    }
+
+    /// A process ended before it became the agent: the runtime's exec shim
+    /// found that the agent cannot start as configured (its user cannot
+    /// enter the directory or run the program, a limit could not be set)
+    /// and said why. Like a failed spawn it is `last_error` and
+    /// `spawn_failed`; unlike one, starting again at once cannot help, so
+    /// the agent is `failed` at once (retried after `failed_retry`, or by
+    /// `start`) instead of after `crash_loop` quick deaths, or `exited`
+    /// with `restart = "never"`. During a cutover the live process serves
+    /// on. Returns false when the pid is no agent's.
+    pub fn handle_not_started(
+        &mut self,
+        now: Instant,
+        pid: u32,
+        status: ExitStatus,
+        reason: String,
+    ) -> bool {
+        let Some(name) = self.pids.get(&pid).cloned() else {
+            return false;
+        };
+        let main = self.agents.get(&name).is_some_and(|agent| {
+            matches!(agent.phase, Phase::Starting { pid: main, .. } | Phase::Running { pid: main, .. } if main == pid)
+        });
+        if !main {
+            // Being stopped anyway: it ends as any process does.
+            let handled = self.handle_exit(now, pid, status);
+            if let Some(agent) = self.agents.get_mut(&name) {
+                agent.last_error = Some(reason);
+            }
+            return handled;
+        }
+        self.pids.remove(&pid);
+        self.cancel_probe(&name);
+        let Some(agent) = self.agents.get_mut(&name) else {
+            return false;
+        };
+        agent.last_exit = Some(status);
+        agent.last_error = Some(reason.clone());
+        agent.phase = Phase::Stopped;
+        let serving = agent.serving().is_some();
+        let retry_in = agent.spec.failed_retry;
+        let never = agent.spec.restart == RestartMode::Never;
+        self.push_event(
+            &name,
+            EventKind::SpawnFailed {
+                error: reason.clone(),
+            },
+        );
+        if serving {
+            self.hand_back(
+                now,
+                &name,
+                format!("the new release could not start: {reason}"),
+            );
+        } else if let Some(agent) = self.agents.get_mut(&name) {
+            if never {
+                agent.phase = Phase::Exited;
+            } else {
+                agent.phase = Phase::Failed {
+                    retry_at: retry_in.map(|retry| now + retry),
+                };
+                self.push_event(
+                    &name,
+                    EventKind::Failed {
+                        deaths: 0,
+                        retry_in,
+                    },
+                );
+            }
         }
         self.actions.push_back(Action::Cleanup { agent: name, pid });
         true

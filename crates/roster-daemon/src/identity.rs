@@ -6,7 +6,7 @@
 //! posix_spawn, because posix_spawn cannot change users.
 
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
@@ -93,6 +93,86 @@ pub fn resolve(identity: &Identity) -> Result<Account, String> {
 /// (another uid or gid than the daemon's, or other groups).
 pub fn needs_switch(account: &Account) -> bool {
     account.uid != Uid::effective().as_raw() || account.gid != Gid::effective().as_raw()
+}
+
+/// Whether `account` may search (directories) or run (files) something
+/// of this `mode`, `owner` and `group`, by the mode bits as the kernel
+/// judges them without ACLs: the owner's bits for its owner, else the
+/// group's for a member, else the others'; root may search anything and
+/// run what has any execute bit.
+pub fn may_execute(account: &Account, mode: u32, owner: u32, group: u32, is_dir: bool) -> bool {
+    if account.uid == 0 {
+        return is_dir || mode & 0o111 != 0;
+    }
+    let bits = if owner == account.uid {
+        mode >> 6
+    } else if group == account.gid || account.groups.contains(&group) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o1 != 0
+}
+
+/// Why `account` could not reach `path` (absolute): the first directory
+/// on the way it may not search, or the path itself when it may not enter
+/// it (`directory`) or run it. Judged from the mode bits, as root (an ACL
+/// could still allow it): for warnings, before anything starts. The exec
+/// shim checks again as the user, for real. None when nothing is in the
+/// way, or the path does not exist (another check says so).
+pub fn unreachable(account: &Account, path: &Path, directory: bool) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let name = &account.name;
+    let described = |metadata: &std::fs::Metadata| {
+        format!(
+            "mode {:04o}, owner uid {}, group gid {}",
+            metadata.mode() & 0o7777,
+            metadata.uid(),
+            metadata.gid()
+        )
+    };
+    // The directories on the way as written, and as links resolve them.
+    let mut on_the_way: Vec<PathBuf> = path.ancestors().skip(1).map(Path::to_path_buf).collect();
+    if let Ok(real) = std::fs::canonicalize(path) {
+        on_the_way.extend(real.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    on_the_way.sort_by(|a, b| (a.as_os_str().len(), a).cmp(&(b.as_os_str().len(), b)));
+    on_the_way.dedup();
+    for directory in on_the_way {
+        let Ok(metadata) = std::fs::metadata(&directory) else {
+            continue;
+        };
+        if !may_execute(
+            account,
+            metadata.mode(),
+            metadata.uid(),
+            metadata.gid(),
+            true,
+        ) {
+            return Some(format!(
+                "{} is not searchable by {name} ({})",
+                directory.display(),
+                described(&metadata)
+            ));
+        }
+    }
+    let metadata = std::fs::metadata(path).ok()?;
+    let allowed = metadata.is_dir() == directory
+        && may_execute(
+            account,
+            metadata.mode(),
+            metadata.uid(),
+            metadata.gid(),
+            directory,
+        );
+    (!allowed).then(|| {
+        let what = if directory { "enter" } else { "run" };
+        format!(
+            "{name} may not {what} {} ({})",
+            path.display(),
+            described(&metadata)
+        )
+    })
 }
 
 /// Runs a command to its end: `Ok(true)` when it exits 0.
@@ -184,6 +264,78 @@ pub fn prepare_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(uid: u32, gid: u32, groups: &[u32]) -> Account {
+        Account {
+            name: "agent".into(),
+            uid,
+            gid,
+            groups: groups.to_vec(),
+            home: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    #[test]
+    fn mode_bits_are_judged_owner_then_group_then_others() {
+        let agent = account(1000, 1000, &[1000, 27]);
+        // Owner class: its bits only, even when others may.
+        assert!(may_execute(&agent, 0o700, 1000, 0, true));
+        assert!(!may_execute(&agent, 0o077, 1000, 1000, true));
+        // Group class: the primary group or a supplementary one.
+        assert!(may_execute(&agent, 0o710, 0, 27, true));
+        assert!(may_execute(&agent, 0o710, 0, 1000, false));
+        assert!(!may_execute(&agent, 0o701, 0, 27, true));
+        // Others.
+        assert!(!may_execute(&agent, 0o700, 0, 0, true), "a 0700 /root");
+        assert!(may_execute(&agent, 0o711, 0, 0, true));
+        assert!(may_execute(&agent, 0o755, 0, 0, false));
+        // Root searches anything, runs what has an execute bit.
+        let root = account(0, 0, &[0]);
+        assert!(may_execute(&root, 0o000, 5, 5, true));
+        assert!(may_execute(&root, 0o100, 5, 5, false));
+        assert!(!may_execute(&root, 0o644, 5, 5, false));
+    }
+
+    #[test]
+    fn a_directory_in_the_way_is_named_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let closed = dir.path().join("closed");
+        let inner = closed.join("project");
+        std::fs::create_dir_all(&inner).expect("mkdir");
+        let program = inner.join("tool");
+        std::fs::write(&program, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&closed).expect("stat").uid()
+        };
+        let stranger = account(owner.wrapping_add(4242), 4242, &[4242]);
+        let why = unreachable(&stranger, &program, false).expect("blocked");
+        assert!(
+            why.starts_with(&format!("{} is not searchable by agent", closed.display())),
+            "{why}"
+        );
+        assert!(why.contains("mode 0700"), "{why}");
+        assert!(unreachable(&stranger, &inner, true).is_some());
+        // Through a link, the real path counts too.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&inner, &link).expect("symlink");
+        assert!(unreachable(&stranger, &link.join("tool"), false).is_some());
+        // Opened up, nothing is in the way; a file is no directory to enter.
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+        assert_eq!(unreachable(&stranger, &program, false), None);
+        assert_eq!(unreachable(&stranger, &inner, true), None);
+        assert!(unreachable(&stranger, &program, true).is_some());
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o744)).expect("chmod");
+        let why = unreachable(&stranger, &program, false).expect("not executable");
+        assert!(why.starts_with("agent may not run"), "{why}");
+        // Missing: not this check's business.
+        assert_eq!(unreachable(&stranger, &inner.join("missing"), false), None);
+    }
 
     #[test]
     fn resolves_the_daemons_own_user_and_root_by_name_and_number() {

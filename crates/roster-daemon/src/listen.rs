@@ -27,7 +27,7 @@ use roster_core::{AgentName, Config};
 
 /// The lowest fd number a bound socket is kept at, so that handing fds
 /// 3, 4, ... to a child never overwrites a socket not yet handed over.
-const KEEP_ABOVE: RawFd = 3 + roster_core::deploy::MAX_LISTEN as RawFd + 16;
+pub(crate) const KEEP_ABOVE: RawFd = 3 + roster_core::deploy::MAX_LISTEN as RawFd + 16;
 
 /// Pending connections per socket while no process accepts (a cutover's
 /// gap, a restart).

@@ -20,6 +20,27 @@ use std::path::{Path, PathBuf};
 
 use roster_core::{AgentName, AgentSpec, ExitStatus};
 
+mod shim;
+pub use shim::{exec_shim, read_shim_report, SHIM_ARG};
+
+/// The PATH an agent that runs as another user gets unless its own
+/// environment (`env`, `env_file`, secrets) sets one: systemd's default
+/// for services, not the daemon's. A root shell's PATH often begins with
+/// directories only root can enter (a pyenv under /root).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A process started for an agent.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid (the agent's, once the exec shim, if any, has become it).
+    pub pid: u32,
+    /// For a start through the exec shim: the read end of the pipe on
+    /// which the shim says why it could not become the agent (nothing is
+    /// written when it did). Read it with [`read_shim_report`] once the
+    /// pid is reaped; until then it costs one descriptor.
+    pub report: Option<OwnedFd>,
+}
+
 /// Starts one agent as the leader of its own process group (so its pid is
 /// its process-group id), with stdout and stderr on `log_pipe`, stdin on
 /// /dev/null, an empty signal mask and default signal dispositions.
@@ -29,13 +50,19 @@ use roster_core::{AgentName, AgentSpec, ExitStatus};
 /// must not inherit that mask (std's posix_spawn path keeps it), while a
 /// `pre_exec` hook would force the slower fork path. posix_spawn in glibc
 /// is a vfork-like clone: no page tables are copied.
+///
+/// An agent that runs as another user is started through the exec shim
+/// with its program's name, not a path: the shim looks it up in the
+/// agent's PATH after it has become that user, so the program is the one
+/// that user finds and may run, and a directory or program the user
+/// cannot reach is reported through [`Spawned::report`].
 pub fn spawn_agent(
     name: &AgentName,
     spec: &AgentSpec,
     home: &Path,
     log_pipe: &OwnedFd,
     launch: &Launch,
-) -> Result<u32, String> {
+) -> Result<Spawned, String> {
     let cwd = launch.cwd.as_deref().unwrap_or(&spec.cwd);
     if !cwd.is_dir() {
         return Err(format!(
@@ -43,15 +70,18 @@ pub fn spawn_agent(
             cwd.display()
         ));
     }
+    let switches_user = launch.user.is_some();
     let mut environment = environment(
         name,
         spec,
         home,
         &launch.environment,
         launch.helper_run.as_deref(),
+        switches_user,
     );
     if !launch.needs_shim() {
-        return spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false);
+        let pid = spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false)?;
+        return Ok(Spawned { pid, report: None });
     }
     if !launch.sockets.is_empty() {
         let names: Vec<&str> = launch
@@ -65,19 +95,43 @@ pub fn spawn_agent(
     let Some(program) = spec.command.first() else {
         return Err("the command is empty".into());
     };
-    let search_path = environment
-        .iter()
-        .rev()
-        .find(|(key, _)| key == "PATH")
-        .map(|(_, value)| value.clone());
-    let executable = resolve_program(program, cwd, search_path.as_deref())?;
-    let mut argv = vec!["roster".to_owned(), SHIM_ARG.to_owned()];
+    let executable = if switches_user {
+        // Looked up by the shim, as the user (see above).
+        PathBuf::from(program)
+    } else {
+        let search_path = environment
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.clone());
+        resolve_program(program, cwd, search_path.as_deref())?
+    };
+    // The shim's report pipe: its write end goes to the shim as the fd
+    // after the sockets; the source is kept above the sockets' targets so
+    // no dup2 of theirs overwrites it first.
+    let (report_read, report_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|errno| format!("creating the exec shim's report pipe: {errno}"))?;
+    let report_write = crate::sys::dup_above(&report_write, crate::listen::KEEP_ABOVE)
+        .map_err(|error| format!("creating the exec shim's report pipe: {error}"))?;
+    let report_fd = 3 + launch.sockets.len();
+    let mut argv = vec![
+        "roster".to_owned(),
+        SHIM_ARG.to_owned(),
+        "--report".to_owned(),
+        report_fd.to_string(),
+    ];
     argv.extend(launch.shim_options());
     argv.push("--".to_owned());
     argv.push(executable.to_string_lossy().into_owned());
     argv.extend(spec.command.iter().cloned());
-    let fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
-    spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)
+    let mut fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
+    fds.push(report_write.as_raw_fd());
+    let pid = spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)?;
+    Ok(Spawned {
+        pid,
+        report: Some(report_read),
+    })
 }
 
 /// How one process of an agent is started, beyond its spec: where (the
@@ -164,126 +218,6 @@ impl std::fmt::Debug for Launch {
             .field("helper_run", &self.helper_run)
             .finish()
     }
-}
-
-/// The hidden first argument that makes the `roster` binary the exec shim.
-pub const SHIM_ARG: &str = "__roster-exec";
-
-/// The exec shim, in the spirit of runit's chpst: `roster __roster-exec
-/// [--listen] [--cgroup DIR]... [--rlimit NAME=N]... [--groups G,G --gid G
-/// --uid U] -- EXECUTABLE ARGV0 ARGS...`. In this order it joins the
-/// cgroups (so every process the agent forks is in them), sets the rlimits,
-/// drops to the user (supplementary groups, gid, then uid), sets
-/// `LISTEN_PID` to its own pid (exec keeps the pid), then becomes the agent.
-/// Anything that fails stops it before the agent runs: an agent never runs
-/// without the limits or as another user than configured. Returns only on
-/// failure, with the reason (the agent's log gets it).
-pub fn exec_shim(arguments: impl Iterator<Item = OsString>) -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
-    let mut arguments = arguments.peekable();
-    let mut listen = false;
-    let mut user: (Option<u32>, Option<u32>, Vec<u32>) = (None, None, Vec::new());
-    loop {
-        let Some(option) = arguments.next() else {
-            return invalid("usage: roster __roster-exec [OPTIONS] -- EXECUTABLE ARGV0 [ARGS...] (used by the daemon only)".into());
-        };
-        let option = option.to_string_lossy().into_owned();
-        if option == "--" {
-            break;
-        }
-        if option == "--listen" {
-            listen = true;
-            continue;
-        }
-        let Some(value) = arguments.next() else {
-            return invalid(format!("{option} needs a value"));
-        };
-        let value = value.to_string_lossy().into_owned();
-        let number = |text: &str| {
-            text.parse::<u32>()
-                .map_err(|_| invalid(format!("{option}: {text:?} is not a number")))
-        };
-        let applied: Result<(), std::io::Error> = match option.as_str() {
-            "--cgroup" => std::fs::write(
-                Path::new(&value).join("cgroup.procs"),
-                std::process::id().to_string(),
-            )
-            .map_err(|error| {
-                std::io::Error::new(error.kind(), format!("joining the cgroup {value}: {error}"))
-            }),
-            "--rlimit" => set_rlimit(&value),
-            "--groups" => value
-                .split(',')
-                .filter(|group| !group.is_empty())
-                .map(number)
-                .collect::<Result<Vec<u32>, _>>()
-                .map(|groups| user.2 = groups),
-            "--gid" => number(&value).map(|gid| user.1 = Some(gid)),
-            "--uid" => number(&value).map(|uid| user.0 = Some(uid)),
-            other => Err(invalid(format!("unknown option {other}"))),
-        };
-        if let Err(error) = applied {
-            return error;
-        }
-    }
-    if let Err(error) = drop_privileges(user) {
-        return error;
-    }
-    let (Some(executable), Some(argv0)) = (arguments.next(), arguments.next()) else {
-        return invalid("the shim needs EXECUTABLE and ARGV0 after --".into());
-    };
-    let mut command = std::process::Command::new(executable);
-    command.arg0(argv0).args(arguments);
-    if listen {
-        command.env("LISTEN_PID", std::process::id().to_string());
-    }
-    command.exec()
-}
-
-/// `NAME=VALUE` for `as`, `nofile` or `nproc`: soft and hard limit.
-fn set_rlimit(spec: &str) -> std::io::Result<()> {
-    use nix::sys::resource::{setrlimit, Resource};
-    let invalid = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("--rlimit {spec:?}: expected as|nofile|nproc=NUMBER"),
-        )
-    };
-    let (name, value) = spec.split_once('=').ok_or_else(invalid)?;
-    let value: u64 = value.parse().map_err(|_| invalid())?;
-    let resource = match name {
-        "as" => Resource::RLIMIT_AS,
-        "nofile" => Resource::RLIMIT_NOFILE,
-        "nproc" => Resource::RLIMIT_NPROC,
-        _ => return Err(invalid()),
-    };
-    setrlimit(resource, value, value).map_err(|errno| {
-        std::io::Error::other(format!("setting the {name} limit to {value}: {errno}"))
-    })
-}
-
-/// Supplementary groups, then gid, then uid (after setuid the others
-/// could no longer be changed).
-fn drop_privileges(user: (Option<u32>, Option<u32>, Vec<u32>)) -> std::io::Result<()> {
-    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
-    let (uid, gid, groups) = user;
-    let failed = |what: &str, errno: nix::Error| {
-        std::io::Error::other(format!(
-            "{what}: {errno} (the daemon must run as root to switch users)"
-        ))
-    };
-    if uid.is_some() || gid.is_some() {
-        let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
-        setgroups(&groups).map_err(|errno| failed("setgroups", errno))?;
-    }
-    if let Some(gid) = gid {
-        setgid(Gid::from_raw(gid)).map_err(|errno| failed("setgid", errno))?;
-    }
-    if let Some(uid) = uid {
-        setuid(Uid::from_raw(uid)).map_err(|errno| failed("setuid", errno))?;
-    }
-    Ok(())
 }
 
 /// The environment variable that marks a process the daemon runs for
@@ -403,7 +337,8 @@ pub const DAEMON_ONLY_VARIABLES: &[&str] = &[
 ];
 
 /// The agent's environment: the daemon's own (less
-/// [`DAEMON_ONLY_VARIABLES`]), then the config's `env` (with
+/// [`DAEMON_ONLY_VARIABLES`]; with [`SYSTEM_PATH`] as PATH for an agent
+/// that runs as another user), then the config's `env` (with
 /// `PYTHONUNBUFFERED=1` unless set), then `extra` (the launch's: env_file,
 /// secrets), each replacing what came before, then roster's markers
 /// ([`HELPER_MARKER`] only for a helper run).
@@ -413,8 +348,12 @@ fn environment(
     home: &Path,
     extra: &[(OsString, OsString)],
     helper_run: Option<&str>,
+    switches_user: bool,
 ) -> Vec<(OsString, OsString)> {
     let mut environment = daemon_environment();
+    if switches_user {
+        environment.insert("PATH".into(), SYSTEM_PATH.into());
+    }
     for (key, value) in spec.environment() {
         environment.insert(key.into(), value.into());
     }
@@ -651,11 +590,74 @@ mod tests {
                 .find(|(key, _)| key == HELPER_MARKER)
                 .map(|(_, value)| value.clone())
         };
-        let agent = environment(&name, spec, Path::new("/home"), &[], None);
+        let agent = environment(&name, spec, Path::new("/home"), &[], None, false);
         assert_eq!(marker(&agent), None);
         assert!(agent.iter().any(|(key, _)| key == "KEEP"));
-        let probe = environment(&name, spec, Path::new("/home"), &[], Some("probe:9"));
+        let probe = environment(&name, spec, Path::new("/home"), &[], Some("probe:9"), false);
         assert_eq!(marker(&probe), Some("probe:9".into()));
+    }
+
+    fn path_of(environment: &[(OsString, OsString)]) -> Option<&OsStr> {
+        environment
+            .iter()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.as_os_str())
+    }
+
+    #[test]
+    fn an_agent_of_another_user_gets_its_own_path_or_the_systems_not_the_daemons() {
+        let config = roster_core::config::parse(
+            "t.toml",
+            "[agents.plain]\ncommand = \"sleep 1\"\n\
+             [agents.own]\ncommand = \"sleep 1\"\nenv = { PATH = \"/opt/bin:/usr/bin\" }\n",
+            Path::new("/"),
+        )
+        .expect("valid");
+        let agent = |name: &str| {
+            let name = AgentName::new(name).expect("name");
+            let spec = config.agents.get(&name).expect("agent").clone();
+            (name, spec)
+        };
+        let home = Path::new("/var/lib/roster");
+        let (plain, plain_spec) = agent("plain");
+        let daemons = std::env::var_os("PATH");
+        let same_user = environment(&plain, &plain_spec, home, &[], None, false);
+        assert_eq!(path_of(&same_user), daemons.as_deref());
+        let other_user = environment(&plain, &plain_spec, home, &[], None, true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new(SYSTEM_PATH)));
+        let (own, own_spec) = agent("own");
+        let other_user = environment(&own, &own_spec, home, &[], None, true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new("/opt/bin:/usr/bin")));
+        // An env_file or a secret may set it too.
+        let extra = [(OsString::from("PATH"), OsString::from("/srv/bin"))];
+        let other_user = environment(&plain, &plain_spec, home, &extra, None, true);
+        assert_eq!(path_of(&other_user), Some(OsStr::new("/srv/bin")));
+    }
+
+    #[test]
+    fn a_shim_report_is_read_whole_and_an_empty_one_is_none() {
+        use std::io::Write;
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("pipe");
+        let mut writer = std::fs::File::from(write);
+        writer
+            .write_all(b"cannot enter /root/project as nobody\n")
+            .expect("write");
+        drop(writer);
+        assert_eq!(
+            read_shim_report(&read).as_deref(),
+            Some("cannot enter /root/project as nobody")
+        );
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("pipe");
+        drop(write);
+        assert_eq!(
+            read_shim_report(&read),
+            None,
+            "exec closed it: nothing said"
+        );
     }
 
     #[test]

@@ -146,6 +146,32 @@ pub fn dup_above(fd: &std::os::fd::OwnedFd, min: RawFd) -> io::Result<std::os::f
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
 
+/// The descriptor `fd` this process was handed by its parent (the exec
+/// shim's `--report`), as a file it owns, close-on-exec from now on (so
+/// the agent the shim becomes never holds it). None when `fd` is not an
+/// open descriptor above the standard ones.
+pub fn inherited_file(fd: RawFd) -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: F_GETFD only reads the flags of whatever `fd` is; -1 means
+    // it is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the daemon dup2-ed this descriptor into the shim for the shim
+    // alone (posix_spawn file actions); nothing else in this process owns
+    // or closes it, and the File becomes its only owner.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .ok()?;
+    Some(file)
+}
+
 /// The open-file limit (soft, hard) the daemon started with, before it
 /// raised its own: agents get this one back, as they would have without
 /// roster in between.

@@ -202,9 +202,10 @@ enum Command {
     /// Check this host and this home against the operating principles;
     /// each finding with its fix. Exit 0 only when nothing is found.
     Doctor {
-        /// The config file (checked when it exists).
-        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
-        file: PathBuf,
+        /// The config file to check [default: ./roster.toml when it
+        /// exists, else the one this home's daemon runs]
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
         /// Look for the installed unit under DIR instead of /.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
@@ -347,7 +348,9 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "roster", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Doctor { file, root, json } => commands::doctor::run(&home, &file, root, json),
+        Command::Doctor { file, root, json } => {
+            commands::doctor::run(&home, file.as_deref(), root, json)
+        }
         Command::Top => commands::top::run(&home),
         Command::Tmux { session } => commands::tmux::run(&home, &session),
         Command::Init(options) => commands::init::run(&options),

@@ -30,7 +30,8 @@ enum Op {
     Stop(usize),
     Restart(usize),
     StopAll,
-    /// The `index`-th live process (modulo their number) exits.
+    /// The `index`-th live process (modulo their number) exits (code 3:
+    /// it never became the agent, and the exec shim said why).
     Exit {
         index: usize,
         code: i32,
@@ -68,7 +69,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         (0usize..3).prop_map(Op::Stop),
         (0usize..3).prop_map(Op::Restart),
         Just(Op::StopAll),
-        (0usize..8, 0i32..3).prop_map(|(index, code)| Op::Exit { index, code }),
+        (0usize..8, 0i32..4).prop_map(|(index, code)| Op::Exit { index, code }),
         (0u64..3000).prop_map(Op::Advance),
         any::<bool>().prop_map(Op::SpawnsFail),
         (0usize..3).prop_map(Op::SpuriousSpawn),
@@ -171,7 +172,12 @@ impl World {
                     } else {
                         ExitStatus::Code(*code)
                     };
-                    self.sup.handle_exit(self.now, pid, status);
+                    if *code == 3 {
+                        self.sup
+                            .handle_not_started(self.now, pid, status, "cannot".into());
+                    } else {
+                        self.sup.handle_exit(self.now, pid, status);
+                    }
                 }
             }
             Op::Advance(millis) => {

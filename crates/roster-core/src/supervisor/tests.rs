@@ -658,3 +658,82 @@ fn the_live_release_read_at_apply_starts_a_deploy_agent() {
         .handle_switch(stopped.at(2.0), &name(), "r1", Strategy::BlueGreen);
     assert_eq!(switch, Ok(Switch::NotRunning));
 }
+
+/// Issue #14, item 6: a start the exec shim reports impossible (the user
+/// cannot enter the directory or run the program) is one `last_error` and
+/// `failed` at once, not `crash_loop` quick deaths with nothing said.
+#[test]
+fn a_start_that_cannot_happen_fails_at_once_with_its_reason() {
+    let mut h = Harness::new("failed_retry = \"1m\"");
+    let reason = "cannot enter /root/project as nobody: /root is not searchable by nobody";
+    assert!(h
+        .sup
+        .handle_not_started(h.at(0.01), 101, ExitStatus::Code(127), reason.into()));
+    let actions = h.drive(h.at(0.01));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Spawn { .. })),
+        "no restart loop: {actions:?}"
+    );
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Cleanup { pid: 101, .. })));
+    let view = &h.sup.views(h.at(0.01))[0];
+    assert_eq!(view.state, AgentState::Failed);
+    assert_eq!(view.last_error.as_deref(), Some(reason));
+    assert_eq!(view.pid, None);
+    assert_eq!(h.events, ["added", "started", "spawn_failed", "failed"]);
+    assert_eq!(
+        EventKind::Failed {
+            deaths: 0,
+            retry_in: Some(secs(60.0))
+        }
+        .detail(),
+        "failed: it cannot start as configured; retrying in 1m"
+    );
+    // Retried after failed_retry, like any failed agent; a start that
+    // works clears the error.
+    assert_eq!(h.sup.poll_timeout(), Some(h.at(60.01)));
+    h.tick(60.01);
+    assert_eq!(h.pid(), Some(102));
+    assert_eq!(h.sup.views(h.at(60.01))[0].last_error, None);
+    // An unknown pid is not an agent's.
+    assert!(!h
+        .sup
+        .handle_not_started(h.at(61.0), 999, ExitStatus::Code(127), "x".into()));
+}
+
+#[test]
+fn a_start_that_cannot_happen_with_restart_never_is_exited_and_a_cutover_hands_back() {
+    let mut h = Harness::new("restart = \"never\"");
+    assert!(h
+        .sup
+        .handle_not_started(h.at(0.01), 101, ExitStatus::Code(127), "no".into()));
+    h.drive(h.at(0.01));
+    assert_eq!(h.state(0.01), AgentState::Exited);
+
+    let mut h = Harness::new("");
+    h.tick(1.0);
+    h.sup
+        .handle_switch(h.at(2.0), &name(), "r2", Strategy::BlueGreen)
+        .expect("switch");
+    h.drive(h.at(2.0));
+    assert!(h.sup.handle_not_started(
+        h.at(2.1),
+        102,
+        ExitStatus::Code(127),
+        "cannot run ./server as web: Permission denied".into()
+    ));
+    h.drive(h.at(2.1));
+    let view = &h.sup.views(h.at(2.1))[0];
+    assert_eq!((view.pid, view.outgoing_pid), (Some(101), None));
+    assert_eq!(
+        view.state,
+        AgentState::Running,
+        "the live process serves on"
+    );
+    assert!(
+        h.events.contains(&"handed_back".to_owned()),
+        "{:?}",
+        h.events
+    );
+}

@@ -161,6 +161,9 @@ struct Daemon {
     pipe_budget: PipeBudget,
     /// Network probes in flight, by probe id.
     probe_tasks: HashMap<u64, JoinHandle<()>>,
+    /// Agents' processes started through the exec shim: pid to the pipe
+    /// on which the shim says why it could not become the agent.
+    shim_reports: HashMap<u32, OwnedFd>,
     /// Exec probes running: pid to (agent, probe id).
     probe_pids: HashMap<u32, (AgentName, u64)>,
     /// Watch rules and alert decisions.
@@ -390,6 +393,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         spawn_queue: VecDeque::new(),
         last_sweep: None,
         probe_tasks: HashMap::new(),
+        shim_reports: HashMap::new(),
         probe_pids: HashMap::new(),
         watcher: Watcher::new(),
         alerts: alerts.clone(),
@@ -1095,7 +1099,16 @@ impl Daemon {
     fn reap(&mut self) {
         while let Some((pid, status)) = spawn::reap_one() {
             let now = Instant::now();
-            if !self.supervisor.handle_exit(now, pid, status) {
+            // An exec shim that could not become the agent said why.
+            let handled = match self
+                .shim_reports
+                .remove(&pid)
+                .and_then(|report| spawn::read_shim_report(&report))
+            {
+                Some(reason) => self.supervisor.handle_not_started(now, pid, status, reason),
+                None => self.supervisor.handle_exit(now, pid, status),
+            };
+            if !handled {
                 if self.notify_commands.reaped(pid, status) {
                     // An exec notifier's command: its reply is answered.
                     self.leftovers.helper_ended(pid);
@@ -1597,7 +1610,7 @@ impl Daemon {
             .open("/dev/null")
             .map_err(|error| format!("opening /dev/null: {error}"))?
             .into();
-        spawn::spawn_agent(agent, &probe, &self.home_env, &null, &launch)
+        spawn::spawn_agent(agent, &probe, &self.home_env, &null, &launch).map(|spawned| spawned.pid)
     }
 
     /// Who the agent runs as: the configured user (the shim switches to
@@ -1875,6 +1888,12 @@ impl Daemon {
         // The daemon keeps no write end: the pump sees EOF when the run's
         // process tree is gone, and ends the run's last line there.
         drop(write);
+        let result = result.map(|spawned| {
+            if let Some(report) = spawned.report {
+                self.shim_reports.insert(spawned.pid, report);
+            }
+            spawned.pid
+        });
         if result.is_ok() {
             let context = PumpContext {
                 agent: agent.to_string(),

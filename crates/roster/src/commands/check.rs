@@ -1,11 +1,12 @@
 //! `roster check`: validate a config file without touching any daemon.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use roster_core::config::{self, Config};
+use roster_core::config::{self, AgentSpec, Config};
 
 /// Reads and validates a config file. Relative paths inside it are relative
 /// to its directory. The error is a [`roster_core::ConfigError`] when the
@@ -38,6 +39,77 @@ fn cutover_blind_spot(spec: &roster_core::config::AgentSpec) -> Option<String> {
     })
 }
 
+/// The account an agent runs as when that is another user than this
+/// command's (then the daemon switches to it): None for the daemon's own
+/// user, or a user that does not resolve (the daemon says so).
+fn other_account(spec: &AgentSpec) -> Option<roster_daemon::identity::Account> {
+    spec.identity.user.as_ref()?;
+    let account = roster_daemon::identity::resolve(&spec.identity).ok()?;
+    (account.uid != nix::unistd::geteuid().as_raw()).then_some(account)
+}
+
+/// The PATH the agent's program is looked up in: its own environment's,
+/// else [`roster_daemon::spawn::SYSTEM_PATH`] for an agent of another
+/// user (the daemon's PATH is not handed to it), else this command's.
+fn search_path(spec: &AgentSpec, other_user: bool) -> Option<OsString> {
+    spec.environment()
+        .into_iter()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, value)| OsString::from(value))
+        .or_else(|| other_user.then(|| roster_daemon::spawn::SYSTEM_PATH.into()))
+        .or_else(|| std::env::var_os("PATH"))
+}
+
+/// Agents of another user that cannot reach their directory or program
+/// (a project under a 0700 /root): one warning each, naming the path in
+/// the way and the user. Warnings, not errors: judged from mode bits here,
+/// while the daemon's exec shim tries for real, as the user, and says why
+/// in `last_error` if it cannot.
+pub fn reach_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, spec) in &config.agents {
+        let Some(account) = other_account(spec) else {
+            continue;
+        };
+        let user = &account.name;
+        if !spec.release_cwd {
+            if let Some(why) = roster_daemon::identity::unreachable(&account, &spec.cwd, true) {
+                warnings.push(format!(
+                    "agent `{name}` runs as {user}, who cannot enter its directory {}: {why}\n  \
+                     hint: let {user} through, or move the agent's files where it can reach them",
+                    spec.cwd.display()
+                ));
+                continue;
+            }
+        }
+        let (Some(program), true) = (spec.command.first(), spec.cwd.is_dir()) else {
+            continue;
+        };
+        let candidates: Vec<PathBuf> = if program.contains('/') {
+            vec![spec.cwd.join(program)]
+        } else {
+            let search_path = search_path(spec, true).unwrap_or_default();
+            std::env::split_paths(&search_path)
+                .map(|directory| spec.cwd.join(directory).join(program))
+                .filter(|candidate| candidate.is_file())
+                .collect()
+        };
+        // Like a shell, the user runs the first one it can reach.
+        let problems: Vec<String> = candidates
+            .iter()
+            .map_while(|candidate| roster_daemon::identity::unreachable(&account, candidate, false))
+            .collect();
+        if !candidates.is_empty() && problems.len() == candidates.len() {
+            warnings.push(format!(
+                "agent `{name}` runs as {user}, who cannot run {program}: {}\n  \
+                 hint: let {user} through, install the program where it can reach it, or set PATH in the agent's env",
+                problems[0]
+            ));
+        }
+    }
+    warnings
+}
+
 /// Runs `roster check`.
 pub fn run(file: &Path) -> Result<ExitCode> {
     let config = load(file)?;
@@ -56,12 +128,7 @@ pub fn run(file: &Path) -> Result<ExitCode> {
         let Some(program) = spec.command.first() else {
             continue;
         };
-        let search_path = spec
-            .environment()
-            .into_iter()
-            .find(|(key, _)| key == "PATH")
-            .map(|(_, value)| std::ffi::OsString::from(value))
-            .or_else(|| std::env::var_os("PATH"));
+        let search_path = search_path(spec, other_account(spec).is_some());
         // A relative program of a release is in the release.
         let in_release = spec.release_cwd && program.contains('/');
         if spec.cwd.is_dir() && !in_release {
@@ -82,6 +149,9 @@ pub fn run(file: &Path) -> Result<ExitCode> {
                 );
             }
         }
+    }
+    for warning in reach_warnings(&config) {
+        eprintln!("{}: warning: {warning}", file.display());
     }
     for (name, spec) in &config.agents {
         if let Some(warning) = cutover_blind_spot(spec) {

@@ -167,7 +167,13 @@ pub fn status_findings(status: &StatusReply) -> Vec<Finding> {
                 "critical",
                 "failing",
                 Some(name),
-                format!("{name} failed: it died too often too quickly"),
+                match agent.last_error.as_deref() {
+                    Some(error) => format!(
+                        "{name} failed: it cannot start: {}",
+                        error.lines().next().unwrap_or_default()
+                    ),
+                    None => format!("{name} failed: it died too often too quickly"),
+                },
                 format!("see `roster logs {name}` and `roster events {name}`, fix it, then `roster start {name}`"),
             )),
             AgentState::Backoff => found.push(finding(
@@ -286,41 +292,98 @@ fn clock_synchronised() -> Option<bool> {
     }
 }
 
+/// Which config `doctor` judges: `-f FILE` when given; else
+/// `./roster.toml` when it exists; else the file this home's daemon last
+/// applied (`status` names it), so `doctor` run outside the project still
+/// judges what runs. None when there is none of these.
+pub fn config_to_judge(
+    given: Option<&Path>,
+    local_exists: bool,
+    status: Option<&StatusReply>,
+) -> Option<PathBuf> {
+    if let Some(given) = given {
+        return Some(given.to_path_buf());
+    }
+    if local_exists {
+        return Some(PathBuf::from("roster.toml"));
+    }
+    status
+        .and_then(|status| status.config.as_deref())
+        .map(PathBuf::from)
+}
+
 /// Runs `roster doctor`.
-pub fn run(home: &Home, file: &Path, root: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+pub fn run(
+    home: &Home,
+    file: Option<&Path>,
+    root: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
     let root = root.unwrap_or_else(|| PathBuf::from("/"));
     let mut findings = Vec::new();
-    if file.exists() {
-        let path = super::config_path(file)?;
-        match roster_daemon::config_file::load_config(&path) {
-            Ok(config) => {
-                findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()))
+    let client = super::client(home);
+    let status = if matches!(client.reach(), Reach::Up) {
+        client.get::<StatusReply>("/v1/status").ok()
+    } else {
+        None
+    };
+    let judged = config_to_judge(file, Path::new("roster.toml").exists(), status.as_ref());
+    let mut judged_path = None;
+    if let Some(judged) = &judged {
+        let path = if file.is_some() {
+            // A file named on the command line must exist, as for every command.
+            super::config_path(judged)?
+        } else {
+            std::env::current_dir()
+                .map(|cwd| cwd.join(judged))
+                .unwrap_or_else(|_| judged.clone())
+        };
+        if path.is_file() {
+            match roster_daemon::config_file::load_config(&path) {
+                Ok(config) => {
+                    findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()))
+                }
+                Err(error) => findings.push(finding(
+                    "critical",
+                    "config",
+                    None,
+                    format!(
+                        "the config is invalid: {}",
+                        error.lines().next().unwrap_or_default()
+                    ),
+                    format!("roster check -f {}", path.display()),
+                )),
             }
-            Err(error) => findings.push(finding(
-                "critical",
+        } else {
+            findings.push(finding(
+                "warning",
                 "config",
                 None,
                 format!(
-                    "the config is invalid: {}",
-                    error.lines().next().unwrap_or_default()
+                    "the daemon runs {}, which is no longer there: its agents were not judged",
+                    path.display()
                 ),
-                format!("roster check -f {}", path.display()),
-            )),
+                "name the config with -f FILE (and `roster apply -f FILE` it), or run doctor in the project's directory".into(),
+            ));
         }
+        judged_path = Some(path);
     }
-    let client = super::client(home);
-    if matches!(client.reach(), Reach::Up) {
-        if let Ok(status) = client.get::<StatusReply>("/v1/status") {
-            findings.extend(status_findings(&status));
-        }
+    if let Some(status) = &status {
+        findings.extend(status_findings(status));
     }
     findings.extend(host_findings(home, &root));
     if json {
-        let report = serde_json::json!({ "findings": &findings });
+        let report = serde_json::json!({ "config": judged_path, "findings": &findings });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if findings.is_empty() {
+        if let Some(path) = &judged_path {
+            println!("config: {}", path.display());
+        }
         println!("nothing found: this host and this home follow the principles");
     } else {
+        if let Some(path) = &judged_path {
+            println!("config: {}", path.display());
+        }
         for found in &findings {
             println!(
                 "{:<8}  {:<11}  {}",
@@ -340,6 +403,30 @@ pub fn run(home: &Home, file: &Path, root: Option<PathBuf>, json: bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doctor_judges_the_named_file_then_the_local_one_then_the_daemons() {
+        let status: StatusReply =
+            serde_json::from_str(r#"{"agents": [], "config": "/srv/project/roster.toml"}"#)
+                .expect("status");
+        let named = Path::new("other.toml");
+        assert_eq!(
+            config_to_judge(Some(named), true, Some(&status)),
+            Some(PathBuf::from("other.toml"))
+        );
+        assert_eq!(
+            config_to_judge(None, true, Some(&status)),
+            Some(PathBuf::from("roster.toml"))
+        );
+        assert_eq!(
+            config_to_judge(None, false, Some(&status)),
+            Some(PathBuf::from("/srv/project/roster.toml")),
+            "no roster.toml here: the one the daemon runs"
+        );
+        assert_eq!(config_to_judge(None, false, None), None, "no daemon");
+        let unapplied: StatusReply = serde_json::from_str(r#"{"agents": []}"#).expect("status");
+        assert_eq!(config_to_judge(None, false, Some(&unapplied)), None);
+    }
 
     #[test]
     fn secrets_are_recognised_and_ordinary_values_are_not() {

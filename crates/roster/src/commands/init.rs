@@ -291,13 +291,14 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         gather(options, &defaults, None)?
     };
     let first_port = options.port.unwrap_or(plan::DEFAULT_PORT);
-    let Some(instances) = plan::instances(&answers, first_port) else {
+    let Some(instances) = plan::instances(&answers, first_port, &port_is_free) else {
         warn!(
-            "error: {} instances from port {first_port} run past port 65535\n  hint: pass a lower --port",
+            "error: {} instances from port {first_port} run past port 65535 (skipping ports in use)\n  hint: pass a lower --port",
             answers.instances()
         );
         return Ok(ExitCode::from(2));
     };
+    let skipped_ports = plan::skipped_ports(first_port, &instances);
     let recommendation = plan::recommend(&answers);
     let as_root = nix::unistd::geteuid().is_root();
 
@@ -311,6 +312,27 @@ pub fn run(options: &Options) -> Result<ExitCode> {
             say!("  - {reason}");
         }
         say!("  Until it exists, the config below runs everything on this server.");
+    }
+    if !skipped_ports.is_empty() {
+        // An explicit --port that is taken is worth a warning: the agents
+        // do not get the ports asked for. The default's is a note.
+        let list = skipped_ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ports = instances
+            .iter()
+            .map(|instance| instance.port.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if options.port.is_some() {
+            warn!(
+                "warning: port {list} is in use on 127.0.0.1: the agents get {ports} instead\n  hint: free it, or pass another --port"
+            );
+        } else {
+            say!("Ports: {list} is in use on 127.0.0.1, so the agents' /health ports are {ports}.");
+        }
     }
     if measured.is_none() && options.ram.is_none() {
         say!(
@@ -326,7 +348,10 @@ pub fn run(options: &Options) -> Result<ExitCode> {
             &answers,
             &recommendation,
             &instances,
-            &templates::Layout { as_root },
+            &templates::Layout {
+                as_root,
+                skipped_ports: skipped_ports.clone(),
+            },
         ),
     )];
     for (index, kind) in plan::kinds(&answers).iter().enumerate() {
@@ -475,6 +500,12 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether nothing listens on `port` on 127.0.0.1 now (a bind test): an
+/// agent given a taken port would crash-loop on it.
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 /// The first symbolic link among the existing directories of `relatives`

@@ -169,6 +169,9 @@ fn settle_and_report(client: &Client, wanted: &[String], timeout: Duration) -> R
 /// Runs `roster up`.
 pub fn run(home: &Home, file: &Path, timeout: Duration, replace: bool) -> Result<ExitCode> {
     let config = super::check::load(file)?;
+    for warning in super::check::reach_warnings(&config) {
+        eprintln!("{}: warning: {warning}", file.display());
+    }
     super::daemon::ensure_running(home)?;
     let reply = send_apply(home, file, true, replace)?;
     print_summary(&reply.summary, false);

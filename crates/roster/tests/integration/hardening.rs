@@ -432,3 +432,169 @@ fn a_daemon_killed_right_after_spawning_an_agent_as_another_user_leaves_no_secon
     );
     terminate(&mut daemon);
 }
+
+/// Issue #14, item 6: a root daemon started from a shell whose PATH begins
+/// with a directory only root can enter (a pyenv under /root) must not
+/// hand that PATH to an agent of another user: the agent's program is
+/// found as that user finds it, in the system's PATH.
+#[test]
+fn an_agent_of_another_user_finds_its_program_in_a_path_it_can_use() {
+    if !needs_root("user_path", "run an agent as nobody") {
+        return;
+    }
+    let roster = Roster::new();
+    let root_only = roster.path("shims");
+    std::fs::create_dir(&root_only).expect("mkdir");
+    let fake = root_only.join("python3");
+    std::fs::write(&fake, "#!/bin/sh\necho fake python; exit 3\n").expect("write");
+    let mode = |bits| std::os::unix::fs::PermissionsExt::from_mode(bits);
+    std::fs::set_permissions(&fake, mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&root_only, mode(0o700)).expect("chmod");
+    roster.config(
+        "[agents.py]\ncommand = [\"python3\", \"-c\", \"import time; time.sleep(3600)\"]\ncwd = \"/\"\nuser = \"nobody\"\n\n\
+         [agents.own]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\nuser = \"nobody\"\nenv = { PATH = \"/bin:/usr/bin\" }\n",
+    );
+    let path = format!(
+        "{}:{}",
+        root_only.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let up = roster
+        .command()
+        .arg("up")
+        .env("PATH", &path)
+        .output()
+        .expect("up");
+    assert!(
+        up.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let agent = roster.wait_state("py", AgentState::Running, SECS(20));
+    let pid = agent.pid.expect("pid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+    assert!(
+        exe.starts_with("/usr/bin") && exe.to_string_lossy().contains("python3"),
+        "the system's python runs, not root's: {exe:?}"
+    );
+    assert_eq!(status_field(pid, "Uid")[1], 65534);
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2], "the shim's report pipe is not handed on");
+    let environ = |pid: u32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).expect("environ"))
+            .split('\0')
+            .find_map(|entry| entry.strip_prefix("PATH=").map(str::to_owned))
+    };
+    assert_eq!(
+        environ(pid).as_deref(),
+        Some(roster_daemon::spawn::SYSTEM_PATH),
+        "the daemon's PATH is not handed on"
+    );
+    let own = roster.agent("own").pid.expect("pid");
+    assert_eq!(
+        environ(own).as_deref(),
+        Some("/bin:/usr/bin"),
+        "the agent's own PATH wins"
+    );
+    assert_eq!(roster.agent("py").restarts, 0);
+}
+
+/// Issue #14, item 6: an agent whose user cannot enter its directory or
+/// run its program (a project under a 0700 /root) fails once, with a
+/// `last_error` naming the path and the user that `up` prints, not five
+/// quick deaths of exit 127 with nothing said; `check` warns beforehand.
+#[test]
+fn an_agent_whose_user_cannot_reach_its_program_or_directory_fails_once_saying_why() {
+    if !needs_root("user_reach", "run agents as nobody") {
+        return;
+    }
+    let roster = Roster::new();
+    let closed = roster.dir.path().display().to_string();
+    let tool = roster.path("bin/tool");
+    std::fs::create_dir_all(roster.path("bin")).expect("mkdir");
+    std::fs::write(&tool, "#!/bin/sh\nexec sleep 3600\n").expect("write");
+    let mode = |bits| std::os::unix::fs::PermissionsExt::from_mode(bits);
+    std::fs::set_permissions(&tool, mode(0o755)).expect("chmod");
+    std::fs::create_dir(roster.path("work")).expect("mkdir");
+    // Root's own, closed to others, like /root.
+    std::fs::set_permissions(roster.dir.path(), mode(0o700)).expect("chmod");
+    roster.config(&format!(
+        "[agents.tool]\ncommand = [\"{}\"]\ncwd = \"/\"\nuser = \"nobody\"\n\n\
+         [agents.home]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"work\"\nuser = \"nobody\"\n\n\
+         [agents.fine]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\nuser = \"nobody\"\n",
+        tool.display()
+    ));
+    let check = roster.run(&["check"]);
+    let warnings = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "warnings only: {warnings}");
+    assert!(
+        warnings.contains(&format!(
+            "warning: agent `tool` runs as nobody, who cannot run {}: {closed} is not searchable by nobody (mode 0700",
+            tool.display()
+        )),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(&format!(
+            "warning: agent `home` runs as nobody, who cannot enter its directory {closed}/work: {closed} is not searchable by nobody"
+        )),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("`fine`"), "{warnings}");
+
+    let up = roster.run(&["up", "--timeout", "20s"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert_eq!(up.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: agent `tool`"),
+        "up warns too: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "tool: could not start: cannot run {} as nobody (uid 65534): {closed} is not searchable by nobody (mode 0700",
+            tool.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "home: could not start: cannot enter {closed}/work as nobody (uid 65534): {closed} is not searchable"
+        )),
+        "{stderr}"
+    );
+    for name in ["tool", "home"] {
+        let agent = roster.agent(name);
+        assert_eq!(agent.state, AgentState::Failed, "{agent:?}");
+        assert!(
+            agent
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains(&closed) && error.contains("nobody")),
+            "{agent:?}"
+        );
+        let kinds = roster.event_kinds(name);
+        assert_eq!(
+            kinds.iter().filter(|kind| *kind == "spawn_failed").count(),
+            1,
+            "one failure, no crash loop: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|kind| *kind == "started").count(),
+            1,
+            "{kinds:?}"
+        );
+        assert!(kinds.ends_with(&["failed".to_owned()]), "{kinds:?}");
+    }
+    assert_eq!(roster.agent("fine").state, AgentState::Running);
+    // Opened up, `start` runs them.
+    std::fs::set_permissions(roster.dir.path(), mode(0o711)).expect("chmod");
+    roster.ok(&["start", "tool", "home"]);
+    roster.wait_state("tool", AgentState::Running, SECS(20));
+    let home = roster.wait_state("home", AgentState::Running, SECS(20));
+    assert_eq!(home.last_error, None);
+}

@@ -522,3 +522,80 @@ fn kinds_are_named_from_the_command_line() {
         assert!(!project.roster.path("refused").exists(), "{args:?}");
     }
 }
+
+/// Issue #14, item 17: a port another project's agent holds is skipped
+/// (8100 by default, or an explicit --port, which is warned about), the
+/// config says so, and the agents come up healthy on the ports they got.
+#[test]
+fn a_taken_port_is_skipped_and_the_agents_come_up_healthy() {
+    let project = Project::new();
+    let roster = &project.roster;
+    // Whoever holds 8100 (this test, or something else on the machine),
+    // init must not hand it out.
+    let _held = std::net::TcpListener::bind(("127.0.0.1", 8100)).ok();
+    let output = project.init(&["project", "--yes", "--agents", "2"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("Ports: 8100 is in use on 127.0.0.1"),
+        "{stdout}"
+    );
+    let config = std::fs::read_to_string(roster.path("project/roster.toml")).expect("config");
+    assert!(!config.contains("PORT = \"8100\""), "{config}");
+    assert!(
+        config.contains("# Ports: 8100 was in use when roster init ran"),
+        "{config}"
+    );
+    roster.ok(&["up", "-f", "project/roster.toml"]);
+    roster.wait_status("both agents running and healthy", SECS(30), |status| {
+        status.agents.len() == 2
+            && status
+                .agents
+                .iter()
+                .all(|agent| agent.state == AgentState::Running && agent.health == Health::Healthy)
+    });
+    roster.ok(&["down"]);
+
+    // An explicit --port that is taken: a warning, and the next free one.
+    let base = free_ports(3);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", base)).expect("hold the port");
+    let base_text = base.to_string();
+    let output = project.init(&["explicit", "--yes", "--port", &base_text]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: port {base} is in use on 127.0.0.1: the agents get {} instead",
+            base + 1
+        )),
+        "{stderr}"
+    );
+    let config = std::fs::read_to_string(roster.path("explicit/roster.toml")).expect("config");
+    assert!(
+        config.contains(&format!("PORT = \"{}\"", base + 1)),
+        "{config}"
+    );
+}
+
+/// Issue #14, item 17: memory thresholds fit an agent, not the machine,
+/// and the config says where they come from.
+#[test]
+fn memory_thresholds_fit_an_agent_not_the_machine() {
+    let project = Project::new();
+    let output = project.init(&["big", "--yes", "--ram", "24GiB", "--port", "20100"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("it alerts above 512MiB and restarts above 1GiB, a default that fits one agent, not the server's 24GiB"),
+        "{stdout}"
+    );
+    let config = std::fs::read_to_string(project.roster.path("big/roster.toml")).expect("config");
+    assert!(config.contains("above = 536_870_912 "), "{config}");
+    assert!(config.contains("above = 1_073_741_824 "), "{config}");
+    assert!(
+        config.contains(
+            "# Memory: alert above 512MiB, restart (drained, at most 3 in 15m) above 1GiB:"
+        ),
+        "{config}"
+    );
+}

@@ -177,3 +177,78 @@ fn doctor_on_a_clean_setup_finds_nothing() {
     assert_eq!(code, 0, "home mode {mode:o}: {report:#}");
     assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
 }
+
+/// Issue #14, item 14: `doctor` where there is no `roster.toml` judges the
+/// config the daemon runs (the one `status` names), not nothing.
+#[test]
+fn doctor_without_a_roster_toml_here_judges_the_config_the_daemon_runs() {
+    let roster = Roster::new();
+    let applied = roster.write(
+        "app.toml",
+        "[agents.unwatched]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\n",
+    );
+    roster.ok(&["up", "-f", "app.toml"]);
+    assert!(!roster.path("roster.toml").exists());
+    let root = tempfile::tempdir().expect("scratch root");
+    let (_, report) = doctor(&roster, root.path());
+    assert_eq!(
+        report["config"].as_str(),
+        applied.to_str(),
+        "names what it judged: {report:#}"
+    );
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(
+        findings
+            .iter()
+            .any(|finding| finding["check"] == "health" && finding["agent"] == "unwatched"),
+        "the daemon's config was judged: {report:#}"
+    );
+    let text = roster.run(&["doctor", "--root", root.path().to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with(&format!("config: {}\n", applied.display())),
+        "{text}"
+    );
+    // -f still wins, and a named file that is missing is an error.
+    roster.write(
+        "other.toml",
+        "[agents.other]\ncommand = [\"sleep\", \"3600\"]\ncwd = \"/\"\n",
+    );
+    let output = roster.run(&[
+        "doctor",
+        "--json",
+        "-f",
+        "other.toml",
+        "--root",
+        root.path().to_str().expect("utf-8"),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("doctor --json prints JSON");
+    let findings = report["findings"].as_array().expect("findings");
+    let health_of = |agent: &str| {
+        findings
+            .iter()
+            .any(|finding| finding["check"] == "health" && finding["agent"] == agent)
+    };
+    assert!(health_of("other") && !health_of("unwatched"), "{report:#}");
+    let missing = roster.run(&["doctor", "-f", "missing.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no config file at"),
+        "{missing:?}"
+    );
+    // The daemon's file gone: said, not silently skipped.
+    std::fs::remove_file(&applied).expect("rm");
+    let (_, report) = doctor(&roster, root.path());
+    assert!(
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|finding| finding["check"] == "config"
+                && finding["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("no longer there"))),
+        "{report:#}"
+    );
+}

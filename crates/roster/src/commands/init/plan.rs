@@ -1,6 +1,6 @@
 //! The decisions of `roster init`, without I/O: the answers' parsers, the
 //! pattern recommended for them and why, the agent instances a config
-//! holds, and the memory thresholds scaled to the server.
+//! holds on ports that are free, and memory thresholds that fit an agent.
 
 use std::fmt::Write as _;
 
@@ -10,6 +10,12 @@ const GIB: u64 = 1024 * MIB;
 /// Memory one instance is planned with: more instances than the server's
 /// memory holds at this size is a fleet's work.
 pub const PLANNED_PER_INSTANCE: u64 = 256 * MIB;
+/// The alert threshold of one agent when its share of the server is
+/// larger: what fits an agent, not the machine (the starter agent idles
+/// at about 20 MiB; a leak is worth hearing of long before gigabytes).
+pub const AGENT_ALERT: u64 = 512 * MIB;
+/// The restart threshold of one agent when its share is larger.
+pub const AGENT_RESTART: u64 = GIB;
 /// The lowest alert threshold written (a Python process idles at ~20 MiB).
 pub const ALERT_FLOOR: u64 = 64 * MIB;
 /// The lowest restart threshold written.
@@ -132,23 +138,27 @@ pub fn recommend(answers: &Answers) -> Recommendation {
         );
         Pattern::SingleAgent
     };
-    let (alert, restart) = memory_thresholds(answers);
-    reasons.push(if instances == 1 {
-        format!(
-            "{} of memory for 1 instance: it alerts above {} and restarts above {}",
+    let thresholds = memory_thresholds(answers);
+    let (alert, restart) = (
+        format_size(thresholds.alert),
+        format_size(thresholds.restart),
+    );
+    reasons.push(match (instances, thresholds.from_share) {
+        (1, false) => format!(
+            "memory: it alerts above {alert} and restarts above {restart}, a default that fits one agent, not the server's {}; adjust them once `roster status` shows what it uses",
             format_size(answers.ram),
-            format_size(alert),
-            format_size(restart),
-        )
-    } else {
-        format!(
-            "{} of memory for {}: about {} each, so each alerts above {} and restarts above {}",
+        ),
+        (_, false) => format!(
+            "memory: each of the {} alerts above {alert} and restarts above {restart}, a default that fits one agent (their share of the server's {} is more); adjust them once `roster status` shows what they use",
+            plural(instances, "instance"),
+            format_size(answers.ram),
+        ),
+        (_, true) => format!(
+            "{} of memory for {}: about {} each, so each alerts above {alert} and restarts above {restart} (60% and 80% of its share)",
             format_size(answers.ram),
             plural(instances, "instance"),
-            format_size(answers.ram / instances),
-            format_size(alert),
-            format_size(restart),
-        )
+            format_size(answers.ram / instances.max(1)),
+        ),
     });
     let per_second = answers.requests_per_day as f64 / 86_400.0;
     reasons.push(format!(
@@ -195,16 +205,42 @@ pub fn recommend(answers: &Answers) -> Recommendation {
     }
 }
 
-/// The memory (alert, restart) thresholds of each instance: 60% and 80% of
-/// its share of the server, rounded down to MiB, never below the floors.
-pub fn memory_thresholds(answers: &Answers) -> (u64, u64) {
+/// The memory thresholds of each instance, and where they come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Alert above this many bytes.
+    pub alert: u64,
+    /// Restart (drained) above this many bytes.
+    pub restart: u64,
+    /// True when they are 60% and 80% of the instance's share of the
+    /// server (a crowded server); false for the per-agent defaults.
+    pub from_share: bool,
+}
+
+/// The memory thresholds of each instance: [`AGENT_ALERT`] and
+/// [`AGENT_RESTART`], what fits one agent; or, when its share of the
+/// server is smaller, 60% and 80% of that share (rounded down to MiB,
+/// never below the floors). Never the whole machine: on a 24 GiB host an
+/// 18 MiB agent alerting at 14 GiB would never alert at all.
+pub fn memory_thresholds(answers: &Answers) -> Thresholds {
     let share = answers.ram / answers.instances().max(1);
     let round = |bytes: u64| bytes / MIB * MIB;
-    let alert = round(share / 10 * 6).max(ALERT_FLOOR);
-    let restart = round(share / 10 * 8)
+    let share_alert = round(share / 10 * 6).max(ALERT_FLOOR);
+    let share_restart = round(share / 10 * 8)
         .max(RESTART_FLOOR)
-        .max(alert + 32 * MIB);
-    (alert, restart)
+        .max(share_alert + 32 * MIB);
+    if share_alert >= AGENT_ALERT && share_restart >= AGENT_RESTART {
+        return Thresholds {
+            alert: AGENT_ALERT,
+            restart: AGENT_RESTART,
+            from_share: false,
+        };
+    }
+    Thresholds {
+        alert: share_alert.min(AGENT_ALERT),
+        restart: share_restart.min(AGENT_RESTART),
+        from_share: true,
+    }
 }
 
 /// One agent process in the config.
@@ -273,8 +309,14 @@ pub fn parse_names(raw: &str) -> Result<Vec<String>, String> {
 }
 
 /// Every instance, kind by kind, customer by customer, ports counting up
-/// from `first_port`; `None` when they do not fit below port 65536.
-pub fn instances(answers: &Answers, first_port: u16) -> Option<Vec<Instance>> {
+/// from `first_port` and skipping those `is_free` says are taken (another
+/// project's agent listens there); `None` when they do not fit below port
+/// 65536.
+pub fn instances(
+    answers: &Answers,
+    first_port: u16,
+    is_free: &dyn Fn(u16) -> bool,
+) -> Option<Vec<Instance>> {
     let mut all = Vec::new();
     let mut port = u32::from(first_port);
     for kind in kinds(answers) {
@@ -287,6 +329,9 @@ pub fn instances(answers: &Answers, first_port: u16) -> Option<Vec<Instance>> {
             } else {
                 (kind.clone(), None)
             };
+            while !is_free(u16::try_from(port).ok()?) {
+                port += 1;
+            }
             all.push(Instance {
                 name,
                 kind: kind.clone(),
@@ -297,6 +342,17 @@ pub fn instances(answers: &Answers, first_port: u16) -> Option<Vec<Instance>> {
         }
     }
     Some(all)
+}
+
+/// The ports from `first_port` to the last instance's that were skipped
+/// because they were taken.
+pub fn skipped_ports(first_port: u16, instances: &[Instance]) -> Vec<u16> {
+    let Some(last) = instances.iter().map(|instance| instance.port).max() else {
+        return Vec::new();
+    };
+    (first_port..=last)
+        .filter(|port| !instances.iter().any(|instance| instance.port == *port))
+        .collect()
 }
 
 /// A count between `min` and `max`; `_` and `,` between digits are allowed.
@@ -477,7 +533,7 @@ mod tests {
             names: vec!["support".into(), "billing".into()],
             ..Answers::defaults(8 * GIB)
         };
-        let names: Vec<String> = instances(&named, 8100)
+        let names: Vec<String> = instances(&named, 8100, &|_| true)
             .expect("fits")
             .into_iter()
             .map(|instance| instance.name)
@@ -565,26 +621,64 @@ mod tests {
     }
 
     #[test]
-    fn memory_thresholds_scale_with_the_share_and_have_floors() {
-        assert_eq!(memory_thresholds(&answers(1, 1)), (4915 * MIB, 6553 * MIB));
-        let (alert, restart) = memory_thresholds(&Answers {
-            ram: GIB,
-            ..answers(2, 3)
-        });
-        assert_eq!((alert, restart), (102 * MIB, 136 * MIB));
-        let (alert, restart) = memory_thresholds(&Answers {
-            ram: 64 * MIB,
-            ..answers(50, 1000)
-        });
-        assert_eq!((alert, restart), (ALERT_FLOOR, RESTART_FLOOR));
+    fn memory_thresholds_fit_an_agent_or_its_share_and_have_floors() {
+        let of = |ram: u64, agents: u32, customers: u32| {
+            let thresholds = memory_thresholds(&Answers {
+                ram,
+                ..answers(agents, customers)
+            });
+            (thresholds.alert, thresholds.restart, thresholds.from_share)
+        };
+        // Issue #14, item 17: a big host does not make an agent's
+        // thresholds gigabytes (it was 14.4GiB and 19.2GiB on 24GiB).
+        assert_eq!(of(24 * GIB, 1, 1), (512 * MIB, GIB, false));
+        assert_eq!(of(8 * GIB, 1, 1), (512 * MIB, GIB, false));
+        assert_eq!(of(8 * GIB, 3, 2), (512 * MIB, GIB, false));
+        // A crowded server: 60% and 80% of the share.
+        assert_eq!(of(GIB, 2, 3), (102 * MIB, 136 * MIB, true));
+        // The share allows the alert but not the restart default.
+        assert_eq!(of(GIB, 1, 1), (512 * MIB, 819 * MIB, true));
+        assert_eq!(of(64 * MIB, 50, 1000), (ALERT_FLOOR, RESTART_FLOOR, true));
+        for (ram, agents, customers) in [(GIB, 1, 1), (3 * GIB, 2, 2), (64 * MIB, 1, 1)] {
+            let (alert, restart, _) = of(ram, agents, customers);
+            assert!(restart >= alert + 32 * MIB, "{ram} {agents} {customers}");
+        }
+        let reasons = recommend(&Answers {
+            ram: 24 * GIB,
+            ..answers(1, 1)
+        })
+        .reasons;
+        assert!(
+            reasons.iter().any(|reason| reason.contains(
+                "it alerts above 512MiB and restarts above 1GiB, a default that fits one agent, not the server's 24GiB"
+            )),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn ports_in_use_are_skipped_and_named() {
+        // Issue #14, item 17: another project's agent holds 8100.
+        let taken = [8100u16, 8102];
+        let is_free = |port: u16| !taken.contains(&port);
+        let placed = instances(&answers(3, 1), 8100, &is_free).expect("fits");
+        let ports: Vec<u16> = placed.iter().map(|instance| instance.port).collect();
+        assert_eq!(ports, [8101, 8103, 8104]);
+        assert_eq!(skipped_ports(8100, &placed), [8100, 8102]);
+        let free = instances(&answers(2, 1), 8100, &|_| true).expect("fits");
+        assert!(skipped_ports(8100, &free).is_empty());
+        assert!(
+            instances(&answers(1, 1), 65535, &|port| port != 65535).is_none(),
+            "nothing free below 65536"
+        );
     }
 
     #[test]
     fn instances_are_named_per_kind_and_customer_with_their_own_ports() {
-        let single = instances(&answers(1, 1), 8100).expect("fits");
+        let single = instances(&answers(1, 1), 8100, &|_| true).expect("fits");
         assert_eq!(single.len(), 1);
         assert_eq!((single[0].name.as_str(), single[0].port), ("worker", 8100));
-        let tenants = instances(&answers(2, 3), 8100).expect("fits");
+        let tenants = instances(&answers(2, 3), 8100, &|_| true).expect("fits");
         let names: Vec<&str> = tenants.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(
             names,
@@ -599,9 +693,9 @@ mod tests {
         );
         assert_eq!(tenants[5].port, 8105);
         assert_eq!(tenants[4].customer.as_deref(), Some("customer2"));
-        assert!(instances(&answers(3, 1), 65534).is_none());
+        assert!(instances(&answers(3, 1), 65534, &|_| true).is_none());
         // Names stay valid agent names, and `tenant-NAME` valid user names.
-        let biggest = instances(&answers(MAX_AGENTS, MAX_CUSTOMERS), 1).expect("fits");
+        let biggest = instances(&answers(MAX_AGENTS, MAX_CUSTOMERS), 1, &|_| true).expect("fits");
         for instance in [&biggest[0], &biggest[biggest.len() - 1]] {
             assert!(roster_core::AgentName::new(&instance.name).is_ok());
             assert!(roster_core::hardening::valid_account(&format!(

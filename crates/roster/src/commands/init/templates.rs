@@ -11,6 +11,9 @@ pub struct Layout {
     /// Whether `roster init` runs as root: only then does the config name
     /// users for the agents (only a root daemon can switch to them).
     pub as_root: bool,
+    /// Ports from the first one that were taken when `roster init` ran
+    /// (so the agents got later ones): said in the config.
+    pub skipped_ports: Vec<u16>,
 }
 
 /// The folder, relative to the config, an instance runs in.
@@ -24,7 +27,7 @@ pub fn agent_file(kind: &str) -> String {
 }
 
 /// The PATH agents get when they run as users of their own.
-pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const SYSTEM_PATH: &str = roster_daemon::spawn::SYSTEM_PATH;
 
 /// A TOML basic string.
 fn quoted(text: &str) -> String {
@@ -55,7 +58,8 @@ pub fn config_text(
 ) -> String {
     let mut text = String::new();
     let pattern = recommendation.pattern;
-    let (alert, restart) = plan::memory_thresholds(answers);
+    let thresholds = plan::memory_thresholds(answers);
+    let (alert, restart) = (thresholds.alert, thresholds.restart);
     // `writeln!` into a String cannot fail.
     let mut line = |content: &str| {
         text.push_str(content);
@@ -162,16 +166,29 @@ pub fn config_text(
         line("# with create_user = true to give them an unprivileged user of their own.");
     }
     line("");
-    line("# Watch rules: graded responses to what roster samples every 5s. The");
-    line(&format!(
-        "# thresholds share this server's {} among {} instance{} ({} each):",
-        plan::format_size(answers.ram),
-        instances.len(),
-        if instances.len() == 1 { "" } else { "s" },
-        plan::format_size(answers.ram / (instances.len().max(1) as u64)),
-    ));
-    line("# alert at 60% of an instance's share, restart (drained, at most 3 in 15m)");
-    line("# at 80%. `roster alerts` lists what fired.");
+    line("# Watch rules: graded responses to what roster samples every 5s.");
+    if thresholds.from_share {
+        line(&format!(
+            "# Memory: this server's {} shared among {} instance{} is {} each:",
+            plan::format_size(answers.ram),
+            instances.len(),
+            if instances.len() == 1 { "" } else { "s" },
+            plan::format_size(answers.ram / (instances.len().max(1) as u64)),
+        ));
+        line("# alert at 60% of that, restart (drained, at most 3 in 15m) at 80%.");
+    } else {
+        line(&format!(
+            "# Memory: alert above {}, restart (drained, at most 3 in 15m) above {}:",
+            plan::format_size(alert),
+            plan::format_size(restart)
+        ));
+        line("# a default that fits one agent (the starter idles at about 20MiB), not");
+        line(&format!(
+            "# this server's {}. Set them near what `roster status` shows yours use.",
+            plan::format_size(answers.ram)
+        ));
+    }
+    line("# `roster alerts` lists what fired.");
     line("[[defaults.watch]]");
     line("metric = \"memory_bytes\"");
     line(&format!(
@@ -232,6 +249,22 @@ pub fn config_text(
                 agent_file(&instance.kind),
                 work_dir(instance)
             )),
+        }
+        if index == 0 && !layout.skipped_ports.is_empty() {
+            line(&format!(
+                "# Ports: {} {} in use when roster init ran, so the agents use the next free ones.",
+                layout
+                    .skipped_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if layout.skipped_ports.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
+            ));
         }
         line(&format!("[agents.{}]", instance.name));
         if index == 0 {
@@ -566,12 +599,15 @@ mod tests {
             customers,
             ..Answers::defaults(4 << 30)
         };
-        let instances = plan::instances(&answers, 8100).expect("fits");
+        let instances = plan::instances(&answers, 8100, &|_| true).expect("fits");
         let text = config_text(
             &answers,
             &recommend(&answers),
             &instances,
-            &Layout { as_root },
+            &Layout {
+                as_root,
+                skipped_ports: Vec::new(),
+            },
         );
         (text, instances)
     }
@@ -610,6 +646,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Issue #14, item 17: the config says where its thresholds and ports
+    /// come from.
+    #[test]
+    fn the_config_says_where_thresholds_and_ports_come_from() {
+        let answers = Answers::defaults(24 << 30);
+        let taken = |port: u16| port != 8100;
+        let instances = plan::instances(&answers, 8100, &taken).expect("fits");
+        let text = config_text(
+            &answers,
+            &recommend(&answers),
+            &instances,
+            &Layout {
+                as_root: false,
+                skipped_ports: plan::skipped_ports(8100, &instances),
+            },
+        );
+        assert!(
+            text.contains(
+                "# Memory: alert above 512MiB, restart (drained, at most 3 in 15m) above 1GiB:"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("not\n# this server's 24GiB"), "{text}");
+        assert!(text.contains("above = 536_870_912 "), "{text}");
+        assert!(text.contains("above = 1_073_741_824 "), "{text}");
+        assert!(
+            text.contains("# Ports: 8100 was in use when roster init ran"),
+            "{text}"
+        );
+        assert!(text.contains("PORT = \"8101\""), "{text}");
+        let crowded = Answers {
+            customers: 8,
+            ..Answers::defaults(1 << 30)
+        };
+        let instances = plan::instances(&crowded, 8100, &|_| true).expect("fits");
+        let text = config_text(
+            &crowded,
+            &recommend(&crowded),
+            &instances,
+            &Layout {
+                as_root: false,
+                skipped_ports: Vec::new(),
+            },
+        );
+        assert!(
+            text.contains("# Memory: this server's 1GiB shared among 8 instances is 128MiB each:"),
+            "{text}"
+        );
+        assert!(!text.contains("# Ports:"), "{text}");
     }
 
     #[test]

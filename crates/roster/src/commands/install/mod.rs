@@ -276,7 +276,7 @@ pub fn install(options: &InstallOptions) -> Result<ExitCode> {
     ] {
         if let Some(name) = name {
             if !roster_core::hardening::valid_account(name) {
-                bail!("{what} {name:?} is not a user or group name (lowercase letters, digits, _ and -)");
+                bail!("{what} {name:?} is not a user or group name (letters, digits, '.', '_' and '-', not starting with '-')");
             }
         }
     }

@@ -89,11 +89,12 @@ impl Sort {
         }
     }
 
-    /// As the footer names it.
+    /// As the footer names it, and the README and the help (`trouble`:
+    /// failed, backoff, unhealthy first, not the states' order).
     pub fn as_str(self) -> &'static str {
         match self {
             Sort::Name => "name",
-            Sort::State => "state",
+            Sort::State => "trouble",
             Sort::Cpu => "cpu",
             Sort::Memory => "memory",
             Sort::Restarts => "restarts",
@@ -496,6 +497,11 @@ mod tests {
         assert_eq!(model.selected.as_deref(), Some("beta"));
         model.on_key(Key::Char('s'));
         assert_eq!(model.sort, Sort::State);
+        assert_eq!(
+            model.sort.as_str(),
+            "trouble",
+            "the footer's name is the README's (issue #14, item 20)"
+        );
         assert_eq!(names(&model), ["beta", "alpha", "gamma"]);
         model.on_key(Key::Char('s'));
         assert_eq!(names(&model), ["beta", "gamma", "alpha"]);

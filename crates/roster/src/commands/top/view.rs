@@ -18,11 +18,17 @@ use crate::commands::logs::escape_controls;
 /// The bar heights a sparkline is drawn with.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
+/// The smallest top of a CPU sparkline's scale, in percent of a core: an
+/// idle agent's hundredths of a percent stay on the floor (as its `0.0%`
+/// says) instead of filling the bars.
+pub const CPU_SCALE_FLOOR: f64 = 1.0;
+
 /// The last `width` values as bars; missing values are blanks, and no
 /// values at all a dotted line. `from_zero` scales from 0 to the largest
-/// value (CPU: idle is the floor); otherwise from the smallest to the
-/// largest (memory: the shape of a leak shows even on a large base), with
-/// a flat series drawn at mid height.
+/// value, at least [`CPU_SCALE_FLOOR`] (CPU: idle is the floor);
+/// otherwise from the smallest to the largest (memory: the shape of a
+/// leak shows even on a large base), with a flat series drawn at mid
+/// height.
 pub fn sparkline(values: &[Option<f64>], width: usize, from_zero: bool) -> String {
     if width == 0 {
         return String::new();
@@ -32,6 +38,11 @@ pub fn sparkline(values: &[Option<f64>], width: usize, from_zero: bool) -> Strin
         return "·".repeat(width);
     }
     let top = shown.iter().flatten().copied().fold(f64::MIN, f64::max);
+    let top = if from_zero {
+        top.max(CPU_SCALE_FLOOR)
+    } else {
+        top
+    };
     let bottom = if from_zero {
         0.0
     } else {
@@ -66,6 +77,102 @@ pub fn memory(bytes: u64) -> String {
         format!("{value:.0}{}", UNITS[unit])
     } else {
         format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+/// A state in at most four letters, for a table too narrow for the whole
+/// word: abbreviated on purpose, never cut mid-word.
+pub fn short_state(state: AgentState) -> &'static str {
+    match state {
+        AgentState::Starting => "strt",
+        AgentState::Running => "run",
+        AgentState::Stopping => "stpg",
+        AgentState::Stopped => "stop",
+        AgentState::Backoff => "boff",
+        AgentState::Failed => "fail",
+        AgentState::Exited => "exit",
+        AgentState::Undeployed => "undp",
+    }
+}
+
+/// Which columns of the agents' table fit a width, and how wide the
+/// variable ones are. The name and the state always show (the state
+/// abbreviated when even the whole word would not fit); the others join
+/// while they fit, in this order: health, CPU, memory, restarts, uptime;
+/// then the name grows towards its longest, and the rest goes to the two
+/// sparklines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// The name's width.
+    pub name: u16,
+    /// The state's width: [`STATE_WIDTH`], or 4 for [`short_state`].
+    pub state: u16,
+    /// HEALTH shows.
+    pub health: bool,
+    /// CPU shows.
+    pub cpu: bool,
+    /// MEM shows.
+    pub memory: bool,
+    /// RST shows.
+    pub restarts: bool,
+    /// UP shows.
+    pub uptime: bool,
+    /// Each sparkline's width (0: none).
+    pub spark: u16,
+}
+
+/// The widest state, `undeployed`.
+pub const STATE_WIDTH: u16 = 10;
+
+/// The highlight marker's cells (`> `).
+const MARKER: u16 = 2;
+
+impl Columns {
+    /// The layout for a table `width` cells wide whose longest name has
+    /// `longest` characters.
+    pub fn fit(width: u16, longest: u16) -> Self {
+        let longest = longest.clamp(4, 28);
+        let name_min = longest.min(12);
+        // "undeployed", the longest state, whole; else four letters.
+        let state = if width >= MARKER + name_min.min(4) + 1 + STATE_WIDTH {
+            STATE_WIDTH
+        } else {
+            4
+        };
+        let mut used = MARKER + name_min + 1 + state;
+        let mut shown = [false; 5];
+        // health, cpu, memory, restarts, uptime: each with its gap.
+        for (index, cells) in [9u16, 6, 6, 4, 6].into_iter().enumerate() {
+            if used + 1 + cells > width {
+                break;
+            }
+            used += 1 + cells;
+            shown[index] = true;
+        }
+        let [health, cpu, memory, restarts, uptime] = shown;
+        // Names give up to 12 cells (and their gaps) to two sparklines of
+        // at least 6 each.
+        let spare = width.saturating_sub(used - name_min);
+        let reserve = if cpu && memory { 12 + 2 } else { 0 };
+        let name = longest
+            .min(spare.saturating_sub(reserve).max(12))
+            .min(spare.max(name_min.min(width.saturating_sub(MARKER + 1 + state))));
+        let left = spare.saturating_sub(name);
+        let spark = if cpu && memory {
+            (left.saturating_sub(2) / 2).min(30)
+        } else {
+            0
+        };
+        Columns {
+            name,
+            state,
+            health,
+            cpu,
+            memory,
+            restarts,
+            uptime,
+            spark: if spark < 3 { 0 } else { spark },
+        }
     }
 }
 
@@ -284,65 +391,92 @@ fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
         .map(|at| now.saturating_duration_since(at).as_secs())
         .unwrap_or(0);
     let rows_shown = model.visible();
-    // Fixed columns: state 8, health 9, uptime 6, restarts 4, cpu 6,
-    // memory 6, the 8 gaps between 9 columns, and the 2-cell marker.
-    const FIXED: u16 = 8 + 9 + 6 + 4 + 6 + 6 + 8 + 2;
     let longest = rows_shown
         .iter()
         .map(|agent| agent.name.chars().count())
         .max()
         .unwrap_or(4)
-        .clamp(4, 28) as u16;
-    let spare = area.width.saturating_sub(FIXED);
-    // Names give up to 12 cells to two sparklines of at least 6 each.
-    let name_width = longest
-        .min(spare.saturating_sub(12).max(12))
-        .min(spare.max(4));
-    let spark_width = (spare.saturating_sub(name_width) / 2).min(30);
-    let spark_width = if spark_width < 3 { 0 } else { spark_width };
-    let header = Row::new(["NAME", "STATE", "HEALTH", "UP", "RST", "CPU", "", "MEM", ""])
-        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+        .min(usize::from(u16::MAX)) as u16;
+    let columns = Columns::fit(area.width, longest);
+    let spark_width = columns.spark;
+    let mut header = vec!["NAME", "STATE"];
+    let mut widths = vec![
+        Constraint::Length(columns.name),
+        Constraint::Length(columns.state),
+    ];
+    for (shown, title, width) in [
+        (columns.health, "HEALTH", 9),
+        (columns.uptime, "UP", 6),
+        (columns.restarts, "RST", 4),
+        (columns.cpu, "CPU", 6),
+        (spark_width > 0, "", spark_width),
+        (columns.memory, "MEM", 6),
+        (spark_width > 0, "", spark_width),
+    ] {
+        if shown {
+            header.push(title);
+            widths.push(Constraint::Length(width));
+        }
+    }
+    let header =
+        Row::new(header).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let rows: Vec<Row> = rows_shown
         .iter()
         .map(|agent| {
             let (cpu, mem) = series(model.history.get(&agent.name));
-            let restarts = Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
-                Style::new().fg(Color::Yellow)
+            let state = if columns.state >= STATE_WIDTH {
+                agent.state.as_str()
             } else {
-                Style::new()
-            });
-            Row::new([
+                short_state(agent.state)
+            };
+            let mut cells = vec![
                 Cell::from(escape_controls(&agent.name).into_owned()),
-                Cell::from(agent.state.as_str()).style(state_style(agent)),
-                health_cell(agent.health),
-                Cell::from(uptime(agent, since_fetch)),
-                restarts,
-                Cell::from(
+                Cell::from(state).style(state_style(agent)),
+            ];
+            if columns.health {
+                cells.push(health_cell(agent.health));
+            }
+            if columns.uptime {
+                cells.push(Cell::from(uptime(agent, since_fetch)));
+            }
+            if columns.restarts {
+                cells.push(
+                    Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    }),
+                );
+            }
+            if columns.cpu {
+                cells.push(Cell::from(
                     agent
                         .cpu_percent
                         .map(|cpu| format!("{cpu:.1}%"))
                         .unwrap_or_else(|| "-".into()),
-                ),
-                Cell::from(sparkline(&cpu, spark_width as usize, true))
-                    .style(Style::new().fg(Color::Cyan)),
-                Cell::from(agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into())),
-                Cell::from(sparkline(&mem, spark_width as usize, false))
-                    .style(Style::new().fg(Color::Magenta)),
-            ])
+                ));
+            }
+            if spark_width > 0 {
+                cells.push(
+                    Cell::from(sparkline(&cpu, spark_width as usize, true))
+                        .style(Style::new().fg(Color::Cyan)),
+                );
+            }
+            if columns.memory {
+                cells.push(Cell::from(
+                    agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into()),
+                ));
+            }
+            if spark_width > 0 {
+                cells.push(
+                    Cell::from(sparkline(&mem, spark_width as usize, false))
+                        .style(Style::new().fg(Color::Magenta)),
+                );
+            }
+            Row::new(cells)
         })
         .collect();
     let empty = rows.is_empty();
-    let widths = [
-        Constraint::Length(name_width),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(4),
-        Constraint::Length(6),
-        Constraint::Length(spark_width),
-        Constraint::Length(6),
-        Constraint::Length(spark_width),
-    ];
     let mut table = Table::new(rows, widths)
         .header(header)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
@@ -519,218 +653,6 @@ fn draw_footer(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparklines_scale_cpu_from_zero_and_memory_over_its_range() {
-        assert_eq!(
-            sparkline(&[Some(0.0), Some(50.0), Some(100.0)], 3, true),
-            "▁▅█"
-        );
-        assert_eq!(sparkline(&[Some(1.0), Some(2.0)], 4, true), "  ▅█");
-        assert_eq!(sparkline(&[None, None], 3, true), "···");
-        assert_eq!(sparkline(&[Some(0.0), None, Some(0.0)], 3, true), "▁ ▁");
-        assert_eq!(sparkline(&[Some(1.0); 50], 5, true).chars().count(), 5);
-        // Memory: 100 MiB growing by 1 MiB still spans the bars.
-        let leak: Vec<Option<f64>> = (0..8).map(|n| Some(100e6 + n as f64 * 1e6)).collect();
-        assert_eq!(sparkline(&leak, 8, false), "▁▂▃▄▅▆▇█");
-        assert_eq!(sparkline(&[Some(5.0); 3], 3, false), "▄▄▄");
-    }
-
-    #[test]
-    fn the_header_says_what_to_do_before_the_error() {
-        let refused = down_text(3, "connecting to /h/roster.sock: Connection refused\nmore");
-        assert!(
-            refused.starts_with(
-                " daemon not answering for 3s (retrying; roster up starts it): connecting"
-            ),
-            "{refused}"
-        );
-        assert!(!refused.contains("more"), "{refused}");
-        let denied = down_text(
-            0,
-            "connecting to /h/roster.sock: Permission denied (os error 13)",
-        );
-        assert!(
-            denied.starts_with(" no access to the daemon (0s): this user may not use its socket"),
-            "{denied}"
-        );
-    }
-
-    #[test]
-    fn memory_fits_six_characters() {
-        assert_eq!(memory(512), "512B");
-        assert_eq!(memory(1536), "1.5K");
-        assert_eq!(memory(300 * 1024 * 1024), "300M");
-        assert_eq!(memory(u64::MAX), "16.0E");
-        assert!(memory(1023 * 1024 * 1024).len() <= 6);
-    }
-}
-
+mod screen_tests;
 #[cfg(test)]
-mod screen_tests {
-    use std::time::Instant;
-
-    use ratatui::backend::TestBackend;
-    use ratatui::Terminal;
-
-    use super::super::model::Model;
-    use super::draw;
-
-    fn model() -> Model {
-        let agents = (0..40)
-            .map(|n| {
-                serde_json::from_value(serde_json::json!({
-                    "name": format!("customer-{n:02}-support-agent\u{1b}[31m"),
-                    "state": if n % 7 == 0 { "failed" } else { "running" },
-                    "pid": 100 + n,
-                    "restarts": n,
-                    "uptime_secs": 86_400 * n,
-                    "memory_bytes": 1_u64 << (n % 40),
-                    "cpu_percent": n as f64 * 2.5,
-                    "health": "unhealthy",
-                    "last_error": if n == 0 { Some("pyhton3: not found in PATH") } else { None },
-                }))
-                .expect("an agent")
-            })
-            .collect();
-        let mut model = Model::showing(agents);
-        model.on_log(
-            "customer-00-support-agent",
-            vec!["\u{7}bell".into(); 50],
-            true,
-        );
-        model.on_alerts(vec![serde_json::from_value(serde_json::json!({
-            "fingerprint": "f1",
-            "name": "memory_high",
-            "agent": "customer-03-support-agent",
-            "severity": "critical",
-            "state": "firing",
-            "summary": "memory above 400MiB for 1m",
-            "details": "",
-            "starts_at": "2026-11-29T12:00:00Z",
-        }))
-        .expect("an alert")]);
-        model
-    }
-
-    fn text(terminal: &Terminal<TestBackend>) -> String {
-        let buffer = terminal.backend().buffer();
-        let mut out = String::new();
-        for y in 0..buffer.area.height {
-            for x in 0..buffer.area.width {
-                out.push_str(buffer[(x, y)].symbol());
-            }
-            out.push('\n');
-        }
-        out
-    }
-
-    #[test]
-    fn any_size_draws_without_panicking_and_80x24_shows_rows_and_keys() {
-        let mut model = model();
-        for (width, height) in [(80, 24), (1, 1), (20, 5), (200, 60), (80, 3)] {
-            let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-            terminal
-                .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
-                .expect("drawn");
-        }
-        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-        terminal
-            .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
-            .expect("drawn");
-        let screen = text(&terminal);
-        assert!(screen.contains("? help"), "{screen}");
-        assert!(screen.contains("40 agents"), "{screen}");
-        assert!(screen.contains("customer-01"), "{screen}");
-        assert!(screen.contains("q quit"), "{screen}");
-        assert!(screen.contains("alerts: 1 firing"), "{screen}");
-        assert!(
-            screen.contains("cannot start: pyhton3: not found in PATH"),
-            "{screen}"
-        );
-        assert!(
-            screen.contains("memory_high: memory above 400MiB"),
-            "{screen}"
-        );
-        model.on_key(super::super::model::Key::Char('?'));
-        for (width, height) in [(80, 24), (20, 5), (1, 1)] {
-            let mut small = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-            small
-                .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
-                .expect("drawn");
-        }
-        terminal
-            .draw(|frame| draw(frame, &mut model, Instant::now(), "/var/lib/roster"))
-            .expect("drawn");
-        let help = text(&terminal);
-        assert!(help.contains("roster top: keys"), "{help}");
-        assert!(help.contains("PgUp PgDn"), "{help}");
-        // An agent's control characters are shown escaped, never sent.
-        assert!(
-            !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
-            "{screen}"
-        );
-    }
-}
-
-#[cfg(test)]
-mod scroll_tests {
-    use std::time::Instant;
-
-    use ratatui::backend::TestBackend;
-    use ratatui::Terminal;
-
-    use super::super::model::{Key, Model};
-    use super::draw;
-
-    /// Which agent names the screen shows, top to bottom.
-    fn shown(terminal: &Terminal<TestBackend>) -> Vec<String> {
-        let buffer = terminal.backend().buffer();
-        (0..buffer.area.height)
-            .filter_map(|y| {
-                let line: String = (0..buffer.area.width)
-                    .map(|x| buffer[(x, y)].symbol().to_owned())
-                    .collect();
-                line.trim_start_matches(['>', ' '])
-                    .split_whitespace()
-                    .next()
-                    .filter(|word| word.starts_with("agent-"))
-                    .map(str::to_owned)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn moving_up_inside_the_visible_rows_does_not_scroll() {
-        let agents = (0..50)
-            .map(|n| {
-                serde_json::from_value(serde_json::json!({
-                    "name": format!("agent-{n:02}"), "state": "running", "pid": 1,
-                    "restarts": 0, "uptime_secs": 1, "memory_bytes": 1,
-                    "cpu_percent": 0.0, "health": "unknown",
-                }))
-                .expect("an agent")
-            })
-            .collect();
-        let mut model = Model::showing(agents);
-        model.show_log = false;
-        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-        let mut frame = |model: &mut Model| {
-            terminal
-                .draw(|frame| draw(frame, model, Instant::now(), "/h"))
-                .expect("drawn");
-            shown(&terminal)
-        };
-        for _ in 0..30 {
-            model.on_key(Key::Down);
-        }
-        let before = frame(&mut model);
-        assert!(before.contains(&"agent-30".to_owned()), "{before:?}");
-        model.on_key(Key::Up);
-        let after = frame(&mut model);
-        assert_eq!(before, after, "the rows stayed put");
-        assert_eq!(model.selected.as_deref(), Some("agent-29"));
-    }
-}
+mod tests;
