@@ -72,13 +72,7 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
     roster.config(&config);
     roster.up();
     let daemon = roster.daemon_pid().expect("daemon pid");
-    let read_pids = || -> Vec<u32> {
-        std::fs::read_to_string(&pids)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.trim().parse().ok())
-            .collect()
-    };
+    let read_pids = || pids_in(&pids);
 
     let flood_for = Duration::from_secs(60);
     let started = Instant::now();

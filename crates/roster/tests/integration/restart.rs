@@ -17,13 +17,7 @@ fn a_killed_agent_has_a_new_pid_within_100ms() {
         "restart_delay = \"0s\"",
     ));
     roster.up();
-    let read_pids = || -> Vec<u32> {
-        std::fs::read_to_string(&pids)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.trim().parse().ok())
-            .collect()
-    };
+    let read_pids = || pids_in(&pids);
     let before = read_pids();
     let victim = *before.last().expect("a pid");
     let killed_at = Instant::now();
