@@ -413,6 +413,9 @@ def table_scale(m):
             up, down = row["up"], row["down"]
             if up.get("finished"):
                 up_s = _f(up["children_s"], 2)
+            elif up.get("stalled_s"):
+                up_s = "**did not finish**: %d running, none more for %.0f s" % (
+                    up.get("running", 0), up["stalled_s"])
             else:
                 up_s = "**did not finish in %.0f s** (%d running)" % (limit, up.get("running", 0))
             if down.get("finished"):
@@ -538,8 +541,9 @@ SECTIONS = [
      "(at once when one took longer; 10 s timeout each) from the first child running to all "
      "running, and from the stop command to the last child gone; in the down phase a query "
      "that fails after the supervisor itself has exited is not counted. RSS and PSS: the "
-     "supervisor's processes once all run (PSS splits shared pages between them). Each phase has 300 s; a peer that does not finish is not "
-     "measured at larger N. Each peer at its defaults."),
+     "supervisor's processes once all run (PSS splits shared pages between them). Each phase "
+     "has 300 s, and up ends early when no new child appeared for 60 s; a peer that does not "
+     "finish is not measured at larger N. Each peer at its defaults."),
 ]
 
 

@@ -23,8 +23,10 @@ written before and nothing running:
     (down): how many ran, answered, failed or timed out, the answered ones'
     median and max. In the down phase a query that fails once the
     supervisor itself has exited is not counted as failed (`excused`).
-Each phase has 300 s (--quick: 60 s); a phase that takes longer is reported as not finished
-(with how many children ran or were left), and larger N are then skipped.
+Each phase has 300 s (--quick: 60 s), and up ends early when no new child
+appeared for 60 s (runsvdir, for one, runs at most 1000 services); a phase
+that does not finish is reported so (with how many children ran or were
+left), and larger N are then skipped.
 Defaults mode only.
 """
 
@@ -40,6 +42,7 @@ from common import NewProcScanner, StatusLoop, alive, log, measure_main, pss_kib
 PHASE_TIMEOUT_S = 300.0    # --quick: 60 s
 STATUS_EVERY_S = 0.25
 STATUS_TIMEOUT_S = 10.0
+STALL_S = 60.0             # up ends early when no new child appeared for this long
 POLL_S = 0.02            # coarse: the times are seconds, and a poll costs CPU the supervisor needs
 
 
@@ -56,9 +59,12 @@ def up(peer, n, status, timeout):
     out = {"finished": False}
     t_all = None
     next_alive_check = 0.0
+    seen, grew = 0, 0.0
     while True:
         scanner.poll()
         now = time.perf_counter() - t0
+        if len(scanner.matched) > seen:
+            seen, grew = len(scanner.matched), now
         if "command_s" not in out and proc.poll() is not None:
             out["command_s"] = round(now, 3)
             out["command_exit"] = proc.returncode
@@ -73,6 +79,9 @@ def up(peer, n, status, timeout):
         if t_all is not None and ("command_s" in out or peer.NAME == "runit"):
             break
         if now > timeout:
+            break
+        if t_all is None and now - grew > STALL_S:
+            out["stalled_s"] = STALL_S   # e.g. runsvdir runs at most 1000 services
             break
         time.sleep(POLL_S)
     status.pause()
@@ -176,6 +185,9 @@ def _part(name, p, timeout):
     if p.get("finished"):
         key = "children_s" if name == "up" else "gone_s"
         text = "%s %.2f s" % (name, p[key])
+    elif name == "up" and p.get("stalled_s"):
+        text = "up did not finish: %d running, none more for %.0f s" % (p.get("running", 0),
+                                                                         p["stalled_s"])
     elif name == "up":
         text = "up did not finish in %.0f s (%d running)" % (timeout, p.get("running", 0))
     else:
