@@ -269,6 +269,24 @@ class NewProcScanner:
         return found
 
 
+def kill_and_wait_replacement(pid, argv, timeout=30.0, poll_s=0.0002):
+    """SIGKILL pid, then poll new pids (every poll_s) until one runs argv:
+    (new pid, ns until it was first seen, ns until it ran argv), or None
+    when none did within timeout. Sleeping between polls beats spinning on
+    2 cores: the supervisor and the dying child need the CPU too."""
+    scanner = NewProcScanner(argv, exclude=[pid])
+    t0 = time.perf_counter_ns()
+    os.kill(pid, signal.SIGKILL)
+    while True:
+        found = scanner.poll()
+        if found:
+            first, matched = scanner.matched[found[0]]
+            return found[0], first - t0, matched - t0
+        if time.perf_counter_ns() - t0 > timeout * 1e9:
+            return None
+        time.sleep(poll_s)
+
+
 # ---------------------------------------------------------------- cleanup
 
 _CLEANUPS = []
@@ -423,6 +441,101 @@ def wait_until(cond, timeout, interval=0.05):
         if time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------- status in a loop
+
+class StatusLoop:
+    """A peer's status command run over and over in a thread of its own:
+    one starts `every` seconds after the previous one started (at once if
+    that one took longer), each with `timeout`. Results are kept per phase,
+    the value of `.phase` when the query started (None: no query runs).
+    A query answered when its exit code is in the peer's STATUS_ANSWERED.
+    `excuse(phase)`, called after a failed query, says whether not to
+    count it as failed (e.g. the supervisor has exited by then)."""
+
+    def __init__(self, peer, every, timeout, excuse=None):
+        import threading
+        self.peer = peer
+        self.every = every
+        self.timeout = timeout
+        self.excuse = excuse
+        self.phase = None
+        self.phases = {}
+        self.busy = False      # a query is running
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._done.set()
+        self._thread.join(self.timeout + 10)
+
+    def pause(self):
+        """No new query; returns once the one running (it counts for the
+        phase it started in) has ended."""
+        self.phase = None
+        wait_until(lambda: not self.busy, self.timeout + 10, 0.005)
+
+    def _entry(self, phase):
+        return self.phases.setdefault(phase, {"ns": [], "failed": 0, "timed_out": 0,
+                                              "excused": 0, "first_failure": None})
+
+    def _run(self):
+        import subprocess
+        argv, env = self.peer.status_argv(), self.peer.status_env()
+        while not self._done.is_set():
+            phase = self.phase
+            if phase is None:
+                self._done.wait(0.01)
+                continue
+            self.busy = True
+            if self.phase is None:   # paused meanwhile
+                self.busy = False
+                continue
+            t0 = time.perf_counter_ns()
+            failure = None
+            try:
+                r = subprocess.run(argv, env=env, cwd=self.peer.dir, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   timeout=self.timeout)
+                took = time.perf_counter_ns() - t0
+                if r.returncode not in self.peer.STATUS_ANSWERED:
+                    said = r.stdout.decode("utf-8", "replace").strip().splitlines()
+                    failure = "exit %d: %s" % (r.returncode, said[-1][-200:] if said else "")
+            except subprocess.TimeoutExpired:
+                failure = "timed out"
+            entry = self._entry(phase)
+            if failure is None:
+                entry["ns"].append(took)
+            elif self.excuse and self.excuse(phase):
+                entry["excused"] += 1
+            elif failure == "timed out":
+                entry["timed_out"] += 1
+            else:
+                entry["failed"] += 1
+                entry["first_failure"] = entry["first_failure"] or failure
+            self.busy = False
+            rest = self.every - (time.perf_counter_ns() - t0) / 1e9
+            if rest > 0:
+                self._done.wait(rest)
+
+    def summary(self, phase):
+        """ran, answered, failed, timed_out, latency of the answered ones."""
+        e = self._entry(phase)
+        out = summary_ms(e["ns"])
+        out["answered"] = out.pop("runs")
+        out["ran"] = out["answered"] + e["failed"] + e["timed_out"] + e["excused"]
+        out["failed"] = e["failed"]
+        out["timed_out"] = e["timed_out"]
+        if e["excused"]:
+            out["excused"] = e["excused"]
+        if e["first_failure"]:
+            out["first_failure"] = e["first_failure"]
+        return out
 
 
 # ---------------------------------------------------------------- CLI

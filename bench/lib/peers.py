@@ -2,12 +2,15 @@
 
     p = Peer(mode)                       # its own temp dir; mode fastest|defaults
     p.setup(n, command=None, mode=None, log=False)  # the config for n children
+    p.setup(0, programs=[(name, argv), ...], log=True, keep_logs=True)
+                                         # named children with their own argv
     p.start(timeout)                     # returns when the supervisor is up
     p.launch() / p.wait_launched(proc)   # the same in two halves (cold start)
     p.wait_children(n, timeout)          # until n children exist
     p.child_pids()                       # the supervised processes
     p.supervisor_pids()                  # the supervisor's own processes
     p.status_argv()                      # its status command
+    p.launch_stop()                      # its stop command, without waiting
     p.log_files(name)                    # that child's log files, oldest first
     p.stop()                             # everything gone, temp dir removed
 
@@ -51,6 +54,7 @@ class Peer:
     STATUS = "?"
     MODES = ("fastest", "defaults")
     LOG_PREFIX = 0          # bytes each log line carries before the child's text
+    STATUS_ANSWERED = (0,)  # exit codes of the status command that mean it answered
     # How long a child must have run before a kill counts as an ordinary
     # death rather than a quick one (seconds), per mode.
     STABLE_AFTER = {"fastest": 0.2, "defaults": 0.2}
@@ -61,6 +65,8 @@ class Peer:
         self.token = new_token()
         self.child_argvs = set()
         self.names = []
+        self.programs = []
+        self.keep_logs = False
         self.launcher = None
         self.stopped = False
         on_cleanup(self.stop)
@@ -74,7 +80,8 @@ class Peer:
     def version(cls):
         return None
 
-    def _write_config(self, n, command, log):
+    def _write_config(self, log):
+        """Write the config for self.programs (and self.keep_logs)."""
         raise NotImplementedError
 
     def launch(self):
@@ -103,6 +110,11 @@ class Peer:
     def log_files(self, name):
         raise NotImplementedError
 
+    def launch_stop(self):
+        """Start the stop command without waiting: a Popen, or None when
+        the stop is a signal (runit)."""
+        raise NotImplementedError
+
     def _graceful_stop(self):
         raise NotImplementedError
 
@@ -114,20 +126,26 @@ class Peer:
     def default_command(self):
         return ["sleep", self.token]
 
-    def setup(self, n, command=None, mode=None, log=False):
+    def setup(self, n, command=None, mode=None, log=False, programs=None, keep_logs=False):
         """Config for n children running `command` (argv; default an idle
         `sleep 100000.NNNNNN`), in `mode` (default: the one given at
         construction). With log=True there is one child, `flood`, whose
-        output the peer captures into its log file."""
+        output the peer captures into its log file. `programs`, a list of
+        (name, argv), names the children and their argv instead (n and
+        command unused). keep_logs=True keeps every rotated log file
+        (rotation itself stays as the mode has it), so lines can be counted
+        after a long flood."""
         if mode:
             self.mode = mode
-        command = list(command or self.default_command())
-        self.child_argvs = {argv_key(command)}
-        if log:
-            self.names = ["flood"]
-        else:
-            self.names = ["c%04d" % i for i in range(1, n + 1)]
-        self._write_config(n, command, log)
+        if programs is None:
+            command = list(command or self.default_command())
+            names = ["flood"] if log else ["c%04d" % i for i in range(1, n + 1)]
+            programs = [(name, command) for name in names]
+        self.programs = [(name, list(argv)) for name, argv in programs]
+        self.names = [name for name, _ in self.programs]
+        self.child_argvs = {argv_key(argv) for _, argv in self.programs}
+        self.keep_logs = keep_logs
+        self._write_config(log)
 
     def start(self, timeout=60):
         proc = self.launch()
@@ -297,15 +315,27 @@ class Roster(Peer):
     def conf(self):
         return os.path.join(self.dir, "roster.toml")
 
-    def _write_config(self, n, command, log):
+    def __init__(self, mode="fastest"):
+        super().__init__(mode)
+        # TOML lines a measure adds to an agent's table: {name: [line, ...]}
+        # (set before setup; roster only).
+        self.agent_toml = {}
+
+    def _write_config(self, log):
         lines = []
-        if log and self.mode == "fastest":
-            lines += ["[log]", 'max_size = "1GiB"', "compress = false", ""]
-        for name in self.names:
+        if log and (self.mode == "fastest" or self.keep_logs):
+            lines.append("[log]")
+            if self.mode == "fastest":
+                lines += ['max_size = "1GiB"', "compress = false"]
+            if self.keep_logs:
+                lines.append("keep = 10000")
+            lines.append("")
+        for name, command in self.programs:
             lines.append("[agents.%s]" % name)
             lines.append("command = %s" % json.dumps(command))
             if self.mode == "fastest":
                 lines += ['restart_delay = "0s"', 'stable_after = "0s"', "crash_loop = 0"]
+            lines += self.agent_toml.get(name, [])
             lines.append("")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines))
@@ -329,6 +359,9 @@ class Roster(Peer):
     def log_files(self, name):
         d = os.path.join(self.home, "logs")
         return _rotated(d, name + ".log")
+
+    def launch_stop(self):
+        return self._popen([roster_bin(), "--home", self.home, "down"])
 
     def _graceful_stop(self):
         roots = self.roots()
@@ -367,6 +400,7 @@ def _venv_bin(name):
 class Supervisord(Peer):
     NAME = "supervisord"
     STATUS = "supervisorctl status"
+    STATUS_ANSWERED = (0, 3)   # 3: it answered, and some program is stopped or exited
     STABLE_AFTER = {"fastest": 0.2, "defaults": 1.5}    # startsecs = 1
 
     @classmethod
@@ -391,7 +425,7 @@ class Supervisord(Peer):
     def pidfile(self):
         return os.path.join(self.dir, "supervisord.pid")
 
-    def _write_config(self, n, command, log):
+    def _write_config(self, log):
         d = self.dir
         os.makedirs(os.path.join(d, "childlogs"), exist_ok=True)
         os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -403,8 +437,8 @@ class Supervisord(Peer):
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
             "[supervisorctl]", "serverurl=unix://%s/s.sock" % d, "",
         ]
-        cmd = " ".join(_shquote(a) for a in command)
-        for name in self.names:
+        for name, command in self.programs:
+            cmd = " ".join(_shquote(a) for a in command)
             lines += ["[program:%s]" % name, "command=%s" % cmd, "autostart=true",
                       "directory=%s" % d]
             if self.mode == "fastest":
@@ -413,6 +447,8 @@ class Supervisord(Peer):
                 lines += ["stdout_logfile=%s/logs/%s.log" % (d, name), "redirect_stderr=true"]
                 if self.mode == "fastest":
                     lines += ["stdout_logfile_maxbytes=0"]
+                elif self.keep_logs:
+                    lines += ["stdout_logfile_backups=1000"]
             lines.append("")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines))
@@ -435,6 +471,9 @@ class Supervisord(Peer):
 
     def log_files(self, name):
         return _rotated(os.path.join(self.dir, "logs"), name + ".log")
+
+    def launch_stop(self):
+        return self._popen([_venv_bin("supervisorctl"), "-c", self.conf, "shutdown"])
 
     def _graceful_stop(self):
         roots = self.roots()
@@ -494,10 +533,10 @@ class PM2(Peer):
         env.pop("PM2_SECRET_KEY", None)
         return env
 
-    def _write_config(self, n, command, log):
+    def _write_config(self, log):
         os.makedirs(self.pm2_home, exist_ok=True)
         apps = []
-        for name in self.names:
+        for name, command in self.programs:
             app = {"name": name, "script": command[0], "args": command[1:],
                    "interpreter": "none", "exec_mode": "fork", "cwd": self.dir}
             if self.mode == "fastest":
@@ -530,6 +569,9 @@ class PM2(Peer):
     def log_files(self, name):
         return [os.path.join(self.pm2_home, "logs", name + "-out.log")]
 
+    def launch_stop(self):
+        return self._popen([pm2_bin(), "kill"], env=self.status_env())
+
     def _graceful_stop(self):
         roots = self.roots()
         if not roots and not os.path.exists(os.path.join(self.pm2_home, "rpc.sock")):
@@ -546,6 +588,9 @@ class PM2(Peer):
 class Runit(Peer):
     NAME = "runit"
     STATUS = "sv status DIR/* (all services)"
+    # sv's exit code counts the services it could not read (not yet under
+    # a runsv while runsvdir starts them): it still answered for the rest.
+    STATUS_ANSWERED = tuple(range(100))
     # runit has no restart settings: runsv restarts at once, unless the run
     # lasted under a second, then it waits a second. One mode only.
     MODES = ("defaults",)
@@ -572,10 +617,10 @@ class Runit(Peer):
     def svdir(self):
         return os.path.join(self.dir, "service")
 
-    def _write_config(self, n, command, log):
-        cmd = " ".join(_shquote(a) for a in command)
+    def _write_config(self, log):
         os.makedirs(self.svdir, exist_ok=True)
-        for name in self.names:
+        for name, command in self.programs:
+            cmd = " ".join(_shquote(a) for a in command)
             d = os.path.join(self.svdir, name)
             os.makedirs(d)
             _script(os.path.join(d, "run"), "#!/bin/sh\nexec 2>&1\ncd %s\nexec %s\n" % (_shquote(self.dir), cmd))
@@ -587,6 +632,9 @@ class Runit(Peer):
                 if self.mode == "fastest":
                     with open(os.path.join(logdir, "config"), "w") as f:
                         f.write("s0\n")   # no rotation
+                elif self.keep_logs:
+                    with open(os.path.join(logdir, "config"), "w") as f:
+                        f.write("n0\n")   # rotate at 1 MB as usual, delete nothing
                 os.makedirs(os.path.join(d, "log"))
                 _script(os.path.join(d, "log", "run"), "#!/bin/sh\nexec svlogd %s\n" % _shquote(logdir))
 
@@ -614,6 +662,12 @@ class Runit(Peer):
         except OSError:
             return []
         return [os.path.join(d, n) for n in old] + [os.path.join(d, "current")]
+
+    def launch_stop(self):
+        # SIGHUP: runsvdir sends TERM to every runsv and exits (see below).
+        if self.launcher and self.launcher.poll() is None:
+            self.launcher.send_signal(signal.SIGHUP)
+        return None
 
     def _graceful_stop(self):
         if not self.launcher or self.launcher.poll() is not None:

@@ -320,6 +320,126 @@ def table_deploy(m):
     return _table(header, rows)
 
 
+def table_flood(m):
+    header = ["peer", "rule", "writes", "lines/s asked", "written/s", "captured/s", "lost",
+              "drain s", "victim restart median / p90 / max ms (kills)",
+              "status median / max ms (failed)", "RSS max MiB", "CPU %, last %s s",
+              "alert fired"]
+    window = None
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        for row in r["rows"]:
+            writes = "%s (%s a write)" % (row.get("writes", "?"), _f(row.get("lines_per_write")))
+            rule = "`log_matches`" if row.get("setting") == "rule" else "none"
+            if "restart" not in row:
+                rows.append([peer, rule, writes, "error: %s" % row.get("error")]
+                            + [""] * (len(header) - 4))
+                continue
+            rs = row["restart"]
+            restart = "—"
+            if rs.get("runs"):
+                restart = "%.2f / %.2f / %.2f (%d)" % (rs["median_ms"], rs["p90_ms"], rs["max_ms"],
+                                                      rs["runs"])
+            if rs.get("failures"):
+                restart += " " + "; ".join(rs["failures"])
+            st = row.get("status", {})
+            status = "—"
+            if st.get("answered"):
+                status = "%.0f / %.0f" % (st["median_ms"], st["max_ms"])
+            bad = st.get("failed", 0) + st.get("timed_out", 0)
+            status += " (%s)" % ("**%d**" % bad if bad else "0")
+            window = window or row.get("cpu_window_s")
+            lost = row.get("lost")
+            fired = row.get("alert_fired")
+            rows.append([peer, rule, writes, _f(row.get("target_lines_per_s")),
+                         _f(row.get("written_per_s")), _f(row.get("captured_per_s")),
+                         ("**%d**" % lost if lost else "0") if lost is not None else
+                         "error: %s" % row.get("error"),
+                         _f(row.get("drain_s"), 2), restart, status,
+                         _f(row["rss_max_kib"] / 1024, 1) if row.get("rss_max_kib") else "—",
+                         _f(row.get("cpu_percent"), 1),
+                         "—" if fired is None else ("yes" if fired else "**no**")])
+    header[11] = "CPU %%, last %s s" % (_f(round(window)) if window else "30")
+    return _table(header, rows)
+
+
+def _scale_status(st):
+    if not st or not st.get("ran"):
+        return "—"
+    text = "%d / %s / %s" % (st["ran"], "**%d**" % st["failed"] if st["failed"] else "0",
+                             "**%d**" % st["timed_out"] if st["timed_out"] else "0")
+    if st.get("answered"):
+        text += "; %.0f / %.0f" % (st["median_ms"], st["max_ms"])
+    if st.get("excused"):
+        text += " (%d after the supervisor exited)" % st["excused"]
+    return text
+
+
+def _scale_cmd(p):
+    if "command_s" not in p:
+        return "(does not return)"
+    if p["command_s"] is None:
+        return "still running"
+    code = p.get("command_exit")
+    return "%.2f (exit %s)" % (p["command_s"], "**%s**" % code if code else code)
+
+
+def table_scale(m):
+    header = ["peer", "children", "up: all running, s", "start command s",
+              "status during up: ran / failed / timed out; median / max ms",
+              "RSS / PSS MiB, all running",
+              "down: none left, s", "stop command s",
+              "status during down: ran / failed / timed out; median / max ms",
+              "first status failure"]
+    rows = []
+    for peer, mode, r in _rows(m):
+        if r.get("skip"):
+            continue
+        if "rows" not in r:
+            rows.append(_error_row(peer, mode, r, len(header)))
+            continue
+        limit = r.get("phase_timeout_s", 300)
+        for row in r["rows"]:
+            if "up" not in row:
+                rows.append([peer, row.get("children"),
+                             row.get("skipped") or "error: %s" % row.get("error")]
+                            + [""] * (len(header) - 3))
+                continue
+            up, down = row["up"], row["down"]
+            if up.get("finished"):
+                up_s = _f(up["children_s"], 2)
+            elif up.get("stalled_s"):
+                up_s = "**did not finish**: %d running, none more for %.0f s" % (
+                    up.get("running", 0), up["stalled_s"])
+            else:
+                up_s = "**did not finish in %.0f s** (%d running)" % (limit, up.get("running", 0))
+            if down.get("finished"):
+                down_s = _f(down["gone_s"], 2)
+            else:
+                down_s = "**did not finish in %.0f s** (%d left)" % (limit, down.get("left", 0))
+            rows.append([peer, row["children"], up_s, _scale_cmd(up), _scale_status(up.get("status")),
+                         "%s / %s" % (_f(row["rss_kib"] / 1024, 1),
+                                      _f(row["pss_kib"] / 1024, 1) if "pss_kib" in row else "—")
+                         if row.get("rss_kib") else "—",
+                         down_s, _scale_cmd(down) if "command_s" in down else "(a signal)",
+                         _scale_status(down.get("status")), _scale_failures(up, down)])
+    return _table(header, rows)
+
+
+def _scale_failures(up, down):
+    out = []
+    for name, p in (("up", up), ("down", down)):
+        why = (p.get("status") or {}).get("first_failure")
+        if why:
+            out.append("%s: %s" % (name, why[:120]))
+    return "; ".join(out)
+
+
 SECTIONS = [
     ("restart", "1. Restart latency", table_restart,
      "SIGKILL to a supervised idle child (`sleep`), until a new pid runs the child's argv; "
@@ -392,6 +512,38 @@ SECTIONS = [
      "server, which stands for the operator's terminal (it parses and renders what the "
      "dashboard writes); `added`: the supervisor's increase plus the dashboard's own. "
      "supervisord and runit have no terminal dashboard."),
+    ("flood", "11. A `log_matches` rule under a flood", table_flood,
+     "One agent prints 100-byte lines that match `(?i)\\berror\\b` (`bench/lib/paced.py`) on a "
+     "fixed schedule for 60 s: 20,000 lines/s as one write of 2,000 lines every 100 ms "
+     "(`batched`), or 3,000 lines/s as one write(2) per line (`per line`); beside it an idle "
+     "`sleep` (the victim) is SIGKILLed every 1.5 s. roster with the README's rule on the "
+     "flooding agent (`log_matches`, `within = \"5m\"`, `above = 100`, `action = \"alert\"`: "
+     "every line is matched) and with `watch = []` (capturing alone); the peers have no such "
+     "rule and capture the same flood. Each peer at its defaults, but every rotated log file "
+     "is kept so that lines can be counted (roster `[log] keep`; rotation size and gzip as by "
+     "default), and roster's victim has `stable_after = \"1s\"` like the peers' 1 s (its "
+     "default 10 s would make every kill a quick death). `written/s`: lines the writer got "
+     "out (below the asked rate when the pipe was full); `captured/s`: distinct lines found "
+     "in the log's files, over the time from the go signal to the writer's last line in the "
+     "log; `drain`: how long after the writer's last write that line reached the log. Victim "
+     "restart: SIGKILL to a new pid running its argv (new pids polled every 0.2 ms). Status "
+     "(`roster status --json`, `supervisorctl status`, `pm2 jlist`) every ~1 s, 10 s "
+     "timeout; `failed` counts failures and timeouts. RSS: the supervisor's processes, every "
+     "0.5 s; CPU: their utime+stime over the last 30 s of the flood, % of one core. "
+     "`alert fired`: the rule's alert is firing after the flood."),
+    ("scale", "12. Up and down at scale", table_scale,
+     "N idle children (`sleep`), config written before, nothing running. Up: from the start "
+     "command (`roster up -f`, `supervisord -c`, `pm2 start ecosystem.config.js`, `runsvdir`) "
+     "until all N children run (new pids polled every 20 ms); the start command's own wall "
+     "time and exit code beside it (`roster up` returns after `ready_after`, 1 s). Down: from "
+     "the stop command (`roster down`, `supervisorctl shutdown`, `pm2 kill`, SIGHUP to "
+     "runsvdir) until no child is left. Throughout both, the status command every 250 ms "
+     "(at once when one took longer; 10 s timeout each) from the first child running to all "
+     "running, and from the stop command to the last child gone; in the down phase a query "
+     "that fails after the supervisor itself has exited is not counted. RSS and PSS: the "
+     "supervisor's processes once all run (PSS splits shared pages between them). Each phase "
+     "has 300 s, and up ends early when no new child appeared for 60 s; a peer that does not "
+     "finish is not measured at larger N. Each peer at its defaults."),
 ]
 
 

@@ -30,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-from common import (NewProcScanner, argv_key, cmdline, descendants, free_port, log,  # noqa: E402
-                    make_tmp, measure_main, new_token, summary_ms, sweep, wait_until)
+from common import (argv_key, cmdline, descendants, free_port, kill_and_wait_replacement,  # noqa: E402
+                    log, make_tmp, measure_main, new_token, summary_ms, sweep, wait_until)
 
 POLL_S = 0.0002   # sleeping between polls beats spinning on 2 cores: the
                   # supervisor and the dying child need the CPU too
@@ -60,26 +60,14 @@ def kill_loop(find_first, argv, spacing, n, name, timeout=30.0):
     pid = find_first()
     time.sleep(spacing)
     for i in range(n):
-        scanner = NewProcScanner(argv, exclude=[pid])
-        t0 = time.perf_counter_ns()
-        os.kill(pid, signal.SIGKILL)
-        new = None
-        while True:
-            found = scanner.poll()
-            if found:
-                new = found[0]
-                first, matched = scanner.matched[new]
-                lat.append(matched - t0)
-                seen.append(first - t0)
-                break
-            if time.perf_counter_ns() - t0 > timeout * 1e9:
-                break
-            time.sleep(POLL_S)
-        if new is None:
+        got = kill_and_wait_replacement(pid, argv, timeout, POLL_S)
+        if got is None:
             failures.append("kill %d: no replacement within %.0f s" % (i + 1, timeout))
             break
+        pid, first, matched = got
+        lat.append(matched)
+        seen.append(first)
         log("restart %s: kill %d/%d: %.3f ms" % (name, i + 1, n, lat[-1] / 1e6))
-        pid = new
         time.sleep(spacing)
     return lat, seen, failures
 
