@@ -462,6 +462,10 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         notify_systemd_ready();
         daemon.run_loop(&signals, &doorbell, &inputs, options.config.as_deref());
     }
+    // Nothing reads the inbox any more: requests waiting in it, and those
+    // that come while the pumps drain, are answered "shutting down" rather
+    // than left hanging until the server is dropped (a cut answer).
+    drop(inputs);
     daemon.finish();
     server.abort();
     sampler.abort();

@@ -200,3 +200,60 @@ fn agents_start_with_no_blocked_or_ignored_signals() {
         "SIGPIPE is ignored: {lines:?}"
     );
 }
+
+/// `status` asked while `down` finishes (here: a stray that ignores SIGTERM
+/// keeps the daemon two seconds in its last sweep) gets an answer, the
+/// status or "shutting down", never a cut connection.
+#[test]
+fn status_during_down_is_answered_not_cut() {
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "leaver",
+        "setsid sh -c 'trap \"\" TERM; sleep 30' & exec sleep 1000",
+        "",
+    ));
+    roster.up();
+    let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let asker = {
+        let asking = asking.clone();
+        let mut command = roster.command();
+        command.args(["status", "--json"]);
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                let output = command.output().expect("status");
+                answers.push((
+                    output.status.success(),
+                    String::from_utf8_lossy(&output.stderr).into_owned(),
+                ));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            answers
+        })
+    };
+    let started = Instant::now();
+    roster.ok(&["down"]);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    asking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answers = asker.join().expect("asker");
+    assert!(
+        took >= Duration::from_secs(1),
+        "the stray should have held down: {took:?}"
+    );
+    let refused: Vec<&String> = answers
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, said)| said)
+        .collect();
+    assert!(
+        refused.iter().any(|said| said.contains("shutting down")),
+        "no status was asked in the last sweep: {answers:?}"
+    );
+    for said in refused {
+        assert!(
+            said.contains("shutting down") || said.contains("no roster daemon"),
+            "a status during down got: {said}"
+        );
+    }
+}

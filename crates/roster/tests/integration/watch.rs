@@ -66,13 +66,13 @@ fn a_leaking_agent_crosses_the_alert_then_the_restart_threshold() {
     assert!(
         firing
             .iter()
-            .any(|detail| detail.contains("memory_bytes above 60000000 for 400ms")),
+            .any(|detail| detail.contains("memory_bytes above 57 MiB for 400ms")),
         "{firing:?}"
     );
     assert!(
         firing
             .iter()
-            .any(|detail| detail.contains("memory_bytes above 150000000")),
+            .any(|detail| detail.contains("memory_bytes above 143 MiB")),
         "{firing:?}"
     );
     // Restarted: the memory dropped, the alerts resolved.
