@@ -440,12 +440,36 @@ pub fn terminate(daemon: &mut std::process::Child) -> std::process::ExitStatus {
     })
 }
 
-/// A port nobody listens on right now (bound, then released).
+/// A port nobody listens on right now (bound, then released), below the
+/// kernel's ephemeral range: a port from that range can be taken, while a
+/// test's daemon is down, as the local port of any test's outgoing
+/// connection, and the daemon's next bind then fails. Each call moves on,
+/// so parallel tests get different ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low > 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        (1024, 65_535)
+    };
+    let span = high - low;
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + (start + step) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}");
 }
 
 /// A tmux server of the test's own (its socket in a temp dir), killed on drop.
