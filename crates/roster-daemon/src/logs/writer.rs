@@ -96,7 +96,7 @@ impl LogWriter {
         config: LogConfig,
         dropped: Arc<AtomicU64>,
     ) -> Self {
-        tidy_after_crash(&path, config.keep);
+        tidy_after_crash(&path);
         let mut writer = Self {
             agent: agent.to_owned(),
             path,
@@ -479,7 +479,7 @@ impl LogWriter {
         if let Err(error) = result {
             report.error = Some(format!("rotating {}: {error}", self.shown.display()));
         }
-        let second = rotated_path(&self.path, 2, false);
+        let second = rotated_path(&self.path, COMPRESSED, false);
         if self.config.compress && keep >= 2 && second.exists() {
             let agent = self.agent.clone();
             self.compressing = std::thread::Builder::new()
@@ -589,17 +589,21 @@ fn compress(plain: &Path) -> io::Result<()> {
     result
 }
 
-/// Removes half-written `.gz.tmp` files and plain twins of complete `.gz`
-/// files, which a crash during compression can leave.
-fn tidy_after_crash(current: &Path, keep: u32) {
-    for index in 1..=keep.max(1) + 1 {
-        let gz = rotated_path(current, index, true);
-        let mut tmp = gz.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let _ = fs::remove_file(PathBuf::from(tmp));
-        if gz.exists() {
-            let _ = fs::remove_file(rotated_path(current, index, false));
-        }
+/// The one rotated file ever compressed: `NAME.log.2` (a rotation waits
+/// for the last compression before it renames anything).
+const COMPRESSED: u32 = 2;
+
+/// Removes a half-written `.2.gz.tmp` and the plain twin of a complete
+/// `.2.gz`, which a crash during compression can leave. Only `.2` is ever
+/// compressed, so only it is looked at: three lookups an agent, not thirty
+/// (5,000 agents start in one apply).
+fn tidy_after_crash(current: &Path) {
+    let gz = rotated_path(current, COMPRESSED, true);
+    let mut tmp = gz.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let _ = fs::remove_file(PathBuf::from(tmp));
+    if gz.exists() {
+        let _ = fs::remove_file(rotated_path(current, COMPRESSED, false));
     }
 }
 
@@ -638,6 +642,60 @@ mod tests {
     }
 
     const T: i64 = 1_795_910_341_123;
+
+    #[test]
+    fn what_a_crash_while_compressing_left_is_tidied_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("a.log.2", "plain twin\n"),
+            ("a.log.2.gz", "complete"),
+            ("a.log.2.gz.tmp", "half"),
+            ("a.log.3.gz", "older"),
+            ("a.log.4", "older, plain"),
+        ] {
+            std::fs::write(dir.path().join(name), text).expect("plant");
+        }
+        let _log = writer(dir.path(), 1 << 20, 5, true);
+        let left: Vec<String> = {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .map(|entry| {
+                    entry
+                        .expect("entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(left, ["a.log", "a.log.2.gz", "a.log.3.gz", "a.log.4"]);
+    }
+
+    #[test]
+    fn files_a_lowered_keep_left_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "a.log.1",
+            "a.log.2.gz",
+            "a.log.3.gz",
+            "a.log.4.gz",
+            "a.log.5",
+        ] {
+            std::fs::write(dir.path().join(name), "x").expect("plant");
+        }
+        let _log = writer(dir.path(), 1 << 20, 2, true);
+        for (name, kept) in [
+            ("a.log.1", true),
+            ("a.log.2.gz", true),
+            ("a.log.3.gz", false),
+            ("a.log.4.gz", false),
+            ("a.log.5", false),
+        ] {
+            assert_eq!(dir.path().join(name).exists(), kept, "{name}");
+        }
+    }
 
     #[test]
     fn partial_lines_wait_for_their_newline() {
