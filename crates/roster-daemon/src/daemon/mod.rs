@@ -10,6 +10,7 @@
 
 mod home_watch;
 mod leftovers;
+mod log_matches;
 mod notify_exec;
 mod startup;
 
@@ -157,6 +158,8 @@ struct Daemon {
     pending_sweeps: Vec<(AgentName, u32)>,
     /// Agents the supervisor asked to spawn, waiting for a slice of a pass.
     spawn_queue: VecDeque<AgentName>,
+    /// Agents whose `log_matches` counts wait for the loop to take them.
+    log_matches: log_matches::LogMatchCounts,
     last_sweep: Option<Instant>,
     pipe_budget: PipeBudget,
     /// Network probes in flight, by probe id.
@@ -391,6 +394,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         applied,
         pending_sweeps: Vec::new(),
         spawn_queue: VecDeque::new(),
+        log_matches: Default::default(),
         last_sweep: None,
         probe_tasks: HashMap::new(),
         shim_reports: HashMap::new(),
@@ -519,6 +523,7 @@ impl Daemon {
                 supervisor_deadline,
                 self.sweep_due(),
                 self.watcher.poll_timeout(),
+                self.log_matches.poll_timeout(),
                 next_watchdog,
             ]
             .into_iter()
@@ -582,16 +587,7 @@ impl Daemon {
                         self.watcher.handle_samples(Instant::now(), &agents, &host);
                     }
                     Input::LogMatches { agent, rules } => {
-                        let now = Instant::now();
-                        let counts = rules.take();
-                        // Counts for rules an apply has since replaced
-                        // would land on other rules' indices.
-                        let current = self.log_rules.get(&agent).and_then(Option::as_ref);
-                        if current.is_some_and(|current| Arc::ptr_eq(current, &rules)) {
-                            for (index, count) in counts {
-                                self.watcher.handle_log_matches(now, &agent, index, count);
-                            }
-                        }
+                        self.log_matches.handle_notice(Instant::now(), agent, rules);
                     }
                     Input::Investigated(record) => self.record_alert(record),
                     Input::Note {
@@ -642,6 +638,7 @@ impl Daemon {
             if self.sweep_due().is_some_and(|due| due <= Instant::now()) {
                 self.sweep_strays();
             }
+            self.take_log_matches();
             if self
                 .watcher
                 .poll_timeout()
@@ -660,6 +657,22 @@ impl Daemon {
                     self.reap();
                 }
                 self.supervisor.handle_timeout(Instant::now());
+            }
+        }
+    }
+
+    /// Hands the `log_matches` counts that are due to the watcher.
+    fn take_log_matches(&mut self) {
+        let now = Instant::now();
+        for (agent, rules) in self.log_matches.take_due(now) {
+            let counts = rules.take();
+            // Counts for rules an apply has since replaced would land on
+            // other rules' indices.
+            let current = self.log_rules.get(&agent).and_then(Option::as_ref);
+            if current.is_some_and(|current| Arc::ptr_eq(current, &rules)) {
+                for (index, count) in counts {
+                    self.watcher.handle_log_matches(now, &agent, index, count);
+                }
             }
         }
     }

@@ -124,7 +124,7 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
             "{agent} should fire:\n{alerts}"
         );
     }
-    // Usual figures: ~10 ms, ~15 MiB, ~11% of a core. The quadratic count
+    // Usual figures: ~10 ms, ~15 MiB, ~6% of a core. The quadratic count
     // grew with the window: ~45% over the last third here, a full core
     // and seconds per status on the machine the fault was found on.
     assert!(
