@@ -522,6 +522,7 @@ impl Daemon {
             let next = [
                 supervisor_deadline,
                 self.sweep_due(),
+                self.deliveries.poll_timeout(),
                 self.watcher.poll_timeout(),
                 self.log_matches.poll_timeout(),
                 next_watchdog,
@@ -638,6 +639,7 @@ impl Daemon {
             if self.sweep_due().is_some_and(|due| due <= Instant::now()) {
                 self.sweep_strays();
             }
+            self.journal_due_deliveries();
             self.take_log_matches();
             if self
                 .watcher
@@ -1187,17 +1189,21 @@ impl Daemon {
     /// whose main process died and for what ended exec probes and
     /// notifiers left behind, [`SWEEP_INTERVAL`] after the last one, so a
     /// burst of exits (5000 agents stopping) costs one /proc scan per
-    /// interval, not one per wake-up; and it sweeps delivery failures held
-    /// back into the journal when their summary is due.
+    /// interval, not one per wake-up.
     fn sweep_due(&self) -> Option<Instant> {
-        let strays = (!self.pending_sweeps.is_empty() || self.leftovers.is_pending()).then(|| {
+        (!self.pending_sweeps.is_empty() || self.leftovers.is_pending()).then(|| {
             self.last_sweep
                 .map_or_else(Instant::now, |last| last + SWEEP_INTERVAL)
-        });
-        [strays, self.deliveries.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        })
+    }
+
+    /// Journals the delivery failures whose summary is due.
+    fn journal_due_deliveries(&mut self) {
+        let now = Instant::now();
+        if self.deliveries.poll_timeout().is_some_and(|due| due <= now) {
+            self.deliveries.handle_timeout(now);
+            self.journal_delivery_notes();
+        }
     }
 
     /// Performs every pending action and journals every pending event.
@@ -1803,27 +1809,12 @@ impl Daemon {
         Ok(launch)
     }
 
-    /// Journals the delivery failures whose summary is due. Kills what
-    /// ended exec probes and notifiers left behind (see `leftovers.rs`),
-    /// and processes that escaped the group of an agent's dead main
-    /// process, so no second copy runs beside the next one: one /proc scan
-    /// for every cleanup since the last sweep.
+    /// Kills what ended exec probes and notifiers left behind (see
+    /// `leftovers.rs`), and processes that escaped the group of an agent's
+    /// dead main process, so no second copy runs beside the next one: one
+    /// /proc scan for every cleanup since the last sweep.
     fn sweep_strays(&mut self) {
-        let now = Instant::now();
-        if self.deliveries.poll_timeout().is_some_and(|due| due <= now) {
-            self.deliveries.handle_timeout(now);
-            self.journal_delivery_notes();
-        }
-        if self.pending_sweeps.is_empty() && !self.leftovers.is_pending() {
-            return;
-        }
-        if self
-            .last_sweep
-            .is_some_and(|last| now < last + SWEEP_INTERVAL)
-        {
-            return;
-        }
-        self.last_sweep = Some(now);
+        self.last_sweep = Some(Instant::now());
         if self.leftovers.is_pending() {
             self.sweep_leftovers();
         }
