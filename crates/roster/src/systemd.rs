@@ -220,11 +220,6 @@ pub struct ExportOptions {
     pub secrets_encrypted: bool,
 }
 
-/// The PATH systemd gives a service that sets none (systemd.exec(5)): where
-/// `roster export systemd` looks for a command's program when the agent's
-/// `env` has no PATH.
-pub const SYSTEMD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The directory an agent runs in: its `cwd`, or its live release.
 pub fn working_directory(agent: &str, spec: &AgentSpec, home: &Path) -> PathBuf {
     if spec.release_cwd {

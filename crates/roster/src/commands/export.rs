@@ -20,9 +20,7 @@ use roster_core::config::AgentSpec;
 use roster_core::hardening::Identity;
 use roster_daemon::Home;
 
-use crate::systemd::{
-    agent_unit, agent_unit_name, logrotate, working_directory, ExportOptions, SYSTEMD_PATH,
-};
+use crate::systemd::{agent_unit, agent_unit_name, logrotate, working_directory, ExportOptions};
 
 /// Runs `roster export systemd`.
 pub fn systemd(home: &Home, file: &Path, out: Option<&Path>, journal: bool) -> Result<ExitCode> {
@@ -186,7 +184,11 @@ fn program_path(agent: &str, spec: &AgentSpec, home: &Path) -> Result<PathBuf> {
         .iter()
         .rev()
         .find(|(key, _)| key == "PATH")
-        .map_or(SYSTEMD_PATH, |(_, value)| value.as_str());
+        // The PATH systemd gives a service that sets none (systemd.exec(5)),
+        // which is also what the daemon gives an agent of another user.
+        .map_or(roster_daemon::spawn::SYSTEM_PATH, |(_, value)| {
+            value.as_str()
+        });
     match roster_daemon::spawn::resolve_program(program, &cwd, Some(search_path.as_ref())) {
         Ok(found) => Ok(normal(&found)),
         Err(_) => bail!(
