@@ -4,7 +4,7 @@
 //! not as a threshold the value is visibly below.
 
 use super::{Metric, Threshold, WatchRule};
-use crate::units::format_duration;
+use crate::units::{format_duration, format_size};
 
 impl Metric {
     /// A value of this metric as people read it.
@@ -23,21 +23,15 @@ impl Metric {
     }
 }
 
-/// Bytes in binary units: `512 B`, `9.5 KiB`, `286 MiB`, `1.5 GiB`.
+/// Bytes in binary units as [`format_size`] writes them, with a space
+/// before the unit for prose: `512 B`, `1.5 KiB`, `286 MiB`, `2 GiB`.
 pub fn format_bytes(bytes: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+    // Negative or not a number: no bytes (`as` saturates and maps NaN to 0).
+    let size = format_size(bytes.max(0.0).round() as u64);
+    match size.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(unit) => format!("{} {}", &size[..unit], &size[unit..]),
+        None => size,
     }
-    let text = if unit == 0 || value.abs() >= 10.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.1}")
-    };
-    format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
 }
 
 /// A value with no fraction as an integer, else one decimal.
