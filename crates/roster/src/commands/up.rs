@@ -52,18 +52,14 @@ pub fn has_failed(agent: &AgentStatus) -> bool {
             && agent.last_exit.is_some_and(|exit| !exit.is_success()))
 }
 
-/// Up to eight names, then how many more: a progress line stays a line
-/// with thousands of agents.
-pub fn few(names: &[&str]) -> String {
-    const SHOWN: usize = 8;
-    if names.len() <= SHOWN {
-        return names.join(", ");
+/// Up to `shown` names, then how many more: a line stays a line with
+/// thousands of agents.
+pub fn few<S: AsRef<str>>(names: &[S], shown: usize) -> String {
+    let listed: Vec<&str> = names.iter().take(shown).map(AsRef::as_ref).collect();
+    if names.len() <= shown {
+        return listed.join(", ");
     }
-    format!(
-        "{}, and {} more",
-        names[..SHOWN].join(", "),
-        names.len() - SHOWN
-    )
+    format!("{}, and {} more", listed.join(", "), names.len() - shown)
 }
 
 /// Prints why agents could not start (`last_error`), one line each, to
@@ -90,11 +86,7 @@ fn print_summary(summary: &ApplySummary, every_line: bool) {
     let list = |names: &[String]| match names.len() {
         0 => "-".to_owned(),
         count if count <= SHOWN => names.join(", "),
-        count => format!(
-            "{count} agents: {}, and {} more",
-            names[..SHOWN].join(", "),
-            count - SHOWN
-        ),
+        count => format!("{count} agents: {}", few(names, SHOWN)),
     };
     for (label, names) in [
         ("added:    ", &summary.added),
@@ -129,7 +121,7 @@ fn settle_and_report(client: &Client, wanted: &[String], timeout: Duration) -> R
             eprintln!(
                 "waiting for {} agent(s) to settle: {}",
                 unsettled.len(),
-                few(&unsettled)
+                few(&unsettled, 8)
             );
         }
         unsettled.is_empty()
