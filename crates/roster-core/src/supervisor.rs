@@ -453,6 +453,14 @@ impl Agent {
         }
     }
 
+    /// Takes `live`, the release the runtime found live, when the agent is
+    /// shipped as releases and has none of its own yet.
+    fn adopt_release(&mut self, live: Option<&String>) {
+        if self.spec.deploy.is_some() && self.release.is_none() {
+            self.release = live.cloned();
+        }
+    }
+
     /// A start attempt: a restart unless it is the first or a cutover's.
     fn count_attempt(&mut self) {
         if self.attempts > 0 && !self.cutover_spawn {
@@ -817,7 +825,7 @@ impl Supervisor {
                 None => {
                     summary.added.push(name.to_string());
                     let mut agent = Agent::new(spec.clone());
-                    agent.release = live.get(name).filter(|_| spec.deploy.is_some()).cloned();
+                    agent.adopt_release(live.get(name));
                     self.agents.insert(name.clone(), agent);
                     self.push_event(name, EventKind::Added);
                     self.start_agent(now, name);
@@ -825,9 +833,7 @@ impl Supervisor {
                 Some(agent) if agent.spec != *spec => {
                     summary.changed.push(name.to_string());
                     agent.spec = spec.clone();
-                    if spec.deploy.is_some() && agent.release.is_none() {
-                        agent.release = live.get(name).cloned();
-                    }
+                    agent.adopt_release(live.get(name));
                     self.push_event(name, EventKind::Changed);
                     let phase = self.agents.get(name).map(|agent| agent.phase);
                     match phase {
@@ -837,9 +843,7 @@ impl Supervisor {
                 }
                 Some(agent) => {
                     summary.unchanged.push(name.to_string());
-                    if spec.deploy.is_some() && agent.release.is_none() {
-                        agent.release = live.get(name).cloned();
-                    }
+                    agent.adopt_release(live.get(name));
                     // Undeployed means "runs once it has a release".
                     let released = agent.phase == Phase::Undeployed && agent.release.is_some();
                     if released
