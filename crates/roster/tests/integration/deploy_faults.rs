@@ -457,8 +457,7 @@ fn issue_14_an_agent_before_its_first_deploy_waits_undeployed_and_cutovers_are_n
 
     // A crash still is one.
     let pid = web.pid.expect("pid");
-    // SAFETY: plain kill(2) of the agent this test's roster started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    kill(pid, Signal::SIGKILL);
     let web = roster.wait_status("web to come back", SECS(20), |status| {
         status
             .agents

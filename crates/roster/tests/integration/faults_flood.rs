@@ -48,9 +48,12 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no memory effects.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).unwrap_or(100).max(1)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .unwrap_or(100)
+        .max(1)
 }
 
 #[test]
@@ -84,8 +87,7 @@ fn a_matching_log_flood_delays_no_restart_status_or_shutdown() {
         // A crash beside the flood: the replacement must come at once.
         let before = read_pids();
         let victim = *before.last().expect("the victim's pid");
-        // SAFETY: plain kill(2) of our test agent.
-        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        kill(victim, Signal::SIGKILL);
         let killed_at = Instant::now();
         wait_for("the victim's replacement", SECS(30), || {
             (read_pids().len() > before.len()).then_some(())

@@ -10,11 +10,6 @@ use roster_core::api::AgentState;
 
 use crate::util::*;
 
-fn kill(pid: u32, signal: i32) {
-    // SAFETY: plain kill(2) of a process this test owns.
-    unsafe { libc::kill(pid as i32, signal) };
-}
-
 /// Defect 1: `roster daemon -f FILE` must start its agents by itself, with
 /// nothing else (no status request) touching it, as systemd runs it.
 #[test]
@@ -67,7 +62,7 @@ fn a_fifo_as_config_is_refused_and_the_loop_keeps_supervising() {
     let output = roster.run(&["apply", "-f", "fifo.toml"]);
     assert!(!output.status.success());
     // The loop still supervises: a killed agent comes back, no zombie.
-    kill(before, libc::SIGKILL);
+    kill(before, Signal::SIGKILL);
     let after = roster.wait_status("a new pid for keep", SECS(10), |status| {
         status.agents[0].pid.is_some_and(|pid| pid != before)
     });
@@ -254,8 +249,7 @@ fn a_stopped_agent_is_continued_so_its_stop_handler_runs() {
     ));
     roster.up();
     let pid = roster.agent("frozen").pid.expect("pid");
-    // SAFETY: plain kill(2) of the agent's group.
-    unsafe { libc::kill(-(pid as i32), libc::SIGSTOP) };
+    kill_group(pid, Signal::SIGSTOP);
     wait_for("the agent to be stopped", SECS(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()?
@@ -381,9 +375,9 @@ fn sighup_during_shutdown_starts_nothing() {
             "stop_timeout = \"10s\"",
         )
     ));
-    kill(daemon.id(), libc::SIGTERM);
+    kill(daemon.id(), Signal::SIGTERM);
     roster.wait_event("slow", "stopping", SECS(5));
-    kill(daemon.id(), libc::SIGHUP);
+    kill(daemon.id(), Signal::SIGHUP);
     let exit = wait_for("the daemon to exit", SECS(15), || {
         daemon.try_wait().ok().flatten()
     });
@@ -449,7 +443,7 @@ fn thousands_of_idle_api_connections_are_bounded() {
         .first()
         .map(|(pid, _)| *pid)
         .expect("agent");
-    kill(before, libc::SIGKILL);
+    kill(before, Signal::SIGKILL);
     wait_for("the agent to come back", SECS(10), || {
         roster
             .processes()
@@ -694,9 +688,9 @@ fn an_unprivileged_daemon_sizes_log_pipes_within_the_pipe_budget() {
     struct Reap(String, u32);
     impl Drop for Reap {
         fn drop(&mut self) {
-            kill(self.1, libc::SIGKILL);
+            kill(self.1, Signal::SIGKILL);
             for pid in processes_of_home_any_user(&self.0) {
-                kill(pid, libc::SIGKILL);
+                kill(pid, Signal::SIGKILL);
             }
         }
     }

@@ -327,8 +327,7 @@ fn the_daemon_feeds_systemds_watchdog_and_says_when_it_stops() {
         );
     }
     assert!(seen.contains(&"READY=1".to_owned()), "{seen:?}");
-    // SAFETY: plain kill(2) of a child this test started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    kill(daemon.id(), Signal::SIGTERM);
     let stopping = wait_for("STOPPING=1", SECS(10), || {
         let length = socket.recv(&mut message).ok()?;
         let text = String::from_utf8_lossy(&message[..length])

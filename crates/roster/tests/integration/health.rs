@@ -142,8 +142,7 @@ fn a_hung_exec_probe_is_cut_at_its_timeout_and_supervision_goes_on() {
     // A probe hanging never delays supervision: a kill is answered at once.
     let pid = roster.agent("slowcheck").pid.expect("pid");
     let killed = Instant::now();
-    // SAFETY: plain kill(2) of the agent.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    kill(pid, Signal::SIGKILL);
     roster.wait_status("a new pid", SECS(5), |status| {
         status.agents[0].pid.is_some_and(|new| new != pid)
     });

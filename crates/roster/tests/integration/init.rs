@@ -53,8 +53,7 @@ impl Drop for Project {
         let _ = self.roster.command().arg("down").output();
         let home = self.roster.home_path().display().to_string();
         for pid in processes_of_home_any_user(&home) {
-            // SAFETY: plain kill(2).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            kill(pid, Signal::SIGKILL);
         }
     }
 }

@@ -15,8 +15,7 @@ fn events_record_the_life_of_an_agent() {
     ));
     roster.up();
     let pid = roster.agent("life").pid.expect("pid");
-    // SAFETY: plain kill(2) of our test agent.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    kill(pid, Signal::SIGKILL);
     roster.wait_event("life", "exited", SECS(10));
     roster.wait_status("the restart", SECS(10), |status| {
         status.agents[0].restarts == 1 && status.agents[0].pid.is_some()
@@ -95,8 +94,7 @@ fn a_killed_daemon_leaves_an_intact_journal_and_up_converges_without_duplicates(
         .collect();
     let daemon = roster.daemon_pid().expect("daemon pid");
     let events_before = roster.events(&[]).len();
-    // SAFETY: plain kill(2) of the test's own daemon.
-    unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
+    kill(daemon, Signal::SIGKILL);
     wait_for("the daemon to die", SECS(5), || {
         (!alive(daemon)).then_some(())
     });

@@ -294,8 +294,7 @@ fn foreground_daemon_applies_its_file_and_stops_gracefully_on_sigterm() {
         },
     );
     let pid = agent.pid.expect("pid");
-    // SAFETY: plain kill(2) of the daemon this test started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    kill(daemon.id(), Signal::SIGTERM);
     let exit = wait_for("the daemon to exit", SECS(15), || {
         daemon.try_wait().ok().flatten()
     });

@@ -151,8 +151,7 @@ fn metrics_list_every_agent_and_follow_restarts() {
 
     // A kill is a restart, counted.
     let pid = roster.agent("worker").pid.expect("worker runs");
-    // SAFETY: plain kill(2) of an agent this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    kill(pid, Signal::SIGKILL);
     wait_scrape(port, "the worker's restart to be counted", |text| {
         value(text, "roster_agent_restarts_total", "worker") == Some(1.0)
             && value(text, "roster_agent_up", "worker") == Some(1.0)
@@ -277,8 +276,7 @@ fn silent_scrapers_delay_neither_restarts_nor_status() {
         .collect();
     assert!(silent.len() >= 32, "only {} connections", silent.len());
     let pid = roster.agent("a").pid.expect("a runs");
-    // SAFETY: plain kill(2) of an agent this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    kill(pid, Signal::SIGKILL);
     roster.wait_status("a restarted", SECS(5), |status| {
         status
             .agents

@@ -21,8 +21,7 @@ fn a_killed_agent_has_a_new_pid_within_100ms() {
     let before = read_pids();
     let victim = *before.last().expect("a pid");
     let killed_at = Instant::now();
-    // SAFETY: plain kill(2) of our test agent.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    kill(victim, Signal::SIGKILL);
     while read_pids().len() == before.len() {
         assert!(killed_at.elapsed() < SECS(5), "no new pid after 5 s");
         std::thread::sleep(Duration::from_micros(200));

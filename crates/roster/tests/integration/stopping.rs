@@ -195,7 +195,7 @@ fn agents_start_with_no_blocked_or_ignored_signals() {
     };
     assert_eq!(mask("SigBlk"), 0, "{lines:?}");
     assert_eq!(
-        mask("SigIgn") & (1 << (libc::SIGPIPE - 1)),
+        mask("SigIgn") & (1 << (Signal::SIGPIPE as i32 - 1)),
         0,
         "SIGPIPE is ignored: {lines:?}"
     );

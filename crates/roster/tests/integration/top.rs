@@ -149,16 +149,14 @@ fn top_shows_filters_restarts_resizes_survives_the_daemon_and_quits() {
     );
     // A daemon that hangs (stopped, not gone) reads as away too, within
     // the answer timeout, and as back once it answers again.
-    let daemon = roster.daemon_pid().expect("the daemon's pid") as i32;
-    // SAFETY: plain kill(2) of the test's own daemon.
-    unsafe { libc::kill(daemon, libc::SIGSTOP) };
+    let daemon = roster.daemon_pid().expect("the daemon's pid");
+    kill(daemon, Signal::SIGSTOP);
     let hung = std::panic::catch_unwind(|| {
         tmux.wait_screen("top", "the hung daemon away", |screen| {
             screen.contains("daemon not answering")
         })
     });
-    // SAFETY: as above.
-    unsafe { libc::kill(daemon, libc::SIGCONT) };
+    kill(daemon, Signal::SIGCONT);
     if let Err(panic) = hung {
         std::panic::resume_unwind(panic);
     }
@@ -361,8 +359,7 @@ fn a_terminated_top_restores_the_terminal() {
         "echo BEFORE; {BIN} --home {home} top; echo EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -- '-\\{{0,1\\}}icanon'; sleep 600"
     );
     let top = top_in_session(&tmux, &roster, "term", &script);
-    // SAFETY: plain kill(2) of the test's own process.
-    unsafe { libc::kill(top as i32, libc::SIGTERM) };
+    kill(top, Signal::SIGTERM);
     // (The terminal's mode is printed after the exit code: wait for it.)
     let screen = tmux.wait_screen("term", "top ended and the mode printed", |screen| {
         screen.contains("EXIT=")

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use nix::unistd::Pid;
 use roster_core::api::{AgentState, AgentStatus, EventRecord, StatusReply};
+
+pub use nix::sys::signal::Signal;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_roster");
 
@@ -195,8 +198,7 @@ impl Drop for Roster {
         let _ = self.command().arg("down").output();
         // Whatever a failed test left behind must not outlive it.
         for (pid, _) in self.processes() {
-            // SAFETY: plain kill(2).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            kill(pid, Signal::SIGKILL);
         }
     }
 }
@@ -431,10 +433,20 @@ pub fn api_apply(roster: &Roster, config: &Path) -> (u16, String) {
     )
 }
 
+/// Sends `signal` to the process `pid`. One already gone is no error here:
+/// each test waits for what it expects to follow.
+pub fn kill(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+}
+
+/// Sends `signal` to the process group `pgid`.
+pub fn kill_group(pgid: u32, signal: Signal) {
+    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid as i32), signal);
+}
+
 /// Sends SIGTERM to a foreground daemon and waits for it to exit.
 pub fn terminate(daemon: &mut std::process::Child) -> std::process::ExitStatus {
-    // SAFETY: plain kill(2) of a child this test started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    kill(daemon.id(), Signal::SIGTERM);
     wait_for("the daemon to exit", SECS(30), || {
         daemon.try_wait().ok().flatten()
     })

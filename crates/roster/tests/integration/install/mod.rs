@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::util::{needs_root, skip, BIN};
+use crate::util::{kill, needs_root, skip, Signal, BIN};
 
 fn roster(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -466,8 +466,7 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
             });
             let agents = crate::util::processes_of_home_any_user(&self.0);
             for pid in daemons.chain(agents) {
-                // SAFETY: plain kill(2).
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                kill(pid, Signal::SIGKILL);
             }
         }
     }
@@ -502,7 +501,6 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
         },
     );
     assert_eq!(second.len(), 2);
-    // SAFETY: plain kill(2) of a child this test started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    kill(daemon.id(), Signal::SIGTERM);
     let _ = daemon.wait();
 }
