@@ -28,6 +28,8 @@ use crate::units::{parse_duration, parse_size};
 use crate::watch::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule};
 
 mod deploy_checks;
+#[cfg(test)]
+mod message_tests;
 
 /// A whole, validated config.
 #[derive(Clone, Debug, PartialEq)]
