@@ -1,6 +1,6 @@
 //! Who an agent runs as and what it may use: `user`, `group`,
 //! `allow_root`, `create_user`, and the limits `memory_max`, `cpu_quota`,
-//! `tasks_max`, `nofile`. Parsed in `config.rs`; enforced by the daemon
+//! `tasks_max`, `nofile`. Parsed in `config/agents.rs`; enforced by the daemon
 //! (the exec shim switches user and applies rlimits, `cgroup.rs` the
 //! cgroup limits).
 

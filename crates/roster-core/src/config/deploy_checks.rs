@@ -2,95 +2,66 @@
 //! means for an agent shipped as releases: a directory inside its release
 //! (issue #14: an absolute `cwd` kept the agent running the old code while
 //! a deploy reported the new one live). A part of the checker of its own so
-//! that `config.rs` does not grow with every deploy setting.
+//! that the agent reading does not grow with every deploy setting.
 
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use toml_edit::TableLike;
 
-use super::{key_span, span_of, AgentSpec, Checker};
+use super::diagnostics::{key_span, span_of, Checker};
+use super::keys::{Entry, Floor, Key, Read};
+use super::model::AgentSpec;
 use crate::deploy::{
     valid_listen_name, DeploySpec, ListenSpec, Strategy, DEFAULT_MAX_SIZE, MAX_LISTEN, MIN_MAX_SIZE,
 };
 use crate::units::format_size;
 
 /// Keys of `[agents.NAME.deploy]`.
-pub(super) const DEPLOY_KEYS: [&str; 9] = [
-    "strategy",
-    "build",
-    "build_timeout",
-    "smoke_test",
-    "smoke_timeout",
-    "ready_timeout",
-    "verify_for",
-    "keep",
-    "max_size",
+#[rustfmt::skip]
+const DEPLOY_KEYS: &[Key<DeploySpec>] = &[
+    Key::new("strategy", Read::Custom(strategy)),
+    Key::new("build", Read::Command(|d, v| d.build = Some(v))),
+    Key::new("build_timeout", Read::PositiveDuration(|d, v| d.build_timeout = v)),
+    Key::new("smoke_test", Read::Command(|d, v| d.smoke_test = Some(v))),
+    Key::new("smoke_timeout", Read::PositiveDuration(|d, v| d.smoke_timeout = v)),
+    Key::new("ready_timeout", Read::PositiveDuration(|d, v| d.ready_timeout = v)),
+    Key::new("verify_for", Read::Duration(|d, v| d.verify_for = v)),
+    Key::new("keep", Read::Integer(2, 1000, |d, v| d.keep = v as u32)),
+    Key::new("max_size", Read::Size(RELEASE_FLOOR, |d, v| d.max_size = v)),
 ];
+
+const RELEASE_FLOOR: Floor = Floor {
+    min: MIN_MAX_SIZE,
+    message: "`max_size` must be at least 1MiB",
+    hint: || {
+        format!(
+            "it bounds the unpacked size of a release; the default is {}",
+            format_size(DEFAULT_MAX_SIZE)
+        )
+    },
+};
+
+fn strategy(checker: &mut Checker, entry: &Entry<'_>, deploy: &mut DeploySpec) {
+    if let Some(raw) = checker.string(entry.item, entry.key) {
+        match raw {
+            "blue-green" => deploy.strategy = Strategy::BlueGreen,
+            "restart" => deploy.strategy = Strategy::Restart,
+            other => checker.problem(
+                span_of(entry.item),
+                format!("unknown deploy strategy {other:?}"),
+                Some("use \"blue-green\" or \"restart\"".into()),
+            ),
+        }
+    }
+}
 
 impl Checker {
     pub(super) fn deploy(&mut self, name: &str, table: &dyn TableLike) -> Option<DeploySpec> {
         let before = self.problems.len();
         let place = format!("[agents.{name}.deploy]");
         let mut spec = DeploySpec::default();
-        for (key, item) in table.iter() {
-            match key {
-                "strategy" => {
-                    if let Some(raw) = self.string(item, key) {
-                        match raw {
-                            "blue-green" => spec.strategy = Strategy::BlueGreen,
-                            "restart" => spec.strategy = Strategy::Restart,
-                            other => self.problem(
-                                span_of(item),
-                                format!("unknown deploy strategy {other:?}"),
-                                Some("use \"blue-green\" or \"restart\"".into()),
-                            ),
-                        }
-                    }
-                }
-                "build" => spec.build = self.command(item),
-                "smoke_test" => spec.smoke_test = self.command(item),
-                "build_timeout" | "smoke_timeout" | "ready_timeout" => {
-                    if let Some(value) = self.positive_duration(item, key) {
-                        match key {
-                            "build_timeout" => spec.build_timeout = value,
-                            "smoke_timeout" => spec.smoke_timeout = value,
-                            _ => spec.ready_timeout = value,
-                        }
-                    }
-                }
-                "verify_for" => {
-                    if let Some(value) = self.duration(item, key) {
-                        spec.verify_for = value;
-                    }
-                }
-                "keep" => {
-                    if let Some(value) = self.integer(item, key, 2, 1000) {
-                        spec.keep = value as u32;
-                    }
-                }
-                "max_size" => {
-                    if let Some(size) = self.size(item, key) {
-                        if size < MIN_MAX_SIZE {
-                            self.problem(
-                                span_of(item),
-                                "`max_size` must be at least 1MiB",
-                                Some(format!(
-                                    "it bounds the unpacked size of a release; the default is {}",
-                                    format_size(DEFAULT_MAX_SIZE)
-                                )),
-                            );
-                        } else {
-                            spec.max_size = size;
-                        }
-                    }
-                }
-                other => {
-                    let span = key_span(table, other, item);
-                    self.unknown_key(span, other, &place, &DEPLOY_KEYS);
-                }
-            }
-        }
+        self.read_keys(table, DEPLOY_KEYS, &place, &mut spec);
         (self.problems.len() == before).then_some(spec)
     }
 

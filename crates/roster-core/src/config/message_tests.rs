@@ -138,7 +138,8 @@ roster.toml:25:10: `nofile` is 1073741825; it must be between 16 and 1073741824"
 }
 
 /// `[defaults]`: unknown keys (with and without a suggestion) and a bad
-/// value, said once though two agents get it.
+/// value, said once though two agents get it. The keys it may set are listed
+/// in the order of the agent keys, from the same table.
 #[test]
 fn defaults_key_errors_are_pinned() {
     let text = r#"[defaults]
@@ -156,7 +157,7 @@ command = "true"
     let expected = r#"roster.toml:2:1: unknown key `restrat` in [defaults]
   hint: did you mean `restart`?
 roster.toml:3:1: unknown key `command` in [defaults]
-  hint: known keys here: env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, drain_signal, drain_timeout, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, watch, health
+  hint: known keys here: env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file
 roster.toml:4:16: `stop_timeout` must be a string
 roster.toml:5:13: bad cpu_quota: it must be above 0%
   hint: write a percentage of one core, e.g. "50%" or "200%""#;

@@ -1,0 +1,214 @@
+//! The config as a model: `Config`, `LogConfig`, `AgentSpec` and their
+//! defaults. What a file may say and how it is checked lives in `checking`
+//! and the key tables; this is only what a valid file means.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::deploy::{DeploySpec, ListenSpec};
+use crate::hardening::{Identity, Limits};
+use crate::health::{HealthSpec, HttpTarget};
+use crate::name::AgentName;
+use crate::notify::NotifySpec;
+use crate::signal::Signal;
+use crate::watch::{default_agent_rules, WatchRule};
+
+/// A whole, validated config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// How agent logs are rotated.
+    pub log: LogConfig,
+    /// Where Prometheus metrics are served (`[metrics]`), if anywhere.
+    pub metrics: Option<crate::metrics::MetricsSpec>,
+    /// The agents, by name.
+    pub agents: BTreeMap<AgentName, AgentSpec>,
+    /// `[[host.watch]]` rules.
+    pub host_watch: Vec<WatchRule>,
+    /// Where alerts are delivered (`[[notify]]`), in file order.
+    pub notify: Vec<NotifySpec>,
+}
+
+/// The `[log]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Rotate a log when it reaches this many bytes (and daily).
+    pub max_size: u64,
+    /// Rotated files kept per agent.
+    pub keep: u32,
+    /// Gzip rotated files.
+    pub compress: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024,
+            keep: 14,
+            compress: true,
+        }
+    }
+}
+
+/// When an agent that exited is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartMode {
+    /// Whatever the exit.
+    Always,
+    /// Only after a non-zero exit code or a death by signal.
+    OnFailure,
+    /// Never: the agent stays `exited`.
+    Never,
+}
+
+impl RestartMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartMode::Always => "always",
+            RestartMode::OnFailure => "on-failure",
+            RestartMode::Never => "never",
+        }
+    }
+}
+
+/// One `[agents.NAME]` table, with defaults filled in and paths resolved.
+#[derive(Clone, PartialEq)]
+pub struct AgentSpec {
+    /// argv; never run through a shell.
+    pub command: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// Extra environment, on top of the daemon's own.
+    pub env: BTreeMap<String, String>,
+    /// Restart policy.
+    pub restart: RestartMode,
+    /// Wait before the first restart after a death.
+    pub restart_delay: Duration,
+    /// The longest wait between restarts of a crash-looping agent.
+    pub backoff_max: Duration,
+    /// Sent to the agent's process group to stop it.
+    pub stop_signal: Signal,
+    /// After this, SIGKILL to the whole process group.
+    pub stop_timeout: Duration,
+    /// An agent counts as `running` (rather than `starting`) once it has been
+    /// up this long.
+    pub ready_after: Duration,
+    /// A run shorter than this is a quick death: it grows the backoff and
+    /// counts towards the crash loop. A longer run resets both.
+    pub stable_after: Duration,
+    /// This many quick deaths within `crash_window` mark the agent `failed`;
+    /// 0 never does.
+    pub crash_loop: u32,
+    /// The window `crash_loop` counts in.
+    pub crash_window: Duration,
+    /// A `failed` agent is retried after this; `None` (`"never"`) leaves it
+    /// failed until an operator starts it.
+    pub failed_retry: Option<Duration>,
+    /// The health check, if any.
+    pub health: Option<HealthSpec>,
+    /// Asks the agent to finish its work before a restart roster decided
+    /// on (a failed health check); `None` means the stop signal.
+    pub drain_signal: Option<Signal>,
+    /// How long a draining agent may take before SIGKILL.
+    pub drain_timeout: Duration,
+    /// `[[agents.NAME.watch]]` rules; `None` (no `watch` key) means the
+    /// graded defaults, `watch = []` none at all.
+    pub watch: Option<Vec<WatchRule>>,
+    /// Where the agent serves its own Prometheus metrics, listed for
+    /// Prometheus in the home's file_sd file.
+    pub metrics: Option<HttpTarget>,
+    /// `[agents.NAME.deploy]`: the agent is shipped as releases.
+    pub deploy: Option<DeploySpec>,
+    /// Runs in its live release (`<home>/agents/NAME/releases/VERSION`):
+    /// set when `deploy` is given. `cwd` is then the config file's
+    /// directory and means nothing; see `release_subdir`.
+    pub release_cwd: bool,
+    /// With `release_cwd`: the directory inside the release the agent runs
+    /// in, from a relative `cwd` (empty: the release's top directory).
+    /// Never absolute, never with `..`.
+    pub release_subdir: PathBuf,
+    /// `[agents.NAME.listen]`: sockets roster binds and hands over.
+    pub listen: ListenSpec,
+    /// Who it runs as.
+    pub identity: Identity,
+    /// What it may use.
+    pub limits: Limits,
+    /// `KEY=VALUE` lines added to its environment at each start (after
+    /// `env`), read by the daemon when the config is applied.
+    pub env_file: Option<PathBuf>,
+}
+
+impl AgentSpec {
+    /// An agent that sets nothing but its command: every default, run in
+    /// `base_dir` (the config file's directory).
+    pub(crate) fn defaults_in(base_dir: &Path) -> Self {
+        Self {
+            command: Vec::new(),
+            cwd: base_dir.to_path_buf(),
+            env: BTreeMap::new(),
+            restart: RestartMode::Always,
+            restart_delay: Duration::ZERO,
+            backoff_max: Duration::from_secs(30),
+            stop_signal: Signal::Term,
+            stop_timeout: Duration::from_secs(10),
+            ready_after: Duration::from_secs(1),
+            stable_after: Duration::from_secs(10),
+            crash_loop: 5,
+            crash_window: Duration::from_secs(60),
+            failed_retry: Some(Duration::from_secs(300)),
+            health: None,
+            drain_signal: None,
+            drain_timeout: Duration::from_secs(30),
+            watch: None,
+            metrics: None,
+            deploy: None,
+            release_cwd: false,
+            release_subdir: PathBuf::new(),
+            listen: ListenSpec::new(),
+            identity: Identity::default(),
+            limits: Limits::default(),
+            env_file: None,
+        }
+    }
+
+    /// The rules in force: the agent's own, or the graded defaults.
+    pub fn rules(&self) -> Vec<WatchRule> {
+        self.watch.clone().unwrap_or_else(default_agent_rules)
+    }
+
+    /// The environment the agent starts with, on top of the daemon's own:
+    /// the config's `env`, plus `PYTHONUNBUFFERED=1` unless the config sets
+    /// it, so that Python agents' output reaches the log line by line instead
+    /// of sitting in a 8 KiB buffer.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut environment: Vec<(String, String)> = self
+            .env
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if !self.env.contains_key("PYTHONUNBUFFERED") {
+            environment.push(("PYTHONUNBUFFERED".into(), "1".into()));
+        }
+        environment
+    }
+}
+
+// A hand-written Debug: `env` often carries API keys, and Debug output ends up
+// in logs and panic messages.
+impl fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("command", &self.command)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("restart", &self.restart)
+            .field("restart_delay", &self.restart_delay)
+            .field("backoff_max", &self.backoff_max)
+            .field("stop_signal", &self.stop_signal)
+            .field("stop_timeout", &self.stop_timeout)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
