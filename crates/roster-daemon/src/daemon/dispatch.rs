@@ -419,9 +419,10 @@ impl Daemon {
             match action {
                 Action::Spawn { agent } => self.launcher.queue.push(agent),
                 Action::Signal { agent, pid, signal } => {
+                    reap::signal_main(&agent, pid, signal);
                     let strays = strays.get_or_insert_with(|| self.strays_by_agent());
                     let of_agent = strays.get(agent.as_str()).map_or(&[][..], Vec::as_slice);
-                    reap::signal_agent(&agent, pid, signal, of_agent);
+                    reap::signal_strays(pid, signal, of_agent);
                 }
                 Action::Cleanup { agent, pid } => self.strays.cleanup(agent, pid),
                 Action::Forget { agent } => {

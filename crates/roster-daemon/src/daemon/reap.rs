@@ -89,14 +89,18 @@ impl Strays {
     }
 }
 
-/// Sends `signal` to an agent's main process group `pid` and to its strays
-/// (`strays`, the processes outside the group that carry its marker); a
-/// stopped (SIGSTOP, ^Z) agent cannot run the handler of its stop signal
-/// until it is continued, so those signals are followed by SIGCONT.
-pub(super) fn signal_agent(agent: &AgentName, pid: u32, signal: Signal, strays: &[u32]) {
+/// Sends `signal` to an agent's main process group `pid`.
+pub(super) fn signal_main(agent: &AgentName, pid: u32, signal: Signal) {
     if let Err(error) = spawn::signal_group(pid, signal.number()) {
         tracing::error!(%agent, pid, "sending {signal}: {error}");
     }
+}
+
+/// After [`signal_main`]: sends `signal` to the agent's strays (`strays`,
+/// the processes outside its group that carry its marker). A stopped
+/// (SIGSTOP, ^Z) agent cannot run the handler of its stop signal until it
+/// is continued, so those signals are followed by SIGCONT to all.
+pub(super) fn signal_strays(pid: u32, signal: Signal, strays: &[u32]) {
     for stray in strays {
         spawn::signal_process(*stray, signal.number());
     }
