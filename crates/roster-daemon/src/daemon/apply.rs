@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use roster_core::api::{ApplyConflict, ApplyReply};
+use roster_core::api::ApplyReply;
 use roster_core::config::Config;
 use roster_core::Supervisor;
 
@@ -55,9 +55,9 @@ impl Applied {
     }
 
     /// Applies a config read and validated off the loop, whole or not at
-    /// all. Refuses to remove agents when the file is not the one this home
-    /// last applied, unless `replace`: `roster up` in another project's
-    /// directory must not silently stop this one's agents.
+    /// all, unless the apply-conflict rule refuses it (see
+    /// `roster_core::apply_rule`: a file that would remove another file's
+    /// agents needs `replace`).
     pub(super) fn apply(
         &mut self,
         path: &Path,
@@ -73,35 +73,18 @@ impl Applied {
             Ok(loaded) => loaded,
             Err(message) => return Err(reject(journal, "", message)),
         };
-        if let Some(applied) = self.last().filter(|applied| applied != path) {
-            let would_remove: Vec<String> = rooms
-                .supervisor
-                .names()
-                .into_iter()
-                .filter(|name| !config.agents.contains_key(name))
-                .map(|name| name.to_string())
-                .collect();
-            if !replace && !would_remove.is_empty() {
-                let applied = applied.display().to_string();
-                journal.record(Row::now(
-                    None,
-                    "config_rejected",
-                    None,
-                    format!(
-                        "{display} would remove {} started by {applied}; not applied (no --replace)",
-                        would_remove.join(", ")
-                    ),
-                ));
-                return Err(ApplyRefusal::Conflict(ApplyConflict {
-                    error: format!(
-                        "{display} is not the config this home last applied ({applied}), and applying it would remove {}\n  \
-                         hint: pass --replace to apply it anyway, or use another --home for this project",
-                        would_remove.join(", ")
-                    ),
-                    applied,
-                    would_remove,
-                }));
-            }
+        let last = self.last();
+        let running = rooms.supervisor.names();
+        let refused =
+            roster_core::apply_rule::conflict(path, &config, last.as_deref(), &running, replace);
+        if let Some(conflict) = refused {
+            journal.record(Row::now(
+                None,
+                "config_rejected",
+                None,
+                roster_core::apply_rule::journal_detail(path, &conflict),
+            ));
+            return Err(ApplyRefusal::Conflict(conflict));
         }
         let listen = config.metrics.as_ref().map(|metrics| metrics.listen);
         if let Err(message) =

@@ -477,18 +477,18 @@ impl Daemon {
             ));
             self.alerting
                 .handle_event(Instant::now(), &event, &self.supervisor);
-            if let EventKind::Exited {
-                pid,
-                status: roster_core::ExitStatus::Signal(9),
-                ..
-            } = &event.kind
-            {
+            if let EventKind::Exited { pid, status, .. } = &event.kind {
                 let memory_max = self
                     .supervisor
                     .spec(&event.agent)
                     .and_then(|spec| spec.limits.memory_max);
-                self.limits
-                    .check_oom(&event.agent, *pid, memory_max, &self.context.journal);
+                self.limits.check_oom(
+                    &event.agent,
+                    *pid,
+                    *status,
+                    memory_max,
+                    &self.context.journal,
+                );
             }
         }
         while let Some(response) = self.alerting.watcher.poll_response() {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use roster_core::config::Config;
-use roster_core::AgentName;
+use roster_core::{oom, AgentName, ExitStatus};
 
 use crate::cgroup::{Cgroups, Prepared, RlimitKind};
 use crate::journal::{Journal, Row};
@@ -129,36 +129,41 @@ impl Limits {
         self.prepared.remove(agent);
     }
 
-    /// A main process died of SIGKILL: when its memory cgroup counted an
-    /// OOM kill since it started, the kernel killed it at `memory_max`.
+    /// `agent`'s main process `pid` ended with `status`: when the OOM
+    /// verdict (`roster_core::oom`) says the kernel killed it at
+    /// `memory_max`, says so. The counter is read only for a SIGKILL death
+    /// of an agent whose memory cgroup was counted at its start.
     pub(super) fn check_oom(
         &mut self,
         agent: &AgentName,
         pid: u32,
+        status: ExitStatus,
         memory_max: Option<u64>,
         journal: &Journal,
     ) {
-        let Some(baseline) = self.oom_baseline.get(agent).copied() else {
+        if !oom::may_be_oom(status) {
             return;
-        };
-        let Some(kills) = self.cgroups.oom_kills(agent.as_str()) else {
-            return;
-        };
-        if kills > baseline {
-            self.oom_baseline.insert(agent.clone(), kills);
-            let limit = memory_max
-                .map(crate::sample::human_bytes)
-                .unwrap_or_else(|| "its memory limit".into());
-            let message =
-                format!("pid {pid} was killed by the kernel: it reached memory_max ({limit})");
-            tracing::warn!(%agent, "{message}");
-            journal.record(Row::now(
-                Some(agent.as_str()),
-                "oom_killed",
-                Some(pid),
-                message,
-            ));
         }
+        let Some(before) = self.oom_baseline.get(agent).copied() else {
+            return;
+        };
+        let after = self.cgroups.oom_kills(agent.as_str());
+        let Some(kills) = oom::verdict(status, Some(before), after) else {
+            return;
+        };
+        self.oom_baseline.insert(agent.clone(), kills);
+        let limit = memory_max
+            .map(crate::sample::human_bytes)
+            .unwrap_or_else(|| "its memory limit".into());
+        let message =
+            format!("pid {pid} was killed by the kernel: it reached memory_max ({limit})");
+        tracing::warn!(%agent, "{message}");
+        journal.record(Row::now(
+            Some(agent.as_str()),
+            "oom_killed",
+            Some(pid),
+            message,
+        ));
     }
 
     /// On the way out: every agent's cgroup goes.
