@@ -308,3 +308,65 @@ impl Troubles {
         TroubleVerdict { warn, journal }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_trouble_is_journaled_and_logged() {
+        let mut troubles = Troubles::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            troubles.handle(t0, "web"),
+            TroubleVerdict {
+                warn: Some(0),
+                journal: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_flood_is_logged_every_ten_seconds_and_journaled_every_minute() {
+        let mut troubles = Troubles::default();
+        let t0 = Instant::now();
+        troubles.handle(t0, "web");
+        // Every second for a minute: held back, then one warning saying
+        // how many were, and no journal row until the minute is up.
+        let mut warnings = Vec::new();
+        let mut journaled = 0;
+        for second in 1..=60 {
+            let verdict = troubles.handle(t0 + Duration::from_secs(second), "web");
+            warnings.extend(verdict.warn.map(|held_back| (second, held_back)));
+            journaled += u32::from(verdict.journal);
+        }
+        assert_eq!(
+            warnings,
+            vec![(10, 9), (20, 9), (30, 9), (40, 9), (50, 9), (60, 9)]
+        );
+        assert_eq!(journaled, 1, "once, at the minute");
+    }
+
+    #[test]
+    fn each_agent_has_its_own_limits() {
+        let mut troubles = Troubles::default();
+        let t0 = Instant::now();
+        troubles.handle(t0, "web");
+        let other = troubles.handle(t0 + Duration::from_secs(1), "db");
+        assert_eq!(
+            other,
+            TroubleVerdict {
+                warn: Some(0),
+                journal: true
+            }
+        );
+        let again = troubles.handle(t0 + Duration::from_secs(1), "web");
+        assert_eq!(
+            again,
+            TroubleVerdict {
+                warn: None,
+                journal: false
+            }
+        );
+    }
+}
