@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod apply_rule;
 pub mod config;
 pub mod connection;
 pub mod delivery_log;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod metrics;
 pub mod name;
 pub mod notify;
+pub mod oom;
 pub mod signal;
 pub mod supervisor;
 pub mod units;

@@ -1,7 +1,7 @@
 //! Network health probes (HTTP and TCP), run as tokio tasks off the loop.
 //! They only report: the verdict, the timeout that counts and what follows
 //! are the supervisor's. (Exec probes are processes, so the loop spawns and
-//! reaps them like agents; see `daemon::Daemon::start_probe`.)
+//! reaps them like agents; see `daemon/probes.rs`.)
 
 use std::time::Duration;
 

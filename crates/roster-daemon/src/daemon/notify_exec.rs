@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use roster_core::delivery_log::{Failures, Note, NoteKind, Outcome};
+use roster_core::delivery_log::{DeliveryLog, Failures, Note, NoteKind, Outcome};
 use roster_core::ExitStatus;
 
-use super::{Daemon, Inbox, Input};
-use crate::journal::Row;
+use super::leftovers;
+use crate::inbox::{Inbox, Input};
+use crate::journal::{Journal, Row};
+use crate::metrics::Metrics;
 use crate::notify::{DeliveryReport, ExecRequest, Notifier};
 use crate::spawn;
 
@@ -59,7 +61,7 @@ impl NotifyCommands {
                     .map_err(|error| format!("opening /dev/null: {error}"))
                     .and_then(|null| {
                         let null = OwnedFd::from(null);
-                        let run = super::leftovers::notify_run(id);
+                        let run = leftovers::notify_run(id);
                         spawn::spawn_notifier(&argv, &cwd, &env, home, &null, Some(&run))
                     });
                 match spawned {
@@ -106,7 +108,7 @@ impl NotifyCommands {
     pub(super) fn running_runs(&self) -> impl Iterator<Item = String> + '_ {
         self.running
             .values()
-            .map(|(run, _)| super::leftovers::notify_run(*run))
+            .map(|(run, _)| leftovers::notify_run(*run))
     }
 
     /// On the way out: no notifier command outlives the daemon.
@@ -136,52 +138,54 @@ pub(super) fn start_notifier(runtime: &tokio::runtime::Handle, inbox: &Inbox) ->
     )
 }
 
-impl Daemon {
-    /// A delivery's final outcome: a delivery is journaled (`notified`);
-    /// a failure, or an alert dropped from a full queue, is counted, and
-    /// journaled as the delivery log decides.
-    pub(super) fn journal_delivery(&mut self, report: DeliveryReport) {
-        let state = match report.state {
-            roster_core::api::AlertState::Firing => "firing",
-            roster_core::api::AlertState::Resolved => "resolved",
-        };
-        let alert = format!("{} {state} ({})", report.name, report.fingerprint);
-        let outcome = match &report.outcome {
-            Ok(()) => {
-                self.journal.record(Row::now(
-                    report.agent.as_deref(),
-                    "notified",
-                    None,
-                    format!("{alert} delivered to {}", report.target),
-                ));
-                Outcome::Delivered
-            }
-            // No attempt: it was dropped from the target's full queue.
-            Err(error) if report.attempts == 0 => Outcome::Dropped(error),
-            Err(error) => Outcome::Failed(error),
-        };
-        if outcome != Outcome::Delivered {
-            // roster_notify_failures_total changed.
-            self.metrics.mark_changed();
+/// A delivery's final outcome: a delivery is journaled (`notified`); a
+/// failure, or an alert dropped from a full queue, is counted, and
+/// journaled as the delivery log decides.
+pub(super) fn journal_delivery(
+    deliveries: &mut DeliveryLog,
+    report: DeliveryReport,
+    journal: &Journal,
+    metrics: &mut Metrics,
+) {
+    let state = match report.state {
+        roster_core::api::AlertState::Firing => "firing",
+        roster_core::api::AlertState::Resolved => "resolved",
+    };
+    let alert = format!("{} {state} ({})", report.name, report.fingerprint);
+    let outcome = match &report.outcome {
+        Ok(()) => {
+            journal.record(Row::now(
+                report.agent.as_deref(),
+                "notified",
+                None,
+                format!("{alert} delivered to {}", report.target),
+            ));
+            Outcome::Delivered
         }
-        self.deliveries.handle_outcome(
-            Instant::now(),
-            &report.target,
-            (&alert, report.agent.as_deref()),
-            outcome,
-        );
-        self.journal_delivery_notes();
+        // No attempt: it was dropped from the target's full queue.
+        Err(error) if report.attempts == 0 => Outcome::Dropped(error),
+        Err(error) => Outcome::Failed(error),
+    };
+    if outcome != Outcome::Delivered {
+        // roster_notify_failures_total changed.
+        metrics.mark_changed();
     }
+    deliveries.handle_outcome(
+        Instant::now(),
+        &report.target,
+        (&alert, report.agent.as_deref()),
+        outcome,
+    );
+    journal_delivery_notes(deliveries, journal);
+}
 
-    /// Journals what the delivery log has to say (and logs it: the daemon's
-    /// log gets no more than the journal).
-    pub(super) fn journal_delivery_notes(&mut self) {
-        while let Some(note) = self.deliveries.poll_note() {
-            let (kind, agent, detail) = delivery_note(&note);
-            tracing::warn!(target_ = %note.target, "{detail}");
-            self.journal
-                .record(Row::now(agent.as_deref(), kind, None, detail));
-        }
+/// Journals what the delivery log has to say (and logs it: the daemon's
+/// log gets no more than the journal).
+pub(super) fn journal_delivery_notes(deliveries: &mut DeliveryLog, journal: &Journal) {
+    while let Some(note) = deliveries.poll_note() {
+        let (kind, agent, detail) = delivery_note(&note);
+        tracing::warn!(target_ = %note.target, "{detail}");
+        journal.record(Row::now(agent.as_deref(), kind, None, detail));
     }
 }
 

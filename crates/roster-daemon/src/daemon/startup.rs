@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use super::DaemonError;
+use super::error::DaemonError;
 use crate::home::{Home, HomeDir, HomeLock, LockOutcome};
 use crate::journal::{Journal, Row};
 use crate::{procfs, spawn};
@@ -193,4 +193,34 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// `WATCHDOG=1`: the loop is alive.
 pub fn notify_systemd_watchdog() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+}
+
+/// A short stable name for a home, so that two homes' cgroups differ.
+pub fn home_id(home: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in home.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", hash as u32)
+}
+
+/// The admin group named by `ROSTER_ADMIN_GROUP`, if any.
+pub fn admin_group() -> Result<Option<u32>, DaemonError> {
+    let Ok(name) = std::env::var("ROSTER_ADMIN_GROUP") else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let group = match name.parse::<u32>() {
+        Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)),
+        Err(_) => nix::unistd::Group::from_name(&name),
+    };
+    match group {
+        Ok(Some(group)) => Ok(Some(group.gid.as_raw())),
+        _ => Err(DaemonError::Config(format!(
+            "ROSTER_ADMIN_GROUP names the group {name:?}, which does not exist\n  hint: create it (groupadd -r {name}) or unset ROSTER_ADMIN_GROUP"
+        ))),
+    }
 }
