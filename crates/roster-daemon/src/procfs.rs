@@ -121,13 +121,9 @@ pub fn parse_real_uid(status: &str) -> Option<u32> {
 /// our effective uid: agents run as the daemon's user) and with a valid agent
 /// name. Otherwise a local user could have a root daemon stop (or journal a
 /// forged, terminal-escaping name for) a process of their choosing.
-pub fn roster_markers(pid: u32) -> Option<(String, String)> {
-    roster_markers_of(pid, &[])
-}
-
-/// [`roster_markers`], also trusting processes of `agent_uids`: the users
-/// this home's agents run as (a root daemon starts them as those users).
-/// A process of one of them with forged markers can only be its own.
+/// Processes of `agent_uids` are trusted too: the users this home's agents
+/// run as (a root daemon starts them as those users). A process of one of
+/// them with forged markers can only be its own.
 pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String)> {
     let environ = trusted_environ(pid, agent_uids)?;
     let mut home = None;
