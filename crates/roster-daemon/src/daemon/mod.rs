@@ -214,7 +214,7 @@ struct Daemon {
     /// Every agent's secrets, kept current by the API: read at each spawn.
     secrets: Arc<crate::secrets::Secrets>,
     /// Every agent's `env_file`, read when its config was applied.
-    env_files: crate::secrets::EnvFiles,
+    env_files: crate::config_file::EnvFiles,
     _lock: DaemonLock,
 }
 
@@ -420,7 +420,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         prepared: HashMap::new(),
         oom_baseline: HashMap::new(),
         secrets,
-        env_files: crate::secrets::EnvFiles::new(),
+        env_files: crate::config_file::EnvFiles::new(),
         pipe_budget: PipeBudget {
             privileged: nix::unistd::geteuid().is_root(),
             soft_pages: spawn::pipe_user_pages_soft().unwrap_or(0),
