@@ -8,7 +8,7 @@
 //! Dependencies point one way: `roster-core` ← `roster-store` ←
 //! `roster-daemon` ← `roster`. Nothing here spawns, signals or supervises.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config_file;
