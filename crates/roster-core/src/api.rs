@@ -9,6 +9,9 @@ use std::fmt;
 
 use crate::signal::name_of_number;
 
+mod event_kind;
+pub use event_kind::EventKind;
+
 /// The version prefix of every API path.
 pub const API_PREFIX: &str = "/v1";
 
@@ -223,7 +226,9 @@ pub struct EventRecord {
     pub time: String,
     /// The agent, or `null` for daemon events.
     pub agent: Option<String>,
-    /// The kind: `started`, `exited`, `failed`, `config_applied`, ...
+    /// The kind: `started`, `exited`, `failed`, `config_applied`, ... (an
+    /// [`EventKind`]'s name; a string, so that kinds a newer roster wrote
+    /// still read).
     pub kind: String,
     /// The pid concerned.
     pub pid: Option<u32>,

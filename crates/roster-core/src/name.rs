@@ -1,4 +1,5 @@
 //! Agent names: validated once, then safe to use as file and unit names.
+//! Also the rule for environment variable names (secrets, `env_file` lines).
 
 use std::fmt;
 
@@ -93,6 +94,23 @@ impl<'de> serde::Deserialize<'de> for AgentName {
     }
 }
 
+/// Checks an environment variable name (a secret's key, the name on an
+/// `env_file` line): `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn check_variable_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid variable name: use letters, digits and _, not starting with a digit"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +155,15 @@ mod tests {
         // Only the exact word: names that contain it are fine.
         assert!(AgentName::new("all-hands").is_ok());
         assert!(AgentName::new("ALL").is_ok());
+    }
+
+    #[test]
+    fn variable_names_are_shell_names() {
+        for good in ["A", "_", "API_KEY", "a1", "_9"] {
+            assert!(check_variable_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "É", "A=B"] {
+            assert!(check_variable_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::api::{AgentState, Health};
+use crate::api::{AgentState, EventKind as JournalKind, Health};
 pub use crate::api::{ApplySummary, ExitStatus};
 use crate::config::{AgentSpec, Config, RestartMode};
 use crate::deploy::Strategy as Cutover;
@@ -230,31 +230,36 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The journal's kind for this event.
+    pub fn journal_kind(&self) -> JournalKind {
+        match self {
+            EventKind::Added => JournalKind::Added,
+            EventKind::Changed => JournalKind::Changed,
+            EventKind::Removed => JournalKind::Removed,
+            EventKind::Started { .. } => JournalKind::Started,
+            EventKind::SpawnFailed { .. } => JournalKind::SpawnFailed,
+            EventKind::Running { .. } => JournalKind::Running,
+            EventKind::Exited { .. } => JournalKind::Exited,
+            EventKind::Restarting { .. } => JournalKind::Restarting,
+            EventKind::Failed { .. } => JournalKind::Failed,
+            EventKind::Retrying => JournalKind::Retrying,
+            EventKind::Stopping { .. } => JournalKind::Stopping,
+            EventKind::Killed { .. } => JournalKind::Killed,
+            EventKind::Stopped { .. } => JournalKind::Stopped,
+            EventKind::Healthy => JournalKind::Healthy,
+            EventKind::Unhealthy { .. } => JournalKind::Unhealthy,
+            EventKind::RestartSuppressed { .. } => JournalKind::RestartSuppressed,
+            EventKind::HandingOver { .. } => JournalKind::Handover,
+            EventKind::Retiring { .. } => JournalKind::Retiring,
+            EventKind::Retired { .. } => JournalKind::Retired,
+            EventKind::HandedBack { .. } => JournalKind::HandedBack,
+            EventKind::Undeployed => JournalKind::Undeployed,
+        }
+    }
+
     /// The journal's name for this kind of event.
     pub fn name(&self) -> &'static str {
-        match self {
-            EventKind::Added => "added",
-            EventKind::Changed => "changed",
-            EventKind::Removed => "removed",
-            EventKind::Started { .. } => "started",
-            EventKind::SpawnFailed { .. } => "spawn_failed",
-            EventKind::Running { .. } => "running",
-            EventKind::Exited { .. } => "exited",
-            EventKind::Restarting { .. } => "restarting",
-            EventKind::Failed { .. } => "failed",
-            EventKind::Retrying => "retrying",
-            EventKind::Stopping { .. } => "stopping",
-            EventKind::Killed { .. } => "killed",
-            EventKind::Stopped { .. } => "stopped",
-            EventKind::Healthy => "healthy",
-            EventKind::Unhealthy { .. } => "unhealthy",
-            EventKind::RestartSuppressed { .. } => "restart_suppressed",
-            EventKind::HandingOver { .. } => "handover",
-            EventKind::Retiring { .. } => "retiring",
-            EventKind::Retired { .. } => "retired",
-            EventKind::HandedBack { .. } => "handed_back",
-            EventKind::Undeployed => "undeployed",
-        }
+        self.journal_kind().as_str()
     }
 
     /// The pid concerned, if any.

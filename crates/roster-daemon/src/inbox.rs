@@ -142,7 +142,7 @@ pub enum Input {
         /// The agent.
         agent: AgentName,
         /// The rules the writer counted for.
-        rules: Arc<crate::logs::LogRules>,
+        rules: Arc<crate::logs::matches::LogRules>,
     },
     /// An investigation's alert, with its snapshot as details.
     Investigated(roster_core::api::AlertRecord),

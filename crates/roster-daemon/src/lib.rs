@@ -7,30 +7,48 @@
 
 #![deny(unsafe_code)]
 
-pub mod alerts;
-pub mod cgroup;
-pub mod clock;
-pub mod config_file;
-pub mod daemon;
-pub mod deploy;
-pub mod home;
-pub mod identity;
-pub mod inbox;
-pub mod journal;
-pub mod listen;
-pub mod listener;
-pub mod logs;
-pub mod metrics;
-pub mod notify;
-pub mod probe;
-pub mod procfs;
-pub mod releases;
-pub mod sample;
-pub mod secrets;
-pub mod server;
-pub mod spawn;
+// The store (home, journal, log files, secrets, releases, config files,
+// clock) is the crate `roster-store`; its modules keep their old paths
+// here (`crate::journal::...`).
+pub(crate) use roster_store::{clock, config_file, home, journal, releases, secrets};
+
+pub(crate) mod alerts;
+pub(crate) mod cgroup;
+pub(crate) mod daemon;
+pub(crate) mod deploy;
+pub(crate) mod identity;
+pub(crate) mod inbox;
+pub(crate) mod listen;
+pub(crate) mod listener;
+pub(crate) mod logs;
+pub(crate) mod metrics;
+pub(crate) mod notify;
+pub(crate) mod probe;
+pub(crate) mod procfs;
+pub(crate) mod sample;
+pub(crate) mod server;
+pub(crate) mod spawn;
 #[allow(unsafe_code)]
 mod sys;
 
+// The public surface: what the `roster` binary and its integration tests
+// need from the runtime itself. Everything they read or write on disk is in
+// `roster-store`; the wire types are in `roster_core::api`.
+
+/// Runs the daemon until it is told to stop (`roster daemon`).
 pub use daemon::{run, DaemonError, DaemonOptions};
-pub use home::Home;
+/// The exec shim: `roster __roster-exec ...` in a child, before the agent
+/// runs (`main` checks for [`SHIM_ARG`] first).
+pub use spawn::{exec_shim, SHIM_ARG};
+
+/// Read-only helpers the CLI shares with the runtime, so that `check`,
+/// `export` and the tests judge exactly as the daemon does.
+pub mod tools {
+    /// Who an agent runs as (`check` warns with the same answers).
+    pub use crate::identity::{resolve as resolve_identity, unreachable, Account};
+    /// `/proc` as the daemon reads it (the integration tests find processes
+    /// with it).
+    pub use crate::procfs::{all_pids, processes_of_home, sample, sample_all, ProcSample};
+    /// Program lookup as the exec shim and the spawner do it.
+    pub use crate::spawn::{resolve_program, SYSTEM_PATH};
+}

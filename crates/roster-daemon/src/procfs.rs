@@ -121,13 +121,9 @@ pub fn parse_real_uid(status: &str) -> Option<u32> {
 /// our effective uid: agents run as the daemon's user) and with a valid agent
 /// name. Otherwise a local user could have a root daemon stop (or journal a
 /// forged, terminal-escaping name for) a process of their choosing.
-pub fn roster_markers(pid: u32) -> Option<(String, String)> {
-    roster_markers_of(pid, &[])
-}
-
-/// [`roster_markers`], also trusting processes of `agent_uids`: the users
-/// this home's agents run as (a root daemon starts them as those users).
-/// A process of one of them with forged markers can only be its own.
+/// Processes of `agent_uids` are trusted too: the users this home's agents
+/// run as (a root daemon starts them as those users). A process of one of
+/// them with forged markers can only be its own.
 pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String)> {
     let environ = trusted_environ(pid, agent_uids)?;
     let mut home = None;
@@ -144,13 +140,21 @@ pub fn roster_markers_of(pid: u32, agent_uids: &[u32]) -> Option<(String, String
     Some((home?, agent))
 }
 
+/// The environment variable that marks a process the daemon runs for
+/// itself (an exec health check, an exec notifier) and all it starts:
+/// `probe:ID` or `notify:ID`, the run. Like the agents' markers it survives
+/// a double fork out of the process group, so what a run left behind is
+/// found once the run has ended (`daemon/leftovers.rs`). Never inherited
+/// from the daemon's environment nor set by a config.
+pub const HELPER_MARKER: &str = "ROSTER_HELPER";
+
 /// The run named by a process's `ROSTER_HELPER` marker
-/// ([`crate::spawn::HELPER_MARKER`]): the exec health check or notifier it
+/// ([`HELPER_MARKER`]): the exec health check or notifier it
 /// descends from. Trusted like [`roster_markers_of`]: only on processes of
 /// the daemon's user or of `agent_uids`.
 pub fn helper_run_of(pid: u32, agent_uids: &[u32]) -> Option<String> {
     let environ = trusted_environ(pid, agent_uids)?;
-    let prefix = format!("{}=", crate::spawn::HELPER_MARKER);
+    let prefix = format!("{HELPER_MARKER}=");
     environ.split(|byte| *byte == 0).find_map(|entry| {
         let value = entry.strip_prefix(prefix.as_bytes())?;
         Some(String::from_utf8_lossy(value).into_owned())

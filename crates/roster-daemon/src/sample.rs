@@ -92,24 +92,12 @@ impl Sampler {
             ..HostSample::default()
         };
         for path in disks {
-            if let Some(percent) = disk_percent(path) {
+            if let Some(percent) = roster_store::disk::used_percent(path) {
                 host.disk_percent.insert(path.clone(), percent);
             }
         }
         (samples, host)
     }
-}
-
-/// Used space of the filesystem holding `path`, as `df` counts it (blocks
-/// reserved for root are not available to others).
-pub fn disk_percent(path: &std::path::Path) -> Option<f64> {
-    let stat = nix::sys::statvfs::statvfs(path).ok()?;
-    let total = stat.blocks() as f64;
-    let free = stat.blocks_free() as f64;
-    let available = stat.blocks_available() as f64;
-    let used = total - free;
-    let usable = used + available;
-    (usable > 0.0).then(|| used / usable * 100.0)
 }
 
 fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {

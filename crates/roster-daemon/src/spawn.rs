@@ -220,13 +220,8 @@ impl std::fmt::Debug for Launch {
     }
 }
 
-/// The environment variable that marks a process the daemon runs for
-/// itself (an exec health check, an exec notifier) and all it starts:
-/// `probe:ID` or `notify:ID`, the run. Like the agents' markers it survives
-/// a double fork out of the process group, so what a run left behind is
-/// found once the run has ended (`daemon/leftovers.rs`). Never inherited
-/// from the daemon's environment nor set by a config.
-pub const HELPER_MARKER: &str = "ROSTER_HELPER";
+// Read back by `procfs::helper_run_of`, so it is defined there.
+pub use crate::procfs::HELPER_MARKER;
 
 /// Starts an `exec` notifier's command like an agent (its own process
 /// group, empty signal mask, output on `output`) in `cwd`, with the

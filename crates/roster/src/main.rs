@@ -269,10 +269,9 @@ fn parse_duration_arg(raw: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     // The daemon's exec shim (sockets handed to an agent need LISTEN_PID
     // set in the agent's own process): set it, become the agent.
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(roster_daemon::spawn::SHIM_ARG))
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(roster_daemon::SHIM_ARG))
     {
-        let error = roster_daemon::spawn::exec_shim(std::env::args_os().skip(2));
+        let error = roster_daemon::exec_shim(std::env::args_os().skip(2));
         eprintln!("roster: cannot start the agent: {error}");
         return ExitCode::from(127);
     }

@@ -16,7 +16,8 @@ use super::limits::Limits;
 use super::logging::Logs;
 use crate::journal::Row;
 use crate::listen::Listeners;
-use crate::secrets::{EnvFiles, Secrets};
+use crate::config_file::EnvFiles;
+use crate::secrets::Secrets;
 use crate::{procfs, spawn};
 
 /// Agents spawned per pass of the loop, at most, and the time a pass may

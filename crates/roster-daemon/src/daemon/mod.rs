@@ -48,10 +48,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use roster_core::Supervisor;
 
-pub use self::alerts::FILE_SD;
 pub use self::error::DaemonError;
-pub use self::sampling::{HISTORY, SAMPLE_INTERVAL};
-pub use crate::inbox::{ApplyRefusal, Inbox, Input, Request, SampleTargets, Verb};
+use crate::inbox::{ApplyRefusal, Inbox};
 
 use self::alerts::Alerting;
 use self::apply::Applied;

@@ -1,17 +1,23 @@
 //! Agent logs: the pipe pump, the line-preserving writer with rotation and
-//! compression, and the reading side `roster logs` uses.
+//! compression. The reading side (`files`, `follow`: what `roster logs`
+//! uses) is in `roster-store`, re-exported here under its old paths.
 //!
 //! Every line an agent writes becomes one line in `<home>/logs/NAME.log`,
 //! prefixed with the UTC time it was read (`2026-11-28T23:59:01.123Z `).
 //! roster owns the write side, so rotation is rename-and-reopen inside the
 //! writer, always between two lines; nothing is ever copied and truncated.
 
-pub mod files;
-pub mod follow;
-pub mod matches;
-pub mod pump;
-pub mod writer;
+pub(crate) mod matches;
+pub(crate) mod pump;
+pub(crate) mod writer;
 
-pub use files::{clean_oldest, log_files, read_lines, split_timestamp, LogLine};
-pub use matches::{LogRules, SharedLogRules};
-pub use writer::LogWriter;
+#[cfg(test)]
+mod follow_tests;
+
+// The old paths of the reading side, kept for code that names them.
+#[allow(unused_imports)]
+pub(crate) use files::{clean_oldest, log_files, read_lines, split_timestamp, LogLine};
+pub(crate) use matches::{LogRules, SharedLogRules};
+#[allow(unused_imports)]
+pub(crate) use roster_store::logs::{files, follow};
+pub(crate) use writer::LogWriter;

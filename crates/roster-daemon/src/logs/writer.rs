@@ -24,16 +24,13 @@ use std::thread::JoinHandle;
 
 use roster_core::LogConfig;
 
-use super::files::{rotated_files, rotated_path, SOURCE_INODE_COMMENT};
+use super::files::{rotated_files, rotated_path, CUT_MARKER, SOURCE_INODE_COMMENT};
 use super::matches::{LogRules, SharedLogRules};
 use crate::clock::{day_of, rfc3339_millis};
 
 /// Lines longer than this are cut, so one agent cannot make the daemon
 /// buffer without bound.
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// Appended where a line was cut; the rest follows on the next line.
-pub const CUT_MARKER: &[u8] = b" [roster: line longer than 64 KiB, continued on the next line]";
 
 /// How often (at most) the writer checks that its file is still the one
 /// named `NAME.log`: an `fstat` and an `lstat`, cheap at this rate.
@@ -81,7 +78,8 @@ pub struct WriteReport {
 impl LogWriter {
     /// Opens (appending to) `path`, tidying what a crash mid-rotation left
     /// and removing rotated files beyond `keep` (it may have been lowered
-    /// while no daemon ran).
+    /// while no daemon ran). The daemon uses [`LogWriter::open_shown`].
+    #[cfg(test)]
     pub fn open(agent: &str, path: PathBuf, config: LogConfig, dropped: Arc<AtomicU64>) -> Self {
         Self::open_shown(agent, path.clone(), path, config, dropped)
     }
@@ -141,11 +139,6 @@ impl LogWriter {
                 tracing::warn!(agent = %self.agent, "removing old logs: {error}");
             }
         }
-    }
-
-    /// The current file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Whether a compression runs in the background (rotating now would
@@ -628,6 +621,14 @@ mod tests {
     use super::*;
     use crate::logs::files::{log_files, read_lines};
 
+    /// The file names of `paths`, for assertions.
+    fn file_names(paths: &[PathBuf]) -> Vec<String> {
+        paths
+            .iter()
+            .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+            .collect()
+    }
+
     fn writer(dir: &Path, max_size: u64, keep: u32, compress: bool) -> LogWriter {
         LogWriter::open(
             "a",
@@ -749,7 +750,7 @@ mod tests {
         }
         log.close();
         let files = log_files(&dir.path().join("a.log"));
-        let names = crate::logs::files::file_names(&files);
+        let names = file_names(&files);
         assert_eq!(names, ["a.log.3.gz", "a.log.2.gz", "a.log.1", "a.log"]);
         let lines = read_lines(&dir.path().join("a.log"), 100_000).expect("read");
         // Whatever is kept is a contiguous, unsplit tail ending at the last line.
@@ -798,7 +799,7 @@ mod tests {
             keep: 2,
             compress: false,
         });
-        let names = crate::logs::files::file_names(&log_files(&dir.path().join("a.log")));
+        let names = file_names(&log_files(&dir.path().join("a.log")));
         assert_eq!(names, ["a.log.2", "a.log.1", "a.log"]);
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use roster_core::api::{AgentState, AgentsRequest, StatusReply};
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::render;
 

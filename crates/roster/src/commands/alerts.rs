@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use roster_core::api::{AlertRecord, AlertState, AlertsReply};
-use roster_daemon::Home;
+use roster_store::Home;
 
 /// Runs `roster alerts`.
 pub fn run(home: &Home, json: bool) -> Result<ExitCode> {

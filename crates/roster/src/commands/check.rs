@@ -13,7 +13,7 @@ use roster_core::config::{self, AgentSpec, Config};
 /// file is invalid.
 pub fn load(file: &Path) -> Result<Config> {
     let absolute = super::config_path(file)?;
-    let text = roster_daemon::config_file::read_config_file(&absolute)
+    let text = roster_store::config_file::read_config_file(&absolute)
         .with_context(|| format!("reading {}", absolute.display()))?;
     let base = absolute.parent().unwrap_or(Path::new("/"));
     Ok(config::parse(&file.display().to_string(), &text, base)?)
@@ -42,21 +42,21 @@ fn cutover_blind_spot(spec: &roster_core::config::AgentSpec) -> Option<String> {
 /// The account an agent runs as when that is another user than this
 /// command's (then the daemon switches to it): None for the daemon's own
 /// user, or a user that does not resolve (the daemon says so).
-fn other_account(spec: &AgentSpec) -> Option<roster_daemon::identity::Account> {
+fn other_account(spec: &AgentSpec) -> Option<roster_daemon::tools::Account> {
     spec.identity.user.as_ref()?;
-    let account = roster_daemon::identity::resolve(&spec.identity).ok()?;
+    let account = roster_daemon::tools::resolve_identity(&spec.identity).ok()?;
     (account.uid != nix::unistd::geteuid().as_raw()).then_some(account)
 }
 
 /// The PATH the agent's program is looked up in: its own environment's,
-/// else [`roster_daemon::spawn::SYSTEM_PATH`] for an agent of another
+/// else [`roster_daemon::tools::SYSTEM_PATH`] for an agent of another
 /// user (the daemon's PATH is not handed to it), else this command's.
 fn search_path(spec: &AgentSpec, other_user: bool) -> Option<OsString> {
     spec.environment()
         .into_iter()
         .find(|(key, _)| key == "PATH")
         .map(|(_, value)| OsString::from(value))
-        .or_else(|| other_user.then(|| roster_daemon::spawn::SYSTEM_PATH.into()))
+        .or_else(|| other_user.then(|| roster_daemon::tools::SYSTEM_PATH.into()))
         .or_else(|| std::env::var_os("PATH"))
 }
 
@@ -73,7 +73,7 @@ pub fn reach_warnings(config: &Config) -> Vec<String> {
         };
         let user = &account.name;
         if !spec.release_cwd {
-            if let Some(why) = roster_daemon::identity::unreachable(&account, &spec.cwd, true) {
+            if let Some(why) = roster_daemon::tools::unreachable(&account, &spec.cwd, true) {
                 warnings.push(format!(
                     "agent `{name}` runs as {user}, who cannot enter its directory {}: {why}\n  \
                      hint: let {user} through, or move the agent's files where it can reach them",
@@ -97,7 +97,7 @@ pub fn reach_warnings(config: &Config) -> Vec<String> {
         // Like a shell, the user runs the first one it can reach.
         let problems: Vec<String> = candidates
             .iter()
-            .map_while(|candidate| roster_daemon::identity::unreachable(&account, candidate, false))
+            .map_while(|candidate| roster_daemon::tools::unreachable(&account, candidate, false))
             .collect();
         if !candidates.is_empty() && problems.len() == candidates.len() {
             warnings.push(format!(
@@ -133,7 +133,7 @@ pub fn run(file: &Path) -> Result<ExitCode> {
         let in_release = spec.release_cwd && program.contains('/');
         if spec.cwd.is_dir() && !in_release {
             let found =
-                roster_daemon::spawn::resolve_program(program, &spec.cwd, search_path.as_deref())
+                roster_daemon::tools::resolve_program(program, &spec.cwd, search_path.as_deref())
                     .and_then(|path| {
                         if spec.cwd.join(&path).is_file() {
                             Ok(path)
@@ -163,7 +163,7 @@ pub fn run(file: &Path) -> Result<ExitCode> {
         .as_ref()
         .and_then(|metrics| metrics.bearer_token_file.as_ref())
     {
-        if let Err(problem) = roster_daemon::config_file::read_token_file(token_file) {
+        if let Err(problem) = roster_store::config_file::read_token_file(token_file) {
             let denied = nix::unistd::access(token_file.as_path(), nix::unistd::AccessFlags::R_OK)
                 == Err(nix::errno::Errno::EACCES);
             if denied {

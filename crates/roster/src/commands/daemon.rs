@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 
 use nix::fcntl::OFlag;
 
-use roster_daemon::home::HomeDir;
-use roster_daemon::{DaemonOptions, Home};
+use roster_daemon::DaemonOptions;
+use roster_store::home::HomeDir;
+use roster_store::Home;
 
 use crate::client::Reach;
 

@@ -17,7 +17,7 @@ use roster_core::api::{
     DeployOutcome, DeployProgress, DeployRequest, DeployStep, ReleaseRecord, ReleasesReply,
     RollbackRequest, StepState,
 };
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::client::{ApiError, Client, NotRunning};
 

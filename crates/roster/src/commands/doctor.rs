@@ -12,7 +12,7 @@ use serde::Serialize;
 use roster_core::api::{AgentState, StatusReply};
 use roster_core::config::Config;
 use roster_core::watch::Metric;
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::client::Reach;
 
@@ -339,7 +339,7 @@ pub fn run(
                 .unwrap_or_else(|_| judged.clone())
         };
         if path.is_file() {
-            match roster_daemon::config_file::load_config(&path) {
+            match roster_store::config_file::load_config(&path) {
                 Ok(config) => {
                     findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()))
                 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use roster_core::api::EventRecord;
-use roster_daemon::journal::{newest_id, read_events, EventFilter};
-use roster_daemon::Home;
+use roster_store::journal::{newest_id, read_events, EventFilter};
+use roster_store::Home;
 
 fn print(out: &mut impl Write, events: &[EventRecord], json: bool) -> io::Result<()> {
     for event in events {
@@ -43,8 +43,7 @@ pub fn run(
 ) -> Result<ExitCode> {
     let known = super::known_agents(home)?;
     super::require_known(home, names, &known)?;
-    let since_ms =
-        since.map(|since| roster_daemon::clock::unix_millis() - since.as_millis() as i64);
+    let since_ms = since.map(|since| roster_store::clock::unix_millis() - since.as_millis() as i64);
     let agents = if names.iter().any(|name| name == "all") {
         Vec::new()
     } else {

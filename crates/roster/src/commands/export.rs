@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use roster_core::config::AgentSpec;
 use roster_core::hardening::Identity;
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::systemd::{agent_unit, agent_unit_name, logrotate, working_directory, ExportOptions};
 
@@ -131,7 +131,7 @@ pub fn logrotate_snippet(home: &Home, file: &Path) -> Result<ExitCode> {
 fn secrets_encrypted(home: &Path) -> bool {
     let key = home
         .join(crate::paths::SECRETS_DIR)
-        .join(roster_daemon::secrets::KEY_FILE);
+        .join(roster_store::secrets::KEY_FILE);
     match std::fs::symlink_metadata(&key) {
         Ok(_) => true,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
@@ -186,10 +186,10 @@ fn program_path(agent: &str, spec: &AgentSpec, home: &Path) -> Result<PathBuf> {
         .find(|(key, _)| key == "PATH")
         // The PATH systemd gives a service that sets none (systemd.exec(5)),
         // which is also what the daemon gives an agent of another user.
-        .map_or(roster_daemon::spawn::SYSTEM_PATH, |(_, value)| {
+        .map_or(roster_daemon::tools::SYSTEM_PATH, |(_, value)| {
             value.as_str()
         });
-    match roster_daemon::spawn::resolve_program(program, &cwd, Some(search_path.as_ref())) {
+    match roster_daemon::tools::resolve_program(program, &cwd, Some(search_path.as_ref())) {
         Ok(found) => Ok(normal(&found)),
         Err(_) => bail!(
             "agent `{agent}`: {program} is not found in PATH ({search_path}), and its unit must name the program by its absolute path\n  hint: install {program}, set PATH in the agent's env, or write its absolute path as the command's first word"

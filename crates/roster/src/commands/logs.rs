@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use roster_daemon::logs::follow::Follower;
-use roster_daemon::logs::{read_lines, LogLine};
-use roster_daemon::Home;
+use roster_store::logs::follow::Follower;
+use roster_store::logs::{read_lines, LogLine};
+use roster_store::Home;
 
 use crate::client::Reach;
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use roster_core::api::StatusReply;
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::client::Client;
 
@@ -85,7 +85,7 @@ pub fn known_agents(home: &Home) -> Result<Vec<String>> {
         }
     }
     known.extend(
-        roster_daemon::journal::agent_names(&journal)
+        roster_store::journal::agent_names(&journal)
             .with_context(|| format!("reading {}", journal.display()))?,
     );
     Ok(known.into_iter().collect())

@@ -1,5 +1,5 @@
 //! `roster secret set|list|rm|init-key`: an agent's secrets, environment
-//! variables kept out of the config (see `roster_daemon::secrets`).
+//! variables kept out of the config (see `roster_store::secrets`).
 //!
 //! With a daemon running, `set`, `list` and `rm` go through it, so its copy
 //! stays current; without one, the CLI changes the files itself, with the
@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use roster_core::api::{SecretRemoveRequest, SecretSetRequest, SecretsReply};
-use roster_daemon::secrets::{self, SecretError, Store, MAX_VALUE_BYTES};
-use roster_daemon::Home;
+use roster_store::secrets::{self, SecretError, Store, MAX_VALUE_BYTES};
+use roster_store::Home;
 
 use crate::client::NotRunning;
 
@@ -169,7 +169,7 @@ fn list(home: &Home, agent: &str, json: bool) -> Result<ExitCode> {
             no_daemon(home)?;
             let store = match home.open_verified() {
                 Ok(home_dir) => Store::open(&home_dir).map_err(store_error)?,
-                Err(roster_daemon::home::HomeError::Missing { .. }) => None,
+                Err(roster_store::home::HomeError::Missing { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
             let (keys, encrypted) = match store {
@@ -215,7 +215,7 @@ fn remove(home: &Home, agent: &str, key: &str) -> Result<ExitCode> {
             no_daemon(home)?;
             let store = match home.open_verified() {
                 Ok(home_dir) => Store::open(&home_dir).map_err(store_error)?,
-                Err(roster_daemon::home::HomeError::Missing { .. }) => None,
+                Err(roster_store::home::HomeError::Missing { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
             let Some(store) = store else {

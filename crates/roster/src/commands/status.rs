@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use roster_core::api::StatusReply;
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::render;
 

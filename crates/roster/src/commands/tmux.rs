@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use roster_daemon::Home;
+use roster_store::Home;
 
 /// The session's name when none is given.
 pub const DEFAULT_SESSION: &str = "roster";

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 
 use roster_core::api::{AgentState, AgentStatus, ApplyReply, ApplyRequest};
 use roster_core::ApplySummary;
-use roster_daemon::Home;
+use roster_store::Home;
 
 use crate::client::{ApiError, Client};
 use crate::render;

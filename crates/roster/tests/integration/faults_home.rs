@@ -72,7 +72,7 @@ fn stderr(output: &Output) -> String {
 /// Running `roster daemon` processes for `home`, from /proc/*/cmdline.
 fn daemons_of(home: &Path) -> Vec<u32> {
     let home = home.as_os_str().as_encoded_bytes();
-    roster_daemon::procfs::all_pids()
+    roster_daemon::tools::all_pids()
         .into_iter()
         .filter(|pid| alive(*pid))
         .filter(|pid| {
@@ -192,7 +192,7 @@ fn a_home_owned_by_another_user_is_refused_and_nothing_follows_its_links() {
     assert_eq!(metadata.uid(), other_uid, "the home changed hands");
     assert_eq!(mode_of(&home), 0o755, "the home's mode changed");
     assert!(
-        roster_daemon::procfs::processes_of_home(&home.display().to_string()).is_empty(),
+        roster_daemon::tools::processes_of_home(&home.display().to_string()).is_empty(),
         "agents were started"
     );
 }
@@ -466,7 +466,7 @@ fn concurrent_up_on_a_fresh_home_all_succeed_with_one_daemon() {
         }
     }
     let daemons = daemons_of(&home);
-    let agents = roster_daemon::procfs::processes_of_home(&home.display().to_string());
+    let agents = roster_daemon::tools::processes_of_home(&home.display().to_string());
     let status = roster_at(&home, roster.dir.path())
         .args(["status", "--json"])
         .output()

@@ -113,11 +113,11 @@ fn follower_prints_every_line(compress: bool) {
     let last = format!("counter | {COUNT}");
     let seen = tail.collect_until(SECS(60), |line| line == last);
     let printed = numbers(&seen, "counter");
-    let rotated = roster_daemon::logs::log_files(&roster.log_path("counter")).len();
+    let rotated = roster_store::logs::log_files(&roster.log_path("counter")).len();
     assert!(rotated > 20, "expected many rotations, got {rotated} files");
     if compress {
         assert!(
-            roster_daemon::logs::log_files(&roster.log_path("counter"))
+            roster_store::logs::log_files(&roster.log_path("counter"))
                 .iter()
                 .any(|file| file.extension().is_some_and(|extension| extension == "gz")),
             "nothing was compressed"
@@ -173,7 +173,7 @@ while True:
 
 /// The highest number among a flood log's lines, across rotated files.
 fn highest_line(roster: &Roster, agent: &str) -> Option<u64> {
-    roster_daemon::logs::read_lines(&roster.log_path(agent), usize::MAX)
+    roster_store::logs::read_lines(&roster.log_path(agent), usize::MAX)
         .ok()?
         .iter()
         .filter_map(|line| line.text.get(..8)?.parse().ok())
@@ -296,7 +296,7 @@ fn a_full_disk_filled_by_the_agent_keeps_the_daemon_and_resumes_capture() {
     );
     let highest = check_alive_while_full(&roster, daemon_pid, quiet_pid);
     // The operator frees space by removing old rotated logs.
-    for file in roster_daemon::logs::log_files(&roster.log_path("flood")) {
+    for file in roster_store::logs::log_files(&roster.log_path("flood")) {
         if file.extension().is_some_and(|extension| extension != "log") {
             std::fs::remove_file(&file).expect("remove a rotated log");
         }
@@ -338,7 +338,7 @@ const TICKER: &str = "import sys, time\npad = ' ' + '.' * int(sys.argv[1]) if le
 
 /// The highest `tick N` among an agent's stored lines.
 fn highest_tick(roster: &Roster, agent: &str) -> Option<u64> {
-    roster_daemon::logs::read_lines(&roster.log_path(agent), usize::MAX)
+    roster_store::logs::read_lines(&roster.log_path(agent), usize::MAX)
         .ok()?
         .iter()
         .filter_map(|line| {
@@ -388,7 +388,7 @@ fn a_deleted_logs_directory_is_recreated_and_capture_resumes() {
     wait_for("the ticker to keep being captured", SECS(15), || {
         (highest_tick(&roster, "ticker")? > first_after + 400).then_some(())
     });
-    let files = roster_daemon::logs::log_files(&roster.log_path("ticker"));
+    let files = roster_store::logs::log_files(&roster.log_path("ticker"));
     assert!(files.len() > 1, "no rotation after recreation: {files:?}");
     assert_eq!(roster.agent("ticker").log_dropped_lines, 0);
     use std::os::unix::fs::PermissionsExt;
@@ -422,7 +422,7 @@ fn lowering_keep_removes_surplus_rotated_files() {
     config(8);
     roster.up();
     let names_of = |agent: &str| -> Vec<String> {
-        roster_daemon::logs::log_files(&roster.log_path(agent))
+        roster_store::logs::log_files(&roster.log_path(agent))
             .iter()
             .filter_map(|file| Some(file.file_name()?.to_string_lossy().into_owned()))
             .collect()

@@ -491,7 +491,7 @@ fn an_agent_of_another_user_finds_its_program_in_a_path_it_can_use() {
     };
     assert_eq!(
         environ(pid).as_deref(),
-        Some(roster_daemon::spawn::SYSTEM_PATH),
+        Some(roster_daemon::tools::SYSTEM_PATH),
         "the daemon's PATH is not handed on"
     );
     let own = roster.agent("own").pid.expect("pid");

@@ -56,10 +56,10 @@ fn a_million_line_flood_survives_rotation_intact() {
     roster.up();
     let log = roster.log_path("flood");
     wait_for("the flood to finish", SECS(240), || {
-        let lines = roster_daemon::logs::read_lines(&log, 1).ok()?;
+        let lines = roster_store::logs::read_lines(&log, 1).ok()?;
         (lines.last()?.text == "done").then_some(())
     });
-    let files = roster_daemon::logs::log_files(&log);
+    let files = roster_store::logs::log_files(&log);
     assert!(
         files.len() > 50,
         "expected many rotations at 1 MiB, got {} files",
@@ -148,7 +148,7 @@ fn an_endless_line_is_cut_with_a_marker() {
         5,
         "200000 bytes in 64 KiB pieces, plus `after`"
     );
-    let marker = std::str::from_utf8(roster_daemon::logs::writer::CUT_MARKER).expect("ascii");
+    let marker = std::str::from_utf8(roster_store::logs::CUT_MARKER).expect("ascii");
     assert!(
         lines[..3].iter().all(|line| line.ends_with(marker)),
         "cuts are marked"
@@ -246,7 +246,7 @@ fn logs_follow_keeps_going_across_rotation() {
         seen.last().is_some_and(|line| line.ends_with("end")),
         "the follower did not see the end"
     );
-    let files = roster_daemon::logs::log_files(&roster.log_path("ticker"));
+    let files = roster_store::logs::log_files(&roster.log_path("ticker"));
     assert!(
         files.len() > 5,
         "the log did not rotate while followed ({} files)",

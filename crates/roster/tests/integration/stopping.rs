@@ -113,7 +113,7 @@ fn double_forked_grandchildren_are_stopped_and_reaped() {
     wait_for(
         "the grandchild to be reparented to the daemon",
         SECS(5),
-        || (roster_daemon::procfs::sample(grandchild)?.ppid == daemon).then_some(()),
+        || (roster_daemon::tools::sample(grandchild)?.ppid == daemon).then_some(()),
     );
     roster.ok(&["stop", "forker"]);
     wait_for(

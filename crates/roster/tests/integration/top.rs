@@ -335,7 +335,7 @@ fn top_in_session(tmux: &Tmux, roster: &Roster, session: &str, command: &str) ->
         rows(screen, &AGENTS).len() == 3
     });
     wait_for("top's pid", SECS(10), || {
-        roster_daemon::procfs::all_pids().into_iter().find(|pid| {
+        roster_daemon::tools::all_pids().into_iter().find(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| {
                 let line = String::from_utf8_lossy(&line);
                 line.contains(&home) && line.ends_with("top\0")

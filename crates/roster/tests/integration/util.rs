@@ -181,7 +181,7 @@ impl Roster {
 
     /// Processes started for this home (found by their environment marker).
     pub fn processes(&self) -> Vec<(u32, String)> {
-        roster_daemon::procfs::processes_of_home(&self.home.path().display().to_string())
+        roster_daemon::tools::processes_of_home(&self.home.path().display().to_string())
     }
 
     pub fn daemon_pid(&self) -> Option<u32> {
@@ -210,7 +210,7 @@ pub fn processes_running(argv: &[&str]) -> Vec<u32> {
         wanted.extend_from_slice(word.as_bytes());
         wanted.push(0);
     }
-    roster_daemon::procfs::all_pids()
+    roster_daemon::tools::all_pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline == wanted)
@@ -254,7 +254,7 @@ pub fn alive(pid: u32) -> bool {
 
 /// Zombie children of `parent`.
 pub fn zombies_of(parent: u32) -> Vec<u32> {
-    roster_daemon::procfs::sample_all()
+    roster_daemon::tools::sample_all()
         .into_iter()
         .filter(|(pid, sample)| {
             sample.ppid == parent
@@ -269,7 +269,7 @@ pub fn zombies_of(parent: u32) -> Vec<u32> {
 
 /// The agent lines of a log (timestamps removed), across rotated files.
 pub fn log_lines(path: &Path) -> Vec<String> {
-    roster_daemon::logs::read_lines(path, usize::MAX)
+    roster_store::logs::read_lines(path, usize::MAX)
         .expect("read log")
         .into_iter()
         .map(|line| line.text)
@@ -363,7 +363,7 @@ pub fn needs_root(test: &str, why: &str) -> bool {
 /// daemon as another user must still find and clean up after it).
 pub fn processes_of_home_any_user(home: &str) -> Vec<u32> {
     let marker = format!("ROSTER_HOME={home}");
-    roster_daemon::procfs::all_pids()
+    roster_daemon::tools::all_pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {

@@ -250,7 +250,7 @@ fn a_full_disk_rule_cleans_the_oldest_rotated_logs() {
         .count();
     assert!(left < 6, "nothing was cleaned");
     assert!(
-        roster_daemon::sample::disk_percent(&home).is_some_and(|used| used < 40.0),
+        roster_store::disk::used_percent(&home).is_some_and(|used| used < 40.0),
         "still above the threshold"
     );
     assert!(

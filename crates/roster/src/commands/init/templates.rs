@@ -27,7 +27,7 @@ pub fn agent_file(kind: &str) -> String {
 }
 
 /// The PATH agents get when they run as users of their own.
-pub const SYSTEM_PATH: &str = roster_daemon::spawn::SYSTEM_PATH;
+pub const SYSTEM_PATH: &str = roster_daemon::tools::SYSTEM_PATH;
 
 /// A TOML basic string.
 fn quoted(text: &str) -> String {

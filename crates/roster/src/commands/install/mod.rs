@@ -298,7 +298,7 @@ pub fn install(options: &InstallOptions) -> Result<ExitCode> {
     let starter = match &options.config {
         Some(file) => {
             let file = super::config_path(file)?;
-            roster_daemon::config_file::load_config(&file).map_err(anyhow::Error::msg)?;
+            roster_store::config_file::load_config(&file).map_err(anyhow::Error::msg)?;
             std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?
         }
         None => STARTER_CONFIG.as_bytes().to_vec(),

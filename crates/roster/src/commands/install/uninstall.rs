@@ -55,7 +55,7 @@ pub fn uninstall(options: &UninstallOptions) -> Result<ExitCode> {
         // With the unit gone the daemon is stopped; one started by hand is not.
         let locked = !(manage_systemd && unit_exists)
             && home_exists
-            && roster_daemon::Home::new(tree.shown(&home))
+            && roster_store::Home::new(tree.shown(&home))
                 .is_locked()
                 .unwrap_or(false);
         if locked {

@@ -23,8 +23,8 @@ use anyhow::{bail, Context, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use roster_core::api::{AgentsRequest, AlertsReply, HistoryPoint, StatusReply};
-use roster_daemon::logs::follow::Follower;
-use roster_daemon::Home;
+use roster_store::logs::follow::Follower;
+use roster_store::Home;
 
 use crate::client::Client;
 use model::{Effect, Key, Model};

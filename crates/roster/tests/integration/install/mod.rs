@@ -460,7 +460,7 @@ fn the_installed_unit_starts_its_agents_and_brings_them_back_after_a_kill() {
     impl Drop for Cleanup {
         fn drop(&mut self) {
             // The daemons (their command line names the home), then agents.
-            let daemons = roster_daemon::procfs::all_pids().into_iter().filter(|pid| {
+            let daemons = roster_daemon::tools::all_pids().into_iter().filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&self.0))
             });

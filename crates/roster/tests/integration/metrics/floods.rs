@@ -26,7 +26,7 @@ const HALF: [u8; 4] = [127, 0, 0, 3];
 /// A peer opening thousands.
 const FLOOD: [u8; 4] = [127, 0, 0, 4];
 
-/// The daemon's limits (`roster_daemon::metrics::serve`): connections one
+/// The daemon's limits (roster-daemon's `metrics/serve.rs`): connections one
 /// peer may hold, and how long a request may take to arrive.
 const PER_PEER: usize = 8;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,5 +1,5 @@
-//! Secrets: environment variables of an agent kept out of its config, and
-//! the config's `env_file`s.
+//! Secrets: environment variables of an agent kept out of its config.
+//! (`env_file`s are read with the config, in `config_file`.)
 //!
 //! Secrets live in `<home>/secrets/` (mode 0700, a real directory owned by
 //! roster's uid, never reached through a link), one file per agent,
@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::RwLock;
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -27,7 +26,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use nix::fcntl::{openat, Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
 
-use roster_core::config::Config;
 use roster_core::AgentName;
 
 use crate::home::{Home, HomeDir, HomeError};
@@ -48,9 +46,6 @@ const NONCE_BYTES: usize = 12;
 
 /// An agent's secrets: name to value.
 pub type AgentSecrets = BTreeMap<String, String>;
-
-/// Every agent's `env_file` contents, in file order.
-pub type EnvFiles = BTreeMap<AgentName, Vec<(String, String)>>;
 
 /// Why a secret could not be stored, removed or read. Never carries a value.
 #[derive(Debug, thiserror::Error)]
@@ -76,18 +71,7 @@ pub enum SecretError {
 
 /// Checks a variable name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn check_key(key: &str) -> Result<(), String> {
-    let mut chars = key.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key:?} is not a valid variable name: use letters, digits and _, not starting with a digit"
-        ))
-    }
+    roster_core::name::check_variable_name(key)
 }
 
 /// Checks a value: not empty, one line, no NUL, at most [`MAX_VALUE_BYTES`].
@@ -568,73 +552,6 @@ impl Secrets {
     }
 }
 
-/// Reads every agent's `env_file` (blocking: call it off the loop). A
-/// missing or unreadable file, or a malformed line, fails the whole apply.
-pub fn read_env_files(config: &Config) -> Result<EnvFiles, String> {
-    let mut files = EnvFiles::new();
-    for (agent, spec) in &config.agents {
-        let Some(path) = &spec.env_file else {
-            continue;
-        };
-        let text = crate::config_file::read_config_file(path).map_err(|error| {
-            format!(
-                "env_file of {agent}: cannot read {}: {error}\n  hint: create it, or remove `env_file` from [agents.{agent}]",
-                path.display()
-            )
-        })?;
-        files.insert(agent.clone(), parse_env_file(path, &text)?);
-    }
-    Ok(files)
-}
-
-/// Parses an env file: `KEY=VALUE` lines, blank lines and `#` comments
-/// ignored, an optional `export ` prefix, and optional matching single or
-/// double quotes around the value (taken literally inside: no escapes, no
-/// expansion). A malformed line is an error naming `FILE:LINE`, never its
-/// contents.
-pub fn parse_env_file(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut entries: Vec<(String, String)> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let malformed = |why: &str| format!("{}:{}: {why}", path.display(), index + 1);
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = match line.strip_prefix("export") {
-            Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
-            _ => line,
-        };
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(malformed("not KEY=VALUE"));
-        };
-        let key = key.trim_end();
-        check_key(key).map_err(|_| {
-            malformed("the name before = is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
-        })?;
-        let value = value.trim_start();
-        let value = match value.chars().next() {
-            Some(quote @ ('"' | '\'')) => {
-                if value.len() >= 2 && value.ends_with(quote) {
-                    &value[1..value.len() - 1]
-                } else {
-                    return Err(malformed(&format!(
-                        "the value of {key} opens a {quote} quote that does not close at the end of the line"
-                    )));
-                }
-            }
-            _ => value,
-        };
-        if value.contains('\0') {
-            return Err(malformed(&format!(
-                "the value of {key} contains a NUL byte"
-            )));
-        }
-        entries.retain(|(existing, _)| existing != key);
-        entries.push((key.to_owned(), value.to_owned()));
-    }
-    Ok(entries)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,7 +560,7 @@ mod tests {
         AgentName::new(name).expect("name")
     }
 
-    fn mode(path: &Path) -> u32 {
+    fn mode(path: &std::path::Path) -> u32 {
         std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
     }
 
@@ -773,31 +690,6 @@ mod tests {
         secrets.remove(&agent("web"), "A").expect("rm");
         secrets.remove(&agent("web"), "B").expect("rm");
         assert!(secrets.environment(&agent("web")).is_empty());
-    }
-
-    #[test]
-    fn env_files_parse_like_dotenv() {
-        let path = Path::new("/etc/app.env");
-        let text = "# comment\n\nA=1\nexport B = two words \nC=\"quoted # not a comment\"\nD='single'\nE=\nA=again\nexported=x\n";
-        let entries = parse_env_file(path, text).expect("parses");
-        let get = |key: &str| {
-            entries
-                .iter()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value.as_str())
-        };
-        assert_eq!(get("A"), Some("again"));
-        assert_eq!(get("B"), Some("two words"));
-        assert_eq!(get("C"), Some("quoted # not a comment"));
-        assert_eq!(get("D"), Some("single"));
-        assert_eq!(get("E"), Some(""));
-        assert_eq!(get("exported"), Some("x"));
-        let error = parse_env_file(path, "A=1\nsk-live-hidden\n").expect_err("malformed");
-        assert_eq!(error, "/etc/app.env:2: not KEY=VALUE");
-        let error = parse_env_file(path, "A=\"sk-live-open\n").expect_err("quote");
-        assert!(error.starts_with("/etc/app.env:1: "), "{error}");
-        assert!(!error.contains("sk-live"), "{error}");
-        assert!(parse_env_file(path, "1A=x\n").is_err());
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+/// Appended where the writer cut a line longer than 64 KiB; the rest of the
+/// line follows on the next one.
+pub const CUT_MARKER: &[u8] = b" [roster: line longer than 64 KiB, continued on the next line]";
+
 /// The path of rotated file `index` (1-based), plain or compressed.
 pub fn rotated_path(current: &Path, index: u32, compressed: bool) -> PathBuf {
     let mut name = current.as_os_str().to_owned();
@@ -92,7 +96,7 @@ pub fn log_files(current: &Path) -> Vec<PathBuf> {
 /// The gzip header comment of a compressed log names the inode of the plain
 /// file it was made from, so that a follower holding that file open can
 /// find where its bytes went (see `follow.rs`).
-pub(crate) const SOURCE_INODE_COMMENT: &str = "roster-source-inode=";
+pub const SOURCE_INODE_COMMENT: &str = "roster-source-inode=";
 
 /// The inode of the plain file a `.gz` log was compressed from, from its
 /// header; `None` for a file without one (written by an older roster).
@@ -277,7 +281,7 @@ pub fn clean_oldest(logs: &Path, watched: &Path, percent: f64) -> (usize, u64, O
     rotated.sort();
     let mut removed = 0;
     let mut bytes = 0;
-    let mut used = crate::sample::disk_percent(watched);
+    let mut used = crate::disk::used_percent(watched);
     for (_, path, size) in rotated {
         if used.is_some_and(|used| used < percent) {
             break;
@@ -285,7 +289,7 @@ pub fn clean_oldest(logs: &Path, watched: &Path, percent: f64) -> (usize, u64, O
         if std::fs::remove_file(&path).is_ok() {
             removed += 1;
             bytes += size;
-            used = crate::sample::disk_percent(watched);
+            used = crate::disk::used_percent(watched);
         }
     }
     (removed, bytes, used)

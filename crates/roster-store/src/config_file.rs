@@ -2,15 +2,17 @@
 //! reading more than a config could be, and validating the result whole.
 //!
 //! The daemon calls this off its loop (on the blocking pool or a thread of
-//! its own), so even a slow filesystem cannot stall supervision.
+//! its own), so even a slow filesystem cannot stall supervision. The agents'
+//! `env_file`s are read here too, with the config they belong to.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Error, ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use roster_core::config::{self, Config};
-use roster_core::ConfigError;
+use roster_core::{AgentName, ConfigError};
 
 /// The largest config file roster reads; a bigger one is a mistake (or
 /// `/dev/zero`), not a config.
@@ -84,7 +86,7 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
 #[derive(Debug, Default)]
 pub struct ReadAlong {
     /// The agents' `env_file`s.
-    pub env_files: crate::secrets::EnvFiles,
+    pub env_files: EnvFiles,
     /// The token of `[metrics] bearer_token_file`.
     pub metrics_token: Option<String>,
     /// The live release of each agent shipped as releases, read when the
@@ -96,7 +98,7 @@ pub struct ReadAlong {
 /// token): what an apply needs, read off the daemon's loop.
 pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
     let config = load_config(path)?;
-    let env_files = crate::secrets::read_env_files(&config)?;
+    let env_files = read_env_files(&config)?;
     let metrics_token = match config
         .metrics
         .as_ref()
@@ -162,6 +164,76 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
+/// Every agent's `env_file` contents, in file order.
+pub type EnvFiles = BTreeMap<AgentName, Vec<(String, String)>>;
+
+/// Reads every agent's `env_file` (blocking: call it off the loop). A
+/// missing or unreadable file, or a malformed line, fails the whole apply.
+pub fn read_env_files(config: &Config) -> Result<EnvFiles, String> {
+    let mut files = EnvFiles::new();
+    for (agent, spec) in &config.agents {
+        let Some(path) = &spec.env_file else {
+            continue;
+        };
+        let text = read_config_file(path).map_err(|error| {
+            format!(
+                "env_file of {agent}: cannot read {}: {error}\n  hint: create it, or remove `env_file` from [agents.{agent}]",
+                path.display()
+            )
+        })?;
+        files.insert(agent.clone(), parse_env_file(path, &text)?);
+    }
+    Ok(files)
+}
+
+/// Parses an env file: `KEY=VALUE` lines, blank lines and `#` comments
+/// ignored, an optional `export ` prefix, and optional matching single or
+/// double quotes around the value (taken literally inside: no escapes, no
+/// expansion). A malformed line is an error naming `FILE:LINE`, never its
+/// contents.
+pub fn parse_env_file(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let malformed = |why: &str| format!("{}:{}: {why}", path.display(), index + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = match line.strip_prefix("export") {
+            Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
+            _ => line,
+        };
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(malformed("not KEY=VALUE"));
+        };
+        let key = key.trim_end();
+        roster_core::name::check_variable_name(key).map_err(|_| {
+            malformed("the name before = is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        })?;
+        let value = value.trim_start();
+        let value = match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => {
+                if value.len() >= 2 && value.ends_with(quote) {
+                    &value[1..value.len() - 1]
+                } else {
+                    return Err(malformed(&format!(
+                        "the value of {key} opens a {quote} quote that does not close at the end of the line"
+                    )));
+                }
+            }
+            _ => value,
+        };
+        if value.contains('\0') {
+            return Err(malformed(&format!(
+                "the value of {key} contains a NUL byte"
+            )));
+        }
+        entries.retain(|(existing, _)| existing != key);
+        entries.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +297,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         assert!(read_config_file(dir.path()).is_err());
         assert!(read_config_file(Path::new("/dev/zero")).is_err());
+    }
+
+    #[test]
+    fn env_files_parse_like_dotenv() {
+        let path = Path::new("/etc/app.env");
+        let text = "# comment\n\nA=1\nexport B = two words \nC=\"quoted # not a comment\"\nD='single'\nE=\nA=again\nexported=x\n";
+        let entries = parse_env_file(path, text).expect("parses");
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(get("A"), Some("again"));
+        assert_eq!(get("B"), Some("two words"));
+        assert_eq!(get("C"), Some("quoted # not a comment"));
+        assert_eq!(get("D"), Some("single"));
+        assert_eq!(get("E"), Some(""));
+        assert_eq!(get("exported"), Some("x"));
+        let error = parse_env_file(path, "A=1\nsk-live-hidden\n").expect_err("malformed");
+        assert_eq!(error, "/etc/app.env:2: not KEY=VALUE");
+        let error = parse_env_file(path, "A=\"sk-live-open\n").expect_err("quote");
+        assert!(error.starts_with("/etc/app.env:1: "), "{error}");
+        assert!(!error.contains("sk-live"), "{error}");
+        assert!(parse_env_file(path, "1A=x\n").is_err());
     }
 }
