@@ -17,7 +17,7 @@ use crate::api::{AgentState, Health};
 pub use crate::api::{ApplySummary, ExitStatus};
 use crate::config::{AgentSpec, Config, RestartMode};
 use crate::deploy::Strategy as Cutover;
-use crate::health::{Check, OnFailure};
+use crate::health::{Check, Failures, OnFailure};
 use crate::name::AgentName;
 use crate::signal::Signal;
 use crate::units::format_duration;
@@ -530,7 +530,7 @@ impl Agent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct ProbeState {
     verdict: Option<bool>,
-    failures: u32,
+    failures: Failures,
     /// When the process started: failures before `start_period` are ignored.
     started: Option<Instant>,
     next_at: Option<Instant>,
@@ -1464,7 +1464,7 @@ impl Supervisor {
         }
         match result {
             Ok(()) => {
-                agent.probe.failures = 0;
+                agent.probe.failures.pass();
                 agent.probe.suppression_reported = false;
                 if agent.probe.verdict != Some(true) {
                     agent.probe.verdict = Some(true);
@@ -1479,13 +1479,12 @@ impl Supervisor {
                 if starting {
                     return;
                 }
-                agent.probe.failures = agent.probe.failures.saturating_add(1);
-                if agent.probe.failures < health.retries {
+                if !agent.probe.failures.fail(health.retries) {
                     return;
                 }
                 let newly = agent.probe.verdict != Some(false);
                 agent.probe.verdict = Some(false);
-                let failures = agent.probe.failures;
+                let failures = agent.probe.failures.count();
                 if newly {
                     self.push_event(
                         name,
