@@ -181,6 +181,11 @@ impl Deployment {
         &self.progress
     }
 
+    /// The spec of the agent it deploys to, as it was when it began.
+    pub fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
     /// Whether it has ended.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Done

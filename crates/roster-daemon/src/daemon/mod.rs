@@ -8,6 +8,7 @@
 //! spawns the replacement before doing anything else: restart latency is one
 //! wake-up, a waitpid and a posix_spawn.
 
+mod deploys;
 mod home_watch;
 mod leftovers;
 mod log_matches;
@@ -193,8 +194,10 @@ struct Daemon {
     listeners: crate::listen::Listeners,
     /// Deploy commands (build, smoke test) running: pid to its reply.
     deploy_commands: HashMap<u32, oneshot::Sender<ExitStatus>>,
-    /// Deploys and rollbacks (their steps run on the runtime).
+    /// Deploys and rollbacks as the API sees them.
     deploys: Arc<crate::deploy::Deploys>,
+    /// The deployments under way.
+    deployments: deploys::Deployments,
     /// Who each agent runs as, resolved at its first start after an apply.
     accounts: HashMap<AgentName, Result<crate::identity::Account, String>>,
     /// Agents already reported running as root without the config saying so.
@@ -412,6 +415,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         listeners: crate::listen::Listeners::default(),
         deploy_commands: HashMap::new(),
         deploys,
+        deployments: deploys::Deployments::default(),
         accounts: HashMap::new(),
         root_reported: HashSet::new(),
         agent_uids: startup::agent_uids(&home_for_uids),
@@ -525,6 +529,7 @@ impl Daemon {
                 self.deliveries.poll_timeout(),
                 self.watcher.poll_timeout(),
                 self.log_matches.poll_timeout(),
+                self.deployments.poll_timeout(),
                 next_watchdog,
             ]
             .into_iter()
@@ -613,26 +618,8 @@ impl Daemon {
                     }
                     Input::Notified(report) => self.journal_delivery(report),
                     Input::DeployExec(command) => self.run_deploy_command(command),
-                    Input::DeployKill(pid) => {
-                        if self.deploy_commands.contains_key(&pid) {
-                            let _ = spawn::signal_group(pid, libc::SIGKILL);
-                        }
-                    }
-                    Input::Alert(record) => self.record_alert(record),
+                    Input::Deployment(input) => self.handle_deployment(input),
                     Input::HomeLost(reason) => self.lose_home(reason),
-                    Input::ResolveAlert { fingerprint, at } => {
-                        let firing = self
-                            .alerts
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .firing(&fingerprint)
-                            .cloned();
-                        if let Some(mut record) = firing {
-                            record.state = AlertState::Resolved;
-                            record.ends_at = Some(at);
-                            self.record_alert(record);
-                        }
-                    }
                 }
                 self.perform();
             }
@@ -648,6 +635,7 @@ impl Daemon {
             {
                 self.watcher.handle_timeout(Instant::now());
             }
+            self.deployment_timeouts();
             // A deadline that inputs above moved earlier is met on the next
             // pass (its poll returns at once).
             if supervisor_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
@@ -803,51 +791,13 @@ impl Daemon {
                 };
                 let _ = reply.send(answer);
             }
-            Request::Cutover { agent, step, reply } => {
-                let _ = reply.send(self.cutover(now, &agent, step));
-            }
         }
-    }
-
-    /// A step of a deploy's cutover, performed at once (a new process is
-    /// spawned before the answer), and the agent as it is after it.
-    fn cutover(
-        &mut self,
-        now: Instant,
-        agent: &AgentName,
-        step: crate::deploy::CutoverStep,
-    ) -> crate::deploy::CutoverReply {
-        use crate::deploy::CutoverStep;
-        if self.shutting_down {
-            return Err("the daemon is shutting down".into());
-        }
-        let switch = match step {
-            CutoverStep::Switch { release, strategy } => Some(
-                self.supervisor
-                    .handle_switch(now, agent, &release, strategy)?,
-            ),
-            CutoverStep::Retire => {
-                self.supervisor.handle_retire(now, agent);
-                None
-            }
-            CutoverStep::Handback(reason) => {
-                self.supervisor.handle_handback(now, agent, &reason);
-                None
-            }
-            CutoverStep::Observe => None,
-        };
-        self.perform();
-        let view = self
-            .supervisor
-            .view(Instant::now(), agent)
-            .ok_or_else(|| format!("{agent} is no longer in the config"))?;
-        Ok((switch, view))
     }
 
     /// Spawns a deploy's build or smoke-test command; its exit is answered
     /// when reaped.
-    fn run_deploy_command(&mut self, command: crate::deploy::DeployCommand) {
-        let crate::deploy::DeployCommand {
+    fn run_deploy_command(&mut self, command: crate::inbox::DeployCommand) {
+        let crate::inbox::DeployCommand {
             argv,
             cwd,
             env,
@@ -1301,6 +1251,7 @@ impl Daemon {
     fn journal_events(&mut self) {
         while let Some(event) = self.supervisor.poll_event() {
             self.metrics.mark_changed();
+            self.deployments.saw(&event.agent);
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());
             self.journal.record(Row::now(
                 Some(event.agent.as_str()),
@@ -1337,6 +1288,7 @@ impl Daemon {
                 _ => {}
             }
         }
+        self.feed_deployments();
         while let Some(response) = self.watcher.poll_response() {
             self.respond(response);
         }
