@@ -734,7 +734,7 @@ impl Supervisor {
             .collect()
     }
 
-    /// Status of one agent (a deploy watching its cutover asks often).
+    /// Status of one agent (a running deployment is fed it after each event).
     pub fn view(&self, now: Instant, name: &AgentName) -> Option<AgentView> {
         self.agents
             .get_key_value(name)
