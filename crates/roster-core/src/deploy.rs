@@ -1,8 +1,8 @@
 //! `[agents.NAME.deploy]` and `[agents.NAME.listen]` as a model, and the
 //! judgements a deploy makes on what the supervisor reports: whether the new
 //! process is ready to take over, and whether it stayed well through the
-//! verification window. The runtime (`roster-daemon`'s `deploy` module)
-//! stages files, runs commands and asks the supervisor for the cutover.
+//! verification window. `deployment.rs` sequences a deploy with them; the
+//! runtime (`roster-daemon`'s `deploy` module) performs it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -43,6 +43,30 @@ impl HealthSpec {
     }
 }
 
+/// Consecutive failures of a health check against its `retries`: the one
+/// count behind the supervisor's `unhealthy` verdict and a deploy's own
+/// probes of a new process (`deployment.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Failures(u32);
+
+impl Failures {
+    /// A probe passed: the count starts over.
+    pub fn pass(&mut self) {
+        self.0 = 0;
+    }
+
+    /// A probe failed: true once `retries` failed in a row.
+    pub fn fail(&mut self, retries: u32) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 >= retries
+    }
+
+    /// Failures in a row so far.
+    pub fn count(self) -> u32 {
+        self.0
+    }
+}
+
 /// One kind of probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {

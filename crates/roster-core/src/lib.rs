@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod delivery_log;
 pub mod deploy;
+pub mod deployment;
 pub mod hardening;
 pub mod health;
 pub mod metrics;

@@ -17,7 +17,7 @@ use crate::api::{AgentState, EventKind as JournalKind, Health};
 pub use crate::api::{ApplySummary, ExitStatus};
 use crate::config::{AgentSpec, Config, RestartMode};
 use crate::deploy::Strategy as Cutover;
-use crate::health::{Check, OnFailure};
+use crate::health::{Check, Failures, OnFailure};
 use crate::name::AgentName;
 use crate::signal::Signal;
 use crate::units::format_duration;
@@ -535,7 +535,7 @@ impl Agent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct ProbeState {
     verdict: Option<bool>,
-    failures: u32,
+    failures: Failures,
     /// When the process started: failures before `start_period` are ignored.
     started: Option<Instant>,
     next_at: Option<Instant>,
@@ -739,7 +739,7 @@ impl Supervisor {
             .collect()
     }
 
-    /// Status of one agent (a deploy watching its cutover asks often).
+    /// Status of one agent (a running deployment is fed it after each event).
     pub fn view(&self, now: Instant, name: &AgentName) -> Option<AgentView> {
         self.agents
             .get_key_value(name)
@@ -1469,7 +1469,7 @@ impl Supervisor {
         }
         match result {
             Ok(()) => {
-                agent.probe.failures = 0;
+                agent.probe.failures.pass();
                 agent.probe.suppression_reported = false;
                 if agent.probe.verdict != Some(true) {
                     agent.probe.verdict = Some(true);
@@ -1484,13 +1484,12 @@ impl Supervisor {
                 if starting {
                     return;
                 }
-                agent.probe.failures = agent.probe.failures.saturating_add(1);
-                if agent.probe.failures < health.retries {
+                if !agent.probe.failures.fail(health.retries) {
                     return;
                 }
                 let newly = agent.probe.verdict != Some(false);
                 agent.probe.verdict = Some(false);
-                let failures = agent.probe.failures;
+                let failures = agent.probe.failures.count();
                 if newly {
                     self.push_event(
                         name,

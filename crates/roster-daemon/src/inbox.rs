@@ -3,14 +3,15 @@
 //! channel with a doorbell pipe the loop polls.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
-use roster_core::api::{ApplyConflict, ApplyReply};
+use roster_core::api::{ApplyConflict, ApplyReply, DeployProgress};
+use roster_core::deployment::{Done, Job};
 use roster_core::supervisor::AgentView;
-use roster_core::{AgentName, Config};
+use roster_core::{AgentName, Config, ExitStatus};
 
 use crate::notify::{DeliveryReport, ExecRequest};
 
@@ -25,7 +26,9 @@ pub enum Verb {
     Restart,
 }
 
-/// A request from the API server to the loop.
+/// A request from the API server to the loop. (An apply carries its
+/// config; requests are few, their size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     /// Current views, with dropped-line counters.
     Status(oneshot::Sender<Vec<StatusLine>>),
@@ -62,15 +65,6 @@ pub enum Request {
         agent: AgentName,
         /// Its spec, or why it cannot be deployed to.
         reply: oneshot::Sender<Result<roster_core::AgentSpec, String>>,
-    },
-    /// A step of a deploy's cutover.
-    Cutover {
-        /// The agent.
-        agent: AgentName,
-        /// What to do.
-        step: crate::deploy::CutoverStep,
-        /// The agent after it.
-        reply: oneshot::Sender<crate::deploy::CutoverReply>,
     },
 }
 
@@ -168,22 +162,83 @@ pub enum Input {
     NotifyExec(ExecRequest),
     /// The final outcome of an alert's delivery to one target.
     Notified(DeliveryReport),
-    /// A deploy's build or smoke-test command to spawn (and reap).
-    DeployExec(crate::deploy::DeployCommand),
-    /// A deploy command ran out of time: kill its process group.
-    DeployKill(u32),
-    /// An alert raised outside the watcher (a deploy rolled back).
-    Alert(roster_core::api::AlertRecord),
+    /// A command to spawn (and reap) for a deploy's build or smoke test,
+    /// or to create a user.
+    DeployExec(DeployCommand),
+    /// A deployment to begin, or the answer to its work.
+    Deployment(DeployInput),
     /// The home was deleted or replaced under the daemon (why): stop
     /// every agent and exit.
     HomeLost(String),
-    /// Resolve that alert, if it fires.
-    ResolveAlert {
-        /// The alert.
-        fingerprint: String,
-        /// When, RFC 3339.
-        at: String,
+}
+
+/// What reaches the loop of a deployment (see `roster_core::deployment`).
+#[derive(Debug)]
+pub enum DeployInput {
+    /// Begin one: checked, and the agent reserved, by `Deploys::begin`.
+    Begin {
+        /// The agent.
+        agent: AgentName,
+        /// What to do.
+        job: Job,
+        /// Its progress as published so far (id, kind, versions).
+        progress: DeployProgress,
     },
+    /// The answer to a deployment's work done off the loop.
+    Done {
+        /// The agent.
+        agent: AgentName,
+        /// The deployment (`DeployProgress::id`); answers to an earlier
+        /// one are dropped.
+        id: u64,
+        /// The answer.
+        done: Done,
+    },
+}
+
+/// A command for the loop to spawn and reap: a deploy's build or smoke
+/// test, or a command that creates a user.
+#[derive(Debug)]
+pub struct DeployCommand {
+    /// argv.
+    pub argv: Vec<String>,
+    /// Where it runs.
+    pub cwd: PathBuf,
+    /// On top of the daemon's environment.
+    pub env: Vec<(String, String)>,
+    /// Where stdout and stderr go.
+    pub output: OwnedFd,
+    /// The pid, or why it could not start.
+    pub started: oneshot::Sender<Result<u32, String>>,
+    /// How it ended, sent when reaped.
+    pub ended: oneshot::Sender<ExitStatus>,
+}
+
+impl DeployCommand {
+    /// Asks the loop to run `argv` in `cwd` (output on `output`): the
+    /// answers are its pid (or why it could not start), then how it ended.
+    pub fn send(
+        inbox: &Inbox,
+        argv: &[String],
+        cwd: &Path,
+        env: Vec<(String, String)>,
+        output: OwnedFd,
+    ) -> (
+        oneshot::Receiver<Result<u32, String>>,
+        oneshot::Receiver<ExitStatus>,
+    ) {
+        let (started, started_answer) = oneshot::channel();
+        let (ended, ended_answer) = oneshot::channel();
+        inbox.send(Input::DeployExec(DeployCommand {
+            argv: argv.to_vec(),
+            cwd: cwd.to_path_buf(),
+            env,
+            output,
+            started,
+            ended,
+        }));
+        (started_answer, ended_answer)
+    }
 }
 
 /// The sending side of the loop's inbox; cheap to clone, never blocks.

@@ -1,27 +1,33 @@
-//! The loop's side of deploys (the steps themselves run on the runtime,
-//! `crate::deploy`): a cutover's steps, performed at once on the
-//! supervisor, and the build and smoke-test commands, which the loop
-//! spawns and reaps like any child.
+//! The deploys room: the running deployments
+//! (`roster_core::deployment::Deployment`, one per agent at most) and the
+//! build and smoke-test commands they run, which the loop spawns and reaps
+//! like any child. What the deployments ask is performed in
+//! `deploy_actions.rs`, on the loop when it is the supervisor's (switch,
+//! retire, hand back), the journal's or the alerts', off the loop
+//! (`deploy::Worker`) when it blocks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use roster_core::supervisor::Switch;
-use roster_core::{AgentName, ExitStatus, Supervisor};
+use roster_core::deployment::{Action, Deployment};
+use roster_core::{AgentName, ExitStatus};
 
-use crate::deploy::{CutoverStep, DeployCommand, Deploys};
+use crate::deploy::Deploys;
+use crate::inbox::DeployCommand;
 use crate::spawn;
 
 /// Deploys and the commands they run.
 pub(super) struct Deploying {
     /// Deploy commands (build, smoke test) running: pid to its reply.
     commands: HashMap<u32, oneshot::Sender<ExitStatus>>,
-    /// Deploys and rollbacks (their steps run on the runtime).
+    /// Deploys and rollbacks as the API sees them.
     pub deploys: Arc<Deploys>,
+    /// The deployments under way.
+    pub deployments: Deployments,
 }
 
 impl Deploying {
@@ -29,9 +35,9 @@ impl Deploying {
         Deploying {
             commands: HashMap::new(),
             deploys,
+            deployments: Deployments::default(),
         }
     }
-
     /// Spawns a deploy's build or smoke-test command; its exit is answered
     /// when reaped.
     pub(super) fn run_command(&mut self, command: DeployCommand, home_env: &Path) {
@@ -83,26 +89,39 @@ impl Deploying {
     }
 }
 
-/// A step of a deploy's cutover, handed to the supervisor: what the switch
-/// did, for `Switch`.
-pub(super) fn cutover_step(
-    supervisor: &mut Supervisor,
-    now: Instant,
-    agent: &AgentName,
-    step: CutoverStep,
-) -> Result<Option<Switch>, String> {
-    Ok(match step {
-        CutoverStep::Switch { release, strategy } => {
-            Some(supervisor.handle_switch(now, agent, &release, strategy)?)
+/// The deployments under way, one per agent at most.
+#[derive(Default)]
+pub(super) struct Deployments {
+    pub(super) running: BTreeMap<AgentName, Deployment>,
+    /// Agents the supervisor reported on since their deployment last
+    /// looked.
+    pub(super) changed: BTreeSet<AgentName>,
+    /// Actions are being performed (a switch performs the supervisor's
+    /// actions, whose events come back here).
+    pub(super) performing: bool,
+}
+
+impl Deployments {
+    /// When `Daemon::deployment_timeouts` is due.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.running
+            .values()
+            .filter_map(Deployment::poll_timeout)
+            .min()
+    }
+
+    /// The supervisor said something about `agent`.
+    pub(super) fn saw(&mut self, agent: &AgentName) {
+        if self.running.contains_key(agent) {
+            self.changed.insert(agent.clone());
         }
-        CutoverStep::Retire => {
-            supervisor.handle_retire(now, agent);
-            None
-        }
-        CutoverStep::Handback(reason) => {
-            supervisor.handle_handback(now, agent, &reason);
-            None
-        }
-        CutoverStep::Observe => None,
-    })
+    }
+
+    /// An action of any deployment, with its agent and id.
+    pub(super) fn next_action(&mut self) -> Option<(AgentName, u64, Action)> {
+        self.running.iter_mut().find_map(|(agent, deployment)| {
+            let action = deployment.poll_action()?;
+            Some((agent.clone(), deployment.progress().id, action))
+        })
+    }
 }

@@ -17,7 +17,7 @@ use roster_core::{Action, AgentName, EventKind, Supervisor};
 use super::alerts::Alerting;
 use super::apply::{self, Applied};
 use super::context::Context;
-use super::deploys::{self, Deploying};
+use super::deploys::Deploying;
 use super::launch::Launcher;
 use super::limits::Limits;
 use super::logging::Logs;
@@ -93,6 +93,7 @@ impl Daemon {
                 self.alerting.deliveries.poll_timeout(),
                 self.alerting.watcher.poll_timeout(),
                 self.logs.poll_timeout(),
+                self.deploys.deployments.poll_timeout(),
                 next_watchdog,
             ]
             .into_iter()
@@ -169,6 +170,7 @@ impl Daemon {
             {
                 self.alerting.watcher.handle_timeout(Instant::now());
             }
+            self.deployment_timeouts();
             // A deadline that inputs above moved earlier is met on the next
             // pass (its poll returns at once).
             if supervisor_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
@@ -199,9 +201,7 @@ impl Daemon {
                 self.logs
                     .handle_matches_notice(Instant::now(), agent, rules);
             }
-            Input::Investigated(record) | Input::Alert(record) => {
-                self.alerting.record(record, journal, &mut self.metrics)
-            }
+            Input::Investigated(record) => self.alerting.record(record, journal, &mut self.metrics),
             Input::Note {
                 agent,
                 kind,
@@ -225,14 +225,10 @@ impl Daemon {
                 .handle(request, &self.context.home_env),
             Input::Notified(report) => self.alerting.delivered(report, journal, &mut self.metrics),
             Input::DeployExec(command) => self.deploys.run_command(command, &self.context.home_env),
-            Input::DeployKill(pid) => self.deploys.kill(pid),
+            Input::Deployment(input) => self.handle_deployment(input),
             Input::HomeLost(reason) => {
                 self.shutdown
                     .lose_home(reason, &self.context, &mut self.supervisor)
-            }
-            Input::ResolveAlert { fingerprint, at } => {
-                self.alerting
-                    .resolve(&fingerprint, at, journal, &mut self.metrics)
             }
         }
     }
@@ -290,9 +286,6 @@ impl Daemon {
                     &agent,
                 ));
             }
-            Request::Cutover { agent, step, reply } => {
-                let _ = reply.send(self.cutover(now, &agent, step));
-            }
         }
     }
 
@@ -314,26 +307,6 @@ impl Daemon {
         };
         self.applied
             .apply(path, loaded, start_stopped, replace, rooms, &self.context)
-    }
-
-    /// A step of a deploy's cutover, performed at once (a new process is
-    /// spawned before the answer), and the agent as it is after it.
-    fn cutover(
-        &mut self,
-        now: Instant,
-        agent: &AgentName,
-        step: crate::deploy::CutoverStep,
-    ) -> crate::deploy::CutoverReply {
-        if self.shutdown.is_stopping() {
-            return Err("the daemon is shutting down".into());
-        }
-        let switch = deploys::cutover_step(&mut self.supervisor, now, agent, step)?;
-        self.perform();
-        let view = self
-            .supervisor
-            .view(Instant::now(), agent)
-            .ok_or_else(|| format!("{agent} is no longer in the config"))?;
-        Ok((switch, view))
     }
 
     fn begin_shutdown(&mut self, why: &str) {
@@ -468,6 +441,7 @@ impl Daemon {
     fn journal_events(&mut self) {
         while let Some(event) = self.supervisor.poll_event() {
             self.metrics.mark_changed();
+            self.deploys.deployments.saw(&event.agent);
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());
             self.context.journal.record(Row::now(
                 Some(event.agent.as_str()),
@@ -491,6 +465,7 @@ impl Daemon {
                 );
             }
         }
+        self.feed_deployments();
         while let Some(response) = self.alerting.watcher.poll_response() {
             self.alerting.respond(
                 response,

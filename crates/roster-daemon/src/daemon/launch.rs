@@ -14,9 +14,9 @@ use super::context::Context;
 use super::identities::Identities;
 use super::limits::Limits;
 use super::logging::Logs;
+use crate::config_file::EnvFiles;
 use crate::journal::Row;
 use crate::listen::Listeners;
-use crate::config_file::EnvFiles;
 use crate::secrets::Secrets;
 use crate::{procfs, spawn};
 

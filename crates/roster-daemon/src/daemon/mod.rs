@@ -20,6 +20,7 @@
 mod alerts;
 mod apply;
 mod context;
+mod deploy_actions;
 mod deploys;
 mod dispatch;
 mod error;

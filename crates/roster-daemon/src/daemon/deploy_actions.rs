@@ -1,0 +1,214 @@
+//! What the running deployments ask, performed: the loop's side of
+//! `roster_core::deployment` (see `deploys.rs` for the room's state).
+
+use std::time::Instant;
+
+use roster_core::deployment::{Action, Deployment, Done};
+use roster_core::AgentName;
+
+use super::dispatch::Daemon;
+use crate::inbox::DeployInput;
+use crate::journal::Row;
+
+impl Daemon {
+    /// A deployment begins, or the answer to its work is in.
+    pub(super) fn handle_deployment(&mut self, input: DeployInput) {
+        let now = Instant::now();
+        match input {
+            DeployInput::Begin {
+                agent,
+                job,
+                mut progress,
+            } => {
+                let spec = self.supervisor.spec(&agent).cloned();
+                let refused = match spec {
+                    _ if self.shutdown.is_stopping() => {
+                        Some("the daemon is shutting down".to_owned())
+                    }
+                    None => Some(format!("{agent} is no longer in the config")),
+                    Some(_) if self.deploys.deployments.running.contains_key(&agent) => {
+                        Some(format!("a deploy of {agent} is running"))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(message) = refused {
+                    progress.outcome = Some(roster_core::api::DeployOutcome::Failed);
+                    progress.message = Some(message);
+                    self.deploys.deploys.finished(&progress);
+                    return;
+                }
+                let Some(spec) = spec else {
+                    return;
+                };
+                let seen = self.supervisor.view(now, &agent);
+                let deployment = Deployment::new(now, job, progress, spec, seen);
+                self.deploys.deployments.running.insert(agent, deployment);
+            }
+            DeployInput::Done { agent, id, done } => {
+                match self.deploys.deployments.running.get_mut(&agent) {
+                    Some(deployment) if deployment.progress().id == id => {
+                        deployment.handle_done(now, done)
+                    }
+                    _ => return,
+                }
+            }
+        }
+        self.perform_deployments();
+    }
+
+    /// Called once the supervisor's events are journaled: deployments
+    /// whose agent changed judge it again.
+    pub(super) fn feed_deployments(&mut self) {
+        if !self.deploys.deployments.changed.is_empty() {
+            self.perform_deployments();
+        }
+    }
+
+    /// Deployments whose deadline has come.
+    pub(super) fn deployment_timeouts(&mut self) {
+        let now = Instant::now();
+        if self
+            .deploys
+            .deployments
+            .poll_timeout()
+            .is_none_or(|due| due > now)
+        {
+            return;
+        }
+        for deployment in self.deploys.deployments.running.values_mut() {
+            if deployment.poll_timeout().is_some_and(|due| due <= now) {
+                deployment.handle_timeout(now);
+            }
+        }
+        self.perform_deployments();
+    }
+
+    /// Feeds the deployments the agents that changed and performs what
+    /// they ask, until they ask nothing more; publishes their progress.
+    fn perform_deployments(&mut self) {
+        if self.deploys.deployments.performing {
+            return;
+        }
+        self.deploys.deployments.performing = true;
+        loop {
+            let changed = std::mem::take(&mut self.deploys.deployments.changed);
+            let now = Instant::now();
+            for agent in changed {
+                let view = self.supervisor.view(now, &agent);
+                if let Some(deployment) = self.deploys.deployments.running.get_mut(&agent) {
+                    deployment.handle_agent(now, view.as_ref());
+                }
+            }
+            let mut acted = false;
+            while let Some((agent, id, action)) = self.deploys.deployments.next_action() {
+                acted = true;
+                self.perform_deployment_action(&agent, id, action);
+            }
+            if !acted && self.deploys.deployments.changed.is_empty() {
+                break;
+            }
+        }
+        let mut finished = Vec::new();
+        for (agent, deployment) in &self.deploys.deployments.running {
+            if deployment.is_finished() {
+                self.deploys.deploys.finished(deployment.progress());
+                finished.push(agent.clone());
+            } else {
+                self.deploys.deploys.publish(deployment.progress());
+            }
+        }
+        for agent in finished {
+            self.deploys.deployments.running.remove(&agent);
+        }
+        self.deploys.deployments.performing = false;
+    }
+
+    fn perform_deployment_action(&mut self, agent: &AgentName, id: u64, action: Action) {
+        match action {
+            Action::Note { kind, detail } => {
+                tracing::info!(%agent, "{kind}: {detail}");
+                self.context
+                    .journal
+                    .record(Row::now(Some(agent.as_str()), kind, None, detail));
+            }
+            Action::Switch { release, strategy } => {
+                let now = Instant::now();
+                let before = self.supervisor.view(now, agent).and_then(|view| view.pid);
+                let result = if self.shutdown.is_stopping() {
+                    Err("the daemon is shutting down".to_owned())
+                } else {
+                    self.supervisor
+                        .handle_switch(now, agent, &release, strategy)
+                };
+                // The new process is spawned before the answer.
+                self.perform();
+                let after = self.supervisor.view(Instant::now(), agent);
+                self.answer_deployment(
+                    agent,
+                    Done::Switched {
+                        result,
+                        before,
+                        after,
+                    },
+                );
+            }
+            Action::Retire => self.retire_outgoing(agent),
+            Action::Handback { reason } => {
+                self.supervisor
+                    .handle_handback(Instant::now(), agent, &reason);
+                self.perform();
+            }
+            Action::RaiseAlert(mut record) => {
+                record.starts_at = crate::clock::rfc3339_millis(crate::clock::unix_millis());
+                self.alerting
+                    .record(record, &self.context.journal, &mut self.metrics);
+            }
+            Action::ResolveAlert { fingerprint } => self.resolve_alert(&fingerprint),
+            Action::KillCommand { pid } => {
+                self.deploys.kill(pid);
+            }
+            Action::CrashPoint(step) => crate::deploy::crash_point(step),
+            Action::Finished => {}
+            work => {
+                let Some(spec) = self
+                    .deploys
+                    .deployments
+                    .running
+                    .get(agent)
+                    .map(|deployment| deployment.spec().clone())
+                else {
+                    return;
+                };
+                let worker = crate::deploy::Worker {
+                    runtime: self.context.runtime.clone(),
+                    inbox: self.context.inbox.clone(),
+                    home: self.context.home.root().to_path_buf(),
+                };
+                worker.start(agent, id, &spec, work);
+            }
+        }
+    }
+
+    /// The answer to work done on the loop.
+    fn answer_deployment(&mut self, agent: &AgentName, done: Done) {
+        if let Some(deployment) = self.deploys.deployments.running.get_mut(agent) {
+            deployment.handle_done(Instant::now(), done);
+        }
+    }
+
+    /// The new process of a blue-green cutover is ready and `current`
+    /// names its release: the process it replaces drains. (How the
+    /// listening sockets pass from the old process to the new one belongs
+    /// here.)
+    fn retire_outgoing(&mut self, agent: &AgentName) {
+        self.supervisor.handle_retire(Instant::now(), agent);
+        self.perform();
+    }
+
+    /// Resolves the alert `fingerprint`, if it fires.
+    fn resolve_alert(&mut self, fingerprint: &str) {
+        let at = crate::clock::rfc3339_millis(crate::clock::unix_millis());
+        self.alerting
+            .resolve(fingerprint, at, &self.context.journal, &mut self.metrics);
+    }
+}
