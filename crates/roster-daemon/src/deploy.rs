@@ -40,6 +40,7 @@ use roster_core::supervisor::{AgentView, Switch};
 use roster_core::{AgentName, AgentSpec, ExitStatus};
 
 use crate::inbox::{Inbox, Input, Request};
+use crate::listen::Handover;
 use crate::probe::probe_attributed;
 use crate::releases::Releases;
 
@@ -418,7 +419,14 @@ impl Run {
             if let Some(step) = progress.steps.last_mut() {
                 step.state = state;
                 step.duration_ms = duration_ms;
-                step.detail = (!detail.is_empty()).then(|| detail.clone());
+                // What the running step noted (the socket handover) comes
+                // after the step's own detail.
+                let noted = step.detail.take().filter(|noted| !noted.is_empty());
+                step.detail = match (detail.is_empty(), noted) {
+                    (true, noted) => noted,
+                    (false, Some(noted)) => Some(format!("{detail}\n{noted}")),
+                    (false, None) => Some(detail.clone()),
+                };
                 name = step.step.clone();
             }
         });
@@ -768,6 +776,7 @@ impl Run {
                     .await
                     .map_err(CutoverFailure::Untouched)?;
                 crash_point("current");
+                self.hand_over_sockets(old).await;
                 let _ = self.ask(CutoverStep::Retire).await;
                 Ok(new_pid)
             }
@@ -813,6 +822,58 @@ impl Run {
                 Ok(None)
             }
         }
+    }
+
+    /// The cutover's socket step, between `current` and the drain of the
+    /// old process (group `old`): the new process takes over the `[listen]`
+    /// sockets; when the kernel moved the old ones' queued connections,
+    /// the drain waits until the old process holds no connection (at most
+    /// `drain_timeout`). What happened goes into the running step's detail.
+    async fn hand_over_sockets(&self, old: u32) {
+        let (reply, answer) = oneshot::channel();
+        let asked = self
+            .deploys
+            .inbox
+            .send(Input::Request(Request::SocketCutover {
+                agent: self.agent.clone(),
+                reply,
+            }));
+        let Some(handover) = (if asked { answer.await.ok() } else { None }) else {
+            return;
+        };
+        let note = match handover {
+            Handover::Nothing => return,
+            Handover::Shared(why) => {
+                format!("the old process was drained at once: {}", first_line(&why))
+            }
+            Handover::Moved(addresses) => {
+                let within = self.spec.drain_timeout;
+                let (held, waited) = tokio::task::spawn_blocking(move || {
+                    crate::listen::wait_until_idle(old, &addresses, within)
+                })
+                .await
+                .unwrap_or((0, Duration::ZERO));
+                let moved =
+                    "the connections queued on the old process's socket moved to the new one";
+                if held == 0 {
+                    format!(
+                        "{moved}; the old process was drained once it held no connection ({} ms later)",
+                        waited.as_millis()
+                    )
+                } else {
+                    format!(
+                        "{moved}; the old process still held {held} connection{} after drain_timeout ({}) and was drained anyway",
+                        if held == 1 { "" } else { "s" },
+                        roster_core::units::format_duration(within)
+                    )
+                }
+            }
+        };
+        self.update(|progress| {
+            if let Some(step) = progress.steps.last_mut() {
+                step.detail = Some(note);
+            }
+        });
     }
 
     /// Waits until the new process of a blue-green cutover is ready (see

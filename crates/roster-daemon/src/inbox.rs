@@ -72,6 +72,14 @@ pub enum Request {
         /// The agent after it.
         reply: oneshot::Sender<crate::deploy::CutoverReply>,
     },
+    /// A blue-green cutover's new process takes over the `[listen]`
+    /// sockets (`Listeners::cut_over`).
+    SocketCutover {
+        /// The agent.
+        agent: AgentName,
+        /// What became of the old process's sockets.
+        reply: oneshot::Sender<crate::listen::Handover>,
+    },
 }
 
 /// One agent as the loop knows it, for `status`.

@@ -806,6 +806,9 @@ impl Daemon {
             Request::Cutover { agent, step, reply } => {
                 let _ = reply.send(self.cutover(now, &agent, step));
             }
+            Request::SocketCutover { agent, reply } => {
+                let _ = reply.send(self.listeners.cut_over(&agent));
+            }
         }
     }
 
@@ -822,15 +825,21 @@ impl Daemon {
             return Err("the daemon is shutting down".into());
         }
         let switch = match step {
-            CutoverStep::Switch { release, strategy } => Some(
-                self.supervisor
-                    .handle_switch(now, agent, &release, strategy)?,
-            ),
+            CutoverStep::Switch { release, strategy } => {
+                let switch = self
+                    .supervisor
+                    .handle_switch(now, agent, &release, strategy)?;
+                if matches!(switch, roster_core::supervisor::Switch::Beside { .. }) {
+                    self.listeners.begin_cutover(agent);
+                }
+                Some(switch)
+            }
             CutoverStep::Retire => {
                 self.supervisor.handle_retire(now, agent);
                 None
             }
             CutoverStep::Handback(reason) => {
+                self.listeners.end_cutover(agent);
                 self.supervisor.handle_handback(now, agent, &reason);
                 None
             }
@@ -841,6 +850,10 @@ impl Daemon {
             .supervisor
             .view(Instant::now(), agent)
             .ok_or_else(|| format!("{agent} is no longer in the config"))?;
+        if view.state == roster_core::api::AgentState::Running {
+            // A cutover's new process runs: its own sockets get connections.
+            self.listeners.spread(agent);
+        }
         Ok((switch, view))
     }
 
