@@ -20,7 +20,7 @@ GOALS = {
     "stop": "< 5 s for 5000 children, none journaled killed",
     "watch": "rules + http: < 0.5% of a core with 100, < 3% with 1000",
     "metrics": "< 50 ms with 1000 children",
-    "deploy": "blue-green + listen: 0 failed requests",
+    "deploy": "blue-green + listen (tcp_migrate_req=1): 0 failed requests, naive app too",
     "dashboard": "roster top open with 100 agents: added < 2% of a core",
 }
 
@@ -310,7 +310,8 @@ def table_deploy(m):
                 kinds += "; %d deploy(s) failed: %s" % (row["deploys_failed"],
                                                          "; ".join(row.get("errors", [])))
             goal = ""
-            if peer == "roster" and row.get("strategy") == "blue-green" and row.get("listen"):
+            if (peer == "roster" and row.get("strategy") == "blue-green" and row.get("listen")
+                    and row.get("tcp_migrate_req", "1") == "1"):
                 goal = _verdict(row["failed"] == 0 and not row.get("deploys_failed"))
             rows.append([peer, row.get("how", "?"), row["deploys"], row["requests"],
                          "**%d**" % row["failed"] if row["failed"] else "0",

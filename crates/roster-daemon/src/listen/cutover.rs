@@ -179,11 +179,15 @@ pub fn wait_until_idle(pgid: u32, addresses: &[SocketAddr], within: Duration) ->
         .filter(|(_, sample)| sample.pgid == pgid)
         .map(|(pid, _)| pid)
         .collect();
+    // `/proc/net/tcp` is read in pieces while connections come and go,
+    // and a line can be missed: idle means seen idle twice in a row.
+    let mut idle_before = false;
     loop {
         let held = held_by(&members, addresses);
-        if held == 0 || began.elapsed() >= within {
+        if (held == 0 && idle_before) || began.elapsed() >= within {
             return (held, began.elapsed());
         }
+        idle_before = held == 0;
         std::thread::sleep(LOOK_EVERY);
     }
 }
