@@ -4,8 +4,11 @@ by a new release N times, with requests running all along.
 
     deploy.py --peer P [--mode fastest|defaults] [--quick] [--json]
 
-The agent is the example `customer-support` (examples/three-agents: main.py
-and agentkit.py copied into one directory), which serves GET /health. Two
+Two apps: `draining`, the example `customer-support` (examples/three-agents:
+main.py and agentkit.py copied into one directory), which serves GET /health
+and finishes what it answers on SIGTERM; and `naive`, http.server answering
+every request after 30 ms, with Python's default SIGTERM (die at once,
+dropping what it was answering). Two
 load threads each make one request after another on a new loopback
 connection (2 s connect and read timeouts); a request fails when it is
 refused, reset, times out, or does not answer 200. A refused request returns
@@ -14,10 +17,16 @@ how fast it retries; the outage (summed: from a failed request's start to
 the next answered one) does not. After 1 s of load, N
 deploys (10; --quick: 2), each followed by ~1 s of load, then the load stops.
 
-roster, three ways (each in its own home, every deploy a freshly copied
+roster, five ways (each in its own home, every deploy a freshly copied
 source directory with a new --version):
-  blue-green + listen   `strategy = "blue-green"` with `[listen]`: roster
-                        holds the socket; old and new process accept on it
+  blue-green + listen   `strategy = "blue-green"` with `[listen]`: each
+                        release gets its own socket on the port; at cutover
+                        the old one's queued connections move to the new one
+                        and the old process drains once it holds none
+                        (both apps)
+  ..., tcp_migrate_req=0  the same where the kernel does not move queued
+                        connections: old and new process share one socket
+                        (naive app)
   restart + listen      `strategy = "restart"` with `[listen]`
   restart               `strategy = "restart"`, the agent binds $PORT itself
 with `verify_for = "1s"` and a health check on the port every 200 ms,
@@ -28,7 +37,10 @@ deploy by hand: the new files copied over the app's directory, then the
 peer's restart command (`supervisorctl restart`, `pm2 reload` (fork mode: a
 restart for a non-Node app), `sv restart`).
 
-Measured in the defaults mode only.
+Measured in the defaults mode only. Run as root, the measure runs in a
+network namespace of its own (loopback only) with net.ipv4.tcp_migrate_req
+= 1, whatever the machine's setting, and sets it to 0 for the row that
+says so; elsewhere every row runs with the machine's setting.
 """
 
 import os
@@ -47,6 +59,38 @@ from common import (REPO, free_port, http_request, http_status_body, log,  # noq
 
 EXAMPLES = os.path.join(REPO, "examples", "three-agents")
 APP_FILES = (("customer-support/main.py", "main.py"), ("agentkit.py", "agentkit.py"))
+MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+IN_NETNS = "RBENCH_DEPLOY_NETNS"
+
+# Serves GET on the socket roster hands over (LISTEN_FDS) or on $PORT; each
+# answer takes 30 ms; SIGTERM is Python's default: the process dies at once.
+NAIVE_APP = r'''
+import json, os, socket, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+if "--self-test" in sys.argv[1:]:
+    sys.exit(0)
+release = os.environ.get("ROSTER_RELEASE")
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(0.03)
+        body = json.dumps({"release": release}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+if os.environ.get("LISTEN_PID") == str(os.getpid()):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = socket.socket(fileno=3)
+else:
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server.serve_forever()
+'''
 LOAD_THREADS = 2
 LOAD_LIMIT = 400_000        # requests, all threads together
 LOAD_MAX_S = 900.0          # the load never outlives this
@@ -55,11 +99,54 @@ TIMEOUT_S = 2.0             # connect and read, per request
 
 
 
-def copy_app(dest):
+def copy_app(dest, app="draining"):
     os.makedirs(dest, exist_ok=True)
+    if app == "naive":
+        with open(os.path.join(dest, "main.py"), "w") as f:
+            f.write(NAIVE_APP)
+        return dest
     for src, name in APP_FILES:
         shutil.copyfile(os.path.join(EXAMPLES, src), os.path.join(dest, name))
     return dest
+
+
+def app_files(app):
+    return ["main.py"] if app == "naive" else [name for _, name in APP_FILES]
+
+
+def migrate_setting():
+    try:
+        with open(MIGRATE_SYSCTL) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def set_migrate(value):
+    """Sets the setting (in the measure's own network namespace only)."""
+    if os.environ.get(IN_NETNS) != "1":
+        return False
+    with open(MIGRATE_SYSCTL, "w") as f:
+        f.write(value)
+    return True
+
+
+def in_own_netns():
+    """Re-runs this measure in a network namespace of its own with the
+    setting at 1, when root and `unshare` can; returns only if not."""
+    if os.environ.get(IN_NETNS) or os.geteuid() != 0 or not shutil.which("unshare"):
+        return
+    probe = subprocess.run(["unshare", "-n", "sh", "-c",
+                            "ip link set lo up && echo 1 > " + MIGRATE_SYSCTL],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        log("deploy: no network namespace of its own; the machine's tcp_migrate_req (%s) holds"
+            % migrate_setting())
+        return
+    env = dict(os.environ, **{IN_NETNS: "1"})
+    argv = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+    line = 'ip link set lo up && echo 1 > %s && exec "$@"' % MIGRATE_SYSCTL
+    os.execvpe("unshare", ["unshare", "-n", "sh", "-c", line, "sh"] + argv, env)
 
 
 def get_health(port):
@@ -188,10 +275,12 @@ def deploy_loop(port, deploy_one, n, label):
 # ---------------------------------------------------------------- roster
 
 ROSTER_VARIANTS = [
-    # (label, strategy, listen)
-    ("blue-green + listen", "blue-green", True),
-    ("restart + listen", "restart", True),
-    ("restart", "restart", False),
+    # (label, strategy, listen, app, tcp_migrate_req to set or None)
+    ("blue-green + listen", "blue-green", True, "draining", "1"),
+    ("blue-green + listen, naive app", "blue-green", True, "naive", "1"),
+    ("blue-green + listen, naive app, tcp_migrate_req=0", "blue-green", True, "naive", "0"),
+    ("restart + listen", "restart", True, "draining", None),
+    ("restart", "restart", False, "draining", None),
 ]
 
 
@@ -226,8 +315,13 @@ def _toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def roster_row(cls, label, strategy, listen, n):
+def roster_row(cls, label, strategy, listen, app, migrate, n):
     from peers import roster_bin
+    if migrate == "0" and not set_migrate(migrate) and migrate_setting() != "0":
+        return {"error": "needs net.ipv4.tcp_migrate_req=0 (run as root: the measure then "
+                         "uses a network namespace of its own)"}
+    if migrate == "1":
+        set_migrate("1")    # else the machine's setting, recorded in the row
     peer = cls("defaults")
     port = free_port()
     try:
@@ -246,7 +340,7 @@ def roster_row(cls, label, strategy, listen, n):
             return {"error": "the roster daemon is not up"}
 
         def deploy(version):
-            src = copy_app(os.path.join(peer.dir, "src-" + version))
+            src = copy_app(os.path.join(peer.dir, "src-" + version), app)
             r = subprocess.run(base + ["deploy", "support", src, "--version", version],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=180)
@@ -258,20 +352,22 @@ def roster_row(cls, label, strategy, listen, n):
         if not ok:
             return {"error": "the first deploy failed: " + why}
         row = deploy_loop(port, lambda i: deploy("r%d" % i), n, "roster " + label)
-        row.update({"how": label, "strategy": strategy, "listen": listen})
+        row.update({"how": label, "strategy": strategy, "listen": listen, "app": app,
+                    "tcp_migrate_req": migrate_setting()})
         return row
     finally:
         peer.stop()
+        set_migrate("1")
 
 
 # ---------------------------------------------------------------- the peers
 
-def peer_row(cls, n):
+def peer_row(cls, n, kind):
     peer = cls("defaults")
     port = free_port()
     app = os.path.join(peer.dir, "app")
     try:
-        copy_app(app)
+        copy_app(app, kind)
         # `env` execs python: the supervised process is the app itself.
         peer.setup(1, command=["env", "PORT=%d" % port, sys.executable, os.path.join(app, "main.py")])
         name = peer.names[0]
@@ -292,8 +388,8 @@ def peer_row(cls, n):
             return {"error": "no deploy for %s" % cls.NAME}
 
         def deploy(i):
-            src = copy_app(os.path.join(peer.dir, "src-r%d" % i))
-            for _, f in APP_FILES:     # the hand-made deploy: new files in place
+            src = copy_app(os.path.join(peer.dir, "src-r%d" % i), kind)
+            for f in app_files(kind):     # the hand-made deploy: new files in place
                 shutil.copyfile(os.path.join(src, f), os.path.join(app, f + ".new"))
                 os.replace(os.path.join(app, f + ".new"), os.path.join(app, f))
             r = subprocess.run(argv, env=env, cwd=peer.dir, stdin=subprocess.DEVNULL,
@@ -304,7 +400,8 @@ def peer_row(cls, n):
             return True, ""
 
         row = deploy_loop(port, deploy, n, cls.NAME)
-        row["how"] = how
+        row["how"] = how if kind == "draining" else how + ", naive app"
+        row["app"] = kind
         return row
     finally:
         peer.stop()
@@ -316,19 +413,20 @@ def run_mode(cls, mode, quick):
     n = 2 if quick else 10
     rows = []
     if cls.NAME == "roster":
-        for label, strategy, listen in ROSTER_VARIANTS:
+        for label, strategy, listen, app, migrate in ROSTER_VARIANTS:
             try:
-                row = roster_row(cls, label, strategy, listen, n)
+                row = roster_row(cls, label, strategy, listen, app, migrate, n)
             except Exception as e:
                 row = {"error": "%s: %s" % (type(e).__name__, e)}
             row.setdefault("how", label)
             rows.append(row)
     else:
-        try:
-            row = peer_row(cls, n)
-        except Exception as e:
-            row = {"error": "%s: %s" % (type(e).__name__, e)}
-        rows.append(row)
+        for kind in ("draining", "naive"):
+            try:
+                row = peer_row(cls, n, kind)
+            except Exception as e:
+                row = {"error": "%s: %s" % (type(e).__name__, e)}
+            rows.append(row)
     return {"rows": rows, "load_threads": LOAD_THREADS, "spacing_s": SPACING_S}
 
 
@@ -351,4 +449,5 @@ def describe(r):
 
 
 if __name__ == "__main__":
+    in_own_netns()
     measure_main("deploy", run_mode, describe)

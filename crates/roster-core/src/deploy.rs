@@ -196,6 +196,46 @@ pub fn verification_failure(observed: Observed) -> Option<String> {
     }
 }
 
+/// How a blue-green cutover hands the `[listen]` sockets from the old
+/// process to the new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketHandover {
+    /// Each process gets its own socket on the address (one `SO_REUSEPORT`
+    /// group). At cutover the old socket stops listening: the kernel moves
+    /// the connections queued on it to the new one, and the old process is
+    /// drained once it holds no connection any more, so an app that dies
+    /// at once on its drain signal drops nothing.
+    Migrate,
+    /// Old and new process accept on one socket; the old process is
+    /// drained at once, dropping what it was answering if it dies at once.
+    /// Why the kernel cannot do better.
+    Shared(String),
+}
+
+/// The setting the kernel moves a closed listener's queued connections by
+/// (Linux 5.14 and later, per network namespace).
+pub const MIGRATE_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// How cutovers hand sockets over, given the text of [`MIGRATE_SYSCTL`]
+/// (`None`: the file does not exist, the kernel is older than 5.14).
+/// roster does not change the setting itself: it is the machine's.
+pub fn socket_handover(tcp_migrate_req: Option<&str>) -> SocketHandover {
+    const EFFECT: &str =
+        "old and new process share the [listen] socket, and an old process that dies \
+                          at once on its drain signal drops the requests it was answering";
+    match tcp_migrate_req.map(str::trim) {
+        Some("1") => SocketHandover::Migrate,
+        Some(value) => SocketHandover::Shared(format!(
+            "net.ipv4.tcp_migrate_req is {value}: {EFFECT}\n  \
+             hint: `sysctl -w net.ipv4.tcp_migrate_req=1` (and a line in /etc/sysctl.d to keep it) \
+             lets roster move the old process's queued connections to the new one and drain it once it holds none"
+        )),
+        None => SocketHandover::Shared(format!(
+            "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 and later have it): {EFFECT}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +322,22 @@ mod tests {
         assert!(!valid_listen_name("a:b"));
         assert!(!valid_listen_name(""));
         assert!(!valid_listen_name("a b"));
+    }
+
+    #[test]
+    fn sockets_move_only_where_the_kernel_moves_queued_connections() {
+        assert_eq!(socket_handover(Some("1\n")), SocketHandover::Migrate);
+        let SocketHandover::Shared(why) = socket_handover(Some("0\n")) else {
+            panic!("0 shares");
+        };
+        assert!(why.starts_with("net.ipv4.tcp_migrate_req is 0: "), "{why}");
+        assert!(
+            why.contains("sysctl -w net.ipv4.tcp_migrate_req=1"),
+            "{why}"
+        );
+        let SocketHandover::Shared(why) = socket_handover(None) else {
+            panic!("an older kernel shares");
+        };
+        assert!(why.contains("5.14"), "{why}");
     }
 }

@@ -176,6 +176,24 @@ impl Deployment {
         }
     }
 
+    /// Adds what the daemon noted while performing `step` (how a
+    /// cutover's sockets were handed over) to that step's detail.
+    pub fn annotate(&mut self, step: &str, note: &str) {
+        let Some(step) = self
+            .progress
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.step == step)
+        else {
+            return;
+        };
+        step.detail = Some(match step.detail.take().filter(|d| !d.is_empty()) {
+            Some(detail) => format!("{detail}\n{note}"),
+            None => note.to_owned(),
+        });
+    }
+
     /// Where it is, for `GET /v1/deploy`.
     pub fn progress(&self) -> &DeployProgress {
         &self.progress

@@ -194,6 +194,17 @@ pub enum DeployInput {
         /// The answer.
         done: Done,
     },
+    /// The old process of a blue-green cutover holds no connection any
+    /// more (or `drain_timeout` passed): it may drain now. `note` says
+    /// how its sockets were handed over, for the cutover step's detail.
+    Drainable {
+        /// The agent.
+        agent: AgentName,
+        /// The deployment (`DeployProgress::id`).
+        id: u64,
+        /// What happened to the old process's connections.
+        note: String,
+    },
 }
 
 /// A command for the loop to spawn and reap: a deploy's build or smoke

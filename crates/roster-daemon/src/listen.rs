@@ -1,9 +1,19 @@
 //! `[agents.NAME.listen]`: sockets the daemon binds once and hands to every
 //! process of the agent by systemd's socket-activation protocol (fds from 3,
 //! `LISTEN_FDS`, `LISTEN_FDNAMES`, and `LISTEN_PID` set by the exec shim).
-//! Old and new processes of a blue-green cutover accept on the same socket,
-//! and the daemon keeps it open between them, so a connection that arrives
-//! while neither accepts waits in the backlog instead of being refused.
+//! The daemon keeps every socket open between processes, so a connection
+//! that arrives while none accepts waits in the backlog instead of being
+//! refused.
+//!
+//! A blue-green cutover gives the new process a socket of its own on the
+//! same address, in one `SO_REUSEPORT` group whose kernel program gives
+//! every connection to the oldest listening socket: the old process gets
+//! them all while the new one starts, both once it runs, and at cutover
+//! the old socket stops listening and the kernel moves what queued on it
+//! to the new one (`net.ipv4.tcp_migrate_req`); the old process is drained
+//! once it holds no connection (`listen/cutover.rs`).
+//! Where the kernel cannot, old and new process share one socket, as
+//! before (`roster_core::deploy::socket_handover` says why).
 //!
 //! An address the agent being configured holds itself (it bound the port
 //! in its own code before it had `[listen]`) cannot be bound while it runs:
@@ -25,6 +35,9 @@ use nix::sys::socket::{
 
 use roster_core::{AgentName, Config};
 
+mod cutover;
+pub use cutover::{wait_until_idle, Handover};
+
 /// The lowest fd number a bound socket is kept at, so that handing fds
 /// 3, 4, ... to a child never overwrites a socket not yet handed over.
 pub(crate) const KEEP_ABOVE: RawFd = 3 + roster_core::deploy::MAX_LISTEN as RawFd + 16;
@@ -44,12 +57,24 @@ struct Slot {
     name: String,
     address: SocketAddr,
     fd: Option<OwnedFd>,
+    /// The socket of a blue-green cutover's new process, until cutover.
+    incoming: Option<OwnedFd>,
+    /// Whether connections are spread over `fd` and `incoming`.
+    spread: bool,
+    /// Why the kernel would not steer `fd`'s group (then a cutover shares
+    /// `fd`).
+    unsteered: Option<String>,
 }
 
 /// Every agent's sockets.
 #[derive(Debug, Default)]
 pub struct Listeners {
     bound: BTreeMap<AgentName, Vec<Slot>>,
+    /// Agents whose cutover under way shares its sockets, and why.
+    shared: BTreeMap<AgentName, String>,
+    /// Agents whose next spawn is a cutover's new process, which gets the
+    /// `incoming` sockets.
+    fresh: std::collections::BTreeSet<AgentName>,
 }
 
 /// Who holds an address a bind found taken.
@@ -100,10 +125,10 @@ impl Listeners {
                         .map(|(owner, _)| owner.clone())?;
                     take_slot(&mut old, &owner, *address)
                 });
-                let fd = match reused {
-                    Some(slot) => slot.fd,
-                    None => match bind_listener(*address) {
-                        Ok(fd) => Some(fd),
+                let (fd, incoming, spread, unsteered) = match reused {
+                    Some(slot) => (slot.fd, slot.incoming, slot.spread, slot.unsteered),
+                    None => match bind_listener(*address, Join::No) {
+                        Ok((fd, unsteered)) => (Some(fd), None, false, unsteered),
                         Err(error) => {
                             let holder = holder_of(*address, error, agents);
                             match holder {
@@ -115,7 +140,7 @@ impl Listeners {
                                              roster binds it once that process has stopped and hands it to the next one"
                                         ),
                                     ));
-                                    None
+                                    (None, None, false, None)
                                 }
                                 holder => {
                                     // Put back what was taken: nothing changes.
@@ -132,6 +157,9 @@ impl Listeners {
                     name: name.clone(),
                     address: *address,
                     fd,
+                    incoming,
+                    spread,
+                    unsteered,
                 });
             }
             if !slots.is_empty() {
@@ -140,12 +168,16 @@ impl Listeners {
         }
         // Sockets no agent names any more are closed here (dropped).
         self.bound = next;
+        self.shared
+            .retain(|agent, _| self.bound.contains_key(agent));
+        self.fresh.retain(|agent| self.bound.contains_key(agent));
         Ok(notes)
     }
 
     /// An agent's sockets, in the order they are handed over (fd 3 first),
-    /// for a spawn: an address the agent held itself at apply is bound now
-    /// (its old process is gone); `Err` says who still holds it.
+    /// for a spawn (a cutover's new process gets its own, when it has
+    /// them): an address the agent held itself at apply is bound now (its
+    /// old process is gone); `Err` says who still holds it.
     /// `agents` (the agents' main pids, for naming a holder) is asked only
     /// when a bind fails.
     pub fn of(
@@ -153,13 +185,17 @@ impl Listeners {
         agent: &AgentName,
         agents: impl FnOnce() -> Vec<(AgentName, u32)>,
     ) -> Result<Vec<(String, RawFd)>, String> {
+        let fresh = self.fresh.remove(agent);
         let Some(slots) = self.bound.get_mut(agent) else {
             return Ok(Vec::new());
         };
         let mut agents = Some(agents);
         for slot in slots.iter_mut().filter(|slot| slot.fd.is_none()) {
-            match bind_listener(slot.address) {
-                Ok(fd) => slot.fd = Some(fd),
+            match bind_listener(slot.address, Join::No) {
+                Ok((fd, unsteered)) => {
+                    slot.fd = Some(fd);
+                    slot.unsteered = unsteered;
+                }
                 Err(error) => {
                     let pids = agents.take().map(|agents| agents()).unwrap_or_default();
                     let holder = holder_of(slot.address, error, &pids);
@@ -174,7 +210,11 @@ impl Listeners {
         }
         Ok(slots
             .iter()
-            .filter_map(|slot| Some((slot.name.clone(), slot.fd.as_ref()?.as_raw_fd())))
+            .filter_map(|slot| {
+                let incoming = slot.incoming.as_ref().filter(|_| fresh);
+                let fd = incoming.or(slot.fd.as_ref())?;
+                Some((slot.name.clone(), fd.as_raw_fd()))
+            })
             .collect())
     }
 }
@@ -265,21 +305,57 @@ fn refusal(
     )
 }
 
+/// Whether a bind joins the address's existing `SO_REUSEPORT` group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Join {
+    /// The first socket on the address: a listener there already (the
+    /// agent's own, say) makes it fail with `EADDRINUSE`, as it did before
+    /// sockets had `SO_REUSEPORT`.
+    No,
+    /// A cutover's second socket, beside the daemon's first.
+    Yes,
+}
+
 /// A listening TCP socket: close-on-exec (children get it only through
-/// the spawn's dup2), SO_REUSEADDR, at an fd above the handover range.
-fn bind_listener(address: SocketAddr) -> Result<OwnedFd, Errno> {
+/// the spawn's dup2), SO_REUSEADDR and SO_REUSEPORT, at an fd above the
+/// handover range. The first socket on an address also gets the group's
+/// "oldest listener wins" program; the second half of the answer says why
+/// the kernel refused it, if it did.
+fn bind_listener(address: SocketAddr, join: Join) -> Result<(OwnedFd, Option<String>), Errno> {
+    if join == Join::No && address_taken(address) {
+        return Err(Errno::EADDRINUSE);
+    }
     let family = match address {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
     bind(fd.as_raw_fd(), &SockaddrStorage::from(address))?;
     listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
-    crate::sys::dup_above(&fd, KEEP_ABOVE).map_err(|error| {
+    let unsteered = match join {
+        Join::No => crate::sys::reuseport_steer(&fd, crate::sys::Steer::First).err().map(|error| {
+            format!("the kernel would not steer the connections of {address} (SO_ATTACH_REUSEPORT_CBPF: {error})")
+        }),
+        Join::Yes => None,
+    };
+    let fd = crate::sys::dup_above(&fd, KEEP_ABOVE).map_err(|error| {
         error
             .raw_os_error()
             .map(Errno::from_raw)
             .unwrap_or(Errno::EIO)
-    })
+    })?;
+    Ok((fd, unsteered))
+}
+
+/// Whether something in this network namespace listens on `address` or
+/// on one of its family a bind of it collides with.
+fn address_taken(address: SocketAddr) -> bool {
+    let table = match address {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    std::fs::read_to_string(table)
+        .is_ok_and(|text| !crate::procfs::parse_listeners_of(&text, address).is_empty())
 }

@@ -376,6 +376,29 @@ pub fn parse_listeners_of(text: &str, address: std::net::SocketAddr) -> Vec<u64>
         .collect()
 }
 
+/// The inodes of the connections in a `/proc/net/tcp`-style table made
+/// through a listener on one of `addresses`: every state but LISTEN (0A)
+/// and CLOSE (07), with the listener's port and its IP (any IP for an
+/// unspecified one).
+pub fn parse_connections_on(text: &str, addresses: &[std::net::SocketAddr]) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if matches!(fields.get(3), Some(&"0A") | Some(&"07") | None) {
+                return None;
+            }
+            let local = parse_table_address(fields.get(1)?)?;
+            let through = addresses.iter().any(|address| {
+                local.port() == address.port()
+                    && (local.ip() == address.ip() || address.ip().is_unspecified())
+            });
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            (through && inode != 0).then_some(inode)
+        })
+        .collect()
+}
+
 /// A process that holds a listening socket on `address` (or one a bind of
 /// it collides with), if one can be found: the processes in `first` are
 /// looked at before the others, and none after `deadline`.
@@ -559,6 +582,24 @@ mod tests {
                 Some(at(text))
             );
         }
+    }
+
+    #[test]
+    fn connections_made_through_a_listener() {
+        // A listener on 127.0.0.1:8080, an established and a closing
+        // connection through it, one of another port, one in TIME_WAIT
+        // (no inode) and a closed socket.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1\n   1: 0100007F:1F90 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 101 1\n   2: 0100007F:1F90 0100007F:9C41 08 00000000:00000000 00:00000000 00000000     0        0 102 1\n   3: 0100007F:1F91 0100007F:9C42 01 00000000:00000000 00:00000000 00000000     0        0 103 1\n   4: 0100007F:1F90 0100007F:9C43 06 00000000:00000000 00:00000000 00000000     0        0 0 1\n   5: 0100007F:1F90 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 104 1\n";
+        let at = |text: &str| text.parse::<std::net::SocketAddr>().expect("address");
+        assert_eq!(
+            parse_connections_on(table, &[at("127.0.0.1:8080")]),
+            [101, 102]
+        );
+        assert_eq!(
+            parse_connections_on(table, &[at("0.0.0.0:8080"), at("127.0.0.1:8081")]),
+            [101, 102, 103]
+        );
+        assert!(parse_connections_on(table, &[at("127.0.0.2:8080")]).is_empty());
     }
 
     #[test]

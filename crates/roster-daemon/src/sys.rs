@@ -281,3 +281,62 @@ pub fn ensure_standard_fds() {
         }
     }
 }
+
+/// `SO_ATTACH_REUSEPORT_CBPF` (Linux 4.5): its value in the kernel's
+/// generic `asm/socket.h` (and MIPS's); the libc crate has it for Android
+/// only.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Which member of a `SO_REUSEPORT` group a new connection goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steer {
+    /// The first member (the socket that joined it first among those
+    /// still listening), whoever else joins.
+    First,
+    /// The kernel's own choice, by a hash of the connection's addresses.
+    Spread,
+}
+
+/// Sets how the `SO_REUSEPORT` group of listening socket `fd` gives out
+/// new connections: a one-instruction classic BPF program returning the
+/// index of a member, 0 for the first, or one past any member for the
+/// kernel's hash. The program belongs to the group, not to `fd`.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+pub fn reuseport_steer(fd: &impl std::os::fd::AsRawFd, steer: Steer) -> io::Result<()> {
+    // BPF_RET | BPF_K (0x06 | 0x00): return the constant k.
+    let mut program = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: match steer {
+            Steer::First => 0,
+            Steer::Spread => u32::MAX,
+        },
+    }];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` and the instruction it points to live until the call
+    // returns; the kernel copies the program and keeps no pointer to them.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Where the kernel's value of the option is not the generic one.
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+pub fn reuseport_steer(_fd: &impl std::os::fd::AsRawFd, _steer: Steer) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}

@@ -683,3 +683,27 @@ fn health_of_the_view_is_what_readiness_reads() {
     let view = h.sup.view(h.at(1.5), &name()).expect("a");
     assert_eq!(view.health, Health::Healthy);
 }
+
+#[test]
+fn a_note_of_the_daemon_is_added_to_the_step_it_performed() {
+    let mut h = deploy("", DEPLOY);
+    h.through_to_cutover(2.0);
+    h.run_to(3.0);
+    h.in_release_and_current(h.at(3.0));
+    let new = h.pid().expect("v2 runs");
+    // The socket handover is noted after the cutover ended.
+    h.dep
+        .annotate("cutover", "the old process was drained at once");
+    assert_eq!(
+        h.detail("cutover"),
+        format!("v2 is live (pid {new})\nthe old process was drained at once")
+    );
+    // A step that never ran is left alone.
+    h.dep.annotate("rollback", "nothing");
+    assert!(h
+        .dep
+        .progress()
+        .steps
+        .iter()
+        .all(|step| step.step != "rollback"));
+}

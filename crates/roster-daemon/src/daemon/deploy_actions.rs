@@ -3,12 +3,15 @@
 
 use std::time::Instant;
 
+use roster_core::api::AgentState;
 use roster_core::deployment::{Action, Deployment, Done};
+use roster_core::supervisor::Switch;
 use roster_core::AgentName;
 
 use super::dispatch::Daemon;
-use crate::inbox::DeployInput;
+use crate::inbox::{DeployInput, Input};
 use crate::journal::Row;
+use crate::listen::Handover;
 
 impl Daemon {
     /// A deployment begins, or the answer to its work is in.
@@ -43,6 +46,15 @@ impl Daemon {
                 let seen = self.supervisor.view(now, &agent);
                 let deployment = Deployment::new(now, job, progress, spec, seen);
                 self.deploys.deployments.running.insert(agent, deployment);
+            }
+            DeployInput::Drainable { agent, id, note } => {
+                match self.deploys.deployments.running.get(&agent) {
+                    Some(deployment) if deployment.progress().id == id => {}
+                    // A deployment that ended (handed back, rolled back)
+                    // already decided who serves.
+                    _ => return,
+                }
+                self.drain_outgoing(&agent, &note);
             }
             DeployInput::Done { agent, id, done } => {
                 match self.deploys.deployments.running.get_mut(&agent) {
@@ -95,6 +107,14 @@ impl Daemon {
             let now = Instant::now();
             for agent in changed {
                 let view = self.supervisor.view(now, &agent);
+                if view
+                    .as_ref()
+                    .is_some_and(|view| view.state == AgentState::Running)
+                {
+                    // A cutover's new process runs: its own sockets get
+                    // connections too.
+                    self.launcher.listeners.spread(&agent);
+                }
                 if let Some(deployment) = self.deploys.deployments.running.get_mut(&agent) {
                     deployment.handle_agent(now, view.as_ref());
                 }
@@ -140,6 +160,9 @@ impl Daemon {
                     self.supervisor
                         .handle_switch(now, agent, &release, strategy)
                 };
+                if let Ok(Switch::Beside { .. }) = &result {
+                    self.launcher.listeners.begin_cutover(agent);
+                }
                 // The new process is spawned before the answer.
                 self.perform();
                 let after = self.supervisor.view(Instant::now(), agent);
@@ -152,8 +175,9 @@ impl Daemon {
                     },
                 );
             }
-            Action::Retire => self.retire_outgoing(agent),
+            Action::Retire => self.retire_outgoing(agent, id),
             Action::Handback { reason } => {
+                self.launcher.listeners.end_cutover(agent);
                 self.supervisor
                     .handle_handback(Instant::now(), agent, &reason);
                 self.perform();
@@ -197,12 +221,61 @@ impl Daemon {
     }
 
     /// The new process of a blue-green cutover is ready and `current`
-    /// names its release: the process it replaces drains. (How the
-    /// listening sockets pass from the old process to the new one belongs
-    /// here.)
-    fn retire_outgoing(&mut self, agent: &AgentName) {
+    /// names its release: it takes over the `[listen]` sockets, and the
+    /// process it replaces drains: at once where old and new share one
+    /// socket, or, where the kernel moved the old socket's queued
+    /// connections to the new one, once the old process holds no
+    /// connection (at most `drain_timeout`, waited for off the loop).
+    fn retire_outgoing(&mut self, agent: &AgentName, id: u64) {
+        let now = Instant::now();
+        let old = self
+            .supervisor
+            .view(now, agent)
+            .and_then(|view| view.outgoing_pid);
+        match self.launcher.listeners.cut_over(agent) {
+            Handover::Nothing => {}
+            Handover::Shared(why) => {
+                let note = format!(
+                    "the old process was drained at once: {}",
+                    why.lines().next().unwrap_or_default()
+                );
+                self.annotate_cutover(agent, &note);
+            }
+            Handover::Moved(addresses) => {
+                if let (Some(old), Some(spec)) = (old, self.supervisor.spec(agent)) {
+                    let within = spec.drain_timeout;
+                    let inbox = self.context.inbox.clone();
+                    let agent = agent.clone();
+                    self.context.runtime.spawn_blocking(move || {
+                        let (held, waited) =
+                            crate::listen::wait_until_idle(old, &addresses, within);
+                        let note = drained_note(held, waited, within);
+                        inbox.send(Input::Deployment(DeployInput::Drainable {
+                            agent,
+                            id,
+                            note,
+                        }));
+                    });
+                    return;
+                }
+            }
+        }
+        self.supervisor.handle_retire(now, agent);
+        self.perform();
+    }
+
+    /// The old process of `agent`'s cutover may drain now.
+    fn drain_outgoing(&mut self, agent: &AgentName, note: &str) {
+        self.annotate_cutover(agent, note);
         self.supervisor.handle_retire(Instant::now(), agent);
         self.perform();
+    }
+
+    fn annotate_cutover(&mut self, agent: &AgentName, note: &str) {
+        if let Some(deployment) = self.deploys.deployments.running.get_mut(agent) {
+            deployment.annotate("cutover", note);
+            self.deploys.deploys.publish(deployment.progress());
+        }
     }
 
     /// Resolves the alert `fingerprint`, if it fires.
@@ -210,5 +283,22 @@ impl Daemon {
         let at = crate::clock::rfc3339_millis(crate::clock::unix_millis());
         self.alerting
             .resolve(fingerprint, at, &self.context.journal, &mut self.metrics);
+    }
+}
+
+/// How the old process's connections ended, for the cutover step.
+fn drained_note(held: usize, waited: std::time::Duration, within: std::time::Duration) -> String {
+    let moved = "the connections queued on the old process's socket moved to the new one";
+    if held == 0 {
+        format!(
+            "{moved}; the old process was drained once it held no connection ({} ms later)",
+            waited.as_millis()
+        )
+    } else {
+        format!(
+            "{moved}; the old process still held {held} connection{} after drain_timeout ({}) and was drained anyway",
+            if held == 1 { "" } else { "s" },
+            roster_core::units::format_duration(within)
+        )
     }
 }

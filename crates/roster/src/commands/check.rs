@@ -39,6 +39,22 @@ fn cutover_blind_spot(spec: &roster_core::config::AgentSpec) -> Option<String> {
     })
 }
 
+/// A blue-green agent with `[listen]` on a kernel that cannot move the old
+/// process's queued connections to the new one at cutover: old and new
+/// share the socket, and an app that dies at once on its drain signal
+/// drops what it was answering. `setting` is the text of
+/// `net.ipv4.tcp_migrate_req` (None: no such setting).
+fn handover_warning(spec: &AgentSpec, setting: Option<&str>) -> Option<String> {
+    let deploy = spec.deploy.as_ref()?;
+    if deploy.strategy != roster_core::deploy::Strategy::BlueGreen || spec.listen.is_empty() {
+        return None;
+    }
+    match roster_core::deploy::socket_handover(setting) {
+        roster_core::deploy::SocketHandover::Migrate => None,
+        roster_core::deploy::SocketHandover::Shared(why) => Some(why),
+    }
+}
+
 /// The account an agent runs as when that is another user than this
 /// command's (then the daemon switches to it): None for the daemon's own
 /// user, or a user that does not resolve (the daemon says so).
@@ -155,6 +171,12 @@ pub fn run(file: &Path) -> Result<ExitCode> {
     }
     for (name, spec) in &config.agents {
         if let Some(warning) = cutover_blind_spot(spec) {
+            eprintln!("{}: warning: agent `{name}`: {warning}", file.display());
+        }
+    }
+    let setting = std::fs::read_to_string(roster_core::deploy::MIGRATE_SYSCTL).ok();
+    for (name, spec) in &config.agents {
+        if let Some(warning) = handover_warning(spec, setting.as_deref()) {
             eprintln!("{}: warning: agent `{name}`: {warning}", file.display());
         }
     }

@@ -5,6 +5,7 @@
 mod config;
 mod deploy;
 mod deploy_faults;
+mod deploy_lossless;
 mod example;
 mod faults_flood;
 mod faults_home;
