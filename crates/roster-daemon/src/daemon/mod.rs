@@ -255,6 +255,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     // close-on-exec (so they never reach agents).
     crate::sys::ensure_standard_fds();
     crate::sys::close_inherited_descriptors_on_exec();
+    // Before any thread exists: the daemon's few threads share two arenas
+    // instead of glibc's one per thread, each with its own free memory.
+    crate::sys::limit_malloc_arenas(MALLOC_ARENAS);
     let home = Home::new(options.home.clone());
     // Block the signals the loop handles before any other thread exists:
     // every thread inherits the mask, so they reach only the signalfd.
@@ -294,7 +297,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(RUNTIME_WORKERS)
         .max_blocking_threads(16)
         .thread_name("roster")
         .enable_all()
@@ -761,11 +764,15 @@ impl Daemon {
                 let _ = reply.send(self.agents_command(now, verb, &names));
             }
             Request::SampleTargets(reply) => {
-                let agents: Vec<(AgentName, u32)> = self
+                let agents: Vec<_> = self
                     .supervisor
                     .main_pids()
                     .into_iter()
                     .filter(|(agent, _)| !self.watcher.rules_of(agent).is_empty())
+                    .map(|(agent, pid)| {
+                        let readings = self.watcher.readings_of(&agent);
+                        (agent, pid, readings)
+                    })
                     .collect();
                 let wanted = !agents.is_empty()
                     || !self.host_disks.is_empty()
@@ -2091,6 +2098,16 @@ impl Daemon {
 /// The file listing agents' own metrics endpoints for Prometheus
 /// (`file_sd_configs`), in the home.
 pub const FILE_SD: &str = "file_sd.json";
+
+/// The runtime's worker threads. Its tasks (the API, pumps, probes,
+/// notifiers) wait on I/O and do little between waits, and blocking work
+/// goes to the blocking pool: one worker carries them, and an idle daemon
+/// pays no wake-ups of a second worker looking for work to steal.
+const RUNTIME_WORKERS: usize = 1;
+
+/// glibc malloc arenas for the daemon's threads (see
+/// [`crate::sys::limit_malloc_arenas`]).
+const MALLOC_ARENAS: i32 = 2;
 
 /// How much sample history is kept per agent.
 pub const HISTORY: Duration = Duration::from_secs(3600);
