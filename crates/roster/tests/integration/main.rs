@@ -10,6 +10,7 @@ mod faults_flood;
 mod faults_home;
 mod faults_logs;
 mod faults_loop;
+mod footprint;
 mod hardening;
 mod health;
 mod init;
