@@ -535,6 +535,11 @@ impl Watcher {
         !self.host.0.is_empty()
     }
 
+    /// What the sampler must read of an agent's processes for its rules.
+    pub fn readings_of(&self, agent: &AgentName) -> Readings {
+        Readings::of(self.rules_of(agent))
+    }
+
     /// The rules in force for an agent (for `check` and the pumps).
     pub fn rules_of(&self, agent: &AgentName) -> &[WatchRule] {
         self.agents
@@ -616,7 +621,7 @@ mod text;
 mod window;
 
 pub use predict::{predict, History};
-pub use rule::{default_agent_rules, Metric, RuleAction, Threshold, WatchRule, METRICS};
+pub use rule::{default_agent_rules, Metric, Readings, RuleAction, Threshold, WatchRule, METRICS};
 pub use text::format_bytes;
 pub use window::LogWindow;
 

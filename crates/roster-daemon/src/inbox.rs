@@ -87,8 +87,9 @@ pub struct StatusLine {
 /// The sampler's work for one round.
 #[derive(Debug, Default)]
 pub struct SampleTargets {
-    /// Running agents with rules: (agent, group leader).
-    pub agents: Vec<(AgentName, u32)>,
+    /// Running agents with rules: (agent, group leader, what its rules
+    /// need read).
+    pub agents: Vec<(AgentName, u32, roster_core::watch::Readings)>,
     /// Paths of `disk_percent` host rules.
     pub disks: Vec<std::path::PathBuf>,
     /// Whether any rule needs samples at all.

@@ -6,6 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
+mod groups;
+
+pub use groups::{GroupReader, Wanted};
+
 /// One process, as far as status needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcSample {
@@ -205,58 +209,6 @@ pub struct GroupUsage {
     pub open_files: Option<u64>,
     /// TCP sockets (IPv4 and IPv6, any state) among those descriptors.
     pub tcp_sockets: Option<u64>,
-}
-
-/// Samples the process groups `pgids`: one scan of every `/proc/PID/stat`,
-/// then, for members only, their `fd` directories, matched against the
-/// socket inodes of `/proc/net/tcp` and `tcp6`. Past `deadline` the
-/// descriptors of the groups not yet done are left uncounted (`None`):
-/// a scrape must answer in bounded time, whatever the machine holds.
-pub fn sample_groups(pgids: &HashSet<u32>, deadline: Instant) -> HashMap<u32, GroupUsage> {
-    let mut usage: HashMap<u32, GroupUsage> = HashMap::new();
-    if pgids.is_empty() {
-        return usage;
-    }
-    let mut members: Vec<(u32, u32)> = Vec::new();
-    for (pid, sample) in sample_all() {
-        if !pgids.contains(&sample.pgid) {
-            continue;
-        }
-        let group = usage.entry(sample.pgid).or_insert(GroupUsage {
-            open_files: Some(0),
-            tcp_sockets: Some(0),
-            ..GroupUsage::default()
-        });
-        group.cpu_ticks += sample.cpu_ticks + sample.children_cpu_ticks;
-        group.rss_pages += sample.rss_pages;
-        group.threads += sample.threads;
-        members.push((sample.pgid, pid));
-    }
-    let tcp = tcp_socket_inodes();
-    for (pgid, pid) in members {
-        let Some(group) = usage.get_mut(&pgid) else {
-            continue;
-        };
-        if group.open_files.is_none() {
-            continue;
-        }
-        let counted = if Instant::now() < deadline {
-            count_descriptors(pid, &tcp)
-        } else {
-            None
-        };
-        match counted {
-            Some((files, sockets)) => {
-                group.open_files = group.open_files.map(|total| total + files);
-                group.tcp_sockets = group.tcp_sockets.map(|total| total + sockets);
-            }
-            None => {
-                group.open_files = None;
-                group.tcp_sockets = None;
-            }
-        }
-    }
-    usage
 }
 
 /// A process's open descriptors and how many of them are TCP sockets
@@ -612,31 +564,6 @@ mod tests {
         assert_eq!(socket_inode(b"socket:[31337]"), Some(31337));
         assert_eq!(socket_inode(b"pipe:[31337]"), None);
         assert_eq!(socket_inode(b"/dev/null"), None);
-    }
-
-    #[test]
-    fn samples_this_process_group() {
-        let me = sample(std::process::id()).expect("own stat");
-        // A listening socket of our own is a TCP socket of our group.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let usage = sample_groups(
-            &HashSet::from([me.pgid]),
-            Instant::now() + std::time::Duration::from_secs(10),
-        );
-        let group = usage.get(&me.pgid).expect("our group");
-        assert!(group.rss_pages > 0);
-        assert!(group.threads >= 1);
-        assert!(
-            group.open_files.is_some_and(|files| files >= 1),
-            "{group:?}"
-        );
-        assert!(
-            group.tcp_sockets.is_some_and(|sockets| sockets >= 1),
-            "{group:?}"
-        );
-        drop(listener);
-        let late = sample_groups(&HashSet::from([me.pgid]), Instant::now());
-        assert_eq!(late.get(&me.pgid).and_then(|group| group.open_files), None);
     }
 
     #[test]

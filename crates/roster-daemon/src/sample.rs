@@ -8,16 +8,18 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use roster_core::watch::{AgentSample, HostSample};
+use roster_core::watch::{AgentSample, HostSample, Readings};
 use roster_core::AgentName;
 
 use crate::procfs;
 
 /// CPU ticks of each agent's group at the previous sample, to turn the
-/// running total into a percentage.
+/// running total into a percentage, and the reader that remembers the
+/// groups' members and counts between samples.
 #[derive(Debug, Default)]
 pub struct Sampler {
     previous: HashMap<AgentName, (u32, u64, Instant)>,
+    groups: procfs::GroupReader,
 }
 
 /// How long the descriptors of the groups may take to count in one round;
@@ -30,12 +32,13 @@ impl Sampler {
         Self::default()
     }
 
-    /// Samples every `(agent, group leader)` and the host (`disks`: the
-    /// paths host rules watch). The groups are read by
-    /// [`procfs::sample_groups`], as `/metrics` reads them.
+    /// Samples every `(agent, group leader, what its rules need)` and the
+    /// host (`disks`: the paths host rules watch). The groups are read by
+    /// a [`procfs::GroupReader`], as `/metrics` reads them; descriptors
+    /// and TCP sockets only for agents whose rules need them.
     pub fn sample(
         &mut self,
-        agents: &[(AgentName, u32)],
+        agents: &[(AgentName, u32, Readings)],
         disks: &[PathBuf],
     ) -> (BTreeMap<AgentName, AgentSample>, HostSample) {
         let now = Instant::now();
@@ -43,11 +46,16 @@ impl Sampler {
         let total_bytes = meminfo_kib(&meminfo, "MemTotal:").map(|kib| kib * 1024);
         let mut samples = BTreeMap::new();
         if !agents.is_empty() {
-            let leaders: HashSet<u32> = agents.iter().map(|(_, pid)| *pid).collect();
-            let groups = procfs::sample_groups(&leaders, now + DESCRIPTOR_BUDGET);
+            let mut wanted: HashMap<u32, procfs::Wanted> = HashMap::new();
+            for (_, leader, readings) in agents {
+                let want = wanted.entry(*leader).or_default();
+                want.open_files |= readings.open_files;
+                want.connections |= readings.connections;
+            }
+            let groups = self.groups.read(&wanted, now + DESCRIPTOR_BUDGET);
             let page = procfs::page_size();
             let ticks_per_second = procfs::ticks_per_second() as f64;
-            for (agent, leader) in agents {
+            for (agent, leader, _) in agents {
                 let Some(group) = groups.get(leader) else {
                     continue;
                 };
@@ -76,7 +84,7 @@ impl Sampler {
                     },
                 );
             }
-            let running: HashSet<&AgentName> = agents.iter().map(|(agent, _)| agent).collect();
+            let running: HashSet<&AgentName> = agents.iter().map(|(agent, _, _)| agent).collect();
             self.previous.retain(|agent, _| running.contains(agent));
         }
         let mut host = HostSample {
@@ -184,7 +192,14 @@ mod tests {
         let agent = AgentName::new("me").expect("name");
         let mut sampler = Sampler::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let (samples, host) = sampler.sample(&[(agent.clone(), me.pgid)], &[PathBuf::from("/")]);
+        let everything = Readings {
+            open_files: true,
+            connections: true,
+        };
+        let (samples, host) = sampler.sample(
+            &[(agent.clone(), me.pgid, everything)],
+            &[PathBuf::from("/")],
+        );
         let mine = &samples[&agent];
         assert!(mine.memory_bytes.is_some_and(|bytes| bytes > 0.0));
         assert!(mine
@@ -197,8 +212,14 @@ mod tests {
         );
         assert!(mine.threads.is_some_and(|threads| threads >= 1.0));
         assert_eq!(mine.cpu_percent, None, "no previous sample yet");
-        let (again, _) = sampler.sample(&[(agent.clone(), me.pgid)], &[]);
+        let (again, _) = sampler.sample(&[(agent.clone(), me.pgid, Readings::default())], &[]);
         assert!(again[&agent].cpu_percent.is_some());
+        assert!(again[&agent].memory_bytes.is_some());
+        assert_eq!(
+            (again[&agent].open_files, again[&agent].connections),
+            (None, None),
+            "no rule needs descriptors: none are read"
+        );
         assert!(host.disk_percent[&PathBuf::from("/")] > 0.0);
         assert!(host.memory_available_percent.is_some());
         assert!(host.load1.is_some());

@@ -340,3 +340,18 @@ pub fn reuseport_steer(fd: &impl std::os::fd::AsRawFd, steer: Steer) -> io::Resu
 pub fn reuseport_steer(_fd: &impl std::os::fd::AsRawFd, _steer: Steer) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
+
+/// Caps glibc's malloc arenas at `arenas` (glibc gives each thread that
+/// meets a locked arena a new one, up to 8 per core, each holding its own
+/// free memory). Called before the daemon starts its threads. A no-op
+/// where the C library is not glibc.
+pub fn limit_malloc_arenas(arenas: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it takes two ints
+    // and touches no memory of ours.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = arenas;
+}

@@ -245,3 +245,68 @@ pub fn default_agent_rules() -> Vec<WatchRule> {
         ),
     ]
 }
+
+/// What a sampler must read of an agent's processes for its rules beyond
+/// the figures every reading has (memory, CPU, threads: one `stat` per
+/// process). Descriptors cost a read of their table, and TCP sockets a
+/// look at every descriptor and the machine's TCP tables, so they are
+/// read only for agents with a rule on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readings {
+    /// Open descriptors (`open_files`).
+    pub open_files: bool,
+    /// TCP sockets among them (`connections`).
+    pub connections: bool,
+}
+
+impl Readings {
+    /// What `rules` need.
+    pub fn of(rules: &[WatchRule]) -> Self {
+        Self {
+            open_files: rules.iter().any(|rule| rule.metric == Metric::OpenFiles),
+            connections: rules.iter().any(|rule| rule.metric == Metric::Connections),
+        }
+    }
+}
+
+#[cfg(test)]
+mod readings_tests {
+    use super::*;
+
+    #[test]
+    fn reads_descriptors_only_for_rules_on_them() {
+        let rule = |metric| {
+            WatchRule::new(
+                metric,
+                Threshold::Above(1.0),
+                Duration::ZERO,
+                RuleAction::Alert,
+            )
+        };
+        assert_eq!(Readings::of(&[]), Readings::default());
+        assert_eq!(
+            Readings::of(&[
+                rule(Metric::MemoryBytes),
+                rule(Metric::CpuPercent),
+                rule(Metric::Threads)
+            ]),
+            Readings::default(),
+            "stat alone"
+        );
+        assert_eq!(
+            Readings::of(&[rule(Metric::OpenFiles)]),
+            Readings {
+                open_files: true,
+                connections: false
+            }
+        );
+        assert_eq!(
+            Readings::of(&default_agent_rules()),
+            Readings {
+                open_files: false,
+                connections: true
+            },
+            "the defaults watch connections"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use roster_core::api::{AlertRecord, AlertState};
 use roster_core::config::Config;
 use roster_core::delivery_log::DeliveryLog;
 use roster_core::watch::{AlertEvent, Response, Watcher};
-use roster_core::{AgentName, Event, EventKind, Supervisor};
+use roster_core::{Event, EventKind, Supervisor};
 
 use super::context::Context;
 use super::home_watch;
@@ -133,10 +133,14 @@ impl Alerting {
     /// What the sampler should sample: the main processes of agents with
     /// rules, and the disks host rules watch.
     pub(super) fn sample_targets(&self, supervisor: &Supervisor) -> SampleTargets {
-        let agents: Vec<(AgentName, u32)> = supervisor
+        let agents: Vec<_> = supervisor
             .main_pids()
             .into_iter()
             .filter(|(agent, _)| !self.watcher.rules_of(agent).is_empty())
+            .map(|(agent, pid)| {
+                let readings = self.watcher.readings_of(&agent);
+                (agent, pid, readings)
+            })
             .collect();
         let wanted =
             !agents.is_empty() || !self.host_disks.is_empty() || self.watcher.has_host_rules();

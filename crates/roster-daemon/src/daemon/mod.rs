@@ -80,6 +80,16 @@ pub struct DaemonOptions {
     pub config: Option<PathBuf>,
 }
 
+/// The runtime's worker threads. Its tasks (the API, pumps, probes,
+/// notifiers) wait on I/O and do little between waits, and blocking work
+/// goes to the blocking pool: one worker carries them, and an idle daemon
+/// pays no wake-ups of a second worker looking for work to steal.
+const RUNTIME_WORKERS: usize = 1;
+
+/// glibc malloc arenas for the daemon's threads (see
+/// [`crate::sys::limit_malloc_arenas`]).
+const MALLOC_ARENAS: i32 = 2;
+
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `roster down`.
 pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     // Before anything is opened: 0, 1 and 2 exist (so no file of ours
@@ -87,6 +97,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     // close-on-exec (so they never reach agents).
     crate::sys::ensure_standard_fds();
     crate::sys::close_inherited_descriptors_on_exec();
+    // Before any thread exists: the daemon's few threads share two arenas
+    // instead of glibc's one per thread, each with its own free memory.
+    crate::sys::limit_malloc_arenas(MALLOC_ARENAS);
     let home = Home::new(options.home.clone());
     // Block the signals the loop handles before any other thread exists:
     // every thread inherits the mask, so they reach only the signalfd.
@@ -126,7 +139,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(RUNTIME_WORKERS)
         .max_blocking_threads(16)
         .thread_name("roster")
         .enable_all()

@@ -12,7 +12,7 @@
 mod encode;
 mod serve;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -121,15 +121,20 @@ pub struct AgentSample {
 }
 
 /// Samples every running agent's process group (blocking: call it on the
-/// blocking pool). One entry per agent of `snapshot`, in its order; the
-/// descriptors of groups not reached by `deadline` stay unknown.
-pub fn sample(snapshot: &MetricsSnapshot, deadline: Instant) -> Vec<AgentSample> {
-    let groups: HashSet<u32> = snapshot
+/// blocking pool) with `reader`, which remembers members and counts from
+/// the previous scrape. One entry per agent of `snapshot`, in its order;
+/// the descriptors of groups not reached by `deadline` stay unknown.
+pub fn sample(
+    reader: &mut procfs::GroupReader,
+    snapshot: &MetricsSnapshot,
+    deadline: Instant,
+) -> Vec<AgentSample> {
+    let groups: HashMap<u32, procfs::Wanted> = snapshot
         .agents
         .iter()
-        .filter_map(|agent| agent.pid)
+        .filter_map(|agent| Some((agent.pid?, procfs::Wanted::ALL)))
         .collect();
-    let usage = procfs::sample_groups(&groups, deadline);
+    let usage = reader.read(&groups, deadline);
     let page = procfs::page_size();
     let ticks_per_second = procfs::ticks_per_second().max(1) as f64;
     snapshot

@@ -186,8 +186,10 @@ fn bind_soon(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
 struct ScrapeState {
     snapshots: watch::Receiver<Arc<MetricsSnapshot>>,
     token: Arc<std::sync::RwLock<Option<String>>>,
-    /// One /proc sampling at a time, however many scrapers.
+    /// One /proc sampling at a time, however many scrapers; the reader
+    /// keeps the groups' members and counts from one scrape to the next.
     sampling: Arc<tokio::sync::Mutex<()>>,
+    reader: Arc<std::sync::Mutex<crate::procfs::GroupReader>>,
 }
 
 async fn serve(
@@ -199,6 +201,7 @@ async fn serve(
         snapshots,
         token,
         sampling: Arc::new(tokio::sync::Mutex::new(())),
+        reader: Arc::new(std::sync::Mutex::new(crate::procfs::GroupReader::new())),
     };
     let router = Router::new()
         .route("/metrics", get(scrape))
@@ -265,8 +268,15 @@ async fn scrape(State(state): State<ScrapeState>, headers: axum::http::HeaderMap
     let _turn = state.sampling.lock().await;
     let snapshot = state.snapshots.borrow().clone();
     let deadline = Instant::now() + SAMPLE_BUDGET;
+    let reader = state.reader.clone();
     let work = tokio::task::spawn_blocking(move || {
-        let samples = sample(&snapshot, deadline);
+        let samples = sample(
+            &mut reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            &snapshot,
+            deadline,
+        );
         encode(&snapshot, &samples)
     });
     // The sampler stops counting at its deadline; this is the backstop

@@ -1,0 +1,73 @@
+//! The daemon's own cost while its agents idle: what sampling for the
+//! default rules takes (bench/ measures it precisely; this holds a
+//! generous bound on a loaded machine).
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("daemon stat");
+    let fields: Vec<&str> = text[text.rfind(')').expect("stat") + 1..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// The `Pss:` line of `/proc/PID/smaps_rollup`, in KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_hundred_idle_agents_with_the_default_rules_cost_the_daemon_little() {
+    let roster = Roster::new();
+    let mut config = String::new();
+    for index in 0..100 {
+        config.push_str(&format!(
+            "[agents.idle{index:03}]\ncommand = [\"sleep\", \"1000.{index}\"]\n\n"
+        ));
+    }
+    roster.config(&config);
+    roster.up();
+    roster.wait_status("100 agents running", SECS(60), |status| {
+        status
+            .agents
+            .iter()
+            .filter(|agent| agent.pid.is_some())
+            .count()
+            == 100
+    });
+    let daemon = roster.daemon_pid().expect("daemon pid");
+    // Past the start-up and the first samples, then a window with samples
+    // of every agent in it (every 5 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let (start, before) = (Instant::now(), cpu_ticks(daemon));
+    std::thread::sleep(Duration::from_secs(11));
+    let ticks = cpu_ticks(daemon) - before;
+    let seconds = start.elapsed().as_secs_f64();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let percent = ticks as f64 / hz / seconds * 100.0;
+    assert!(
+        percent < 1.0,
+        "the daemon used {percent:.2}% of a core over {seconds:.1} s with 100 idle agents"
+    );
+    if let Some(pss) = pss_kib(daemon) {
+        assert!(
+            pss < 16 * 1024,
+            "the daemon's PSS is {pss} KiB with 100 idle agents"
+        );
+    }
+}
