@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::sync::OnceLock;
 
 /// Starts `executable` with posix_spawn: in a new process group, an empty
-/// signal mask, SIGPIPE back to default, stdin on /dev/null, stdout and
+/// signal mask, every signal back to its default action, stdin on /dev/null, stdout and
 /// stderr on `log_fd`, in `cwd`. `argv` and `envp` are NULL-terminated
 /// arrays of pointers into live C strings. Returns the pid.
 pub fn posix_spawn_agent(
@@ -47,8 +47,11 @@ pub fn posix_spawn_agent(
         let mut defaults: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigemptyset(&mut defaults);
-        // Rust ignores SIGPIPE; an ignored disposition would survive exec.
-        libc::sigaddset(&mut defaults, libc::SIGPIPE);
+        // Every signal back to its default action: an ignored disposition
+        // survives exec, and the daemon may have inherited some (Rust
+        // ignores SIGPIPE; a shell's background job ignores SIGINT and
+        // SIGQUIT), which would keep an agent's stop signal from it.
+        libc::sigfillset(&mut defaults);
         let flags = (libc::POSIX_SPAWN_SETPGROUP
             | libc::POSIX_SPAWN_SETSIGMASK
             | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;

@@ -68,6 +68,9 @@ pub(super) enum Cut {
     BesideInRelease { new: u32 },
     /// Blue-green: `current` moving.
     BesideCurrent { new: u32 },
+    /// Blue-green: the old process is being retired (the daemon may wait
+    /// until it holds no connection); the cutover step ends once it is.
+    Retiring { new: u32 },
     /// Restart: `current` moving before the new process starts.
     RestartCurrent { old: Option<u32> },
     /// Restart: waiting for the new process to be ready.
@@ -183,10 +186,16 @@ impl Deployment {
                 Ok(()) => {
                     self.actions.push_back(Action::CrashPoint("current"));
                     self.actions.push_back(Action::Retire);
-                    self.cutover_succeeded(now, release, Some(new));
+                    self.set_cut(Cut::Retiring { new });
                 }
                 Err(error) => self.handback(now, error),
             },
+            (Cut::Retiring { new }, Done::Retired(note)) => {
+                self.cutover_succeeded(now, release, Some(new));
+                if let Some(note) = note {
+                    self.annotate("cutover", &note);
+                }
+            }
             (Cut::RestartCurrent { old }, Done::Current(result)) => match result {
                 Ok(()) => {
                     self.actions.push_back(Action::CrashPoint("cutover"));

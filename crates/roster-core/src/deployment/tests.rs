@@ -160,6 +160,7 @@ impl Harness {
                     }
                     Action::Retire => {
                         self.sup.handle_retire(now, &name());
+                        self.dep.handle_done(now, Done::Retired(None));
                     }
                     Action::Handback { reason } => {
                         self.sup.handle_handback(now, &name(), &reason);

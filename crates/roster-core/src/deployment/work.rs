@@ -290,4 +290,8 @@ pub enum Done {
     Current(Result<(), String>),
     /// The releases removed, or why none were.
     Cleaned(Result<Vec<String>, String>),
+    /// [`Action::Retire`] was performed: the old process drains. What the
+    /// daemon noted of it (how the `[listen]` sockets were handed over),
+    /// for the cutover step's detail.
+    Retired(Option<String>),
 }

@@ -48,13 +48,16 @@ impl Daemon {
                 self.deploys.deployments.running.insert(agent, deployment);
             }
             DeployInput::Drainable { agent, id, note } => {
-                match self.deploys.deployments.running.get(&agent) {
-                    Some(deployment) if deployment.progress().id == id => {}
-                    // A deployment that ended (handed back, rolled back)
-                    // already decided who serves.
+                // A cutover handed back meanwhile left nothing to retire
+                // (the supervisor says so and does nothing).
+                self.supervisor.handle_retire(now, &agent);
+                self.perform();
+                match self.deploys.deployments.running.get_mut(&agent) {
+                    Some(deployment) if deployment.progress().id == id => {
+                        deployment.handle_done(now, Done::Retired(Some(note)))
+                    }
                     _ => return,
                 }
-                self.drain_outgoing(&agent, &note);
             }
             DeployInput::Done { agent, id, done } => {
                 match self.deploys.deployments.running.get_mut(&agent) {
@@ -232,15 +235,13 @@ impl Daemon {
             .supervisor
             .view(now, agent)
             .and_then(|view| view.outgoing_pid);
-        match self.launcher.listeners.cut_over(agent) {
-            Handover::Nothing => {}
-            Handover::Shared(why) => {
-                let note = format!(
-                    "the old process was drained at once: {}",
-                    why.lines().next().unwrap_or_default()
-                );
-                self.annotate_cutover(agent, &note);
-            }
+        let handover = self.launcher.listeners.cut_over(agent);
+        let note = match handover {
+            Handover::Nothing => None,
+            Handover::Shared(why) => Some(format!(
+                "the old process was drained at once: {}",
+                why.lines().next().unwrap_or_default()
+            )),
             Handover::Moved(addresses) => {
                 if let (Some(old), Some(spec)) = (old, self.supervisor.spec(agent)) {
                     let within = spec.drain_timeout;
@@ -258,24 +259,12 @@ impl Daemon {
                     });
                     return;
                 }
+                None
             }
-        }
+        };
         self.supervisor.handle_retire(now, agent);
         self.perform();
-    }
-
-    /// The old process of `agent`'s cutover may drain now.
-    fn drain_outgoing(&mut self, agent: &AgentName, note: &str) {
-        self.annotate_cutover(agent, note);
-        self.supervisor.handle_retire(Instant::now(), agent);
-        self.perform();
-    }
-
-    fn annotate_cutover(&mut self, agent: &AgentName, note: &str) {
-        if let Some(deployment) = self.deploys.deployments.running.get_mut(agent) {
-            deployment.annotate("cutover", note);
-            self.deploys.deploys.publish(deployment.progress());
-        }
+        self.answer_deployment(agent, Done::Retired(note));
     }
 
     /// Resolves the alert `fingerprint`, if it fires.

@@ -46,6 +46,44 @@ fn stop_signal_reaches_the_agent_and_its_group() {
     assert!(stopped.detail.contains("exit code 0"), "{}", stopped.detail);
 }
 
+/// A daemon started from a script in the background (`roster up &`,
+/// `nohup`) inherits SIGINT and SIGQUIT ignored; its agents must not, or
+/// a `stop_signal = "SIGINT"` never reaches their trap and every stop
+/// ends in SIGKILL.
+#[test]
+fn agents_of_a_daemon_started_with_sigint_ignored_still_get_sigint() {
+    let roster = Roster::new();
+    roster.config(&sh_agent(
+        "polite",
+        "trap 'echo got INT; exit 0' INT; echo ready; while true; do sleep 0.05; done",
+        "stop_signal = \"SIGINT\"\nstop_timeout = \"20s\"",
+    ));
+    let output = std::process::Command::new("sh")
+        .args(["-c", "trap '' INT QUIT; exec \"$0\" \"$@\"", BIN, "--home"])
+        .arg(roster.home.path())
+        .arg("up")
+        .env_remove("ROSTER_HOME")
+        .current_dir(roster.dir.path())
+        .output()
+        .expect("run roster up under sh");
+    assert!(output.status.success(), "{output:?}");
+    let log = roster.log_path("polite");
+    wait_for("the agent to be ready", SECS(10), || {
+        log_lines(&log).contains(&"ready".to_owned()).then_some(())
+    });
+    let started = Instant::now();
+    roster.ok(&["stop", "polite"]);
+    wait_for("the INT trap to log", SECS(5), || {
+        log_lines(&log)
+            .contains(&"got INT".to_owned())
+            .then_some(())
+    });
+    assert!(
+        started.elapsed() < SECS(10),
+        "the stop waited for stop_timeout: SIGINT did not reach the agent"
+    );
+}
+
 #[test]
 fn an_agent_ignoring_the_stop_signal_is_killed_after_stop_timeout() {
     let roster = Roster::new();
