@@ -178,7 +178,7 @@ impl Deployment {
 
     /// Adds what the daemon noted while performing `step` (how a
     /// cutover's sockets were handed over) to that step's detail.
-    pub fn annotate(&mut self, step: &str, note: &str) {
+    fn annotate(&mut self, step: &str, note: &str) {
         let Some(step) = self
             .progress
             .steps

@@ -50,23 +50,10 @@ impl Daemon {
             DeployInput::Drainable { agent, id, note } => {
                 // A cutover handed back meanwhile left nothing to retire
                 // (the supervisor says so and does nothing).
-                self.supervisor.handle_retire(now, &agent);
-                self.perform();
-                match self.deploys.deployments.running.get_mut(&agent) {
-                    Some(deployment) if deployment.progress().id == id => {
-                        deployment.handle_done(now, Done::Retired(Some(note)))
-                    }
-                    _ => return,
-                }
+                self.retire(&agent);
+                self.answer(&agent, id, now, Done::Retired(Some(note)));
             }
-            DeployInput::Done { agent, id, done } => {
-                match self.deploys.deployments.running.get_mut(&agent) {
-                    Some(deployment) if deployment.progress().id == id => {
-                        deployment.handle_done(now, done)
-                    }
-                    _ => return,
-                }
-            }
+            DeployInput::Done { agent, id, done } => self.answer(&agent, id, now, done),
         }
         self.perform_deployments();
     }
@@ -216,6 +203,20 @@ impl Daemon {
         }
     }
 
+    /// The answer to deployment `id` of `agent`; answers to one that ended
+    /// are dropped.
+    fn answer(&mut self, agent: &AgentName, id: u64, now: Instant, done: Done) {
+        if let Some(deployment) = self
+            .deploys
+            .deployments
+            .running
+            .get_mut(agent)
+            .filter(|deployment| deployment.progress().id == id)
+        {
+            deployment.handle_done(now, done);
+        }
+    }
+
     /// The answer to work done on the loop.
     fn answer_deployment(&mut self, agent: &AgentName, done: Done) {
         if let Some(deployment) = self.deploys.deployments.running.get_mut(agent) {
@@ -262,9 +263,14 @@ impl Daemon {
                 None
             }
         };
-        self.supervisor.handle_retire(now, agent);
-        self.perform();
+        self.retire(agent);
         self.answer_deployment(agent, Done::Retired(note));
+    }
+
+    /// The old process of `agent`'s cutover drains.
+    fn retire(&mut self, agent: &AgentName) {
+        self.supervisor.handle_retire(Instant::now(), agent);
+        self.perform();
     }
 
     /// Resolves the alert `fingerprint`, if it fires.
