@@ -134,6 +134,9 @@ fn run_shim(
     if listen {
         command.env("LISTEN_PID", std::process::id().to_string());
     }
+    // `exec` resets the signal mask and SIGPIPE (which this binary's
+    // runtime ignores) to their defaults: the agent starts as posix_spawn
+    // would start it (tested in `stopping.rs`).
     let error = command.exec();
     std::io::Error::new(
         error.kind(),

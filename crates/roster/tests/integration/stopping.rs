@@ -295,3 +295,49 @@ fn status_during_down_is_answered_not_cut() {
         );
     }
 }
+
+/// Every agent starts with no signal ignored and none blocked, whether the
+/// daemon spawns it directly or through the exec shim (another user). The
+/// shim is the `roster` binary, whose runtime ignores SIGPIPE, and an
+/// ignored SIGPIPE survives exec: a worker writing to a closed pipe would
+/// then get EPIPE errors instead of dying as it expects to. (The shim
+/// relies on `Command::exec` resetting SIGPIPE and the mask; this pins it.)
+#[test]
+fn agents_start_with_no_signal_ignored_or_blocked_with_or_without_the_shim() {
+    // The shell reads its own status with builtins: a forked grep would
+    // catch it mid-fork, with every signal blocked for a moment.
+    let direct = "[agents.direct]\ncommand = [\"sh\", \"-c\", \"while read key value; do case $key in SigIgn:|SigBlk:) echo $key $value;; esac; done < /proc/$$/status; exec sleep 3600\"]\ncwd = \"/\"\n";
+    let shimmed = if needs_root("signal_dispositions", "run an agent as nobody") {
+        "[agents.shimmed]\ncommand = [\"sh\", \"-c\", \"while read key value; do case $key in SigIgn:|SigBlk:) echo $key $value;; esac; done < /proc/$$/status; exec sleep 3600\"]\ncwd = \"/\"\nuser = \"nobody\"\n"
+    } else {
+        // Without root the shim still runs for an open-file limit.
+        "[agents.shimmed]\ncommand = [\"sh\", \"-c\", \"while read key value; do case $key in SigIgn:|SigBlk:) echo $key $value;; esac; done < /proc/$$/status; exec sleep 3600\"]\ncwd = \"/\"\nopen_files = 777\n"
+    };
+    let roster = Roster::new();
+    roster.config(&format!("{direct}\n{shimmed}"));
+    roster.up();
+    for agent in ["direct", "shimmed"] {
+        let log = roster.log_path(agent);
+        let lines = wait_for("the agent's signal masks in its log", SECS(10), || {
+            let lines = log_lines(&log);
+            (lines.len() >= 2).then_some(lines)
+        });
+        for mask in ["SigIgn", "SigBlk"] {
+            let line = lines
+                .iter()
+                .find(|line| line.starts_with(mask))
+                .unwrap_or_else(|| panic!("{agent}: no {mask} line in {lines:?}"));
+            let bits = line.trim_start_matches(mask).trim_start_matches(':').trim();
+            let bits = u64::from_str_radix(bits, 16).expect("a hex signal mask");
+            // glibc's posix_spawn leaves its two internal signals (32 and
+            // 33, below SIGRTMIN) ignored in the child on purpose; no
+            // program can use them, and glibc programs take them back.
+            let glibc_internal = (1 << 31) | (1 << 32);
+            assert_eq!(
+                bits & !glibc_internal,
+                0,
+                "{agent}: {mask} is {bits:016x}, expected no signal (SIGPIPE is 0000000000001000)"
+            );
+        }
+    }
+}
