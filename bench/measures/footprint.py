@@ -7,7 +7,8 @@ window with 100 children.
 
 RSS is the sum of VmRSS over the supervisor's processes (PSS beside it:
 shared pages split between processes, which matters for runit's one runsv
-per child). CPU is utime+stime of those processes (not of the children)
+per child), 2 s after all children run and, with 100, again at the end of
+the idle window. CPU is utime+stime of those processes (not of the children)
 before and after the window, as % of one core (clock ticks, so 1 tick over
 60 s is 0.017%); beside it the same from the threads' schedstat (ns).
 --quick: 1, 10 and 100 children and a 10 s window.
@@ -68,6 +69,10 @@ def one(cls, mode, n, window):
             out["cpu_ticks"] = ticks
             out["cpu_percent"] = round(100.0 * ticks / CLK_TCK / elapsed, 4)
             out["cpu_resolution_percent"] = round(100.0 / CLK_TCK / elapsed, 4)
+            # Memory again once idle: a supervisor may give back what
+            # start-up used (roster drops its start-up pages when quiet).
+            out["rss_idle_kib"] = sum(rss_kib(p) for p in now)
+            out["pss_idle_kib"] = sum(pss_kib(p) for p in now)
         log("footprint %s %s: %s" % (cls.NAME, mode, out))
         return out
     finally:

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod oom;
 pub mod signal;
 pub mod supervisor;
+pub mod trim;
 pub mod units;
 pub mod watch;
 

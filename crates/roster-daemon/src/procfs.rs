@@ -6,8 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::time::{Duration, Instant};
 
+mod clean_pages;
 mod groups;
 
+pub use clean_pages::clean_file_ranges;
 pub use groups::{GroupReader, Wanted};
 
 /// One process, as far as status needs it.

@@ -358,3 +358,42 @@ pub fn limit_malloc_arenas(arenas: i32) {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = arenas;
 }
+
+/// Drops this process's page-table entries for files it maps private and
+/// read-only (its executable's code and constants, the libraries'), as
+/// `procfs::clean_file_ranges` finds them: never written, so the next
+/// access faults the same bytes back in from the page cache, and only what
+/// runs from then on stays resident. The kernel's reclaim does the same to
+/// such pages under memory pressure. Returns how many bytes were advised.
+pub fn drop_clean_file_pages() -> io::Result<usize> {
+    let ranges = crate::procfs::clean_file_ranges()?;
+    let mut advised = 0;
+    for range in ranges {
+        // SAFETY: madvise(MADV_DONTNEED) changes no byte a read of these
+        // ranges returns: they are private, read-only, file-backed mappings
+        // without a written (anonymous) page, so they are read again from
+        // the file. No Rust reference is invalidated.
+        let code = unsafe {
+            libc::madvise(
+                range.start as *mut libc::c_void,
+                range.end - range.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if code != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        advised += range.end - range.start;
+    }
+    Ok(advised)
+}
+
+/// Returns free heap memory to the system (glibc keeps what start-up
+/// freed). A no-op where the C library is not glibc.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal as NixSignal;
 use nix::sys::signalfd::SignalFd;
 
+use roster_core::trim::Trim;
 use roster_core::{Action, AgentName, EventKind, Supervisor};
 
 use super::alerts::Alerting;
@@ -70,6 +71,8 @@ impl Daemon {
         let watchdog = startup::watchdog_interval();
         let mut next_watchdog = watchdog.map(|_| Instant::now());
         let mut inputs_left = false;
+        // Memory that bursts of work left behind is given back once quiet.
+        let mut trim = Trim::new(Instant::now());
         loop {
             if let (Some(every), Some(due)) = (watchdog, next_watchdog) {
                 if due <= Instant::now() {
@@ -95,6 +98,7 @@ impl Daemon {
                 self.logs.poll_timeout(),
                 self.deploys.deployments.poll_timeout(),
                 next_watchdog,
+                trim.poll_timeout(),
             ]
             .into_iter()
             .flatten()
@@ -130,6 +134,7 @@ impl Daemon {
                     Ok(NixSignal::SIGINT) => self.begin_shutdown("SIGINT"),
                     // A re-read while stopping would start agents again.
                     Ok(NixSignal::SIGHUP) if !self.shutdown.is_stopping() => {
+                        trim.handle_activity(Instant::now());
                         if let Some(path) = config {
                             apply::reload_in_background(path, &self.context, &self.deploys.deploys);
                         }
@@ -150,6 +155,9 @@ impl Daemon {
                 let Ok(input) = inputs.try_recv() else {
                     break;
                 };
+                if !is_routine(&input) {
+                    trim.handle_activity(Instant::now());
+                }
                 self.handle_input(input);
                 self.perform();
             }
@@ -171,6 +179,9 @@ impl Daemon {
                 self.alerting.watcher.handle_timeout(Instant::now());
             }
             self.deployment_timeouts();
+            if trim.handle_timeout(Instant::now()) {
+                give_back_memory();
+            }
             // A deadline that inputs above moved earlier is met on the next
             // pass (its poll returns at once).
             if supervisor_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
@@ -556,6 +567,32 @@ impl Daemon {
         self.limits.remove_all();
         self.logs.drain();
         shutdown::close_journal(&mut self.context.journal);
+    }
+}
+
+/// Inputs that come at a steady pace while the daemon idles (the sampler's
+/// question and its samples, probe results, log rule matches): they do not
+/// keep it from trimming.
+fn is_routine(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Request(Request::SampleTargets(_))
+            | Input::Samples { .. }
+            | Input::Probe { .. }
+            | Input::LogMatches { .. }
+    )
+}
+
+/// Returns the heap that work freed and drops the pages of code and
+/// constants from the mappings; what idle work runs faults back in
+/// (`roster_core::trim`).
+fn give_back_memory() {
+    crate::sys::trim_heap();
+    match crate::sys::drop_clean_file_pages() {
+        Ok(bytes) => {
+            tracing::debug!("dropped the pages of {bytes} bytes of mapped code after quiet")
+        }
+        Err(error) => tracing::debug!("could not drop mapped code: {error}"),
     }
 }
 

@@ -71,3 +71,41 @@ fn a_hundred_idle_agents_with_the_default_rules_cost_the_daemon_little() {
         );
     }
 }
+
+/// A field of `/proc/PID/status` in KiB (`RssFile`, `RssAnon`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Once quiet after start-up, the daemon drops the pages of code start-up
+/// touched from its mappings (they are read back when needed): its
+/// file-backed resident set shrinks, and it still does everything asked of
+/// it afterwards.
+#[test]
+fn a_quiet_daemon_gives_back_the_pages_start_up_touched_and_still_works() {
+    let roster = Roster::new();
+    roster.config(&sh_agent("idle", "echo up; exec sleep 3600", ""));
+    roster.up();
+    let daemon = roster.daemon_pid().expect("daemon pid");
+    let at_start = status_kib(daemon, "RssFile").expect("RssFile");
+    let trimmed = wait_for("the daemon's mapped code to shrink", SECS(40), || {
+        let now = status_kib(daemon, "RssFile")?;
+        (now * 2 <= at_start).then_some(now)
+    });
+    eprintln!("RssFile: {at_start} KiB after up, {trimmed} KiB once quiet");
+    // The dropped code comes back when needed: status, a restart, logs.
+    let before = roster.agent("idle").pid.expect("pid");
+    roster.ok(&["restart", "idle"]);
+    let after = roster.wait_state("idle", roster_core::api::AgentState::Running, SECS(20));
+    assert_ne!(after.pid, Some(before));
+    let logs = roster.ok(&["logs", "idle", "-n", "5"]);
+    assert!(logs.contains("up"), "{logs}");
+}
