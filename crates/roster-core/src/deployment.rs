@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::api::{DeployOutcome, DeployProgress, DeployStep, StepState};
+use crate::api::{DeployOutcome, DeployProgress, DeployStep, EventKind, StepState};
 use crate::config::AgentSpec;
 use crate::supervisor::AgentView;
 use crate::units::format_duration;
@@ -131,7 +131,10 @@ impl Deployment {
         };
         match job {
             Job::Deploy { source, version } => {
-                deployment.note("deploy_started", format!("deploying {}", source.display()));
+                deployment.note(
+                    EventKind::DeployStarted,
+                    format!("deploying {}", source.display()),
+                );
                 let Some(deploy) = deployment.spec.deploy.clone() else {
                     deployment.finish(DeployOutcome::Failed, "the agent has no deploy section");
                     return deployment;
@@ -144,7 +147,7 @@ impl Deployment {
                 });
             }
             Job::Rollback { to } => {
-                deployment.note("rollback_started", format!("rolling back to {to}"));
+                deployment.note(EventKind::RollbackStarted, format!("rolling back to {to}"));
                 deployment.progress.version = Some(to.clone());
                 deployment.begin_step(now, "cutover");
                 deployment.cutover(to, Purpose::Rollback);
@@ -392,7 +395,7 @@ impl Deployment {
         self.spec.deploy.clone().unwrap_or_default()
     }
 
-    fn note(&mut self, kind: &'static str, detail: String) {
+    fn note(&mut self, kind: EventKind, detail: String) {
         self.actions.push_back(Action::Note { kind, detail });
     }
 
@@ -424,7 +427,7 @@ impl Deployment {
         };
         let first = first_line(&detail);
         self.note(
-            "deploy_step",
+            EventKind::DeployStep,
             format!(
                 "{name} {word} in {:.2}s{}{first}",
                 duration_ms as f64 / 1000.0,
@@ -442,11 +445,11 @@ impl Deployment {
         let message = message.into();
         let rollback = self.progress.kind == "rollback";
         let kind = match (outcome, rollback) {
-            (DeployOutcome::Deployed, true) => "rollback_done",
-            (DeployOutcome::Deployed, false) => "deployed",
-            (DeployOutcome::Failed, true) => "rollback_failed",
-            (DeployOutcome::Failed, false) => "deploy_failed",
-            (DeployOutcome::RolledBack, _) => "rolled_back",
+            (DeployOutcome::Deployed, true) => EventKind::RollbackDone,
+            (DeployOutcome::Deployed, false) => EventKind::Deployed,
+            (DeployOutcome::Failed, true) => EventKind::RollbackFailed,
+            (DeployOutcome::Failed, false) => EventKind::DeployFailed,
+            (DeployOutcome::RolledBack, _) => EventKind::RolledBack,
         };
         self.note(kind, message.clone());
         self.progress.outcome = Some(outcome);

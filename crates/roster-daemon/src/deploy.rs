@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use roster_core::api::DeployProgress;
+use roster_core::api::{DeployProgress, EventKind};
 use roster_core::deployment::{Action, CommandStep, Done, ReleaseResult};
 use roster_core::{AgentName, AgentSpec};
 
@@ -270,7 +270,7 @@ impl Deploys {
         }
     }
 
-    fn note(&self, agent: &AgentName, kind: &'static str, detail: String) {
+    fn note(&self, agent: &AgentName, kind: EventKind, detail: String) {
         self.inbox.send(Input::Note {
             agent: Some(agent.clone()),
             kind,
@@ -582,12 +582,12 @@ pub fn prepare_releases(
             None => {}
             Some(Ok(repairs)) => {
                 for repair in repairs {
-                    deploys.note(agent, "release_recovered", repair);
+                    deploys.note(agent, EventKind::ReleaseRecovered, repair);
                 }
             }
             Some(Err(error)) => deploys.note(
                 agent,
-                "release_store_error",
+                EventKind::ReleaseStoreError,
                 error
                     .to_string()
                     .lines()
@@ -635,7 +635,7 @@ pub fn prepare_config(
     run: crate::identity::RunCommand<'_>,
 ) {
     for (agent, note) in crate::identity::prepare_accounts(home, config, run) {
-        deploys.note(&agent, "account", note);
+        deploys.note(&agent, EventKind::Account, note);
     }
     read_along.live_releases = prepare_releases(home, config, deploys);
 }

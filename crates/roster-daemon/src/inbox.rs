@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
-use roster_core::api::{ApplyConflict, ApplyReply, DeployProgress};
+use roster_core::api::{ApplyConflict, ApplyReply, DeployProgress, EventKind};
 use roster_core::deployment::{Done, Job};
 use roster_core::supervisor::AgentView;
 use roster_core::{AgentName, Config, ExitStatus};
@@ -146,7 +146,7 @@ pub enum Input {
         /// The agent concerned, if any.
         agent: Option<AgentName>,
         /// The event kind.
-        kind: &'static str,
+        kind: EventKind,
         /// For people.
         detail: String,
     },

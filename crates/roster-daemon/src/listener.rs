@@ -27,6 +27,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use axum::Router;
+use roster_core::api::EventKind;
 use roster_core::connection::{Patience, PeerCounts};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -450,7 +451,7 @@ impl Accept for GuardedUnix {
                 self.reported.insert(peer.uid(), now);
                 self.inbox.send(crate::inbox::Input::Note {
                     agent: None,
-                    kind: "api_refused",
+                    kind: EventKind::ApiRefused,
                     detail: format!(
                         "uid {} (pid {}) may not control roster: refused",
                         peer.uid(),

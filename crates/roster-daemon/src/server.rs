@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
-use roster_core::api::{AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, StatusReply};
+use roster_core::api::{
+    AgentStatus, AgentsRequest, ApplyRequest, ErrorReply, EventKind, StatusReply,
+};
 
 use crate::inbox::{ApplyRefusal, Inbox, Input, Request, Verb};
 use crate::listener::{BoundedListener, Limits};
@@ -570,7 +572,7 @@ async fn secret_set(State(state): State<ApiState>, body: axum::body::Bytes) -> R
     change_secret(
         &state,
         &request.agent,
-        "secret_set",
+        EventKind::SecretSet,
         format!("secret {key} set; the agent gets it at its next start"),
         move |secrets, agent| secrets.set(agent, &request.key, &request.value),
     )
@@ -587,7 +589,7 @@ async fn secret_remove(State(state): State<ApiState>, body: axum::body::Bytes) -
     change_secret(
         &state,
         &request.agent,
-        "secret_removed",
+        EventKind::SecretRemoved,
         format!("secret {key} removed; the agent loses it at its next start"),
         move |secrets, agent| secrets.remove(agent, &request.key),
     )
@@ -599,7 +601,7 @@ async fn secret_remove(State(state): State<ApiState>, body: axum::body::Bytes) -
 async fn change_secret(
     state: &ApiState,
     agent: &str,
-    kind: &'static str,
+    kind: EventKind,
     detail: String,
     change: impl FnOnce(
             &crate::secrets::Secrets,

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OpenFlags};
 
-use roster_core::api::EventRecord;
+use roster_core::api::{EventKind, EventRecord};
 
 use crate::clock::{rfc3339_millis, unix_millis};
 use crate::home::{HomeDir, HomeError};
@@ -47,15 +47,17 @@ pub enum JournalError {
     },
 }
 
-/// One event to record.
+/// One event to record. Rows are written only: what is read back is an
+/// [`EventRecord`], whose kind stays a string so that rows written by
+/// another build (a kind this one does not know) still read.
 #[derive(Clone, Debug)]
 pub struct Row {
     /// Milliseconds since the epoch.
     pub unix_ms: i64,
     /// The agent, or `None` for the daemon.
     pub agent: Option<String>,
-    /// The kind (`started`, `exited`, `config_applied`, ...).
-    pub kind: String,
+    /// The kind, stored as its wire name (`started`, `config_applied`, ...).
+    pub kind: EventKind,
     /// The pid concerned.
     pub pid: Option<u32>,
     /// A description for people. Never a secret.
@@ -66,14 +68,14 @@ impl Row {
     /// A row stamped now.
     pub fn now(
         agent: Option<&str>,
-        kind: &str,
+        kind: EventKind,
         pid: Option<u32>,
         detail: impl Into<String>,
     ) -> Self {
         Self {
             unix_ms: unix_millis(),
             agent: agent.map(str::to_owned),
-            kind: kind.to_owned(),
+            kind,
             pid,
             detail: detail.into(),
         }
@@ -214,7 +216,7 @@ impl Journal {
         let journal = Self::start(connection, &path)?;
         journal.record(Row::now(
             None,
-            "journal_reset",
+            EventKind::JournalReset,
             None,
             format!(
                 "the journal was corrupt ({reason}): moved aside to {}, new journal started",
@@ -314,7 +316,7 @@ fn write_batch(connection: &mut Connection, batch: &[Row]) -> rusqlite::Result<(
             insert.execute(params![
                 row.unix_ms,
                 row.agent,
-                row.kind,
+                row.kind.as_str(),
                 row.pid,
                 row.detail
             ])?;
@@ -454,7 +456,12 @@ mod tests {
         let path = dir.path().join("journal.db");
         let mut journal = Journal::open(&path).expect("open");
         for index in 0..50 {
-            journal.record(Row::now(None, "tick", Some(index), format!("#{index}")));
+            journal.record(Row::now(
+                None,
+                EventKind::Started,
+                Some(index),
+                format!("#{index}"),
+            ));
         }
         journal.close();
         let connection = Connection::open(&path).expect("open");
@@ -470,7 +477,7 @@ mod tests {
         let home = crate::home::Home::new(dir.path().join("home"));
         let home_dir = home.create_verified().expect("home");
         let mut journal = Journal::open(&home.journal()).expect("open");
-        journal.record(Row::now(None, "tick", None, "old"));
+        journal.record(Row::now(None, EventKind::DaemonStarted, None, "old"));
         journal.close();
         drop(journal);
         let file = std::fs::OpenOptions::new()
@@ -502,12 +509,12 @@ mod tests {
         for index in 0..100 {
             journal.record(Row::now(
                 Some(if index % 2 == 0 { "a" } else { "b" }),
-                "started",
+                EventKind::Started,
                 Some(index),
                 format!("#{index}"),
             ));
         }
-        journal.record(Row::now(None, "daemon_started", None, "hello"));
+        journal.record(Row::now(None, EventKind::DaemonStarted, None, "hello"));
         journal.close();
         let all = read_events(&path, &EventFilter::default()).expect("read");
         assert_eq!(all.len(), 101);
@@ -523,10 +530,32 @@ mod tests {
         .expect("read");
         let details: Vec<&str> = only_a.iter().map(|event| event.detail.as_str()).collect();
         assert_eq!(details, ["#94", "#96", "#98"]);
+        assert_eq!(all[0].kind, "started");
+        assert_eq!(all[100].kind, "daemon_started");
         assert_eq!(agent_names(&path).expect("names"), ["a", "b"]);
         assert_eq!(newest_id(&path).expect("newest"), Some(all[100].id));
         let missing = dir.path().join("none.db");
         assert_eq!(newest_id(&missing).expect("newest"), None);
         assert!(agent_names(&missing).expect("names").is_empty());
+    }
+
+    #[test]
+    fn a_kind_this_build_does_not_know_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.db");
+        let mut journal = Journal::open(&path).expect("open");
+        journal.record(Row::now(None, EventKind::DaemonStarted, None, "hello"));
+        journal.close();
+        let connection = Connection::open(&path).expect("open");
+        connection
+            .execute(
+                "INSERT INTO events (ts_ms, agent, kind, pid, detail) VALUES (1, 'a', 'from_a_newer_build', NULL, 'x')",
+                [],
+            )
+            .expect("insert");
+        drop(connection);
+        let all = read_events(&path, &EventFilter::default()).expect("read");
+        let kinds: Vec<&str> = all.iter().map(|event| event.kind.as_str()).collect();
+        assert_eq!(kinds, ["daemon_started", "from_a_newer_build"]);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::AlertRecord;
+use crate::api::{AlertRecord, EventKind};
 use crate::deploy::Strategy;
 use crate::health::Check;
 use crate::supervisor::{AgentView, Switch};
@@ -127,7 +127,7 @@ pub enum Action {
     /// Journal a deploy event of the agent.
     Note {
         /// The event kind (`deploy_started`, `deploy_step`, `deployed`, ...).
-        kind: &'static str,
+        kind: EventKind,
         /// For people.
         detail: String,
     },

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use roster_core::api::{AlertRecord, AlertState};
+use roster_core::api::{AlertRecord, AlertState, EventKind as JournalKind};
 use roster_core::config::Config;
 use roster_core::delivery_log::DeliveryLog;
 use roster_core::watch::{AlertEvent, Response, Watcher};
@@ -226,7 +226,7 @@ impl Alerting {
             Response::Stop { agent, reason } => {
                 context.journal.record(Row::now(
                     Some(agent.as_str()),
-                    "rule_stop",
+                    JournalKind::RuleStop,
                     None,
                     format!("stopping: {reason}"),
                 ));
@@ -240,7 +240,7 @@ impl Alerting {
                     let (removed, bytes, after) = crate::logs::clean_oldest(&logs, &path, percent);
                     inbox.send(Input::Note {
                         agent: None,
-                        kind: "logs_cleaned",
+                        kind: JournalKind::LogsCleaned,
                         detail: format!(
                             "{} is {}% full: removed {removed} rotated log file(s), {}; now {}",
                             path.display(),
@@ -259,8 +259,8 @@ impl Alerting {
     /// Journals an alert event and publishes it.
     pub(super) fn record(&mut self, record: AlertRecord, journal: &Journal, metrics: &mut Metrics) {
         let kind = match record.state {
-            AlertState::Firing => "alert_firing",
-            AlertState::Resolved => "alert_resolved",
+            AlertState::Firing => JournalKind::AlertFiring,
+            AlertState::Resolved => JournalKind::AlertResolved,
         };
         tracing::warn!(alert = %record.name, "{}", record.summary);
         journal.record(Row::now(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use roster_core::api::ApplyReply;
+use roster_core::api::{ApplyReply, EventKind};
 use roster_core::config::Config;
 use roster_core::Supervisor;
 
@@ -80,7 +80,7 @@ impl Applied {
         if let Some(conflict) = refused {
             journal.record(Row::now(
                 None,
-                "config_rejected",
+                EventKind::ConfigRejected,
                 None,
                 roster_core::apply_rule::journal_detail(path, &conflict),
             ));
@@ -105,7 +105,7 @@ impl Applied {
         for (agent, note) in handovers {
             journal.record(Row::now(
                 Some(agent.as_str()),
-                "listen_handover",
+                EventKind::ListenHandover,
                 None,
                 note,
             ));
@@ -128,7 +128,7 @@ impl Applied {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.to_path_buf());
         journal.record(Row::now(
             None,
-            "config_applied",
+            EventKind::ConfigApplied,
             None,
             format!(
                 "{display}: {} added, {} changed, {} removed, {} unchanged",
@@ -148,7 +148,7 @@ fn reject(journal: &Journal, prefix: &str, message: String) -> ApplyRefusal {
     let first = message.lines().next().unwrap_or_default();
     journal.record(Row::now(
         None,
-        "config_rejected",
+        EventKind::ConfigRejected,
         None,
         format!("{prefix}{first}; the previous config stays"),
     ));

@@ -456,7 +456,7 @@ impl Daemon {
             tracing::info!(agent = %event.agent, "{}", event.kind.detail());
             self.context.journal.record(Row::now(
                 Some(event.agent.as_str()),
-                event.kind.name(),
+                event.kind.journal_kind(),
                 event.kind.pid(),
                 event.kind.detail(),
             ));

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use roster_core::api::EventKind;
 use roster_core::hardening::Identity;
 use roster_core::AgentName;
 
@@ -89,7 +90,7 @@ impl Identities {
                 tracing::warn!("{message}");
                 journal.record(Row::now(
                     Some(agent.as_str()),
-                    "runs_as_root",
+                    EventKind::RunsAsRoot,
                     None,
                     message,
                 ));

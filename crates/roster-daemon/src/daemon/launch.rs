@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use roster_core::api::EventKind;
 use roster_core::{AgentName, Supervisor};
 
 use super::context::Context;
@@ -218,7 +219,7 @@ impl Launcher {
             tracing::warn!("{message}");
             context
                 .journal
-                .record(Row::now(None, "log_pipe_reduced", None, message));
+                .record(Row::now(None, EventKind::LogPipeReduced, None, message));
         }
         let Some(spec) = supervisor.spec(agent) else {
             return Err("unknown agent".into());

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use roster_core::api::EventKind;
 use roster_core::config::Config;
 use roster_core::{oom, AgentName, ExitStatus};
 
@@ -60,7 +61,7 @@ impl Limits {
                     if !prepared.unenforced.is_empty() {
                         journal.record(Row::now(
                             Some(agent.as_str()),
-                            "limits_unenforced",
+                            EventKind::LimitsUnenforced,
                             None,
                             format!(
                                 "{} cannot be enforced on this host (no cgroup controller for it)",
@@ -75,7 +76,7 @@ impl Limits {
                 Err(error) => {
                     journal.record(Row::now(
                         Some(agent.as_str()),
-                        "limits_failed",
+                        EventKind::LimitsFailed,
                         None,
                         error.clone(),
                     ));
@@ -160,7 +161,7 @@ impl Limits {
         tracing::warn!(%agent, "{message}");
         journal.record(Row::now(
             Some(agent.as_str()),
-            "oom_killed",
+            EventKind::OomKilled,
             Some(pid),
             message,
         ));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use roster_core::api::EventKind;
 use roster_core::watch::Watcher;
 use roster_core::{AgentName, LogConfig};
 
@@ -221,7 +222,7 @@ impl Logs {
                 .unwrap_or(trouble.dropped_lines);
             journal.record(Row::now(
                 Some(&trouble.agent),
-                "log_dropped",
+                EventKind::LogDropped,
                 None,
                 format!("{}; {total} line(s) dropped so far", trouble.error),
             ));

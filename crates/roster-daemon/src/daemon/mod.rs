@@ -47,6 +47,7 @@ use std::time::Duration;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use roster_core::api::EventKind;
 use roster_core::Supervisor;
 
 pub use self::error::DaemonError;
@@ -157,7 +158,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let secrets = Arc::new(secrets);
     journal.record(Row::now(
         None,
-        "daemon_started",
+        EventKind::DaemonStarted,
         Some(std::process::id()),
         format!("daemon started for {}", home.root().display()),
     ));
@@ -211,7 +212,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let (cgroups, cgroup_note) = crate::cgroup::Cgroups::detect(&startup::home_id(home.root()));
     journal.record(Row::now(
         None,
-        "limits",
+        EventKind::Limits,
         None,
         match &cgroup_note {
             Some(note) => format!("agents' limits fall back to rlimits: {note}"),

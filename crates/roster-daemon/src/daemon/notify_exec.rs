@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use roster_core::api::EventKind;
 use roster_core::delivery_log::{DeliveryLog, Failures, Note, NoteKind, Outcome};
 use roster_core::ExitStatus;
 
@@ -156,7 +157,7 @@ pub(super) fn journal_delivery(
         Ok(()) => {
             journal.record(Row::now(
                 report.agent.as_deref(),
-                "notified",
+                EventKind::Notified,
                 None,
                 format!("{alert} delivered to {}", report.target),
             ));
@@ -192,7 +193,7 @@ pub(super) fn journal_delivery_notes(deliveries: &mut DeliveryLog, journal: &Jou
 /// A delivery note as a journal row: (kind, agent, detail). A single
 /// failure reads as before, under its alert's agent; a summary names no
 /// agent (its alerts may be anyone's).
-fn delivery_note(note: &Note) -> (&'static str, Option<String>, String) {
+fn delivery_note(note: &Note) -> (EventKind, Option<String>, String) {
     let target = &note.target;
     let counted = |failures: &Failures, over: Option<Duration>| {
         let since = match over {
@@ -220,7 +221,7 @@ fn delivery_note(note: &Note) -> (&'static str, Option<String>, String) {
                     "{} not delivered to {target}: {}",
                     failures.last_alert, failures.last_error
                 );
-                return ("notify_failed", failures.last_agent.clone(), detail);
+                return (EventKind::NotifyFailed, failures.last_agent.clone(), detail);
             }
             let mut detail = counted(failures, *over);
             detail.push_str(if *delivering {
@@ -228,14 +229,14 @@ fn delivery_note(note: &Note) -> (&'static str, Option<String>, String) {
             } else {
                 "; still failing"
             });
-            ("notify_failed", None, detail)
+            (EventKind::NotifyFailed, None, detail)
         }
         NoteKind::Recovered { failures, over } => {
             let mut detail = format!("{target} delivers again");
             if failures.count() > 0 {
                 detail.push_str(&format!("; {}", counted(failures, *over)));
             }
-            ("notify_recovered", None, detail)
+            (EventKind::NotifyRecovered, None, detail)
         }
     }
 }
@@ -303,7 +304,7 @@ mod tests {
                 delivering: false,
             })),
             (
-                "notify_failed",
+                EventKind::NotifyFailed,
                 Some("web".into()),
                 "MemoryHigh firing (web/watch0) not delivered to webhook http://127.0.0.1:1/: \
                  connect: refused"
@@ -317,7 +318,7 @@ mod tests {
                 delivering: false,
             })),
             (
-                "notify_failed",
+                EventKind::NotifyFailed,
                 None,
                 "1000 alert event(s) not delivered to webhook http://127.0.0.1:1/ in the last \
                  60s (3 failed, 997 dropped from the full queue); last: MemoryHigh firing \
@@ -329,7 +330,7 @@ mod tests {
             failures: failures(0, 0),
             over: Some(Duration::from_secs(5)),
         }));
-        assert_eq!(kind, "notify_recovered");
+        assert_eq!(kind, EventKind::NotifyRecovered);
         assert_eq!(agent, None);
         assert_eq!(detail, "webhook http://127.0.0.1:1/ delivers again");
     }

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use roster_core::api::EventKind;
 use roster_core::{AgentName, Signal};
 
 use super::leftovers::Leftovers;
@@ -80,7 +81,7 @@ impl Strays {
         for (agent, stray) in escaped(&sweeps, &strays, pgid) {
             journal.record(Row::now(
                 Some(agent.as_str()),
-                "stray_killed",
+                EventKind::StrayKilled,
                 Some(stray),
                 format!("pid {stray} outlived its agent's main process: SIGKILL"),
             ));

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use roster_core::api::EventKind;
 use roster_core::Supervisor;
 
 use super::context::Context;
@@ -38,7 +39,7 @@ impl Shutdown {
             startup::notify_systemd_stopping();
             journal.record(Row::now(
                 None,
-                "daemon_stopping",
+                EventKind::DaemonStopping,
                 None,
                 format!("stopping every agent ({why})"),
             ));
@@ -67,7 +68,7 @@ impl Shutdown {
         tracing::error!("{message}");
         context
             .journal
-            .record(Row::now(None, "home_lost", None, message.clone()));
+            .record(Row::now(None, EventKind::HomeLost, None, message.clone()));
         self.home_lost = Some(reason);
         self.begin("its home is gone", &context.journal, supervisor);
     }
@@ -105,7 +106,7 @@ pub(super) fn stop_strays(journal: &Journal, all_strays: impl Fn() -> Vec<u32>) 
     }
     journal.record(Row::now(
         None,
-        "strays_stopped",
+        EventKind::StraysStopped,
         None,
         format!("{} stray process(es) stopped", strays.len()),
     ));
@@ -115,7 +116,7 @@ pub(super) fn stop_strays(journal: &Journal, all_strays: impl Fn() -> Vec<u32>) 
 pub(super) fn close_journal(journal: &mut Journal) {
     journal.record(Row::now(
         None,
-        "daemon_stopped",
+        EventKind::DaemonStopped,
         Some(std::process::id()),
         "daemon stopped",
     ));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
+use roster_core::api::EventKind;
 
 use super::error::DaemonError;
 use crate::home::{Home, HomeDir, HomeLock, LockOutcome};
@@ -89,7 +90,7 @@ pub fn stop_stale_processes(home: &Home, journal: &Journal) {
     for (pid, agent) in &stale {
         journal.record(Row::now(
             Some(agent),
-            "stale_stopped",
+            EventKind::StaleStopped,
             Some(*pid),
             format!("pid {pid} was left by an earlier daemon: stopping it"),
         ));
