@@ -182,11 +182,18 @@ fn issue_14_an_absolute_cwd_with_deploy_is_a_check_error_and_a_relative_one_is_i
 #[test]
 fn issue_14_a_deploy_whose_new_process_runs_outside_its_release_is_not_called_live() {
     let (roster, port) = deployed_web("", "");
-    // The agent starts through start.py, which each release writes.
+    // The agent starts through start.py, which each release writes. Where
+    // it runs is looked at once the new process is ready: with a health
+    // check, once it serves (start.py has done its work by then); with
+    // `ready_after` alone, a start.py slower than that on a loaded machine
+    // would still be in its release when looked at.
     let config = std::fs::read_to_string(roster.path("roster.toml")).expect("config");
-    roster.config(&config.replace(
-        "command = [\"python3\", \"web.py\"]",
-        "command = [\"python3\", \"start.py\"]",
+    roster.config(&format!(
+        "{}\n[agents.web.health]\nhttp = \"http://127.0.0.1:{port}/\"\ninterval = \"200ms\"\n",
+        config.replace(
+            "command = [\"python3\", \"web.py\"]",
+            "command = [\"python3\", \"start.py\"]",
+        )
     ));
     roster.ok(&["up", "--timeout", "10s"]);
     let start_here = "import os\nos.execvp('python3', ['python3', 'web.py'])\n";
