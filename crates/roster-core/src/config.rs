@@ -32,3 +32,8 @@ mod tests;
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
 pub use model::{AgentSpec, Config, LogConfig, RestartMode};
+
+// For other files of the same shape (the fleet file): the same checker,
+// readers and FILE:LINE:COL errors, so their messages read alike.
+pub(crate) use diagnostics::{closest, key_span, span_of, Checker};
+pub(crate) use keys::{Entry, Key, Read};

@@ -14,7 +14,7 @@ use crate::hardening::{expand, parse_cpu_quota, valid_account};
 use crate::health::HttpTarget;
 
 /// An agent while its keys are read.
-pub(super) struct AgentDraft {
+pub(crate) struct AgentDraft {
     name: String,
     base_dir: PathBuf,
     spec: AgentSpec,
@@ -27,7 +27,7 @@ pub(super) struct AgentDraft {
 /// Every agent key, in the order the "known keys here" hint lists them;
 /// `shared` ones may be set in `[defaults]` too.
 #[rustfmt::skip]
-pub(super) const AGENT_KEYS: &[Key<AgentDraft>] = &[
+pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::new("command", Read::Custom(command)),
     Key::new("cwd", Read::Custom(cwd)),
     Key::shared("env", Read::Custom(env)),
@@ -68,7 +68,7 @@ const MEMORY_FLOOR: Floor = Floor {
 impl Checker {
     /// One agent: the `[defaults]` items it does not set itself first (for
     /// `env`, the defaults' variables under its own), then its own keys.
-    pub(super) fn agent(
+    pub(crate) fn agent(
         &mut self,
         name: &str,
         table: &dyn TableLike,

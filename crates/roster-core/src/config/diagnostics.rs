@@ -67,7 +67,7 @@ impl std::error::Error for ConfigError {}
 impl ConfigError {
     /// The problems found in `text`, in file order, each said once (a bad
     /// `[defaults]` value is found once per agent), with line and column.
-    pub(super) fn new(file: &str, text: &str, mut problems: Vec<Diagnostic>) -> Self {
+    pub(crate) fn new(file: &str, text: &str, mut problems: Vec<Diagnostic>) -> Self {
         problems.sort_by_key(|problem| problem.span.start);
         problems.dedup_by(|a, b| a.span == b.span && a.message == b.message);
         ConfigError {
@@ -98,12 +98,12 @@ fn locate(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Where a value sits in the file (0..0 for one made by hand).
-pub(super) fn span_of(item: &Item) -> Range<usize> {
+pub(crate) fn span_of(item: &Item) -> Range<usize> {
     item.span().unwrap_or(0..0)
 }
 
 /// Where `key` is written in `table`, or else where its value sits.
-pub(super) fn key_span(table: &dyn TableLike, key: &str, item: &Item) -> Range<usize> {
+pub(crate) fn key_span(table: &dyn TableLike, key: &str, item: &Item) -> Range<usize> {
     table
         .key(key)
         .and_then(|key| key.span())
@@ -112,7 +112,7 @@ pub(super) fn key_span(table: &dyn TableLike, key: &str, item: &Item) -> Range<u
 
 /// The candidate at most two edits away from `word`, the nearest first:
 /// the "did you mean" of an unknown key, metric, ...
-pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
         .map(|candidate| (edit_distance(word, candidate), *candidate))
@@ -138,13 +138,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Collects every problem of one file while it is read (not just the
 /// first).
 #[derive(Default)]
-pub(super) struct Checker {
-    pub(super) problems: Vec<Diagnostic>,
+pub(crate) struct Checker {
+    pub(crate) problems: Vec<Diagnostic>,
 }
 
 impl Checker {
     /// Records a problem at `span`.
-    pub(super) fn problem(
+    pub(crate) fn problem(
         &mut self,
         span: Range<usize>,
         message: impl Into<String>,
@@ -159,7 +159,7 @@ impl Checker {
 
     /// Records an unknown `key` in `place`, with the known key it most
     /// likely meant, or else the list of `known` ones.
-    pub(super) fn unknown_key(
+    pub(crate) fn unknown_key(
         &mut self,
         span: Range<usize>,
         key: &str,

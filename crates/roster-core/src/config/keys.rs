@@ -14,18 +14,18 @@ use crate::signal::Signal;
 
 /// One key of a table, read into a `T` (an agent, `[log]`, a health
 /// check, ...).
-pub(super) struct Key<T: 'static> {
+pub(crate) struct Key<T: 'static> {
     /// The key as written in the file.
-    pub(super) name: &'static str,
+    pub(crate) name: &'static str,
     /// How its value is read, and where it goes.
-    pub(super) read: Read<T>,
+    pub(crate) read: Read<T>,
     /// `[defaults]` may set it for every agent (agent keys only).
-    pub(super) in_defaults: bool,
+    pub(crate) in_defaults: bool,
 }
 
 impl<T> Key<T> {
     /// A key of its own table only.
-    pub(super) const fn new(name: &'static str, read: Read<T>) -> Self {
+    pub(crate) const fn new(name: &'static str, read: Read<T>) -> Self {
         Self {
             name,
             read,
@@ -34,7 +34,7 @@ impl<T> Key<T> {
     }
 
     /// An agent key `[defaults]` may also set (an agent's own value wins).
-    pub(super) const fn shared(name: &'static str, read: Read<T>) -> Self {
+    pub(crate) const fn shared(name: &'static str, read: Read<T>) -> Self {
         Self {
             name,
             read,
@@ -45,7 +45,7 @@ impl<T> Key<T> {
 
 /// How a key's value is read, each with where the value goes. A value that
 /// does not read reports its own problem and sets nothing.
-pub(super) enum Read<T: 'static> {
+pub(crate) enum Read<T: 'static> {
     /// A duration such as "10s".
     Duration(fn(&mut T, Duration)),
     /// A duration above zero (timeouts).
@@ -68,29 +68,29 @@ pub(super) enum Read<T: 'static> {
 }
 
 /// The smallest size a key takes, and what is said of a smaller one.
-pub(super) struct Floor {
-    pub(super) min: u64,
-    pub(super) message: &'static str,
-    pub(super) hint: fn() -> String,
+pub(crate) struct Floor {
+    pub(crate) min: u64,
+    pub(crate) message: &'static str,
+    pub(crate) hint: fn() -> String,
 }
 
 /// One `key = value` of a table, as a `Read::Custom` function gets it.
-pub(super) struct Entry<'a> {
-    pub(super) key: &'a str,
-    pub(super) item: &'a Item,
+pub(crate) struct Entry<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) item: &'a Item,
     /// Where the key is written (the value's span for a `[defaults]` item).
-    pub(super) key_span: Range<usize>,
+    pub(crate) key_span: Range<usize>,
 }
 
 /// The names of `keys`, in table order: the "known keys here" of a hint.
-pub(super) fn names<T>(keys: &[Key<T>]) -> Vec<&'static str> {
+pub(crate) fn names<T>(keys: &[Key<T>]) -> Vec<&'static str> {
     keys.iter().map(|key| key.name).collect()
 }
 
 impl Checker {
     /// Reads every key of `table` through `keys` into `target`; a key not
     /// in `keys` is reported as unknown in `place`.
-    pub(super) fn read_keys<T>(
+    pub(crate) fn read_keys<T>(
         &mut self,
         table: &dyn TableLike,
         keys: &[Key<T>],
@@ -103,7 +103,7 @@ impl Checker {
     }
 
     /// Reads one `key = item` of `table` through `keys` into `target`.
-    pub(super) fn read_key<T>(
+    pub(crate) fn read_key<T>(
         &mut self,
         table: &dyn TableLike,
         key: &str,

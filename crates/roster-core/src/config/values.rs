@@ -14,7 +14,7 @@ use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
 
 impl Checker {
-    pub(super) fn signal(&mut self, item: &Item, key: &str) -> Option<Signal> {
+    pub(crate) fn signal(&mut self, item: &Item, key: &str) -> Option<Signal> {
         let raw = self.string(item, key)?;
         let signal = Signal::from_name(raw);
         if signal.is_none() {
@@ -32,7 +32,7 @@ impl Checker {
 
     /// A command line: an array of strings, or a string split into words as
     /// a shell would (but never run through one).
-    pub(super) fn command(&mut self, item: &Item) -> Option<Vec<String>> {
+    pub(crate) fn command(&mut self, item: &Item) -> Option<Vec<String>> {
         let span = span_of(item);
         let argv = match item.as_value() {
             Some(Value::String(text)) => match shell_words::split(text.value()) {
@@ -89,7 +89,7 @@ impl Checker {
         Some(argv)
     }
 
-    pub(super) fn env(&mut self, item: &Item) -> BTreeMap<String, String> {
+    pub(crate) fn env(&mut self, item: &Item) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         let Some(table) = item.as_table_like() else {
             self.problem(
@@ -127,7 +127,7 @@ impl Checker {
         env
     }
 
-    pub(super) fn string<'a>(&mut self, item: &'a Item, key: &str) -> Option<&'a str> {
+    pub(crate) fn string<'a>(&mut self, item: &'a Item, key: &str) -> Option<&'a str> {
         let text = item.as_str();
         if text.is_none() {
             self.problem(span_of(item), format!("`{key}` must be a string"), None);
@@ -136,7 +136,7 @@ impl Checker {
     }
 
     /// A duration that must be above zero (intervals, timeouts).
-    pub(super) fn positive_duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
+    pub(crate) fn positive_duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
         let value = self.duration(item, key)?;
         if value.is_zero() {
             self.problem(span_of(item), format!("`{key}` must be above 0s"), None);
@@ -147,7 +147,7 @@ impl Checker {
 
     /// A health check's `interval` or `timeout`: at least
     /// [`MIN_PROBE_PERIOD`].
-    pub(super) fn probe_period(&mut self, item: &Item, key: &str) -> Option<Duration> {
+    pub(crate) fn probe_period(&mut self, item: &Item, key: &str) -> Option<Duration> {
         let value = self.duration(item, key)?;
         if value < MIN_PROBE_PERIOD {
             self.problem(
@@ -171,7 +171,7 @@ impl Checker {
         Some(value)
     }
 
-    pub(super) fn duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
+    pub(crate) fn duration(&mut self, item: &Item, key: &str) -> Option<Duration> {
         let raw = self.string(item, key)?;
         match parse_duration(raw) {
             Ok(duration) => Some(duration),
@@ -186,7 +186,7 @@ impl Checker {
         }
     }
 
-    pub(super) fn size(&mut self, item: &Item, key: &str) -> Option<u64> {
+    pub(crate) fn size(&mut self, item: &Item, key: &str) -> Option<u64> {
         if let Some(number) = item.as_integer() {
             if number >= 0 {
                 return Some(number as u64);
@@ -213,7 +213,7 @@ impl Checker {
         }
     }
 
-    pub(super) fn integer(&mut self, item: &Item, key: &str, min: i64, max: i64) -> Option<i64> {
+    pub(crate) fn integer(&mut self, item: &Item, key: &str, min: i64, max: i64) -> Option<i64> {
         match item.as_integer() {
             Some(number) if (min..=max).contains(&number) => Some(number),
             Some(number) => {
@@ -235,7 +235,7 @@ impl Checker {
         }
     }
 
-    pub(super) fn boolean(&mut self, item: &Item, key: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, item: &Item, key: &str) -> Option<bool> {
         let value = item.as_bool();
         if value.is_none() {
             self.problem(
