@@ -1,0 +1,482 @@
+//! Reading a fleet file: the top level, `[fleet]`, `[ssh]`, `[metrics]`
+//! and `[hosts.NAME]` here; templates (`templates`) and tenants with the
+//! checks across tables (`tenants`) in their own files. Every problem is
+//! collected with the config's `Checker` and reported at once, located
+//! `FILE:LINE:COL` with a hint, as roster.toml's are.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Item, TableLike};
+
+use super::model::{Fleet, Host, PortRange, SshSpec};
+use super::placeholders::{find, Vars, HOST_PLACEHOLDERS};
+use super::templates::read_templates;
+use super::tenants::{cross_check, read_tenants, Spans};
+use crate::config::{closest, key_span, span_of, Checker, ConfigError, Entry, Key, Read};
+use crate::hardening::valid_account;
+use crate::metrics::parse_listen;
+use crate::name::AgentName;
+
+const TOP_KEYS: &[&str] = &["fleet", "ssh", "metrics", "hosts", "agents", "tenants"];
+
+struct FleetDraft {
+    name: Option<String>,
+    ports: Option<PortRange>,
+}
+
+const FLEET_KEYS: &[Key<FleetDraft>] = &[
+    Key::new("name", Read::Custom(fleet_name)),
+    Key::new("ports", Read::Custom(ports)),
+];
+
+struct SshDraft {
+    base_dir: PathBuf,
+    spec: SshSpec,
+}
+
+#[rustfmt::skip]
+const SSH_KEYS: &[Key<SshDraft>] = &[
+    Key::new("user", Read::Custom(ssh_user)),
+    Key::new("identity", Read::Custom(ssh_path)),
+    Key::new("known_hosts", Read::Custom(ssh_path)),
+    Key::new("connect_timeout", Read::PositiveDuration(|s, v| s.spec.connect_timeout = v)),
+    Key::new("max_parallel", Read::Integer(1, 1000, |s, v| s.spec.max_parallel = v as u32)),
+    Key::new("sudo", Read::Boolean(|s, v| s.spec.sudo = v)),
+    Key::new("port", Read::Integer(1, 65535, |s, v| s.spec.port = v as u16)),
+];
+
+/// `[metrics]`: its `listen` template and where it is written.
+#[derive(Default)]
+struct MetricsDraft {
+    listen: Option<(String, Range<usize>)>,
+}
+
+const METRICS_KEYS: &[Key<MetricsDraft>] = &[Key::new("listen", Read::Custom(metrics_listen))];
+
+#[derive(Default)]
+struct HostDraft {
+    address: Option<String>,
+    capacity: Option<(u32, Range<usize>)>,
+    labels: BTreeMap<String, String>,
+    user: Option<String>,
+    port: Option<u16>,
+}
+
+#[rustfmt::skip]
+const HOST_KEYS: &[Key<HostDraft>] = &[
+    Key::new("address", Read::Custom(host_address)),
+    Key::new("capacity", Read::Custom(host_capacity)),
+    Key::new("memory", Read::Custom(host_memory)),
+    Key::new("labels", Read::Custom(|checker, entry, host: &mut HostDraft| {
+        host.labels = labels(checker, entry);
+    })),
+    Key::new("user", Read::Custom(host_user)),
+    Key::new("port", Read::Integer(1, 65535, |h, v| h.port = Some(v as u16))),
+];
+
+/// Parses and validates a fleet file's text. `path` is how errors name
+/// the file, and its directory is what relative paths (`identity`,
+/// `known_hosts`, templates' `cwd`) are resolved against.
+pub fn parse(text: &str, path: &Path) -> Result<Fleet, ConfigError> {
+    let file = path.display().to_string();
+    let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut checker = Checker::default();
+    let fleet = match toml_edit::Document::parse(text) {
+        Ok(document) => read_fleet(&mut checker, text, document.as_item(), &base_dir),
+        Err(error) => {
+            let message = error.message().trim().to_owned();
+            let hint = if message.contains("duplicate key") {
+                "each host, template, tenant and key may appear only once"
+            } else {
+                "this is not valid TOML; see https://toml.io"
+            };
+            checker.problem(
+                error.span().unwrap_or(0..0),
+                format!("TOML syntax: {message}"),
+                Some(hint.into()),
+            );
+            None
+        }
+    };
+    match fleet {
+        Some(fleet) if checker.problems.is_empty() => Ok(fleet),
+        _ => Err(ConfigError::new(&file, text, checker.problems)),
+    }
+}
+
+fn read_fleet(checker: &mut Checker, text: &str, root: &Item, base_dir: &Path) -> Option<Fleet> {
+    let top = root.as_table_like()?;
+    let mut fleet = FleetDraft {
+        name: None,
+        ports: None,
+    };
+    let mut ssh = SshDraft {
+        base_dir: base_dir.to_path_buf(),
+        spec: SshSpec::default(),
+    };
+    let mut metrics = MetricsDraft::default();
+    let mut hosts = BTreeMap::new();
+    let mut spans = Spans::default();
+    let mut tenants = BTreeMap::new();
+    for (key, item) in top.iter() {
+        let place = format!("[{key}]");
+        match (key, item.as_table_like()) {
+            ("fleet", Some(table)) => checker.read_keys(table, FLEET_KEYS, &place, &mut fleet),
+            ("ssh", Some(table)) => checker.read_keys(table, SSH_KEYS, &place, &mut ssh),
+            ("metrics", Some(table)) => {
+                checker.read_keys(table, METRICS_KEYS, &place, &mut metrics)
+            }
+            ("hosts", Some(table)) => hosts = read_hosts(checker, table, &mut spans),
+            ("tenants", Some(table)) => tenants = read_tenants(checker, table, &mut spans),
+            ("agents", Some(_)) => {}
+            ("fleet" | "ssh" | "metrics" | "hosts" | "agents" | "tenants", None) => {
+                checker.problem(
+                    span_of(item),
+                    format!("`{key}` must be a table"),
+                    Some(format!("write it as [{key}] or [{key}.NAME]")),
+                );
+            }
+            _ => checker.unknown_key(key_span(top, key, item), key, "the top level", TOP_KEYS),
+        }
+    }
+    let Some(fleet_item) = top.get("fleet") else {
+        checker.problem(
+            0..0,
+            "the fleet file has no [fleet] table",
+            Some("begin with [fleet] name = \"...\" and ports = \"8100-8199\"".into()),
+        );
+        return None;
+    };
+    let fleet_span = key_span(top, "fleet", fleet_item);
+    for (key, value) in [
+        ("name", fleet.name.is_some()),
+        ("ports", fleet.ports.is_some()),
+    ] {
+        let present = fleet_item
+            .as_table_like()
+            .is_some_and(|table| table.contains_key(key));
+        if !value && !present {
+            checker.problem(
+                fleet_span.clone(),
+                format!("[fleet] has no `{key}`"),
+                Some("e.g. name = \"agency\" and ports = \"8100-8199\"".into()),
+            );
+        }
+    }
+    if hosts.is_empty() && top.get("hosts").is_none() {
+        checker.problem(
+            0..0,
+            "the fleet file has no [hosts.NAME] table",
+            Some("add e.g. [hosts.h01] with address = \"10.0.0.11\" and capacity = 3".into()),
+        );
+    }
+    if let Some((listen, span)) = &metrics.listen {
+        check_metrics_listen(checker, listen, span, &hosts);
+    }
+    let templates = match top.get("agents").and_then(Item::as_table_like) {
+        Some(table) => read_templates(
+            checker,
+            text,
+            table,
+            &tenants,
+            &sample_host(&hosts),
+            fleet.ports,
+            base_dir,
+        ),
+        None => BTreeMap::new(),
+    };
+    let ports = fleet.ports?;
+    cross_check(checker, &spans, &hosts, &templates, &tenants, ports);
+    Some(Fleet {
+        name: fleet.name?,
+        ports,
+        ssh: ssh.spec,
+        metrics_listen: metrics.listen.map(|(listen, _)| listen),
+        hosts,
+        templates,
+        tenants,
+    })
+}
+
+/// The first host's name and address: what a template's `{host}` and
+/// `{address}` stand for while the template is checked.
+fn sample_host(hosts: &BTreeMap<String, Host>) -> (String, String) {
+    hosts
+        .iter()
+        .next()
+        .map(|(name, host)| (name.clone(), host.address.clone()))
+        .unwrap_or_else(|| ("host".into(), "127.0.0.1".into()))
+}
+
+fn read_hosts(
+    checker: &mut Checker,
+    table: &dyn TableLike,
+    spans: &mut Spans,
+) -> BTreeMap<String, Host> {
+    let mut hosts = BTreeMap::new();
+    for (name, item) in table.iter() {
+        let name_span = key_span(table, name, item);
+        let good_name = check_name(checker, name, "host", name_span.clone());
+        let Some(host_table) = item.as_table_like() else {
+            checker.problem(
+                span_of(item),
+                format!("host `{name}` must be a table"),
+                Some(format!(
+                    "write it as [hosts.{name}] with `address` and `capacity`"
+                )),
+            );
+            continue;
+        };
+        let problems_before = checker.problems.len();
+        let mut host = HostDraft::default();
+        checker.read_keys(host_table, HOST_KEYS, &format!("host `{name}`"), &mut host);
+        for (key, missing) in [
+            ("address", host.address.is_none()),
+            ("capacity", host.capacity.is_none()),
+        ] {
+            if missing && !host_table.contains_key(key) {
+                checker.problem(
+                    name_span.clone(),
+                    format!("host `{name}` has no `{key}`"),
+                    Some("give it e.g. address = \"10.0.0.11\" and capacity = 3".into()),
+                );
+            }
+        }
+        if !good_name || checker.problems.len() > problems_before {
+            continue;
+        }
+        if let (Some(address), Some((capacity, capacity_span))) = (host.address, host.capacity) {
+            spans.host_capacity.insert(name.to_owned(), capacity_span);
+            hosts.insert(
+                name.to_owned(),
+                Host {
+                    address,
+                    capacity,
+                    labels: host.labels,
+                    user: host.user,
+                    port: host.port,
+                },
+            );
+        }
+    }
+    hosts
+}
+
+/// A host, template or tenant name: a valid agent name, and for tenants
+/// and templates without `.`, which separates them in `TENANT.AGENT`.
+pub(super) fn check_name(
+    checker: &mut Checker,
+    name: &str,
+    what: &str,
+    span: Range<usize>,
+) -> bool {
+    let error = match AgentName::new(name) {
+        Err(error) => error.to_string(),
+        Ok(_) if what != "host" && name.contains('.') => {
+            "'.' separates the tenant from the agent in an instance's name".into()
+        }
+        Ok(_) => return true,
+    };
+    checker.problem(
+        span,
+        format!("bad {what} name {name:?}: {error}"),
+        Some("names are 1 to 64 of letters, digits, '_', '-' (and '.' for hosts), starting with a letter or digit".into()),
+    );
+    false
+}
+
+/// A table of string labels (`labels = { region = "eu" }`).
+pub(super) fn labels(checker: &mut Checker, entry: &Entry<'_>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let Some(table) = entry.item.as_table_like() else {
+        checker.problem(
+            span_of(entry.item),
+            "`labels` must be a table of strings",
+            Some("e.g. labels = { region = \"eu\" }".into()),
+        );
+        return labels;
+    };
+    for (key, value) in table.iter() {
+        match value.as_str() {
+            Some(text) => {
+                labels.insert(key.to_owned(), text.to_owned());
+            }
+            None => checker.problem(
+                span_of(value),
+                format!("label `{key}` must be a string"),
+                Some(format!("quote it: {key} = \"...\"")),
+            ),
+        }
+    }
+    labels
+}
+
+fn fleet_name(checker: &mut Checker, entry: &Entry<'_>, fleet: &mut FleetDraft) {
+    if let Some(name) = checker.string(entry.item, entry.key) {
+        if name.is_empty() {
+            checker.problem(span_of(entry.item), "[fleet] `name` is empty", None);
+        } else {
+            fleet.name = Some(name.to_owned());
+        }
+    }
+}
+
+fn ports(checker: &mut Checker, entry: &Entry<'_>, fleet: &mut FleetDraft) {
+    let Some(raw) = checker.string(entry.item, entry.key) else {
+        return;
+    };
+    match parse_ports(raw) {
+        Some(range) => fleet.ports = Some(range),
+        None => checker.problem(
+            span_of(entry.item),
+            format!("bad port range {raw:?}"),
+            Some("write FIRST-LAST, e.g. \"8100-8199\", ports from 1 to 65535".into()),
+        ),
+    }
+}
+
+/// `"A-B"`, with 1 <= A <= B <= 65535.
+fn parse_ports(raw: &str) -> Option<PortRange> {
+    let (first, last) = raw.split_once('-')?;
+    let first: u16 = first.trim().parse().ok()?;
+    let last: u16 = last.trim().parse().ok()?;
+    (first >= 1 && first <= last).then_some(PortRange { first, last })
+}
+
+fn ssh_user(checker: &mut Checker, entry: &Entry<'_>, ssh: &mut SshDraft) {
+    if let Some(user) = account(checker, entry) {
+        ssh.spec.user = user;
+    }
+}
+
+fn ssh_path(checker: &mut Checker, entry: &Entry<'_>, ssh: &mut SshDraft) {
+    let Some(path) = checker.string(entry.item, entry.key) else {
+        return;
+    };
+    if path.is_empty() {
+        checker.problem(
+            span_of(entry.item),
+            format!("`{}` is empty", entry.key),
+            Some("leave it out for ssh's own default".into()),
+        );
+        return;
+    }
+    let path = Some(ssh.base_dir.join(path));
+    if entry.key == "identity" {
+        ssh.spec.identity = path;
+    } else {
+        ssh.spec.known_hosts = path;
+    }
+}
+
+/// A login user: a user name as roster.toml's `user` takes one.
+fn account(checker: &mut Checker, entry: &Entry<'_>) -> Option<String> {
+    let user = checker.string(entry.item, entry.key)?;
+    if valid_account(user) {
+        return Some(user.to_owned());
+    }
+    checker.problem(
+        span_of(entry.item),
+        format!("bad user {user:?}"),
+        Some("a user is a name of letters, digits, '.', '_' and '-' (at most 32), not starting with '-'".into()),
+    );
+    None
+}
+
+fn metrics_listen(checker: &mut Checker, entry: &Entry<'_>, metrics: &mut MetricsDraft) {
+    if let Some(listen) = checker.string(entry.item, entry.key) {
+        metrics.listen = Some((listen.to_owned(), span_of(entry.item)));
+    }
+}
+
+/// Every placeholder of `[metrics] listen` is known, and the address it
+/// gives each host is one roster.toml's `[metrics]` takes.
+fn check_metrics_listen(
+    checker: &mut Checker,
+    listen: &str,
+    span: &Range<usize>,
+    hosts: &BTreeMap<String, Host>,
+) {
+    let mut known = true;
+    for (_, name) in find(listen) {
+        if !HOST_PLACEHOLDERS.contains(&name) {
+            known = false;
+            checker.problem(
+                span.clone(),
+                format!("unknown placeholder `{{{name}}}` in [metrics] `listen`"),
+                Some("[metrics] `listen` may use {address} and {host}".into()),
+            );
+        }
+    }
+    if !known {
+        return;
+    }
+    for (name, host) in hosts {
+        let vars = Vars {
+            tenant: "",
+            agent: "",
+            instance: "",
+            port: 0,
+            address: &host.address,
+            host: name,
+        };
+        let address = vars.substitute(listen);
+        if let Err(error) = parse_listen(&address) {
+            checker.problem(
+                span.clone(),
+                format!("[metrics] `listen` gives host `{name}` the address {address:?}: {error}"),
+                Some("roster.toml's [metrics] takes an IP address and a port; give the host's `address` as an IP, or write one here".into()),
+            );
+        }
+    }
+}
+
+fn host_address(checker: &mut Checker, entry: &Entry<'_>, host: &mut HostDraft) {
+    let Some(address) = checker.string(entry.item, entry.key) else {
+        return;
+    };
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']');
+    if address.is_empty() || !address.chars().all(allowed) {
+        checker.problem(
+            span_of(entry.item),
+            format!("bad host address {address:?}"),
+            Some("write an IP address or a host name, e.g. \"10.0.0.11\"".into()),
+        );
+    } else {
+        host.address = Some(address.to_owned());
+    }
+}
+
+fn host_capacity(checker: &mut Checker, entry: &Entry<'_>, host: &mut HostDraft) {
+    if let Some(capacity) = checker.integer(entry.item, entry.key, 1, 65535) {
+        host.capacity = Some((capacity as u32, span_of(entry.item)));
+    }
+}
+
+/// `memory` is the other way to say a host's capacity; placement
+/// counts instances only for now.
+fn host_memory(checker: &mut Checker, entry: &Entry<'_>, _host: &mut HostDraft) {
+    checker.problem(
+        entry.key_span.clone(),
+        "`memory` is not supported yet",
+        Some("give the host's capacity in instances: capacity = 3".into()),
+    );
+}
+
+fn host_user(checker: &mut Checker, entry: &Entry<'_>, host: &mut HostDraft) {
+    if let Some(user) = account(checker, entry) {
+        host.user = Some(user);
+    }
+}
+
+/// "did you mean" for a name among `known`, or else the list of them.
+pub(super) fn name_hint(name: &str, known: &[&str], what: &str) -> String {
+    match closest(name, known) {
+        Some(suggestion) => format!("did you mean `{suggestion}`?"),
+        None if known.is_empty() => format!("no {what} is defined"),
+        None => format!("known {what}s: {}", known.join(", ")),
+    }
+}
