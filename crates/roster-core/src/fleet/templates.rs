@@ -14,9 +14,9 @@ use std::path::Path;
 use toml_edit::{Item, TableLike, Value};
 
 use super::model::{PortRange, Template, TemplateValue, Tenant};
-use super::parse::{check_name, name_hint};
+use super::parse::check_name;
 use super::placeholders::{find, Vars, INSTANCE_PLACEHOLDERS};
-use crate::config::{key_span, span_of, Checker};
+use crate::config::{closest, key_span, span_of, Checker};
 
 /// A placeholder of the file's text and the sample value it stands for
 /// while the template is checked.
@@ -180,15 +180,17 @@ impl Walk<'_> {
                         "unknown placeholder `{{{name}}}` in template `{}`",
                         self.template
                     ),
-                    Some(format!(
-                        "{}; placeholders: {}",
-                        name_hint(name, INSTANCE_PLACEHOLDERS, "placeholder"),
-                        INSTANCE_PLACEHOLDERS
-                            .iter()
-                            .map(|known| format!("{{{known}}}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )),
+                    Some(match closest(name, INSTANCE_PLACEHOLDERS) {
+                        Some(known) => format!("did you mean `{{{known}}}`?"),
+                        None => format!(
+                            "placeholders: {}",
+                            INSTANCE_PLACEHOLDERS
+                                .iter()
+                                .map(|known| format!("{{{known}}}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    }),
                 );
             }
         }
