@@ -25,11 +25,6 @@ pub(super) fn weight(host: &str, instance: &str) -> u64 {
     hash64("roster-fleet-host", &[host, instance])
 }
 
-/// Where `instance` comes in the order instances are placed in.
-pub(super) fn turn(instance: &str) -> u64 {
-    hash64("roster-fleet-turn", &[instance])
-}
-
 /// The port `instance` tries first, as an offset into the range.
 pub(super) fn port_offset(instance: &str, ports: u32) -> u32 {
     (hash64("roster-fleet-port", &[instance]) % u64::from(ports.max(1))) as u32

@@ -1,15 +1,18 @@
 //! Placement: which host each instance runs on, and its `{port}` there.
 //!
-//! Rendezvous (highest-random-weight) hashing with bounded loads: each
-//! instance ranks the hosts it may run on (a pin, or every host carrying
-//! its tenant's labels) by a stable hash of host and instance, and takes
-//! the first with room. Room is first a balanced share (5/4 of the
-//! host's part of the instances, by capacity), then the capacity itself,
-//! so hosts fill evenly while the fleet has room to spare and fully when
-//! it has not. Instances are placed in a fixed order (pins, then tenants
-//! with labels, then the rest, each by a hash of its name), so the same
-//! file gives the same placement; a new host takes only the instances
-//! that rank it first, a removed host's instances move and no other.
+//! Rendezvous (highest-random-weight) hashing, bounded by capacity:
+//! every (instance, host) pair the instance may use (its pin, or every
+//! host carrying its tenant's labels) has a weight, a stable hash of both
+//! names. Pins are placed first; then, tenants with labels before the
+//! rest, the pairs are taken from the heaviest down, an instance taking
+//! the host of its first pair whose host still has room. No clock, no
+//! randomness, no map order: the same file gives the same placement. A
+//! new host takes the instances whose heaviest pair it is (plus, when
+//! hosts are full, a few that come back to their first choice); a
+//! removed host's instances move elsewhere and, while hosts have room,
+//! no other does. Load is bounded by capacity only: below it, instances
+//! spread as the hash spreads them (a tighter share bound was tried, and
+//! moved instances at every new tenant).
 //!
 //! Ports: an instance keeps the port a previous placement gave it on the
 //! same host while it is free and in range; otherwise it takes the first
@@ -17,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::hash::{digest, port_offset, turn, weight};
+use super::hash::{digest, port_offset, weight};
 use super::model::{Fleet, Placed, Placement};
 use super::render::section;
 
@@ -63,8 +66,17 @@ struct Wanted<'a> {
     tenant: &'a str,
     agent: &'a str,
     pin: Option<&'a str>,
-    /// Hosts it may run on, best first.
+    group: Group,
+    /// Hosts it may run on (its pin only, if pinned).
     ranked: Vec<&'a str>,
+}
+
+/// Who is placed first: those with the least choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    Pinned,
+    Labelled,
+    Free,
 }
 
 /// Places every instance of `fleet`. Same fleet, same placement.
@@ -83,7 +95,7 @@ pub fn place_with(
     for (tenant_name, tenant) in &fleet.tenants {
         for agent in &tenant.agents {
             let name = format!("{tenant_name}.{agent}");
-            let mut ranked: Vec<&str> = match &tenant.host {
+            let ranked: Vec<&str> = match &tenant.host {
                 Some(pin) => vec![pin.as_str()],
                 None => fleet
                     .hosts
@@ -92,26 +104,20 @@ pub fn place_with(
                     .map(|(host, _)| host.as_str())
                     .collect(),
             };
-            ranked.sort_by_key(|host| std::cmp::Reverse((weight(host, &name), *host)));
             wanted.push(Wanted {
                 name,
                 tenant: tenant_name,
                 agent,
                 pin: tenant.host.as_deref(),
+                group: match (&tenant.host, tenant.labels.is_empty()) {
+                    (Some(_), _) => Group::Pinned,
+                    (None, false) => Group::Labelled,
+                    (None, true) => Group::Free,
+                },
                 ranked,
             });
         }
     }
-    // Pins first (they have no choice), then instances whose labels
-    // narrow their choice, then the rest; each group in a hashed order.
-    wanted.sort_by_key(|instance| {
-        let group = match (instance.pin, fleet.tenants.get(instance.tenant)) {
-            (Some(_), _) => 0,
-            (None, Some(tenant)) if !tenant.labels.is_empty() => 1,
-            _ => 2,
-        };
-        (group, turn(&instance.name), instance.name.clone())
-    });
     let hosts = choose_hosts(fleet, &wanted)?;
     let ports = choose_ports(fleet, &wanted, &hosts, previous)?;
     let mut instances: Vec<Placed> = wanted
@@ -134,65 +140,75 @@ pub fn place_with(
     Ok(Placement { instances })
 }
 
-/// The host of each of `wanted`, in its order.
+/// The host of each of `wanted`, in its order. Pins first; then, group
+/// by group (tenants with labels, then the rest), every (instance, host)
+/// pair of the group from the highest weight down: the instance takes the
+/// host if it has none yet and the host has room. So an instance's host
+/// depends only on the pairs that outweigh its own, which is what keeps
+/// movement small when capacity is tight.
 fn choose_hosts<'a>(
     fleet: &'a Fleet,
     wanted: &[Wanted<'a>],
 ) -> Result<Vec<&'a str>, PlacementError> {
-    let instances = wanted.len() as u64;
-    let total_capacity: u64 = fleet
-        .hosts
-        .values()
-        .map(|host| u64::from(host.capacity))
-        .sum();
-    let capacity = |host: &str| {
-        fleet
-            .hosts
-            .get(host)
-            .map_or(0, |host| u64::from(host.capacity))
-    };
-    // The balanced share: ceil(5/4 × instances × capacity / total).
-    let share = |host: &str| {
-        let capacity = capacity(host);
-        let bound = (5 * instances * capacity).div_ceil(4 * total_capacity.max(1));
-        bound.clamp(1, capacity.max(1)).min(capacity)
-    };
-    let mut load: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut chosen = Vec::with_capacity(wanted.len());
-    for instance in wanted {
-        if instance.ranked.is_empty()
-            || instance
-                .ranked
-                .iter()
-                .all(|host| !fleet.hosts.contains_key(*host))
+    let capacity = |host: &str| fleet.hosts.get(host).map_or(0, |host| host.capacity);
+    let mut load: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut chosen: Vec<Option<&str>> = vec![None; wanted.len()];
+    for (index, instance) in wanted.iter().enumerate() {
+        if instance
+            .ranked
+            .iter()
+            .all(|host| !fleet.hosts.contains_key(*host))
         {
             return Err(PlacementError::NoHost {
                 instance: instance.name.clone(),
             });
         }
-        let room = |limit: &dyn Fn(&str) -> u64, load: &BTreeMap<&str, u64>| {
-            instance
-                .ranked
-                .iter()
-                .copied()
-                .find(|host| load.get(host).copied().unwrap_or(0) < limit(host))
-        };
-        let host = match instance.pin {
-            Some(pin) => room(&capacity, &load).ok_or_else(|| PlacementError::PinnedFull {
-                instance: instance.name.clone(),
-                host: pin.to_owned(),
-            })?,
-            None => room(&share, &load)
-                .or_else(|| room(&capacity, &load))
-                .ok_or_else(|| PlacementError::Full {
+        if let Some(pin) = instance.pin {
+            let used = load.entry(pin).or_default();
+            if *used >= capacity(pin) {
+                return Err(PlacementError::PinnedFull {
                     instance: instance.name.clone(),
-                    hosts: instance.ranked.len(),
-                })?,
-        };
-        *load.entry(host).or_default() += 1;
-        chosen.push(host);
+                    host: pin.to_owned(),
+                });
+            }
+            *used += 1;
+            chosen[index] = Some(pin);
+        }
     }
-    Ok(chosen)
+    for group in [Group::Labelled, Group::Free] {
+        let mut pairs: Vec<(u64, &str, usize)> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(_, instance)| instance.group == group)
+            .flat_map(|(index, instance)| {
+                instance
+                    .ranked
+                    .iter()
+                    .map(move |host| (weight(host, &instance.name), *host, index))
+            })
+            .collect();
+        pairs.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, host, index) in pairs {
+            if chosen[index].is_some() {
+                continue;
+            }
+            let used = load.entry(host).or_default();
+            if *used < capacity(host) {
+                *used += 1;
+                chosen[index] = Some(host);
+            }
+        }
+    }
+    chosen
+        .into_iter()
+        .zip(wanted)
+        .map(|(host, instance)| {
+            host.ok_or_else(|| PlacementError::Full {
+                instance: instance.name.clone(),
+                hosts: instance.ranked.len(),
+            })
+        })
+        .collect()
 }
 
 /// The port of each of `wanted` on its host (`hosts`, in the same order).

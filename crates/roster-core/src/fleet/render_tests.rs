@@ -137,3 +137,39 @@ env = { SHARED = "tenant" }
         "{rendered}"
     );
 }
+
+/// The example's placement, pinned: a change to the hashes or the
+/// algorithm moves real instances, and must be a decision.
+#[test]
+fn the_example_places_where_it_always_did() {
+    let (_, placement) = example();
+    let placed: Vec<String> = placement
+        .instances
+        .iter()
+        .map(|i| format!("{} {} {}", i.name, i.host, i.port))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            "c01.support h01 8113",
+            "c02.support h01 8192",
+            "c03.support h03 8162",
+            "c04.support h02 8111",
+            "c05.support h01 8183",
+        ]
+    );
+}
+
+/// The order tables are written in changes nothing.
+#[test]
+fn the_order_of_the_file_does_not_matter() {
+    let (_, placement) = example();
+    let (head, tenants) = EXAMPLE.split_at(EXAMPLE.find("[tenants.c01]").expect("tenants"));
+    let mut blocks: Vec<&str> = tenants.split("\n\n").collect();
+    blocks.reverse();
+    let reordered = format!("{head}{}\n", blocks.join("\n\n"));
+    assert_ne!(reordered, EXAMPLE);
+    let fleet =
+        parse(&reordered, Path::new("/srv/fleet/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(place(&fleet), Ok(placement));
+}
