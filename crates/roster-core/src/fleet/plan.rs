@@ -99,3 +99,119 @@ pub fn plan(desired: &Placement, current: &[(String, Vec<RunningInstance>)]) -> 
     });
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Placed;
+
+    fn placed(name: &str, host: &str, digest: &str) -> Placed {
+        let (tenant, agent) = name.split_once('.').unwrap_or((name, ""));
+        Placed {
+            name: name.into(),
+            tenant: tenant.into(),
+            agent: agent.into(),
+            host: host.into(),
+            port: 8100,
+            digest: digest.into(),
+        }
+    }
+
+    fn running(host: &str, instances: &[(&str, &str)]) -> (String, Vec<RunningInstance>) {
+        let instances = instances
+            .iter()
+            .map(|(name, digest)| RunningInstance {
+                name: (*name).into(),
+                digest: (*digest).into(),
+            })
+            .collect();
+        (host.into(), instances)
+    }
+
+    fn shown(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|change| match &change.from {
+                Some(from) => format!(
+                    "{:?} {} {} from {from}",
+                    change.kind, change.instance, change.host
+                ),
+                None => format!("{:?} {} {}", change.kind, change.instance, change.host),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_of_change_sorted_by_instance_then_host() {
+        let desired = Placement {
+            instances: vec![
+                placed("a.x", "h1", "d1"),
+                placed("b.x", "h2", "d2"),
+                placed("c.x", "h1", "d3"),
+                placed("d.x", "h2", "d4"),
+                placed("e.x", "h1", "d5"),
+                placed("f.x", "h3", "d6"),
+            ],
+        };
+        let current = [
+            running(
+                "h1",
+                &[
+                    ("a.x", "d1"),
+                    ("c.x", "old"),
+                    ("d.x", "d4"),
+                    ("gone.x", "d9"),
+                ],
+            ),
+            running("h2", &[("b.x", "d2"), ("e.x", "d5")]),
+            running("h3", &[("e.x", "d5"), ("f.x", "d6")]),
+            running("h4", &[("f.x", "d6")]),
+        ];
+        assert_eq!(
+            shown(&plan(&desired, &current)),
+            [
+                "Change c.x h1",
+                "Move d.x h2 from h1",
+                "Move e.x h1 from h2",
+                "Remove e.x h3",
+                "Remove f.x h4",
+                "Remove gone.x h1",
+            ]
+        );
+        assert_eq!(shown(&plan(&desired, &[])).len(), 6);
+        assert!(shown(&plan(&desired, &[]))
+            .iter()
+            .all(|change| change.starts_with("Add")));
+        let converged: Vec<(String, Vec<RunningInstance>)> = ["h1", "h2", "h3"]
+            .iter()
+            .map(|host| {
+                let on_host: Vec<(&str, &str)> = desired
+                    .on_host(host)
+                    .map(|i| (i.name.as_str(), i.digest.as_str()))
+                    .collect();
+                running(host, &on_host)
+            })
+            .collect();
+        assert_eq!(plan(&desired, &converged), []);
+    }
+
+    /// The `changes` of `roster fleet plan --json`: exactly these fields,
+    /// `from` only on a move.
+    #[test]
+    fn changes_serialize_as_the_json_contract_says() {
+        let desired = Placement {
+            instances: vec![placed("a.x", "h2", "d1"), placed("b.x", "h1", "d2")],
+        };
+        let current = [running("h1", &[("a.x", "d1")])];
+        let json = serde_json::to_string(&plan(&desired, &current)).expect("serializes");
+        assert_eq!(
+            json,
+            r#"[{"kind":"move","instance":"a.x","host":"h2","from":"h1"},{"kind":"add","instance":"b.x","host":"h1"}]"#
+        );
+        let json = serde_json::to_value(&desired).expect("serializes");
+        assert_eq!(
+            json["instances"][0],
+            serde_json::json!({"name": "a.x", "tenant": "a", "agent": "x", "host": "h2", "port": 8100, "digest": "d1"})
+        );
+    }
+}

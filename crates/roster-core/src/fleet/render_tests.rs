@@ -173,3 +173,40 @@ fn the_order_of_the_file_does_not_matter() {
         parse(&reordered, Path::new("/srv/fleet/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(place(&fleet), Ok(placement));
 }
+
+/// What each host of `placement` runs once it is applied.
+fn applied(fleet: &Fleet, placement: &Placement) -> Vec<(String, Vec<super::RunningInstance>)> {
+    fleet
+        .hosts
+        .keys()
+        .map(|host| {
+            let instances = placement
+                .on_host(host)
+                .map(|instance| super::RunningInstance {
+                    name: instance.name.clone(),
+                    digest: instance.digest.clone(),
+                })
+                .collect();
+            (host.clone(), instances)
+        })
+        .collect()
+}
+
+#[test]
+fn an_applied_fleet_plans_nothing_and_a_new_host_plans_only_moves() {
+    let (fleet, placement) = example();
+    assert_eq!(super::plan(&placement, &applied(&fleet, &placement)), []);
+    let grown = EXAMPLE.replace(
+        "[hosts.h03]",
+        "[hosts.h04]\naddress = \"10.0.0.14\"\ncapacity = 3\nlabels = { region = \"eu\" }\n\n[hosts.h03]",
+    );
+    let bigger =
+        parse(&grown, Path::new("/srv/fleet/fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let after = super::place_with(&bigger, Some(&placement)).expect("placed");
+    let changes = super::plan(&after, &applied(&fleet, &placement));
+    assert!(!changes.is_empty(), "h04 takes some instances");
+    for change in &changes {
+        assert_eq!(change.kind, super::ChangeKind::Move, "{change:?}");
+        assert_eq!(change.host, "h04");
+    }
+}
