@@ -3,8 +3,8 @@
 //! talks SSH and hands over what the hosts run.
 //!
 //! - `model`: the fleet file (`Fleet`) and a placement (`Placement`);
-//! - `parse`, `templates`, `tenants`: reading a fleet file with the
-//!   config's checker, every problem located `FILE:LINE:COL` at once;
+//! - `parse`, `templates`, `tenants`, `fields`: reading a fleet file with
+//!   the config's checker, every problem located `FILE:LINE:COL` at once;
 //! - `placeholders`: `{tenant}` `{agent}` `{instance}` `{port}`
 //!   `{address}` `{host}`, found and replaced;
 //! - `hash`: the stable hashes placement rests on, and digests;
@@ -12,6 +12,7 @@
 //! - `render`: each host's roster.toml;
 //! - `plan`: the changes from what the hosts run to a placement.
 
+mod fields;
 mod hash;
 mod model;
 mod parse;

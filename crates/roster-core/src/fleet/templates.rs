@@ -13,8 +13,8 @@ use std::path::Path;
 
 use toml_edit::{Item, TableLike, Value};
 
+use super::fields::check_name;
 use super::model::{PortRange, Template, TemplateValue, Tenant};
-use super::parse::check_name;
 use super::placeholders::{find, Vars, INSTANCE_PLACEHOLDERS};
 use crate::config::{closest, key_span, span_of, Checker};
 

@@ -8,8 +8,8 @@ use std::ops::Range;
 
 use toml_edit::TableLike;
 
+use super::fields::{check_name, labels, name_hint};
 use super::model::{Host, PortRange, Template, Tenant};
-use super::parse::{check_name, labels, name_hint};
 use crate::config::{key_span, span_of, Checker, Entry, Key, Read};
 use crate::name::AgentName;
 
