@@ -4,6 +4,7 @@
 //! placement mean: reading is `parse`'s, deciding is `place`'s.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -113,7 +114,7 @@ impl Host {
 
 /// `[agents.NAME]`: an agent of roster.toml with placeholders, kept as
 /// written (key order included) and checked when the file is read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Template {
     /// The template's keys and values, in file order.
     pub table: Vec<(String, TemplateValue)>,
@@ -138,7 +139,7 @@ pub enum TemplateValue {
 
 /// `[tenants.NAME]`: a customer, running one instance of each of its
 /// agents.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Tenant {
     /// The templates it runs, in file order.
     pub agents: Vec<String>,
@@ -148,6 +149,36 @@ pub struct Tenant {
     pub host: Option<String>,
     /// Labels the host must carry (each `key = value`).
     pub labels: BTreeMap<String, String>,
+}
+
+// Hand-written Debug for templates and tenants: `env` often carries API
+// keys, and Debug output ends up in logs and panic messages (as for
+// `AgentSpec`).
+impl fmt::Debug for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, value) in &self.table {
+            match (key.as_str(), value) {
+                ("env", TemplateValue::Table(entries)) => {
+                    let names: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
+                    map.entry(key, &names)
+                }
+                _ => map.entry(key, value),
+            };
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("agents", &self.agents)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("host", &self.host)
+            .field("labels", &self.labels)
+            .finish()
+    }
 }
 
 /// Where every instance of a fleet runs: the outcome of `fleet::place`.

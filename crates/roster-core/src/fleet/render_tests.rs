@@ -210,3 +210,12 @@ fn an_applied_fleet_plans_nothing_and_a_new_host_plans_only_moves() {
         assert_eq!(change.host, "h04");
     }
 }
+
+#[test]
+fn debug_output_hides_environment_values() {
+    let (fleet, _) = example();
+    let shown = format!("{:?}", fleet);
+    assert!(shown.contains(r#""env": ["PORT"]"#), "{shown}");
+    assert!(shown.contains(r#"env: ["CUSTOMER"]"#), "{shown}");
+    assert!(!shown.contains(r#"String("{port}")"#), "{shown}");
+}
