@@ -14,7 +14,7 @@ use super::fields::{check_name, labels};
 use super::model::{Fleet, Host, PortRange, SshSpec};
 use super::placeholders::{find, Vars, HOST_PLACEHOLDERS};
 use super::templates::read_templates;
-use super::tenants::{cross_check, read_tenants, Spans};
+use super::tenants::{check_instances, cross_check, read_tenants, Spans};
 use crate::config::{key_span, span_of, Checker, ConfigError, Entry, Key, Read};
 use crate::hardening::valid_account;
 use crate::metrics::parse_listen;
@@ -189,7 +189,7 @@ fn read_fleet(checker: &mut Checker, text: &str, root: &Item, base_dir: &Path) -
     };
     let ports = fleet.ports?;
     cross_check(checker, &spans, &hosts, &templates, &tenants, ports);
-    Some(Fleet {
+    let fleet = Fleet {
         name: fleet.name?,
         ports,
         ssh: ssh.spec,
@@ -197,7 +197,13 @@ fn read_fleet(checker: &mut Checker, text: &str, root: &Item, base_dir: &Path) -
         hosts,
         templates,
         tenants,
-    })
+    };
+    // Only once the file is otherwise right: a bad template would be
+    // reported once per tenant.
+    if checker.problems.is_empty() {
+        check_instances(checker, &fleet, &spans, base_dir);
+    }
+    Some(fleet)
 }
 
 /// The first host's name and address: what a template's `{host}` and

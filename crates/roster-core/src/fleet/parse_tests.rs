@@ -274,3 +274,28 @@ capacity = 1
          hint: roster.toml's [metrics] takes an IP address and a port; give the host's `address` as an IP, or write one here"
     );
 }
+
+/// The template is checked with its first tenant; every other tenant's
+/// instance is checked as its host's roster.toml will read it.
+#[test]
+fn every_instance_must_be_one_roster_takes() {
+    let text = r#"[fleet]
+name = "agency"
+ports = "8100-8199"
+[hosts.h01]
+address = "10.0.0.11"
+capacity = 3
+[agents.support]
+command = "agent --port {port}"
+user = "{tenant}"
+[tenants.a01]
+agents = ["support"]
+[tenants.customer-with-a-very-long-name-indeed]
+agents = ["support"]
+"#;
+    assert_eq!(
+        rendered(text),
+        "fleet.toml:13:11: instance `customer-with-a-very-long-name-indeed.support` would be refused by its host's roster.toml: bad user \"customer-with-a-very-long-name-indeed\" for agent `customer-with-a-very-long-name-indeed.support`\n  \
+         hint: a user is a number or a name of letters, digits, '.', '_' and '-' (at most 32), not starting with '-'; {name} is replaced by the agent's name"
+    );
+}

@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::Path;
 
 use toml_edit::TableLike;
 
 use super::fields::{check_name, labels, name_hint};
-use super::model::{Host, PortRange, Template, Tenant};
-use crate::config::{key_span, span_of, Checker, Entry, Key, Read};
+use super::model::{Fleet, Host, Placed, PortRange, Template, Tenant};
+use super::render::section;
+use crate::config::{self, key_span, span_of, Checker, Entry, Key, Read};
 use crate::name::AgentName;
 
 /// Where things are written, for the checks across tables.
@@ -237,6 +239,58 @@ pub(super) fn cross_check(
                 ),
                 Some("add a host, or raise a host's `capacity`".into()),
             );
+        }
+    }
+}
+
+/// Every instance's section, as a host's roster.toml will have it, is one
+/// roster's config reader takes (a tenant's name in `user = "{tenant}"`
+/// may be too long for a user name, say). The template was checked with
+/// its first tenant; this checks the others, each at its `agents` entry,
+/// on its pinned host or else the first it may run on, at the range's
+/// first port.
+pub(super) fn check_instances(
+    checker: &mut Checker,
+    fleet: &Fleet,
+    spans: &Spans,
+    base_dir: &Path,
+) {
+    for (tenant_name, tenant) in &fleet.tenants {
+        let host = match &tenant.host {
+            Some(pin) => Some(pin.as_str()),
+            None => fleet
+                .hosts
+                .iter()
+                .find(|(_, host)| host.carries(&tenant.labels))
+                .map(|(name, _)| name.as_str()),
+        };
+        let agent_spans = spans
+            .tenant_agents
+            .get(tenant_name)
+            .cloned()
+            .unwrap_or_default();
+        for (agent, span) in tenant.agents.iter().zip(agent_spans) {
+            let instance = Placed {
+                name: format!("{tenant_name}.{agent}"),
+                tenant: tenant_name.clone(),
+                agent: agent.clone(),
+                host: host.unwrap_or("").to_owned(),
+                port: fleet.ports.first,
+                digest: String::new(),
+            };
+            let text = section(fleet, &instance);
+            if let Err(error) = config::parse("roster.toml", &text, base_dir) {
+                for problem in error.diagnostics {
+                    checker.problem(
+                        span.clone(),
+                        format!(
+                            "instance `{}` would be refused by its host's roster.toml: {}",
+                            instance.name, problem.message
+                        ),
+                        problem.hint,
+                    );
+                }
+            }
         }
     }
 }
