@@ -1,0 +1,95 @@
+//! Applying a config: the difference between the agents the supervisor
+//! has and the ones `config` names (added, changed, removed, unchanged),
+//! and the starts, restarts and stops that converge to it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::agent::{AfterStop, Agent, Phase};
+use super::events::EventKind;
+use super::Supervisor;
+use crate::api::ApplySummary;
+use crate::config::Config;
+use crate::name::AgentName;
+
+impl Supervisor {
+    /// Converges to `config`: new agents start, removed ones stop and are
+    /// dropped, changed ones restart, the rest are untouched, except that
+    /// with `start_stopped` (what `roster up` asks for) agents that are not
+    /// running are started too. Agents shipped as releases are taken to
+    /// have none deployed unless they run one already: see
+    /// [`Supervisor::handle_apply_with_releases`].
+    pub fn handle_apply(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        start_stopped: bool,
+    ) -> ApplySummary {
+        self.handle_apply_with_releases(now, config, start_stopped, &BTreeMap::new())
+    }
+
+    /// [`Supervisor::handle_apply`], with what the runtime read of the
+    /// release stores: the live release of each agent shipped as releases
+    /// (`live`; an agent missing from it has none). An agent that has no
+    /// release of its own yet takes the live one; one with none at all is
+    /// not started but `undeployed` until a cutover gives it a release.
+    pub fn handle_apply_with_releases(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        start_stopped: bool,
+        live: &BTreeMap<AgentName, String>,
+    ) -> ApplySummary {
+        self.epoch.get_or_insert(now);
+        let mut summary = ApplySummary::default();
+        let removed: Vec<AgentName> = self
+            .agents
+            .keys()
+            .filter(|name| !config.agents.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in removed {
+            summary.removed.push(name.to_string());
+            self.stop_agent(now, &name, AfterStop::Remove);
+        }
+        for (name, spec) in &config.agents {
+            match self.agents.get_mut(name) {
+                None => {
+                    summary.added.push(name.to_string());
+                    let mut agent = Agent::new(spec.clone());
+                    agent.adopt_release(live.get(name));
+                    self.agents.insert(name.clone(), agent);
+                    self.push_event(name, EventKind::Added);
+                    self.start_agent(now, name);
+                }
+                Some(agent) if agent.spec != *spec => {
+                    summary.changed.push(name.to_string());
+                    agent.spec = spec.clone();
+                    agent.adopt_release(live.get(name));
+                    self.push_event(name, EventKind::Changed);
+                    let phase = self.agents.get(name).map(|agent| agent.phase);
+                    match phase {
+                        Some(Phase::Stopped | Phase::Exited) if !start_stopped => {}
+                        _ => self.restart_agent(now, name),
+                    }
+                }
+                Some(agent) => {
+                    summary.unchanged.push(name.to_string());
+                    agent.adopt_release(live.get(name));
+                    // Undeployed means "runs once it has a release".
+                    let released = agent.phase == Phase::Undeployed && agent.release.is_some();
+                    if released
+                        || start_stopped
+                            && matches!(
+                                agent.phase,
+                                Phase::Stopped | Phase::Exited | Phase::Failed { .. }
+                            )
+                    {
+                        self.start_agent(now, name);
+                    }
+                }
+            }
+        }
+        summary
+    }
+}
