@@ -1,5 +1,6 @@
 use super::*;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 
 fn store() -> (tempfile::TempDir, Releases) {
     let dir = tempfile::tempdir().unwrap();
