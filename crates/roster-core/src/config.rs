@@ -37,3 +37,27 @@ pub use model::{AgentSpec, Config, LogConfig, RestartMode};
 // readers and FILE:LINE:COL errors, so their messages read alike.
 pub(crate) use diagnostics::{closest, key_span, span_of, Checker};
 pub(crate) use keys::{Entry, Key, Read};
+
+/// `text` as a TOML basic string: quoted, with `"`, backslashes, newlines, tabs,
+/// carriage returns and other control characters escaped. For writers of
+/// TOML (`roster init`, each fleet host's rendered roster.toml).
+pub fn toml_string(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

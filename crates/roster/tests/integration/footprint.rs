@@ -15,17 +15,22 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
-/// The `Pss:` line of `/proc/PID/smaps_rollup`, in KiB.
-fn pss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+/// A `FIELD: N kB` line of a /proc file (`smaps_rollup`, `status`), in KiB.
+fn kib_field(path: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
         .ok()?
         .lines()
-        .find_map(|line| line.strip_prefix("Pss:"))?
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()
+}
+
+/// The `Pss:` line of `/proc/PID/smaps_rollup`, in KiB.
+fn pss_kib(pid: u32) -> Option<u64> {
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss")
 }
 
 #[test]
@@ -74,15 +79,7 @@ fn a_hundred_idle_agents_with_the_default_rules_cost_the_daemon_little() {
 
 /// A field of `/proc/PID/status` in KiB (`RssFile`, `RssAnon`).
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    kib_field(&format!("/proc/{pid}/status"), field)
 }
 
 /// Once quiet after start-up, the daemon drops the pages of code start-up

@@ -31,21 +31,7 @@ pub const SYSTEM_PATH: &str = roster_daemon::tools::SYSTEM_PATH;
 
 /// A TOML basic string.
 fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    roster_core::config::toml_string(text)
 }
 
 /// `roster.toml` for `answers`, heavily commented: the first file a new
