@@ -16,7 +16,7 @@ use crate::procfs;
 /// CPU ticks of each agent's group at the previous sample, to turn the
 /// running total into a percentage, and the reader that remembers the
 /// groups' members and counts between samples.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sampler {
     previous: HashMap<AgentName, (u32, u64, Instant)>,
     groups: procfs::GroupReader,
@@ -27,9 +27,13 @@ pub struct Sampler {
 const DESCRIPTOR_BUDGET: Duration = Duration::from_secs(2);
 
 impl Sampler {
-    /// A sampler with no history.
+    /// A sampler with no history, reading idle groups less often
+    /// ([`procfs::GroupReader::skipping_idle`]).
     pub fn new() -> Self {
-        Self::default()
+        Sampler {
+            previous: HashMap::new(),
+            groups: procfs::GroupReader::skipping_idle(),
+        }
     }
 
     /// Samples every `(agent, group leader, what its rules need)` and the
@@ -61,14 +65,26 @@ impl Sampler {
                 };
                 let memory = group.rss_pages * page;
                 let ticks = group.cpu_ticks;
-                let cpu_percent = match self.previous.insert(agent.clone(), (*leader, ticks, now)) {
-                    Some((pid, before, at)) if pid == *leader => {
-                        let seconds = now.duration_since(at).as_secs_f64();
-                        (seconds > 0.0).then(|| {
-                            ticks.saturating_sub(before) as f64 / ticks_per_second / seconds * 100.0
-                        })
+                // An idle group that sat this read out used no CPU; its
+                // next read measures from the last one that was made.
+                let rested = self.groups.rested(*leader)
+                    && self
+                        .previous
+                        .get(agent)
+                        .is_some_and(|(pid, _, _)| pid == leader);
+                let cpu_percent = if rested {
+                    Some(0.0)
+                } else {
+                    match self.previous.insert(agent.clone(), (*leader, ticks, now)) {
+                        Some((pid, before, at)) if pid == *leader => {
+                            let seconds = now.duration_since(at).as_secs_f64();
+                            (seconds > 0.0).then(|| {
+                                ticks.saturating_sub(before) as f64 / ticks_per_second / seconds
+                                    * 100.0
+                            })
+                        }
+                        _ => None,
                     }
-                    _ => None,
                 };
                 samples.insert(
                     agent.clone(),

@@ -18,6 +18,14 @@
 //!   A process that used no CPU time and holds as many descriptors as at
 //!   its last count cannot have opened or closed any since: its count is
 //!   kept, and taken again at least every [`RECOUNT_EVERY`].
+//! - Idle groups (the watch sampler's reader only, [`GroupReader::skipping_idle`]):
+//!   a group whose CPU time and members did not change over
+//!   [`QUIET_READS`] reads in a row is read only every
+//!   [`SKIPS`]` + 1`th time; in between its last figures stand. A process
+//!   cannot grow its memory or open descriptors without using CPU time, so
+//!   what is missed is at most the little it did within one clock tick,
+//!   and is seen [`SKIPS`] reads later. A scan for members reads
+//!   everything.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -31,6 +39,12 @@ pub const RESCAN_EVERY: Duration = Duration::from_secs(60);
 
 /// The longest an idle process's TCP count is kept without counting again.
 pub const RECOUNT_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads in a row without a change before a group counts as idle.
+pub const QUIET_READS: u32 = 2;
+
+/// Reads an idle group sits out between two reads of it.
+pub const SKIPS: u32 = 2;
 
 /// What to read of a group beyond its `stat` figures (CPU, memory,
 /// threads), which cost nothing more.
@@ -60,6 +74,44 @@ struct Counted {
     at: Instant,
 }
 
+/// A group's last figures and how long they have not changed.
+#[derive(Clone, Copy, Debug)]
+struct Quiet {
+    usage: GroupUsage,
+    members: usize,
+    /// Reads in a row that found the same CPU time and members.
+    unchanged: u32,
+    /// Reads sat out since the group was last read.
+    skipped: u32,
+}
+
+impl Quiet {
+    /// A group just read, after `last` (its figures at its previous read).
+    fn after_read(last: Option<&Quiet>, usage: GroupUsage, members: usize) -> Quiet {
+        let unchanged = match last {
+            Some(last) if last.usage.cpu_ticks == usage.cpu_ticks && last.members == members => {
+                last.unchanged + 1
+            }
+            _ => 0,
+        };
+        Quiet {
+            usage,
+            members,
+            unchanged,
+            skipped: 0,
+        }
+    }
+
+    /// Whether the group sits the coming read out (and counts it if so).
+    fn rest(&mut self) -> bool {
+        let rests = self.unchanged >= QUIET_READS && self.skipped < SKIPS;
+        if rests {
+            self.skipped += 1;
+        }
+        rests
+    }
+}
+
 /// Reads process groups, remembering members and counts between reads.
 #[derive(Debug, Default)]
 pub struct GroupReader {
@@ -69,10 +121,17 @@ pub struct GroupReader {
     scanned: Option<(u32, Instant)>,
     /// TCP counts by pid.
     counted: HashMap<u32, Counted>,
+    /// Whether idle groups are read less often, and their last figures.
+    skip_idle: bool,
+    quiet: HashMap<u32, Quiet>,
+    /// The groups that sat the last read out.
+    rested: HashSet<u32>,
     /// Full scans of /proc so far (for tests and the curious).
     pub scans: u64,
     /// Descriptor tables read link by link so far.
     pub recounts: u64,
+    /// Reads of a group sat out because it was idle.
+    pub skipped: u64,
 }
 
 /// Whether /proc must be scanned for members: never scanned, the last pid
@@ -108,6 +167,16 @@ impl GroupReader {
         Self::default()
     }
 
+    /// A reader that reads idle groups less often (see the module's doc):
+    /// for the watch sampler, whose rules look at minutes, not at the
+    /// figures of one read as a scrape does.
+    pub fn skipping_idle() -> Self {
+        GroupReader {
+            skip_idle: true,
+            ..Self::default()
+        }
+    }
+
     /// Samples the groups `wanted` names (by leader) and what each wants.
     /// Past `deadline` the descriptors of the processes not yet done are
     /// left uncounted (`None`): a scrape answers in bounded time.
@@ -126,7 +195,20 @@ impl GroupReader {
         let last_pid = last_pid();
         let all_known = wanted.keys().all(|group| self.members.contains_key(group));
         let mut buffer = [0u8; 1024];
-        if must_rescan(self.scanned, last_pid, all_known, now) {
+        let rescan = must_rescan(self.scanned, last_pid, all_known, now);
+        // Idle groups sitting this read out: their last figures stand.
+        let mut resting: HashMap<u32, GroupUsage> = HashMap::new();
+        if self.skip_idle && !rescan {
+            for group in wanted.keys() {
+                if let Some(quiet) = self.quiet.get_mut(group) {
+                    if quiet.rest() {
+                        self.skipped += 1;
+                        resting.insert(*group, quiet.usage);
+                    }
+                }
+            }
+        }
+        if rescan {
             self.scans += 1;
             for pid in super::all_pids() {
                 let Some(sample) = read_stat(pid, &mut buffer) else {
@@ -138,7 +220,7 @@ impl GroupReader {
             }
             self.scanned = last_pid.map(|last| (last, now));
         } else {
-            for group in wanted.keys() {
+            for group in wanted.keys().filter(|group| !resting.contains_key(group)) {
                 for pid in self.members.get(group).into_iter().flatten() {
                     match read_stat(*pid, &mut buffer) {
                         Some(sample) if sample.pgid == *group => {
@@ -149,13 +231,18 @@ impl GroupReader {
                 }
             }
         }
+        let previous_members = std::mem::take(&mut self.members);
         self.members = wanted
             .keys()
             .map(|group| {
-                let pids = found
-                    .get(group)
-                    .map(|members| members.iter().map(|(pid, _)| *pid).collect())
-                    .unwrap_or_default();
+                let pids = if resting.contains_key(group) {
+                    previous_members.get(group).cloned().unwrap_or_default()
+                } else {
+                    found
+                        .get(group)
+                        .map(|members| members.iter().map(|(pid, _)| *pid).collect())
+                        .unwrap_or_default()
+                };
                 (*group, pids)
             })
             .collect();
@@ -222,8 +309,43 @@ impl GroupReader {
             }
             usage.insert(*group, total);
         }
+        // The resting groups' TCP counts are kept for their next read.
+        for group in resting.keys() {
+            for pid in self.members.get(group).into_iter().flatten() {
+                if let Some(previous) = self.counted.get(pid) {
+                    counted.insert(*pid, *previous);
+                }
+            }
+        }
         self.counted = counted;
+        if self.skip_idle {
+            self.note_quiet(&found, &usage);
+            self.rested = resting.keys().copied().collect();
+            usage.extend(resting);
+        }
         usage
+    }
+
+    /// Whether `group` sat the last read out: its figures are those of an
+    /// earlier read (it was idle).
+    pub fn rested(&self, group: u32) -> bool {
+        self.rested.contains(&group)
+    }
+
+    /// Remembers each group just read, and whether it changed since its
+    /// last read; forgets groups no longer asked for.
+    fn note_quiet(
+        &mut self,
+        found: &HashMap<u32, Vec<(u32, ProcSample)>>,
+        usage: &HashMap<u32, GroupUsage>,
+    ) {
+        self.quiet
+            .retain(|group, _| self.members.contains_key(group));
+        for (group, total) in usage {
+            let members = found.get(group).map_or(0, Vec::len);
+            let quiet = Quiet::after_read(self.quiet.get(group), *total, members);
+            self.quiet.insert(*group, quiet);
+        }
     }
 }
 
@@ -364,6 +486,86 @@ mod tests {
         };
         assert!(!still_holds(&previous, &other, 4, soon), "another process");
         assert!(!still_holds(&previous, &sample, 4, start + RECOUNT_EVERY));
+    }
+
+    #[test]
+    fn an_idle_group_is_read_every_third_time_and_a_busy_one_every_time() {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let spawn = |script: &str| {
+            Command::new("sh")
+                .args(["-c", script])
+                .process_group(0)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn sh")
+        };
+        let mut idle = spawn("exec sleep 60");
+        let mut busy = spawn("while :; do :; done");
+        let (idle_group, busy_group) = (idle.id(), busy.id());
+        let mut reader = GroupReader::skipping_idle();
+        let far = || Instant::now() + Duration::from_secs(10);
+        let wanted = HashMap::from([
+            (idle_group, Wanted::default()),
+            (busy_group, Wanted::default()),
+        ]);
+        // Past the idle one's start-up (exec of sleep).
+        std::thread::sleep(Duration::from_millis(200));
+        let mut rested = Vec::new();
+        for _ in 0..9 {
+            // Spin long enough for the busy group to use a clock tick.
+            std::thread::sleep(Duration::from_millis(30));
+            let usage = reader.read(&wanted, far());
+            assert!(usage[&idle_group].rss_pages > 0, "{usage:?}");
+            assert!(
+                !reader.rested(busy_group),
+                "a busy group is read every time"
+            );
+            rested.push(reader.rested(idle_group));
+        }
+        let _ = (idle.kill(), busy.kill(), idle.wait(), busy.wait());
+        // Scans for members (other tests fork) read everything; apart from
+        // those, after two unchanged reads the idle group sits out two.
+        if reader.scans == 1 {
+            assert_eq!(
+                rested,
+                [false, false, false, true, true, false, true, true, false],
+                "first read, two unchanged reads, then two rests per read"
+            );
+        }
+        assert!(reader.skipped <= 6);
+    }
+
+    #[test]
+    fn a_group_rests_two_reads_after_two_unchanged_ones_until_it_changes() {
+        let usage = |cpu_ticks| GroupUsage {
+            cpu_ticks,
+            ..GroupUsage::default()
+        };
+        // Reads as `read` makes them: rest if the group may, else read.
+        let mut quiet: Option<Quiet> = None;
+        let mut rested = Vec::new();
+        for ticks in [5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6] {
+            if let Some(state) = quiet.as_mut() {
+                if state.rest() {
+                    rested.push(true);
+                    continue;
+                }
+            }
+            rested.push(false);
+            quiet = Some(Quiet::after_read(quiet.as_ref(), usage(ticks), 1));
+        }
+        // Reads 1-3 establish it idle; it rests 4-5, is read at 6, rests
+        // 7-8 (the change at 8 waits for the read at 9), then starts over.
+        assert_eq!(
+            rested,
+            [false, false, false, true, true, false, true, true, false, false, false]
+        );
+        // A member more is a change too.
+        let one = Quiet::after_read(None, usage(5), 1);
+        let same = Quiet::after_read(Some(&one), usage(5), 1);
+        assert_eq!(same.unchanged, 1);
+        assert_eq!(Quiet::after_read(Some(&same), usage(5), 2).unchanged, 0);
     }
 
     #[test]
