@@ -769,7 +769,16 @@ fn bad_inputs_are_refused_and_change_nothing() {
 
 #[test]
 fn a_second_deploy_while_one_runs_is_refused() {
-    let site = Site::started_with("build = [\"sleep\", \"2\"]");
+    // The first deploy's build waits for the test: however slow the
+    // machine, the second deploy is asked for while the first runs.
+    // (Open for the first release, which `started_with` deploys.)
+    let gate = std::env::temp_dir().join(format!("roster-deploy-gate-{}", std::process::id()));
+    std::fs::write(&gate, "").expect("open the gate");
+    let site = Site::started_with(&format!(
+        "build = [\"sh\", \"-c\", \"while [ ! -e {gate} ]; do sleep 0.05; done\"]",
+        gate = gate.display()
+    ));
+    std::fs::remove_file(&gate).expect("close the gate");
     let first = site.source("v2", &[]);
     let roster = &site.roster;
     let mut running = roster
@@ -800,9 +809,11 @@ fn a_second_deploy_while_one_runs_is_refused() {
         "v3",
     ]);
     let text = String::from_utf8_lossy(&output.stderr);
+    std::fs::write(&gate, "").expect("open the gate");
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("is running"), "{text}");
     let status = running.wait().expect("first deploy");
+    let _ = std::fs::remove_file(&gate);
     assert!(status.success());
     assert_eq!(site.live().as_deref(), Some("v2"));
     assert!(!site.release_dirs().contains("v3"));
