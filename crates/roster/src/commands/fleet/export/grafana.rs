@@ -73,7 +73,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
             "none",
         ),
     ] {
-        layout.panel(&mut panels, 4, 4, "stat", title, unit, &[query(expr, "")]);
+        layout.panel(&mut panels, (4, 4), "stat", title, unit, &[query(expr, "")]);
     }
 
     layout.row(&mut panels, "Per tenant");
@@ -103,8 +103,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     ] {
         layout.panel(
             &mut panels,
-            6,
-            8,
+            (6, 8),
             "timeseries",
             title,
             unit,
@@ -139,8 +138,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     ] {
         layout.panel(
             &mut panels,
-            6,
-            8,
+            (6, 8),
             "timeseries",
             title,
             unit,
@@ -151,8 +149,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     layout.row(&mut panels, "Instances");
     layout.panel(
         &mut panels,
-        24,
-        10,
+        (24, 10),
         "table",
         "Instances",
         "none",
@@ -196,8 +193,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     ] {
         layout.panel(
             &mut panels,
-            12,
-            8,
+            (12, 8),
             "timeseries",
             title,
             unit,
@@ -206,8 +202,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     }
     layout.panel(
         &mut panels,
-        12,
-        8,
+        (12, 8),
         "table",
         "Alerts (pending and firing)",
         "none",
@@ -276,7 +271,7 @@ fn datasource() -> Value {
 
 /// A dashboard uid (at most 40 characters of `[A-Za-z0-9_-]`), stable for
 /// the fleet.
-fn uid(fleet: &str) -> String {
+pub(super) fn uid(fleet: &str) -> String {
     let mut uid: String = format!("roster-fleet-{fleet}")
         .chars()
         .map(|c| {
@@ -317,12 +312,12 @@ impl Layout {
         self.y += 1;
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Adds a panel of `(width, height)`, on the next line when this one
+    /// is full.
     fn panel(
         &mut self,
         panels: &mut Vec<Value>,
-        width: u64,
-        height: u64,
+        (width, height): (u64, u64),
         kind: &str,
         title: &str,
         unit: &str,

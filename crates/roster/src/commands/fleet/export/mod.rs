@@ -72,7 +72,7 @@ pub fn grafana(file: &Path, out: &Path) -> Result<ExitCode> {
     ] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let dashboard_path = dashboards.join(format!("roster-fleet-{}.json", fleet.name));
+    let dashboard_path = dashboards.join(format!("{}.json", grafana::uid(&fleet.name)));
     let mut json = serde_json::to_string_pretty(&grafana::dashboard(&fleet.name))
         .context("encoding the dashboard")?;
     json.push('\n');

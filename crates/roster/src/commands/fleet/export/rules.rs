@@ -75,7 +75,7 @@ pub(super) fn rules(fleet: &str, limits: &BTreeMap<String, u64>) -> String {
     });
 
     let mut text = format!(
-        "# Alerting rules for fleet {fleet}, written by `roster fleet export prometheus`.\n"
+        "# Alerting rules for fleet {fleet:?}, written by `roster fleet export prometheus`.\n"
     );
     if limits.is_empty() {
         text.push_str(
