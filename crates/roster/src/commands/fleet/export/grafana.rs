@@ -38,9 +38,7 @@ pub(super) fn dashboard(fleet: &str) -> Value {
     // Every instance series: the fleet, the chosen hosts and tenants.
     let s = format!("{fleet_label},host=~\"$host\",agent=~\"($tenant)\\\\..+\"");
     let h = format!("{fleet_label},host=~\"$host\"");
-    let by_tenant = |expr: String| {
-        format!("sum by (tenant) (label_replace({expr}, \"tenant\", \"$1\", \"agent\", \"([^.]+)\\\\..*\"))")
-    };
+    let by_tenant = |expr: String| format!("sum by (tenant) ({})", with_tenant(&expr));
     let mut panels = Vec::new();
     let mut layout = Layout::default();
 
@@ -100,16 +98,35 @@ pub(super) fn dashboard(fleet: &str) -> Value {
             by_tenant(format!("roster_agent_memory_bytes{{{s}}}")),
             "bytes",
         ),
+        (
+            "Unhealthy instances by tenant",
+            by_tenant(format!("1 - roster_agent_healthy{{{s}}}")),
+            "none",
+        ),
     ] {
         layout.panel(
             &mut panels,
-            (6, 8),
+            (8, 8),
             "timeseries",
             title,
             unit,
             &[query(expr, "{{tenant}}")],
         );
     }
+    layout.panel(
+        &mut panels,
+        (8, 8),
+        "timeseries",
+        "Alerts by tenant",
+        "none",
+        &[query(
+            format!(
+                "count by (tenant, alertstate) ({})",
+                with_tenant(&format!("ALERTS{{{s}}}"))
+            ),
+            "{{tenant}} {{alertstate}}",
+        )],
+    );
 
     layout.row(&mut panels, "Per host");
     for (title, expr, unit) in [
@@ -131,20 +148,42 @@ pub(super) fn dashboard(fleet: &str) -> Value {
             "bytes",
         ),
         (
-            "roster alerts firing by host",
-            format!("sum by (host) (roster_alerts_firing{{{h}}})"),
+            "Unhealthy instances by host",
+            format!("sum by (host) (1 - roster_agent_healthy{{{s}}})"),
+            "none",
+        ),
+        (
+            "Restarts by host (1h)",
+            format!("sum by (host) (increase(roster_agent_restarts_total{{{s}}}[1h]))"),
             "none",
         ),
     ] {
         layout.panel(
             &mut panels,
-            (6, 8),
+            (8, 8),
             "timeseries",
             title,
             unit,
             &[query(expr, "{{host}}")],
         );
     }
+    layout.panel(
+        &mut panels,
+        (8, 8),
+        "timeseries",
+        "Alerts by host",
+        "none",
+        &[
+            query(
+                format!("sum by (host) (roster_alerts_firing{{{h}}})"),
+                "{{host}} roster firing",
+            ),
+            query(
+                format!("count by (host, alertstate) (ALERTS{{{h}}})"),
+                "{{host}} Prometheus {{alertstate}}",
+            ),
+        ],
+    );
 
     layout.row(&mut panels, "Instances");
     layout.panel(
@@ -242,6 +281,12 @@ pub(super) fn dashboard(fleet: &str) -> Value {
         "annotations": { "list": [] },
         "panels": panels,
     })
+}
+
+/// `expr` with a `tenant` label: the part of `agent` (`TENANT.AGENT`)
+/// before its first dot, as roster's series carry no `tenant` of their own.
+fn with_tenant(expr: &str) -> String {
+    format!("label_replace({expr}, \"tenant\", \"$1\", \"agent\", \"([^.]+)\\\\..*\")")
 }
 
 /// A query variable over `definition`'s label values, "All" being `.*`.
