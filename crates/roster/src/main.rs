@@ -238,6 +238,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::secret::SecretCommand,
     },
+    /// Many servers from one fleet file: each host's own roster does the
+    /// supervising, the system's OpenSSH is the transport.
+    Fleet {
+        #[command(subcommand)]
+        command: commands::fleet::FleetCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -342,6 +348,7 @@ fn main() -> ExitCode {
             what: Export::Logrotate { file },
         } => commands::export::logrotate_snippet(&home, &file),
         Command::Secret { command } => commands::secret::run(&home, command),
+        Command::Fleet { command } => commands::fleet::run(command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "roster", &mut std::io::stdout());

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod events;
 pub mod export;
+pub mod fleet;
 pub mod init;
 pub mod install;
 pub mod logs;
