@@ -12,6 +12,8 @@ mod faults_home;
 mod faults_logs;
 mod faults_loop;
 mod fleet_export;
+mod fleet_hosts;
+mod fleet_status;
 mod footprint;
 mod hardening;
 mod health;

@@ -10,14 +10,16 @@ use anyhow::Result;
 use clap::Subcommand;
 
 mod export;
+mod ssh;
 mod status;
 
 /// `roster fleet ...`.
 #[derive(Subcommand, Debug)]
 pub enum FleetCommand {
     /// Every instance on every host in one table, fetched in parallel with
-    /// a timeout per host. Exit 0 only when every host answered and every
-    /// instance runs.
+    /// a timeout per host ([ssh] connect_timeout, plus 5 s for the remote
+    /// status). Exit 0 only when every host answered and every placed
+    /// instance runs; exit 1 otherwise.
     Status {
         /// The fleet file.
         #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
