@@ -14,11 +14,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::util::*;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// One fixture at a time in this test process: every host's home is
+/// /var/lib/roster, so every host's daemon uses the same cgroup tree of
+/// this machine (`roster-<home id>`), and a daemon starting or stopping in
+/// one test would stop another test's agents.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The client's address on the bridge; hosts are .11, .12, ...
 const CLIENT_ADDRESS: &str = "10.77.0.2";
@@ -55,6 +62,10 @@ pub struct FleetHosts {
     pub client: String,
     /// The client's private key (ed25519, no passphrase).
     pub identity: PathBuf,
+    /// When building began (after waiting for its turn).
+    pub began: Instant,
+    // Dropped last, after every namespace and process is gone.
+    _turn: MutexGuard<'static, ()>,
 }
 
 /// Runs a command, panicking with its output when it fails (fixture setup
@@ -111,6 +122,9 @@ impl FleetHosts {
 
     /// Namespaces and directories, no process yet.
     fn build(count: usize) -> Self {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let prefix = format!(
             "rf{}-{}",
             std::process::id(),
@@ -127,6 +141,8 @@ impl FleetHosts {
             dir,
             hosts: Vec::new(),
             client: format!("{prefix}-c"),
+            began: Instant::now(),
+            _turn: turn,
         };
         let bridge = fleet.bridge();
         keygen(&identity);
@@ -135,6 +151,11 @@ impl FleetHosts {
         // /var/lib/roster (an empty directory where none was).
         std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         std::fs::create_dir_all("/var/lib/roster").expect("/var/lib/roster");
+        // One copy of /etc, hard-linked into each host's (copying 1,300
+        // small files per host is what would make starting hosts slow);
+        // the files a host changes are replaced, never written through.
+        let template = fleet.dir.path().join("etc");
+        sh("cp", &["-a", "/etc", &template.display().to_string()]);
         ip(&["netns", "add", &bridge]);
         ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &bridge, "link", "set", "br0", "up"]);
@@ -146,7 +167,7 @@ impl FleetHosts {
             let address = format!("10.77.0.{}", 11 + index);
             fleet.plug(&netns, index + 1, &address);
             let host_dir = fleet.dir.path().join(&name);
-            make_host_dirs(&host_dir, &name, &public_key);
+            make_host_dirs(&template, &host_dir, &name, &public_key);
             fleet.hosts.push(FleetHost {
                 name,
                 netns,
@@ -221,12 +242,8 @@ impl FleetHosts {
     }
 
     /// Starts host `index`'s sshd (and whatever `boot` script its
-    /// directory holds) in its namespaces, and waits until it listens.
-    pub fn start_sshd(&mut self, index: usize) {
-        self.spawn_sshd(index);
-        self.wait_sshd(index);
-    }
-
+    /// directory holds) in its namespaces; `wait_sshd` waits until it
+    /// listens.
     fn spawn_sshd(&mut self, index: usize) {
         let host = &mut self.hosts[index];
         let log = host.dir.join("sshd.log");
@@ -411,15 +428,20 @@ fn keygen(path: &Path) {
     );
 }
 
+/// Replaces `path` with a file of its own holding `text` (the host's /etc
+/// is hard-linked to the template: writing through would change them all).
+fn replace(path: &Path, text: &str) {
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+}
+
 /// A host's own /etc (a copy of the real one with its own host key and
 /// sshd_config), /usr/local/bin and /var/lib/roster.
-fn make_host_dirs(dir: &Path, name: &str, public_key: &str) {
+fn make_host_dirs(template: &Path, dir: &Path, name: &str, public_key: &str) {
     std::fs::create_dir_all(dir.join("bin")).expect("bin");
     std::fs::create_dir_all(dir.join("roster")).expect("roster");
-    sh(
-        "cp",
-        &["-a", "/etc", &dir.join("etc").display().to_string()],
-    );
+    let etc = dir.join("etc").display().to_string();
+    sh("cp", &["-al", &template.display().to_string(), &etc]);
     let ssh = dir.join("etc/ssh");
     for entry in std::fs::read_dir(&ssh).expect("etc/ssh").flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
@@ -429,18 +451,17 @@ fn make_host_dirs(dir: &Path, name: &str, public_key: &str) {
     }
     keygen(&ssh.join("ssh_host_ed25519_key"));
     let _ = std::fs::remove_dir_all(ssh.join("sshd_config.d"));
-    std::fs::write(
-        ssh.join("sshd_config"),
+    replace(
+        &ssh.join("sshd_config"),
         "# roster's fleet test host\nPort 22\nHostKey /etc/ssh/ssh_host_ed25519_key\n\
          PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
          PermitRootLogin prohibit-password\nAuthorizedKeysFile /etc/ssh/authorized_keys/%u\n\
          UsePAM no\nPidFile none\nUseDNS no\nMaxStartups 100\nMaxSessions 100\n\
          Subsystem sftp /usr/lib/openssh/sftp-server\n",
-    )
-    .expect("sshd_config");
+    );
     std::fs::create_dir_all(ssh.join("authorized_keys")).expect("authorized_keys");
     std::fs::write(ssh.join("authorized_keys/root"), public_key).expect("authorized key");
-    std::fs::write(dir.join("etc/hostname"), format!("{name}\n")).expect("hostname");
+    replace(&dir.join("etc/hostname"), &format!("{name}\n"));
 }
 
 impl Drop for FleetHosts {

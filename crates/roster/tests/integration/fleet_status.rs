@@ -9,14 +9,19 @@ use std::time::{Duration, Instant};
 use crate::fleet_hosts::*;
 use crate::util::*;
 
-/// Tenants c01.. with one `support` instance each, two pinned per host.
-fn fleet_file(fleet: &FleetHosts, connect_timeout: &str) -> String {
+/// Tenants PREFIX01.. with one `support` instance each, two pinned per
+/// host. Each test has its own prefix: every host's home is
+/// /var/lib/roster, so their daemons share one cgroup tree on this machine
+/// and must not share agent names across the tests that run at once.
+fn fleet_file(fleet: &FleetHosts, prefix: &str, connect_timeout: &str) -> String {
     let mut text = fleet.fleet_head(connect_timeout);
-    text.push_str("[agents.support]\ncommand = [\"sleep\", \"1000\"]\nallow_root = true\n\n");
+    text.push_str(
+        "[agents.support]\ncommand = [\"tail\", \"-f\", \"/dev/null\"]\nallow_root = true\n\n",
+    );
     for (index, host) in fleet.hosts.iter().enumerate() {
         for slot in 0..2 {
             text.push_str(&format!(
-                "[tenants.c{:02}]\nagents = [\"support\"]\nhost = \"{}\"\n\n",
+                "[tenants.{prefix}{:02}]\nagents = [\"support\"]\nhost = \"{}\"\n\n",
                 index * 2 + slot + 1,
                 host.name
             ));
@@ -27,18 +32,18 @@ fn fleet_file(fleet: &FleetHosts, connect_timeout: &str) -> String {
 
 /// Each host's roster.toml: its two instances (as `fleet apply` would
 /// write them), and on the first host an agent the fleet does not place.
-fn host_configs(count: usize) -> Vec<String> {
+fn host_configs(prefix: &str, count: usize) -> Vec<String> {
     (0..count)
         .map(|index| {
             let mut text = String::new();
             for slot in 0..2 {
                 text.push_str(&format!(
-                    "[agents.\"c{:02}.support\"]\ncommand = [\"sleep\", \"1000\"]\nallow_root = true\n\n",
+                    "[agents.\"{prefix}{:02}.support\"]\ncommand = [\"tail\", \"-f\", \"/dev/null\"]\nallow_root = true\n\n",
                     index * 2 + slot + 1
                 ));
             }
             if index == 0 {
-                text.push_str("[agents.stray]\ncommand = [\"sleep\", \"1000\"]\nallow_root = true\n");
+                text.push_str(&format!("[agents.{prefix}stray]\ncommand = [\"tail\", \"-f\", \"/dev/null\"]\nallow_root = true\n"));
             }
             text
         })
@@ -78,12 +83,14 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let built = Instant::now();
-    let fleet = FleetHosts::with_roster(&host_configs(3));
-    eprintln!("3 hosts with roster daemons up in {:?}", built.elapsed());
+    let fleet = FleetHosts::with_roster(&host_configs("a", 3));
+    eprintln!(
+        "3 hosts with roster daemons up in {:?}",
+        fleet.began.elapsed()
+    );
     std::fs::write(
         fleet.dir.path().join("fleet.toml"),
-        fleet_file(&fleet, "5s"),
+        fleet_file(&fleet, "a", "5s"),
     )
     .expect("fleet.toml");
     let runtime = tempfile::tempdir().expect("runtime dir");
@@ -97,12 +104,31 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
             output.status.success().then_some(json)
         },
     );
-    // Cold: new masters (a fresh runtime dir); warm: the same one again.
-    let cold_dir = tempfile::tempdir().expect("runtime dir");
-    let (cold_output, cold, json) = status(&fleet, cold_dir.path(), &[]);
-    let (warm_output, warm, _) = status(&fleet, cold_dir.path(), &[]);
-    eprintln!("fleet status over 3 hosts: cold {cold:?}, warm {warm:?}");
-    assert!(cold_output.status.success() && warm_output.status.success());
+    // Cold: new masters (a fresh runtime dir each time); warm: the same
+    // dir again. The best of three of each, as the machine is shared.
+    let cold_dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("runtime dir"))
+        .collect();
+    let mut colds = Vec::new();
+    let mut json = serde_json::Value::Null;
+    for dir in &cold_dirs {
+        let (output, elapsed, reply) = status(&fleet, dir.path(), &[]);
+        assert!(output.status.success(), "{reply:#}");
+        colds.push(elapsed);
+        json = reply;
+    }
+    let cold_dir = &cold_dirs[0];
+    let mut warms = Vec::new();
+    for _ in 0..3 {
+        let (output, elapsed, reply) = status(&fleet, cold_dir.path(), &[]);
+        assert!(output.status.success(), "{reply:#}");
+        warms.push(elapsed);
+    }
+    let cold = colds.iter().min().copied().unwrap_or_default();
+    let warm = warms.iter().min().copied().unwrap_or_default();
+    eprintln!(
+        "fleet status over 3 hosts: cold {colds:?} (best {cold:?}), warm {warms:?} (best {warm:?})"
+    );
     assert!(
         warm < cold,
         "a second status reuses the masters: cold {cold:?}, warm {warm:?}"
@@ -118,7 +144,7 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
     let instances = json["instances"].as_array().expect("instances");
     for (index, host) in fleet.hosts.iter().enumerate() {
         for slot in 0..2 {
-            let tenant = format!("c{:02}", index * 2 + slot + 1);
+            let tenant = format!("a{:02}", index * 2 + slot + 1);
             let name = format!("{tenant}.support");
             let row = instances
                 .iter()
@@ -137,7 +163,7 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
     }
     let stray = instances
         .iter()
-        .find(|row| row["name"] == "stray")
+        .find(|row| row["name"] == "astray")
         .expect("the agent the fleet does not place is shown");
     assert_eq!(stray["host"], "h1");
     assert_eq!(stray["placed"], false);
@@ -147,10 +173,10 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
     let table = fleet.client_roster(cold_dir.path(), &["fleet", "status", "-f", "fleet.toml"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.starts_with("HOST"), "{table}");
-    assert!(table.contains("stray (not in the fleet)"), "{table}");
+    assert!(table.contains("astray (not in the fleet)"), "{table}");
     assert!(
         table.lines().any(|line| line.starts_with("h2")
-            && line.contains("c03.support")
+            && line.contains("a03.support")
             && line.contains("running")),
         "{table}"
     );
@@ -171,10 +197,10 @@ fn fleet_status_reports_unreachable_hosts_with_the_reason() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let mut fleet = FleetHosts::with_roster(&host_configs(4));
+    let mut fleet = FleetHosts::with_roster(&host_configs("b", 4));
     std::fs::write(
         fleet.dir.path().join("fleet.toml"),
-        fleet_file(&fleet, "2s"),
+        fleet_file(&fleet, "b", "2s"),
     )
     .expect("fleet.toml");
     let runtime = tempfile::tempdir().expect("runtime dir");
@@ -224,9 +250,9 @@ fn fleet_status_reports_unreachable_hosts_with_the_reason() {
             .map(|row| row["state"].clone())
             .unwrap_or_else(|| panic!("no {name} in {json:#}"))
     };
-    assert_eq!(state("c01.support"), "unknown");
-    assert_eq!(state("c07.support"), "running");
-    assert_eq!(state("c08.support"), "running");
+    assert_eq!(state("b01.support"), "unknown");
+    assert_eq!(state("b07.support"), "running");
+    assert_eq!(state("b08.support"), "running");
 
     // The table says which hosts did not answer, and why.
     let table = fleet.client_roster(cold.path(), &["fleet", "status", "-f", "fleet.toml"]);
@@ -243,9 +269,8 @@ fn fleet_hosts_are_separate_machines_started_quickly() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let started = Instant::now();
     let fleet = FleetHosts::new(4);
-    let took = started.elapsed();
+    let took = fleet.began.elapsed();
     eprintln!("4 hosts up in {took:?}");
     assert!(took < Duration::from_secs(5), "4 hosts took {took:?}");
     let known_hosts = fleet.dir.path().join("known_hosts");
