@@ -196,10 +196,22 @@ pub fn notify_systemd_watchdog() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
 }
 
-/// A short stable name for a home, so that two homes' cgroups differ.
+/// A short stable name for a home, so that two homes' cgroups differ:
+/// its path and the directory itself (device and inode), so that two
+/// homes mounted at the same path in different mount namespaces (hosts
+/// sharing one kernel, containers) get trees of their own.
 pub fn home_id(home: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in home.as_os_str().as_encoded_bytes() {
+    let identity = std::fs::metadata(home)
+        .map(|meta| format!("\0{}:{}", meta.dev(), meta.ino()))
+        .unwrap_or_default();
+    for byte in home
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain(identity.as_bytes())
+    {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
+/// Where the hosts' roster binary lives.
+pub(crate) const REMOTE_ROSTER: &str = "/usr/local/bin/roster";
+/// The hosts' roster home.
+pub(crate) const REMOTE_HOME: &str = "/var/lib/roster";
+
 mod export;
 mod ssh;
 mod status;

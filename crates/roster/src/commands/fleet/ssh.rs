@@ -141,6 +141,19 @@ impl Ssh {
         remote: &[String],
         timeout: Duration,
     ) -> Result<Vec<u8>, String> {
+        self.run_with_input(target, remote, &[], timeout)
+    }
+
+    /// Runs `remote` on one target within `timeout` with `input` as its
+    /// standard input (a file to upload, a secret's value: never on the
+    /// command line, where `ps` shows it): its stdout, or the reason.
+    pub fn run_with_input(
+        &self,
+        target: &Target,
+        remote: &[String],
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
         let socket = self.socket(target);
         self.clear_stale_master(target, &socket);
         let mut command = self.command(target, &socket);
@@ -150,8 +163,8 @@ impl Ssh {
         }
         line.extend(remote.iter().map(|word| shell_quote(word)));
         command.arg("--").arg(&target.address).arg(line.join(" "));
-        let finished =
-            run_within(command, timeout).map_err(|error| format!("cannot run ssh: {error}"))?;
+        let finished = run_within(command, Some(input), timeout)
+            .map_err(|error| format!("cannot run ssh: {error}"))?;
         let Some((code, stdout, stderr)) = finished else {
             return Err(format!("timed out after {}", seconds(timeout)));
         };
@@ -209,7 +222,7 @@ impl Ssh {
         let mut command = self.command(target, socket);
         command.args(["-O", "check", "--"]).arg(&target.address);
         let healthy = matches!(
-            run_within(command, CHECK_TIMEOUT),
+            run_within(command, None, CHECK_TIMEOUT),
             Ok(Some((Some(0), _, _)))
         );
         if !healthy {
@@ -252,13 +265,32 @@ fn control_dir(fleet: &str) -> Result<PathBuf> {
 /// exit code (`None` when killed by a signal), stdout and stderr.
 type Finished = Option<(Option<i32>, Vec<u8>, Vec<u8>)>;
 
-fn run_within(mut command: Command, timeout: Duration) -> std::io::Result<Finished> {
+/// Runs `command` with `input` on its stdin (none: /dev/null), killed
+/// past `timeout`.
+fn run_within(
+    mut command: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Finished> {
     let deadline = Instant::now() + timeout;
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    // Written on a thread of its own: a host that stops reading must not
+    // hold this one past the deadline (the kill below ends the write).
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = loop {

@@ -14,12 +14,9 @@ use roster_core::fleet::{self, Fleet, Placement};
 use serde::Serialize;
 
 use super::ssh::{self, Ssh};
+use super::{REMOTE_HOME, REMOTE_ROSTER};
 use crate::render;
 
-/// Where the hosts' roster binary lives.
-const REMOTE_ROSTER: &str = "/usr/local/bin/roster";
-/// The hosts' roster home.
-const REMOTE_HOME: &str = "/var/lib/roster";
 /// What a host may take on top of connecting: the remote status itself.
 const COMMAND_BUDGET: Duration = Duration::from_secs(5);
 /// The exit code when a host is unreachable or a placed instance does not
