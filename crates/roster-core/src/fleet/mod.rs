@@ -10,10 +10,12 @@
 //! - `hash`: the stable hashes placement rests on, and digests;
 //! - `place`: which host and port each instance gets;
 //! - `render`: each host's roster.toml;
+//! - `hosted`: a rendered roster.toml read back (instances, digests, ports);
 //! - `plan`: the changes from what the hosts run to a placement.
 
 mod fields;
 mod hash;
+mod hosted;
 mod model;
 mod parse;
 mod place;
@@ -31,6 +33,7 @@ mod place_tests;
 mod render_tests;
 
 pub use hash::digest;
+pub use hosted::{previous_placement, read_rendered, HostedConfig};
 pub use model::{
     Fleet, Host, Placed, Placement, PortRange, SshSpec, Template, TemplateValue, Tenant,
 };

@@ -22,6 +22,11 @@ pub fn render(fleet: &Fleet, placement: &Placement, host: &str) -> String {
     let Some(host_spec) = fleet.hosts.get(host) else {
         return text;
     };
+    // Each instance's port, outside its section (so its digest does not
+    // change), for `hosted::read_rendered`: the next placement keeps it.
+    for instance in placement.on_host(host) {
+        let _ = writeln!(text, "{PORT_MARK}{} {}", instance.name, instance.port);
+    }
     if let Some(listen) = &fleet.metrics_listen {
         let vars = Vars {
             tenant: "",
@@ -43,6 +48,9 @@ pub fn render(fleet: &Fleet, placement: &Placement, host: &str) -> String {
     }
     text
 }
+
+/// The start of the header comment line giving an instance's port.
+pub(super) const PORT_MARK: &str = "# port of ";
 
 /// One instance's `[agents."NAME"]` section (with its sub-tables), as
 /// `render` writes it.

@@ -72,11 +72,17 @@ strategy = "blue-green"
 "#,
         port = c04.port
     );
+    // The header gives each instance's port, outside its section.
+    let ports: String = placement
+        .on_host("h02")
+        .map(|i| format!("# port of {} {}\n", i.name, i.port))
+        .collect();
+    assert!(ports.contains(&format!("# port of c04.support {}\n", c04.port)));
     assert!(
-        text.starts_with(
+        text.starts_with(&format!(
             "# roster.toml of host h02 in fleet agency, written by `roster fleet`:\n\
-             # edit the fleet file, not this one.\n\n[metrics]\nlisten = \"10.0.0.12:9464\"\n"
-        ),
+             # edit the fleet file, not this one.\n{ports}\n[metrics]\nlisten = \"10.0.0.12:9464\"\n"
+        )),
         "{text}"
     );
     assert!(text.contains(&expected_section), "{text}");
@@ -218,4 +224,39 @@ fn debug_output_hides_environment_values() {
     assert!(shown.contains(r#""env": ["PORT"]"#), "{shown}");
     assert!(shown.contains(r#"env: ["CUSTOMER"]"#), "{shown}");
     assert!(!shown.contains(r#"String("{port}")"#), "{shown}");
+}
+
+/// What `fleet plan` reads back from a host: the digests `render` gave
+/// each instance there and its port, so an unchanged fleet plans nothing
+/// and the next placement keeps every port.
+#[test]
+fn a_rendered_host_reads_back_as_placed() {
+    let (fleet, placement) = example();
+    let mut current = Vec::new();
+    for host in fleet.hosts.keys() {
+        let hosted = super::read_rendered(&render(&fleet, &placement, host));
+        let expected: Vec<(String, String)> = placement
+            .on_host(host)
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect();
+        let read: Vec<(String, String)> = hosted
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), i.digest.clone()))
+            .collect();
+        assert_eq!(read, expected, "{host}");
+        for instance in placement.on_host(host) {
+            assert_eq!(hosted.ports.get(&instance.name), Some(&instance.port));
+        }
+        current.push((host.clone(), hosted));
+    }
+    let running: Vec<_> = current
+        .iter()
+        .map(|(host, hosted)| (host.clone(), hosted.instances.clone()))
+        .collect();
+    assert_eq!(super::plan(&placement, &running), []);
+    let previous = super::previous_placement(&current);
+    assert_eq!(previous, placement);
+    let again = super::place_with(&fleet, Some(&previous)).expect("places");
+    assert_eq!(again, placement);
 }
