@@ -32,7 +32,13 @@ pub(super) fn port_offset(instance: &str, ports: u32) -> u32 {
 
 /// The SHA-256 of `text`, in lower-case hex.
 pub fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
+    digest_bytes(text.as_bytes())
+}
+
+/// The SHA-256 of `bytes` in lowercase hex, as `sha256sum` prints it (a
+/// binary's checksum, compared with a host's).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()

@@ -32,7 +32,7 @@ mod place_tests;
 #[cfg(test)]
 mod render_tests;
 
-pub use hash::digest;
+pub use hash::{digest, digest_bytes};
 pub use hosted::{previous_placement, read_rendered, HostedConfig};
 pub use model::{
     Fleet, Host, Placed, Placement, PortRange, SshSpec, Template, TemplateValue, Tenant,

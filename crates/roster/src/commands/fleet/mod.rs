@@ -13,8 +13,14 @@ use clap::Subcommand;
 pub(crate) const REMOTE_ROSTER: &str = "/usr/local/bin/roster";
 /// The hosts' roster home.
 pub(crate) const REMOTE_HOME: &str = "/var/lib/roster";
+/// The hosts' roster.toml, as `roster install` sets it up and its unit
+/// reads it; `roster fleet apply` writes it and the daemon runs it.
+pub(crate) const REMOTE_CONFIG: &str = "/etc/roster/roster.toml";
 
+mod apply;
 mod export;
+mod plan;
+mod remote;
 mod ssh;
 mod status;
 
@@ -31,6 +37,40 @@ pub enum FleetCommand {
         file: PathBuf,
         /// Print JSON: {"hosts": [{"name", "address", "reachable", "error", "seconds"}],
         /// "instances": [{"name", "host", "tenant", "agent", "state", "health", "release", "pid", ...}]}.
+        #[arg(long)]
+        json: bool,
+        /// Only these hosts (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Where every instance goes and what must change on the hosts to
+    /// get there; changes nothing. Exit 0: nothing to change; 2: changes
+    /// pending; 1: a host could not be read (its changes are not shown).
+    Plan {
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// Print JSON: {"instances": [{"name", "tenant", "agent", "host", "port"}],
+        /// "changes": [{"kind", "instance", "host", "from"?}],
+        /// "hosts": [{"name", "address", "reachable", "error"}]}.
+        #[arg(long)]
+        json: bool,
+        /// Only these hosts (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Converges every host to the fleet file: uploads roster where its
+    /// checksum differs, starts the daemon where none answers, writes
+    /// /etc/roster/roster.toml where it differs and applies it. Moved
+    /// instances start on their new host before they stop on the old.
+    /// Exit 0 when every host converged; 1 when any failed or could not
+    /// be reached (the others still converge).
+    Apply {
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// Print JSON: {"changes": [...], "hosts": [{"name", "address",
+        /// "reachable", "uploaded", "started", "wrote", "applied", "error"}]}.
         #[arg(long)]
         json: bool,
         /// Only these hosts (comma-separated or repeated).
@@ -72,6 +112,8 @@ pub enum FleetExport {
 pub fn run(command: FleetCommand) -> Result<ExitCode> {
     match command {
         FleetCommand::Status { file, json, hosts } => status::run(&file, json, &hosts),
+        FleetCommand::Plan { file, json, hosts } => plan::run(&file, json, &hosts),
+        FleetCommand::Apply { file, json, hosts } => apply::run(&file, json, &hosts),
         FleetCommand::Export {
             what: FleetExport::Prometheus { file, out },
         } => export::prometheus(&file, &out),
