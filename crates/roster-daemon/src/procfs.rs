@@ -186,14 +186,32 @@ pub fn processes_of_home(home: &str) -> Vec<(u32, String)> {
 /// [`processes_of_home`], also trusting processes of `agent_uids`.
 pub fn processes_of_home_of(home: &str, agent_uids: &[u32]) -> Vec<(u32, String)> {
     let me = std::process::id();
+    let ours = same_file_id(fs::metadata(home).ok().as_ref());
     all_pids()
         .into_iter()
         .filter(|pid| *pid != me)
         .filter_map(|pid| {
             let (process_home, agent) = roster_markers_of(pid, agent_uids)?;
-            (process_home == home).then_some((pid, agent))
+            (process_home == home && sees_home(pid, home, ours)).then_some((pid, agent))
         })
         .collect()
+}
+
+fn same_file_id(meta: Option<&fs::Metadata>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    meta.map(|meta| (meta.dev(), meta.ino()))
+}
+
+/// Whether `pid`'s `home` (the path as its mount namespace resolves it)
+/// is this daemon's home directory. Daemons of machines that share a
+/// kernel but not a filesystem (containers, the fleet tests' hosts) use
+/// the same home path for different directories, and must not take each
+/// other's agents for their own. When either side cannot be looked at,
+/// the path alone decides, as before.
+fn sees_home(pid: u32, home: &str, ours: Option<(u64, u64)>) -> bool {
+    let Some(ours) = ours else { return true };
+    let theirs = fs::metadata(format!("/proc/{pid}/root{home}")).ok();
+    same_file_id(theirs.as_ref()).is_none_or(|theirs| theirs == ours)
 }
 
 /// What one process group uses, summed over its live members.
