@@ -47,6 +47,7 @@ pub enum FleetCommand {
     /// --max-fail stops the rollout and rolls back every instance that
     /// took it. Exit 0 deployed, 1 failed before any host changed (or a
     /// rollback failed), 3 rolled back.
+    #[command(disable_version_flag = true)]
     Deploy {
         /// The agent template (every TENANT.AGENT of it is deployed).
         agent: String,
