@@ -52,7 +52,9 @@ server.shutdown()
 /// `per_host` tenants PREFIX01.. per host, each with one `web` instance.
 fn fleet_file(fleet: &FleetHosts, prefix: &str, per_host: usize) -> String {
     let mut text = fleet.fleet_head("5s");
-    text.push_str("[agents.web]\ncommand = [\"python3\", \"web.py\"]\nallow_root = true\n\n");
+    text.push_str(
+        "[agents.web]\ncommand = [\"/usr/bin/python3\", \"web.py\"]\nallow_root = true\n\n",
+    );
     for (index, host) in fleet.hosts.iter().enumerate() {
         for slot in 0..per_host {
             text.push_str(&format!(
@@ -81,7 +83,7 @@ fn host_configs(prefix: &str, count: usize, per_host: usize) -> Vec<String> {
                 let port = 8101 + slot;
                 text.push_str(&format!(
                     r#"[agents."{name}"]
-command = ["python3", "web.py"]
+command = ["/usr/bin/python3", "web.py"]
 allow_root = true
 ready_after = "300ms"
 stop_timeout = "5s"
@@ -89,7 +91,7 @@ drain_timeout = "5s"
 restart_delay = "100ms"
 
 [agents."{name}".deploy]
-smoke_test = ["python3", "web.py", "--self-test"]
+smoke_test = ["/usr/bin/python3", "web.py", "--self-test"]
 verify_for = "1s"
 
 [agents."{name}".listen]
@@ -223,6 +225,24 @@ fn assert_all_on(fleet: &FleetHosts, prefix: &str, per_host: usize, version: &st
             assert_eq!(live.as_deref(), Some(version), "{name} on h{}", index + 1);
         }
     }
+}
+
+/// The logs of every host's instances, for failure messages.
+fn logs(fleet: &FleetHosts) -> String {
+    let mut text = String::new();
+    for host in &fleet.hosts {
+        let dir = host.roster_home().join("logs");
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            text.push_str(&format!("--- {} {}\n", host.name, entry.path().display()));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }
 
 fn host_json<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -406,7 +426,7 @@ fn fleet_deploy_stops_at_a_failure_and_rolls_back_to_the_release_live_everywhere
     assert_eq!(json["result"], "rolled_back", "{json:#}");
     for name in ["h1", "h2"] {
         let row = host_json(&json, name);
-        assert_eq!(row["result"], "rolled_back", "{row}");
+        assert_eq!(row["result"], "rolled_back", "{row}\n{}", logs(&fleet));
         assert_eq!(row["instances"][0]["release"], "v1", "{row}");
     }
     assert_eq!(host_json(&json, "h3")["result"], "failed", "{json:#}");
