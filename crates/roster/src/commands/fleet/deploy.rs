@@ -136,10 +136,17 @@ pub fn run(options: Options) -> Result<ExitCode> {
         }
     }
 
+    let mut untouched = false;
     let result = match &stop {
         None => "deployed",
         Some(why) => {
             progress.note(&format!("stopping the rollout: {why}"));
+            // No host's daemon was asked to deploy (the uploads failed):
+            // nothing changed, nothing to roll back.
+            untouched = rows
+                .iter()
+                .flat_map(|row| &row.instances)
+                .all(|instance| instance.result == "skipped");
             let rolled = roll_back(
                 &transport,
                 &works[..done],
@@ -149,7 +156,7 @@ pub fn run(options: Options) -> Result<ExitCode> {
                 parallel,
                 &progress,
             );
-            if rolled {
+            if rolled && !untouched {
                 "rolled_back"
             } else {
                 "failed"
@@ -181,6 +188,14 @@ pub fn run(options: Options) -> Result<ExitCode> {
                 previous.as_deref().unwrap_or("no release")
             );
             Ok(ExitCode::from(ROLLED_BACK))
+        }
+        _ if untouched => {
+            eprintln!(
+                "{}: the rollout stopped before any host changed: {}",
+                options.agent,
+                stop.as_deref().unwrap_or("failed")
+            );
+            Ok(ExitCode::from(FAILED))
         }
         _ => {
             eprintln!(
