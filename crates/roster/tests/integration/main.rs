@@ -12,6 +12,7 @@ mod faults_home;
 mod faults_logs;
 mod faults_loop;
 mod fleet_apply;
+mod fleet_deploy;
 mod fleet_export;
 mod fleet_hosts;
 mod fleet_status;

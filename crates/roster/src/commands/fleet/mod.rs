@@ -18,9 +18,14 @@ pub(crate) const REMOTE_HOME: &str = "/var/lib/roster";
 pub(crate) const REMOTE_CONFIG: &str = "/etc/roster/roster.toml";
 
 mod apply;
+mod deploy;
 mod export;
+mod lock;
 mod plan;
+mod progress;
+mod releases;
 mod remote;
+mod rollback;
 mod ssh;
 mod status;
 
@@ -77,6 +82,74 @@ pub enum FleetCommand {
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
     },
+    /// One release on every instance of an agent template: the canary
+    /// hosts first, then batches; a batch whose failed hosts exceed
+    /// --max-fail stops the rollout and rolls back every instance that
+    /// took it. Exit 0 deployed, 1 failed before any host changed (or a
+    /// rollback failed), 3 rolled back.
+    #[command(disable_version_flag = true)]
+    Deploy {
+        /// The agent template (every TENANT.AGENT of it is deployed).
+        agent: String,
+        /// The release: a directory, packed once and uploaded once per host.
+        source: PathBuf,
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// The release's name on every host (default: from its content).
+        #[arg(long)]
+        version: Option<String>,
+        /// How many hosts go first, alone.
+        #[arg(long, default_value_t = 1)]
+        canary: usize,
+        /// Hosts per batch after the canary: a count or a percentage of
+        /// the rest [default: all the rest at once, within max_parallel].
+        #[arg(long, value_name = "N|PCT")]
+        batch: Option<String>,
+        /// The share of a batch's hosts that may fail before the rollout
+        /// stops and rolls back.
+        #[arg(long, value_name = "PCT", default_value = "0%")]
+        max_fail: String,
+        /// Only these hosts (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Only these tenants (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Print JSON: {"version", "result", "hosts": [{"name", "result",
+        /// "error"?, "instances": [{"name", "result", "release"}]}]}.
+        #[arg(long)]
+        json: bool,
+        /// Take the fleet lock even though another deploy holds it (when
+        /// that one is gone).
+        #[arg(long)]
+        break_lock: bool,
+    },
+    /// Every instance of an agent template to one release: --to, or the
+    /// one live before the current one, the same on every instance
+    /// (refused when they disagree). Exit 0 when all run it, 1 if not.
+    Rollback {
+        /// The agent template.
+        agent: String,
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// The release [default: the one live before the current one].
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Only these hosts (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Only these tenants (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Print JSON: {"version", "result", "hosts": [...]} as deploy does.
+        #[arg(long)]
+        json: bool,
+        /// Take the fleet lock even though another deploy holds it.
+        #[arg(long)]
+        break_lock: bool,
+    },
     /// Files for Prometheus or Grafana that watch the whole fleet.
     Export {
         #[command(subcommand)]
@@ -114,6 +187,48 @@ pub fn run(command: FleetCommand) -> Result<ExitCode> {
         FleetCommand::Status { file, json, hosts } => status::run(&file, json, &hosts),
         FleetCommand::Plan { file, json, hosts } => plan::run(&file, json, &hosts),
         FleetCommand::Apply { file, json, hosts } => apply::run(&file, json, &hosts),
+        FleetCommand::Deploy {
+            agent,
+            source,
+            file,
+            version,
+            canary,
+            batch,
+            max_fail,
+            hosts,
+            tenants,
+            json,
+            break_lock,
+        } => deploy::run(deploy::Options {
+            file,
+            agent,
+            source,
+            version,
+            canary,
+            batch,
+            max_fail,
+            hosts,
+            tenants,
+            json,
+            break_lock,
+        }),
+        FleetCommand::Rollback {
+            agent,
+            file,
+            to,
+            hosts,
+            tenants,
+            json,
+            break_lock,
+        } => rollback::run(rollback::Options {
+            file,
+            agent,
+            to,
+            hosts,
+            tenants,
+            json,
+            break_lock,
+        }),
         FleetCommand::Export {
             what: FleetExport::Prometheus { file, out },
         } => export::prometheus(&file, &out),
