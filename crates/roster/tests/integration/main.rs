@@ -13,6 +13,7 @@ mod faults_logs;
 mod faults_loop;
 mod fleet_export;
 mod fleet_hosts;
+mod fleet_ops;
 mod fleet_status;
 mod footprint;
 mod hardening;

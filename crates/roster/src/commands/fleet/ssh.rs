@@ -447,10 +447,12 @@ impl Ssh {
         let socket = self.socket(target);
         self.clear_stale_master(target, &socket);
         let mut command = self.command(target, &socket);
-        // `$@` runs in the background with stdin closed; a watcher reads
-        // the session's stdin to its end, then ends it.
-        let wrapper = "\"$@\" </dev/null & p=$!; \
-                       (cat >/dev/null 2>&1; kill $p 2>/dev/null) & w=$!; \
+        // `$@` runs in the background; a watcher reads the session's stdin
+        // (kept as fd 3: a background job's own stdin is /dev/null) to its
+        // end, then ends it.
+        let wrapper = "exec 3<&0; \"$@\" </dev/null 3<&- & p=$!; \
+                       (cat <&3 >/dev/null 2>&1; kill $p 2>/dev/null) & w=$!; \
+                       exec 3<&-; \
                        wait $p; s=$?; kill $w 2>/dev/null; exit $s";
         let mut line: Vec<String> = Vec::new();
         if self.spec.sudo {
