@@ -88,7 +88,7 @@ fn store_error(error: SecretError) -> anyhow::Error {
 }
 
 /// Reads the value: one line from stdin, its line break stripped.
-fn read_value(key: &str) -> Result<String> {
+pub(crate) fn read_value(key: &str) -> Result<String> {
     let stdin = std::io::stdin();
     let mut bytes = Vec::new();
     if stdin.is_terminal() {

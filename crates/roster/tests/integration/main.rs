@@ -15,6 +15,7 @@ mod fleet_apply;
 mod fleet_deploy;
 mod fleet_export;
 mod fleet_hosts;
+mod fleet_ops;
 mod fleet_status;
 mod footprint;
 mod hardening;

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -21,11 +22,13 @@ mod apply;
 mod deploy;
 mod export;
 mod lock;
+mod logs;
 mod plan;
 mod progress;
 mod releases;
 mod remote;
 mod rollback;
+mod secret;
 mod ssh;
 mod status;
 
@@ -47,6 +50,40 @@ pub enum FleetCommand {
         /// Only these hosts (comma-separated or repeated).
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
+        /// Redraw the table every --interval until Ctrl-C (the SSH
+        /// connections stay open between rounds); without a terminal, print
+        /// one table per interval.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch asks the hosts (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", value_parser = parse_interval, requires = "watch")]
+        interval: Duration,
+    },
+    /// Show an instance's logs from the host that runs it (that host's
+    /// `roster logs INSTANCE` over ssh). As `roster logs`, but `-f` names
+    /// the fleet file here, so following is `-F`/`--follow`.
+    Logs {
+        /// The instance, TENANT.AGENT.
+        instance: String,
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// Keep printing new lines until Ctrl-C; exit 1 if the connection
+        /// drops.
+        #[arg(short = 'F', long)]
+        follow: bool,
+        /// How many of the last lines to print.
+        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        lines: usize,
+        /// Keep roster's UTC timestamp on each line.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+    /// A tenant's secrets on every instance of it, on the hosts that run
+    /// them (values read from stdin, never printed, never on a command line).
+    Secret {
+        #[command(subcommand)]
+        command: secret::FleetSecret,
     },
     /// Where every instance goes and what must change on the hosts to
     /// get there; changes nothing. Exit 0: nothing to change; 2: changes
@@ -184,7 +221,6 @@ pub enum FleetExport {
 /// Runs `roster fleet ...`.
 pub fn run(command: FleetCommand) -> Result<ExitCode> {
     match command {
-        FleetCommand::Status { file, json, hosts } => status::run(&file, json, &hosts),
         FleetCommand::Plan { file, json, hosts } => plan::run(&file, json, &hosts),
         FleetCommand::Apply { file, json, hosts } => apply::run(&file, json, &hosts),
         FleetCommand::Deploy {
@@ -229,6 +265,33 @@ pub fn run(command: FleetCommand) -> Result<ExitCode> {
             json,
             break_lock,
         }),
+        FleetCommand::Status {
+            file,
+            json,
+            hosts,
+            watch,
+            interval,
+        } => {
+            if watch {
+                status::watch(&file, json, &hosts, interval)
+            } else {
+                status::run(&file, json, &hosts)
+            }
+        }
+        FleetCommand::Logs {
+            instance,
+            file,
+            follow,
+            lines,
+            timestamps,
+        } => logs::run(&logs::Request {
+            file: &file,
+            instance: &instance,
+            follow,
+            lines,
+            timestamps,
+        }),
+        FleetCommand::Secret { command } => secret::run(command),
         FleetCommand::Export {
             what: FleetExport::Prometheus { file, out },
         } => export::prometheus(&file, &out),
@@ -236,4 +299,13 @@ pub fn run(command: FleetCommand) -> Result<ExitCode> {
             what: FleetExport::Grafana { file, out },
         } => export::grafana(&file, &out),
     }
+}
+
+/// `--interval`: a duration such as `2s` or `500ms`, at least 100 ms.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = roster_core::units::parse_duration(text)?;
+    if duration < Duration::from_millis(100) {
+        return Err("at least 100ms".to_owned());
+    }
+    Ok(duration)
 }

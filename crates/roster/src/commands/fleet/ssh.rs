@@ -427,6 +427,83 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
+/// How a streamed command ended.
+pub enum Streamed {
+    /// The remote command exited with this code (0: it finished).
+    Exited(i32),
+    /// ssh itself failed or was cut: the reason in words.
+    Lost(String),
+}
+
+impl Ssh {
+    /// Runs `remote` on one target with its stdout and stderr passed
+    /// through to ours as they come, without a deadline (`logs --follow`),
+    /// until it ends, the connection drops, or we are interrupted. No
+    /// terminal is asked for (`-tt`-free); instead the remote command is
+    /// wrapped so that it dies when its session's stdin closes, which
+    /// happens when this process or its ssh goes away for any reason: a
+    /// follower never outlives the session.
+    pub fn stream(&self, target: &Target, remote: &[String]) -> Result<Streamed> {
+        let socket = self.socket(target);
+        self.clear_stale_master(target, &socket);
+        let mut command = self.command(target, &socket);
+        // `$@` runs in the background; a watcher reads the session's stdin
+        // (kept as fd 3: a background job's own stdin is /dev/null) to its
+        // end, then ends it.
+        let wrapper = "exec 3<&0; \"$@\" </dev/null 3<&- & p=$!; \
+                       (cat <&3 >/dev/null 2>&1; kill $p 2>/dev/null) & w=$!; \
+                       exec 3<&-; \
+                       wait $p; s=$?; kill $w 2>/dev/null; exit $s";
+        let mut line: Vec<String> = Vec::new();
+        if self.spec.sudo {
+            line.extend(["sudo".to_owned(), "-n".to_owned()]);
+        }
+        line.extend(["sh", "-c", wrapper, "sh"].map(shell_quote));
+        line.extend(remote.iter().map(|word| shell_quote(word)));
+        command.arg("--").arg(&target.address).arg(line.join(" "));
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run ssh")?;
+        // Held open (never written) until ssh ends: its end is the
+        // remote watcher's signal.
+        let stdin = child.stdin.take();
+        // Passed through, its tail kept for the reason. A master that went
+        // to the background may hold the pipe: wait for its end briefly.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ended, ended_rx) = mpsc::channel::<()>();
+        if let Some(mut pipe) = child.stderr.take() {
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = pipe.read(&mut buffer) {
+                    if read == 0 {
+                        break;
+                    }
+                    let _ = std::io::stderr().write_all(&buffer[..read]);
+                    if let Ok(mut seen) = seen.lock() {
+                        seen.extend_from_slice(&buffer[..read]);
+                        let excess = seen.len().saturating_sub(8192);
+                        seen.drain(..excess);
+                    }
+                }
+                let _ = ended.send(());
+            });
+        }
+        let status = child.wait().context("waiting for ssh")?;
+        drop(stdin);
+        let _ = ended_rx.recv_timeout(Duration::from_millis(500));
+        let seen = seen.lock().map(|seen| seen.clone()).unwrap_or_default();
+        Ok(match status.code() {
+            Some(255) | None => Streamed::Lost(ssh_reason(&seen, self.spec.connect_timeout)),
+            Some(code) => Streamed::Exited(code),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
