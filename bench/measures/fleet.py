@@ -263,6 +263,7 @@ def roster_apply_deploy(client, n, instances, root):
                             "roster fleet deploy support SRC -f fleet.toml --version v2",
                             "this roster has no `fleet deploy` (`roster fleet deploy --help` fails)",
                             n))
+        first_deploy_by_hand(client, instances)
         return rows
     for version in ("v1", "v2"):
         src = fleet_files.write_release(os.path.join(root, "release-" + version), version)
@@ -274,6 +275,29 @@ def roster_apply_deploy(client, n, instances, root):
                         + version, [secs], [rc], n, instances, output=(out + err).strip()[-400:],
                         **extra))
     return rows
+
+
+def first_deploy_by_hand(client, instances):
+    """Without `fleet deploy`, the applied instances wait for their first
+    release: `roster deploy` of v1 on each host, one instance after
+    another, over ssh (setup, not measured)."""
+    fleet = client.fleet
+    procs = []
+    for i, host in enumerate(fleet.hosts):
+        fleet_files.write_release(os.path.join(host.home, "src-v1"), "v1")
+        names = ["%s.support" % t for t, h, _ in fleet_files.placement(fleet.hosts, instances)
+                 if h == i]
+        script = " && ".join("%s --home %s deploy %s %s/src-v1 --version v1 >/dev/null"
+                             % (fleet_files.REMOTE_ROSTER, fleet_files.REMOTE_HOME, name,
+                                fleet_files.REMOTE_HOME) for name in names) or "true"
+        procs.append(subprocess.Popen(fleet.in_client(fleet.ssh_argv(host, script)),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    for host, proc in zip(fleet.hosts, procs):
+        _, err = proc.communicate(timeout=COMMAND_TIMEOUT_S)
+        if proc.returncode != 0:
+            log("fleet: first deploy on %s exited %s: %s" % (host.name, proc.returncode,
+                                                              err.strip()[-300:]))
 
 
 def roster_phase(root, binary, n, instances, runs, have_ansible):
