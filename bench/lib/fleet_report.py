@@ -54,8 +54,15 @@ def table_fleet(m):
                               else "did not say nothing to change")
             if x.get("all_running_after_s") is not None:
                 detail.append("all running %.1f s after" % x["all_running_after_s"])
+            if x.get("unreachable_hosts"):
+                detail.append("%d hosts unreachable" % x["unreachable_hosts"])
             goal = ""
-            if x.get("goal"):
+            incomplete = (x.get("running") is not None and x.get("instances")
+                          and x["running"] < x["instances"] and not x.get("unreachable"))
+            if x.get("goal") and incomplete:
+                goal = "%s: not measured (%d of %d instances seen running)" % (
+                    x["goal"], x["running"], x["instances"])
+            elif x.get("goal"):
                 goal = "%s: %s" % (x["goal"], _verdict(x.get("goal_met")))
             rows.append([x["tool"], x["what"], x["hosts"], _f(x.get("instances")),
                          ", ".join("%.2f" % s for s in x["runs_s"]), _f(x["best_s"], 2),

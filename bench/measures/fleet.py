@@ -177,10 +177,12 @@ def status_rows(client, n, instances, runs, goal_warm, floor):
         codes.append(rc)
         dirs.append(d)
         seen = status_summary(out)
-    extra = {}
+    # A run where hosts timed out or instances were missing measures timeouts, not status.
+    complete = seen[0] == instances and all(c == 0 for c in codes)
+    extra = {"unreachable_hosts": len(seen[2] or {})}
     if floor.get("best_s") is not None:
-        extra = {"goal": "≤ the floor (%.2f s)" % floor["best_s"],
-                 "goal_met": min(colds) <= floor["best_s"]}
+        extra.update(goal="≤ the floor (%.2f s)" % floor["best_s"],
+                     goal_met=complete and min(colds) <= floor["best_s"])
     rows.append(row("status, cold (no master)", "roster", cmd, colds, codes, n, instances,
                     running=seen[0], **extra))
     client.status(dirs[0])  # the masters the first cold run left, once more before timing
@@ -189,9 +191,11 @@ def status_rows(client, n, instances, runs, goal_warm, floor):
         secs, rc, out, _ = client.status(dirs[0])
         warms.append(secs)
         wcodes.append(rc)
+    running, _, down = status_summary(out)
+    complete = running == instances and all(c == 0 for c in wcodes)
     rows.append(row("status, warm (masters up)", "roster", cmd, warms, wcodes, n, instances,
-                    running=status_summary(out)[0], goal="< %.1f s" % goal_warm,
-                    goal_met=min(warms) < goal_warm))
+                    running=running, unreachable_hosts=len(down or {}),
+                    goal="< %.1f s" % goal_warm, goal_met=complete and min(warms) < goal_warm))
     return rows
 
 
