@@ -8,8 +8,11 @@ Layout: namespace `rbPID-br` holds the bridge `br0`; each host `rbPID-hI`
 and the client `rbPID-c` has an `eth0` on it, with an address in
 10.78.0.0/24 (.2 the client, .11 and up the hosts) that exists only inside
 these namespaces. A host's processes run under `unshare --uts --mount`
-with per-host directories bind-mounted over /etc, /usr/local/bin and
-/var/lib/roster; its /etc is a hard-linked copy of one copy of the real
+with per-host directories bind-mounted over /etc, /usr/local/bin,
+/var/lib/roster and /root (an empty home: root's logins on a host do not
+run this machine's shell start-up files, e.g. a pyenv rehash that takes a
+machine-wide lock, and a host killed at teardown leaves no stale lock
+behind); its /etc is a hard-linked copy of one copy of the real
 /etc (files a host changes are replaced, never written through).
 
 Made as root; `close()` (registered as a cleanup: also on Ctrl-C, SIGTERM
@@ -176,6 +179,7 @@ class NetnsHosts:
     def _host_dirs(self, template, host, public_key):
         os.makedirs(host.bin)
         os.makedirs(host.home)
+        os.makedirs(os.path.join(host.dir, "home"), mode=0o700)
         etc = os.path.join(host.dir, "etc")
         sh("cp", "-al", template, etc)
         ssh = os.path.join(etc, "ssh")
@@ -216,6 +220,7 @@ class NetnsHosts:
                   "mount --bind {dir}/etc /etc; "
                   "mount --bind {dir}/bin /usr/local/bin; "
                   "mount --bind {dir}/roster /var/lib/roster; "
+                  "mount --bind {dir}/home /root; "
                   "if [ -x /var/lib/roster/boot ]; then /var/lib/roster/boot; fi; "
                   "exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config 2>{log}"
                   ).format(name=host.name, dir=host.dir, log=log_path)

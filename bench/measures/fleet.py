@@ -302,6 +302,8 @@ def first_deploy_by_hand(client, instances):
         if proc.returncode != 0:
             log("fleet: first deploy on %s exited %s: %s" % (host.name, proc.returncode,
                                                               err.strip()[-300:]))
+            _, _, out, _ = timed([client.binary, "--home", host.home, "logs", "-n", "5"], timeout=30)
+            log("fleet: %s's last log lines: %s" % (host.name, out.strip()[-600:]))
 
 
 def roster_phase(root, binary, n, instances, runs, have_ansible):
