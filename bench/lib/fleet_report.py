@@ -10,8 +10,8 @@ GOAL = ("status warm < 0.5 s (17 hosts), < 2 s (100); cold ≤ the ssh floor; bl
 METHOD = (
     "N network-namespace hosts on a bridge (`bench/lib/netns_hosts.py`, the integration tests' "
     "approach): each runs Debian's sshd (key only) with its own hostname, its own /etc (a "
-    "hard-linked copy of the real one with its own host key), /usr/local/bin and "
-    "/var/lib/roster; every command runs in a client namespace of its own. Instances: tenants "
+    "hard-linked copy of the real one with its own host key), /usr/local/bin, "
+    "/var/lib/roster and (since the first run) an empty /root; every command runs in a client namespace of its own. Instances: tenants "
     "`c01`… of one template (a python3 HTTP server with a /health), pinned round-robin, "
     "capacity 3 per host; connect_timeout 5 s, max_parallel = the number of hosts, Ansible's "
     "forks the same. `cold`: no SSH master (a fresh runtime dir for roster, a fresh "
