@@ -291,9 +291,10 @@ def first_deploy_by_hand(client, instances):
         fleet_files.write_release(os.path.join(host.home, "src-v1"), "v1")
         names = ["%s.support" % t for t, h, _ in fleet_files.placement(fleet.hosts, instances)
                  if h == i]
-        script = " && ".join("%s --home %s deploy %s %s/src-v1 --version v1 >/dev/null"
+        script = "; ".join("%s --home %s deploy %s %s/src-v1 --version v1 >/dev/null"
                              % (fleet_files.REMOTE_ROSTER, fleet_files.REMOTE_HOME, name,
                                 fleet_files.REMOTE_HOME) for name in names) or "true"
+        script = "bad=0; " + script.replace(">/dev/null", ">/dev/null || bad=1") + "; exit $bad"
         procs.append(subprocess.Popen(fleet.in_client(fleet.ssh_argv(host, script)),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
@@ -302,8 +303,12 @@ def first_deploy_by_hand(client, instances):
         if proc.returncode != 0:
             log("fleet: first deploy on %s exited %s: %s" % (host.name, proc.returncode,
                                                               err.strip()[-300:]))
-            _, _, out, _ = timed([client.binary, "--home", host.home, "logs", "-n", "5"], timeout=30)
-            log("fleet: %s's last log lines: %s" % (host.name, out.strip()[-600:]))
+            try:
+                with open(os.path.join(host.home, "daemon.log")) as f:
+                    steps = [line.strip() for line in f if "deploy_step" in line]
+            except OSError:
+                steps = []
+            log("fleet: %s's daemon, last deploy steps:\n  %s" % (host.name, "\n  ".join(steps[-4:])))
 
 
 def roster_phase(root, binary, n, instances, runs, have_ansible):
