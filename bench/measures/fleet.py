@@ -283,18 +283,20 @@ def roster_apply_deploy(client, n, instances, root):
 
 def first_deploy_by_hand(client, instances):
     """Without `fleet deploy`, the applied instances wait for their first
-    release: `roster deploy` of v1 on each host, one instance after
-    another, over ssh (setup, not measured)."""
+    release: `roster deploy` of v1 of every instance on each host at
+    once, over ssh (setup, not measured)."""
     fleet = client.fleet
     procs = []
     for i, host in enumerate(fleet.hosts):
         fleet_files.write_release(os.path.join(host.home, "src-v1"), "v1")
         names = ["%s.support" % t for t, h, _ in fleet_files.placement(fleet.hosts, instances)
                  if h == i]
-        script = "; ".join("%s --home %s deploy %s %s/src-v1 --version v1 >/dev/null"
-                             % (fleet_files.REMOTE_ROSTER, fleet_files.REMOTE_HOME, name,
-                                fleet_files.REMOTE_HOME) for name in names) or "true"
-        script = "bad=0; " + script.replace(">/dev/null", ">/dev/null || bad=1") + "; exit $bad"
+        # At once (each waits out its verify_for), then each one's exit code.
+        script = "pids=; " + "".join("%s --home %s deploy %s %s/src-v1 --version v1 >/dev/null & "
+                                     "pids=\"$pids $!\"; "
+                                     % (fleet_files.REMOTE_ROSTER, fleet_files.REMOTE_HOME, name,
+                                        fleet_files.REMOTE_HOME) for name in names)
+        script += "bad=0; for p in $pids; do wait $p || bad=1; done; exit $bad"
         procs.append(subprocess.Popen(fleet.in_client(fleet.ssh_argv(host, script)),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
@@ -342,7 +344,7 @@ def roster_phase(root, binary, n, instances, runs, have_ansible):
             rows.append({"what": "setup", "tool": "roster", "hosts": n,
                          "error": "not every instance ran within 120 s"})
         else:
-            log("fleet: all %d instances running %.1f s after the hosts started" % (instances, waited))
+            log("fleet: all %d instances running (waited %.1f s)" % (instances, waited))
         rows += status_rows(client, n, instances, runs, 0.5, floor)
         rows += ansible_status_rows(client, n, instances, runs, have_ansible)
         rows.append(black_hole_row(client, fleet, n, instances, max(1, runs - 1)))
