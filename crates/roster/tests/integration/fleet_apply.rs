@@ -43,36 +43,6 @@ fn fleet_file(
     text
 }
 
-/// Bare hosts whose root logs in with /bin/sh: the hosts share this
-/// machine's /root, and bash run by sshd sources its ~/.bashrc, which may
-/// run tools that take a lock there (pyenv's rehash); a session killed
-/// when a fixture is dropped leaves that lock behind, and every later
-/// login then waits for it. POSIX sh reads no startup file here.
-fn bare_hosts(count: usize) -> FleetHosts {
-    let fleet = FleetHosts::new(count);
-    for host in &fleet.hosts {
-        let passwd = host.dir.join("etc/passwd");
-        let text = std::fs::read_to_string(&passwd).expect("passwd");
-        let text: String = text
-            .lines()
-            .map(|line| match line.strip_prefix("root:") {
-                Some(rest) => {
-                    let mut fields: Vec<&str> = rest.split(':').collect();
-                    if let Some(shell) = fields.last_mut() {
-                        *shell = "/bin/sh";
-                    }
-                    format!("root:{}\n", fields.join(":"))
-                }
-                None => format!("{line}\n"),
-            })
-            .collect();
-        // Hard-linked to the other hosts' copies: a file of its own.
-        std::fs::remove_file(&passwd).expect("remove passwd");
-        std::fs::write(&passwd, text).expect("passwd");
-    }
-    fleet
-}
-
 fn write_fleet(fleet: &FleetHosts, text: &str) {
     std::fs::write(fleet.dir.path().join("fleet.toml"), text).expect("fleet.toml");
 }
@@ -173,7 +143,7 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let fleet = bare_hosts(3);
+    let fleet = FleetHosts::new(3);
     let runtime = tempfile::tempdir().expect("runtime dir");
     let tenants: Vec<(String, Option<&str>, &str)> =
         (1..=6).map(|n| (format!("c{n:02}"), None, "x")).collect();
@@ -329,7 +299,7 @@ fn fleet_plan_shows_every_kind_and_a_move_starts_before_it_stops() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let fleet = bare_hosts(2);
+    let fleet = FleetHosts::new(2);
     let runtime = tempfile::tempdir().expect("runtime dir");
     write_fleet(
         &fleet,
@@ -455,7 +425,7 @@ fn fleet_apply_goes_on_past_a_black_holed_host_and_converges_it_later() {
     if !fleet_hosts_or_skip(test) {
         return;
     }
-    let fleet = bare_hosts(3);
+    let fleet = FleetHosts::new(3);
     let runtime = tempfile::tempdir().expect("runtime dir");
     let hosts: Vec<String> = fleet.hosts.iter().map(|host| host.name.clone()).collect();
     let tenants: Vec<(&str, Option<&str>, &str)> = vec![

@@ -113,34 +113,9 @@ on_failure = "none"
         .collect()
 }
 
-/// Gives root on every host /bin/sh as its login shell (as fleet_ops.rs
-/// does): the hosts share this machine's /root, whose .bashrc runs `pyenv
-/// rehash`, which can wait a minute on a lock a killed session left. Each
-/// host's /etc/passwd is its own file (hard-linked from a shared copy, so
-/// replaced, never written through).
-fn plain_login_shell(fleet: &FleetHosts) {
-    for host in &fleet.hosts {
-        let path = host.dir.join("etc/passwd");
-        let passwd = std::fs::read_to_string(&path).expect("passwd");
-        let passwd: String = passwd
-            .lines()
-            .map(|line| match line.strip_prefix("root:") {
-                Some(rest) => {
-                    let fields: Vec<&str> = rest.rsplitn(2, ':').collect();
-                    format!("root:{}:/bin/sh\n", fields.last().copied().unwrap_or(rest))
-                }
-                None => format!("{line}\n"),
-            })
-            .collect();
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, passwd).expect("write passwd");
-    }
-}
-
 /// `count` hosts running `per_host` instances each, and the fleet file.
 fn hosts(prefix: &str, count: usize, per_host: usize) -> FleetHosts {
     let fleet = FleetHosts::with_roster(&host_configs(prefix, count, per_host));
-    plain_login_shell(&fleet);
     std::fs::write(
         fleet.dir.path().join("fleet.toml"),
         fleet_file(&fleet, prefix, per_host),

@@ -462,6 +462,30 @@ fn make_host_dirs(template: &Path, dir: &Path, name: &str, public_key: &str) {
     std::fs::create_dir_all(ssh.join("authorized_keys")).expect("authorized_keys");
     std::fs::write(ssh.join("authorized_keys/root"), public_key).expect("authorized key");
     replace(&dir.join("etc/hostname"), &format!("{name}\n"));
+    replace(
+        &dir.join("etc/passwd"),
+        &plain_root_shell(&dir.join("etc/passwd")),
+    );
+}
+
+/// The host's /etc/passwd with /bin/sh as root's login shell. The hosts
+/// share this machine's /root, and a bash that sshd starts sources its
+/// ~/.bashrc, which may run tools that take a lock there (pyenv's rehash);
+/// a session killed when a fixture is dropped can leave that lock behind,
+/// and every later login would wait on it rather than on roster. POSIX sh
+/// reads no start-up file for a command.
+fn plain_root_shell(passwd: &Path) -> String {
+    let text = std::fs::read_to_string(passwd)
+        .unwrap_or_else(|error| panic!("{}: {error}", passwd.display()));
+    text.lines()
+        .map(|line| match line.strip_prefix("root:") {
+            Some(rest) => {
+                let before_shell = rest.rsplit_once(':').map_or(rest, |(head, _)| head);
+                format!("root:{before_shell}:/bin/sh\n")
+            }
+            None => format!("{line}\n"),
+        })
+        .collect()
 }
 
 impl Drop for FleetHosts {

@@ -94,31 +94,6 @@ fn processes_with(words: &[&str]) -> Vec<(u32, String)> {
     found
 }
 
-/// Gives root on every host /bin/sh as its login shell. The hosts share
-/// this machine's /root, whose .bashrc (sourced by bash for ssh commands)
-/// runs `pyenv rehash`, which waits up to a minute on a lock that a killed
-/// session can leave behind: the remote commands would wait on it, not on
-/// roster. Each host's /etc/passwd is its own file (hard-linked from a
-/// shared copy, so replaced, never written through).
-fn plain_login_shell(fleet: &FleetHosts) {
-    for host in &fleet.hosts {
-        let path = host.dir.join("etc/passwd");
-        let passwd = std::fs::read_to_string(&path).expect("passwd");
-        let passwd: String = passwd
-            .lines()
-            .map(|line| match line.strip_prefix("root:") {
-                Some(rest) => {
-                    let fields: Vec<&str> = rest.rsplitn(2, ':').collect();
-                    format!("root:{}:/bin/sh\n", fields.last().copied().unwrap_or(rest))
-                }
-                None => format!("{line}\n"),
-            })
-            .collect();
-        let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, passwd).expect("write passwd");
-    }
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -134,7 +109,6 @@ fn fleet_logs_follow_status_alerts_and_watch() {
         agent("\"o03.talk\"", TALKER, None),
     ];
     let fleet = FleetHosts::with_roster(&configs);
-    plain_login_shell(&fleet);
     let file = fleet.fleet_head("5s")
         + &agent("talk", TALKER, None)
         + &agent("sick", SICK, Some(SICK_HEALTH))
@@ -259,7 +233,6 @@ fn fleet_secret_set_list_rm_reach_only_the_tenants_hosts() {
         agent("\"s03.talk\"", TALKER, None),
     ];
     let fleet = FleetHosts::with_roster(&configs);
-    plain_login_shell(&fleet);
     let file = fleet.fleet_head("5s")
         + &agent("talk", TALKER, None)
         + &agent("echo", TALKER, None)
