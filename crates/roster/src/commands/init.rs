@@ -307,11 +307,11 @@ pub fn run(options: &Options) -> Result<ExitCode> {
         say!("  - {reason}");
     }
     if !recommendation.fleet.is_empty() {
-        say!("Fleet mode (roster fleet, planned) is the better fit:");
+        say!("Fleet mode (roster fleet) is the better fit:");
         for reason in &recommendation.fleet {
             say!("  - {reason}");
         }
-        say!("  Until it exists, the config below runs everything on this server.");
+        say!("  The config below runs everything on this server; `roster fleet --help` spreads it over several.");
     }
     if !skipped_ports.is_empty() {
         // An explicit --port that is taken is worth a warning: the agents

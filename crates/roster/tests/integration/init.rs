@@ -280,7 +280,7 @@ fn several_servers_point_to_fleet_mode_and_stdin_not_a_terminal_never_asks() {
     assert!(
         stdout
             .to_lowercase()
-            .contains("fleet mode (roster fleet, planned)"),
+            .contains("fleet mode (roster fleet) is the better fit"),
         "{stdout}"
     );
     assert!(stdout.contains("3 servers"), "{stdout}");
@@ -289,7 +289,11 @@ fn several_servers_point_to_fleet_mode_and_stdin_not_a_terminal_never_asks() {
         "no questions without a terminal: {stdout}"
     );
     let config = std::fs::read_to_string(project.roster.path("three/roster.toml")).expect("config");
-    assert!(config.contains("roster fleet, planned"), "{config}");
+    assert!(
+        config.contains("Fleet mode (roster fleet) would fit better"),
+        "{config}"
+    );
+    assert!(config.contains("roster fleet --help"), "{config}");
 
     let one = project.init(&[
         "one",

@@ -83,13 +83,14 @@ pub fn config_text(
         line("# as the user who starts it (see [defaults] for the tenants' users).");
     }
     if !recommendation.fleet.is_empty() {
-        line("# Fleet mode (roster fleet, planned) would fit better:");
+        line("# Fleet mode (roster fleet) would fit better:");
         for reason in &recommendation.fleet {
             for wrapped in bullet(reason) {
                 line(&wrapped);
             }
         }
-        line("# Until it exists, this file runs everything on one server.");
+        line("# This file runs everything on one server; `roster fleet --help` and");
+        line("# README.md, \"Many servers\", show how to spread it over several.");
     }
     line("#");
     line("# Try it (from this folder):");
