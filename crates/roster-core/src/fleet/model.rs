@@ -8,6 +8,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where `fleet apply` installs roster on the hosts unless `[fleet]
+/// binary` says otherwise.
+pub const DEFAULT_BINARY: &str = "/usr/local/bin/roster";
+
 /// A whole, validated fleet file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fleet {
@@ -15,6 +19,9 @@ pub struct Fleet {
     pub name: String,
     /// `[fleet] ports`: the range `{port}` is taken from on each host.
     pub ports: PortRange,
+    /// `[fleet] binary`: where roster is installed on every host (an
+    /// absolute path of plain characters; default [`DEFAULT_BINARY`]).
+    pub binary: String,
     /// `[ssh]`: how hosts are reached.
     pub ssh: SshSpec,
     /// `[metrics] listen`, a template with `{address}` and `{host}`,
@@ -93,8 +100,11 @@ impl Default for SshSpec {
 pub struct Host {
     /// How SSH reaches it (an IP address or a name), and `{address}`.
     pub address: String,
-    /// How many instances it takes.
+    /// How many instances it takes: its `capacity`, lowered to what its
+    /// `memory` holds (see `capacity.rs`).
     pub capacity: u32,
+    /// Its `memory`, as written, when given.
+    pub memory: Option<u64>,
     /// Its labels, which tenants' `labels` must find.
     pub labels: BTreeMap<String, String>,
     /// The login user, over `[ssh] user`.

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{Item, TableLike};
 
+use super::capacity::{apply_memory, instance_memory, MEMORY_FLOOR};
 use super::fields::{check_name, labels};
-use super::model::{Fleet, Host, PortRange, SshSpec};
+use super::model::{Fleet, Host, PortRange, SshSpec, DEFAULT_BINARY};
 use super::placeholders::{find, Vars, HOST_PLACEHOLDERS};
 use super::templates::read_templates;
 use super::tenants::{check_instances, cross_check, read_tenants, Spans};
@@ -24,11 +25,20 @@ const TOP_KEYS: &[&str] = &["fleet", "ssh", "metrics", "hosts", "agents", "tenan
 struct FleetDraft {
     name: Option<String>,
     ports: Option<PortRange>,
+    instance_memory: Option<u64>,
+    binary: Option<String>,
 }
 
 const FLEET_KEYS: &[Key<FleetDraft>] = &[
     Key::new("name", Read::Custom(fleet_name)),
     Key::new("ports", Read::Custom(ports)),
+    Key::new("binary", Read::Custom(binary)),
+    Key::new(
+        "instance_memory",
+        Read::Custom(|checker, entry, fleet: &mut FleetDraft| {
+            fleet.instance_memory = memory(checker, entry).map(|(size, _)| size);
+        }),
+    ),
 ];
 
 struct SshDraft {
@@ -59,6 +69,7 @@ const METRICS_KEYS: &[Key<MetricsDraft>] = &[Key::new("listen", Read::Custom(met
 struct HostDraft {
     address: Option<String>,
     capacity: Option<(u32, Range<usize>)>,
+    memory: Option<(u64, Range<usize>)>,
     labels: BTreeMap<String, String>,
     user: Option<String>,
     port: Option<u16>,
@@ -68,7 +79,9 @@ struct HostDraft {
 const HOST_KEYS: &[Key<HostDraft>] = &[
     Key::new("address", Read::Custom(host_address)),
     Key::new("capacity", Read::Custom(host_capacity)),
-    Key::new("memory", Read::Custom(host_memory)),
+    Key::new("memory", Read::Custom(|checker, entry, host: &mut HostDraft| {
+        host.memory = memory(checker, entry);
+    })),
     Key::new("labels", Read::Custom(|checker, entry, host: &mut HostDraft| {
         host.labels = labels(checker, entry);
     })),
@@ -111,6 +124,8 @@ fn read_fleet(checker: &mut Checker, text: &str, root: &Item, base_dir: &Path) -
     let mut fleet = FleetDraft {
         name: None,
         ports: None,
+        instance_memory: None,
+        binary: None,
     };
     let mut ssh = SshDraft {
         base_dir: base_dir.to_path_buf(),
@@ -188,10 +203,19 @@ fn read_fleet(checker: &mut Checker, text: &str, root: &Item, base_dir: &Path) -
         None => BTreeMap::new(),
     };
     let ports = fleet.ports?;
+    let per_instance = instance_memory(fleet.instance_memory, &templates);
+    apply_memory(
+        checker,
+        &mut hosts,
+        &spans.host_memory,
+        per_instance,
+        ports.len(),
+    );
     cross_check(checker, &spans, &hosts, &templates, &tenants, ports);
     let fleet = Fleet {
         name: fleet.name?,
         ports,
+        binary: fleet.binary.unwrap_or_else(|| DEFAULT_BINARY.to_owned()),
         ssh: ssh.spec,
         metrics_listen: metrics.listen.map(|(listen, _)| listen),
         hosts,
@@ -240,9 +264,11 @@ fn read_hosts(
         checker.read_keys(host_table, HOST_KEYS, &format!("host `{name}`"), &mut host);
         for (key, missing) in [
             ("address", host.address.is_none()),
-            ("capacity", host.capacity.is_none()),
+            ("capacity", host.capacity.is_none() && host.memory.is_none()),
         ] {
-            if missing && !host_table.contains_key(key) {
+            let written = host_table.contains_key(key)
+                || (key == "capacity" && host_table.contains_key("memory"));
+            if missing && !written {
                 checker.problem(
                     name_span.clone(),
                     format!("host `{name}` has no `{key}`"),
@@ -253,13 +279,30 @@ fn read_hosts(
         if !good_name || checker.problems.len() > problems_before {
             continue;
         }
-        if let (Some(address), Some((capacity, capacity_span))) = (host.address, host.capacity) {
-            spans.host_capacity.insert(name.to_owned(), capacity_span);
+        let Some(address) = host.address else {
+            continue;
+        };
+        if let Some((_, span)) = &host.memory {
+            spans.host_memory.insert(name.to_owned(), span.clone());
+        }
+        let capacity = match (host.capacity, &host.memory) {
+            (Some((capacity, span)), _) => {
+                spans.host_capacity.insert(name.to_owned(), span);
+                capacity
+            }
+            (None, Some((_, span))) => {
+                spans.host_capacity.insert(name.to_owned(), span.clone());
+                u32::MAX
+            }
+            (None, None) => continue,
+        };
+        {
             hosts.insert(
                 name.to_owned(),
                 Host {
                     address,
                     capacity,
+                    memory: host.memory.map(|(size, _)| size),
                     labels: host.labels,
                     user: host.user,
                     port: host.port,
@@ -277,6 +320,25 @@ fn fleet_name(checker: &mut Checker, entry: &Entry<'_>, fleet: &mut FleetDraft) 
         } else {
             fleet.name = Some(name.to_owned());
         }
+    }
+}
+
+/// `[fleet] binary`: an absolute path that goes into the hosts' shell
+/// commands as it is, so only plain characters.
+fn binary(checker: &mut Checker, entry: &Entry<'_>, fleet: &mut FleetDraft) {
+    let Some(path) = checker.string(entry.item, entry.key) else {
+        return;
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+');
+    let named = path.rsplit('/').next().is_some_and(|name| !name.is_empty());
+    if path.starts_with('/') && named && path.chars().all(plain) && !path.contains("/../") {
+        fleet.binary = Some(path.to_owned());
+    } else {
+        checker.problem(
+            span_of(entry.item),
+            format!("bad `binary` {path:?}: it must be an absolute file path of letters, digits, '/', '.', '_', '+' and '-'"),
+            Some(format!("e.g. binary = \"{DEFAULT_BINARY}\"")),
+        );
     }
 }
 
@@ -413,14 +475,19 @@ fn host_capacity(checker: &mut Checker, entry: &Entry<'_>, host: &mut HostDraft)
     }
 }
 
-/// `memory` is the issue's other way to say a host's capacity; placement
-/// counts instances only for now.
-fn host_memory(checker: &mut Checker, entry: &Entry<'_>, _host: &mut HostDraft) {
-    checker.problem(
-        entry.key_span.clone(),
-        "`memory` is not supported yet",
-        Some("give the host's capacity in instances: capacity = 3".into()),
-    );
+/// A host's `memory` or `[fleet] instance_memory`: a size of at least
+/// 1 MiB, with where it is written.
+fn memory(checker: &mut Checker, entry: &Entry<'_>) -> Option<(u64, Range<usize>)> {
+    let size = checker.size(entry.item, entry.key)?;
+    if size < MEMORY_FLOOR {
+        checker.problem(
+            span_of(entry.item),
+            format!("`{}` is below 1MiB", entry.key),
+            Some("write e.g. \"4GiB\"".into()),
+        );
+        return None;
+    }
+    Some((size, span_of(entry.item)))
 }
 
 fn host_user(checker: &mut Checker, entry: &Entry<'_>, host: &mut HostDraft) {

@@ -104,8 +104,6 @@ fleet.toml:9:12: `identity` is empty
 fleet.toml:11:10: unknown placeholder `{adress}` in [metrics] `listen`
   hint: [metrics] `listen` may use {address} and {host}
 fleet.toml:14:12: `capacity` is 0; it must be between 1 and 65535
-fleet.toml:15:1: `memory` is not supported yet
-  hint: give the host's capacity in instances: capacity = 3
 fleet.toml:16:1: unknown key `lables` in host `h01`
   hint: did you mean `labels`?
 fleet.toml:17:8: bad host name "bad/host": the name contains '/'; only letters, digits, '.', '_' and '-' are allowed
@@ -298,4 +296,65 @@ agents = ["support"]
         "fleet.toml:13:11: instance `customer-with-a-very-long-name-indeed.support` would be refused by its host's roster.toml: bad user \"customer-with-a-very-long-name-indeed\" for agent `customer-with-a-very-long-name-indeed.support`\n  \
          hint: a user is a number or a name of letters, digits, '.', '_' and '-' (at most 32), not starting with '-'; {name} is replaced by the agent's name"
     );
+}
+
+#[test]
+fn a_hosts_memory_is_a_number_of_instances() {
+    let text = r#"[fleet]
+name = "agency"
+ports = "8100-8109"
+[hosts.big]
+address = "10.0.0.11"
+memory = "4GiB"
+[hosts.huge]
+address = "10.0.0.12"
+memory = "1000GiB"
+[hosts.both]
+address = "10.0.0.13"
+memory = "4GiB"
+capacity = 3
+[agents.support]
+command = ["agent"]
+memory_max = "1GiB"
+[tenants.c01]
+agents = ["support"]
+"#;
+    let fleet = parse(text, Path::new("fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    // 4 GiB at the template's 1 GiB limit; 1000 GiB stops at the 10 ports.
+    let capacity = |name: &str| fleet.hosts[name].capacity;
+    assert_eq!(
+        (capacity("big"), capacity("huge"), capacity("both")),
+        (4, 10, 3)
+    );
+    assert_eq!(fleet.hosts["big"].memory, Some(4 << 30));
+
+    let planned = text.replace(
+        "ports = \"8100-8109\"",
+        "ports = \"8100-8109\"\ninstance_memory = \"2GiB\"",
+    );
+    let fleet = parse(&planned, Path::new("fleet.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fleet.hosts["big"].capacity, 2);
+    assert_eq!(fleet.hosts["both"].capacity, 2, "the smaller of the two");
+}
+
+#[test]
+fn memory_that_holds_no_instance_is_located() {
+    let text = r#"[fleet]
+name = "agency"
+ports = "8100-8199"
+instance_memory = "1KiB"
+[hosts.small]
+address = "10.0.0.11"
+memory = "100MiB"
+[hosts.tiny]
+address = "10.0.0.12"
+memory = "100KiB"
+"#;
+    let expected = r#"fleet.toml:4:19: `instance_memory` is below 1MiB
+  hint: write e.g. "4GiB"
+fleet.toml:7:10: host `small` has memory = 100MiB and holds no instance of 256MiB each
+  hint: raise its `memory`, lower [fleet] `instance_memory`, or give it `capacity` instead
+fleet.toml:10:10: `memory` is below 1MiB
+  hint: write e.g. "4GiB""#;
+    assert_eq!(rendered(text), expected);
 }

@@ -42,6 +42,7 @@ fn host(capacity: u32, labels: &[(&str, &str)]) -> Host {
     Host {
         address: "10.0.0.1".into(),
         capacity,
+        memory: None,
         labels: labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -68,6 +69,7 @@ fn fleet(hosts: usize, capacity: u32, tenants: usize) -> Fleet {
             first: 8100,
             last: 8199,
         },
+        binary: super::model::DEFAULT_BINARY.into(),
         ssh: SshSpec::default(),
         metrics_listen: None,
         hosts: (0..hosts)

@@ -19,6 +19,8 @@ use crate::name::AgentName;
 #[derive(Default)]
 pub(super) struct Spans {
     pub(super) host_capacity: BTreeMap<String, Range<usize>>,
+    /// Where each host's `memory` is written.
+    pub(super) host_memory: BTreeMap<String, Range<usize>>,
     tenant_order: Vec<String>,
     tenant_key: BTreeMap<String, Range<usize>>,
     tenant_host: BTreeMap<String, Range<usize>>,

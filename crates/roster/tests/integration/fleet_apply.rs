@@ -151,7 +151,15 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
         .iter()
         .map(|(name, pin, value)| (name.as_str(), *pin, *value))
         .collect();
-    let good = fleet_file(&fleet, "5s", &tenants);
+    // roster installed elsewhere than /usr/local/bin/roster, and hosts
+    // sized by memory: 1GiB at 512MiB an instance holds two, so the six
+    // instances fill the three hosts exactly.
+    let good = fleet_file(&fleet, "5s", &tenants)
+        .replace(
+            "ports = \"8100-8199\"\n",
+            "ports = \"8100-8199\"\nbinary = \"/usr/local/bin/roster-fleet\"\ninstance_memory = \"512MiB\"\n",
+        )
+        .replace("capacity = 10", "memory = \"1GiB\"");
 
     // A bad fleet file: located, and no host touched.
     write_fleet(
@@ -173,7 +181,7 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
     assert!(stderr.contains(&format!("fleet.toml:{line}:1")), "{shown}");
     for host in &fleet.hosts {
         assert!(
-            !host.dir.join("bin/roster").exists(),
+            !host.dir.join("bin/roster-fleet").exists(),
             "{}: {shown}",
             host.name
         );
@@ -234,6 +242,8 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
             assert_eq!(row[step], true, "{step} on {}: {shown}", host.name);
         }
         assert_eq!(row["error"], serde_json::Value::Null);
+        assert!(host.dir.join("bin/roster-fleet").is_file(), "{}", host.name);
+        assert!(!host.dir.join("bin/roster").exists(), "{}", host.name);
     }
     let mut pids = BTreeMap::new();
     for host in &fleet.hosts {
@@ -254,6 +264,12 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(agents.keys().collect::<Vec<_>>(), expected, "{}", host.name);
+        assert_eq!(
+            expected.len(),
+            2,
+            "{}'s memory holds two: {placed:?}",
+            host.name
+        );
         pids.extend(agents);
     }
     let (output, shown) = client(

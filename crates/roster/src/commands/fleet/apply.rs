@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::plan::{self, Survey};
 use super::ssh::Target;
-use super::{REMOTE_CONFIG, REMOTE_HOME, REMOTE_ROSTER};
+use super::{REMOTE_CONFIG, REMOTE_HOME};
 
 /// What uploading the binary may take on top of connecting.
 const UPLOAD_BUDGET: Duration = Duration::from_secs(60);
@@ -278,7 +278,7 @@ fn steps(
             "set -e; mkdir -p \"$(dirname {roster})\"; t={roster}.fleet-$$; \
              trap 'rm -f \"$t\"' EXIT; cat >\"$t\"; chmod 755 \"$t\"; mv -f \"$t\" {roster}; \
              trap - EXIT",
-            roster = REMOTE_ROSTER
+            roster = transport.roster()
         );
         transport
             .run_with_input(target, &sh(script), binary, connect + UPLOAD_BUDGET)
@@ -304,7 +304,7 @@ fn steps(
     }
     if needed.start {
         let script = if needed.systemd {
-            format!("{REMOTE_ROSTER} install")
+            format!("{} install", transport.roster())
         } else {
             // Detached (its own session, every descriptor elsewhere) so
             // that the ssh session can end; then wait until it answers.
@@ -315,7 +315,7 @@ fn steps(
                  {roster} --home {home} status >/dev/null 2>&1 && exit 0; \
                  sleep 0.1; i=$((i+1)); done; \
                  echo \"the daemon did not answer within 10s (see {home}/daemon.log)\" >&2; exit 1",
-                roster = REMOTE_ROSTER,
+                roster = transport.roster(),
                 home = REMOTE_HOME,
                 config = REMOTE_CONFIG
             )
@@ -326,7 +326,7 @@ fn steps(
         row.started = true;
     }
     let apply: Vec<String> = [
-        REMOTE_ROSTER,
+        transport.roster(),
         "--home",
         REMOTE_HOME,
         "apply",
@@ -387,9 +387,15 @@ fn wait_running(
     checks_health: bool,
     deadline: Instant,
 ) -> Result<(), String> {
-    let status: Vec<String> = [REMOTE_ROSTER, "--home", REMOTE_HOME, "status", "--json"]
-        .map(str::to_owned)
-        .to_vec();
+    let status: Vec<String> = [
+        survey.transport.roster(),
+        "--home",
+        REMOTE_HOME,
+        "status",
+        "--json",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let timeout = survey.fleet.ssh.connect_timeout + STEP_BUDGET;
     loop {
         let last = match survey.transport.run(target, &status, timeout) {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use roster_core::fleet::{self, Placement};
 
 use super::ssh::{Ssh, Streamed};
-use super::{REMOTE_HOME, REMOTE_ROSTER};
+use super::REMOTE_HOME;
 
 /// What a host may take on top of connecting to print a tail.
 const COMMAND_BUDGET: Duration = Duration::from_secs(10);
@@ -54,7 +54,7 @@ pub fn run(request: &Request) -> Result<ExitCode> {
     };
     let lines = request.lines.to_string();
     let mut remote: Vec<String> = [
-        REMOTE_ROSTER,
+        transport.roster(),
         "--home",
         REMOTE_HOME,
         "logs",

@@ -10,8 +10,6 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 
-/// Where the hosts' roster binary lives.
-pub(crate) const REMOTE_ROSTER: &str = "/usr/local/bin/roster";
 /// The hosts' roster home.
 pub(crate) const REMOTE_HOME: &str = "/var/lib/roster";
 /// The hosts' roster.toml, as `roster install` sets it up and its unit

@@ -9,7 +9,7 @@ use std::time::Duration;
 use roster_core::fleet::{read_rendered, HostedConfig};
 
 use super::ssh::{Ssh, Target};
-use super::{REMOTE_CONFIG, REMOTE_HOME, REMOTE_ROSTER};
+use super::{REMOTE_CONFIG, REMOTE_HOME};
 
 /// What a host's state command may take on top of connecting.
 pub const FETCH_BUDGET: Duration = Duration::from_secs(10);
@@ -34,14 +34,14 @@ pub struct HostState {
 
 /// The shell script that prints a host's state, one fact a line, then
 /// the config after a line `config` (or a line `none`).
-fn script() -> String {
+fn script(roster: &str) -> String {
     format!(
         "if [ -f {roster} ]; then sha256sum {roster} | cut -d' ' -f1; else echo -; fi; \
          if [ -x {roster} ] && {roster} --home {home} status --json >/dev/null 2>&1; \
          then echo up; else echo down; fi; \
          if [ -d /run/systemd/system ]; then echo systemd; else echo plain; fi; \
          if [ -f {config} ]; then echo config; cat {config}; else echo none; fi",
-        roster = REMOTE_ROSTER,
+        roster = roster,
         home = REMOTE_HOME,
         config = REMOTE_CONFIG,
     )
@@ -53,7 +53,7 @@ pub fn fetch(
     targets: &[Target],
     timeout: Duration,
 ) -> Vec<Result<HostState, String>> {
-    let remote = ["sh".to_owned(), "-c".to_owned(), script()];
+    let remote = ["sh".to_owned(), "-c".to_owned(), script(transport.roster())];
     transport
         .run_all(targets, &remote, timeout)
         .into_iter()

@@ -16,7 +16,7 @@ use roster_core::fleet::{self, Fleet, Placed};
 use roster_store::secrets;
 
 use super::ssh::{Ssh, Target};
-use super::{REMOTE_HOME, REMOTE_ROSTER};
+use super::REMOTE_HOME;
 use crate::render;
 
 /// What a host may take on top of connecting, per instance.
@@ -155,10 +155,15 @@ impl Tenancy {
                         instances
                             .iter()
                             .map(|instance| {
-                                let mut remote: Vec<String> =
-                                    [REMOTE_ROSTER, "--home", REMOTE_HOME, "secret", verb]
-                                        .map(str::to_owned)
-                                        .to_vec();
+                                let mut remote: Vec<String> = [
+                                    self.transport.roster(),
+                                    "--home",
+                                    REMOTE_HOME,
+                                    "secret",
+                                    verb,
+                                ]
+                                .map(str::to_owned)
+                                .to_vec();
                                 remote.extend(args(instance));
                                 let result = self
                                     .transport

@@ -47,6 +47,9 @@ pub struct Outcome {
 pub struct Ssh {
     spec: SshSpec,
     control_dir: PathBuf,
+    /// The hosts' roster binary (`[fleet] binary`), which every remote
+    /// roster command names.
+    roster: String,
 }
 
 impl Ssh {
@@ -55,7 +58,13 @@ impl Ssh {
         Ok(Self {
             spec: fleet.ssh.clone(),
             control_dir: control_dir(&fleet.name)?,
+            roster: fleet.binary.clone(),
         })
+    }
+
+    /// The path of roster on the hosts.
+    pub fn roster(&self) -> &str {
+        &self.roster
     }
 
     /// The hosts of `fleet` named in `only` (all when empty), as targets.

@@ -14,7 +14,7 @@ use roster_core::fleet::{self, Fleet, Placement};
 use serde::Serialize;
 
 use super::ssh::{self, Ssh};
-use super::{REMOTE_HOME, REMOTE_ROSTER};
+use super::REMOTE_HOME;
 use crate::render;
 
 /// What a host may take on top of connecting: the remote status itself.
@@ -106,9 +106,16 @@ impl Asker {
 
     /// One round: every host asked, the report and whether all is well.
     fn ask(&self) -> (Report, bool) {
-        let remote: Vec<String> = ["sh", "-c", REMOTE_SCRIPT, "sh", REMOTE_ROSTER, REMOTE_HOME]
-            .map(str::to_owned)
-            .to_vec();
+        let remote: Vec<String> = [
+            "sh",
+            "-c",
+            REMOTE_SCRIPT,
+            "sh",
+            self.transport.roster(),
+            REMOTE_HOME,
+        ]
+        .map(str::to_owned)
+        .to_vec();
         let timeout = self.fleet.ssh.connect_timeout + COMMAND_BUDGET;
         let outcomes = self.transport.run_all(&self.targets, &remote, timeout);
         let mut report = Report {
