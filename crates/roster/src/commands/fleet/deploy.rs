@@ -18,8 +18,10 @@ use roster_core::fleet::{self, digest};
 
 use super::lock;
 use super::progress::Progress;
-use super::releases::{self, each_host, table, HostRow, HostWork, InstanceRow, Report};
-use super::ssh::Ssh;
+use super::releases::{
+    self, each_host, table, HostRow, HostWork, InstanceRow, Report, SESSIONS_PER_HOST,
+};
+use super::ssh::{Ssh, Target};
 use super::REMOTE_HOME;
 
 /// What uploading and unpacking may take on top of connecting.
@@ -275,48 +277,20 @@ fn deploy_host(
         row.error = Some(format!("upload: {error}"));
         return row;
     }
-    for instance in &mut row.instances {
+    // The host's instances at once (the daemon deploys each agent on its
+    // own), so a host takes one deploy's time, not one per instance.
+    let outcomes = releases::each(&row.instances, SESSIONS_PER_HOST, |instance| {
         progress.step(&target.name, &format!("deploying {}", instance.name));
-        let args = [
-            "deploy",
-            &instance.name,
-            staged,
-            "--version",
-            version,
-            "--json",
-        ];
-        let answer = releases::roster(transport, target, &args, &[], connect + DEPLOY_BUDGET);
-        let (result, release, error) = match answer {
-            Err(error) => ("unknown", None, Some(error)),
-            Ok(answer) => {
-                let progress = serde_json::from_str::<DeployProgress>(&answer.stdout).ok();
-                let outcome = progress.as_ref().and_then(|progress| progress.outcome);
-                let message = progress
-                    .as_ref()
-                    .and_then(|progress| progress.message.clone());
-                match (answer.code, outcome) {
-                    (0, _) => ("deployed", Some(version.to_owned()), None),
-                    (3, _) | (_, Some(DeployOutcome::RolledBack)) => (
-                        "rolled_back",
-                        progress.and_then(|progress| progress.previous),
-                        Some(message.unwrap_or_else(|| answer.reason())),
-                    ),
-                    (4, _) => ("unknown", None, Some(answer.reason())),
-                    _ => (
-                        "failed",
-                        None,
-                        Some(message.unwrap_or_else(|| answer.reason())),
-                    ),
-                }
-            }
-        };
-        progress.step(&target.name, &format!("{}: {result}", instance.name));
+        let outcome = deploy_instance(transport, target, &instance.name, staged, version, connect);
+        progress.step(&target.name, &format!("{}: {}", instance.name, outcome.0));
+        outcome
+    });
+    for (instance, (result, release, error)) in row.instances.iter_mut().zip(outcomes) {
         instance.result = result.to_owned();
         instance.release = release;
         if let Some(error) = error {
             row.error
                 .get_or_insert(format!("{}: {error}", instance.name));
-            break;
         }
     }
     let clean: Vec<String> = ["rm", "-rf", staged].map(str::to_owned).to_vec();
@@ -328,6 +302,43 @@ fn deploy_host(
     }
     .to_owned();
     row
+}
+
+/// One instance's `roster deploy` on its host: the result as the table
+/// shows it, the release it then runs when known, and what went wrong.
+fn deploy_instance(
+    transport: &Ssh,
+    target: &Target,
+    instance: &str,
+    staged: &str,
+    version: &str,
+    connect: Duration,
+) -> (&'static str, Option<String>, Option<String>) {
+    let args = ["deploy", instance, staged, "--version", version, "--json"];
+    match releases::roster(transport, target, &args, &[], connect + DEPLOY_BUDGET) {
+        Err(error) => ("unknown", None, Some(error)),
+        Ok(answer) => {
+            let progress = serde_json::from_str::<DeployProgress>(&answer.stdout).ok();
+            let outcome = progress.as_ref().and_then(|progress| progress.outcome);
+            let message = progress
+                .as_ref()
+                .and_then(|progress| progress.message.clone());
+            match (answer.code, outcome) {
+                (0, _) => ("deployed", Some(version.to_owned()), None),
+                (3, _) | (_, Some(DeployOutcome::RolledBack)) => (
+                    "rolled_back",
+                    progress.and_then(|progress| progress.previous),
+                    Some(message.unwrap_or_else(|| answer.reason())),
+                ),
+                (4, _) => ("unknown", None, Some(answer.reason())),
+                _ => (
+                    "failed",
+                    None,
+                    Some(message.unwrap_or_else(|| answer.reason())),
+                ),
+            }
+        }
+    }
 }
 
 /// Every instance of `works` that took the new release (or may have)
@@ -346,45 +357,56 @@ fn roll_back(
         let row = before.iter().find(|row| row.name == work.target.name)?;
         let mut row = row.clone();
         let mut all = true;
-        for instance in &mut row.instances {
+        let outcomes = releases::each(&row.instances, SESSIONS_PER_HOST, |instance| {
             if !matches!(instance.result.as_str(), "deployed" | "unknown") {
-                continue;
+                return None;
             }
             let Some(previous) = previous else {
-                instance.result = "failed".to_owned();
-                row.error
-                    .get_or_insert("no earlier release to roll back to".to_owned());
-                all = false;
-                continue;
+                return Some(Err("no earlier release to roll back to".to_owned()));
             };
             progress.step(
                 &work.target.name,
                 &format!("rolling back {} to {previous}", instance.name),
             );
             let args = ["rollback", &instance.name, "--to", previous, "--json"];
-            match releases::roster(transport, &work.target, &args, &[], connect + DEPLOY_BUDGET) {
-                Ok(answer) if answer.code == 0 => {
+            let outcome = match releases::roster(
+                transport,
+                &work.target,
+                &args,
+                &[],
+                connect + DEPLOY_BUDGET,
+            ) {
+                Ok(answer) if answer.code == 0 => Ok(previous.to_owned()),
+                Ok(answer) => Err(format!(
+                    "rollback of {}: {}",
+                    instance.name,
+                    answer.reason()
+                )),
+                Err(error) => Err(format!("rollback of {}: {error}", instance.name)),
+            };
+            let shown = if outcome.is_ok() {
+                "rolled_back"
+            } else {
+                "failed"
+            };
+            progress.step(&work.target.name, &format!("{}: {shown}", instance.name));
+            Some(outcome)
+        });
+        for (instance, outcome) in row.instances.iter_mut().zip(outcomes) {
+            match outcome {
+                None => {}
+                Some(Ok(release)) => {
                     instance.result = "rolled_back".to_owned();
-                    instance.release = Some(previous.to_owned());
+                    instance.release = Some(release);
                 }
-                Ok(answer) => {
+                Some(Err(error)) => {
                     all = false;
-                    row.error.get_or_insert(format!(
-                        "rollback of {}: {}",
-                        instance.name,
-                        answer.reason()
-                    ));
-                }
-                Err(error) => {
-                    all = false;
-                    row.error
-                        .get_or_insert(format!("rollback of {}: {error}", instance.name));
+                    if previous.is_none() {
+                        instance.result = "failed".to_owned();
+                    }
+                    row.error.get_or_insert(error);
                 }
             }
-            progress.step(
-                &work.target.name,
-                &format!("{}: {}", instance.name, instance.result),
-            );
         }
         if row.instances.iter().any(|i| i.result == "rolled_back") && all {
             row.result = "rolled_back".to_owned();

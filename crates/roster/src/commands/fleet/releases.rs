@@ -12,7 +12,7 @@ use roster_core::fleet::{Fleet, Placement};
 use serde::Serialize;
 
 use super::ssh::{Ssh, Target};
-use super::{REMOTE_HOME, REMOTE_ROSTER};
+use super::REMOTE_HOME;
 use crate::render;
 
 /// What a host's `roster releases` may take on top of connecting.
@@ -107,7 +107,7 @@ pub fn roster(
         "exec 3>&1; err=$(\"$@\" 2>&1 >&3); code=$?; printf '\\n{MARK}%s\\n%s' \"$code\" \"$err\""
     );
     let mut remote: Vec<String> = vec!["sh".into(), "-c".into(), script, "sh".into()];
-    remote.extend([REMOTE_ROSTER, "--home", REMOTE_HOME].map(str::to_owned));
+    remote.extend([transport.roster(), "--home", REMOTE_HOME].map(str::to_owned));
     remote.extend(args.iter().map(|arg| (*arg).to_owned()));
     let stdout = transport.run_with_input(target, &remote, input, timeout)?;
     let text = String::from_utf8_lossy(&stdout);
@@ -253,6 +253,11 @@ pub fn table(report: &Report) -> String {
     text
 }
 
+/// How many of a host's instances are worked on at once, each in its own
+/// session over the host's one connection: below sshd's default
+/// `MaxSessions` (10 per connection).
+pub const SESSIONS_PER_HOST: usize = 8;
+
 /// Runs `job` for every host, at most `max_parallel` at once; results
 /// in the hosts' order.
 pub fn each_host<T: Send>(
@@ -260,10 +265,20 @@ pub fn each_host<T: Send>(
     max_parallel: u32,
     job: impl Fn(&HostWork) -> T + Sync,
 ) -> Vec<T> {
+    each(works, max_parallel as usize, job)
+}
+
+/// Runs `job` for every item, at most `max_parallel` at once (each on a
+/// thread of its own); results in the items' order.
+pub fn each<I: Sync, T: Send>(
+    works: &[I],
+    max_parallel: usize,
+    job: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
     let next = Arc::new(Mutex::new(0usize));
     let results: Arc<Mutex<Vec<Option<T>>>> =
         Arc::new(Mutex::new(works.iter().map(|_| None).collect()));
-    let workers = (max_parallel as usize).clamp(1, works.len().max(1));
+    let workers = max_parallel.clamp(1, works.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let next = Arc::clone(&next);

@@ -12,7 +12,7 @@ use roster_core::fleet;
 
 use super::lock;
 use super::progress::Progress;
-use super::releases::{self, each_host, table, HostRow, InstanceRow, Report};
+use super::releases::{self, each_host, table, HostRow, InstanceRow, Report, SESSIONS_PER_HOST};
 use super::ssh::Ssh;
 
 /// What one instance's rollback may take on top of connecting.
@@ -98,16 +98,16 @@ pub fn run(options: Options) -> Result<ExitCode> {
             error: None,
             instances: Vec::new(),
         };
-        for instance in &work.instances {
+        // The host's instances at once, as deploy does.
+        let outcomes = releases::each(&work.instances, SESSIONS_PER_HOST, |instance| {
             let already = reads
                 .iter()
                 .find(|read| read.host == work.target.name && &read.instance == instance)
                 .and_then(|read| read.reply.as_ref().ok().and_then(releases::live));
-            let (result, release) = if already.as_deref() == Some(to.as_str()) {
-                ("unchanged", Some(to.clone()))
+            let (result, release, error) = if already.as_deref() == Some(to.as_str()) {
+                ("unchanged", Some(to.clone()), None)
             } else if lock::interrupted() {
-                row.error.get_or_insert("interrupted".to_owned());
-                ("skipped", already)
+                ("skipped", already, Some("interrupted".to_owned()))
             } else {
                 progress.step(
                     &work.target.name,
@@ -121,19 +121,22 @@ pub fn run(options: Options) -> Result<ExitCode> {
                     &[],
                     connect + ROLLBACK_BUDGET,
                 ) {
-                    Ok(answer) if answer.code == 0 => ("rolled_back", Some(to.clone())),
-                    Ok(answer) => {
-                        row.error
-                            .get_or_insert(format!("{instance}: {}", answer.reason()));
-                        ("failed", already)
-                    }
-                    Err(error) => {
-                        row.error.get_or_insert(format!("{instance}: {error}"));
-                        ("unknown", None)
-                    }
+                    Ok(answer) if answer.code == 0 => ("rolled_back", Some(to.clone()), None),
+                    Ok(answer) => (
+                        "failed",
+                        already,
+                        Some(format!("{instance}: {}", answer.reason())),
+                    ),
+                    Err(error) => ("unknown", None, Some(format!("{instance}: {error}"))),
                 }
             };
             progress.step(&work.target.name, &format!("{instance}: {result}"));
+            (result, release, error)
+        });
+        for (instance, (result, release, error)) in work.instances.iter().zip(outcomes) {
+            if let Some(error) = error {
+                row.error.get_or_insert(error);
+            }
             row.instances.push(InstanceRow {
                 name: instance.clone(),
                 result: result.to_owned(),
