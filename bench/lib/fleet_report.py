@@ -20,10 +20,12 @@ METHOD = (
     "down while the client keeps its MAC (packets dropped, nothing refused). Ansible's apply: a "
     "playbook that uploads the roster binary, the app and the host's roster.toml, then runs "
     "`roster up`; its deploy: uploads the release over the app's directory, then "
-    "`roster restart all`. Until `roster fleet apply` exists the status rows run on hosts set up "
-    "by hand as an apply would leave them (binary, roster.toml, the daemon started with the "
-    "host), and roster's apply and deploy rows say why they were skipped. Wall times around the "
-    "command, `ip netns exec` included.")
+    "`roster restart all` (no health check, no verification). roster's deploys are blue-green "
+    "with the default `verify_for = \"30s\"` (the new release must stay healthy that long "
+    "before the old one goes), so a rollout takes at least 30 s per wave of hosts: the default "
+    "is two waves (a canary host, then the rest), `--canary 0` one; the detail column says how "
+    "far above that floor a deploy was. Wall times around the command, `ip netns exec` "
+    "included.")
 
 
 def table_fleet(m):
@@ -54,6 +56,9 @@ def table_fleet(m):
                               else "did not say nothing to change")
             if x.get("all_running_after_s") is not None:
                 detail.append("all running %.1f s after" % x["all_running_after_s"])
+            if x.get("verify_floor_s") is not None:
+                detail.append("%.1f s above its %d s of verify_for" % (
+                    x["above_floor_s"], x["verify_floor_s"]))
             if x.get("unreachable_hosts"):
                 detail.append("%d hosts unreachable" % x["unreachable_hosts"])
             goal = ""

@@ -269,15 +269,24 @@ def roster_apply_deploy(client, n, instances, root):
                             n))
         first_deploy_by_hand(client, instances)
         return rows
-    for version in ("v1", "v2"):
+    # Each wave of hosts takes at least the template's verify_for (30 s by
+    # default: the new release must stay healthy that long before the old
+    # one goes), so the default rollout (a canary, then the rest) has a
+    # floor of two of them and `--canary 0` of one.
+    deploys = [("v1", [], "first deploy (starts every instance)"),
+               ("v2", [], "deploy of a new release"),
+               ("v3", ["--canary", "0"], "deploy of a new release, no canary (one wave)")]
+    for version, flags, what in deploys:
         src = fleet_files.write_release(os.path.join(root, "release-" + version), version)
         secs, rc, out, err = client.roster(["fleet", "deploy", "support", src, "-f", fleet_path,
-                                            "--version", version])
-        what = "first deploy (starts every instance)" if version == "v1" else "deploy of a new release"
-        extra = {"goal": "< 30 s", "goal_met": rc == 0 and secs < 30} if version == "v2" else {}
-        rows.append(row(what, "roster", "roster fleet deploy support SRC -f fleet.toml --version "
-                        + version, [secs], [rc], n, instances, output=(out + err).strip()[-400:],
-                        **extra))
+                                            "--version", version] + flags)
+        waves = 1 if flags else 2
+        extra = {} if version == "v1" else {
+            "goal": "< 30 s", "goal_met": rc == 0 and secs < 30,
+            "verify_floor_s": 30 * waves, "above_floor_s": round(secs - 30 * waves, 2)}
+        rows.append(row(what, "roster", " ".join(["roster fleet deploy support SRC -f fleet.toml",
+                                                  "--version", version] + flags),
+                        [secs], [rc], n, instances, output=(out + err).strip()[-400:], **extra))
     return rows
 
 
