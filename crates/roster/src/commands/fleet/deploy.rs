@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use roster_core::api::{DeployOutcome, DeployProgress};
-use roster_core::fleet::{self, digest};
+use roster_core::fleet::digest;
 
 use super::lock;
 use super::progress::Progress;
@@ -56,15 +56,8 @@ pub fn run(options: Options) -> Result<ExitCode> {
         .map(Batch::parse)
         .transpose()
         .context("--batch")?;
-    let text = std::fs::read_to_string(&options.file)
-        .with_context(|| format!("cannot read {}", options.file.display()))?;
-    let fleet = fleet::parse(&text, &options.file)?;
-    let placement = fleet::place(&fleet)?;
-    let transport = Ssh::new(&fleet)?;
-    let works = releases::select(
-        &fleet,
-        &placement,
-        &transport,
+    let (fleet, transport, works) = releases::load(
+        &options.file,
         &options.agent,
         &options.hosts,
         &options.tenants,

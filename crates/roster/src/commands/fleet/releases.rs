@@ -3,12 +3,13 @@
 //! code (deploy 3 and rollback 1 are answers, not transport failures), each
 //! instance's live release, and work on hosts in parallel.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use roster_core::api::ReleasesReply;
-use roster_core::fleet::{Fleet, Placement};
+use roster_core::fleet::{self, Fleet, Placement};
 use serde::Serialize;
 
 use super::ssh::{Ssh, Target};
@@ -27,9 +28,27 @@ pub struct HostWork {
     pub instances: Vec<String>,
 }
 
+/// What a rollout starts from: the fleet file `file` read and placed, its
+/// transport, and the hosts with their instances of template `agent`
+/// (see [`select`]).
+pub fn load(
+    file: &Path,
+    agent: &str,
+    hosts: &[String],
+    tenants: &[String],
+) -> Result<(Fleet, Ssh, Vec<HostWork>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let fleet = fleet::parse(&text, file)?;
+    let placement = fleet::place(&fleet)?;
+    let transport = Ssh::new(&fleet)?;
+    let works = select(&fleet, &placement, &transport, agent, hosts, tenants)?;
+    Ok((fleet, transport, works))
+}
+
 /// The hosts (from `hosts`, all when empty) that run instances of
 /// template `agent` of the tenants in `tenants` (all when empty).
-pub fn select(
+fn select(
     fleet: &Fleet,
     placement: &Placement,
     transport: &Ssh,

@@ -8,12 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use roster_core::api::ReleasesReply;
-use roster_core::fleet;
 
 use super::lock;
 use super::progress::Progress;
 use super::releases::{self, each_host, table, HostRow, InstanceRow, Report, SESSIONS_PER_HOST};
-use super::ssh::Ssh;
 
 /// What one instance's rollback may take on top of connecting.
 const ROLLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(30 * 60);
@@ -31,15 +29,8 @@ pub struct Options {
 
 /// Runs `roster fleet rollback`.
 pub fn run(options: Options) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&options.file)
-        .with_context(|| format!("cannot read {}", options.file.display()))?;
-    let fleet = fleet::parse(&text, &options.file)?;
-    let placement = fleet::place(&fleet)?;
-    let transport = Ssh::new(&fleet)?;
-    let works = releases::select(
-        &fleet,
-        &placement,
-        &transport,
+    let (fleet, transport, works) = releases::load(
+        &options.file,
         &options.agent,
         &options.hosts,
         &options.tenants,
