@@ -189,6 +189,33 @@ fn fleet_status_lists_every_instance_and_reuses_connections() {
         .expect("instances")
         .iter()
         .all(|row| row["host"] == "h2"));
+
+    // Masters gone bad under the same sockets: one that accepts and never
+    // answers (hung), the others dead (nothing listening). Status clears
+    // them and opens new ones, well within its connect timeout (5 s).
+    let sockets: Vec<std::path::PathBuf> = std::fs::read_dir(cold_dir.path().join("roster"))
+        .expect("the runtime dir's roster directory")
+        .flatten()
+        .flat_map(|fleet_dir| std::fs::read_dir(fleet_dir.path()).into_iter().flatten())
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert_eq!(sockets.len(), 3, "one master per host: {sockets:?}");
+    let mut hung = None;
+    for (index, socket) in sockets.iter().enumerate() {
+        std::fs::remove_file(socket).expect("remove the master's socket");
+        let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind");
+        if index == 0 {
+            hung = Some(listener);
+        }
+    }
+    let (output, elapsed, reply) = status(&fleet, cold_dir.path(), &[]);
+    assert!(output.status.success(), "{reply:#}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "stale masters cost {elapsed:?}"
+    );
+    drop(hung);
 }
 
 #[test]
