@@ -643,4 +643,39 @@ fn fleet_deploy_holds_a_lock_and_survives_a_cut_session() {
     );
     assert_all_on(&fleet, "g", 1, "v5");
     no_lock_left(&fleet);
+
+    // Ctrl-C during the canary: the canary's step ends, no later host is
+    // touched, the canary goes back to v5 and the lock is released.
+    source(&fleet, "v6", &[("slow", "3")]);
+    let running = Command::new("ip")
+        .args(["netns", "exec", &fleet.client, BIN])
+        .args(["fleet", "deploy", "web", "src-v6", "-f", "fleet.toml"])
+        .args(["--version", "v6", "--json"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .current_dir(fleet.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleet deploy");
+    wait_for(
+        "the canary's deploy session",
+        Duration::from_secs(20),
+        || deploy_session(&address),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C");
+    let ended = running.wait_with_output().expect("fleet deploy output");
+    let json = json_of(&ended);
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(3), "{json:#}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    for name in ["h2", "h3"] {
+        assert_eq!(host_json(&json, name)["result"], "skipped", "{json:#}");
+    }
+    assert_all_on(&fleet, "g", 1, "v5");
+    no_lock_left(&fleet);
 }
