@@ -629,12 +629,13 @@ pub fn run_through_loop(inbox: &Inbox, argv: &[String]) -> Result<bool, String> 
 /// command to its end.
 pub fn prepare_config(
     home: &Path,
+    config_file: &Path,
     config: &roster_core::Config,
     read_along: &mut crate::config_file::ReadAlong,
     deploys: &Deploys,
-    run: crate::identity::RunCommand<'_>,
+    run: crate::accounts::RunCommand<'_>,
 ) {
-    for (agent, note) in crate::identity::prepare_accounts(home, config, run) {
+    for (agent, note) in crate::accounts::prepare_accounts(home, config_file, config, run) {
         deploys.note(&agent, EventKind::Account, note);
     }
     read_along.live_releases = prepare_releases(home, config, deploys);

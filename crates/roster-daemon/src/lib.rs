@@ -12,6 +12,7 @@
 // here (`crate::journal::...`).
 pub(crate) use roster_store::{clock, config_file, home, journal, releases, secrets};
 
+pub(crate) mod accounts;
 pub(crate) mod alerts;
 pub(crate) mod cgroup;
 pub(crate) mod daemon;

@@ -314,7 +314,7 @@ async fn apply(State(state): State<ApiState>, Json(request): Json<ApplyRequest>)
         let mut loaded = crate::config_file::load_for_apply(&read_from);
         if let (Ok((config, read_along)), Some(deploys)) = (&mut loaded, &deploys) {
             let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
-            crate::deploy::prepare_config(&home, config, read_along, deploys, &run);
+            crate::deploy::prepare_config(&home, &read_from, config, read_along, deploys, &run);
         }
         loaded
     })

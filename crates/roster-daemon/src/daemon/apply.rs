@@ -170,7 +170,7 @@ pub(super) fn load_at_start(path: &Path, home: &Path, deploys: &Deploys) -> Load
                 .map(|status| status.success())
                 .map_err(|error| format!("{program}: {error}"))
         };
-        crate::deploy::prepare_config(home, config, read_along, deploys, &run);
+        crate::deploy::prepare_config(home, path, config, read_along, deploys, &run);
     }
     loaded
 }
@@ -188,7 +188,7 @@ pub(super) fn reload_in_background(path: &Path, context: &Context, deploys: &Arc
             let mut loaded = crate::config_file::load_for_apply(&path);
             if let Ok((config, read_along)) = &mut loaded {
                 let run = |argv: &[String]| crate::deploy::run_through_loop(&inbox, argv);
-                crate::deploy::prepare_config(&home, config, read_along, &deploys, &run);
+                crate::deploy::prepare_config(&home, &path, config, read_along, &deploys, &run);
             }
             let (reply, _ignored) = oneshot::channel();
             inbox.send(Input::Request(Request::Apply {

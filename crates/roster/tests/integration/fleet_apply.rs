@@ -494,3 +494,94 @@ fn fleet_apply_goes_on_past_a_black_holed_host_and_converges_it_later() {
     assert_eq!(host_row(&json, "h1")["applied"], false, "{json:#}");
     wait_running(&fleet.hosts[2], "c.support");
 }
+
+#[test]
+fn fleet_apply_runs_each_tenant_as_its_own_user() {
+    let test = "fleet_apply_runs_each_tenant_as_its_own_user";
+    if !fleet_hosts_or_skip(test) {
+        return;
+    }
+    let fleet = FleetHosts::new(1);
+    let runtime = tempfile::tempdir().expect("runtime dir");
+    // Each tenant its own user, created on the host, with a folder of its
+    // own (the host's /etc/roster, the default, is never given away).
+    let mut text = fleet.fleet_head("5s");
+    text.push_str(
+        "[agents.worker]\ncommand = [\"sleep\", \"3600\"]\nuser = \"{tenant}\"\ncreate_user = true\n\
+         cwd = \"/var/lib/roster/work/{instance}\"\n\n",
+    );
+    for tenant in ["ua", "ub"] {
+        text.push_str(&format!("[tenants.{tenant}]\nagents = [\"worker\"]\n\n"));
+    }
+    write_fleet(&fleet, &text);
+    let (output, shown) = client(
+        &fleet,
+        runtime.path(),
+        &["fleet", "apply", "-f", "fleet.toml"],
+    );
+    assert!(output.status.success(), "{shown}");
+    let host = &fleet.hosts[0];
+    let status = || {
+        let output = Command::new(BIN)
+            .args([
+                "--home",
+                &host.roster_home().display().to_string(),
+                "status",
+                "--json",
+            ])
+            .output()
+            .expect("roster status");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("status JSON")
+    };
+    let json = wait_for("both workers settled", Duration::from_secs(20), || {
+        let json = status();
+        let agents = json["agents"].as_array()?;
+        (agents.len() == 2
+            && agents
+                .iter()
+                .all(|row| row["state"] == "running" || !row["last_error"].is_null()))
+        .then_some(json)
+    });
+    for row in json["agents"].as_array().into_iter().flatten() {
+        assert_eq!(row["state"], "running", "{row}");
+    }
+    let passwd = std::fs::read_to_string(host.dir.join("etc/passwd")).expect("the host's passwd");
+    for tenant in ["ua", "ub"] {
+        assert!(
+            passwd
+                .lines()
+                .any(|line| line.starts_with(&format!("{tenant}:"))),
+            "{tenant} created on the host:\n{passwd}"
+        );
+        assert!(
+            !std::fs::read_to_string("/etc/passwd")
+                .unwrap_or_default()
+                .lines()
+                .any(|line| line.starts_with(&format!("{tenant}:"))),
+            "{tenant} is the host's user only"
+        );
+    }
+    for (agent, user) in [("ua.worker", "ua"), ("ub.worker", "ub")] {
+        let row = json["agents"]
+            .as_array()
+            .and_then(|agents| agents.iter().find(|row| row["name"] == agent))
+            .unwrap_or_else(|| panic!("no {agent} in {json:#}"));
+        let pid = row["pid"].as_u64().expect("a pid");
+        // The uid the host's own /etc/passwd gives the tenant.
+        let uid = passwd
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&user)).then(|| fields.get(2).map(|uid| uid.to_string()))
+            })
+            .flatten()
+            .expect("the tenant's uid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let real = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|uids| uids.split_whitespace().next())
+            .unwrap_or_default();
+        assert_eq!(real, uid, "{agent} runs as {user}");
+    }
+}

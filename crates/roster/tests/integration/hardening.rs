@@ -597,3 +597,64 @@ fn an_agent_whose_user_cannot_reach_its_program_or_directory_fails_once_saying_w
     let home = roster.wait_state("home", AgentState::Running, SECS(20));
     assert_eq!(home.last_error, None);
 }
+
+#[test]
+fn an_agent_shipped_as_releases_runs_as_its_own_user_and_the_config_folder_stays_roots() {
+    if !needs_root("releases as a user", "create users") {
+        return;
+    }
+    let roster = Roster::new();
+    // `web` ships releases as its own user; `plain` has no cwd, so its
+    // folder would be the config's (0755 here): never given to it.
+    roster.config(
+        "[agents.web]\ncommand = [\"sh\", \"-c\", \"cat VERSION; exec sleep 3600\"]\n\
+         user = \"rt-web\"\ncreate_user = true\n\
+         [agents.web.deploy]\nstrategy = \"restart\"\nverify_for = \"1s\"\n\n\
+         [agents.plain]\ncommand = [\"sleep\", \"3600\"]\nuser = \"rt-plain\"\ncreate_user = true\n",
+    );
+    // A home as roster makes it: closed to others.
+    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(roster.home_path(), closed).expect("chmod");
+    let _ = roster.run(&["up"]);
+    let source = roster.path("src");
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::write(source.join("VERSION"), "v1\n").expect("VERSION");
+    let source = source.display().to_string();
+    let deployed = roster.run(&["deploy", "web", &source, "--version", "v1"]);
+    assert!(
+        deployed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let web = roster.wait_state("web", AgentState::Running, SECS(10));
+    let user = nix::unistd::User::from_name("rt-web")
+        .ok()
+        .flatten()
+        .expect("the user was created");
+    assert_eq!(
+        status_field(web.pid.expect("pid"), "Uid")[1],
+        user.uid.as_raw()
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let home = std::fs::metadata(roster.home_path()).expect("home");
+    assert_eq!(
+        home.permissions().mode() & 0o777,
+        0o701,
+        "others may traverse it, never list it"
+    );
+
+    let config_dir = std::fs::metadata(roster.dir.path()).expect("config dir");
+    assert_eq!(config_dir.uid(), 0, "the config's folder stays root's");
+    assert_eq!(
+        config_dir.permissions().mode() & 0o777,
+        0o755,
+        "and keeps its mode"
+    );
+    let refused = roster.events(&["plain"]).into_iter().any(|event| {
+        event
+            .detail
+            .contains("not giving its directory to rt-plain")
+    });
+    assert!(refused, "the journal says why");
+}
