@@ -367,6 +367,11 @@ impl Deployment {
                             }
                             Readiness::Waiting => {}
                         }
+                    } else if let Some(why) = self.seen.as_ref().and_then(start_failed) {
+                        // The restart ended without a process: the new
+                        // release could not start, or died at once. No
+                        // point in waiting out `ready_timeout`.
+                        self.cutover_failed(now, Failure::Switched(why));
                     }
                 }
                 _ => {}
@@ -575,4 +580,19 @@ impl Deployment {
             labels,
         }));
     }
+}
+
+/// Why the agent has no process after a restart began, when that is how
+/// the restart ended: it waits to start again, or has given up.
+fn start_failed(view: &crate::supervisor::AgentView) -> Option<String> {
+    if view.pid.is_some() || !matches!(view.state, AgentState::Backoff | AgentState::Failed) {
+        return None;
+    }
+    Some(match &view.last_error {
+        Some(error) => format!("the new release could not start: {}", first_line(error)),
+        None => format!(
+            "the new process is {} instead of running",
+            view.state.as_str()
+        ),
+    })
 }

@@ -311,6 +311,34 @@ fn a_restart_cutover_moves_current_first_and_rolls_back_when_not_ready() {
 }
 
 #[test]
+fn a_restart_cutover_whose_new_release_cannot_start_fails_at_once() {
+    let mut h = deploy("", &format!("{DEPLOY}strategy = \"restart\"\n"));
+    let old = h.pid().expect("v1");
+    h.through_to_cutover(2.0);
+    assert!(matches!(h.next(), Action::SwitchCurrent { release } if release == "v2"));
+    h.answer(h.at(2.0), Done::Current(Ok(())));
+    // v2's process cannot be started (its user may not enter its folder).
+    h.spawn_error = Some("cannot enter /srv/a as a\n  hint: let a through".into());
+    h.exit(h.at(2.2), old, ExitStatus::Signal(15));
+    assert_eq!(h.pid(), None);
+    // Well before ready_timeout (5 s): the cutover has failed.
+    h.run_to(2.5);
+    assert_eq!(
+        h.detail("cutover"),
+        "the new release could not start: cannot enter /srv/a as a"
+    );
+    h.spawn_error = None;
+    assert_eq!(
+        h.next(),
+        Action::Record {
+            version: "v2".into(),
+            result: ReleaseResult::RolledBack,
+            detail: Some("the new release could not start: cannot enter /srv/a as a".into())
+        }
+    );
+}
+
+#[test]
 fn a_restart_cutover_that_goes_well_verifies_the_new_process() {
     let mut h = deploy("", &format!("{DEPLOY}strategy = \"restart\"\n"));
     let old = h.pid().expect("v1");

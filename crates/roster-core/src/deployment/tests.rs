@@ -34,6 +34,8 @@ struct Harness {
     next_pid: u32,
     /// Answer the supervisor's probes with this verdict (`None`: never).
     probes_pass: Option<bool>,
+    /// Refuse every spawn with this error (`None`: spawns succeed).
+    spawn_error: Option<String>,
     /// Work waiting for the test's answer, oldest first.
     work: VecDeque<Action>,
     /// Every action of the deployment, in order.
@@ -85,6 +87,7 @@ impl Harness {
             t0,
             next_pid: 100,
             probes_pass: Some(true),
+            spawn_error: None,
             work: VecDeque::new(),
             log: Vec::new(),
         };
@@ -116,10 +119,13 @@ impl Harness {
             while let Some(action) = self.sup.poll_action() {
                 busy = true;
                 match action {
-                    SupAction::Spawn { agent } => {
-                        self.next_pid += 1;
-                        self.sup.handle_spawned(now, &agent, Ok(self.next_pid));
-                    }
+                    SupAction::Spawn { agent } => match &self.spawn_error {
+                        Some(error) => self.sup.handle_spawned(now, &agent, Err(error.clone())),
+                        None => {
+                            self.next_pid += 1;
+                            self.sup.handle_spawned(now, &agent, Ok(self.next_pid));
+                        }
+                    },
                     SupAction::Probe { agent, id, .. } => {
                         if let Some(pass) = self.probes_pass {
                             let result = if pass { Ok(()) } else { Err("503".into()) };
