@@ -356,7 +356,7 @@ fn daemon_findings(facts: &Facts, found: &mut Vec<Finding>) {
         ),
         Daemon::TimedOut { socket, waited_ms } => (
             vec![format!(
-                "the daemon on {socket} took no answer within {waited_ms} ms: it is hung or overloaded"
+                "the daemon on {socket} gave no answer within {waited_ms} ms: it is hung or overloaded"
             )],
             "look at <home>/daemon.log; if it stays hung, stop it (`kill -TERM` its pid in <home>/daemon.lock, `kill -KILL` if that does nothing) and `roster up` again".to_owned(),
         ),

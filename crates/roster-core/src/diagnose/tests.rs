@@ -484,7 +484,7 @@ fn daemon_unreachable_whether_absent_or_hung() {
         waited_ms: 3000,
     };
     let found = only(classify(&facts), Mode::DaemonUnreachable);
-    assert!(found.evidence[0].contains("no answer within 3000 ms"));
+    assert!(found.evidence[0].contains("gave no answer within 3000 ms"));
     assert!(found.action.contains("daemon.log"));
     facts.daemon = Daemon::NotRunning {
         socket: "/h/roster.sock".into(),
