@@ -277,9 +277,9 @@ pub const DISK_FULL_PERCENT: f64 = 98.0;
 /// Used at or above this percent: `disk_nearly_full`.
 pub const DISK_NEARLY_FULL_PERCENT: f64 = 90.0;
 /// Free below this: `disk_full`, whatever the percentage.
-pub const DISK_FULL_FLOOR: u64 = 16 << 20;
+pub const DISK_FULL_FLOOR: u64 = 1 << 20;
 /// Free below this: `disk_nearly_full`, whatever the percentage.
-pub const DISK_NEARLY_FULL_FLOOR: u64 = 128 << 20;
+pub const DISK_NEARLY_FULL_FLOOR: u64 = 8 << 20;
 /// MemAvailable below this share of MemTotal: warning.
 pub const MEMORY_LOW_PERCENT: f64 = 10.0;
 /// MemAvailable below this share of MemTotal: critical.
@@ -322,8 +322,29 @@ pub fn classify(facts: &Facts) -> Vec<Finding> {
     disk_findings(facts, &mut found);
     memory_findings(facts, &mut found);
     notifier_findings(facts, &mut found);
+    point_to_causes(&mut found);
     sort(&mut found);
     found
+}
+
+/// A crash loop or an agent down whose cause is a taken port says so in
+/// its action (the cause is its own finding, with the holder).
+fn point_to_causes(found: &mut [Finding]) {
+    let taken: Vec<Option<String>> = found
+        .iter()
+        .filter(|found| found.mode == Mode::PortTaken)
+        .map(|found| found.agent.clone())
+        .collect();
+    for finding in found
+        .iter_mut()
+        .filter(|found| matches!(found.mode, Mode::CrashLoop | Mode::AgentDown))
+        .filter(|found| found.agent.is_some() && taken.contains(&found.agent))
+    {
+        finding.action = format!(
+            "its address is taken by another process (see port_taken): free it, then `roster restart {}`",
+            finding.agent.as_deref().unwrap_or_default()
+        );
+    }
 }
 
 /// Most severe first, then mode order, then agent (host-wide first).

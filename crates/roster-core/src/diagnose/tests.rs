@@ -252,6 +252,10 @@ fn port_taken_names_the_holder_from_proc() {
         .evidence
         .contains(&"127.0.0.1:8080 is held by pid 4242 (python3)".to_owned()));
     assert!(port.action.contains("pid 4242 (python3)"));
+    assert!(
+        found[1].action.contains("see port_taken"),
+        "the crash loop points to its cause: {found:#?}"
+    );
 
     let mut refused = agent("api", AgentState::Failed);
     refused.last_error = Some("bind 0.0.0.0:9000: EADDRINUSE".into());
@@ -466,10 +470,10 @@ fn disk_full_and_nearly_full_say_what_takes_the_space() {
         Severity::Critical
     );
     facts.host.disk = Some(Disk {
-        total_bytes: 200 << 20,
-        available_bytes: 100 << 20,
+        total_bytes: 16 << 20,
+        available_bytes: 4 << 20,
         used_percent: 50.0,
-        usage: vec![("releases".into(), 90 << 20)],
+        usage: vec![("releases".into(), 10 << 20)],
         ..disk
     });
     let found = only(classify(&facts), Mode::DiskNearlyFull);
