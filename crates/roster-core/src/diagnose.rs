@@ -540,13 +540,16 @@ fn port_taken(facts: &Facts, agent: &crate::api::AgentStatus, found: &mut Vec<Fi
     if evidence.is_empty() {
         return;
     }
-    // Lines from a run long gone do not make a running, healthy agent's
-    // port taken now.
-    if agent.state == AgentState::Running && agent.health != Health::Unhealthy {
-        if let Some(last) = facts.logs.get(name).and_then(|lines| lines.last()) {
-            if !says_address_in_use(last) && agent.restarts == 0 {
-                return;
-            }
+    // Lines from an earlier run do not make the port of an agent that has
+    // been up for a while (and so holds what it binds) taken now.
+    if agent.state == AgentState::Running
+        && agent.health != Health::Unhealthy
+        && agent.uptime_secs.unwrap_or(0) >= 30
+        && agent.last_error.is_none()
+    {
+        let last = facts.logs.get(name).and_then(|lines| lines.last());
+        if !last.is_some_and(|line| says_address_in_use(line)) {
+            return;
         }
     }
     let holders = facts

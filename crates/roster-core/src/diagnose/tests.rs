@@ -281,7 +281,7 @@ fn port_taken_names_the_holder_from_proc() {
 }
 
 #[test]
-fn an_old_bind_error_of_a_healthy_agent_that_never_restarted_is_history() {
+fn an_old_bind_error_of_an_agent_up_for_a_while_is_history() {
     let mut web = agent("web", AgentState::Running);
     web.health = Health::Healthy;
     let mut facts = facts(vec![web]);
