@@ -330,20 +330,28 @@ pub fn classify(facts: &Facts) -> Vec<Finding> {
 /// A crash loop or an agent down whose cause is a taken port says so in
 /// its action (the cause is its own finding, with the holder).
 fn point_to_causes(found: &mut [Finding]) {
-    let taken: Vec<Option<String>> = found
-        .iter()
-        .filter(|found| found.mode == Mode::PortTaken)
-        .map(|found| found.agent.clone())
-        .collect();
+    let of = |mode: Mode| -> Vec<Option<String>> {
+        found
+            .iter()
+            .filter(|found| found.mode == mode && found.agent.is_some())
+            .map(|found| found.agent.clone())
+            .collect()
+    };
+    let (taken, killed) = (of(Mode::PortTaken), of(Mode::OomKilled));
     for finding in found
         .iter_mut()
         .filter(|found| matches!(found.mode, Mode::CrashLoop | Mode::AgentDown))
-        .filter(|found| found.agent.is_some() && taken.contains(&found.agent))
     {
-        finding.action = format!(
-            "its address is taken by another process (see port_taken): free it, then `roster restart {}`",
-            finding.agent.as_deref().unwrap_or_default()
-        );
+        let name = finding.agent.as_deref().unwrap_or_default();
+        if taken.contains(&finding.agent) {
+            finding.action = format!(
+                "its address is taken by another process (see port_taken): free it, then `roster restart {name}`"
+            );
+        } else if killed.contains(&finding.agent) {
+            finding.action = format!(
+                "the kernel kills it for memory (see oom_killed): raise its memory_max or fix the leak, then `roster start {name}`"
+            );
+        }
     }
 }
 

@@ -344,6 +344,11 @@ fn oom_kills_from_the_cgroup_or_the_journal() {
     let mut facts = self::facts(vec![agent("web", AgentState::Backoff)]);
     facts.oom_kills.insert("web".into(), 2);
     let found = classify(&facts);
+    let looping = found
+        .iter()
+        .find(|f| f.mode == Mode::CrashLoop)
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(looping.action.contains("see oom_killed"), "{looping:#?}");
     let oom = found
         .iter()
         .find(|f| f.mode == Mode::OomKilled)

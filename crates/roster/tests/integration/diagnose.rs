@@ -283,6 +283,47 @@ fn an_invalid_config_is_named_with_the_checkers_words() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+#[test]
+fn an_agent_near_its_memory_max_and_one_killed_for_memory() {
+    const TEST: &str = "diagnose::an_agent_near_its_memory_max_and_one_killed_for_memory";
+    let roster = Roster::new();
+    roster.config(
+        "[agents.fat]\ncommand = [\"python3\", \"-c\", \"import time\\nb = bytearray(85 << 20)\\nprint('holding', flush=True)\\ntime.sleep(1000)\"]\nmemory_max = \"100MiB\"\n\
+         [agents.leak]\ncommand = [\"python3\", \"-c\", \"import time\\nb = bytearray(300 << 20)\\ntime.sleep(1000)\"]\nmemory_max = \"100MiB\"\n",
+    );
+    let _ = roster.run(&["up", "--timeout", "20s"]);
+    let status = roster.status();
+    if !status.agents.iter().all(|agent| {
+        agent
+            .limits
+            .as_deref()
+            .is_some_and(|limits| limits.starts_with("cgroup"))
+    }) {
+        skip(TEST, "memory_max is not enforced by a memory cgroup here");
+        return;
+    }
+    roster.wait_event("leak", "oom_killed", SECS(20));
+    wait_for("fat holding its 85MiB", SECS(10), || {
+        log_lines(&roster.log_path("fat"))
+            .iter()
+            .any(|line| line.contains("holding"))
+            .then_some(())
+    });
+    let (code, report) = diagnose(&roster, &[]);
+    assert_eq!(code, 1);
+    let oom = finding(&report, "oom_killed", Some("leak"));
+    assert!(
+        evidence(oom).contains("reached memory_max (100.0MiB)"),
+        "{report:#}"
+    );
+    let fat = finding(&report, "memory_pressure", Some("fat"));
+    assert_eq!(fat["severity"], "warning");
+    assert!(
+        evidence(fat).contains("of its memory_max 100.0MiB"),
+        "{report:#}"
+    );
+}
+
 /// Writes a file under `dir` until the filesystem is `percent` used.
 fn fill_to(dir: &Path, name: &str, percent: f64) {
     let stat = nix::sys::statvfs::statvfs(dir).expect("statvfs");

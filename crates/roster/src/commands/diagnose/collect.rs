@@ -145,6 +145,7 @@ enum Answer {
 }
 
 fn ask_daemon(home: &Home) -> Result<Answer, String> {
+    let started = Instant::now();
     let client = Client::new(&home.socket()).with_timeout(DAEMON_TIMEOUT);
     let status = match client.get::<StatusReply>("/v1/status") {
         Ok(status) => status,
@@ -153,7 +154,19 @@ fn ask_daemon(home: &Home) -> Result<Answer, String> {
         }
         Err(error) => return Ok(Answer::Failed(format!("{error:#}"))),
     };
-    let alerts = client.get::<AlertsReply>("/v1/alerts").ok();
+    // Alerts within what is left of the daemon's time, so a slow second
+    // answer does not lose the status the first one gave.
+    let left = DAEMON_TIMEOUT
+        .saturating_sub(started.elapsed())
+        .saturating_sub(Duration::from_millis(100));
+    let alerts = (!left.is_zero())
+        .then(|| {
+            Client::new(&home.socket())
+                .with_timeout(left)
+                .get::<AlertsReply>("/v1/alerts")
+                .ok()
+        })
+        .flatten();
     Ok(Answer::Answered(Box::new(status), alerts))
 }
 
