@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::api::{AgentStatus, AlertState, ExitStatus};
+use crate::api::{AgentState, AgentStatus, AlertState, ExitStatus, Health};
 
 fn agent(name: &str, state: AgentState) -> AgentStatus {
     AgentStatus {
