@@ -16,6 +16,7 @@ pub mod connection;
 pub mod delivery_log;
 pub mod deploy;
 pub mod deployment;
+pub mod diagnose;
 pub mod fleet;
 pub mod hardening;
 pub mod health;

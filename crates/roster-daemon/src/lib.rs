@@ -50,6 +50,9 @@ pub mod tools {
     /// `/proc` as the daemon reads it (the integration tests find processes
     /// with it).
     pub use crate::procfs::{all_pids, processes_of_home, sample, sample_all, ProcSample};
+    /// Who listens on an address, and a process's command name (`diagnose`
+    /// names the holder of an agent's port as `apply` does).
+    pub use crate::procfs::{command_name, listener_holder};
     /// Program lookup as the exec shim and the spawner do it.
     pub use crate::spawn::{resolve_program, SYSTEM_PATH};
 }

@@ -213,6 +213,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What is wrong on this host and why: the daemon's view, the journal,
+    /// the logs and the host, classified into failure modes (most severe
+    /// first), each with its evidence and the action to take. Exit 0 only
+    /// when nothing is wrong (info findings aside), 1 otherwise.
+    Diagnose {
+        /// The config to judge [default: ./roster.toml when it exists, else
+        /// the one this home's daemon runs]
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Print JSON: {"findings": [{"mode", "severity", "agent", "evidence", "action"}], "collected": [...]}.
+        #[arg(long)]
+        json: bool,
+        /// How far back to read the journal.
+        #[arg(long, default_value = "1h", value_parser = parse_duration_arg)]
+        since: std::time::Duration,
+        /// Also write a support bundle (tar.gz, secrets redacted) to FILE.
+        #[arg(long, value_name = "FILE.tar.gz")]
+        bundle: Option<PathBuf>,
+    },
     /// Start a project: answer a few questions (on a terminal, or with
     /// flags), get a recommended pattern (single-agent, multi-agent,
     /// multi-tenant) with its reasons, and a commented roster.toml plus a
@@ -357,6 +376,20 @@ fn main() -> ExitCode {
         Command::Doctor { file, root, json } => {
             commands::doctor::run(&home, file.as_deref(), root, json)
         }
+        Command::Diagnose {
+            file,
+            json,
+            since,
+            bundle,
+        } => commands::diagnose::run(
+            &home,
+            commands::diagnose::Options {
+                file: file.as_deref(),
+                json,
+                since,
+                bundle,
+            },
+        ),
         Command::Top => commands::top::run(&home),
         Command::Tmux { session } => commands::tmux::run(&home, &session),
         Command::Init(options) => commands::init::run(&options),

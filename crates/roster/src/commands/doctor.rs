@@ -277,7 +277,7 @@ fn host_findings(home: &Home, root: &Path) -> Vec<Finding> {
 }
 
 /// `timedatectl`'s verdict where systemd runs; `None` where it cannot be read.
-fn clock_synchronised() -> Option<bool> {
+pub fn clock_synchronised() -> Option<bool> {
     if !Path::new("/run/systemd/system").exists() {
         return None;
     }
@@ -312,22 +312,17 @@ pub fn config_to_judge(
         .map(PathBuf::from)
 }
 
-/// Runs `roster doctor`.
-pub fn run(
+/// Doctor's findings, without printing: the config it judges (see
+/// [`config_to_judge`]) and every finding. `status` is the daemon's answer,
+/// if it gave one (`diagnose --bundle` passes the one it collected).
+pub fn findings(
     home: &Home,
     file: Option<&Path>,
-    root: Option<PathBuf>,
-    json: bool,
-) -> Result<ExitCode> {
-    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    root: &Path,
+    status: Option<&StatusReply>,
+) -> Result<(Option<PathBuf>, Vec<Finding>)> {
     let mut findings = Vec::new();
-    let client = super::client(home);
-    let status = if matches!(client.reach(), Reach::Up) {
-        client.get::<StatusReply>("/v1/status").ok()
-    } else {
-        None
-    };
-    let judged = config_to_judge(file, Path::new("roster.toml").exists(), status.as_ref());
+    let judged = config_to_judge(file, Path::new("roster.toml").exists(), status);
     let mut judged_path = None;
     if let Some(judged) = &judged {
         let path = if file.is_some() {
@@ -368,10 +363,28 @@ pub fn run(
         }
         judged_path = Some(path);
     }
-    if let Some(status) = &status {
+    if let Some(status) = status {
         findings.extend(status_findings(status));
     }
-    findings.extend(host_findings(home, &root));
+    findings.extend(host_findings(home, root));
+    Ok((judged_path, findings))
+}
+
+/// Runs `roster doctor`.
+pub fn run(
+    home: &Home,
+    file: Option<&Path>,
+    root: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
+    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    let client = super::client(home);
+    let status = if matches!(client.reach(), Reach::Up) {
+        client.get::<StatusReply>("/v1/status").ok()
+    } else {
+        None
+    };
+    let (judged_path, findings) = findings(home, file, &root, status.as_ref())?;
     if json {
         let report = serde_json::json!({ "config": judged_path, "findings": &findings });
         println!("{}", serde_json::to_string_pretty(&report)?);

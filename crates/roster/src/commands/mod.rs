@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod check;
 pub mod daemon;
 pub mod deploy;
+pub mod diagnose;
 pub mod doctor;
 pub mod events;
 pub mod export;

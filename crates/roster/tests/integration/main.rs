@@ -6,6 +6,7 @@ mod config;
 mod deploy;
 mod deploy_faults;
 mod deploy_lossless;
+mod diagnose;
 mod example;
 mod faults_flood;
 mod faults_home;

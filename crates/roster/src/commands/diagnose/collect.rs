@@ -1,0 +1,366 @@
+//! What `diagnose` collects, each collector on a thread of its own with a
+//! deadline (`recv_timeout`): a hung daemon, a locked journal or a slow
+//! disk costs its timeout and a line in the manifest, never a hang. A
+//! collector that missed its deadline is left to finish on its own; the
+//! process exits without waiting for it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use roster_core::api::{AlertsReply, EventRecord, StatusReply};
+use roster_core::config::Config;
+use roster_core::diagnose::{ConfigCheck, Daemon, Host, PortHolder};
+use roster_store::Home;
+
+use super::host;
+use crate::client::{Client, NotRunning};
+
+/// How long the daemon may take to answer status and alerts.
+pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long reading the journal, the logs or the config may take.
+pub const FILES_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the host's figures (disk walk included) may take.
+pub const HOST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long doctor's checks may take (bundle only).
+pub const DOCTOR_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines of each agent's log read.
+pub const LOG_LINES: usize = 50;
+
+/// One collector's record, for the manifest and `--json`'s `collected`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Item {
+    /// What was collected.
+    pub name: String,
+    /// How long it took (its timeout when it hit it).
+    pub duration_ms: u64,
+    /// Whether it hit its timeout.
+    pub timed_out: bool,
+    /// Why it failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A collector under way.
+pub struct Pending<T> {
+    name: String,
+    started: Instant,
+    timeout: Duration,
+    receiver: mpsc::Receiver<Result<T, String>>,
+}
+
+/// Starts `work` on its own thread, to be waited for at most `timeout`
+/// from now.
+pub fn start<T: Send + 'static>(
+    name: &str,
+    timeout: Duration,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Pending<T> {
+    let (sender, receiver) = mpsc::channel();
+    // A thread that cannot be started drops the sender: the wait reports it.
+    let _ = std::thread::Builder::new()
+        .name(format!("diagnose {name}"))
+        .spawn(move || {
+            let _ = sender.send(work());
+        });
+    Pending {
+        name: name.to_owned(),
+        started: Instant::now(),
+        timeout,
+        receiver,
+    }
+}
+
+impl<T> Pending<T> {
+    /// Its result, recorded in `items`; `None` when it failed or ran out
+    /// of time.
+    pub fn wait(self, items: &mut Vec<Item>) -> Option<T> {
+        let remaining = (self.started + self.timeout).saturating_duration_since(Instant::now());
+        let outcome = self.receiver.recv_timeout(remaining);
+        let mut item = Item {
+            name: self.name,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            timed_out: false,
+            error: None,
+        };
+        let value = match outcome {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                item.error = Some(error);
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                item.timed_out = true;
+                item.error = Some(format!(
+                    "no result within {} ms; left unfinished",
+                    self.timeout.as_millis()
+                ));
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                item.error = Some("the collector stopped without a result".into());
+                None
+            }
+        };
+        items.push(item);
+        value
+    }
+}
+
+/// Everything collected.
+pub struct Collected {
+    /// Each collector's record.
+    pub items: Vec<Item>,
+    /// The daemon's status, or why there is none.
+    pub daemon: Daemon,
+    /// Its alerts, when it answered.
+    pub alerts: Option<AlertsReply>,
+    /// Journal events in the window.
+    pub events: Vec<EventRecord>,
+    /// The last lines of each agent's log.
+    pub logs: BTreeMap<String, Vec<String>>,
+    /// The host.
+    pub host: Host,
+    /// The config's verdict.
+    pub config: ConfigCheck,
+    /// The config, when it loads (the bundle redacts with it).
+    pub parsed: Option<Config>,
+    /// The config's text, when it could be read.
+    pub config_text: Option<String>,
+    /// Per agent, who holds the addresses it cannot bind.
+    pub port_holders: BTreeMap<String, Vec<PortHolder>>,
+    /// Per agent, OOM kills its memory cgroup counts.
+    pub oom_kills: BTreeMap<String, u64>,
+    /// How far back the events go, for the words of the evidence.
+    pub window: String,
+}
+
+enum Answer {
+    Answered(Box<StatusReply>, Option<AlertsReply>),
+    NotRunning,
+    Failed(String),
+}
+
+fn ask_daemon(home: &Home) -> Result<Answer, String> {
+    let started = Instant::now();
+    let client = Client::new(&home.socket()).with_timeout(DAEMON_TIMEOUT);
+    let status = match client.get::<StatusReply>("/v1/status") {
+        Ok(status) => status,
+        Err(error) if error.downcast_ref::<NotRunning>().is_some() => {
+            return Ok(Answer::NotRunning)
+        }
+        Err(error) => return Ok(Answer::Failed(format!("{error:#}"))),
+    };
+    // Alerts within what is left of the daemon's time, so a slow second
+    // answer does not lose the status the first one gave.
+    let left = DAEMON_TIMEOUT
+        .saturating_sub(started.elapsed())
+        .saturating_sub(Duration::from_millis(100));
+    let alerts = (!left.is_zero())
+        .then(|| {
+            Client::new(&home.socket())
+                .with_timeout(left)
+                .get::<AlertsReply>("/v1/alerts")
+                .ok()
+        })
+        .flatten();
+    Ok(Answer::Answered(Box::new(status), alerts))
+}
+
+/// The agents of this home by their files (log files, journal), for when
+/// the daemon does not say.
+fn agents_on_disk(home: &Home) -> Vec<String> {
+    super::super::known_agents(home).unwrap_or_default()
+}
+
+/// What `diagnose` needs to judge: `file` is `-f`, checked to exist by
+/// the caller; `since` bounds the events.
+pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String) -> Collected {
+    let mut items = Vec::new();
+    let since_ms = roster_store::clock::unix_millis() - since.as_millis() as i64;
+
+    // First wave, all at once: the daemon, the journal, the host.
+    let daemon = {
+        let home = home.clone();
+        start("daemon", DAEMON_TIMEOUT, move || ask_daemon(&home))
+    };
+    let events = {
+        let journal = home.journal();
+        start("events", FILES_TIMEOUT, move || {
+            let filter = roster_store::journal::EventFilter {
+                since_ms: Some(since_ms),
+                ..Default::default()
+            };
+            roster_store::journal::read_events(&journal, &filter).map_err(|error| error.to_string())
+        })
+    };
+    let host_facts = {
+        let root = home.root().to_path_buf();
+        start("host", HOST_TIMEOUT, move || Ok(host::host(&root)))
+    };
+    let clock = start("clock", FILES_TIMEOUT, || {
+        Ok(super::super::doctor::clock_synchronised())
+    });
+
+    let (daemon, status, alerts) = match daemon.wait(&mut items) {
+        Some(Answer::Answered(status, alerts)) => {
+            (Daemon::Answered((*status).clone()), Some(*status), alerts)
+        }
+        Some(Answer::NotRunning) => (
+            Daemon::NotRunning {
+                socket: home.socket().display().to_string(),
+            },
+            None,
+            None,
+        ),
+        Some(Answer::Failed(error)) => (
+            Daemon::Failed {
+                socket: home.socket().display().to_string(),
+                error,
+            },
+            None,
+            None,
+        ),
+        None => (
+            Daemon::TimedOut {
+                socket: home.socket().display().to_string(),
+                waited_ms: DAEMON_TIMEOUT.as_millis() as u64,
+            },
+            None,
+            None,
+        ),
+    };
+
+    // Second wave: what depends on the daemon's answer.
+    let judged = super::super::doctor::config_to_judge(
+        file,
+        Path::new("roster.toml").exists(),
+        status.as_ref(),
+    )
+    .map(|path| {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(&path))
+            .unwrap_or(path)
+    });
+    let config = judged
+        .clone()
+        .map(|path| start("config", FILES_TIMEOUT, move || Ok(read_config(&path))));
+    let names: Vec<String> = match &status {
+        Some(status) => status
+            .agents
+            .iter()
+            .map(|agent| agent.name.clone())
+            .collect(),
+        None => agents_on_disk(home),
+    };
+    let logs = {
+        let home = home.clone();
+        let names = names.clone();
+        start("logs", FILES_TIMEOUT, move || {
+            let mut logs = BTreeMap::new();
+            for name in names {
+                let lines =
+                    roster_store::logs::files::read_lines(&home.agent_log(&name), LOG_LINES)
+                        .map(|lines| lines.into_iter().map(|line| line.text).collect())
+                        .unwrap_or_default();
+                logs.insert(name, lines);
+            }
+            Ok(logs)
+        })
+    };
+
+    let events = events.wait(&mut items).unwrap_or_default();
+    let mut host = host_facts.wait(&mut items).unwrap_or_default();
+    host.clock_synchronised = clock.wait(&mut items).flatten();
+    let (config, parsed, config_text) =
+        match (config.and_then(|pending| pending.wait(&mut items)), judged) {
+            (Some(read), _) => read,
+            (None, Some(path)) => (
+                ConfigCheck::Invalid {
+                    path: path.display().to_string(),
+                    error: "it could not be read in time (a hung filesystem?)".into(),
+                },
+                None,
+                None,
+            ),
+            (None, None) => (ConfigCheck::NotFound, None, None),
+        };
+    let logs: BTreeMap<String, Vec<String>> = logs.wait(&mut items).unwrap_or_default();
+
+    // Third wave: /proc, for agents whose log or error says their address
+    // is taken, and the cgroups' OOM counters.
+    let ports = {
+        let wanted = host::wanted_addresses(status.as_ref(), &logs, parsed.as_ref());
+        start("ports", FILES_TIMEOUT, move || {
+            Ok(host::port_holders(&wanted, Instant::now() + FILES_TIMEOUT))
+        })
+    };
+    let oom = {
+        let status = status.clone();
+        start("oom", FILES_TIMEOUT, move || {
+            Ok(status
+                .map(|status| host::oom_kills(&status))
+                .unwrap_or_default())
+        })
+    };
+    let port_holders = ports.wait(&mut items).unwrap_or_default();
+    let oom_kills = oom.wait(&mut items).unwrap_or_default();
+
+    Collected {
+        items,
+        daemon,
+        alerts,
+        events,
+        logs,
+        host,
+        config,
+        parsed,
+        config_text,
+        port_holders,
+        oom_kills,
+        window,
+    }
+}
+
+/// A config's verdict, the config, and its text.
+fn read_config(path: &Path) -> (ConfigCheck, Option<Config>, Option<String>) {
+    let shown = path.display().to_string();
+    if !path.exists() {
+        return (
+            ConfigCheck::Invalid {
+                path: shown,
+                error: "the file is not there (the daemon runs it, but it was moved or deleted)"
+                    .into(),
+            },
+            None,
+            None,
+        );
+    }
+    let text = roster_store::config_file::read_config_file(path).ok();
+    match roster_store::config_file::load_config(path) {
+        Ok(config) => {
+            let memory_max = config
+                .agents
+                .iter()
+                .filter_map(|(name, spec)| Some((name.to_string(), spec.limits.memory_max?)))
+                .collect();
+            (
+                ConfigCheck::Valid {
+                    path: shown,
+                    memory_max,
+                },
+                Some(config),
+                text,
+            )
+        }
+        Err(error) => (ConfigCheck::Invalid { path: shown, error }, None, text),
+    }
+}
+
+/// `-f FILE` as an absolute path that exists, or the usage error.
+pub fn named_config(file: &Path) -> Result<PathBuf, String> {
+    super::super::config_path(file).map_err(|error| error.to_string())
+}
