@@ -346,3 +346,112 @@ fn fleet_secret_set_list_rm_reach_only_the_tenants_hosts() {
         text(&unknown.stderr)
     );
 }
+
+#[test]
+fn fleet_diagnose_brings_back_every_hosts_bundle_and_names_the_unreachable() {
+    let test = "fleet_diagnose_brings_back_every_hosts_bundle_and_names_the_unreachable";
+    if !fleet_hosts_or_skip(test) {
+        return;
+    }
+    const CRASH: &str = "[\"sh\", \"-c\", \"echo dying; exit 3\"]";
+    let configs = [
+        agent("\"q01.crash\"", CRASH, None),
+        agent("\"q02.talk\"", TALKER, None),
+    ];
+    let mut fleet = FleetHosts::with_roster(&configs);
+    let file = fleet.fleet_head("3s")
+        + &agent("crash", CRASH, None)
+        + &agent("talk", TALKER, None)
+        + &tenant("q01", &["crash"], "h1")
+        + &tenant("q02", &["talk"], "h2");
+    std::fs::write(fleet.dir.path().join("fleet.toml"), file).expect("fleet.toml");
+    let runtime = tempfile::tempdir().expect("runtime dir");
+    let out = fleet.dir.path().join("bundles");
+    let out_arg = out.display().to_string();
+    let args = [
+        "fleet",
+        "diagnose",
+        "-f",
+        "fleet.toml",
+        "--out",
+        &out_arg,
+        "--json",
+    ];
+    // h1's agent fails for good within a few seconds: wait until its
+    // diagnose says so.
+    let json = wait_for("h1's crash loop diagnosed", Duration::from_secs(30), || {
+        let output = fleet.client_roster(runtime.path(), &args);
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        let h1 = json["hosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["name"] == "h1")?;
+        h1["modes"]
+            .as_array()?
+            .iter()
+            .any(|mode| mode == "crash_loop")
+            .then_some((output.status.code(), json))
+    });
+    let (code, json) = json;
+    assert_eq!(code, Some(1), "a host with findings: {json:#}");
+    for host in &fleet.hosts {
+        let row = json["hosts"]
+            .as_array()
+            .and_then(|hosts| hosts.iter().find(|row| row["name"] == host.name.as_str()))
+            .unwrap_or_else(|| panic!("no {} in {json:#}", host.name));
+        assert_eq!(row["reachable"], true, "{row}");
+        // The bundle is the host's own: a tar.gz with its manifest and
+        // its daemon's status.
+        let bundle = out.join(format!("{}.tar.gz", host.name));
+        let reader = flate2::read::GzDecoder::new(std::fs::File::open(&bundle).expect("bundle"));
+        let mut archive = tar::Archive::new(reader);
+        let mut names = Vec::new();
+        let mut status = String::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            if name.ends_with("status.json") {
+                std::io::Read::read_to_string(&mut entry, &mut status).expect("read");
+            }
+            names.push(name);
+        }
+        assert!(
+            names.iter().any(|name| name.ends_with("manifest.json")),
+            "{names:?}"
+        );
+        let expected = format!(
+            "q0{}",
+            if host.name == "h1" {
+                "1.crash"
+            } else {
+                "2.talk"
+            }
+        );
+        assert!(status.contains(&expected), "{}: {status}", host.name);
+        assert!(out.join(format!("{}.json", host.name)).is_file());
+    }
+    let h2 = json["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|row| row["name"] == "h2"))
+        .expect("h2");
+    assert_eq!(h2["diagnose_exit"], 0, "{h2}");
+
+    // A host whose sshd is stopped: listed with the reason, the others
+    // still collected.
+    // (A new runtime dir: no master left open to it.)
+    fleet.stop_sshd(1);
+    std::fs::remove_dir_all(&out).expect("clear the bundles");
+    let cold = tempfile::tempdir().expect("runtime dir");
+    let output = fleet.client_roster(cold.path(), &args);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(output.status.code(), Some(1));
+    let h2 = json["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|row| row["name"] == "h2"))
+        .expect("h2");
+    assert_eq!(h2["reachable"], false, "{h2}");
+    assert!(h2["error"].as_str().is_some_and(|e| !e.is_empty()), "{h2}");
+    assert!(out.join("h1.tar.gz").is_file());
+    assert!(!out.join("h2.tar.gz").exists());
+    assert!(out.join("hosts.json").is_file());
+}

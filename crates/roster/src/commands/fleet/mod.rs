@@ -18,6 +18,7 @@ pub(crate) const REMOTE_CONFIG: &str = "/etc/roster/roster.toml";
 
 mod apply;
 mod deploy;
+mod diagnose;
 mod export;
 mod lock;
 mod logs;
@@ -76,6 +77,26 @@ pub enum FleetCommand {
         /// Keep roster's UTC timestamp on each line.
         #[arg(short = 't', long)]
         timestamps: bool,
+    },
+    /// Every host's `roster diagnose --bundle`, fetched in parallel into
+    /// DIR: HOST.tar.gz (the bundle: secrets redacted), HOST.json (its
+    /// findings) and hosts.json; unreachable hosts listed with the reason.
+    /// Exit 0 only when every host answered and none found anything wrong.
+    Diagnose {
+        /// The fleet file.
+        #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
+        file: PathBuf,
+        /// Where the bundles go (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Print JSON: {"out", "hosts": [{"name", "address", "reachable",
+        /// "error", "bundle", "diagnose_exit", "critical", "warning",
+        /// "info", "modes"}]}.
+        #[arg(long)]
+        json: bool,
+        /// Only these hosts (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
     },
     /// A tenant's secrets on every instance of it, on the hosts that run
     /// them (values read from stdin, never printed, never on a command line).
@@ -290,6 +311,12 @@ pub fn run(command: FleetCommand) -> Result<ExitCode> {
             timestamps,
         }),
         FleetCommand::Secret { command } => secret::run(command),
+        FleetCommand::Diagnose {
+            file,
+            out,
+            json,
+            hosts,
+        } => diagnose::run(&file, &out, json, &hosts),
         FleetCommand::Export {
             what: FleetExport::Prometheus { file, out },
         } => export::prometheus(&file, &out),
