@@ -50,16 +50,7 @@ fn finding(
 /// A value that looks like an API key or token: a known prefix, or a long
 /// value under a name that says key, token, secret or password.
 pub fn looks_secret(key: &str, value: &str) -> bool {
-    const PREFIXES: [&str; 8] = [
-        "sk-",
-        "sk_live_",
-        "xoxb-",
-        "xoxp-",
-        "ghp_",
-        "github_pat_",
-        "AKIA",
-        "glpat-",
-    ];
+    use roster_core::diagnose::redact::SECRET_PREFIXES as PREFIXES;
     if PREFIXES.iter().any(|prefix| value.starts_with(prefix)) && value.len() >= 12 {
         return true;
     }
