@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn a_whole_archive_passes() {
-        assert_eq!(check_contents(&manifest(GOOD), &found(GOOD)), Vec::<String>::new());
+        assert_eq!(
+            check_contents(&manifest(GOOD), &found(GOOD)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -279,7 +282,10 @@ mod tests {
         assert!(check_path("agents/a/releases/v1/bin/run").is_ok());
         let bad = manifest(&[GOOD[0], ("../escape", b"x")]);
         let problems = check_contents(&bad, &found(&[GOOD[0], ("../escape", b"x")]));
-        assert!(problems.iter().any(|p| p.contains("unsafe path")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("unsafe path")),
+            "{problems:?}"
+        );
     }
 
     #[test]

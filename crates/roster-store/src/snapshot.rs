@@ -51,11 +51,15 @@ mod tests {
         let to = dir.path().join("b.db");
         let connection = Connection::open(&from).unwrap();
         connection
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+            )
             .unwrap();
         copy_journal(&from, &to).unwrap();
         let copy = Connection::open(&to).unwrap();
-        let count: i64 = copy.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).unwrap();
+        let count: i64 = copy
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(count, 2);
     }
 }
