@@ -98,6 +98,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The config's path in a `config_applied` event's detail
+/// (`PATH: 1 added, 0 changed, 0 removed, 0 unchanged`).
+pub fn config_path_of_applied(detail: &str) -> Option<&str> {
+    let (path, counts) = detail.rsplit_once(": ")?;
+    (counts.contains(" added") && path.starts_with('/')).then_some(path)
+}
+
 /// Whether a manifest of `format` can be read by this roster; the reason
 /// when not.
 pub fn check_format(format: u32, written_by: &str) -> Result<(), String> {
@@ -299,6 +306,17 @@ mod tests {
         future.format = FORMAT + 1;
         let problems = check_contents(&future, &found(GOOD));
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn the_applied_config_is_read_from_its_event() {
+        assert_eq!(
+            config_path_of_applied(
+                "/srv/a: b/roster.toml: 1 added, 0 changed, 0 removed, 0 unchanged"
+            ),
+            Some("/srv/a: b/roster.toml")
+        );
+        assert_eq!(config_path_of_applied("no config"), None);
     }
 
     #[test]

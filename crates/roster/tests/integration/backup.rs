@@ -310,8 +310,16 @@ fn damaged_or_truncated_archives_are_refused_and_nothing_is_written() {
 fn no_secrets_leaves_every_value_out() {
     let (roster, secret) = site();
     let archive = roster.path("plain.tar.gz");
-    roster.ok(&["backup", "--no-secrets", archive.to_str().expect("utf-8")]);
+    // Taken with the daemon down: the config is the one the journal says
+    // it last applied.
     let _ = roster.run(&["down"]);
+    let output = roster.run(&["backup", "--no-secrets", archive.to_str().expect("utf-8")]);
+    assert!(output.status.success(), "backup: {}", both(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the daemon is down"),
+        "{}",
+        both(&output)
+    );
     let bytes = gunzip(&archive);
     assert!(
         !contains(&bytes, secret.as_bytes()),
@@ -331,4 +339,16 @@ fn no_secrets_leaves_every_value_out() {
         target.to_str().expect("utf-8"),
     ]);
     assert!(output.status.success(), "restore: {}", both(&output));
+    let again = fresh.run(&[
+        "restore",
+        archive.to_str().expect("utf-8"),
+        "--config",
+        fresh.path("other.toml").to_str().expect("utf-8"),
+    ]);
+    assert!(!again.status.success(), "restored into a home in use");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not empty: it has a journal"),
+        "{}",
+        both(&again)
+    );
 }

@@ -53,12 +53,7 @@ struct Item {
 
 /// Runs `roster backup`.
 pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
-    let status: StatusReply = crate::commands::client(home)
-        .get("/v1/status")
-        .context("asking the daemon which config it runs\n  hint: a backup takes the config the daemon runs: start it with `roster up -f FILE`, then back up")?;
-    let Some(config_path) = status.config.map(PathBuf::from) else {
-        bail!("the daemon has applied no config yet\n  hint: run `roster up -f FILE` first");
-    };
+    let config_path = config_in_use(home)?;
     let config_name = config_path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -132,6 +127,30 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
         options.file.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config the daemon runs: its status says; when it is down, the
+/// journal's last `config_applied` event.
+fn config_in_use(home: &Home) -> Result<PathBuf> {
+    if let Ok(status) = crate::commands::client(home).get::<StatusReply>("/v1/status") {
+        return match status.config {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => {
+                bail!("the daemon has applied no config yet\n  hint: run `roster up -f FILE` first")
+            }
+        };
+    }
+    let detail = roster_store::journal::last_config_applied(&home.journal())?;
+    match detail.as_deref().and_then(roster_core::backup::config_path_of_applied) {
+        Some(path) => {
+            eprintln!("backup: the daemon is down; taking {path}, the config it last applied");
+            Ok(PathBuf::from(path))
+        }
+        None => bail!(
+            "the daemon is down and the journal of {} names no config it applied\n  hint: start it with `roster up -f FILE`, then back up",
+            home.root().display()
+        ),
+    }
 }
 
 fn parent_of(path: &Path) -> PathBuf {
