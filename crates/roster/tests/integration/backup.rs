@@ -351,4 +351,54 @@ fn no_secrets_leaves_every_value_out() {
         "{}",
         both(&again)
     );
+    // A backup whose manifest says a newer format is refused with the reason.
+    let newer = roster.path("newer.tar.gz");
+    rewrite_manifest(&archive, &newer, |manifest| {
+        manifest["format"] = serde_json::json!(99);
+        manifest["roster_version"] = serde_json::json!("9.9.9");
+    });
+    let other = Roster::new();
+    let output = other.run(&[
+        "restore",
+        newer.to_str().expect("utf-8"),
+        "--config",
+        other.path("r.toml").to_str().expect("utf-8"),
+    ]);
+    assert!(!output.status.success(), "a newer format was restored");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("format 99, written by roster 9.9.9") && stderr.contains("or newer"),
+        "{stderr}"
+    );
+    assert!(tree(other.home_path()).is_empty(), "the home changed");
+}
+
+/// Copies a backup with its manifest edited.
+fn rewrite_manifest(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(from).expect("archive"),
+    ));
+    let out = std::fs::File::create(to).expect("copy");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::fast(),
+    ));
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut header = entry.header().clone();
+        let path = entry.path().expect("path").into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("bytes");
+        if path == Path::new("manifest.json") {
+            let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest");
+            edit(&mut manifest);
+            bytes = serde_json::to_vec(&manifest).expect("json");
+            header.set_size(bytes.len() as u64);
+            header.set_cksum();
+        }
+        builder
+            .append_data(&mut header, &path, bytes.as_slice())
+            .expect("append");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip");
 }
