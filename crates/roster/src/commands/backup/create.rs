@@ -363,11 +363,7 @@ fn write_archive(
                 let file =
                     File::open(path).with_context(|| format!("reading {}", path.display()))?;
                 let size = file.metadata()?.len();
-                let mut reader = Hashing {
-                    inner: file.take(size),
-                    hash: Sha256::new(),
-                    read: 0,
-                };
+                let mut reader = Hashing::new(file.take(size));
                 tar.append_data(&mut header(size, item.mode, now), &item.path, &mut reader)
                     .with_context(|| format!("adding {}", path.display()))?;
                 if reader.read != size {
@@ -376,11 +372,7 @@ fn write_archive(
                         path.display()
                     );
                 }
-                (
-                    size,
-                    roster_core::backup::hex(&reader.hash.finalize()),
-                    None,
-                )
+                (size, reader.hex(), None)
             }
             Source::Link(target) => {
                 let mut link_header = tar::Header::new_gnu();
@@ -432,10 +424,26 @@ fn write_archive(
 }
 
 /// Hashes what passes through.
-struct Hashing<R> {
+pub struct Hashing<R> {
     inner: R,
     hash: Sha256,
     read: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hash: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// The hex SHA-256 of what was read.
+    pub fn hex(self) -> String {
+        roster_core::backup::hex(&self.hash.finalize())
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {

@@ -21,7 +21,7 @@ use roster_store::secrets::AgentSecrets;
 use roster_store::Home;
 
 use super::archive;
-use super::create::{JOURNAL_ENTRY, SECRETS_LABEL};
+use super::create::{Hashing, JOURNAL_ENTRY, SECRETS_LABEL};
 
 /// What `roster restore` was asked.
 pub struct Options {
@@ -145,10 +145,10 @@ pub fn restore_into(
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     write_new(&config_path, 0o600, &mut checked.config.as_slice())?;
-    let modes: BTreeMap<&str, u32> = manifest
+    let listed: BTreeMap<&str, (u32, &str)> = manifest
         .files
         .iter()
-        .map(|entry| (entry.path.as_str(), entry.mode))
+        .map(|entry| (entry.path.as_str(), (entry.mode, entry.sha256.as_str())))
         .collect();
     let mut written = 0usize;
     let mut next_report = 1000usize;
@@ -167,7 +167,19 @@ pub fn restore_into(
                 .create(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        write_new(&target, modes.get(name).copied().unwrap_or(0o600), reader)?;
+        let Some((mode, sha256)) = listed.get(name).copied() else {
+            bail!("{name} is not in the manifest");
+        };
+        let mut hashing = Hashing::new(reader);
+        write_new(&target, mode, &mut hashing)?;
+        if hashing.hex() != sha256 {
+            bail!(
+                "{} changed between the check and the restore, and {} is now half restored\n  hint: remove {} and restore again from a copy nobody writes",
+                file.display(),
+                home.root().display(),
+                home.root().display()
+            );
+        }
         written += 1;
         if written == next_report {
             next_report += 1000;
