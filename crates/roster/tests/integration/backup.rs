@@ -284,6 +284,21 @@ fn damaged_or_truncated_archives_are_refused_and_nothing_is_written() {
             both(&output)
         );
     }
+    // A good one whose key is not at hand is refused, naming the key.
+    let keyless = Roster::new();
+    let output = keyless.run(&[
+        "restore",
+        archive.to_str().expect("utf-8"),
+        "--config",
+        keyless.path("r.toml").to_str().expect("utf-8"),
+    ]);
+    assert!(!output.status.success(), "restored without the key");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sealed with key") && stderr.contains("--key-file"),
+        "{stderr}"
+    );
+    assert!(tree(keyless.home_path()).is_empty(), "the home changed");
     // And the good one passes the drill, with its age and the restore's time.
     let output = roster.run(&[
         "backup",

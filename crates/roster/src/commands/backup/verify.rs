@@ -49,8 +49,8 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
     ));
     let started = Instant::now();
     let result = drill(home, &scratch, options);
-    let _ = std::fs::remove_dir_all(&scratch);
     let restore_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&scratch);
     let now = (roster_store::clock::unix_millis().max(0) / 1000) as u64;
     let report = match result {
         Ok((manifest, problems)) => Report {
