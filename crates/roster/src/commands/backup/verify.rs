@@ -49,11 +49,10 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
     ));
     let started = Instant::now();
     let result = drill(home, &scratch, options);
-    let restore_seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
     let now = (roster_store::clock::unix_millis().max(0) / 1000) as u64;
     let report = match result {
-        Ok((manifest, problems)) => Report {
+        Ok((manifest, problems, restore_seconds)) => Report {
             ok: problems.is_empty(),
             file: options.file.display().to_string(),
             taken: Some(roster_store::clock::rfc3339_millis(
@@ -75,7 +74,7 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
             taken: None,
             host: None,
             recovery_point_seconds: None,
-            restore_seconds,
+            restore_seconds: started.elapsed().as_secs_f64(),
             agents: Vec::new(),
             problems: vec![format!("{error:#}")],
         },
@@ -121,8 +120,10 @@ fn print_text(report: &Report) {
     }
 }
 
-/// Restores into `scratch` and checks it; the manifest and the problems.
-fn drill(home: &Home, scratch: &Path, options: &Options) -> Result<(Manifest, Vec<String>)> {
+/// Restores into `scratch` and checks it; the manifest, the problems and
+/// the restore's time in seconds (checks aside).
+fn drill(home: &Home, scratch: &Path, options: &Options) -> Result<(Manifest, Vec<String>, f64)> {
+    let started = Instant::now();
     let scratch_home = Home::new(scratch.join("home"));
     let config_target = scratch.join("roster.toml");
     std::fs::create_dir(scratch).with_context(|| format!("creating {}", scratch.display()))?;
@@ -133,6 +134,7 @@ fn drill(home: &Home, scratch: &Path, options: &Options) -> Result<(Manifest, Ve
         options.key_file.as_deref(),
         &[restore::home_key(home)],
     )?;
+    let restore_seconds = started.elapsed().as_secs_f64();
     let manifest = restored.manifest;
     let mut problems = Vec::new();
     // The config, read as where it came from (its relative paths mean the same).
@@ -187,5 +189,5 @@ fn drill(home: &Home, scratch: &Path, options: &Options) -> Result<(Manifest, Ve
             }
         }
     }
-    Ok((manifest, problems))
+    Ok((manifest, problems, restore_seconds))
 }
