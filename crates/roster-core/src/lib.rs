@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod apply_rule;
+pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod delivery_log;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use roster_core::api::{EventKind, EventRecord};
 
@@ -363,6 +363,25 @@ fn open_for_reading(path: &Path) -> Result<Option<Connection>, JournalError> {
         .busy_timeout(std::time::Duration::from_secs(5))
         .map_err(error)?;
     Ok(Some(connection))
+}
+
+/// The detail of the newest `config_applied` event (`PATH: N added, …`),
+/// for a daemon that is down; `None` without a journal or such an event.
+pub fn last_config_applied(path: &Path) -> Result<Option<String>, JournalError> {
+    let Some(connection) = open_for_reading(path)? else {
+        return Ok(None);
+    };
+    connection
+        .query_row(
+            "SELECT detail FROM events WHERE kind = 'config_applied' ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Every agent name the journal mentions, sorted. A missing journal

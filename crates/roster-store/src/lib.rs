@@ -17,6 +17,8 @@ pub mod home;
 pub mod journal;
 pub mod logs;
 pub mod releases;
+pub mod sealed;
 pub mod secrets;
+pub mod snapshot;
 
 pub use home::Home;

@@ -361,6 +361,26 @@ impl Store {
         (all, problems)
     }
 
+    /// Makes `key` (32 bytes) the store's key, for a restore into a store
+    /// that has none and no secrets yet. Refuses when a key exists.
+    pub fn install_key(&self, key: &[u8]) -> Result<(), SecretError> {
+        let _lock = self.lock()?;
+        if key.len() != KEY_BYTES {
+            return Err(SecretError::Invalid(format!(
+                "a key is {KEY_BYTES} bytes, not {}",
+                key.len()
+            )));
+        }
+        if self.dir.check_file(KEY_FILE)? {
+            return Err(SecretError::Invalid(format!(
+                "{} exists already; roster never replaces a key",
+                self.path(KEY_FILE)
+            )));
+        }
+        self.dir.write_atomically_with_mode(KEY_FILE, key, 0o600)?;
+        Ok(())
+    }
+
     /// Creates the key file (32 random bytes, 0600) and encrypts every
     /// agent's file with it. Refuses when a key exists. Returns how many
     /// agents' files were encrypted.

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod alerts;
+pub mod backup;
 pub mod check;
 pub mod daemon;
 pub mod deploy;
