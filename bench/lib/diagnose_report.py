@@ -8,12 +8,16 @@ METHOD = (
     "`roster diagnose --json` 10 times and `roster diagnose --bundle` 5 times once the crash "
     "loops have failed for good; wall time around the command. Beside it, on the same machine "
     "in the same run, one `sos report --batch` (Debian's sosreport, all its default plugins, "
-    "into a scratch directory), stopped after 15 minutes.")
+    "into a scratch directory), stopped after 15 minutes. The restore drill: 50 agents shipped "
+    "as releases (each deployed once, restart strategy, `verify_for = \"0s\"`) and one secret, "
+    "`roster backup` while they run, then `roster restore` into a new home (the config at a new "
+    "path) and `roster up -f` there, timed from the restore's start until `status` shows every "
+    "agent running.")
 
 
 def table_diagnose(m):
     header = ["tool", "what", "agents", "runs, s", "median s", "exit", "detail",
-              "goal: diagnose under 2 s with 100 agents"]
+              "goal: diagnose under 2 s with 100 agents; restore drill of 50 under 10 s"]
     rows = []
     for peer, mode, r in _rows(m):
         if peer != "roster" or r.get("skip"):
@@ -30,6 +34,9 @@ def table_diagnose(m):
             detail = []
             if x.get("findings") is not None:
                 detail.append("%d findings, %d crash loops" % (x["findings"], x["crash_loops"]))
+            if x.get("restore_s") is not None:
+                detail.append("backup %.2f s, restore %.2f s, then up; %d running" % (
+                    x["backup_s"], x["restore_s"], x["running"]))
             for key, label in (("bundle_bytes", "bundle"), ("archive_bytes", "archive")):
                 if x.get(key):
                     detail.append("%s %.1f KiB" % (label, x[key] / 1024))
@@ -40,4 +47,4 @@ def table_diagnose(m):
     return _table(header, rows)
 
 
-SECTION = ("diagnose", "14. Diagnosing a host", table_diagnose, METHOD)
+SECTION = ("diagnose", "14. Diagnosing and restoring a host", table_diagnose, METHOD)

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """`roster diagnose` with 100 agents (issue #17: goal under 2 s), beside
 `sos report` (Debian's sosreport, when installed) collecting on the same
-machine in the same run.
+machine in the same run; and a restore drill: 50 agents shipped as
+releases, backed up while they run, restored into a fresh home and
+brought up (goal: every agent running within 10 s of the restore's
+start).
 
     diagnose.py --peer roster [--mode defaults] [--quick] [--json]
 
@@ -10,7 +13,11 @@ find), `roster diagnose --json` 10 times and `roster diagnose --bundle`
 5 times, wall time around the command; the findings and the bundle's size
 are recorded. sos: one `sos report --batch` (all its default plugins, into
 a scratch directory), its wall time and archive size, stopped after 15
-minutes. --quick: 20 agents, 3 and 2 runs, no sos.
+minutes. Restore drill: 50 agents, each deployed once (restart strategy,
+`verify_for = "0s"`), one secret; `roster backup`, then `roster restore`
+into a new home with the config at a new path and `roster up -f` there,
+timed until `status` shows all 50 running. --quick: 20 agents, 3 and 2
+runs, no sos, a drill of 10 agents.
 """
 
 import json
@@ -26,6 +33,8 @@ from common import log, make_tmp, measure_main  # noqa: E402
 from peers import roster_bin  # noqa: E402
 
 AGENTS, CRASHING = 100, 10
+DRILL_AGENTS = 50
+DRILL_GOAL_S = 10.0
 SOS_TIMEOUT_S = 900
 GOAL_S = 2.0
 
@@ -130,6 +139,80 @@ def sos_row(root):
     return row
 
 
+def running(binary, home):
+    proc = subprocess.run([binary, "--home", home, "status", "--json"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, timeout=30)
+    try:
+        agents = json.loads(proc.stdout)["agents"]
+    except (ValueError, KeyError):
+        return 0
+    return sum(agent.get("state") == "running" for agent in agents)
+
+
+def drill_row(root, agents):
+    """Backup of `agents` agents shipped as releases, restored into a new
+    home and brought up: the restore's time and the time to all running."""
+    binary = roster_bin()
+    home = os.path.join(root, "drill-home")
+    conf = os.path.join(root, "drill.toml")
+    with open(conf, "w") as f:
+        for i in range(agents):
+            f.write('[agents.d%03d]\ncommand = ["sleep", "100000.%d"]\nallow_root = true\n'
+                    '[agents.d%03d.deploy]\nstrategy = "restart"\nverify_for = "0s"\n\n'
+                    % (i, 500 + i, i))
+    source = os.path.join(root, "release")
+    os.makedirs(source, exist_ok=True)
+    with open(os.path.join(source, "VERSION"), "w") as f:
+        f.write("v1\n")
+    row = {"tool": "roster", "what": "restore drill: backup, restore, up", "agents": agents}
+    new_home = os.path.join(root, "restored-home")
+    try:
+        subprocess.run([binary, "--home", home, "up", "-f", conf], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300)
+        deploys = [subprocess.Popen([binary, "--home", home, "deploy", "d%03d" % i, source,
+                                     "--version", "v1"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for i in range(agents)]
+        failed = sum(p.wait(timeout=600) != 0 for p in deploys)
+        if failed:
+            row["error"] = "%d of %d first deploys failed" % (failed, agents)
+            return row
+        subprocess.run([binary, "--home", home, "secret", "init-key"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        subprocess.run([binary, "--home", home, "secret", "set", "d000", "API_TOKEN"],
+                       input=b"sk-drill-0123456789\n", stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        archive = os.path.join(root, "drill.tar.gz")
+        secs, proc = timed([binary, "--home", home, "backup", archive], timeout=600)
+        if proc.returncode != 0:
+            row["error"] = "backup failed: " + proc.stderr.decode(errors="replace")[-300:]
+            return row
+        row["backup_s"] = round(secs, 3)
+        row["archive_bytes"] = os.path.getsize(archive)
+        key = os.path.join(home, "secrets", "key")
+        new_conf = os.path.join(root, "restored.toml")
+        started = time.monotonic()
+        secs, proc = timed([binary, "--home", new_home, "restore", archive, "--config", new_conf,
+                            "--key-file", key], timeout=600)
+        if proc.returncode != 0:
+            row["error"] = "restore failed: " + proc.stderr.decode(errors="replace")[-300:]
+            return row
+        row["restore_s"] = round(secs, 3)
+        subprocess.run([binary, "--home", new_home, "up", "-f", new_conf],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        deadline = started + 120
+        while running(binary, new_home) < agents and time.monotonic() < deadline:
+            time.sleep(0.05)
+        total = time.monotonic() - started
+        row["running"] = running(binary, new_home)
+        row.update(summary([total]))
+        row["goal_met"] = row["running"] == agents and total < DRILL_GOAL_S
+        return row
+    finally:
+        for h in (new_home, home):
+            subprocess.run([binary, "--home", h, "down"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=300)
+
+
 def run_mode(cls, mode, quick):
     if cls.NAME != "roster":
         return {"skip": True, "note": "diagnose compares roster with sos; run it with --peer roster"}
@@ -138,11 +221,12 @@ def run_mode(cls, mode, quick):
     root = make_tmp("diagnose")
     agents, crashing = (20, 2) if quick else (AGENTS, CRASHING)
     rows = roster_rows(root, agents, crashing, 3 if quick else 10, 2 if quick else 5)
+    rows.append(drill_row(root, 10 if quick else DRILL_AGENTS))
     if quick:
         rows.append({"tool": "sos", "what": "sos report --batch", "skip": "not in --quick"})
     else:
         rows.append(sos_row(root))
-    return {"rows": rows, "goal_s": GOAL_S}
+    return {"rows": rows, "goal_s": GOAL_S, "drill_goal_s": DRILL_GOAL_S}
 
 
 def describe(r):
