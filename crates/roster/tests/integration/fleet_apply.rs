@@ -242,6 +242,11 @@ fn fleet_apply_converges_bare_hosts_then_changes_nothing() {
             assert_eq!(row[step], true, "{step} on {}: {shown}", host.name);
         }
         assert_eq!(row["error"], serde_json::Value::Null);
+        assert!(
+            row["seconds"].as_f64().is_some_and(|seconds| seconds > 0.0),
+            "how long {} took: {row}",
+            host.name
+        );
         assert!(host.dir.join("bin/roster-fleet").is_file(), "{}", host.name);
         assert!(!host.dir.join("bin/roster").exists(), "{}", host.name);
     }

@@ -66,6 +66,8 @@ struct HostRow {
     wrote: bool,
     applied: bool,
     error: Option<String>,
+    /// How long its changes took, in seconds (`null`: nothing to do).
+    seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -154,6 +156,7 @@ fn merge(mut row: HostRow, done: HostRow) -> HostRow {
     row.started |= done.started;
     row.wrote |= done.wrote;
     row.applied |= done.applied;
+    row.seconds = done.seconds.or(row.seconds);
     if done.error.is_some() {
         row.error = done.error;
     }
@@ -256,10 +259,12 @@ fn converge(
 
 /// One host's steps, in order, stopping at the first that fails.
 fn converge_host(survey: &Survey, target: &Target, needed: &Work, binary: &[u8]) -> HostRow {
+    let started = std::time::Instant::now();
     let mut row = HostRow::default();
     if let Err(error) = steps(survey, target, needed, binary, &mut row) {
         row.error = Some(error);
     }
+    row.seconds = Some((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
     row
 }
 

@@ -131,7 +131,7 @@ pub enum FleetCommand {
         #[arg(short = 'f', long = "file", default_value = "fleet.toml")]
         file: PathBuf,
         /// Print JSON: {"changes": [...], "hosts": [{"name", "address",
-        /// "reachable", "uploaded", "started", "wrote", "applied", "error"}]}.
+        /// "reachable", "uploaded", "started", "wrote", "applied", "error", "seconds"}]}.
         #[arg(long)]
         json: bool,
         /// Only these hosts (comma-separated or repeated).
