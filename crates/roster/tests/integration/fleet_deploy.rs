@@ -421,11 +421,16 @@ fn fleet_deploy_stops_at_a_failure_and_rolls_back_to_the_release_live_everywhere
         &fleet,
         runtime.path(),
         "v4",
-        &["--batch", "2", "--max-fail", "50%", "--json"],
+        &["--batch", "2", "--max-fail", "50%"],
     );
-    let json = json_of(&tolerated);
-    assert_eq!(tolerated.status.code(), Some(0), "{json:#}");
-    assert_eq!(host_json(&json, "h3")["result"], "failed", "{json:#}");
+    let text = String::from_utf8_lossy(&tolerated.stdout);
+    assert_eq!(tolerated.status.code(), Some(0), "{text}");
+    // It says what it tolerated, not that v4 runs everywhere.
+    assert!(
+        text.contains("web: v4 is live on 2 of 3 instances; 1 failed within --max-fail 50%: h3"),
+        "{text}"
+    );
+    assert!(!text.contains("every instance"), "{text}");
     assert_eq!(live(&fleet, 1, "e02.web").0.as_deref(), Some("v4"));
 
     // Instances that disagree: no deploy, and no rollback without --to.

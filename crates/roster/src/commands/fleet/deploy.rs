@@ -171,8 +171,33 @@ pub fn run(options: Options) -> Result<ExitCode> {
     }
     match (result, &stop) {
         ("deployed", _) => {
+            let instances: Vec<&InstanceRow> = report
+                .hosts
+                .iter()
+                .flat_map(|host| &host.instances)
+                .collect();
+            let live = instances
+                .iter()
+                .filter(|instance| instance.result == "deployed")
+                .count();
+            let failed: Vec<&str> = report
+                .hosts
+                .iter()
+                .filter(|host| host.result != "deployed" && host.result != "skipped")
+                .map(|host| host.name.as_str())
+                .collect();
             if !options.json {
-                println!("{}: {version} is live on every instance", options.agent);
+                if failed.is_empty() {
+                    println!("{}: {version} is live on every instance", options.agent);
+                } else {
+                    println!(
+                        "{}: {version} is live on {live} of {} instances; {} failed within --max-fail {max_fail}%: {}",
+                        options.agent,
+                        instances.len(),
+                        failed.len(),
+                        failed.join(", ")
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
