@@ -139,6 +139,10 @@ pub struct AgentStatus {
     /// unasked (extension; `warnings` summarises these).
     #[serde(default)]
     pub warning: Option<String>,
+    /// Whose agent it is, from its `tenant` key (extension; absent when
+    /// the config names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// What status says of an agent that runs as root without the config

@@ -250,6 +250,7 @@ async fn status(State(state): State<ApiState>) -> Response {
                     user,
                     limits,
                     warning,
+                    tenant: view.tenant,
                     memory_percent: sampled
                         .get(&view.name)
                         .and_then(|sample| sample.memory_percent)

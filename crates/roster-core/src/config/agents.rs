@@ -57,6 +57,7 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::shared("tasks_max", Read::Integer(1, 4_194_304, |a, v| a.spec.limits.tasks_max = Some(v as u64))),
     Key::shared("nofile", Read::Integer(16, 1 << 30, |a, v| a.spec.limits.nofile = Some(v as u64))),
     Key::shared("env_file", Read::Custom(env_file)),
+    Key::new("tenant", Read::Custom(tenant)),
 ];
 
 const MEMORY_FLOOR: Floor = Floor {
@@ -265,6 +266,23 @@ fn cpu_quota(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
             format!("bad cpu_quota: {error}"),
             Some("write a percentage of one core, e.g. \"50%\" or \"200%\"".into()),
         ),
+    }
+}
+
+/// `tenant = "c01"`: a name of letters, digits, `_`, `-` and `.`.
+fn tenant(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
+    let Some(name) = checker.string(entry.item, entry.key) else {
+        return;
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        checker.problem(
+            span_of(entry.item),
+            format!("bad tenant {name:?}"),
+            Some("1 to 64 letters, digits, '_', '-' and '.', e.g. tenant = \"c01\"".into()),
+        );
+    } else {
+        agent.spec.tenant = Some(name.to_owned());
     }
 }
 

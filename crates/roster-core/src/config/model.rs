@@ -138,6 +138,10 @@ pub struct AgentSpec {
     /// `KEY=VALUE` lines added to its environment at each start (after
     /// `env`), read by the daemon when the config is applied.
     pub env_file: Option<PathBuf>,
+    /// `tenant`: whose agent it is (the fleet sets it). A label only:
+    /// shown in status, carried on its /metrics series; changing it alone
+    /// restarts nothing.
+    pub tenant: Option<String>,
 }
 
 impl AgentSpec {
@@ -170,6 +174,7 @@ impl AgentSpec {
             identity: Identity::default(),
             limits: Limits::default(),
             env_file: None,
+            tenant: None,
         }
     }
 

@@ -26,6 +26,7 @@ fn agent(name: &str, state: AgentState) -> AgentStatus {
         user: None,
         limits: None,
         warning: None,
+        tenant: None,
     }
 }
 

@@ -80,6 +80,11 @@ pub(super) fn section(fleet: &Fleet, instance: &Placed) -> String {
         .unwrap_or(&[]);
     let header = format!("agents.{}", key(&instance.name));
     let mut text = format!("[{header}]\n");
+    // Whose instance it is: status and /metrics carry it (a template
+    // that names its own `tenant` keeps it).
+    if !template.iter().any(|(name, _)| name == "tenant") {
+        let _ = writeln!(text, "tenant = {}", string(&instance.tenant));
+    }
     let mut tables = Vec::new();
     let mut env_written = false;
     for (name, value) in template {

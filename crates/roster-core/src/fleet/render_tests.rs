@@ -43,6 +43,7 @@ fn the_example_renders_configs_roster_accepts() {
             let listen: Vec<String> = agent.listen.values().map(|a| a.to_string()).collect();
             assert_eq!(listen, [format!("127.0.0.1:{}", instance.port)]);
             assert!(agent.deploy.is_some());
+            assert_eq!(agent.tenant.as_deref(), Some(tenant.as_str()));
         }
     }
 }
@@ -56,6 +57,7 @@ fn a_rendered_host_reads_as_written() {
     let c04 = placement.get("c04.support").expect("placed");
     let expected_section = format!(
         r#"[agents."c04.support"]
+tenant = "c04"
 command = ["/usr/bin/python3", "-u", "agent.py"]
 user = "c04"
 create_user = true

@@ -9,7 +9,7 @@ use super::agent::{AfterStop, Agent, Phase};
 use super::events::EventKind;
 use super::Supervisor;
 use crate::api::ApplySummary;
-use crate::config::Config;
+use crate::config::{AgentSpec, Config};
 use crate::name::AgentName;
 
 impl Supervisor {
@@ -62,7 +62,7 @@ impl Supervisor {
                     self.push_event(name, EventKind::Added);
                     self.start_agent(now, name);
                 }
-                Some(agent) if agent.spec != *spec => {
+                Some(agent) if agent.spec != *spec && !labels_only(&agent.spec, spec) => {
                     summary.changed.push(name.to_string());
                     agent.spec = spec.clone();
                     agent.adopt_release(live.get(name));
@@ -75,6 +75,7 @@ impl Supervisor {
                 }
                 Some(agent) => {
                     summary.unchanged.push(name.to_string());
+                    agent.spec.tenant.clone_from(&spec.tenant);
                     agent.adopt_release(live.get(name));
                     // Undeployed means "runs once it has a release".
                     let released = agent.phase == Phase::Undeployed && agent.release.is_some();
@@ -92,4 +93,17 @@ impl Supervisor {
         }
         summary
     }
+}
+
+/// Whether two specs differ only in labels (`tenant`), which restart
+/// nothing.
+fn labels_only(old: &AgentSpec, new: &AgentSpec) -> bool {
+    old.tenant != new.tenant
+        && AgentSpec {
+            tenant: None,
+            ..old.clone()
+        } == AgentSpec {
+            tenant: None,
+            ..new.clone()
+        }
 }

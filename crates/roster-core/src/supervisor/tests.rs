@@ -292,6 +292,28 @@ fn apply_converges_added_changed_removed_unchanged() {
 }
 
 #[test]
+fn a_new_tenant_alone_restarts_nothing_and_shows_at_once() {
+    let mut h = Harness::new("tenant = \"c01\"");
+    h.tick(1.0);
+    let pid = h.pid();
+    assert_eq!(h.sup.views(h.at(1.0))[0].tenant.as_deref(), Some("c01"));
+    let summary = h
+        .sup
+        .handle_apply(h.at(2.0), &config("tenant = \"c02\""), false);
+    assert_eq!(summary.unchanged, ["a"], "{summary:?}");
+    assert!(h.drive(h.at(2.0)).is_empty(), "no signal, no spawn");
+    assert_eq!(h.pid(), pid);
+    assert_eq!(h.sup.views(h.at(2.0))[0].tenant.as_deref(), Some("c02"));
+    // With another change beside it, it is a change.
+    let summary = h.sup.handle_apply(
+        h.at(3.0),
+        &config("tenant = \"c03\"\nstop_timeout = \"3s\""),
+        false,
+    );
+    assert_eq!(summary.changed, ["a"], "{summary:?}");
+}
+
+#[test]
 fn a_spawn_failure_counts_as_a_quick_death() {
     let mut sup = Supervisor::new();
     let t0 = Instant::now();

@@ -34,6 +34,8 @@ pub struct AgentView {
     pub outgoing_pid: Option<u32>,
     /// Whether the agent has a health check.
     pub has_check: bool,
+    /// Whose agent it is (`tenant`), when the config says.
+    pub tenant: Option<String>,
 }
 
 impl Supervisor {
@@ -89,6 +91,7 @@ impl Supervisor {
             release: agent.release.clone(),
             outgoing_pid: agent.serving().map(|out| out.pid),
             has_check: agent.spec.health.is_some(),
+            tenant: agent.spec.tenant.clone(),
         }
     }
 }

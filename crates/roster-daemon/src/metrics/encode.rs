@@ -29,6 +29,7 @@ pub fn encode(snapshot: &MetricsSnapshot, samples: &[AgentSample]) -> String {
         .enumerate()
         .map(|(index, agent)| Row {
             agent: agent.name.clone(),
+            tenant: agent.tenant.clone(),
             up: agent.is_up(),
             restarts: agent.restarts,
             healthy: agent.healthy,
@@ -53,6 +54,7 @@ pub fn encode(snapshot: &MetricsSnapshot, samples: &[AgentSample]) -> String {
 #[derive(Debug)]
 struct Row {
     agent: String,
+    tenant: Option<String>,
     up: bool,
     restarts: u64,
     healthy: Option<bool>,
@@ -165,7 +167,10 @@ impl Collector for Scrape {
                 metric_type,
             )?;
             for row in &self.rows {
-                let labels = [("agent", row.agent.as_str())];
+                let mut labels = vec![("agent", row.agent.as_str())];
+                if let Some(tenant) = &row.tenant {
+                    labels.push(("tenant", tenant.as_str()));
+                }
                 match family.value {
                     Value::Gauge(read) => {
                         if let Some(value) = read(row) {
@@ -223,6 +228,7 @@ mod tests {
     fn agent(name: &str, pid: Option<u32>, restarts: u64, healthy: Option<bool>) -> AgentMetrics {
         AgentMetrics {
             name: name.into(),
+            tenant: None,
             pid,
             restarts,
             healthy,
@@ -341,5 +347,25 @@ roster_notify_failures_total{target="webhook http://127.0.0.1:1/",reason="droppe
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}:\n{text}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
         }
+    }
+
+    #[test]
+    fn an_agent_with_a_tenant_carries_it_as_a_label() {
+        let mut tenant = agent("c01.support", Some(7), 0, None);
+        tenant.tenant = Some("c01".into());
+        let snapshot = MetricsSnapshot {
+            agents: vec![tenant, agent("plain", Some(8), 0, None)],
+            alerts_firing: 0,
+            notify_failures: Vec::new(),
+        };
+        let text = encode(&snapshot, &[AgentSample::default(), AgentSample::default()]);
+        assert!(
+            text.contains("roster_agent_up{agent=\"c01.support\",tenant=\"c01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("roster_agent_up{agent=\"plain\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -46,6 +46,8 @@ pub struct MetricsSnapshot {
 pub struct AgentMetrics {
     /// The name (the `agent` label).
     pub name: String,
+    /// Its `tenant` (the `tenant` label, when set).
+    pub tenant: Option<String>,
     /// The main process, which leads the agent's process group, while one runs.
     pub pid: Option<u32>,
     /// Start attempts after the first.
@@ -84,6 +86,7 @@ impl MetricsSnapshot {
             .map(|view| AgentMetrics {
                 log: counters(&view.name),
                 name: view.name.to_string(),
+                tenant: view.tenant,
                 pid: view.pid,
                 restarts: view.restarts,
                 healthy: match view.health {

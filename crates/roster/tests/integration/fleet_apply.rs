@@ -571,6 +571,7 @@ fn fleet_apply_runs_each_tenant_as_its_own_user() {
             .as_array()
             .and_then(|agents| agents.iter().find(|row| row["name"] == agent))
             .unwrap_or_else(|| panic!("no {agent} in {json:#}"));
+        assert_eq!(row["tenant"], user, "the fleet names its tenant: {row}");
         let pid = row["pid"].as_u64().expect("a pid");
         // The uid the host's own /etc/passwd gives the tenant.
         let uid = passwd
