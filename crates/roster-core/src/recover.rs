@@ -38,6 +38,9 @@ pub struct Context {
     pub config: Option<String>,
     /// The agents the config wants running, with each one's `stable_after`.
     pub wanted: BTreeMap<String, Duration>,
+    /// The agents the daemon reports running or starting now (a crash
+    /// loop of one of them is not started again).
+    pub running: BTreeSet<String>,
 }
 
 /// What a step does.
@@ -145,6 +148,13 @@ pub fn plan(findings: &[Finding], context: &Context) -> Plan {
                 if context.daemon != DaemonState::Answered {
                     plan.left.push(left(format!(
                         "the daemon does not answer: {agent} cannot be started through it"
+                    )));
+                    continue;
+                }
+                if context.running.contains(&agent) {
+                    plan.left.push(left(format!(
+                        "{agent} runs now but died recently: nothing to start; {}",
+                        finding.action
                     )));
                     continue;
                 }

@@ -22,6 +22,7 @@ fn context(daemon: DaemonState) -> Context {
         daemon,
         config: Some("/etc/roster.toml".into()),
         wanted,
+        running: Default::default(),
     }
 }
 
@@ -141,4 +142,14 @@ fn info_findings_plan_nothing() {
         plan(&found, &context(DaemonState::Answered)),
         Plan::default()
     );
+}
+
+#[test]
+fn a_crash_loop_of_an_agent_running_now_is_not_started_again() {
+    let found = [finding(Mode::CrashLoop, Severity::Warning, Some("web"))];
+    let mut context = context(DaemonState::Answered);
+    context.running.insert("web".into());
+    let plan = plan(&found, &context);
+    assert!(plan.steps.is_empty());
+    assert!(plan.left[0].reason.contains("runs now"));
 }

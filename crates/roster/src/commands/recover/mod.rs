@@ -90,8 +90,23 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
                 .collect()
         })
         .unwrap_or_default();
+    let running = match &collected.daemon {
+        Daemon::Answered(status) => status
+            .agents
+            .iter()
+            .filter(|agent| {
+                matches!(
+                    agent.state,
+                    roster_core::api::AgentState::Running | roster_core::api::AgentState::Starting
+                )
+            })
+            .map(|agent| agent.name.clone())
+            .collect(),
+        _ => Default::default(),
+    };
     Context {
         daemon,
+        running,
         config: config.map(|path| path.display().to_string()),
         wanted,
     }

@@ -97,6 +97,10 @@ fn cause(home: &Home, status: &StatusReply, name: &str) -> String {
 
 fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, String) {
     let client = crate::commands::client(home);
+    let restarts_before = match client.get::<StatusReply>("/v1/status") {
+        Ok(status) => agent(&status, name).map(|agent| agent.restarts),
+        Err(error) => return ("failed", format!("{error:#}")),
+    };
     if let Err(error) = client.post::<_, ()>(
         "/v1/start",
         &AgentsRequest {
@@ -105,8 +109,8 @@ fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, Stri
     ) {
         return ("failed", format!("the daemon refused the start: {error:#}"));
     }
-    // Up: running. Down again: once it was seen starting, any state but
-    // starting or running.
+    // Up: running. Down again: once it was seen starting (or restarted
+    // since), any state but starting or running.
     let mut seen_starting = false;
     let came_up = crate::commands::wait_for(&client, SETTLE, |status| {
         let Some(agent) = agent(status, name) else {
@@ -118,7 +122,7 @@ fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, Stri
                 seen_starting = true;
                 false
             }
-            _ => seen_starting,
+            _ => seen_starting || Some(agent.restarts) != restarts_before,
         }
     });
     let status = match came_up {
