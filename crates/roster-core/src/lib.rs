@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod name;
 pub mod notify;
 pub mod oom;
+pub mod recover;
 pub mod signal;
 pub mod supervisor;
 pub mod trim;

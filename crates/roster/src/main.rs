@@ -232,6 +232,27 @@ enum Command {
         #[arg(long, value_name = "FILE.tar.gz")]
         bundle: Option<PathBuf>,
     },
+    /// Fix what can be fixed safely: collect and classify as `diagnose`
+    /// does, then for each finding the smallest safe step (start a stopped
+    /// daemon or an agent that should run, free disk by deleting the oldest
+    /// rotated logs); never signals a process. Diagnoses again and appends
+    /// the report to HOME/recovery.log. Exit 0 only when nothing is left
+    /// wrong, 1 otherwise, 2 when refused.
+    Recover {
+        /// The config [default: ./roster.toml when it exists, else the one
+        /// the daemon runs or last applied]
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Print the plan and change nothing (exit 0 when it is empty).
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply without asking (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON: {"found": [...], "steps": [{"mode", "agent", "step", "result", "detail"}], "left": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Back up, while agents run, the config the daemon runs, the journal,
     /// the secrets (sealed with a key) and each agent's live and previous
     /// release, to a .tar.gz with a manifest of checksums.
@@ -479,6 +500,20 @@ fn main() -> ExitCode {
                 json,
                 since,
                 bundle,
+            },
+        ),
+        Command::Recover {
+            file,
+            dry_run,
+            yes,
+            json,
+        } => commands::recover::run(
+            &home,
+            commands::recover::Options {
+                file: file.as_deref(),
+                dry_run,
+                yes,
+                json,
             },
         ),
         Command::Top => commands::top::run(&home),

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod init;
 pub mod install;
 pub mod logs;
+pub mod recover;
 pub mod secret;
 pub mod status;
 pub mod tmux;

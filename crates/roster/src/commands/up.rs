@@ -13,7 +13,12 @@ use roster_store::Home;
 use crate::client::{ApiError, Client};
 use crate::render;
 
-fn send_apply(home: &Home, file: &Path, start_stopped: bool, replace: bool) -> Result<ApplyReply> {
+pub(crate) fn send_apply(
+    home: &Home,
+    file: &Path,
+    start_stopped: bool,
+    replace: bool,
+) -> Result<ApplyReply> {
     let path = super::config_path(file)?;
     let request = ApplyRequest {
         path: path.display().to_string(),

@@ -29,6 +29,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod notify;
+mod recover;
 mod restart;
 mod scale;
 mod secrets;

@@ -5,7 +5,7 @@
 //! bundle. Exit 0 only when no finding is a warning or critical.
 
 mod bundle;
-mod collect;
+pub(crate) mod collect;
 mod host;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ pub struct Options<'a> {
 }
 
 /// The facts the classifier judges, from what was collected.
-fn facts(collected: &Collected) -> Facts {
+pub(crate) fn facts(collected: &Collected) -> Facts {
     Facts {
         daemon: collected.daemon.clone(),
         events: collected.events.clone(),
@@ -67,7 +67,7 @@ fn report(findings: &[Finding], collected: &Collected, home: &Home) -> serde_jso
 }
 
 /// A duration as `--since` reads it back (`1h`, `90s`).
-fn window_words(since: Duration) -> String {
+pub(crate) fn window_words(since: Duration) -> String {
     let secs = since.as_secs();
     match secs {
         0 => format!("{}ms", since.as_millis()),
