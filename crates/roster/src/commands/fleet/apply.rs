@@ -341,9 +341,22 @@ fn steps(
     ]
     .map(str::to_owned)
     .to_vec();
+    // A daemon that was already running keeps the roster it started with:
+    // one older than the binary just uploaded may not know this config.
+    let older_daemon = needed.upload && !needed.start;
     transport
         .run(target, &apply, connect + APPLY_BUDGET)
-        .map_err(|error| format!("roster apply: {error}"))?;
+        .map_err(|error| {
+            let mut message = format!("roster apply: {error}");
+            if older_daemon {
+                message.push_str(
+                    "\n  hint: the host's daemon still runs the roster it started with, which may \
+                     not know this config; restart it to run the uploaded one (`systemctl restart \
+                     roster`, which stops its agents gracefully first), then apply again",
+                );
+            }
+            message
+        })?;
     row.applied = true;
     Ok(())
 }
