@@ -137,7 +137,7 @@ pub enum Input {
         /// The agent.
         agent: AgentName,
         /// The rules the writer counted for.
-        rules: Arc<crate::logs::matches::LogRules>,
+        rules: Arc<crate::log_rules::LogRules>,
     },
     /// An investigation's alert, with its snapshot as details.
     Investigated(roster_core::api::AlertRecord),

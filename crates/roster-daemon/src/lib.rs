@@ -21,6 +21,7 @@ pub(crate) mod identity;
 pub(crate) mod inbox;
 pub(crate) mod listen;
 pub(crate) mod listener;
+pub(crate) mod log_rules;
 pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod notify;

@@ -7,7 +7,6 @@
 //! roster owns the write side, so rotation is rename-and-reopen inside the
 //! writer, always between two lines; nothing is ever copied and truncated.
 
-pub(crate) mod matches;
 pub(crate) mod pump;
 pub(crate) mod writer;
 
@@ -15,9 +14,9 @@ pub(crate) mod writer;
 mod follow_tests;
 
 // The old paths of the reading side, kept for code that names them.
+pub(crate) use crate::log_rules::{LogRules, SharedLogRules};
 #[allow(unused_imports)]
 pub(crate) use files::{clean_oldest, log_files, read_lines, split_timestamp, LogLine};
-pub(crate) use matches::{LogRules, SharedLogRules};
 #[allow(unused_imports)]
 pub(crate) use roster_store::logs::{files, follow};
 pub(crate) use writer::LogWriter;

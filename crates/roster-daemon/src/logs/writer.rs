@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use roster_core::LogConfig;
 
-use super::matches::{LogRules, SharedLogRules};
+use crate::log_rules::{LogRules, SharedLogRules};
 
 mod compress;
 mod file;
