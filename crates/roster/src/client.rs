@@ -90,8 +90,23 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: roster\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(&body)?;
+        // A daemon that closes the connection before it reads the request
+        // is going away (its last sweep ended) or refused this user.
+        let closed = |error: std::io::Error| -> anyhow::Error {
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                anyhow!(
+                    "the roster daemon at {} closed the connection before answering {method} {path}: it is shutting down, or refused this user\n  hint: ask again; `roster status` says whether it still runs",
+                    self.socket.display()
+                )
+            } else {
+                anyhow::Error::new(error).context(format!("sending {method} {path} to the daemon"))
+            }
+        };
+        stream.write_all(head.as_bytes()).map_err(closed)?;
+        stream.write_all(&body).map_err(closed)?;
         let mut response = Vec::new();
         stream
             .read_to_end(&mut response)
