@@ -100,8 +100,8 @@ http = "127.0.0.1:{port}"
 [agents."{name}".health]
 http = "http://127.0.0.1:{port}/health"
 interval = "200ms"
-timeout = "1s"
-retries = 2
+timeout = "2s"
+retries = 6
 start_period = "0s"
 on_failure = "none"
 
