@@ -9,8 +9,8 @@
 //!   collected; the keys of each table are declared once, as a table of
 //!   `keys::Key` lines (`agents::AGENT_KEYS` for agents and `[defaults]`),
 //!   and read by `keys`, with `values` for single values;
-//! - `health_checks`, `watch_checks`, `notify_checks`, `deploy_checks`:
-//!   the sub-tables that are checked as a whole;
+//! - `health_checks`, `watch_checks`, `notify_checks`, `deploy_checks`,
+//!   `web_checks`: the sub-tables that are checked as a whole;
 //! - `diagnostics`: `ConfigError`, FILE:LINE:COL, "did you mean".
 
 mod agents;
@@ -23,6 +23,7 @@ mod model;
 mod notify_checks;
 mod values;
 mod watch_checks;
+mod web_checks;
 
 #[cfg(test)]
 mod message_tests;

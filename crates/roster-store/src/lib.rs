@@ -20,5 +20,6 @@ pub mod releases;
 pub mod sealed;
 pub mod secrets;
 pub mod snapshot;
+pub mod tokens;
 
 pub use home::Home;

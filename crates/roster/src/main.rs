@@ -308,6 +308,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::secret::SecretCommand,
     },
+    /// The web dashboard's tokens (the page itself is coming): `roster web
+    /// token add NAME --admin | --tenant TENANT [--read-only]`, `list`, `rm`.
+    Web {
+        #[command(subcommand)]
+        command: commands::web::WebCommand,
+    },
     /// Many servers from one fleet file: each host's own roster does the
     /// supervising, the system's OpenSSH is the transport.
     Fleet {
@@ -435,6 +441,7 @@ fn main() -> ExitCode {
             what: Export::Logrotate { file },
         } => commands::export::logrotate_snippet(&home, &file),
         Command::Secret { command } => commands::secret::run(&home, command),
+        Command::Web { command } => commands::web::run(&home, command),
         Command::Fleet { command } => commands::fleet::run(command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

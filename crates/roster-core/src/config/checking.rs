@@ -1,5 +1,5 @@
 //! Reading a config file's TOML tree into the model, checking as it goes:
-//! the top level, `[defaults]`, `[log]`, `[metrics]`, `[host]` and the
+//! the top level, `[defaults]`, `[log]`, `[metrics]`, `[web]`, `[host]` and the
 //! agents table. Every problem is collected (not just the first), each at
 //! its own span; `parse` turns them into a located `ConfigError`.
 //!
@@ -20,7 +20,9 @@ use crate::metrics::{parse_listen, MetricsSpec, DEFAULT_LISTEN};
 use crate::name::AgentName;
 use crate::watch::WatchRule;
 
-const TOP_KEYS: [&str; 6] = ["log", "agents", "host", "notify", "metrics", "defaults"];
+const TOP_KEYS: [&str; 7] = [
+    "log", "agents", "host", "notify", "metrics", "web", "defaults",
+];
 const HOST_KEYS: [&str; 1] = ["watch"];
 
 /// `[log]`.
@@ -87,6 +89,7 @@ impl Checker {
         let mut host_watch = Vec::new();
         let mut notify = Vec::new();
         let mut metrics = None;
+        let mut web = None;
         // Read first: every agent gets them, wherever the table sits.
         let defaults = match table.get("defaults") {
             Some(item) => self.defaults(item),
@@ -96,6 +99,7 @@ impl Checker {
             match key {
                 "defaults" => {}
                 "metrics" => metrics = self.metrics(item, base_dir),
+                "web" => web = self.web(item, base_dir),
                 "host" => host_watch = self.host(item),
                 "log" => match item.as_table_like() {
                     Some(log_table) => log = self.log(log_table),
@@ -115,6 +119,7 @@ impl Checker {
             host_watch,
             notify,
             metrics,
+            web,
         })
     }
 

@@ -305,3 +305,50 @@ roster.toml:24:1: unknown key `bogus` in [[notify]] #2
   hint: known keys here: webhook, alertmanager, exec, file, timeout"#;
     assert_eq!(rendered(text), expected);
 }
+
+/// `[web]`: a bad address, an unknown key, a wrong type, a session ttl out
+/// of bounds, one TLS file without the other, an empty path.
+#[test]
+fn web_key_errors_are_pinned() {
+    let text = r#"[web]
+listen = "localhost:9400"
+lisen = 1
+insecure_http = "yes"
+session_ttl = "10s"
+tls_cert = "web.crt"
+tls_key = ""
+"#;
+    let expected = r#"roster.toml:2:10: bad web address "localhost:9400": expected an IP address and a port
+  hint: write e.g. "127.0.0.1:9400", "0.0.0.0:9400" (with TLS) or "[::1]:9400"
+roster.toml:3:1: unknown key `lisen` in [web]
+  hint: did you mean `listen`?
+roster.toml:4:17: `insecure_http` must be true or false
+roster.toml:5:15: `session_ttl` is 10s; it must be between 1m and 30d
+  hint: a login lasts this long whatever happens; e.g. session_ttl = "12h"
+roster.toml:6:1: `tls_cert` is set but `tls_key` is not
+  hint: HTTPS needs both, e.g. tls_cert = "/etc/roster/web.crt" and tls_key = "/etc/roster/web.key" (PEM files); or neither
+roster.toml:7:11: `tls_key` is empty
+  hint: name a PEM file, e.g. tls_key = "/etc/roster/web.key""#;
+    assert_eq!(rendered(text), expected);
+}
+
+/// `[web]` beyond loopback without TLS nor `insecure_http`: refused at the
+/// address, with why and the two ways out; `web` that is not a table.
+#[test]
+fn a_public_dashboard_over_plain_http_is_refused_at_its_address() {
+    let text = "[web]\nlisten = \"0.0.0.0:9400\"\nsession_ttl = \"90d\"\n";
+    let expected = r#"roster.toml:2:10: the dashboard would listen on 0.0.0.0:9400, beyond loopback, over plain HTTP: tokens and session cookies would cross the network in clear
+  hint: set tls_cert and tls_key (PEM files) to serve HTTPS, or insecure_http = true if a proxy in front of it terminates TLS; or listen on 127.0.0.1:9400
+roster.toml:3:15: `session_ttl` is 90d; it must be between 1m and 30d
+  hint: a login lasts this long whatever happens; e.g. session_ttl = "12h""#;
+    assert_eq!(rendered(text), expected);
+    let text = "[web]\nlisten = \"192.168.1.10:9400\"\n";
+    let expected = r#"roster.toml:2:10: the dashboard would listen on 192.168.1.10:9400, beyond loopback, over plain HTTP: tokens and session cookies would cross the network in clear
+  hint: set tls_cert and tls_key (PEM files) to serve HTTPS, or insecure_http = true if a proxy in front of it terminates TLS; or listen on 127.0.0.1:9400"#;
+    assert_eq!(rendered(text), expected);
+    assert_eq!(
+        rendered("web = 1\n"),
+        r#"roster.toml:1:7: `web` must be a table
+  hint: write it as [web] with listen = "127.0.0.1:9400""#
+    );
+}

@@ -22,6 +22,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Where Prometheus metrics are served (`[metrics]`), if anywhere.
     pub metrics: Option<crate::metrics::MetricsSpec>,
+    /// Where the web dashboard is served (`[web]` with `listen`), if
+    /// anywhere. Changing it restarts no agent.
+    pub web: Option<crate::web::WebSpec>,
     /// The agents, by name.
     pub agents: BTreeMap<AgentName, AgentSpec>,
     /// `[[host.watch]]` rules.

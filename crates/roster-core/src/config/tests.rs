@@ -449,3 +449,40 @@ fn notify_problems_are_located() {
         "{inline}"
     );
 }
+
+#[test]
+fn web_is_read_with_its_defaults_and_its_paths_resolved() {
+    use crate::web::{TlsFiles, DEFAULT_SESSION_TTL};
+    let config = parse_text("").expect("valid");
+    assert_eq!(config.web, None, "no [web]: no dashboard");
+    let config = parse_text("[web]\nsession_ttl = \"1h\"\n").expect("valid");
+    assert_eq!(config.web, None, "no listen: no dashboard");
+    let web = parse_text("[web]\nlisten = \"127.0.0.1:9400\"\n")
+        .expect("valid")
+        .web
+        .expect("web");
+    assert_eq!(web.listen.to_string(), "127.0.0.1:9400");
+    assert_eq!((web.tls, web.insecure_http), (None, false));
+    assert_eq!(web.session_ttl, DEFAULT_SESSION_TTL);
+    let web = parse_text(
+        "[web]\nlisten = \"0.0.0.0:9400\"\ntls_cert = \"tls/web.crt\"\ntls_key = \"/etc/k.pem\"\nsession_ttl = \"30d\"\n",
+    )
+    .expect("valid")
+    .web
+    .expect("web");
+    assert_eq!(
+        web.tls,
+        Some(TlsFiles {
+            cert: PathBuf::from("/srv/app/tls/web.crt"),
+            key: PathBuf::from("/etc/k.pem"),
+        })
+    );
+    assert_eq!(web.session_ttl, Duration::from_secs(30 * 86400));
+    let web =
+        parse_text("[web]\nlisten = \"[::]:9400\"\ninsecure_http = true\nsession_ttl = \"1m\"\n")
+            .expect("valid: a proxy terminates TLS")
+            .web
+            .expect("web");
+    assert!(web.insecure_http && web.plain_beyond_loopback());
+    assert!(parse_text("[web]\nlisten = \"[::1]:9400\"\n").is_ok());
+}

@@ -292,6 +292,22 @@ fn apply_converges_added_changed_removed_unchanged() {
 }
 
 #[test]
+fn a_change_of_web_alone_restarts_nothing() {
+    let mut h = Harness::new("");
+    h.tick(1.0);
+    let pid = h.pid();
+    let with_web = "stop_timeout = \"10s\"\n[web]\nlisten = \"127.0.0.1:9400\"";
+    let summary = h.sup.handle_apply(h.at(2.0), &config(with_web), false);
+    assert_eq!(summary.unchanged, ["a"], "{summary:?}");
+    assert!(h.drive(h.at(2.0)).is_empty(), "no signal, no spawn");
+    let other = "[web]\nlisten = \"127.0.0.1:9401\"\nsession_ttl = \"1h\"";
+    let summary = h.sup.handle_apply(h.at(3.0), &config(other), false);
+    assert_eq!(summary.unchanged, ["a"], "{summary:?}");
+    assert!(h.drive(h.at(3.0)).is_empty());
+    assert_eq!(h.pid(), pid);
+}
+
+#[test]
 fn a_new_tenant_alone_restarts_nothing_and_shows_at_once() {
     let mut h = Harness::new("tenant = \"c01\"");
     h.tick(1.0);

@@ -133,6 +133,25 @@ pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
             ),
         ));
     }
+    if let Some(web) = config
+        .web
+        .as_ref()
+        .filter(|web| web.insecure_http && web.plain_beyond_loopback())
+    {
+        found.push(finding(
+            "warning",
+            "web",
+            None,
+            format!(
+                "the dashboard is served over plain HTTP on {} (insecure_http = true): tokens and session cookies cross the network in clear up to the proxy that terminates TLS",
+                web.listen
+            ),
+            format!(
+                "set [web] tls_cert and tls_key (PEM files); or keep insecure_http and firewall port {} to the TLS proxy alone",
+                web.listen.port()
+            ),
+        ));
+    }
     if config.log.max_size > 1 << 30 {
         found.push(finding(
             "warning",
@@ -146,6 +165,86 @@ pub fn config_findings(config: &Config, daemon_is_root: bool) -> Vec<Finding> {
         ));
     }
     found
+}
+
+/// `[web]`'s TLS files: each must be readable and PEM of its kind, or the
+/// dashboard cannot start.
+pub fn web_tls_findings(config: &Config) -> Vec<Finding> {
+    let Some(tls) = config.web.as_ref().and_then(|web| web.tls.as_ref()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (key, path, kind) in [
+        ("tls_cert", &tls.cert, PemKind::Certificate),
+        ("tls_key", &tls.key, PemKind::PrivateKey),
+    ] {
+        let problem = match std::fs::read(path) {
+            Ok(bytes) => pem_problem(&bytes, kind),
+            Err(error) => Some(format!("cannot be read: {error}")),
+        };
+        if let Some(problem) = problem {
+            found.push(finding(
+                "critical",
+                "web",
+                None,
+                format!("[web] {key} {} {problem}", path.display()),
+                format!(
+                    "point {key} at a readable PEM file ({}), e.g. made with `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout web.key -out web.crt -days 365 -subj /CN=HOST`",
+                    kind.expected()
+                ),
+            ));
+        }
+    }
+    found
+}
+
+/// What a TLS file must hold.
+#[derive(Clone, Copy, Debug)]
+pub enum PemKind {
+    /// `-----BEGIN CERTIFICATE-----`.
+    Certificate,
+    /// `-----BEGIN (RSA |EC )?PRIVATE KEY-----`.
+    PrivateKey,
+}
+
+impl PemKind {
+    fn expected(self) -> &'static str {
+        match self {
+            PemKind::Certificate => "-----BEGIN CERTIFICATE-----",
+            PemKind::PrivateKey => "-----BEGIN PRIVATE KEY----- or an RSA or EC one",
+        }
+    }
+}
+
+/// Why `bytes` are not a PEM file of `kind`; `None` when they are.
+pub fn pem_problem(bytes: &[u8], kind: PemKind) -> Option<String> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Some("is not PEM (binary: DER? convert it with openssl)".into());
+    };
+    let has_block = |label: &str| {
+        text.lines()
+            .any(|line| line.trim() == format!("-----BEGIN {label}-----"))
+            && text
+                .lines()
+                .any(|line| line.trim() == format!("-----END {label}-----"))
+    };
+    let ok = match kind {
+        PemKind::Certificate => has_block("CERTIFICATE"),
+        PemKind::PrivateKey => ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]
+            .iter()
+            .any(|label| has_block(label)),
+    };
+    if ok {
+        None
+    } else if text.trim().is_empty() {
+        Some("is empty".into())
+    } else if matches!(kind, PemKind::PrivateKey) && has_block("CERTIFICATE") {
+        Some("holds a certificate, not a private key (tls_cert and tls_key swapped?)".into())
+    } else if matches!(kind, PemKind::Certificate) && text.contains("PRIVATE KEY-----") {
+        Some("holds a private key, not a certificate (tls_cert and tls_key swapped?)".into())
+    } else {
+        Some(format!("is not PEM: no {} block", kind.expected()))
+    }
 }
 
 /// The checks of the running home: agents' states and users.
@@ -327,7 +426,8 @@ pub fn findings(
         if path.is_file() {
             match roster_store::config_file::load_config(&path) {
                 Ok(config) => {
-                    findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()))
+                    findings.extend(config_findings(&config, nix::unistd::geteuid().is_root()));
+                    findings.extend(web_tls_findings(&config));
                 }
                 Err(error) => findings.push(finding(
                     "critical",
@@ -430,6 +530,113 @@ mod tests {
         assert_eq!(config_to_judge(None, false, None), None, "no daemon");
         let unapplied: StatusReply = serde_json::from_str(r#"{"agents": []}"#).expect("status");
         assert_eq!(config_to_judge(None, false, Some(&unapplied)), None);
+    }
+
+    fn web_config(web: &str) -> Config {
+        roster_core::config::parse("roster.toml", web, Path::new("/srv/app")).expect("valid")
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_a_warning_only_when_asked_for() {
+        let web = |found: Vec<Finding>| -> Vec<Finding> {
+            found.into_iter().filter(|f| f.check == "web").collect()
+        };
+        let found = web(config_findings(
+            &web_config("[web]\nlisten = \"0.0.0.0:9400\"\ninsecure_http = true\n"),
+            false,
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, "warning");
+        assert_eq!(
+            found[0].message,
+            "the dashboard is served over plain HTTP on 0.0.0.0:9400 (insecure_http = true): tokens and session cookies cross the network in clear up to the proxy that terminates TLS"
+        );
+        assert_eq!(
+            found[0].fix,
+            "set [web] tls_cert and tls_key (PEM files); or keep insecure_http and firewall port 9400 to the TLS proxy alone"
+        );
+        for quiet in [
+            "[web]\nlisten = \"127.0.0.1:9400\"\n",
+            "[web]\nlisten = \"127.0.0.1:9400\"\ninsecure_http = true\n",
+            "[web]\nlisten = \"0.0.0.0:9400\"\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+            "",
+        ] {
+            assert!(
+                web(config_findings(&web_config(quiet), false)).is_empty(),
+                "{quiet}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_files_must_be_readable_pem_of_their_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.path().join("web.crt"), cert).expect("write");
+        std::fs::write(dir.path().join("web.key"), key).expect("write");
+        let text = |cert: &str, key: &str| {
+            format!(
+                "[web]\nlisten = \"127.0.0.1:9400\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                dir.path().join(cert).display(),
+                dir.path().join(key).display()
+            )
+        };
+        assert!(web_tls_findings(&web_config(&text("web.crt", "web.key"))).is_empty());
+        let found = web_tls_findings(&web_config(&text("web.key", "missing.key")));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found
+            .iter()
+            .all(|f| f.severity == "critical" && f.check == "web"));
+        assert!(
+            found[0].message.ends_with(
+                "holds a private key, not a certificate (tls_cert and tls_key swapped?)"
+            ),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[1]
+                .message
+                .contains("missing.key cannot be read: No such file"),
+            "{}",
+            found[1].message
+        );
+        assert!(
+            found[1]
+                .fix
+                .starts_with("point tls_key at a readable PEM file"),
+            "{}",
+            found[1].fix
+        );
+    }
+
+    #[test]
+    fn pem_is_recognised_by_its_blocks() {
+        let cert = b"junk\n-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_problem(cert, PemKind::Certificate), None);
+        let rsa = b"-----BEGIN RSA PRIVATE KEY-----\nAA\n-----END RSA PRIVATE KEY-----\n";
+        assert_eq!(pem_problem(rsa, PemKind::PrivateKey), None);
+        let ec = b"-----BEGIN EC PRIVATE KEY-----\nAA\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(pem_problem(ec, PemKind::PrivateKey), None);
+        assert_eq!(
+            pem_problem(b"", PemKind::Certificate).as_deref(),
+            Some("is empty")
+        );
+        assert_eq!(
+            pem_problem(&[0x30, 0x82, 0xff, 0xfe], PemKind::Certificate).as_deref(),
+            Some("is not PEM (binary: DER? convert it with openssl)")
+        );
+        assert_eq!(
+            pem_problem(cert, PemKind::PrivateKey).as_deref(),
+            Some("holds a certificate, not a private key (tls_cert and tls_key swapped?)")
+        );
+        assert_eq!(
+            pem_problem(b"hello", PemKind::Certificate).as_deref(),
+            Some("is not PEM: no -----BEGIN CERTIFICATE----- block")
+        );
+        let unterminated = b"-----BEGIN CERTIFICATE-----\nAA\n";
+        assert!(pem_problem(unterminated, PemKind::Certificate).is_some());
     }
 
     #[test]

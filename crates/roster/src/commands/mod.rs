@@ -20,6 +20,7 @@ pub mod status;
 pub mod tmux;
 pub mod top;
 pub mod up;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

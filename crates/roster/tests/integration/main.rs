@@ -38,3 +38,4 @@ mod surfaces;
 mod top;
 mod util;
 mod watch;
+mod web_tokens;
