@@ -212,6 +212,11 @@ pub struct ApplyConflict {
 pub struct AgentsRequest {
     /// Agent names; `["all"]` means every agent.
     pub names: Vec<String>,
+    /// `/v1/restart` only: drain as roster restarts for ill health (the
+    /// agent's drain signal and drain_timeout) instead of its stop signal
+    /// and stop_timeout. Absent (older clients): false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// Any error the API answers with (HTTP 4xx/5xx).

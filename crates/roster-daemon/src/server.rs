@@ -370,7 +370,12 @@ async fn stop(State(state): State<ApiState>, Json(request): Json<AgentsRequest>)
 }
 
 async fn restart(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
-    agents(state, Verb::Restart, request).await
+    let verb = if request.drain {
+        Verb::RestartDrained
+    } else {
+        Verb::Restart
+    };
+    agents(state, verb, request).await
 }
 
 async fn alerts(State(state): State<ApiState>) -> Response {

@@ -105,6 +105,7 @@ fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, Stri
         "/v1/start",
         &AgentsRequest {
             names: vec![name.to_owned()],
+            drain: false,
         },
     ) {
         return ("failed", format!("the daemon refused the start: {error:#}"));
