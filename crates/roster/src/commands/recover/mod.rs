@@ -6,8 +6,11 @@
 //! deleting rotated logs roster wrote. Exit 0 only when nothing is left
 //! wrong.
 
+mod disk;
+mod restart;
 mod steps;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,11 +20,13 @@ use anyhow::Result;
 use nix::fcntl::OFlag;
 use serde::Serialize;
 
+use roster_core::api::{AgentState, DeployProgress};
 use roster_core::diagnose::{classify, render, Daemon, Finding, Mode};
-use roster_core::recover::{plan, Context, DaemonState, Plan};
+use roster_core::recover::{plan, Context, DaemonState, Memory, Plan};
 use roster_store::Home;
 
 use super::diagnose::{collect, facts, window_words};
+use crate::client::ApiError;
 
 /// The options of `roster recover`.
 pub struct Options<'a> {
@@ -82,6 +87,7 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
             .and_then(|path| super::check::load(path).ok()),
     };
     let wanted = parsed
+        .as_ref()
         .map(|config| {
             config
                 .agents
@@ -90,26 +96,96 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
                 .collect()
         })
         .unwrap_or_default();
-    let running = match &collected.daemon {
-        Daemon::Answered(status) => status
-            .agents
-            .iter()
-            .filter(|agent| {
-                matches!(
-                    agent.state,
-                    roster_core::api::AgentState::Running | roster_core::api::AgentState::Starting
-                )
+    let shipped: BTreeSet<String> = parsed
+        .as_ref()
+        .map(|config| {
+            config
+                .agents
+                .iter()
+                .filter(|(_, spec)| spec.deploy.is_some())
+                .map(|(name, _)| name.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let drain_timeout = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|config| {
+                config
+                    .agents
+                    .iter()
+                    .find(|(agent, _)| agent.as_str() == name)
+                    .map(|(_, spec)| spec.drain_timeout)
             })
-            .map(|agent| agent.name.clone())
-            .collect(),
-        _ => Default::default(),
+            .unwrap_or(Duration::from_secs(10))
+    };
+    let mut running = BTreeSet::new();
+    let mut memory = BTreeMap::new();
+    if let Daemon::Answered(status) = &collected.daemon {
+        for agent in &status.agents {
+            if !matches!(agent.state, AgentState::Running | AgentState::Starting) {
+                continue;
+            }
+            running.insert(agent.name.clone());
+            if let (Some(pid), Some(bytes)) = (agent.pid, agent.memory_bytes) {
+                memory.insert(
+                    agent.name.clone(),
+                    Memory {
+                        pid,
+                        bytes,
+                        drain_timeout: drain_timeout(&agent.name),
+                    },
+                );
+            }
+        }
+    }
+    let deploying = match daemon {
+        DaemonState::Answered => deploys_in_progress(home, &shipped),
+        _ => BTreeMap::new(),
     };
     Context {
         daemon,
         running,
         config: config.map(|path| path.display().to_string()),
         wanted,
+        memory,
+        shipped,
+        deploying,
     }
+}
+
+/// The agents of `shipped` with a deploy or rollback under way, as
+/// `GET /v1/deploy` says; one the daemon cannot be asked about counts as
+/// under way (its releases are left), with why.
+fn deploys_in_progress(home: &Home, shipped: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let client = crate::commands::client(home);
+    let mut deploying = BTreeMap::new();
+    for agent in shipped {
+        let path = format!(
+            "/v1/deploy?agent={}",
+            crate::commands::deploy::percent_encode(agent)
+        );
+        match client.get::<DeployProgress>(&path) {
+            Ok(progress) if progress.outcome.is_none() => {
+                deploying.insert(
+                    agent.clone(),
+                    format!("a {} of {agent} is in progress", progress.kind),
+                );
+            }
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .downcast_ref::<ApiError>()
+                    .is_some_and(|error| error.status == 404) => {}
+            Err(error) => {
+                deploying.insert(
+                    agent.clone(),
+                    format!("the daemon could not say whether a deploy of {agent} is in progress: {error:#}"),
+                );
+            }
+        }
+    }
+    deploying
 }
 
 fn render_plan(plan: &Plan) -> String {
