@@ -10,7 +10,12 @@ use std::fmt;
 use crate::signal::name_of_number;
 
 mod event_kind;
+mod recovery;
 pub use event_kind::EventKind;
+pub use recovery::{
+    RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,
+    RECOVERY_ENTRIES_MAX, RECOVERY_TEXT_MAX,
+};
 
 /// The version prefix of every API path.
 pub const API_PREFIX: &str = "/v1";

@@ -1,12 +1,14 @@
 //! `roster recover`: collect and classify as `roster diagnose` does, plan
 //! with `roster_core::recover::plan`, confirm, run each step (`steps.rs`),
 //! diagnose again over the time since recover began, then print the
-//! report and append it to `<home>/recovery.log`. No step signals a
-//! process: the only steps are the API's start, starting a daemon, and
-//! deleting rotated logs roster wrote. Exit 0 only when nothing is left
-//! wrong.
+//! report, journal it as `recovery` events (`record.rs`) and append it to
+//! `<home>/recovery.log`. recover signals no process itself: the steps
+//! are the API's start and drained restart, starting a daemon, and
+//! deleting rotated logs and old releases roster wrote. Exit 0 only when
+//! nothing is left wrong.
 
 mod disk;
+mod record;
 mod restart;
 mod steps;
 
@@ -338,9 +340,13 @@ pub fn run(home: &Home, options: Options<'_>) -> Result<ExitCode> {
     let since = began.elapsed().max(Duration::from_millis(1));
     let again = collect::collect(home, file.as_deref(), since, window_words(since));
     let after = classify(&facts(&again));
-    let text = render_report(&found, &outcomes, &after);
+    let mut text = render_report(&found, &outcomes, &after);
     let left: Vec<&Finding> = after.iter().filter(|f| f.is_problem()).collect();
-    let json = serde_json::json!({"found": found, "steps": outcomes, "left": left});
+    let journaled = record::journal(home, &record::report(&found, &outcomes, &left));
+    text.push_str(&journaled);
+    text.push('\n');
+    let json =
+        serde_json::json!({"found": found, "steps": outcomes, "left": left, "journal": journaled});
     if options.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
