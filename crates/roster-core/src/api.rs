@@ -14,7 +14,7 @@ mod recovery;
 pub use event_kind::EventKind;
 pub use recovery::{
     RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,
-    RECOVERY_ENTRIES_MAX, RECOVERY_TEXT_MAX,
+    RECOVERY_ENTRIES_MAX, RECOVERY_PATIENCE_MS, RECOVERY_STALE_MS, RECOVERY_TEXT_MAX,
 };
 
 /// The version prefix of every API path.

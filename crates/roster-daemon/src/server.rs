@@ -563,13 +563,21 @@ async fn recovery(State(state): State<ApiState>, body: axum::body::Bytes) -> Res
     }
     let report: RecoveryReport = match serde_json::from_slice(&body) {
         Ok(report) => report,
-        Err(problem) => return error(
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
                 "the body is not a recovery report ({{\"found\", \"steps\", \"left\"}}): {problem}"
             ),
-        ),
+            )
+        }
     };
+    if report.is_stale(roster_store::clock::unix_millis()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the recovery report is stale: the client has given up waiting and journals it itself",
+        );
+    }
     let events = match report.events() {
         Ok(events) => events,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),

@@ -14,6 +14,13 @@ pub const RECOVERY_BODY_MAX: usize = 256 * 1024;
 pub const RECOVERY_ENTRIES_MAX: usize = 100;
 /// At most this many bytes in one text field.
 pub const RECOVERY_TEXT_MAX: usize = 4096;
+/// A report the daemon reads more than this long after it was sent is
+/// refused: the CLI waits [`RECOVERY_PATIENCE_MS`] for an answer, then
+/// writes the journal itself, so a daemon that was hung must not journal
+/// the same report again when it wakes.
+pub const RECOVERY_STALE_MS: i64 = 4000;
+/// How long the CLI waits for the daemon to take a report.
+pub const RECOVERY_PATIENCE_MS: u64 = 5000;
 
 /// A finding, as a recovery report names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +60,9 @@ pub struct RecoveryReport {
     pub steps: Vec<RecoveryStep>,
     /// What is still wrong after.
     pub left: Vec<RecoveryFinding>,
+    /// When the CLI sent it (unix milliseconds); see [`RECOVERY_STALE_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_unix_ms: Option<i64>,
 }
 
 /// One `recovery` event to journal.
@@ -110,6 +120,13 @@ fn list(findings: &[RecoveryFinding]) -> String {
 }
 
 impl RecoveryReport {
+    /// Whether a daemon reading it at `now_unix_ms` is too late (the CLI
+    /// has given up on it and journals it itself).
+    pub fn is_stale(&self, now_unix_ms: i64) -> bool {
+        self.sent_unix_ms
+            .is_some_and(|sent| now_unix_ms.saturating_sub(sent) > RECOVERY_STALE_MS)
+    }
+
     /// The events to journal: one per step, then a summary; or why the
     /// report is refused (too many entries, too long a text, a bad agent
     /// name, mode or result).
@@ -211,7 +228,20 @@ mod tests {
                 severity: "warning".into(),
                 agent: None,
             }],
+            sent_unix_ms: Some(10_000),
         }
+    }
+
+    #[test]
+    fn a_report_read_after_the_cli_gave_up_is_stale() {
+        assert!(!report().is_stale(10_000 + RECOVERY_STALE_MS));
+        assert!(report().is_stale(10_001 + RECOVERY_STALE_MS));
+        let unstamped = RecoveryReport {
+            sent_unix_ms: None,
+            ..report()
+        };
+        assert!(!unstamped.is_stale(i64::MAX));
+        assert!(RECOVERY_STALE_MS < RECOVERY_PATIENCE_MS as i64);
     }
 
     #[test]

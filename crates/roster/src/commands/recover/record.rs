@@ -6,7 +6,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use roster_core::api::{EventKind, RecoveryFinding, RecoveryReport, RecoveryStep};
+use roster_core::api::{
+    EventKind, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_PATIENCE_MS,
+};
 use roster_core::diagnose::Finding;
 use roster_store::journal::{append_rows, Row};
 use roster_store::Home;
@@ -14,8 +16,9 @@ use roster_store::Home;
 use super::Outcome;
 use crate::client::ApiError;
 
-/// How long the daemon may take to take the report.
-const PATIENCE: Duration = Duration::from_secs(5);
+/// How long the daemon may take to take the report (it refuses one it
+/// reads later than `RECOVERY_STALE_MS` after it was sent).
+const PATIENCE: Duration = Duration::from_millis(RECOVERY_PATIENCE_MS);
 
 fn finding(finding: &Finding) -> RecoveryFinding {
     RecoveryFinding {
@@ -44,13 +47,18 @@ pub fn report(found: &[Finding], outcomes: &[Outcome], left: &[&Finding]) -> Rec
             })
             .collect(),
         left: left.iter().map(|left| finding(left)).collect(),
+        sent_unix_ms: None,
     }
 }
 
 /// Journals `report`; says where (or why not), in one line.
 pub fn journal(home: &Home, report: &RecoveryReport) -> String {
     let client = crate::commands::client(home).with_timeout(PATIENCE);
-    let refused = match client.post::<_, ()>("/v1/recovery", report) {
+    let stamped = RecoveryReport {
+        sent_unix_ms: Some(roster_store::clock::unix_millis()),
+        ..report.clone()
+    };
+    let refused = match client.post::<_, ()>("/v1/recovery", &stamped) {
         Ok(()) => {
             return format!(
                 "journal: {} recovery events, through the daemon",
