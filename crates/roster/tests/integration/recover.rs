@@ -247,6 +247,28 @@ fn with_a_hung_daemon_the_report_goes_straight_into_the_journal() {
     roster.config("[agents.web]\ncommand = [\"sleep\", \"4247\"]\n");
     roster.up();
     roster.wait_state("web", AgentState::Running, SECS(10));
+    // Bad reports are refused and journal nothing.
+    let step = r#"{"mode":"crash_loop","step":"s","result":"done","detail":"d"}"#;
+    let many = format!(
+        r#"{{"found":[],"left":[],"steps":[{}]}}"#,
+        vec![step; 101].join(",")
+    );
+    let huge = format!(
+        r#"{{"found":[],"left":[],"steps":[],"pad":"{}"}}"#,
+        "x".repeat(300 << 10)
+    );
+    for body in [
+        "not json".to_owned(),
+        r#"{"found":[],"steps":[{"mode":"crash_loop","agent":"../x","step":"s","result":"done","detail":"d"}],"left":[]}"#.to_owned(),
+        r#"{"found":[],"steps":[{"mode":"crash_loop","step":"s","result":"perhaps","detail":"d"}],"left":[]}"#.to_owned(),
+        many,
+        huge,
+    ] {
+        let (status, answer) = api(&roster, "POST", "/v1/recovery", &body);
+        assert_eq!(status, 400, "{answer}");
+    }
+    assert!(recovery_events(&roster).is_empty());
+
     let daemon = roster.daemon_pid().expect("daemon pid");
     kill(daemon, Signal::SIGSTOP);
     let resume = Continue(daemon);
