@@ -7,11 +7,13 @@
 
 use std::time::Duration;
 
-use roster_core::api::{AgentState, AgentsRequest, StatusReply};
+use roster_core::api::{AgentState, AgentStatus, AgentsRequest, StatusReply};
 use roster_core::diagnose::human_bytes;
-
-use super::steps::agent;
 use roster_store::Home;
+
+fn agent<'a>(status: &'a StatusReply, name: &str) -> Option<&'a AgentStatus> {
+    status.agents.iter().find(|agent| agent.name == name)
+}
 
 /// Runs the drained restart of `name` (pid `pid`, holding `bytes`), and
 /// says how it went.

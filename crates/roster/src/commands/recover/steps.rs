@@ -92,7 +92,7 @@ fn start_daemon(home: &Home, config: &Path) -> (&'static str, String) {
     }
 }
 
-pub(super) fn agent<'a>(status: &'a StatusReply, name: &str) -> Option<&'a AgentStatus> {
+fn agent<'a>(status: &'a StatusReply, name: &str) -> Option<&'a AgentStatus> {
     status.agents.iter().find(|agent| agent.name == name)
 }
 
