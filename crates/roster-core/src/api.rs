@@ -10,7 +10,12 @@ use std::fmt;
 use crate::signal::name_of_number;
 
 mod event_kind;
+mod recovery;
 pub use event_kind::EventKind;
+pub use recovery::{
+    RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,
+    RECOVERY_ENTRIES_MAX, RECOVERY_PATIENCE_MS, RECOVERY_STALE_MS, RECOVERY_TEXT_MAX,
+};
 
 /// The version prefix of every API path.
 pub const API_PREFIX: &str = "/v1";
@@ -212,6 +217,11 @@ pub struct ApplyConflict {
 pub struct AgentsRequest {
     /// Agent names; `["all"]` means every agent.
     pub names: Vec<String>,
+    /// `/v1/restart` only: drain as roster restarts for ill health (the
+    /// agent's drain signal and drain_timeout) instead of its stop signal
+    /// and stop_timeout. Absent (older clients): false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// Any error the API answers with (HTTP 4xx/5xx).

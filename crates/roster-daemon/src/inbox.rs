@@ -24,6 +24,8 @@ pub enum Verb {
     Stop,
     /// Restart.
     Restart,
+    /// Restart drained: the drain signal and drain_timeout.
+    RestartDrained,
 }
 
 /// A request from the API server to the loop. (An apply carries its

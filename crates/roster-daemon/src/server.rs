@@ -96,6 +96,7 @@ pub async fn serve(
         .route("/v1/secrets", get(secrets_list))
         .route("/v1/secrets/set", post(secret_set))
         .route("/v1/secrets/rm", post(secret_remove))
+        .route("/v1/recovery", post(recovery))
         .with_state(state);
     let listener = BoundedListener::new(
         crate::listener::GuardedUnix {
@@ -370,7 +371,12 @@ async fn stop(State(state): State<ApiState>, Json(request): Json<AgentsRequest>)
 }
 
 async fn restart(State(state): State<ApiState>, Json(request): Json<AgentsRequest>) -> Response {
-    agents(state, Verb::Restart, request).await
+    let verb = if request.drain {
+        Verb::RestartDrained
+    } else {
+        Verb::Restart
+    };
+    agents(state, verb, request).await
 }
 
 async fn alerts(State(state): State<ApiState>) -> Response {
@@ -538,6 +544,55 @@ async fn releases(
         Ok(Err(problem)) => error(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string()),
         Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
+}
+
+/// `POST /v1/recovery` {found, steps, left}: a `roster recover` report,
+/// journaled through the inbox as `recovery` events, one per step and a
+/// summary. The body and each list are bounded; a bad report is a 400 and
+/// journals nothing.
+async fn recovery(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    use roster_core::api::{RecoveryReport, RECOVERY_BODY_MAX};
+    if body.len() > RECOVERY_BODY_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the recovery report is {} bytes, more than {RECOVERY_BODY_MAX}",
+                body.len()
+            ),
+        );
+    }
+    let report: RecoveryReport = match serde_json::from_slice(&body) {
+        Ok(report) => report,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                "the body is not a recovery report ({{\"found\", \"steps\", \"left\"}}): {problem}"
+            ),
+            )
+        }
+    };
+    if report.is_stale(roster_store::clock::unix_millis()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the recovery report is stale: the client has given up waiting and journals it itself",
+        );
+    }
+    let events = match report.events() {
+        Ok(events) => events,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    for event in events {
+        let sent = state.inbox.send(Input::Note {
+            agent: event.agent,
+            kind: EventKind::Recovery,
+            detail: event.detail,
+        });
+        if !sent {
+            return gone();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// Decodes a secrets request. A body that does not decode gets a message

@@ -338,6 +338,37 @@ pub struct EventFilter {
     pub limit: Option<u32>,
 }
 
+/// Writes `rows` into an existing journal as a second writer beside the
+/// daemon's (SQLite in WAL mode, waiting up to 5 s for its lock): for a
+/// CLI whose daemon does not answer. Synchronous: when it returns `Ok`,
+/// the rows are in. `Ok(false)` when there is no journal (none is
+/// created: the daemon creates its own, with its own owner and mode).
+pub fn append_rows(path: &Path, rows: &[Row]) -> Result<bool, JournalError> {
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(JournalError::NotRegular {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => {}
+    }
+    let error = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(error)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(error)?;
+    write_batch(&mut connection, rows).map_err(error)?;
+    Ok(true)
+}
+
 /// A read-only connection for readers; `None` when there is no journal.
 fn open_for_reading(path: &Path) -> Result<Option<Connection>, JournalError> {
     // SQLite would follow a link; a journal is never one.
@@ -556,6 +587,31 @@ mod tests {
         let missing = dir.path().join("none.db");
         assert_eq!(newest_id(&missing).expect("newest"), None);
         assert!(agent_names(&missing).expect("names").is_empty());
+    }
+
+    #[test]
+    fn a_second_writer_appends_beside_an_open_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.db");
+        let missing = dir.path().join("none.db");
+        assert!(!append_rows(&missing, &[]).expect("no journal"));
+        assert!(!missing.exists(), "no journal is created");
+        let mut journal = Journal::open(&path).expect("open");
+        journal.record(Row::now(None, EventKind::DaemonStarted, None, "first"));
+        let rows = [
+            Row::now(Some("a"), EventKind::Recovery, None, "done: step"),
+            Row::now(None, EventKind::Recovery, None, "summary"),
+        ];
+        assert!(append_rows(&path, &rows).expect("append"));
+        journal.record(Row::now(None, EventKind::DaemonStopped, None, "last"));
+        journal.close();
+        let kinds: Vec<String> = read_events(&path, &EventFilter::default())
+            .expect("read")
+            .into_iter()
+            .map(|event| event.kind)
+            .collect();
+        assert_eq!(kinds.iter().filter(|kind| *kind == "recovery").count(), 2);
+        assert_eq!(kinds.len(), 4);
     }
 
     #[test]

@@ -131,6 +131,10 @@ event_kinds! {
     /// Rotated logs were deleted to free the disk.
     LogsCleaned = "logs_cleaned",
 
+    // Recovery.
+    /// A step of `roster recover`, or its summary.
+    Recovery = "recovery",
+
     // Watch rules and alerts.
     /// A rule stopped the agent.
     RuleStop = "rule_stop",

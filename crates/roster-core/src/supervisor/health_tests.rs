@@ -170,6 +170,46 @@ fn unhealthy_with_restart_drains_with_the_drain_signal_and_timeout() {
 }
 
 #[test]
+fn an_operators_drained_restart_uses_the_drain_signal_and_drain_timeout() {
+    let mut p = Probed::new(
+        HTTP,
+        "drain_signal = \"SIGUSR1\"\ndrain_timeout = \"7s\"\nstop_timeout = \"1s\"",
+    );
+    let first = p.pid();
+    let name = AgentName::new("a").expect("name");
+    p.sup.handle_restart_drained(p.at(2.0), &name);
+    p.drive(p.at(2.0));
+    assert_eq!(p.signals, [(first, Signal::Usr1)], "drained, not stopped");
+    assert_eq!(p.view(2.1).state, AgentState::Stopping);
+    // Past stop_timeout it still drains: drain_timeout rules.
+    p.tick(4.0);
+    assert_eq!(p.signals.len(), 1);
+    p.tick(9.1);
+    assert_eq!(p.signals.last(), Some(&(first, Signal::Kill)));
+    assert!(p.sup.handle_exit(p.at(9.2), first, ExitStatus::Signal(9)));
+    p.drive(p.at(9.2));
+    assert_ne!(p.pid(), first, "started again");
+    // Not counted against the automatic restarts' limit, and repeatable.
+    let second = p.pid();
+    p.sup.handle_restart_drained(p.at(10.0), &name);
+    p.drive(p.at(10.0));
+    assert_eq!(p.signals.last(), Some(&(second, Signal::Usr1)));
+}
+
+#[test]
+fn a_drained_restart_without_a_drain_signal_uses_the_stop_signal() {
+    let mut p = Probed::new(HTTP, "stop_signal = \"SIGINT\"\ndrain_timeout = \"3s\"");
+    let first = p.pid();
+    let name = AgentName::new("a").expect("name");
+    p.sup.handle_restart_drained(p.at(2.0), &name);
+    p.drive(p.at(2.0));
+    assert_eq!(p.signals, [(first, Signal::Int)]);
+    assert!(p.sup.handle_exit(p.at(2.5), first, ExitStatus::Code(0)));
+    p.drive(p.at(2.5));
+    assert_ne!(p.pid(), first, "started again at once after it ended");
+}
+
+#[test]
 fn a_hung_probe_is_cut_at_its_timeout_and_counts_as_a_failure() {
     let mut p = Probed::new(
         "exec = [\"sleep\", \"100\"]\ninterval = \"2s\"\ntimeout = \"500ms\"\nretries = 1\nstart_period = \"0s\"\non_failure = \"none\"",

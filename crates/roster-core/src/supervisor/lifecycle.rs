@@ -29,6 +29,28 @@ impl Supervisor {
         self.restart_agent(now, agent);
     }
 
+    /// An operator's drained `restart` (`roster recover` relieving memory
+    /// pressure): as roster restarts for ill health, the agent's drain
+    /// signal (else its stop signal), then SIGKILL after `drain_timeout`,
+    /// then start. Not rate-limited: an operator asked. An agent that is
+    /// not running is started.
+    pub fn handle_restart_drained(&mut self, now: Instant, agent: &AgentName) {
+        let Some(spec) = self.agents.get(agent).map(|state| &state.spec) else {
+            return;
+        };
+        let (signal, timeout) = (
+            spec.drain_signal.unwrap_or(spec.stop_signal),
+            spec.drain_timeout,
+        );
+        match self.agents.get(agent).map(|state| state.phase) {
+            Some(Phase::Starting { .. } | Phase::Running { .. }) => {
+                self.stop_agent_with(now, agent, AfterStop::Restart, signal, timeout)
+            }
+            Some(_) => self.start_agent(now, agent),
+            None => {}
+        }
+    }
+
     /// Stops every agent (for `roster down`).
     pub fn handle_stop_all(&mut self, now: Instant) {
         for name in self.names() {

@@ -79,6 +79,7 @@ pub(super) fn agents_command(
             Verb::Start => supervisor.handle_start(now, agent),
             Verb::Stop => supervisor.handle_stop(now, agent),
             Verb::Restart => supervisor.handle_restart(now, agent),
+            Verb::RestartDrained => supervisor.handle_restart_drained(now, agent),
         }
     }
     Ok(())

@@ -35,6 +35,7 @@ pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
         path,
         &AgentsRequest {
             names: names.to_vec(),
+            drain: false,
         },
     )?;
     let all = names.iter().any(|name| name == "all");

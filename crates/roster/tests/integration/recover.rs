@@ -1,8 +1,11 @@
 //! `roster recover` (issue #17, item 2) end to end: a crash loop whose
 //! cause is gone is started and runs; one whose cause remains is left with
 //! the reason; `--dry-run` changes nothing; a stopped daemon is brought
-//! up; rotated logs filling a small tmpfs are deleted oldest first; a
-//! look-alike process (same command line as an agent) is never touched.
+//! up; rotated logs filling a small tmpfs are deleted oldest first, then
+//! old releases (never live nor previous); an agent holding ~95% of its
+//! memory_max is restarted drained; a look-alike process (same command
+//! line as an agent) is never touched; each run's report is journaled as
+//! `recovery` events.
 
 use std::path::Path;
 use std::process::{Child, Command, Output};
@@ -68,6 +71,15 @@ fn look_alike() -> Guard {
 fn failed(roster: &Roster) {
     let _ = roster.run(&["up", "--timeout", "20s"]);
     roster.wait_state("loop", AgentState::Failed, SECS(20));
+}
+
+/// The journal's `recovery` events, as `roster events --json` shows them.
+fn recovery_events(roster: &Roster) -> Vec<roster_core::api::EventRecord> {
+    roster
+        .events(&[])
+        .into_iter()
+        .filter(|event| event.kind == "recovery")
+        .collect()
 }
 
 fn recovery_log(roster: &Roster) -> Option<String> {
@@ -138,6 +150,22 @@ fn a_crash_loop_whose_cause_is_gone_is_started_and_one_whose_cause_remains_is_le
         "the look-alike runs"
     );
 
+    // The report is in the journal: one event per step and a summary.
+    let events = recovery_events(&roster);
+    assert!(
+        events
+            .iter()
+            .any(|event| event.agent.as_deref() == Some("loop")
+                && event.detail.starts_with("done: [crash_loop] start loop")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|event| event.agent.is_none() && event.detail.contains("still wrong: nothing")),
+        "{events:#?}"
+    );
+
     // Running now (diagnose still warns of its recent deaths): no step.
     let output = roster.run(&["recover", "--dry-run"]);
     let plan = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -202,4 +230,240 @@ fn rotated_logs_filling_the_disk_are_deleted_oldest_first() {
     assert!(logs.join("notes.txt").exists(), "nothing else is touched");
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(roster.agent("web").state, AgentState::Running);
+}
+
+/// SIGCONT for a stopped daemon, however the test ends.
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        kill(self.0, Signal::SIGCONT);
+    }
+}
+
+#[test]
+fn with_a_hung_daemon_the_report_goes_straight_into_the_journal() {
+    let roster = Roster::new();
+    roster.config("[agents.web]\ncommand = [\"sleep\", \"4247\"]\n");
+    roster.up();
+    roster.wait_state("web", AgentState::Running, SECS(10));
+    // Bad reports are refused and journal nothing.
+    let step = r#"{"mode":"crash_loop","step":"s","result":"done","detail":"d"}"#;
+    let many = format!(
+        r#"{{"found":[],"left":[],"steps":[{}]}}"#,
+        vec![step; 101].join(",")
+    );
+    let huge = format!(
+        r#"{{"found":[],"left":[],"steps":[],"pad":"{}"}}"#,
+        "x".repeat(300 << 10)
+    );
+    for body in [
+        "not json".to_owned(),
+        r#"{"found":[],"steps":[{"mode":"crash_loop","agent":"../x","step":"s","result":"done","detail":"d"}],"left":[]}"#.to_owned(),
+        r#"{"found":[],"steps":[{"mode":"crash_loop","step":"s","result":"perhaps","detail":"d"}],"left":[]}"#.to_owned(),
+        many,
+        huge,
+    ] {
+        let (status, answer) = api(&roster, "POST", "/v1/recovery", &body);
+        assert_eq!(status, 400, "{answer}");
+    }
+    assert!(recovery_events(&roster).is_empty());
+
+    let daemon = roster.daemon_pid().expect("daemon pid");
+    kill(daemon, Signal::SIGSTOP);
+    let resume = Continue(daemon);
+    let (code, report, output) = recover(&roster, &["--yes"]);
+    assert_eq!(code, 1, "{report:#}\n{}", text(&output));
+    let journal = report["journal"].as_str().unwrap_or_default();
+    assert!(journal.contains("written straight into"), "{report:#}");
+    assert!(report["steps"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("never kills"));
+    let events = recovery_events(&roster);
+    assert!(
+        events
+            .iter()
+            .any(|event| event.detail.starts_with("left: [daemon_unreachable]")),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|event| event
+            .detail
+            .starts_with("roster recover: found daemon_unreachable")),
+        "{events:#?}"
+    );
+    drop(resume);
+    // The daemon goes on writing its journal beside what recover wrote.
+    roster.ok(&["restart", "web"]);
+    roster.wait_event("web", "stopped", SECS(10));
+    assert_eq!(recovery_events(&roster).len(), events.len());
+}
+
+/// A python agent that holds `mib` MiB until MARKER exists and writes
+/// `drained` into it on SIGUSR1 (its drain signal), then ends.
+fn holder(marker: &Path, mib: u32) -> String {
+    format!(
+        "import os, signal, sys, time\n\
+         def drain(*_):\n    open({marker:?}, 'a').write('drained\\n')\n    sys.exit(0)\n\
+         signal.signal(signal.SIGUSR1, drain)\n\
+         b = None if os.path.exists({marker:?}) else bytearray({mib} << 20)\n\
+         print('holding' if b else 'light', flush=True)\n\
+         while True:\n    time.sleep(1)\n",
+        marker = marker.display().to_string()
+    )
+}
+
+#[test]
+fn an_agent_near_its_memory_max_is_restarted_drained_and_a_look_alike_is_not() {
+    const TEST: &str =
+        "recover::an_agent_near_its_memory_max_is_restarted_drained_and_a_look_alike_is_not";
+    let roster = Roster::new();
+    let marker = roster.path("drained");
+    let script = holder(&marker, 85);
+    let command = serde_json::to_string(&["python3", "-c", script.as_str()]).expect("json");
+    roster.config(&format!(
+        "[agents.fat]\ncommand = {command}\nmemory_max = \"100MiB\"\n\
+         drain_signal = \"SIGUSR1\"\ndrain_timeout = \"5s\"\nstop_timeout = \"1s\"\n"
+    ));
+    let _ = roster.run(&["up", "--timeout", "20s"]);
+    let status = roster.status();
+    if !status.agents.iter().all(|agent| {
+        agent
+            .limits
+            .as_deref()
+            .is_some_and(|limits| limits.starts_with("cgroup"))
+    }) {
+        skip(TEST, "memory_max is not enforced by a memory cgroup here");
+        return;
+    }
+    wait_for("fat holding its 85MiB", SECS(10), || {
+        log_lines(&roster.log_path("fat"))
+            .iter()
+            .any(|line| line.contains("holding"))
+            .then_some(())
+    });
+    // The same command line, outside roster.
+    let mut twin = Guard(
+        Command::new("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the look-alike"),
+    );
+    let before = roster.agent("fat").pid;
+
+    let output = roster.run(&["recover", "--dry-run"]);
+    let plan = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(plan.contains("restart fat drained"), "{plan}");
+    assert_eq!(roster.agent("fat").pid, before, "dry-run changes nothing");
+
+    let (code, report, output) = recover(&roster, &["--yes"]);
+    // Relieved: the new process holds nothing, nothing is left wrong.
+    assert_eq!(code, 0, "{report:#}\n{}", text(&output));
+    let step = &report["steps"][0];
+    assert_eq!(step["mode"], "memory_pressure", "{report:#}");
+    assert_eq!(step["agent"], "fat", "{report:#}");
+    assert_eq!(step["result"], "done", "{report:#}");
+    let detail = step["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("memory before"), "{detail}");
+    let after = roster.agent("fat");
+    assert_eq!(after.state, AgentState::Running);
+    assert_ne!(after.pid, before, "a new process");
+    let drained = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(drained, "drained\n", "the old process got the drain signal");
+    assert_eq!(
+        twin.0.try_wait().ok().flatten(),
+        None,
+        "the look-alike runs"
+    );
+    let events = recovery_events(&roster);
+    assert!(
+        events
+            .iter()
+            .any(|event| event.agent.as_deref() == Some("fat")
+                && event
+                    .detail
+                    .starts_with("done: [memory_pressure] restart fat drained")),
+        "{events:#?}"
+    );
+}
+
+/// Writes a file under `dir` until the filesystem is `percent` used.
+fn fill_to(dir: &Path, name: &str, percent: f64) {
+    use std::io::Write;
+    let stat = nix::sys::statvfs::statvfs(dir).expect("statvfs");
+    let unit = stat.fragment_size() as u64;
+    let total = stat.blocks() as u64 * unit;
+    let used = (stat.blocks() - stat.blocks_free()) as u64 * unit;
+    let wanted = (total as f64 * percent / 100.0) as u64;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .expect("filler");
+    let chunk = vec![b'x'; 1 << 16];
+    let mut left = wanted.saturating_sub(used);
+    while left > 0 {
+        let now = left.min(chunk.len() as u64) as usize;
+        file.write_all(&chunk[..now]).expect("fill");
+        left -= now as u64;
+    }
+}
+
+#[test]
+fn old_releases_filling_the_disk_are_deleted_oldest_first_never_live_or_previous() {
+    const TEST: &str =
+        "recover::old_releases_filling_the_disk_are_deleted_oldest_first_never_live_or_previous";
+    if !needs_root(TEST, "mount a small tmpfs under the home") {
+        return;
+    }
+    let tmpfs = Tmpfs::mount("64M");
+    let roster = tmpfs.roster();
+    roster.config(
+        "[agents.app]\ncommand = [\"sleep\", \"4246\"]\nready_after = \"200ms\"\n\
+         [agents.app.deploy]\nstrategy = \"restart\"\nverify_for = \"0s\"\n",
+    );
+    let _ = roster.run(&["up", "--timeout", "2s"]);
+    let padding = vec![b'r'; 10 << 20];
+    for version in ["v1", "v2", "v3", "v4"] {
+        let source = roster.path(&format!("src-{version}"));
+        std::fs::create_dir_all(&source).expect("source");
+        std::fs::write(source.join("padding"), &padding).expect("padding");
+        let output = roster.run(&[
+            "deploy",
+            "app",
+            source.to_str().expect("utf-8"),
+            "--version",
+            version,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    }
+    roster.wait_state("app", AgentState::Running, SECS(10));
+    let releases = roster.home_path().join("agents/app/releases");
+    let present = |version: &str| releases.join(version).exists();
+    assert!(["v1", "v2", "v3", "v4"].iter().all(|v| present(v)));
+    fill_to(roster.home_path(), "filler", 93.0);
+    let pid = roster.agent("app").pid;
+
+    let (code, report, output) = recover(&roster, &["--yes"]);
+    let used = roster_store::disk::used_percent(roster.home_path()).expect("use");
+    assert!(used < 85.0, "{used}% used\n{report:#}\n{}", text(&output));
+    assert_eq!(report["steps"][0]["result"], "done", "{report:#}");
+    let detail = report["steps"][0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("1 old releases"), "{detail}");
+    assert!(!present("v1"), "the oldest went");
+    assert!(present("v2"), "no more than needed: {detail}");
+    assert!(present("v3"), "previous stays");
+    assert!(present("v4"), "live stays");
+    assert!(
+        roster.home_path().join("filler").exists(),
+        "not roster's: kept"
+    );
+    assert_eq!(code, 0, "{report:#}");
+    let listed = roster.ok(&["releases", "app", "--json"]);
+    assert!(listed.contains("removed by roster recover"), "{listed}");
+    let app = roster.agent("app");
+    assert_eq!(app.state, AgentState::Running);
+    assert_eq!(app.pid, pid, "the agent was not touched");
 }

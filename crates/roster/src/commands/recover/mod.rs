@@ -1,13 +1,18 @@
 //! `roster recover`: collect and classify as `roster diagnose` does, plan
 //! with `roster_core::recover::plan`, confirm, run each step (`steps.rs`),
 //! diagnose again over the time since recover began, then print the
-//! report and append it to `<home>/recovery.log`. No step signals a
-//! process: the only steps are the API's start, starting a daemon, and
-//! deleting rotated logs roster wrote. Exit 0 only when nothing is left
-//! wrong.
+//! report, journal it as `recovery` events (`record.rs`) and append it to
+//! `<home>/recovery.log`. recover signals no process itself: the steps
+//! are the API's start and drained restart, starting a daemon, and
+//! deleting rotated logs and old releases roster wrote. Exit 0 only when
+//! nothing is left wrong.
 
+mod disk;
+mod record;
+mod restart;
 mod steps;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,11 +22,13 @@ use anyhow::Result;
 use nix::fcntl::OFlag;
 use serde::Serialize;
 
+use roster_core::api::{AgentState, DeployProgress};
 use roster_core::diagnose::{classify, render, Daemon, Finding, Mode};
-use roster_core::recover::{plan, Context, DaemonState, Plan};
+use roster_core::recover::{plan, Context, DaemonState, Memory, Plan};
 use roster_store::Home;
 
 use super::diagnose::{collect, facts, window_words};
+use crate::client::ApiError;
 
 /// The options of `roster recover`.
 pub struct Options<'a> {
@@ -82,6 +89,7 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
             .and_then(|path| super::check::load(path).ok()),
     };
     let wanted = parsed
+        .as_ref()
         .map(|config| {
             config
                 .agents
@@ -90,26 +98,96 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
                 .collect()
         })
         .unwrap_or_default();
-    let running = match &collected.daemon {
-        Daemon::Answered(status) => status
-            .agents
-            .iter()
-            .filter(|agent| {
-                matches!(
-                    agent.state,
-                    roster_core::api::AgentState::Running | roster_core::api::AgentState::Starting
-                )
+    let shipped: BTreeSet<String> = parsed
+        .as_ref()
+        .map(|config| {
+            config
+                .agents
+                .iter()
+                .filter(|(_, spec)| spec.deploy.is_some())
+                .map(|(name, _)| name.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let drain_timeout = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|config| {
+                config
+                    .agents
+                    .iter()
+                    .find(|(agent, _)| agent.as_str() == name)
+                    .map(|(_, spec)| spec.drain_timeout)
             })
-            .map(|agent| agent.name.clone())
-            .collect(),
-        _ => Default::default(),
+            .unwrap_or(Duration::from_secs(10))
+    };
+    let mut running = BTreeSet::new();
+    let mut memory = BTreeMap::new();
+    if let Daemon::Answered(status) = &collected.daemon {
+        for agent in &status.agents {
+            if !matches!(agent.state, AgentState::Running | AgentState::Starting) {
+                continue;
+            }
+            running.insert(agent.name.clone());
+            if let (Some(pid), Some(bytes)) = (agent.pid, agent.memory_bytes) {
+                memory.insert(
+                    agent.name.clone(),
+                    Memory {
+                        pid,
+                        bytes,
+                        drain_timeout: drain_timeout(&agent.name),
+                    },
+                );
+            }
+        }
+    }
+    let deploying = match daemon {
+        DaemonState::Answered => deploys_in_progress(home, &shipped),
+        _ => BTreeMap::new(),
     };
     Context {
         daemon,
         running,
         config: config.map(|path| path.display().to_string()),
         wanted,
+        memory,
+        shipped,
+        deploying,
     }
+}
+
+/// The agents of `shipped` with a deploy or rollback under way, as
+/// `GET /v1/deploy` says; one the daemon cannot be asked about counts as
+/// under way (its releases are left), with why.
+fn deploys_in_progress(home: &Home, shipped: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let client = crate::commands::client(home);
+    let mut deploying = BTreeMap::new();
+    for agent in shipped {
+        let path = format!(
+            "/v1/deploy?agent={}",
+            crate::commands::deploy::percent_encode(agent)
+        );
+        match client.get::<DeployProgress>(&path) {
+            Ok(progress) if progress.outcome.is_none() => {
+                deploying.insert(
+                    agent.clone(),
+                    format!("a {} of {agent} is in progress", progress.kind),
+                );
+            }
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .downcast_ref::<ApiError>()
+                    .is_some_and(|error| error.status == 404) => {}
+            Err(error) => {
+                deploying.insert(
+                    agent.clone(),
+                    format!("the daemon could not say whether a deploy of {agent} is in progress: {error:#}"),
+                );
+            }
+        }
+    }
+    deploying
 }
 
 fn render_plan(plan: &Plan) -> String {
@@ -262,9 +340,13 @@ pub fn run(home: &Home, options: Options<'_>) -> Result<ExitCode> {
     let since = began.elapsed().max(Duration::from_millis(1));
     let again = collect::collect(home, file.as_deref(), since, window_words(since));
     let after = classify(&facts(&again));
-    let text = render_report(&found, &outcomes, &after);
+    let mut text = render_report(&found, &outcomes, &after);
     let left: Vec<&Finding> = after.iter().filter(|f| f.is_problem()).collect();
-    let json = serde_json::json!({"found": found, "steps": outcomes, "left": left});
+    let journaled = record::journal(home, &record::report(&found, &outcomes, &left));
+    text.push_str(&journaled);
+    text.push('\n');
+    let json =
+        serde_json::json!({"found": found, "steps": outcomes, "left": left, "journal": journaled});
     if options.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {

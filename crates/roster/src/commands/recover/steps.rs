@@ -1,7 +1,8 @@
 //! Each step of a recovery plan, run and verified. Nothing here signals a
-//! process: agents are started through the daemon's API, a daemon is
-//! started as `roster up` starts one, and disk is freed by deleting
-//! rotated logs (`NAME.log.N`, `NAME.log.N.gz`) of the config's agents.
+//! process: agents are started (and restarted, `restart.rs`) through the
+//! daemon's API, a daemon is started as `roster up` starts one, and disk
+//! is freed (`disk.rs`) by deleting rotated logs and old releases roster
+//! wrote.
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,7 +27,21 @@ pub fn run(home: &Home, step: &Step) -> Outcome {
         Action::FreeDisk {
             below_percent,
             agents,
-        } => free_disk(home, *below_percent as f64, agents),
+            releases,
+            skipped,
+        } => super::disk::free_disk(home, *below_percent as f64, agents, releases, skipped),
+        Action::RestartDrained {
+            agent,
+            pid,
+            memory_bytes,
+            verify_ms,
+        } => super::restart::restart_drained(
+            home,
+            agent,
+            *pid,
+            *memory_bytes,
+            Duration::from_millis(*verify_ms),
+        ),
     };
     Outcome {
         mode: step.mode,
@@ -105,6 +120,7 @@ fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, Stri
         "/v1/start",
         &AgentsRequest {
             names: vec![name.to_owned()],
+            drain: false,
         },
     ) {
         return ("failed", format!("the daemon refused the start: {error:#}"));
@@ -168,73 +184,5 @@ fn start_agent(home: &Home, name: &str, verify: Duration) -> (&'static str, Stri
             ),
         ),
         Err(error) => ("failed", format!("{error:#}")),
-    }
-}
-
-/// Deletes the oldest rotated logs of `agents` until the home's
-/// filesystem is below `percent` used or none is left.
-fn free_disk(home: &Home, percent: f64, agents: &[String]) -> (&'static str, String) {
-    let mut rotated: Vec<(
-        std::time::SystemTime,
-        std::cmp::Reverse<u32>,
-        std::path::PathBuf,
-        u64,
-    )> = Vec::new();
-    for name in agents {
-        for file in roster_store::logs::files::rotated_files(&home.agent_log(name)) {
-            // Never follow a link, never anything but a regular file.
-            let Ok(metadata) = file.path.symlink_metadata() else {
-                continue;
-            };
-            if !metadata.is_file() {
-                continue;
-            }
-            let Ok(modified) = metadata.modified() else {
-                continue;
-            };
-            rotated.push((
-                modified,
-                std::cmp::Reverse(file.index),
-                file.path,
-                metadata.len(),
-            ));
-        }
-    }
-    rotated.sort();
-    let watched = home.root();
-    let mut used = roster_store::disk::used_percent(watched);
-    let mut removed = Vec::new();
-    let mut bytes = 0;
-    for (_, _, path, size) in rotated {
-        if used.is_some_and(|used| used < percent) {
-            break;
-        }
-        if std::fs::remove_file(&path).is_ok() {
-            bytes += size;
-            removed.push(
-                path.file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            used = roster_store::disk::used_percent(watched);
-        }
-    }
-    let now = used
-        .map(|used| format!("{used:.1}% used"))
-        .unwrap_or_else(|| "use unknown".into());
-    let freed = format!(
-        "deleted {} rotated logs ({}): {}; now {now}",
-        removed.len(),
-        roster_core::diagnose::human_bytes(bytes),
-        if removed.is_empty() {
-            "none".into()
-        } else {
-            removed.join(", ")
-        }
-    );
-    if used.is_some_and(|used| used < percent) {
-        ("done", freed)
-    } else {
-        ("left", format!("{freed}; still not below {percent}%"))
     }
 }

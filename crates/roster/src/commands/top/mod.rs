@@ -179,6 +179,7 @@ fn poll(
                 };
                 let request = AgentsRequest {
                     names: vec![name.clone()],
+                    drain: false,
                 };
                 let text = match client.post::<_, ()>(path, &request) {
                     Ok(()) => format!("{verb} of {name} requested"),
