@@ -18,7 +18,10 @@ use crate::api::{AlertRecord, EventRecord, StatusReply};
 mod agents;
 mod evidence;
 mod home;
+pub mod kernel;
 pub mod redact;
+
+pub use kernel::KernelOom;
 
 /// How much a finding matters. Sorted most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
