@@ -197,7 +197,10 @@ pub fn plan(findings: &[Finding], context: &Context) -> Plan {
             | Mode::ConfigInvalid
             | Mode::NotifierFailing
             | Mode::JournalReset
-            | Mode::MemoryPressure => plan.left.push(left(format!(
+            | Mode::MemoryPressure
+            | Mode::FileLimit
+            | Mode::HighLoad
+            | Mode::ClockUnsynced => plan.left.push(left(format!(
                 "no automatic step for {}: {}",
                 finding.mode.as_str(),
                 finding.action

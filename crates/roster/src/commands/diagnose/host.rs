@@ -34,7 +34,42 @@ pub fn host(home: &Path) -> Host {
         )
         .ok(),
         clock_synchronised: None,
+        daemon_open_files_limit: None,
+        daemon_open_files: None,
     }
+}
+
+/// The daemon's open-file limit (soft, hard) and the descriptors it holds,
+/// from `/proc/PID/limits` and `/proc/PID/fd` of the pid in its lock
+/// (`None` each where not readable: another user's daemon, `hidepid`).
+pub fn daemon_files(lock: &Path) -> (Option<(u64, u64)>, Option<u64>) {
+    let Some(pid) = std::fs::read_to_string(lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return (None, None);
+    };
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|text| open_files_limit(&text));
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|entries| entries.count() as u64);
+    (limit, open)
+}
+
+/// `Max open files  SOFT  HARD  files` of a `/proc/PID/limits`.
+fn open_files_limit(limits: &str) -> Option<(u64, u64)> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|value| match value {
+            "unlimited" => Some(u64::MAX),
+            number => number.parse::<u64>().ok(),
+        });
+    Some((values.next()??, values.next()??))
 }
 
 fn disk(home: &Path) -> Option<Disk> {
@@ -325,6 +360,22 @@ mod tests {
         );
         assert_eq!(addresses_in("[::1]:8443 in use"), [at("[::1]:8443")]);
         assert!(addresses_in("OSError: [Errno 98] Address already in use").is_empty());
+    }
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             63704                63704                processes \nMax open files            1024                 unlimited            files     \n";
+        assert_eq!(open_files_limit(text), Some((1024, u64::MAX)));
+        assert_eq!(open_files_limit("Max open files  x  1 files"), None);
+        let lock = std::env::temp_dir().join(format!("roster-lock-{}", std::process::id()));
+        std::fs::write(&lock, format!("{}\n", std::process::id())).expect("lock");
+        let (limit, open) = daemon_files(&lock);
+        let _ = std::fs::remove_file(&lock);
+        assert_eq!(
+            limit,
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()
+        );
+        assert!(open.is_some_and(|open| open > 0));
     }
 
     #[test]
