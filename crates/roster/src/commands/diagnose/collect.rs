@@ -338,7 +338,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         let status = status.clone();
         start("oom", FILES_TIMEOUT, move || {
             Ok(status
-                .map(|status| host::oom_kills(&status))
+                .map(|status| (host::oom_kills(&status), host::home_cgroup(&status)))
                 .unwrap_or_default())
         })
     };
@@ -349,7 +349,9 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         })
     });
     let port_holders = ports.wait(&mut items).unwrap_or_default();
-    let oom_kills = oom.wait(&mut items).unwrap_or_default();
+    let (oom_kills, seen_cgroup) = oom.wait(&mut items).unwrap_or_default();
+    let home_cgroup = seen_cgroup
+        .unwrap_or_else(|| format!("roster-{}", roster_daemon::tools::home_id(home.root())));
     if let Some((limit, open)) = daemon_files.and_then(|pending| pending.wait(&mut items)) {
         host.daemon_open_files_limit = limit;
         host.daemon_open_files = open;
@@ -369,7 +371,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         oom_kills,
         kernel_oom,
         kernel_skipped,
-        home_cgroup: format!("roster-{}", roster_daemon::tools::home_id(home.root())),
+        home_cgroup,
         window,
     }
 }

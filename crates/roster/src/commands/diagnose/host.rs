@@ -213,6 +213,27 @@ pub fn oom_kills(status: &StatusReply) -> BTreeMap<String, u64> {
     kills
 }
 
+/// The name of this home's cgroup directory (`roster-<home id>`) as a
+/// running agent's `/proc/PID/cgroup` shows it (v1 or v2): the truth when
+/// the daemon saw the home under another path than this CLI does.
+pub fn home_cgroup(status: &StatusReply) -> Option<String> {
+    status.agents.iter().find_map(|agent| {
+        let text = std::fs::read_to_string(format!("/proc/{}/cgroup", agent.pid?)).ok()?;
+        home_in(&text, &agent.name)
+    })
+}
+
+/// `roster-<id>` of a `/proc/PID/cgroup` whose path (any hierarchy) ends
+/// in `roster-<id>/AGENT`.
+fn home_in(cgroups: &str, agent: &str) -> Option<String> {
+    cgroups.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let (parent, last) = path.rsplit_once('/')?;
+        let home = parent.rsplit('/').next()?;
+        (last == agent && home.starts_with("roster-")).then(|| home.to_owned())
+    })
+}
+
 fn address_pattern() -> &'static Regex {
     static PATTERN: OnceLock<Regex> = OnceLock::new();
     PATTERN.get_or_init(|| {
@@ -376,6 +397,17 @@ mod tests {
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()
         );
         assert!(open.is_some_and(|open| open > 0));
+    }
+
+    #[test]
+    fn the_homes_cgroup_is_read_from_an_agents_cgroup_file() {
+        let v1 = "12:pids:/process_api/ab/roster-a2a5b057/leak\n4:memory:/process_api/ab/roster-a2a5b057/leak\n1:name=systemd:/process_api/ab\n";
+        assert_eq!(home_in(v1, "leak").as_deref(), Some("roster-a2a5b057"));
+        let v2 = "0::/system.slice/roster.service/roster-0000beef/web\n";
+        assert_eq!(home_in(v2, "web").as_deref(), Some("roster-0000beef"));
+        assert_eq!(home_in(v2, "db"), None, "another agent's");
+        assert_eq!(home_in("0::/user.slice/web\n", "web"), None);
+        assert_eq!(home_in("garbage", "web"), None);
     }
 
     #[test]
