@@ -2,7 +2,7 @@
 //! down, taken ports, ill health, OOM kills, an agent near its memory limit.
 
 use super::evidence::{bind_errors, events_of, finding, log_tail, quote};
-use super::kernel::owner;
+use super::kernel::owners;
 use super::{
     human_bytes, says_address_in_use, ConfigCheck, Facts, Finding, KernelOom, Mode, Severity,
     CRASH_LOOP_DEATHS, LIMIT_SHARE_PERCENT, QUOTED,
@@ -112,16 +112,17 @@ pub(super) fn agent_findings(facts: &Facts, status: &StatusReply, found: &mut Ve
 
 /// The kernel's OOM kills with the agent of this home each belongs to.
 pub(super) fn kernel_kills(facts: &Facts) -> Vec<(Option<String>, &KernelOom)> {
-    facts
-        .kernel_oom
-        .iter()
-        .map(|kill| {
-            (
-                owner(kill, facts.home_cgroup.as_deref(), &facts.events),
-                kill,
-            )
-        })
-        .collect()
+    if facts.kernel_oom.is_empty() {
+        return Vec::new();
+    }
+    owners(
+        &facts.kernel_oom,
+        facts.home_cgroup.as_deref(),
+        &facts.events,
+    )
+    .into_iter()
+    .zip(&facts.kernel_oom)
+    .collect()
 }
 
 /// The last `QUOTED` kernel lines of some kills.

@@ -8,6 +8,8 @@
 //! `Memory cgroup out of memory: Killed process ...`); they are joined by
 //! pid. Anything else, garbage and truncated records included, is skipped.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::api::EventRecord;
@@ -169,24 +171,51 @@ pub fn owner(
     home_cgroup: Option<&str>,
     events: &[EventRecord],
 ) -> Option<String> {
-    if let Some(home) = home_cgroup.filter(|home| !home.is_empty()) {
-        for memcg in [&kill.task_memcg, &kill.oom_memcg].into_iter().flatten() {
-            let mut parts = memcg.split('/');
-            if parts.by_ref().any(|part| part == home) {
-                // `_daemon` is the daemon's own cgroup, no agent.
-                if let Some(agent) = parts
-                    .next()
-                    .filter(|part| !part.is_empty() && *part != "_daemon")
-                {
-                    return Some(agent.to_owned());
-                }
+    owners(std::slice::from_ref(kill), home_cgroup, events)
+        .pop()
+        .flatten()
+}
+
+/// [`owner`] of each kill, the events read once (and only when a kill's
+/// cgroup does not say).
+pub fn owners(
+    kills: &[KernelOom],
+    home_cgroup: Option<&str>,
+    events: &[EventRecord],
+) -> Vec<Option<String>> {
+    let mut started: Option<HashMap<u32, &str>> = None;
+    kills
+        .iter()
+        .map(|kill| {
+            by_cgroup(kill, home_cgroup).or_else(|| {
+                let started = started.get_or_insert_with(|| {
+                    events
+                        .iter()
+                        .filter(|event| event.kind == "started")
+                        .filter_map(|event| Some((event.pid?, event.agent.as_deref()?)))
+                        .collect()
+                });
+                started.get(&kill.pid).map(|agent| (*agent).to_owned())
+            })
+        })
+        .collect()
+}
+
+fn by_cgroup(kill: &KernelOom, home_cgroup: Option<&str>) -> Option<String> {
+    let home = home_cgroup.filter(|home| !home.is_empty())?;
+    for memcg in [&kill.task_memcg, &kill.oom_memcg].into_iter().flatten() {
+        let mut parts = memcg.split('/');
+        if parts.by_ref().any(|part| part == home) {
+            // `_daemon` is the daemon's own cgroup, no agent.
+            if let Some(agent) = parts
+                .next()
+                .filter(|part| !part.is_empty() && *part != "_daemon")
+            {
+                return Some(agent.to_owned());
             }
         }
     }
-    events
-        .iter()
-        .filter(|event| event.kind == "started" && event.pid == Some(kill.pid))
-        .find_map(|event| event.agent.clone())
+    None
 }
 
 #[cfg(test)]
