@@ -621,3 +621,53 @@ fn a_bundle_holds_everything_and_no_planted_secret() {
     let status: Value = serde_json::from_str(&read("status.json")).expect("status");
     assert_eq!(status["agents"][0]["name"], "web");
 }
+
+#[test]
+fn a_kernel_log_it_may_not_read_is_skipped_with_the_reason() {
+    use std::os::unix::process::CommandExt;
+    const TEST: &str = "diagnose::a_kernel_log_it_may_not_read_is_skipped_with_the_reason";
+    if !needs_root(TEST, "run diagnose as nobody") {
+        return;
+    }
+    let restricted = std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict")
+        .is_ok_and(|text| text.trim() == "1");
+    if !restricted {
+        skip(
+            TEST,
+            "kernel.dmesg_restrict is not 1: anyone may read the kernel log",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let nobody = 65_534;
+    std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).expect("chown");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let output = Command::new(BIN)
+        .env_remove("ROSTER_HOME")
+        .arg("--home")
+        .arg(dir.path().join("home"))
+        .args(["diagnose", "--json"])
+        .current_dir(dir.path())
+        .uid(nobody)
+        .gid(nobody)
+        .output()
+        .expect("diagnose as nobody");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(output.status.code(), Some(1), "no daemon runs: {report:#}");
+    finding(&report, "daemon_unreachable", None);
+    let item = report["collected"]
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["name"] == "kernel log"))
+        .unwrap_or_else(|| panic!("no kernel log item in {report:#}"));
+    assert!(item["error"].is_null(), "skipped is no failure: {item}");
+    let reason = item["skipped"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("/dev/kmsg cannot be read (") && reason.contains("dmesg_restrict"),
+        "{item}"
+    );
+}

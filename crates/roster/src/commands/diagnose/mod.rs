@@ -120,6 +120,11 @@ pub fn run(home: &Home, options: Options<'_>) -> Result<ExitCode> {
         if !late.is_empty() {
             println!("not collected in time: {}", late.join(", "));
         }
+        for item in &collected.items {
+            if let Some(reason) = &item.skipped {
+                println!("not read here: {}: {reason}", item.name);
+            }
+        }
     }
     if let Some(target) = &options.bundle {
         let written = bundle::write(home, file.as_deref(), target, &collected, &report)?;
