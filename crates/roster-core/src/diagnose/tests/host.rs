@@ -287,3 +287,18 @@ fn the_machines_modes_sort_among_the_rest() {
         ]
     );
 }
+
+#[test]
+fn a_kernel_oom_kill_of_an_agent_removed_since_is_still_its() {
+    let mut facts = facts(vec![agent("web", AgentState::Running)]);
+    facts.kernel_oom = vec![kill(31, "python3", "/roster-ab12cd34/old")];
+    let found = only(classify(&facts), Mode::OomKilled);
+    assert_eq!(
+        (found.severity, found.agent.as_deref()),
+        (Severity::Warning, Some("old"))
+    );
+    assert!(
+        found.evidence[1].contains("Killed process 31 (python3)"),
+        "{found:#?}"
+    );
+}
