@@ -18,7 +18,11 @@ use crate::api::{AlertRecord, EventRecord, StatusReply};
 mod agents;
 mod evidence;
 mod home;
+pub mod kernel;
+mod machine;
 pub mod redact;
+
+pub use kernel::KernelOom;
 
 /// How much a finding matters. Sorted most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,6 +82,13 @@ pub enum Mode {
     NotifierFailing,
     /// The journal was corrupt and started over.
     JournalReset,
+    /// The daemon's open-file limit is too low for its agents, or an
+    /// agent is near its own.
+    FileLimit,
+    /// The host's load is well above its CPUs.
+    HighLoad,
+    /// The clock is not synchronised.
+    ClockUnsynced,
 }
 
 impl Mode {
@@ -95,6 +106,9 @@ impl Mode {
         Mode::ConfigInvalid,
         Mode::NotifierFailing,
         Mode::JournalReset,
+        Mode::FileLimit,
+        Mode::HighLoad,
+        Mode::ClockUnsynced,
     ];
 
     /// The name on the wire.
@@ -112,6 +126,9 @@ impl Mode {
             Mode::ConfigInvalid => "config_invalid",
             Mode::NotifierFailing => "notifier_failing",
             Mode::JournalReset => "journal_reset",
+            Mode::FileLimit => "file_limit",
+            Mode::HighLoad => "high_load",
+            Mode::ClockUnsynced => "clock_unsynced",
         }
     }
 }
@@ -183,6 +200,8 @@ pub enum ConfigCheck {
         path: String,
         /// Each agent's `memory_max`, where set.
         memory_max: BTreeMap<String, u64>,
+        /// Each agent's `nofile`, where set.
+        nofile: BTreeMap<String, u64>,
     },
     /// It does not load.
     Invalid {
@@ -233,10 +252,17 @@ pub struct Host {
     pub load: Option<[f64; 3]>,
     /// Online CPUs.
     pub cpus: Option<u64>,
-    /// The open-file limit (soft, hard) of this process.
+    /// The open-file limit (soft, hard) of this process (the CLI).
     pub open_files_limit: Option<(u64, u64)>,
     /// Whether the clock is synchronised, where known.
     pub clock_synchronised: Option<bool>,
+    /// The daemon's open-file limit (soft, hard), from its
+    /// `/proc/PID/limits`, where it runs and could be read.
+    #[serde(default)]
+    pub daemon_open_files_limit: Option<(u64, u64)>,
+    /// The descriptors the daemon holds open, where they could be counted.
+    #[serde(default)]
+    pub daemon_open_files: Option<u64>,
 }
 
 /// A process holding an address an agent wants, as /proc shows it.
@@ -267,6 +293,12 @@ pub struct Facts {
     /// OOM kills per agent from the memory cgroups (`memory.events`), where
     /// they could be read.
     pub oom_kills: BTreeMap<String, u64>,
+    /// OOM kills in the kernel log within the window, where it could be
+    /// read, oldest first.
+    pub kernel_oom: Vec<KernelOom>,
+    /// The name of this home's cgroup directory (`roster-<home id>`):
+    /// a kernel OOM kill in `<...>/<it>/AGENT` is that agent's.
+    pub home_cgroup: Option<String>,
     /// The host.
     pub host: Host,
     /// The config.
@@ -291,6 +323,22 @@ pub const MEMORY_CRITICAL_PERCENT: f64 = 5.0;
 pub const LIMIT_SHARE_PERCENT: f64 = 90.0;
 /// Deaths in the window that make a running agent's restarts a crash loop.
 pub const CRASH_LOOP_DEATHS: usize = 3;
+/// The 5-minute load above this many times the CPUs: `high_load` warning.
+pub const LOAD_WARNING_PER_CPU: f64 = 2.0;
+/// The 5-minute load above this many times the CPUs: `high_load` critical.
+pub const LOAD_CRITICAL_PER_CPU: f64 = 4.0;
+/// The daemon's descriptors besides its agents' (journal, socket, API
+/// connections, probes, notifiers, its runtime).
+pub const DAEMON_FILES_BASE: u64 = 128;
+/// The daemon's descriptors per agent: its output pipe and log file, twice
+/// during a blue-green cutover.
+pub const DAEMON_FILES_PER_AGENT: u64 = 4;
+/// Descriptors in use at or above this share of a soft limit: warning
+/// (the daemon's, or an agent's `nofile`).
+pub const FILES_SHARE_PERCENT: f64 = 80.0;
+/// The daemon's descriptors at or above this share of its soft limit:
+/// critical (it is about to fail to start agents or answer).
+pub const FILES_CRITICAL_PERCENT: f64 = 95.0;
 /// At most this many evidence lines quoted from one source.
 pub(crate) const QUOTED: usize = 3;
 
@@ -321,10 +369,14 @@ pub fn classify(facts: &Facts) -> Vec<Finding> {
         home::journal_reset_from_events(facts, &mut found);
         agents::oom_from_events_only(facts, &mut found);
     }
+    agents::oom_of_no_agent(facts, &mut found);
     home::config_findings(facts, &mut found);
     home::disk_findings(facts, &mut found);
     home::memory_findings(facts, &mut found);
     home::notifier_findings(facts, &mut found);
+    machine::file_limit(facts, &mut found);
+    machine::high_load(facts, &mut found);
+    machine::clock_unsynced(facts, &mut found);
     point_to_causes(&mut found);
     sort(&mut found);
     found

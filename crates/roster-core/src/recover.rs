@@ -252,7 +252,10 @@ pub fn plan(findings: &[Finding], context: &Context) -> Plan {
             | Mode::OomKilled
             | Mode::ConfigInvalid
             | Mode::NotifierFailing
-            | Mode::JournalReset => plan.left.push(left(format!(
+            | Mode::JournalReset
+            | Mode::FileLimit
+            | Mode::HighLoad
+            | Mode::ClockUnsynced => plan.left.push(left(format!(
                 "no automatic step for {}: {}",
                 finding.mode.as_str(),
                 finding.action

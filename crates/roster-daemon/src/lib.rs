@@ -46,6 +46,9 @@ pub use spawn::{exec_shim, SHIM_ARG};
 /// Read-only helpers the CLI shares with the runtime, so that `check`,
 /// `export` and the tests judge exactly as the daemon does.
 pub mod tools {
+    /// A home's short id: its agents' cgroups are `.../roster-<id>/AGENT`
+    /// (`diagnose` tells which kernel OOM kills are this home's).
+    pub use crate::daemon::home_id;
     /// Who an agent runs as (`check` warns with the same answers).
     pub use crate::identity::{resolve as resolve_identity, unreachable, Account};
     /// `/proc` as the daemon reads it (the integration tests find processes

@@ -2,8 +2,9 @@
 //! down, taken ports, ill health, OOM kills, an agent near its memory limit.
 
 use super::evidence::{bind_errors, events_of, finding, log_tail, quote};
+use super::kernel::owners;
 use super::{
-    human_bytes, says_address_in_use, ConfigCheck, Facts, Finding, Mode, Severity,
+    human_bytes, says_address_in_use, ConfigCheck, Facts, Finding, KernelOom, Mode, Severity,
     CRASH_LOOP_DEATHS, LIMIT_SHARE_PERCENT, QUOTED,
 };
 use crate::api::{AgentState, AgentStatus, EventRecord, Health, StatusReply};
@@ -96,6 +97,40 @@ pub(super) fn agent_findings(facts: &Facts, status: &StatusReply, found: &mut Ve
         oom_killed(facts, name, agent.state, found);
         over_limit(facts, agent, found);
     }
+    // A kill of an agent status no longer lists (removed since).
+    let mut gone: Vec<String> = kernel_kills(facts)
+        .into_iter()
+        .filter_map(|(owner, _)| owner)
+        .filter(|owner| !status.agents.iter().any(|agent| &agent.name == owner))
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    for name in gone {
+        oom_killed(facts, &name, AgentState::Running, found);
+    }
+}
+
+/// The kernel's OOM kills with the agent of this home each belongs to.
+pub(super) fn kernel_kills(facts: &Facts) -> Vec<(Option<String>, &KernelOom)> {
+    if facts.kernel_oom.is_empty() {
+        return Vec::new();
+    }
+    owners(
+        &facts.kernel_oom,
+        facts.home_cgroup.as_deref(),
+        &facts.events,
+    )
+    .into_iter()
+    .zip(&facts.kernel_oom)
+    .collect()
+}
+
+/// The last `QUOTED` kernel lines of some kills.
+fn quote_kernel(kills: &[&KernelOom]) -> Vec<String> {
+    kills[kills.len().saturating_sub(QUOTED)..]
+        .iter()
+        .map(|kill| kill.quoted())
+        .collect()
 }
 
 pub(super) fn port_taken(facts: &Facts, agent: &AgentStatus, found: &mut Vec<Finding>) {
@@ -198,7 +233,12 @@ pub(super) fn unhealthy(facts: &Facts, agent: &AgentStatus, found: &mut Vec<Find
 pub(super) fn oom_killed(facts: &Facts, name: &str, state: AgentState, found: &mut Vec<Finding>) {
     let events: Vec<&EventRecord> = events_of(facts, name, &["oom_killed"]).collect();
     let counted = facts.oom_kills.get(name).copied().unwrap_or(0);
-    if events.is_empty() && counted == 0 {
+    let kernel: Vec<&KernelOom> = kernel_kills(facts)
+        .into_iter()
+        .filter(|(owner, _)| owner.as_deref() == Some(name))
+        .map(|(_, kill)| kill)
+        .collect();
+    if events.is_empty() && counted == 0 && kernel.is_empty() {
         return;
     }
     let mut evidence = Vec::new();
@@ -213,6 +253,14 @@ pub(super) fn oom_killed(facts: &Facts, name: &str, state: AgentState, found: &m
         ));
     }
     evidence.extend(quote(events.into_iter()));
+    if !kernel.is_empty() {
+        evidence.push(format!(
+            "the kernel log has {} OOM kills of its processes in the last {}",
+            kernel.len(),
+            facts.window
+        ));
+        evidence.extend(quote_kernel(&kernel));
+    }
     let down = !matches!(state, AgentState::Running | AgentState::Starting);
     found.push(finding(
         Mode::OomKilled,
@@ -232,11 +280,49 @@ pub(super) fn oom_from_events_only(facts: &Facts, found: &mut Vec<Finding>) {
         .filter_map(|event| event.agent.as_deref())
         .collect();
     agents.extend(facts.oom_kills.keys().map(String::as_str));
+    let kernel: Vec<String> = kernel_kills(facts)
+        .into_iter()
+        .filter_map(|(owner, _)| owner)
+        .collect();
+    agents.extend(kernel.iter().map(String::as_str));
     agents.sort_unstable();
     agents.dedup();
     for agent in agents {
         oom_killed(facts, agent, AgentState::Running, found);
     }
+}
+
+/// The kernel's OOM kills of processes that are no agent of this home:
+/// one host-wide finding.
+pub(super) fn oom_of_no_agent(facts: &Facts, found: &mut Vec<Finding>) {
+    let strangers: Vec<&KernelOom> = kernel_kills(facts)
+        .into_iter()
+        .filter(|(owner, _)| owner.is_none())
+        .map(|(_, kill)| kill)
+        .collect();
+    let Some(last) = strangers.last() else {
+        return;
+    };
+    let mut evidence = vec![format!(
+        "the kernel killed {} processes for memory in the last {} that are no agent of this home",
+        strangers.len(),
+        facts.window
+    )];
+    evidence.extend(quote_kernel(&strangers));
+    if let Some(memcg) = &last.task_memcg {
+        evidence.push(format!("the last was in cgroup {memcg}"));
+    }
+    let named = match &last.command {
+        Some(command) => format!("pid {} ({command})", last.pid),
+        None => format!("pid {}", last.pid),
+    };
+    found.push(finding(
+        Mode::OomKilled,
+        Severity::Warning,
+        None,
+        evidence,
+        format!("roster did not start {named}: find what holds the host's memory (`ps aux --sort=-rss`, `dmesg`), stop or limit it, or add memory; set memory_max on agents so a leak is killed within its own limit"),
+    ));
 }
 
 pub(super) fn over_limit(facts: &Facts, agent: &AgentStatus, found: &mut Vec<Finding>) {

@@ -1,4 +1,5 @@
-//! Every mode from hand-built facts, and the order of findings.
+//! Every mode from hand-built facts, and the order of findings; the
+//! machine's modes and the kernel's OOM kills in `tests/host.rs`.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,8 @@ fn healthy_host() -> Host {
         cpus: Some(2),
         open_files_limit: Some((1024, 4096)),
         clock_synchronised: Some(true),
+        daemon_open_files_limit: Some((4096, 4096)),
+        daemon_open_files: Some(40),
     }
 }
 
@@ -94,10 +97,13 @@ fn facts(agents: Vec<AgentStatus>) -> Facts {
         logs: BTreeMap::new(),
         port_holders: BTreeMap::new(),
         oom_kills: BTreeMap::new(),
+        kernel_oom: Vec::new(),
+        home_cgroup: Some("roster-ab12cd34".into()),
         host: healthy_host(),
         config: ConfigCheck::Valid {
             path: "/srv/p/roster.toml".into(),
             memory_max: BTreeMap::new(),
+            nofile: BTreeMap::new(),
         },
         window: "1h".into(),
     }
@@ -407,6 +413,7 @@ fn memory_pressure_from_the_host_and_from_an_agent_near_its_limit() {
     facts.config = ConfigCheck::Valid {
         path: "roster.toml".into(),
         memory_max: [("web".to_owned(), 100 << 20)].into_iter().collect(),
+        nofile: BTreeMap::new(),
     };
     let found = only(classify(&facts), Mode::MemoryPressure);
     assert_eq!(
@@ -617,7 +624,10 @@ fn modes_and_severities_have_their_contract_names() {
             "daemon_unreachable",
             "config_invalid",
             "notifier_failing",
-            "journal_reset"
+            "journal_reset",
+            "file_limit",
+            "high_load",
+            "clock_unsynced"
         ]
     );
     for mode in Mode::ALL {
@@ -639,3 +649,5 @@ fn modes_and_severities_have_their_contract_names() {
         serde_json::json!({"mode": "port_taken", "severity": "critical", "evidence": ["e"], "action": "a"})
     );
 }
+
+mod host;

@@ -51,6 +51,7 @@ use roster_core::api::EventKind;
 use roster_core::Supervisor;
 
 pub use self::error::DaemonError;
+pub use self::startup::home_id;
 use crate::inbox::{ApplyRefusal, Inbox};
 
 use self::alerts::Alerting;

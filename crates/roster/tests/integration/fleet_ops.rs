@@ -434,7 +434,23 @@ fn fleet_diagnose_brings_back_every_hosts_bundle_and_names_the_unreachable() {
         .as_array()
         .and_then(|hosts| hosts.iter().find(|row| row["name"] == "h2"))
         .expect("h2");
-    assert_eq!(h2["diagnose_exit"], 0, "{h2}");
+    // Nothing wrong on h2 but what the shared test machine itself shows
+    // (other builds' load, other tests' OOM kills).
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("h2.json")).expect("h2.json"))
+            .expect("h2's diagnose JSON");
+    let own: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|found| !ambient(found))
+        .collect();
+    assert!(own.is_empty(), "{report:#}");
+    assert_eq!(
+        h2["diagnose_exit"],
+        ambient_code(&report["findings"]),
+        "{h2}"
+    );
 
     // A host whose sshd is stopped: listed with the reason, the others
     // still collected.

@@ -637,3 +637,29 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Whether a diagnose finding (or a recover `left` one), as JSON, is a
+/// host-wide condition of a shared test machine that no test here makes:
+/// the load of other builds, the kernel's OOM kills of other tests'
+/// processes, a clock without time sync. Tests of a project's findings
+/// leave these out, and expect exit 1 for them alone.
+pub fn ambient(found: &serde_json::Value) -> bool {
+    found["agent"].is_null()
+        && matches!(
+            found["mode"].as_str(),
+            Some("high_load" | "oom_killed" | "clock_unsynced")
+        )
+}
+
+/// The exit code diagnose or recover gives when nothing but the `ambient`
+/// findings of `findings` (a JSON array) is wrong: 1 when one of them is
+/// a problem (not `info`), else 0.
+pub fn ambient_code(findings: &serde_json::Value) -> i32 {
+    let problems = findings
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|found| ambient(found) && found["severity"] != "info")
+        .count();
+    i32::from(problems > 0)
+}

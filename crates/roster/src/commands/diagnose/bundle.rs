@@ -102,6 +102,28 @@ fn pretty(value: &impl serde::Serialize) -> String {
         .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
 }
 
+/// The kernel's OOM lines in the window, each kill's lines together, or
+/// why the kernel log was not read.
+fn kernel_oom_text(collected: &Collected) -> String {
+    if let Some(reason) = &collected.kernel_skipped {
+        return format!("the kernel log was not read: {reason}\n");
+    }
+    if collected.kernel_oom.is_empty() {
+        return format!(
+            "no OOM kill in the kernel log in the last {}\n",
+            collected.window
+        );
+    }
+    let mut text = String::new();
+    for kill in &collected.kernel_oom {
+        let time = kill.time.as_deref().unwrap_or("?");
+        for line in &kill.lines {
+            text.push_str(&format!("[{time}] {line}\n"));
+        }
+    }
+    text
+}
+
 /// Writes the bundle; returns its path.
 pub fn write(
     home: &Home,
@@ -169,8 +191,11 @@ pub fn write(
                 "host": collected.host,
                 "port_holders": collected.port_holders,
                 "oom_kills": collected.oom_kills,
+                "kernel_oom": collected.kernel_oom,
+                "home_cgroup": collected.home_cgroup,
             })),
         ),
+        ("kernel-oom.txt".into(), kernel_oom_text(collected)),
         ("doctor.json".into(), pretty(&doctor)),
     ];
     if let Some(text) = &collected.config_text {
@@ -193,6 +218,7 @@ pub fn write(
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out: false,
         error: None,
+        skipped: None,
     });
     let manifest = json!({
         "roster_version": env!("CARGO_PKG_VERSION"),

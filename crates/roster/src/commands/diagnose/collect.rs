@@ -13,10 +13,11 @@ use serde::Serialize;
 
 use roster_core::api::{AlertsReply, EventRecord, StatusReply};
 use roster_core::config::Config;
-use roster_core::diagnose::{ConfigCheck, Daemon, Host, PortHolder};
+use roster_core::diagnose::{ConfigCheck, Daemon, Host, KernelOom, PortHolder};
 use roster_store::Home;
 
 use super::host;
+use super::kmsg::{self, KernelLog};
 use crate::client::{Client, NotRunning};
 
 /// How long the daemon may take to answer status and alerts.
@@ -42,6 +43,10 @@ pub struct Item {
     /// Why it failed, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it was not collected here, when that is no failure (e.g. the
+    /// kernel log needs root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// A collector under way.
@@ -85,6 +90,7 @@ impl<T> Pending<T> {
             duration_ms: self.started.elapsed().as_millis() as u64,
             timed_out: false,
             error: None,
+            skipped: None,
         };
         let value = match outcome {
             Ok(Ok(value)) => Some(value),
@@ -134,6 +140,12 @@ pub struct Collected {
     pub port_holders: BTreeMap<String, Vec<PortHolder>>,
     /// Per agent, OOM kills its memory cgroup counts.
     pub oom_kills: BTreeMap<String, u64>,
+    /// OOM kills in the kernel log within the window.
+    pub kernel_oom: Vec<KernelOom>,
+    /// Why the kernel log was not read, when it was not.
+    pub kernel_skipped: Option<String>,
+    /// This home's cgroup directory name (`roster-<home id>`).
+    pub home_cgroup: String,
     /// How far back the events go, for the words of the evidence.
     pub window: String,
 }
@@ -203,6 +215,13 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
     };
     let clock = start("clock", FILES_TIMEOUT, || {
         Ok(super::super::doctor::clock_synchronised())
+    });
+    let kernel = start("kernel log", FILES_TIMEOUT, move || {
+        let margin = Duration::from_millis(200);
+        Ok(kmsg::read(
+            since,
+            Instant::now() + FILES_TIMEOUT.saturating_sub(margin),
+        ))
     });
 
     let (daemon, status, alerts) = match daemon.wait(&mut items) {
@@ -275,6 +294,23 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
     let events = events.wait(&mut items).unwrap_or_default();
     let mut host = host_facts.wait(&mut items).unwrap_or_default();
     host.clock_synchronised = clock.wait(&mut items).flatten();
+    let (kernel_oom, kernel_skipped) = match kernel.wait(&mut items) {
+        Some(KernelLog::Read { kills, cut }) => {
+            if cut {
+                if let Some(item) = items.last_mut() {
+                    item.error = Some("the deadline came before the end of the kernel log; later kills are missing".into());
+                }
+            }
+            (kills, None)
+        }
+        Some(KernelLog::Skipped(reason)) => {
+            if let Some(item) = items.last_mut() {
+                item.skipped = Some(reason.clone());
+            }
+            (Vec::new(), Some(reason))
+        }
+        None => (Vec::new(), None),
+    };
     let (config, parsed, config_text) =
         match (config.and_then(|pending| pending.wait(&mut items)), judged) {
             (Some(read), _) => read,
@@ -302,12 +338,24 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         let status = status.clone();
         start("oom", FILES_TIMEOUT, move || {
             Ok(status
-                .map(|status| host::oom_kills(&status))
+                .map(|status| (host::oom_kills(&status), host::home_cgroup(&status)))
                 .unwrap_or_default())
         })
     };
+    let daemon_files = status.is_some().then(|| {
+        let lock = home.lock();
+        start("daemon limits", FILES_TIMEOUT, move || {
+            Ok(host::daemon_files(&lock))
+        })
+    });
     let port_holders = ports.wait(&mut items).unwrap_or_default();
-    let oom_kills = oom.wait(&mut items).unwrap_or_default();
+    let (oom_kills, seen_cgroup) = oom.wait(&mut items).unwrap_or_default();
+    let home_cgroup = seen_cgroup
+        .unwrap_or_else(|| format!("roster-{}", roster_daemon::tools::home_id(home.root())));
+    if let Some((limit, open)) = daemon_files.and_then(|pending| pending.wait(&mut items)) {
+        host.daemon_open_files_limit = limit;
+        host.daemon_open_files = open;
+    }
 
     Collected {
         items,
@@ -321,6 +369,9 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         config_text,
         port_holders,
         oom_kills,
+        kernel_oom,
+        kernel_skipped,
+        home_cgroup,
         window,
     }
 }
@@ -347,10 +398,16 @@ fn read_config(path: &Path) -> (ConfigCheck, Option<Config>, Option<String>) {
                 .iter()
                 .filter_map(|(name, spec)| Some((name.to_string(), spec.limits.memory_max?)))
                 .collect();
+            let nofile = config
+                .agents
+                .iter()
+                .filter_map(|(name, spec)| Some((name.to_string(), spec.limits.nofile?)))
+                .collect();
             (
                 ConfigCheck::Valid {
                     path: shown,
                     memory_max,
+                    nofile,
                 },
                 Some(config),
                 text,

@@ -34,7 +34,42 @@ pub fn host(home: &Path) -> Host {
         )
         .ok(),
         clock_synchronised: None,
+        daemon_open_files_limit: None,
+        daemon_open_files: None,
     }
+}
+
+/// The daemon's open-file limit (soft, hard) and the descriptors it holds,
+/// from `/proc/PID/limits` and `/proc/PID/fd` of the pid in its lock
+/// (`None` each where not readable: another user's daemon, `hidepid`).
+pub fn daemon_files(lock: &Path) -> (Option<(u64, u64)>, Option<u64>) {
+    let Some(pid) = std::fs::read_to_string(lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return (None, None);
+    };
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|text| open_files_limit(&text));
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|entries| entries.count() as u64);
+    (limit, open)
+}
+
+/// `Max open files  SOFT  HARD  files` of a `/proc/PID/limits`.
+fn open_files_limit(limits: &str) -> Option<(u64, u64)> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|value| match value {
+            "unlimited" => Some(u64::MAX),
+            number => number.parse::<u64>().ok(),
+        });
+    Some((values.next()??, values.next()??))
 }
 
 fn disk(home: &Path) -> Option<Disk> {
@@ -176,6 +211,27 @@ pub fn oom_kills(status: &StatusReply) -> BTreeMap<String, u64> {
         }
     }
     kills
+}
+
+/// The name of this home's cgroup directory (`roster-<home id>`) as a
+/// running agent's `/proc/PID/cgroup` shows it (v1 or v2): the truth when
+/// the daemon saw the home under another path than this CLI does.
+pub fn home_cgroup(status: &StatusReply) -> Option<String> {
+    status.agents.iter().find_map(|agent| {
+        let text = std::fs::read_to_string(format!("/proc/{}/cgroup", agent.pid?)).ok()?;
+        home_in(&text, &agent.name)
+    })
+}
+
+/// `roster-<id>` of a `/proc/PID/cgroup` whose path (any hierarchy) ends
+/// in `roster-<id>/AGENT`.
+fn home_in(cgroups: &str, agent: &str) -> Option<String> {
+    cgroups.lines().find_map(|line| {
+        let path = line.splitn(3, ':').nth(2)?;
+        let (parent, last) = path.rsplit_once('/')?;
+        let home = parent.rsplit('/').next()?;
+        (last == agent && home.starts_with("roster-")).then(|| home.to_owned())
+    })
 }
 
 fn address_pattern() -> &'static Regex {
@@ -325,6 +381,33 @@ mod tests {
         );
         assert_eq!(addresses_in("[::1]:8443 in use"), [at("[::1]:8443")]);
         assert!(addresses_in("OSError: [Errno 98] Address already in use").is_empty());
+    }
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             63704                63704                processes \nMax open files            1024                 unlimited            files     \n";
+        assert_eq!(open_files_limit(text), Some((1024, u64::MAX)));
+        assert_eq!(open_files_limit("Max open files  x  1 files"), None);
+        let lock = std::env::temp_dir().join(format!("roster-lock-{}", std::process::id()));
+        std::fs::write(&lock, format!("{}\n", std::process::id())).expect("lock");
+        let (limit, open) = daemon_files(&lock);
+        let _ = std::fs::remove_file(&lock);
+        assert_eq!(
+            limit,
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()
+        );
+        assert!(open.is_some_and(|open| open > 0));
+    }
+
+    #[test]
+    fn the_homes_cgroup_is_read_from_an_agents_cgroup_file() {
+        let v1 = "12:pids:/process_api/ab/roster-a2a5b057/leak\n4:memory:/process_api/ab/roster-a2a5b057/leak\n1:name=systemd:/process_api/ab\n";
+        assert_eq!(home_in(v1, "leak").as_deref(), Some("roster-a2a5b057"));
+        let v2 = "0::/system.slice/roster.service/roster-0000beef/web\n";
+        assert_eq!(home_in(v2, "web").as_deref(), Some("roster-0000beef"));
+        assert_eq!(home_in(v2, "db"), None, "another agent's");
+        assert_eq!(home_in("0::/user.slice/web\n", "web"), None);
+        assert_eq!(home_in("garbage", "web"), None);
     }
 
     #[test]

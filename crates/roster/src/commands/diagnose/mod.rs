@@ -7,6 +7,7 @@
 mod bundle;
 pub(crate) mod collect;
 mod host;
+mod kmsg;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub(crate) fn facts(collected: &Collected) -> Facts {
         logs: collected.logs.clone(),
         port_holders: collected.port_holders.clone(),
         oom_kills: collected.oom_kills.clone(),
+        kernel_oom: collected.kernel_oom.clone(),
+        home_cgroup: Some(collected.home_cgroup.clone()),
         host: collected.host.clone(),
         config: collected.config.clone(),
         window: collected.window.clone(),
@@ -116,6 +119,11 @@ pub fn run(home: &Home, options: Options<'_>) -> Result<ExitCode> {
             .collect();
         if !late.is_empty() {
             println!("not collected in time: {}", late.join(", "));
+        }
+        for item in &collected.items {
+            if let Some(reason) = &item.skipped {
+                println!("not read here: {}: {reason}", item.name);
+            }
         }
     }
     if let Some(target) = &options.bundle {
