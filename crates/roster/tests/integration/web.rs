@@ -1,0 +1,725 @@
+//! The web dashboard served by the daemon (issue #18, part 2), over plain
+//! HTTP on loopback with a small client of the test's own (and once over
+//! TLS with curl and a self-signed certificate): login and the cookie's
+//! flags, 401 without a session or a bearer token, 403 without the CSRF
+//! token or with a read-only token, tenant isolation on every endpoint,
+//! a removed token refused at once, wrong tokens rate limited, the
+//! security headers, actions journaled with the token's name, a bind
+//! failure that leaves the daemon running. The browser tests are in
+//! `web_browser.rs`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use roster_core::api::AgentState;
+
+use crate::util::*;
+
+/// An answer: status, headers (names lowercased), body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            out.push_str(&after[..size.min(after.len())]);
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn parse(raw: &str) -> Reply {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(key, value)| key == "transfer-encoding" && value.contains("chunked"));
+    Reply {
+        status,
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+        headers,
+    }
+}
+
+/// A request to the dashboard on `port`; `Connection: close`.
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the dashboard");
+    stream.set_read_timeout(Some(SECS(20))).expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("an answer in time");
+    parse(&String::from_utf8_lossy(&raw))
+}
+
+/// An open event stream: read until `done` holds for what came, or fail.
+pub fn read_stream(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let deadline = Instant::now() + SECS(20);
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 65536];
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {text}"
+        );
+        match stream.read(&mut buffer) {
+            Ok(0) => {
+                assert!(done(&text), "the stream ended before {what}: {text}");
+                return text;
+            }
+            Ok(read) => seen.extend_from_slice(&buffer[..read]),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A project with three agents: `a` of tenant acme, `b` of tenant other,
+/// `c` without a tenant; each prints a line a second.
+pub struct Site {
+    pub roster: Roster,
+    pub port: u16,
+}
+
+pub fn token(roster: &Roster, args: &[&str]) -> String {
+    let mut all = vec!["web", "token", "add"];
+    all.extend_from_slice(args);
+    roster
+        .ok(&all)
+        .lines()
+        .last()
+        .expect("a token")
+        .trim()
+        .to_owned()
+}
+
+impl Site {
+    pub fn new(agents: &str) -> Self {
+        let roster = Roster::new();
+        let port = free_port();
+        roster.config(&format!("[web]\nlisten = \"127.0.0.1:{port}\"\n\n{agents}"));
+        roster.up();
+        wait_for("the dashboard to listen", SECS(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Site { roster, port }
+    }
+
+    pub fn three() -> Self {
+        let mut agents = String::new();
+        for (name, tenant) in [("a", "acme"), ("b", "other")] {
+            agents.push_str(&sh_agent(
+                name,
+                &format!("while true; do echo {name} is alive; sleep 1; done"),
+                &format!("tenant = \"{tenant}\""),
+            ));
+        }
+        agents.push_str(&sh_agent("c", "while true; do sleep 1; done", ""));
+        let site = Self::new(&agents);
+        for name in ["a", "b", "c"] {
+            site.roster.wait_state(name, AgentState::Running, SECS(20));
+        }
+        site
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        http(self.port, "GET", path, headers, "")
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        http(self.port, "POST", path, headers, body)
+    }
+
+    /// Logs in: the cookie (`roster_session=ID`) and the page's CSRF token.
+    pub fn login(&self, token: &str) -> (String, String) {
+        let reply = self.post(
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &format!("token={token}"),
+        );
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        let cookie = reply
+            .header("set-cookie")
+            .and_then(|value| value.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let page = self.get("/", &[("Cookie", &cookie)]);
+        let csrf = page
+            .body
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the csrf meta tag")
+            .to_owned();
+        (cookie, csrf)
+    }
+
+    pub fn snapshot(&self, headers: &[(&str, &str)]) -> serde_json::Value {
+        let reply = self.get("/web/api/snapshot", headers);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        serde_json::from_str(&reply.body).expect("snapshot JSON")
+    }
+}
+
+pub fn names(snapshot: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = snapshot["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .map(|agent| agent["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn assert_secure_headers(reply: &Reply, what: &str) {
+    let csp = reply.header("content-security-policy").unwrap_or_default();
+    assert_eq!(
+        csp,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        "{what}"
+    );
+    assert_eq!(
+        reply.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        reply.header("referrer-policy"),
+        Some("no-referrer"),
+        "{what}"
+    );
+    assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{what}");
+}
+
+#[test]
+fn login_gives_a_strict_cookie_and_the_api_answers_nothing_without_it() {
+    let site = Site::three();
+    let ops = token(&site.roster, &["ops", "--admin"]);
+
+    let page = site.get("/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"token\"") && page.body.contains("action=\"/login\""));
+    assert!(
+        !page.body.contains("csrf-token"),
+        "no session, no dashboard"
+    );
+    assert_secure_headers(&page, "the login page");
+
+    for (method, path) in [
+        ("GET", "/web/api/snapshot"),
+        ("GET", "/web/api/stream"),
+        ("GET", "/web/api/logs/a"),
+        ("POST", "/web/api/agents/a/restart"),
+    ] {
+        let reply = http(site.port, method, path, &[], "");
+        assert_eq!(reply.status, 401, "{method} {path}: {}", reply.body);
+        assert!(!reply.body.contains("alive") && !reply.body.contains("\"a\""));
+        assert_secure_headers(&reply, path);
+        let forged = http(
+            site.port,
+            method,
+            path,
+            &[
+                ("Cookie", "roster_session=0123"),
+                ("Authorization", "Bearer rst_00"),
+            ],
+            "",
+        );
+        assert_eq!(forged.status, 401, "{method} {path} with a forged cookie");
+    }
+
+    let wrong = site.post(
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "token=rst_0000",
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("not valid") && wrong.body.contains("name=\"token\""));
+    assert!(wrong.header("set-cookie").is_none());
+
+    let right = site.post(
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={ops}"),
+    );
+    assert_eq!(right.status, 303);
+    assert_eq!(right.header("location"), Some("/"));
+    let cookie = right.header("set-cookie").expect("a cookie");
+    for flag in [
+        "roster_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=43200",
+    ] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert!(!cookie.contains(&ops), "the token is not the session");
+
+    let (session, csrf) = site.login(&ops);
+    let page = site.get("/", &[("Cookie", &session)]);
+    assert!(page.body.contains("/assets/app.js") && page.body.contains("/assets/app.css"));
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert_secure_headers(&page, "the dashboard");
+    let script = site.get("/assets/app.js", &[]);
+    assert_eq!(script.status, 200);
+    assert!(script
+        .header("content-type")
+        .unwrap_or_default()
+        .contains("javascript"));
+    assert!(script.body.contains("EventSource"));
+    let style = site.get("/assets/app.css", &[]);
+    assert!(style
+        .header("content-type")
+        .unwrap_or_default()
+        .contains("text/css"));
+
+    let reply = site.get("/web/api/snapshot", &[("Cookie", &session)]);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_secure_headers(&reply, "the snapshot");
+    let snapshot: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
+    assert_eq!(names(&snapshot), ["a", "b", "c"]);
+    assert_eq!(snapshot["me"]["token"], "ops");
+    assert_eq!(snapshot["me"]["scope"], "admin");
+    assert_eq!(snapshot["me"]["read_only"], false);
+    let a = &snapshot["agents"][0];
+    for key in [
+        "state",
+        "health",
+        "uptime_secs",
+        "restarts",
+        "cpu",
+        "memory",
+        "release",
+        "last_error",
+        "alerts",
+        "tenant",
+    ] {
+        assert!(a.get(key).is_some(), "{key} in {a}");
+    }
+    assert_eq!(a["tenant"], "acme");
+    assert_eq!(a["state"], "running");
+
+    // Actions: the session's CSRF token in the header, or 403.
+    let before = site.roster.agent("a").pid;
+    for bad in [vec![], vec![("X-CSRF-Token", "0000")]] {
+        let mut headers = vec![("Cookie", session.as_str())];
+        headers.extend(bad);
+        let refused = site.post("/web/api/agents/a/restart", &headers, "");
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+    assert_eq!(site.roster.agent("a").pid, before, "nothing restarted");
+    let done = site.post(
+        "/web/api/agents/a/restart",
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert_eq!(done.status, 204, "{}", done.body);
+    let events = site.roster.wait_event("a", "web_action", SECS(10));
+    let action = events
+        .iter()
+        .find(|event| event.kind == "web_action")
+        .expect("event");
+    assert_eq!(action.detail, "restart by web token ops");
+    wait_for("a restarted", SECS(20), || {
+        let now = site.roster.agent("a");
+        (now.pid.is_some() && now.pid != before).then_some(())
+    });
+    let text = site.roster.ok(&["events", "a"]);
+    assert!(text.contains("restart by web token ops"), "{text}");
+    let unknown = site.post(
+        "/web/api/agents/a/explode",
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert_eq!(unknown.status, 404);
+
+    // Logout needs the CSRF token too, then the session is gone.
+    let refused = site.post("/logout", &[("Cookie", &session)], "");
+    assert_eq!(refused.status, 403);
+    let out = site.post(
+        "/logout",
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert_eq!(out.status, 303);
+    assert!(out
+        .header("set-cookie")
+        .unwrap_or_default()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        site.get("/web/api/snapshot", &[("Cookie", &session)])
+            .status,
+        401
+    );
+}
+
+#[test]
+fn a_tenant_sees_and_acts_on_its_own_agents_only_on_every_endpoint() {
+    let site = Site::three();
+    let acme = token(&site.roster, &["acme", "--tenant", "acme"]);
+    let reader = token(
+        &site.roster,
+        &["acme-ro", "--tenant", "acme", "--read-only"],
+    );
+    let (session, csrf) = site.login(&acme);
+    let cookie = [("Cookie", session.as_str())];
+
+    let snapshot = site.snapshot(&cookie);
+    assert_eq!(names(&snapshot), ["a"]);
+    assert_eq!(snapshot["me"]["scope"], "tenant:acme");
+    for event in snapshot["events"].as_array().expect("events") {
+        assert_eq!(event["agent"], "a", "only a's events: {event}");
+    }
+    let text = snapshot.to_string();
+    assert!(!text.contains("\"b\"") && !text.contains("\"c\"") && !text.contains("other"));
+
+    let stream = read_stream(
+        site.port,
+        "/web/api/stream",
+        &cookie,
+        "a snapshot",
+        |text| text.contains("event: snapshot") && text.matches('\n').count() > 12,
+    );
+    assert!(stream.contains("\"name\":\"a\""), "{stream}");
+    assert!(!stream.contains("\"name\":\"b\"") && !stream.contains("\"name\":\"c\""));
+
+    let log = read_stream(site.port, "/web/api/logs/a", &cookie, "a's lines", |text| {
+        text.contains("a is alive")
+    });
+    assert!(log.contains("event: line"), "{log}");
+    for hidden in ["b", "c", "nobody", "all"] {
+        let reply = site.get(&format!("/web/api/logs/{hidden}"), &cookie);
+        assert_eq!(reply.status, 404, "logs of {hidden}");
+        assert!(!reply.body.contains("alive"));
+    }
+    let missing = site.get("/web/api/logs/nobody", &cookie);
+    let foreign = site.get("/web/api/logs/b", &cookie);
+    assert_eq!(missing.body, foreign.body, "no existence leak");
+
+    let pid_b = site.roster.agent("b").pid;
+    for hidden in ["b", "c", "all"] {
+        for verb in ["restart", "stop", "start"] {
+            let reply = site.post(
+                &format!("/web/api/agents/{hidden}/{verb}"),
+                &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+                "",
+            );
+            assert_eq!(reply.status, 404, "{verb} {hidden}");
+        }
+    }
+    // A bearer token needs no CSRF token, and reaches no further.
+    let bearer = format!("Bearer {acme}");
+    let reply = site.post("/web/api/agents/b/stop", &[("Authorization", &bearer)], "");
+    assert_eq!(reply.status, 404);
+    assert_eq!(names(&site.snapshot(&[("Authorization", &bearer)])), ["a"]);
+    assert_eq!(site.roster.agent("b").pid, pid_b, "b untouched");
+    assert_eq!(site.roster.agent("b").state, AgentState::Running);
+
+    // Read-only: sees, never acts.
+    let (ro_session, ro_csrf) = site.login(&reader);
+    assert_eq!(names(&site.snapshot(&[("Cookie", &ro_session)])), ["a"]);
+    let page = site.get("/", &[("Cookie", &ro_session)]);
+    assert!(page.body.contains("roster-read-only\" content=\"true\""));
+    let reply = site.post(
+        "/web/api/agents/a/stop",
+        &[("Cookie", &ro_session), ("X-CSRF-Token", &ro_csrf)],
+        "",
+    );
+    assert_eq!(reply.status, 403);
+    let reply = site.post(
+        "/web/api/agents/a/stop",
+        &[("Authorization", &format!("Bearer {reader}"))],
+        "",
+    );
+    assert_eq!(reply.status, 403);
+    assert_eq!(site.roster.agent("a").state, AgentState::Running);
+
+    let reply = site.post("/web/api/agents/a/stop", &[("Authorization", &bearer)], "");
+    assert_eq!(reply.status, 204);
+    site.roster.wait_state("a", AgentState::Stopped, SECS(20));
+    let events = site.roster.wait_event("a", "web_action", SECS(10));
+    assert!(events
+        .iter()
+        .any(|event| event.detail == "stop by web token acme"));
+}
+
+#[test]
+fn a_removed_token_stops_working_at_once_and_its_sessions_end() {
+    let site = Site::three();
+    let ops = token(&site.roster, &["ops", "--admin"]);
+    let (session, _) = site.login(&ops);
+    assert_eq!(
+        names(&site.snapshot(&[("Cookie", &session)])),
+        ["a", "b", "c"]
+    );
+    site.roster.ok(&["web", "token", "rm", "ops"]);
+    assert_eq!(
+        site.get("/web/api/snapshot", &[("Cookie", &session)])
+            .status,
+        401
+    );
+    let bearer = format!("Bearer {ops}");
+    assert_eq!(
+        site.get("/web/api/snapshot", &[("Authorization", &bearer)])
+            .status,
+        401
+    );
+    let page = site.get("/", &[("Cookie", &session)]);
+    assert!(page.body.contains("name=\"token\"") && !page.body.contains("csrf-token"));
+    // A token of the same name made again is another token.
+    let again = token(&site.roster, &["ops", "--admin"]);
+    assert_eq!(
+        site.get("/web/api/snapshot", &[("Cookie", &session)])
+            .status,
+        401
+    );
+    assert_eq!(
+        site.get(
+            "/web/api/snapshot",
+            &[("Authorization", &format!("Bearer {again}"))]
+        )
+        .status,
+        200
+    );
+    wait_for("the new token's use to be recorded", SECS(10), || {
+        let listed = site.roster.ok(&["web", "token", "list"]);
+        listed
+            .lines()
+            .any(|line| line.starts_with("ops") && !line.ends_with("never"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn wrong_tokens_are_slowed_then_refused_with_retry_after() {
+    let site = Site::new(&sh_agent("a", "sleep 300", ""));
+    let ops = token(&site.roster, &["ops", "--admin"]);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let started = Instant::now();
+    for attempt in 1..=5 {
+        let reply = site.post("/login", &form, &format!("token=rst_{attempt}"));
+        assert_eq!(reply.status, 401, "attempt {attempt}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "wrong tokens are slowed down"
+    );
+    let refused = site.post("/login", &form, &format!("token={ops}"));
+    assert_eq!(refused.status, 429, "even the right token, for a while");
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Bearer tokens on the API are not logins: they still work.
+    let reply = site.get(
+        "/web/api/snapshot",
+        &[("Authorization", &format!("Bearer {ops}"))],
+    );
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn a_taken_port_is_a_warning_not_a_dead_daemon_and_an_apply_moves_it() {
+    let roster = Roster::new();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("address").port();
+    let agent = sh_agent("a", "sleep 300", "");
+    roster.config(&format!("[web]\nlisten = \"127.0.0.1:{taken}\"\n\n{agent}"));
+    roster.up();
+    roster.wait_state("a", AgentState::Running, SECS(20));
+    let status = roster.status();
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("cannot serve the web dashboard")),
+        "{:?}",
+        status.warnings
+    );
+    let failed = roster.events(&[]);
+    assert!(
+        failed.iter().any(|event| event.kind == "web_failed"),
+        "{failed:?}"
+    );
+    let port = free_port();
+    roster.config(&format!("[web]\nlisten = \"127.0.0.1:{port}\"\n\n{agent}"));
+    roster.ok(&["apply"]);
+    let page = http(port, "GET", "/", &[], "");
+    assert_eq!(page.status, 200);
+    assert!(roster
+        .status()
+        .warnings
+        .iter()
+        .all(|warning| !warning.contains("web dashboard")));
+    // Without [web], nothing listens any more.
+    roster.config(&agent);
+    roster.ok(&["apply"]);
+    wait_for("the dashboard to close", SECS(10), || {
+        TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    drop(holder);
+}
+
+#[test]
+fn tls_serves_the_dashboard_with_a_secure_cookie() {
+    let test = "tls_serves_the_dashboard_with_a_secure_cookie";
+    let (Ok(openssl), Ok(_curl)) = (which("openssl"), which("curl")) else {
+        skip(test, "openssl or curl is missing");
+        return;
+    };
+    let roster = Roster::new();
+    let cert = roster.path("cert.pem");
+    let key = roster.path("key.pem");
+    let made = std::process::Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = free_port();
+    roster.config(&format!(
+        "[web]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}",
+        cert.display(),
+        key.display(),
+        sh_agent("a", "sleep 300", "")
+    ));
+    roster.up();
+    let ops = token(&roster, &["ops", "--admin"]);
+    let curl = |args: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "-k", "-i", "--max-time", "20"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let base = format!("https://127.0.0.1:{port}");
+    let page = wait_for("the dashboard over TLS", SECS(20), || {
+        let page = curl(&[&format!("{base}/")]);
+        page.contains("name=\"token\"").then_some(page)
+    });
+    assert!(page
+        .to_ascii_lowercase()
+        .contains("content-security-policy"));
+    let login = curl(&["-d", &format!("token={ops}"), &format!("{base}/login")]);
+    let cookie_line = login
+        .lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("set-cookie"))
+        .unwrap_or_else(|| panic!("a cookie: {login}"));
+    assert!(cookie_line.contains("; Secure"), "{cookie_line}");
+    let session = cookie_line
+        .split_once(':')
+        .and_then(|(_, value)| value.trim().split(';').next())
+        .expect("session");
+    let snapshot = curl(&[
+        "-H",
+        &format!("Cookie: {session}"),
+        &format!("{base}/web/api/snapshot"),
+    ]);
+    assert!(snapshot.contains("\"name\":\"a\""), "{snapshot}");
+    // Plain HTTP on the TLS port gets nothing.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/web/api/snapshot"),
+        ])
+        .output()
+        .expect("curl");
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("\"name\""));
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or(())
+}
