@@ -723,3 +723,75 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .find(|path| path.is_file())
         .ok_or(())
 }
+
+/// Whether python3 can import selenium.
+fn selenium_present() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import selenium"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser() {
+    let test = "the_dashboard_in_a_real_browser";
+    for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        if !std::path::Path::new(program).exists() {
+            skip(
+                test,
+                &format!("{program} is missing (apt: chromium chromium-driver)"),
+            );
+            return;
+        }
+    }
+    if !selenium_present() {
+        skip(test, "python3 has no selenium (pip install selenium)");
+        return;
+    }
+    let mut agents = sh_agent(
+        "a",
+        "n=0; while true; do n=$((n+1)); echo \"a says $n\"; sleep 0.3; done",
+        "tenant = \"acme\"",
+    );
+    agents.push_str(&sh_agent("b", "sleep 300", "tenant = \"other\""));
+    agents.push_str(&sh_agent(
+        "c",
+        "while true; do echo '<script>alert(1)</script>'; printf '\\033[31mred\\033[0m\\n'; sleep 1; done",
+        "",
+    ));
+    let site = Site::new(&agents);
+    for name in ["a", "b", "c"] {
+        site.roster.wait_state(name, AgentState::Running, SECS(20));
+    }
+    let admin = token(&site.roster, &["ops", "--admin"]);
+    let tenant = token(&site.roster, &["acme", "--tenant", "acme"]);
+    let shots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-screenshots");
+    let args = serde_json::json!({
+        "port": site.port,
+        "admin": admin,
+        "tenant": tenant,
+        "roster": BIN,
+        "home": site.roster.home_path(),
+        "shots": shots,
+    });
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/web_browser.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(args.to_string())
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.lines().last() == Some("ok"),
+        "the browser test failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+    eprintln!(
+        "web screenshots (admin.png, tenant.png) are in {}",
+        shots.display()
+    );
+}

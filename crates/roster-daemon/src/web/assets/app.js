@@ -29,6 +29,8 @@
   let selected = null;
   let logSource = null;
   let pending = null;
+  // The log pane keeps to its newest line unless the reader scrolled up.
+  let stick = true;
   const rows = new Map();
 
   // CSI, OSC and other escape sequences, then what control bytes remain.
@@ -243,6 +245,7 @@
     for (const [agent, tr] of rows) tr.className = agent === name ? "selected" : "";
     logAgent.textContent = clean(name);
     logPane.replaceChildren();
+    stick = true;
     logSource = new EventSource("/web/api/logs/" + encodeURIComponent(name));
     logSource.addEventListener("line", (event) => {
       let line;
@@ -253,10 +256,9 @@
       }
       const div = document.createElement("div");
       div.textContent = clean(line);
-      const atBottom = logPane.scrollTop + logPane.clientHeight >= logPane.scrollHeight - 4;
       logPane.appendChild(div);
       while (logPane.childElementCount > 2000) logPane.firstElementChild.remove();
-      if (atBottom) logPane.scrollTop = logPane.scrollHeight;
+      if (stick) logPane.scrollTop = logPane.scrollHeight;
     });
     logSource.addEventListener("error", () => {
       if (logSource && logSource.readyState === EventSource.CLOSED) {
@@ -264,6 +266,10 @@
       }
     });
   }
+
+  logPane.addEventListener("scroll", () => {
+    stick = logPane.scrollTop + logPane.clientHeight >= logPane.scrollHeight - 8;
+  });
 
   for (const th of document.querySelectorAll("th[data-sort]")) {
     th.addEventListener("click", () => {
