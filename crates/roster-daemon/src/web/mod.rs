@@ -54,6 +54,8 @@ pub struct WebServer {
 struct Serving {
     spec: WebSpec,
     task: JoinHandle<()>,
+    /// Dropped with this: the open streams see it and end.
+    _streams: tokio::sync::watch::Sender<()>,
 }
 
 impl Drop for Serving {
@@ -117,6 +119,7 @@ impl WebServer {
         let had = self.serving.take().is_some();
         let listener = bind_soon(runtime, spec.listen, had)
             .map_err(|error| problem(spec, &format!("{error}{}", hint(error.kind()))))?;
+        let (streams, serving) = tokio::sync::watch::channel(());
         let state = routes::WebState {
             gate,
             hub,
@@ -124,6 +127,7 @@ impl WebServer {
             home: self.published.home.clone(),
             tls: acceptor.is_some(),
             session_ttl: spec.session_ttl,
+            serving,
         };
         let router = routes::router(state);
         let limits = Limits {
@@ -155,6 +159,7 @@ impl WebServer {
         self.serving = Some(Serving {
             spec: spec.clone(),
             task,
+            _streams: streams,
         });
         Ok(())
     }

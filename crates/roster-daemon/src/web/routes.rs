@@ -40,6 +40,9 @@ pub struct WebState {
     pub tls: bool,
     /// A session's lifetime, for the cookie's `Max-Age`.
     pub session_ttl: std::time::Duration,
+    /// Changes (its sender dropped) when this server stops serving: open
+    /// streams end with it.
+    pub serving: tokio::sync::watch::Receiver<()>,
 }
 
 /// The router, with the security headers on every answer.
@@ -225,7 +228,12 @@ async fn stream(State(state): State<WebState>, headers: HeaderMap) -> Response {
     if state.gate.caller(&headers).is_none() {
         return unauthorized();
     }
-    streams::snapshots(state.gate.clone(), state.hub.clone(), &headers)
+    streams::snapshots(
+        state.gate.clone(),
+        state.hub.clone(),
+        state.serving.clone(),
+        &headers,
+    )
 }
 
 async fn logs(
@@ -245,7 +253,7 @@ async fn logs(
         _ => return no_agent(),
     }
     let path = roster_store::Home::new(state.home.clone()).agent_log(agent.as_str());
-    streams::log(state.gate.clone(), path, &headers)
+    streams::log(state.gate.clone(), state.serving.clone(), path, &headers)
 }
 
 async fn action(

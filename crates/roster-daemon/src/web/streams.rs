@@ -3,8 +3,9 @@
 //! rotation, through the store's follower).
 //!
 //! Each stream is a task feeding a small channel that the response body
-//! reads; the task ends when the page goes away (the channel closes) or
-//! when its caller's token or session no longer holds.
+//! reads; the task ends when the page goes away (the channel closes),
+//! when its caller's token or session no longer holds, or when the server
+//! stops serving (`[web]` removed or moved).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use roster_store::logs::follow::Follower;
 
@@ -73,7 +74,12 @@ fn proof(headers: &HeaderMap) -> HeaderMap {
 
 /// `GET /web/api/stream`: a `snapshot` event at once, then one per tick,
 /// filtered for the caller's grant as it stands at each tick.
-pub fn snapshots(gate: Gate, hub: Hub, headers: &HeaderMap) -> Response {
+pub fn snapshots(
+    gate: Gate,
+    hub: Hub,
+    mut serving: watch::Receiver<()>,
+    headers: &HeaderMap,
+) -> Response {
     let proof = proof(headers);
     let (sender, frames) = mpsc::channel(2);
     let mut latest = hub.subscribe();
@@ -93,6 +99,7 @@ pub fn snapshots(gate: Gate, hub: Hub, headers: &HeaderMap) -> Response {
                     }
                 }
                 () = sender.closed() => break,
+                _ = serving.changed() => break,
             }
             full = latest.borrow_and_update().clone();
         }
@@ -102,7 +109,12 @@ pub fn snapshots(gate: Gate, hub: Hub, headers: &HeaderMap) -> Response {
 
 /// `GET /web/api/logs/NAME` for an agent the caller may see: the last
 /// [`TAIL`] lines, then new lines as they come (`line` events).
-pub fn log(gate: Gate, path: PathBuf, headers: &HeaderMap) -> Response {
+pub fn log(
+    gate: Gate,
+    mut serving: watch::Receiver<()>,
+    path: PathBuf,
+    headers: &HeaderMap,
+) -> Response {
     let proof = proof(headers);
     let (sender, frames) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -127,6 +139,7 @@ pub fn log(gate: Gate, path: PathBuf, headers: &HeaderMap) -> Response {
             tokio::select! {
                 _ = poll.tick() => {}
                 () = sender.closed() => return,
+                _ = serving.changed() => return,
             }
             if checked.elapsed() >= RECHECK {
                 if gate.caller(&proof).is_none() {
