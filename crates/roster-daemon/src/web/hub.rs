@@ -42,6 +42,8 @@ pub struct Full {
     pub alerts: Vec<AlertRecord>,
     /// The newest journal events, oldest first.
     pub events: Vec<EventRecord>,
+    /// What each scope sees, serialized at its first use.
+    by_scope: std::sync::Mutex<std::collections::HashMap<Scope, Arc<str>>>,
 }
 
 impl Full {
@@ -54,16 +56,40 @@ impl Full {
             .map(|(tenant, _)| tenant.clone())
     }
 
-    /// What `grant` may see, as the page's JSON: its agents, and alerts and
-    /// events of those agents only (the host's and the daemon's for admins).
-    pub fn for_grant(&self, grant: &Grant) -> Value {
+    /// What `grant` may see, as the page's JSON text: its agents, and
+    /// alerts and events of those agents only (the host's and the
+    /// daemon's for admins). The part that depends on the scope alone is
+    /// serialized once per snapshot and scope, however many pages show it.
+    pub fn for_grant(&self, grant: &Grant) -> String {
+        let shared = {
+            let mut cache = self
+                .by_scope
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            cache
+                .entry(grant.scope.clone())
+                .or_insert_with(|| Arc::from(self.visible_to(&grant.scope).to_string()))
+                .clone()
+        };
+        let me = json!({
+            "token": grant.token,
+            "scope": grant.scope.to_string(),
+            "read_only": grant.read_only,
+        });
+        // `shared` is an object: splice `me` in as its first member.
+        let rest = shared.strip_prefix('{').unwrap_or(&shared);
+        let comma = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"me\":{me}{comma}{rest}")
+    }
+
+    fn visible_to(&self, scope: &Scope) -> Value {
         let seen: Vec<&Value> = self
             .agents
             .iter()
-            .filter(|(tenant, _)| may_see(&grant.scope, tenant.as_deref()))
+            .filter(|(tenant, _)| may_see(scope, tenant.as_deref()))
             .map(|(_, agent)| agent)
             .collect();
-        let admin = grant.scope == Scope::Admin;
+        let admin = *scope == Scope::Admin;
         let visible = |agent: &Option<String>| match agent {
             None => admin,
             Some(name) => seen.iter().any(|agent| agent["name"] == name.as_str()),
@@ -79,11 +105,6 @@ impl Full {
             .filter(|event| visible(&event.agent))
             .collect();
         json!({
-            "me": {
-                "token": grant.token,
-                "scope": grant.scope.to_string(),
-                "read_only": grant.read_only,
-            },
             "agents": seen,
             "alerts": alerts,
             "events": events,
@@ -257,6 +278,7 @@ impl Hub {
             agents,
             alerts,
             events,
+            by_scope: Default::default(),
         });
         self.inner.latest.send_replace(full.clone());
         full
@@ -281,4 +303,73 @@ fn agent_json(agent: &AgentStatus, points: &Samples, firing: &[&str]) -> Value {
         "cpu": points.iter().map(|(cpu, _)| *cpu).collect::<Vec<_>>(),
         "memory": points.iter().map(|(_, memory)| *memory).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(agent: Option<&str>) -> EventRecord {
+        EventRecord {
+            id: 1,
+            time: "2026-01-01T00:00:00.000Z".into(),
+            agent: agent.map(str::to_owned),
+            kind: "started".into(),
+            pid: None,
+            detail: "started".into(),
+        }
+    }
+
+    fn grant(scope: Scope) -> Grant {
+        Grant {
+            token: "t".into(),
+            scope,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn each_grant_gets_its_agents_and_their_events_only() {
+        let full = Full {
+            built: Some(Instant::now()),
+            agents: vec![
+                (Some("acme".into()), json!({"name": "a"})),
+                (Some("other".into()), json!({"name": "b"})),
+                (None, json!({"name": "c"})),
+            ],
+            alerts: Vec::new(),
+            events: vec![event(Some("a")), event(Some("b")), event(None)],
+            by_scope: Default::default(),
+        };
+        let names = |text: &str| {
+            let value: Value = serde_json::from_str(text).expect("json");
+            let agents: Vec<String> = value["agents"]
+                .as_array()
+                .expect("agents")
+                .iter()
+                .map(|agent| agent["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let events = value["events"].as_array().map(Vec::len).unwrap_or(0);
+            (agents, events, value["me"]["scope"].clone())
+        };
+        assert_eq!(
+            names(&full.for_grant(&grant(Scope::Admin))),
+            (vec!["a".into(), "b".into(), "c".into()], 3, json!("admin"))
+        );
+        let acme = grant(Scope::Tenant("acme".into()));
+        assert_eq!(
+            names(&full.for_grant(&acme)),
+            (vec!["a".into()], 1, json!("tenant:acme"))
+        );
+        // Served again from the cache, the same.
+        assert_eq!(names(&full.for_grant(&acme)).0, vec!["a".to_owned()]);
+        let nobody = grant(Scope::Tenant("nobody".into()));
+        assert_eq!(
+            names(&full.for_grant(&nobody)),
+            (vec![], 0, json!("tenant:nobody"))
+        );
+        assert_eq!(full.tenant_of("b"), Some(Some("other".into())));
+        assert_eq!(full.tenant_of("c"), Some(None));
+        assert_eq!(full.tenant_of("zz"), None);
+    }
 }

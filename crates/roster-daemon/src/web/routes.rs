@@ -221,7 +221,11 @@ async fn snapshot(State(state): State<WebState>, headers: HeaderMap) -> Response
         return unauthorized();
     };
     let full = state.hub.current().await;
-    Json(full.for_grant(&caller.grant)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        full.for_grant(&caller.grant),
+    )
+        .into_response()
 }
 
 async fn stream(State(state): State<WebState>, headers: HeaderMap) -> Response {

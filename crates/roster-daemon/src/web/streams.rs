@@ -88,7 +88,7 @@ pub fn snapshots(
         latest.mark_unchanged();
         let mut full = first;
         while let Some(caller) = gate.caller(&proof) {
-            let data = full.for_grant(&caller.grant).to_string();
+            let data = full.for_grant(&caller.grant);
             if sender.send(frame("snapshot", &data)).await.is_err() {
                 break;
             }
