@@ -118,6 +118,16 @@ def no_alert(driver):
     raise AssertionError("an alert opened: %r" % text)
 
 
+def snapshots(driver):
+    return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-snapshots") or 0)
+
+
+def later_snapshots(driver, count=2):
+    """Waits until the page has shown `count` more snapshots."""
+    start = snapshots(driver)
+    wait("%d more snapshots" % count, lambda: snapshots(driver) >= start + count)
+
+
 def state_of(driver, name):
     cells = driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="%s"] td.state' % name)
     return cells[0].text if cells else None
@@ -158,7 +168,7 @@ def main():
         log = driver.find_element(By.CSS_SELECTOR, "[data-log]")
         wait("c's line in the log pane", lambda: "<script>alert(1)</script>" in log.text)
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-log] script")
-        time.sleep(0.5)  # an alert would have opened by now
+        later_snapshots(driver)  # an alert would have opened by now
         no_alert(driver)
 
         step("the log pane follows an agent live")
@@ -191,7 +201,10 @@ def main():
         answer = fetch(driver, "POST", "/web/api/agents/c/restart", csrf=False)
         assert answer["status"] == 403, answer
         no_alert(driver)
-        time.sleep(1.2)  # the sparklines get a few points
+        wait(
+            "sparklines with a few points",
+            lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="c"] svg.spark polyline'),
+        )
         os.makedirs(ARGS["shots"], exist_ok=True)
         driver.save_screenshot(os.path.join(ARGS["shots"], "admin.png"))
 
@@ -200,7 +213,7 @@ def main():
         wait("the login form", lambda: driver.find_elements(By.CSS_SELECTOR, 'input[name="token"]'))
         login(driver, ARGS["tenant"])
         wait("row a", lambda: rows(driver) == ["a"])
-        time.sleep(1.5)  # later snapshots too
+        later_snapshots(driver)
         assert rows(driver) == ["a"], rows(driver)
         text = driver.find_element(By.CSS_SELECTOR, "main").text
         assert "alert(1)" not in text and "other" not in text, text

@@ -199,7 +199,12 @@
     events.replaceChildren(...eventItems);
   }
 
+  // How many snapshots this page has shown (tests wait on it).
+  let shownCount = 0;
+
   function show(snapshot) {
+    shownCount += 1;
+    document.body.setAttribute("data-snapshots", String(shownCount));
     agents = snapshot.agents || [];
     render();
     renderSide(snapshot);
