@@ -97,7 +97,11 @@ impl Applied {
         }
         // A dashboard that cannot be served is no reason to refuse the
         // agents: journaled, and shown in status until an apply fixes it.
-        if let Err(message) = rooms.web.apply(&context.runtime, config.web.as_ref()) {
+        if let Err(message) = rooms.web.apply(
+            &context.runtime,
+            config.web.as_ref(),
+            read_along.web_tls.as_ref(),
+        ) {
             tracing::warn!("{message}");
             journal.record(Row::now(None, EventKind::WebFailed, None, message));
         }

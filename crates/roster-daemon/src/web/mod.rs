@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use roster_core::web::WebSpec;
+use roster_store::config_file::WebTlsPem;
 use roster_store::home::HomeDir;
 
 use crate::inbox::Inbox;
@@ -76,10 +77,16 @@ impl WebServer {
         }
     }
 
-    /// Serves as `spec` says, or stops with `None`. On failure the old
-    /// server, if any, is gone too; the message says why.
-    pub fn apply(&mut self, runtime: &Handle, spec: Option<&WebSpec>) -> Result<(), String> {
-        let result = self.bind(runtime, spec);
+    /// Serves as `spec` says, or stops with `None`; `tls` is what was read
+    /// of its TLS files with the config. On failure the old server, if
+    /// any, is gone too; the message says why.
+    pub fn apply(
+        &mut self,
+        runtime: &Handle,
+        spec: Option<&WebSpec>,
+        tls: Option<&Result<WebTlsPem, String>>,
+    ) -> Result<(), String> {
+        let result = self.bind(runtime, spec, tls);
         *self
             .published
             .web_warning
@@ -88,7 +95,12 @@ impl WebServer {
         result
     }
 
-    fn bind(&mut self, runtime: &Handle, spec: Option<&WebSpec>) -> Result<(), String> {
+    fn bind(
+        &mut self,
+        runtime: &Handle,
+        spec: Option<&WebSpec>,
+        tls: Option<&Result<WebTlsPem, String>>,
+    ) -> Result<(), String> {
         let Some(spec) = spec else {
             self.serving = None;
             return Ok(());
@@ -111,9 +123,22 @@ impl WebServer {
         if same_socket {
             return Ok(());
         }
-        let acceptor = match &spec.tls {
-            Some(files) => Some(tls::acceptor(files).map_err(|error| problem(spec, &error))?),
-            None => None,
+        let acceptor = match (&spec.tls, tls) {
+            (Some(paths), Some(Ok(files))) => {
+                Some(tls::acceptor(paths, files).map_err(|error| problem(spec, &error))?)
+            }
+            (Some(_), Some(Err(error))) => {
+                self.serving = None;
+                return Err(problem(spec, error));
+            }
+            (Some(paths), None) => {
+                self.serving = None;
+                return Err(problem(
+                    spec,
+                    &format!("{} was not read with the config", paths.cert.display()),
+                ));
+            }
+            (None, _) => None,
         };
         // The old socket may hold the port: close it first.
         let had = self.serving.take().is_some();

@@ -1,6 +1,7 @@
-//! HTTPS for the dashboard: the certificate and key of `[web]` read once
-//! per bind (rustls, ring), and a listener whose handshakes run beside
-//! each other, so a client that stalls its handshake holds up no other.
+//! HTTPS for the dashboard: the certificate and key of `[web]` (read with
+//! the config, off the loop) made an acceptor at each bind (rustls, ring),
+//! and a listener whose handshakes run beside each other, so a client
+//! that stalls its handshake holds up no other.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use roster_core::web::TlsFiles;
+use roster_store::config_file::WebTlsPem;
 
 use crate::listener::Accept;
 
@@ -25,16 +27,18 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in flight at once; more wait in the backlog.
 const HANDSHAKES: usize = 64;
 
-/// The acceptor for `files`, or why they cannot be used.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|error| format!("reading {}: {error}", files.cert.display()))?;
+/// The acceptor for the PEM `files` read from `paths` (named in errors),
+/// or why they cannot be used. Pure work on bytes: the files were read
+/// off the loop with the config.
+pub fn acceptor(paths: &TlsFiles, files: &WebTlsPem) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&files.cert)
+        .collect::<Result<_, _>>()
+        .map_err(|error| format!("reading {}: {error}", paths.cert.display()))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", files.cert.display()));
+        return Err(format!("{} holds no certificate", paths.cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|error| format!("reading {}: {error}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&files.key)
+        .map_err(|error| format!("reading {}: {error}", paths.key.display()))?;
     // ring builds with a C compiler alone (aws-lc needs more); rustls
     // marks its provider deprecated for lacking post-quantum key exchange,
     // which a dashboard's classical TLS 1.3 does without.
@@ -48,8 +52,8 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
         .map_err(|error| {
             format!(
                 "{} and {} do not make a TLS identity: {error}",
-                files.cert.display(),
-                files.key.display()
+                paths.cert.display(),
+                paths.key.display()
             )
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))

@@ -512,6 +512,45 @@ fn tls_serves_the_dashboard_with_a_secure_cookie() {
         .output()
         .expect("curl");
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("\"name\""));
+
+    // A key that is not the certificate's: not served, said in status,
+    // the daemon and its agent run on.
+    let other = roster.path("other.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pid = roster.agent("a").pid;
+    roster.config(&format!(
+        "[web]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}",
+        cert.display(),
+        other.display(),
+        sh_agent("a", "sleep 300", "")
+    ));
+    roster.ok(&["apply"]);
+    let status = roster.status();
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("do not make a TLS identity")),
+        "{:?}",
+        status.warnings
+    );
+    assert_eq!(roster.agent("a").pid, pid);
 }
 
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {
