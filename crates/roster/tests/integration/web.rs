@@ -603,12 +603,17 @@ fn the_dashboard_in_a_real_browser() {
     }
     let admin = token(&site.roster, &["ops", "--admin"]);
     let tenant = token(&site.roster, &["acme", "--tenant", "acme"]);
+    let reader = token(
+        &site.roster,
+        &["acme-ro", "--tenant", "acme", "--read-only"],
+    );
     let shots =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-screenshots");
     let args = serde_json::json!({
         "port": site.port,
         "admin": admin,
         "tenant": tenant,
+        "reader": reader,
         "roster": BIN,
         "home": site.roster.home_path(),
         "shots": shots,

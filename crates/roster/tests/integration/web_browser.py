@@ -4,7 +4,7 @@ Run by `web::the_dashboard_in_a_real_browser` (web.rs), which starts the
 daemon with agents `a` (tenant acme, a line every 0.3 s), `b` (tenant
 other) and `c` (no tenant, prints `<script>alert(1)</script>`), makes the
 tokens and passes them here as one JSON argument:
-{"port", "admin", "tenant", "roster", "home", "shots"}.
+{"port", "admin", "tenant", "reader", "roster", "home", "shots"}.
 
 Every check raises on failure; the last line printed is `ok`.
 """
@@ -197,6 +197,25 @@ def main():
         wait("b stopped on the page", lambda: state_of(driver, "b") == "stopped")
         assert driver.execute_script("return window.rosterMarker;") == "same page"
 
+        step("filter by state or name, sort by a column")
+        box = driver.find_element(By.CSS_SELECTOR, "[data-filter]")
+        box.send_keys("stopped")
+        wait("only b", lambda: rows(driver) == ["b"])
+        box.clear()
+        box.send_keys("c")
+        wait("only c", lambda: rows(driver) == ["c"])
+        box.clear()
+        driver.execute_script(
+            "arguments[0].dispatchEvent(new Event('input'));", box
+        )
+        wait("every row again", lambda: rows(driver) == ["a", "b", "c"])
+        order = lambda: [tr.get_attribute("data-agent")
+                         for tr in driver.find_elements(By.CSS_SELECTOR, "tr[data-agent]")]
+        driver.find_element(By.CSS_SELECTOR, 'th[data-sort="name"]').click()
+        wait("names descending", lambda: order() == ["c", "b", "a"])
+        driver.find_element(By.CSS_SELECTOR, 'th[data-sort="name"]').click()
+        wait("names ascending", lambda: order() == ["a", "b", "c"])
+
         step("a POST without the CSRF token gets 403")
         answer = fetch(driver, "POST", "/web/api/agents/c/restart", csrf=False)
         assert answer["status"] == 403, answer
@@ -236,6 +255,15 @@ def main():
         log = driver.find_element(By.CSS_SELECTOR, "[data-log]")
         wait("a's lines for the tenant", lambda: "a says" in log.text)
         driver.save_screenshot(os.path.join(ARGS["shots"], "tenant.png"))
+
+        step("a read-only token's page has no action buttons")
+        driver.find_element(By.CSS_SELECTOR, "[data-logout]").click()
+        wait("the login form", lambda: driver.find_elements(By.CSS_SELECTOR, 'input[name="token"]'))
+        login(driver, ARGS["reader"])
+        wait("row a", lambda: rows(driver) == ["a"])
+        assert not driver.find_elements(By.CSS_SELECTOR, "[data-action]")
+        answer = fetch(driver, "POST", "/web/api/agents/a/stop")
+        assert answer["status"] == 403, answer
         print("screenshots: " + ARGS["shots"], flush=True)
         print("ok", flush=True)
     finally:
