@@ -264,6 +264,14 @@ def main():
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-action]")
         answer = fetch(driver, "POST", "/web/api/agents/a/stop")
         assert answer["status"] == 403, answer
+
+        step("a removed token sends its open page back to the login form")
+        roster("web", "token", "rm", "acme-ro")
+        wait(
+            "the login form",
+            lambda: driver.find_elements(By.CSS_SELECTOR, 'input[name="token"]'),
+        )
+        assert not driver.find_elements(By.CSS_SELECTOR, "[data-agent]")
         print("screenshots: " + ARGS["shots"], flush=True)
         print("ok", flush=True)
     finally:

@@ -299,18 +299,37 @@
     }
   });
 
-  const stream = new EventSource("/web/api/stream");
-  stream.addEventListener("snapshot", (event) => {
-    live.textContent = "live";
-    live.className = "live on";
-    try {
-      show(JSON.parse(event.data));
-    } catch (error) {
-      problem("a snapshot could not be read: " + error);
-    }
-  });
-  stream.addEventListener("error", () => {
-    live.textContent = "reconnecting…";
-    live.className = "live";
-  });
+  // One stream for the whole page. The browser reconnects by itself after
+  // a network error; an answer other than 200 (the session ended: logout
+  // elsewhere, a removed token, a restarted daemon) closes it for good, so
+  // the page asks whether it is still logged in, and shows the login form
+  // if not, or connects again a little later.
+  function connect() {
+    const stream = new EventSource("/web/api/stream");
+    stream.addEventListener("snapshot", (event) => {
+      live.textContent = "live";
+      live.className = "live on";
+      try {
+        show(JSON.parse(event.data));
+      } catch (error) {
+        problem("a snapshot could not be read: " + error);
+      }
+    });
+    stream.addEventListener("error", async () => {
+      live.textContent = "reconnecting…";
+      live.className = "live";
+      if (stream.readyState !== EventSource.CLOSED) return;
+      try {
+        const answer = await fetch("/web/api/snapshot", { credentials: "same-origin" });
+        if (answer.status === 401) {
+          window.location.assign("/");
+          return;
+        }
+      } catch (error) {
+        // The daemon is away: try again below.
+      }
+      window.setTimeout(connect, 2000);
+    });
+  }
+  connect();
 })();
