@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
 
-use roster_core::web::{Grant, LoginLimiter, Refused, Sessions};
+use roster_core::web::{Grant, LoginLimiter, Refused, Scope, Sessions};
 use roster_store::home::HomeDir;
 use roster_store::tokens::{Fingerprint, TokenStore, Tokens};
 
@@ -156,6 +156,14 @@ impl Gate {
         inner.touch(&grant.token, now);
         inner.sessions.create(&id, &csrf, grant, now);
         Login::Opened { id }
+    }
+
+    /// The scope of the token named `name`, if there is one.
+    pub fn scope_of(&self, name: &str) -> Option<Scope> {
+        self.lock()
+            .tokens
+            .get(name)
+            .map(|token| token.scope.clone())
     }
 
     /// Ends a session.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Mutex};
 
-use roster_core::api::{AgentStatus, AlertRecord, AlertState, EventRecord};
+use roster_core::api::{AgentStatus, AlertRecord, AlertState, EventKind, EventRecord};
 use roster_core::web::{may_see, Grant, Scope};
 
 use crate::inbox::Inbox;
@@ -60,7 +60,11 @@ impl Full {
     /// alerts and events of those agents only (the host's and the
     /// daemon's for admins). The part that depends on the scope alone is
     /// serialized once per snapshot and scope, however many pages show it.
-    pub fn for_grant(&self, grant: &Grant) -> String {
+    ///
+    /// `scope_of` names a token's scope: a tenant sees which token acted
+    /// on its agents only when that token is of its own scope; the others
+    /// (an operator's) read "from the web dashboard".
+    pub fn for_grant(&self, grant: &Grant, scope_of: impl Fn(&str) -> Option<Scope>) -> String {
         let shared = {
             let mut cache = self
                 .by_scope
@@ -68,7 +72,7 @@ impl Full {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             cache
                 .entry(grant.scope.clone())
-                .or_insert_with(|| Arc::from(self.visible_to(&grant.scope).to_string()))
+                .or_insert_with(|| Arc::from(self.visible_to(&grant.scope, &scope_of).to_string()))
                 .clone()
         };
         let me = json!({
@@ -82,7 +86,7 @@ impl Full {
         format!("{{\"me\":{me}{comma}{rest}")
     }
 
-    fn visible_to(&self, scope: &Scope) -> Value {
+    fn visible_to(&self, scope: &Scope, scope_of: &dyn Fn(&str) -> Option<Scope>) -> Value {
         let seen: Vec<&Value> = self
             .agents
             .iter()
@@ -99,10 +103,17 @@ impl Full {
             .iter()
             .filter(|alert| visible(&alert.agent))
             .collect();
-        let events: Vec<&EventRecord> = self
+        let events: Vec<EventRecord> = self
             .events
             .iter()
             .filter(|event| visible(&event.agent))
+            .map(|event| {
+                let mut event = event.clone();
+                if !admin && event.kind == EventKind::WebAction.as_str() {
+                    event.detail = redact_token(&event.detail, scope, scope_of);
+                }
+                event
+            })
             .collect();
         json!({
             "agents": seen,
@@ -285,6 +296,16 @@ impl Hub {
     }
 }
 
+/// A `web_action` detail (`restart by web token NAME`) as `scope` may
+/// read it: the token's name only when the token is of that scope.
+fn redact_token(detail: &str, scope: &Scope, scope_of: &dyn Fn(&str) -> Option<Scope>) -> String {
+    match detail.split_once(" by web token ") {
+        Some((_, token)) if scope_of(token).as_ref() == Some(scope) => detail.to_owned(),
+        Some((verb, _)) => format!("{verb} from the web dashboard"),
+        None => detail.to_owned(),
+    }
+}
+
 /// One agent as the page shows it.
 fn agent_json(agent: &AgentStatus, points: &Samples, firing: &[&str]) -> Value {
     json!({
@@ -338,8 +359,36 @@ mod tests {
                 (None, json!({"name": "c"})),
             ],
             alerts: Vec::new(),
-            events: vec![event(Some("a")), event(Some("b")), event(None)],
+            events: vec![
+                event(Some("a")),
+                event(Some("b")),
+                event(None),
+                EventRecord {
+                    kind: "web_action".into(),
+                    detail: "restart by web token ops".into(),
+                    ..event(Some("a"))
+                },
+                EventRecord {
+                    kind: "web_action".into(),
+                    detail: "stop by web token acme-2".into(),
+                    ..event(Some("a"))
+                },
+            ],
             by_scope: Default::default(),
+        };
+        let scope_of = |token: &str| match token {
+            "ops" => Some(Scope::Admin),
+            "acme-2" => Some(Scope::Tenant("acme".into())),
+            _ => None,
+        };
+        let details = |text: &str| -> Vec<String> {
+            let value: Value = serde_json::from_str(text).expect("json");
+            value["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|event| event["detail"].as_str().unwrap_or_default().to_owned())
+                .collect()
         };
         let names = |text: &str| {
             let value: Value = serde_json::from_str(text).expect("json");
@@ -353,19 +402,37 @@ mod tests {
             (agents, events, value["me"]["scope"].clone())
         };
         assert_eq!(
-            names(&full.for_grant(&grant(Scope::Admin))),
-            (vec!["a".into(), "b".into(), "c".into()], 3, json!("admin"))
+            names(&full.for_grant(&grant(Scope::Admin), scope_of)),
+            (vec!["a".into(), "b".into(), "c".into()], 5, json!("admin"))
         );
+        assert!(details(&full.for_grant(&grant(Scope::Admin), scope_of))
+            .contains(&"restart by web token ops".to_owned()));
         let acme = grant(Scope::Tenant("acme".into()));
         assert_eq!(
-            names(&full.for_grant(&acme)),
-            (vec!["a".into()], 1, json!("tenant:acme"))
+            names(&full.for_grant(&acme, scope_of)),
+            (vec!["a".into()], 3, json!("tenant:acme"))
+        );
+        let seen = details(&full.for_grant(&acme, scope_of));
+        assert!(
+            seen.contains(&"restart from the web dashboard".to_owned()),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&"stop by web token acme-2".to_owned()),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().all(|detail| !detail.contains("ops")),
+            "{seen:?}"
         );
         // Served again from the cache, the same.
-        assert_eq!(names(&full.for_grant(&acme)).0, vec!["a".to_owned()]);
+        assert_eq!(
+            names(&full.for_grant(&acme, scope_of)).0,
+            vec!["a".to_owned()]
+        );
         let nobody = grant(Scope::Tenant("nobody".into()));
         assert_eq!(
-            names(&full.for_grant(&nobody)),
+            names(&full.for_grant(&nobody, scope_of)),
             (vec![], 0, json!("tenant:nobody"))
         );
         assert_eq!(full.tenant_of("b"), Some(Some("other".into())));

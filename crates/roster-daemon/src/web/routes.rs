@@ -223,7 +223,7 @@ async fn snapshot(State(state): State<WebState>, headers: HeaderMap) -> Response
     let full = state.hub.current().await;
     (
         [(header::CONTENT_TYPE, "application/json")],
-        full.for_grant(&caller.grant),
+        full.for_grant(&caller.grant, |token| state.gate.scope_of(token)),
     )
         .into_response()
 }

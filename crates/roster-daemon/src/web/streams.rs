@@ -88,7 +88,7 @@ pub fn snapshots(
         latest.mark_unchanged();
         let mut full = first;
         while let Some(caller) = gate.caller(&proof) {
-            let data = full.for_grant(&caller.grant);
+            let data = full.for_grant(&caller.grant, |token| gate.scope_of(token));
             if sender.send(frame("snapshot", &data)).await.is_err() {
                 break;
             }

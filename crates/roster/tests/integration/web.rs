@@ -290,6 +290,47 @@ fn a_tenant_sees_and_acts_on_its_own_agents_only_on_every_endpoint() {
     assert!(events
         .iter()
         .any(|event| event.detail == "stop by web token acme"));
+
+    // An operator's action on the tenant's agent: the tenant sees it done,
+    // not the operator's token name; its own actions keep its name.
+    let ops = token(&site.roster, &["ops-alice", "--admin"]);
+    let reply = site.post(
+        "/web/api/agents/a/start",
+        &[("Authorization", &format!("Bearer {ops}"))],
+        "",
+    );
+    assert_eq!(reply.status, 204);
+    let details = wait_for(
+        "the operator's start in the tenant's events",
+        SECS(10),
+        || {
+            let snapshot = site.snapshot(&cookie);
+            let details: Vec<String> = snapshot["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter(|event| event["kind"] == "web_action")
+                .map(|event| event["detail"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            details
+                .iter()
+                .any(|detail| detail == "start from the web dashboard")
+                .then_some(details)
+        },
+    );
+    assert!(
+        details.contains(&"stop by web token acme".to_owned()),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().all(|detail| !detail.contains("alice")),
+        "{details:?}"
+    );
+    let journal = site.roster.ok(&["events", "a"]);
+    assert!(
+        journal.contains("start by web token ops-alice"),
+        "{journal}"
+    );
 }
 
 #[test]
