@@ -54,6 +54,9 @@ pub enum Request {
         verb: Verb,
         /// Names, or `all`.
         names: Vec<String>,
+        /// Who asked, when not the control socket's operator (the web
+        /// dashboard's token name): journaled with the verb.
+        by: Option<String>,
         /// The answer.
         reply: oneshot::Sender<Result<(), String>>,
     },

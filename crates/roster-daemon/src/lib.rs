@@ -32,6 +32,7 @@ pub(crate) mod server;
 pub(crate) mod spawn;
 #[allow(unsafe_code)]
 mod sys;
+pub(crate) mod web;
 
 // The public surface: what the `roster` binary and its integration tests
 // need from the runtime itself. Everything they read or write on disk is in

@@ -68,6 +68,10 @@ pub trait Accept: Send + 'static {
     fn bound_address(&self) -> io::Result<Self::Addr>;
     /// The peer a connection from `address` is counted for, if any.
     fn peer(address: &Self::Addr) -> Option<Self::Peer>;
+    /// The client's IP address, for handlers (TCP only).
+    fn client_ip(_address: &Self::Addr) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 impl Accept for tokio::net::UnixListener {
@@ -108,6 +112,10 @@ impl Accept for tokio::net::TcpListener {
     fn peer(address: &Self::Addr) -> Option<std::net::IpAddr> {
         // An IPv4 client of a dual-stack socket is the same peer as over
         // IPv4.
+        Some(address.ip().to_canonical())
+    }
+
+    fn client_ip(address: &Self::Addr) -> Option<std::net::IpAddr> {
         Some(address.ip().to_canonical())
     }
 }
@@ -182,10 +190,13 @@ impl<L: Accept> axum::serve::Listener for BoundedListener<L> {
                     }
                     _ => None,
                 };
-                let attention = Attention(Arc::new(Mutex::new(Patience::new(
-                    std::time::Instant::now(),
-                    self.limits.patience,
-                ))));
+                let attention = Attention(
+                    Arc::new(Mutex::new(Patience::new(
+                        std::time::Instant::now(),
+                        self.limits.patience,
+                    ))),
+                    ClientIp(L::client_ip(&address)),
+                );
                 return (
                     BoundedStream {
                         stream,
@@ -222,7 +233,11 @@ where
 /// A connection's [`Patience`], shared by its stream (which closes the
 /// connection when it runs out) and the requests handled on it.
 #[derive(Clone)]
-pub struct Attention(Arc<Mutex<Patience>>);
+pub struct Attention(Arc<Mutex<Patience>>, ClientIp);
+
+/// The client's IP address (TCP), in every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
 
 impl Attention {
     fn deadline(&self) -> Option<tokio::time::Instant> {
@@ -267,7 +282,8 @@ async fn patient(
     request: Request,
     next: Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(attention.1);
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)

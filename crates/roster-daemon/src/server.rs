@@ -26,7 +26,7 @@ struct ApiState {
     inbox: Inbox,
     /// Problems found at start that status keeps reporting (a journal moved aside).
     warnings: Arc<Vec<String>>,
-    cpu: Arc<Mutex<HashMap<String, CpuSample>>>,
+    cpu: CpuMemo,
     published: Published,
 }
 
@@ -51,6 +51,9 @@ pub struct Published {
     pub secrets: Option<Arc<crate::secrets::Secrets>>,
     /// The config file last applied, which `status` shows.
     pub applied: Arc<Mutex<Option<std::path::PathBuf>>>,
+    /// Why the web dashboard is not served where `[web]` says, if so
+    /// (status shows it among its warnings).
+    pub web_warning: Arc<Mutex<Option<String>>>,
 }
 
 /// Samples kept per agent for dashboards: (unix ms, sample), oldest first.
@@ -59,8 +62,9 @@ pub type History = std::collections::BTreeMap<
     std::collections::VecDeque<(i64, roster_core::watch::AgentSample)>,
 >;
 
+/// An agent's process group's CPU ticks at one status.
 #[derive(Clone, Copy)]
-struct CpuSample {
+pub struct CpuSample {
     pid: u32,
     ticks: u64,
     at: Instant,
@@ -149,12 +153,52 @@ async fn ask<T>(state: &ApiState, make: impl FnOnce(oneshot::Sender<T>) -> Reque
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    let Some(views) = ask(&state, Request::Status).await else {
-        return gone();
+    match status_reply(&state.inbox, &state.cpu, &state.published, &state.warnings).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(StatusFailure::Gone) => gone(),
+        Err(StatusFailure::Sampling(message)) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+/// The CPU ticks each agent's process group had at the caller's previous
+/// status, for the CPU share since then (each caller keeps its own).
+pub type CpuMemo = Arc<Mutex<HashMap<String, CpuSample>>>;
+
+/// Why no status could be built.
+pub enum StatusFailure {
+    /// The loop is gone (shutting down).
+    Gone,
+    /// Sampling /proc failed.
+    Sampling(String),
+}
+
+/// What `GET /v1/status` answers: the loop's views, sampled in /proc (on
+/// the blocking pool), with `base` and the published warnings. The web
+/// dashboard builds its snapshot from the same answer.
+pub async fn status_reply(
+    inbox: &Inbox,
+    cpu: &CpuMemo,
+    published: &Published,
+    base: &[String],
+) -> Result<StatusReply, StatusFailure> {
+    let (reply, answer) = oneshot::channel();
+    if !inbox.send(Input::Request(Request::Status(reply))) {
+        return Err(StatusFailure::Gone);
+    }
+    let Ok(views) = answer.await else {
+        return Err(StatusFailure::Gone);
     };
     // Sampling /proc is blocking work: keep it off the runtime's workers.
-    let cpu = state.cpu.clone();
-    let mut warnings = state.warnings.as_ref().clone();
+    let cpu = cpu.clone();
+    let mut warnings = base.to_vec();
+    if let Some(web) = published
+        .web_warning
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+    {
+        warnings.push(web);
+    }
     let as_root: Vec<&str> = views
         .iter()
         .filter(|line| line.warning.is_some())
@@ -164,8 +208,7 @@ async fn status(State(state): State<ApiState>) -> Response {
     let sampled: std::collections::BTreeMap<
         roster_core::AgentName,
         roster_core::watch::AgentSample,
-    > = state
-        .published
+    > = published
         .history
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -275,24 +318,21 @@ async fn status(State(state): State<ApiState>) -> Response {
     .await;
     match agents {
         Ok(agents) => {
-            let config = state
-                .published
+            let config = published
                 .applied
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .as_ref()
                 .map(|path| path.display().to_string());
-            Json(StatusReply {
+            Ok(StatusReply {
                 agents,
                 warnings,
                 config,
             })
-            .into_response()
         }
-        Err(join_error) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("sampling failed: {join_error}"),
-        ),
+        Err(join_error) => Err(StatusFailure::Sampling(format!(
+            "sampling failed: {join_error}"
+        ))),
     }
 }
 
@@ -352,6 +392,7 @@ async fn agents(state: ApiState, verb: Verb, request: AgentsRequest) -> Response
     let answer = ask(&state, |reply| Request::Agents {
         verb,
         names: request.names,
+        by: None,
         reply,
     })
     .await;

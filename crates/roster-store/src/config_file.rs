@@ -92,10 +92,53 @@ pub struct ReadAlong {
     /// The live release of each agent shipped as releases, read when the
     /// release stores were prepared (`deploy::prepare_config`).
     pub live_releases: std::collections::BTreeMap<roster_core::AgentName, String>,
+    /// `[web]`'s `tls_cert` and `tls_key` (PEM bytes), or why they could
+    /// not be read: the dashboard is then not served, the apply goes on.
+    pub web_tls: Option<Result<WebTlsPem, String>>,
+}
+
+/// The web dashboard's certificate chain and key, as read.
+#[derive(Clone, Debug)]
+pub struct WebTlsPem {
+    /// The certificate chain, PEM.
+    pub cert: Vec<u8>,
+    /// The private key, PEM. Never shown.
+    pub key: Vec<u8>,
+}
+
+/// The largest TLS file roster reads.
+const MAX_TLS_BYTES: u64 = 1024 * 1024;
+
+/// Reads `[web]`'s TLS files (regular files, at most 1 MiB each).
+pub fn read_web_tls(files: &roster_core::web::TlsFiles) -> Result<WebTlsPem, String> {
+    let read = |path: &Path| -> Result<Vec<u8>, String> {
+        let shown = path.display();
+        let file =
+            open_without_blocking(path).map_err(|error| format!("cannot read {shown}: {error}"))?;
+        let metadata = file
+            .metadata()
+            .map_err(|error| format!("cannot read {shown}: {error}"))?;
+        if !metadata.is_file() {
+            return Err(format!("{shown} is not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_TLS_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| format!("cannot read {shown}: {error}"))?;
+        if bytes.len() as u64 > MAX_TLS_BYTES {
+            return Err(format!("{shown} is larger than {MAX_TLS_BYTES} bytes"));
+        }
+        Ok(bytes)
+    };
+    Ok(WebTlsPem {
+        cert: read(&files.cert)?,
+        key: read(&files.key)?,
+    })
 }
 
 /// [`load_config`], then the files it names (`env_file`s, the metrics
-/// token): what an apply needs, read off the daemon's loop.
+/// token, the web dashboard's TLS files): what an apply needs, read off
+/// the daemon's loop.
 pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
     let config = load_config(path)?;
     let env_files = read_env_files(&config)?;
@@ -107,12 +150,18 @@ pub fn load_for_apply(path: &Path) -> Result<(Config, ReadAlong), String> {
         Some(file) => Some(read_token_file(file)?),
         None => None,
     };
+    let web_tls = config
+        .web
+        .as_ref()
+        .and_then(|web| web.tls.as_ref())
+        .map(read_web_tls);
     Ok((
         config,
         ReadAlong {
             env_files,
             metrics_token,
             live_releases: Default::default(),
+            web_tls,
         },
     ))
 }

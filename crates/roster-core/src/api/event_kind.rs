@@ -178,6 +178,11 @@ event_kinds! {
     ReleaseStoreError = "release_store_error",
     /// A user was created for an agent, or its directory given to it.
     Account = "account",
+    /// The web dashboard started, stopped or restarted an agent (the
+    /// detail names the token).
+    WebAction = "web_action",
+    /// The web dashboard could not be served where `[web]` says.
+    WebFailed = "web_failed",
 }
 
 impl std::fmt::Display for EventKind {

@@ -30,6 +30,7 @@ pub(super) type Loaded = Result<(Config, ReadAlong), String>;
 pub(super) struct Rooms<'a> {
     pub supervisor: &'a mut Supervisor,
     pub metrics: &'a mut Metrics,
+    pub web: &'a mut crate::web::WebServer,
     pub launcher: &'a mut Launcher,
     pub logs: &'a mut Logs,
     pub limits: &'a mut Limits,
@@ -93,6 +94,16 @@ impl Applied {
                 .apply(&context.runtime, listen, read_along.metrics_token.clone())
         {
             return Err(reject(journal, &format!("{display}: "), message));
+        }
+        // A dashboard that cannot be served is no reason to refuse the
+        // agents: journaled, and shown in status until an apply fixes it.
+        if let Err(message) = rooms.web.apply(
+            &context.runtime,
+            config.web.as_ref(),
+            read_along.web_tls.as_ref(),
+        ) {
+            tracing::warn!("{message}");
+            journal.record(Row::now(None, EventKind::WebFailed, None, message));
         }
         let handovers = match rooms
             .launcher

@@ -54,6 +54,8 @@ pub(super) struct Daemon {
     pub shutdown: Shutdown,
     /// `/metrics`: the server and the snapshots the loop publishes to it.
     pub metrics: crate::metrics::Metrics,
+    /// The web dashboard, served while `[web]` says so.
+    pub web: crate::web::WebServer,
     pub _lock: DaemonLock,
 }
 
@@ -272,14 +274,22 @@ impl Daemon {
                 };
                 let _ = reply.send(result);
             }
-            Request::Agents { verb, names, reply } => {
-                let _ = reply.send(requests::agents_command(
-                    now,
-                    &mut self.supervisor,
-                    stopping,
-                    verb,
-                    &names,
-                ));
+            Request::Agents {
+                verb,
+                names,
+                by,
+                reply,
+            } => {
+                let result =
+                    requests::agents_command(now, &mut self.supervisor, stopping, verb, &names);
+                if let (Ok(()), Some(token)) = (&result, by) {
+                    for name in &names {
+                        self.context
+                            .journal
+                            .record(requests::web_action_row(name, verb, &token));
+                    }
+                }
+                let _ = reply.send(result);
             }
             Request::SampleTargets(reply) => {
                 let _ = reply.send(self.alerting.sample_targets(&self.supervisor));
@@ -311,6 +321,7 @@ impl Daemon {
         let rooms = apply::Rooms {
             supervisor: &mut self.supervisor,
             metrics: &mut self.metrics,
+            web: &mut self.web,
             launcher: &mut self.launcher,
             logs: &mut self.logs,
             limits: &mut self.limits,

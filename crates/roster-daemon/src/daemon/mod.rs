@@ -193,20 +193,18 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
     let history = Arc::new(Mutex::new(server::History::new()));
     let applied = Arc::new(Mutex::new(None));
     let deploys = crate::deploy::Deploys::new(home.root(), inbox.clone());
-    let server = runtime.spawn(server::serve(
-        listener,
-        inbox.clone(),
-        warnings,
-        server::Published {
-            alerts: alerts.clone(),
-            history: history.clone(),
-            deploys: Some(deploys.clone()),
-            home: home.root().to_path_buf(),
-            admin_gid,
-            secrets: Some(secrets.clone()),
-            applied: applied.clone(),
-        },
-    ));
+    let published = server::Published {
+        alerts: alerts.clone(),
+        history: history.clone(),
+        deploys: Some(deploys.clone()),
+        home: home.root().to_path_buf(),
+        admin_gid,
+        secrets: Some(secrets.clone()),
+        applied: applied.clone(),
+        web_warning: Arc::default(),
+    };
+    let web = crate::web::WebServer::new(home_dir.clone(), inbox.clone(), published.clone());
+    let server = runtime.spawn(server::serve(listener, inbox.clone(), warnings, published));
     let sampler = runtime.spawn(sampling::sample_task(inbox.clone(), history));
     home_watch::spawn(runtime.handle(), home_dir.clone(), inbox.clone());
 
@@ -242,6 +240,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         deploys: Deploying::new(deploys),
         shutdown: Shutdown::default(),
         metrics: crate::metrics::Metrics::new(),
+        web,
         _lock: lock,
     };
 

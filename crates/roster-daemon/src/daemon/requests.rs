@@ -85,6 +85,22 @@ pub(super) fn agents_command(
     Ok(())
 }
 
+/// The journal's row for a verb the web dashboard asked for: the token's
+/// name says who (`restart by web token ops`).
+pub(super) fn web_action_row(agent: &str, verb: Verb, token: &str) -> crate::journal::Row {
+    let verb = match verb {
+        Verb::Start => "start",
+        Verb::Stop => "stop",
+        Verb::Restart => "restart",
+    };
+    crate::journal::Row::now(
+        Some(agent),
+        roster_core::api::EventKind::WebAction,
+        None,
+        format!("{verb} by web token {token}"),
+    )
+}
+
 /// The spec of an agent a deploy ships to, or why it cannot be deployed.
 pub(super) fn deploy_target(
     supervisor: &Supervisor,

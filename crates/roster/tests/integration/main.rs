@@ -38,4 +38,5 @@ mod surfaces;
 mod top;
 mod util;
 mod watch;
+mod web;
 mod web_tokens;

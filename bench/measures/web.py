@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The web dashboard's cost (issue #18): 200 idle children (`sleep`) at
+roster's defaults plus `[web]` on a loopback port.
+
+    web.py --peer roster [--mode defaults] [--quick] [--json]
+
+Reported:
+- `show_ms`: from the login form's submit to the page showing all 200
+  rows (`tr[data-agent]`), in headless Chromium through selenium (Debian's
+  chromium and chromium-driver, selenium from PyPI); 5 logins (--quick: 2),
+  median and max. Skipped, with the reason, when one of them is missing.
+- the daemon's CPU, as % of one core over a window (threads' schedstat):
+  with no page open, then with 1 and with 10 pages open. A page here is
+  what an open dashboard costs the daemon: its event stream
+  (`/web/api/stream`, a snapshot a second), read to the last byte by a
+  client thread; the 10 share one snapshot per tick. The window is 60 s
+  after a 5 s warm-up (--quick: 15 s).
+
+roster only (supervisord's and PM2's web pages are not installed here);
+defaults mode only. Not part of `bench/run` yet: run it alone.
+"""
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+from common import log, measure_main, thread_cpu_ns  # noqa: E402
+import peers as peers_mod  # noqa: E402
+
+CHILDREN = 200
+START_TIMEOUT = 180.0
+WARM_UP = 5.0
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,900"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_percent(pids, window):
+    def ns():
+        out = {}
+        for pid in pids:
+            out.update(thread_cpu_ns(pid))
+        return out
+    before = ns()
+    t0 = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - t0
+    after = ns()
+    used = sum(v - before.get(t, 0) for t, v in after.items())
+    return round(100.0 * used / 1e9 / elapsed, 3)
+
+
+class Stream(threading.Thread):
+    """One open page's event stream, read until stopped."""
+
+    def __init__(self, port, token):
+        super().__init__(daemon=True)
+        self.port, self.token = port, token
+        self.events = 0
+        self.stopping = False
+        self.sock = None
+
+    def run(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.sock.sendall(("GET /web/api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n"
+                           % self.token).encode())
+        while not self.stopping:
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            self.events += data.count(b"event: snapshot")
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.close()
+        except (OSError, AttributeError):
+            pass
+
+
+def show_times(port, token, runs):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+    except ImportError:
+        return None, "selenium is not installed (pip install selenium)"
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        return None, "chromium or chromium-driver is not installed"
+    os.environ["SE_OFFLINE"] = "true"
+    profile = tempfile.mkdtemp(prefix="rbench-chromium-", dir="/tmp")
+    options = Options()
+    for flag in FLAGS + ["--user-data-dir=" + profile]:
+        options.add_argument(flag)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    times = []
+    try:
+        for _ in range(runs):
+            driver.delete_all_cookies()
+            driver.get("http://127.0.0.1:%d/" % port)
+            driver.find_element(By.CSS_SELECTOR, 'input[name="token"]').send_keys(token)
+            t0 = time.monotonic()
+            driver.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+            deadline = t0 + 30
+            while True:
+                count = driver.execute_script(
+                    "return document.querySelectorAll('tr[data-agent]').length;")
+                if count == CHILDREN:
+                    break
+                if time.monotonic() > deadline:
+                    return None, "the page showed %d of %d rows after 30 s" % (count, CHILDREN)
+                time.sleep(0.005)
+            times.append((time.monotonic() - t0) * 1000)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    return times, None
+
+
+def run_mode(cls, mode, quick):
+    if cls.NAME != "roster":
+        return {"error": "%s has no web dashboard measured here" % cls.NAME}
+    if mode != "defaults":
+        return {"skip": True, "note": "the web dashboard is measured in the defaults mode only"}
+    window = 15.0 if quick else 60.0
+    peer = cls(mode)
+    streams = []
+    try:
+        peer.setup(CHILDREN)
+        port = free_port()
+        with open(peer.conf, "a") as f:
+            f.write('\n[web]\nlisten = "127.0.0.1:%d"\n' % port)
+        error = peer.start_children(CHILDREN, START_TIMEOUT)
+        if error:
+            return {"error": error}
+        token = subprocess.run(
+            [peers_mod.roster_bin(), "--home", peer.home, "web", "token", "add", "bench",
+             "--admin"], capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip().splitlines()[-1]
+        time.sleep(WARM_UP)
+        out = {"children": CHILDREN, "window_s": window}
+        out["idle_percent"] = cpu_percent(peer.supervisor_pids(), window)
+        times, why = show_times(port, token, 2 if quick else 5)
+        if times:
+            out["show_ms_median"] = round(statistics.median(times), 1)
+            out["show_ms_max"] = round(max(times), 1)
+        else:
+            out["show_note"] = why
+        # The browser's stream is gone; the ticker stops within a tick.
+        time.sleep(WARM_UP)
+        for pages in (1, 10):
+            while len(streams) < pages:
+                stream = Stream(port, token)
+                stream.start()
+                streams.append(stream)
+            time.sleep(WARM_UP)
+            before = sum(s.events for s in streams)
+            out["pages_%d_percent" % pages] = cpu_percent(peer.supervisor_pids(), window)
+            got = sum(s.events for s in streams) - before
+            out["pages_%d_snapshots_per_s" % pages] = round(got / window, 2)
+        log("web roster: %s" % out)
+        return out
+    finally:
+        for stream in streams:
+            stream.stop()
+        peer.stop()
+
+
+def describe(r):
+    if r.get("skip"):
+        return r["note"]
+    if "error" in r:
+        return r["error"]
+    shown = ("200 agents shown %.0f ms after login (median; max %.0f)"
+             % (r["show_ms_median"], r["show_ms_max"])
+             if "show_ms_median" in r else "not shown: %s" % r.get("show_note"))
+    return ("%s; daemon %.3f%% idle, %.3f%% with 1 page, %.3f%% with 10 pages"
+            % (shown, r["idle_percent"], r["pages_1_percent"], r["pages_10_percent"]))
+
+
+if __name__ == "__main__":
+    measure_main("web", run_mode, describe)
