@@ -92,6 +92,7 @@ pub(super) fn web_action_row(agent: &str, verb: Verb, token: &str) -> crate::jou
         Verb::Start => "start",
         Verb::Stop => "stop",
         Verb::Restart => "restart",
+        Verb::RestartDrained => "drained restart",
     };
     crate::journal::Row::now(
         Some(agent),
