@@ -16,8 +16,17 @@ Reported:
   client thread; the 10 share one snapshot per tick. The window is 60 s
   after a 5 s warm-up (--quick: 15 s).
 
-roster only (supervisord's and PM2's web pages are not installed here);
-defaults mode only. Not part of `bench/run` yet: run it alone.
+Beside it, what the peers offer for the same job:
+- supervisord's web page (`[inet_http_server]` on loopback): `show_ms`
+  from asking for the page to its 200 program rows; its page is not live,
+  so an open page here asks for `/` once a second (what a browser's
+  auto-refresh does to see changes as often as roster's page shows them);
+  supervisord's CPU with no page, 1 and 10 such pages.
+- PM2: its web dashboard is a hosted service, not part of pm2; what it
+  ships for watching is `pm2 monit` (a terminal dashboard), so a "page"
+  is one `pm2 monit` in a tmux session of the measure's own (120x40); the
+  CPU reported is PM2's daemon plus the monit processes (tmux excluded).
+Defaults mode only.
 """
 
 import os
@@ -31,6 +40,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import log, measure_main, thread_cpu_ns  # noqa: E402
 import peers as peers_mod  # noqa: E402
@@ -142,6 +152,10 @@ def show_times(port, token, runs):
 
 
 def run_mode(cls, mode, quick):
+    if cls.NAME == "supervisord" and mode == "defaults":
+        return run_supervisord(cls, mode, quick)
+    if cls.NAME == "pm2" and mode == "defaults":
+        return run_pm2(cls, mode, quick)
     if cls.NAME != "roster":
         return {"error": "%s has no web dashboard measured here" % cls.NAME}
     if mode != "defaults":
@@ -190,15 +204,154 @@ def run_mode(cls, mode, quick):
         peer.stop()
 
 
+class Refresher(threading.Thread):
+    """One open supervisord page: `/` asked for once a second."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.pages = 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        import urllib.request
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/" % self.port, timeout=5) as r:
+                    r.read()
+                self.pages += 1
+            except OSError:
+                pass
+            self.stopping.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    def stop(self):
+        self.stopping.set()
+
+
+def supervisord_show_times(port, runs):
+    """From asking for supervisord's page to its 200 program rows."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None, "selenium is not installed (pip install selenium)"
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        return None, "chromium or chromium-driver is not installed"
+    os.environ["SE_OFFLINE"] = "true"
+    profile = tempfile.mkdtemp(prefix="rbench-chromium-", dir="/tmp")
+    options = Options()
+    for flag in FLAGS + ["--user-data-dir=" + profile]:
+        options.add_argument(flag)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    times = []
+    count_rows = ("return Array.from(document.querySelectorAll('td a'))"
+                  ".filter(a => /^c\\d+$/.test(a.textContent.trim())).length;")
+    try:
+        for _ in range(runs):
+            driver.get("about:blank")
+            t0 = time.monotonic()
+            driver.get("http://127.0.0.1:%d/" % port)
+            deadline = t0 + 30
+            while True:
+                count = driver.execute_script(count_rows)
+                if count >= CHILDREN:
+                    break
+                if time.monotonic() > deadline:
+                    return None, "the page showed %d of %d rows after 30 s" % (count, CHILDREN)
+                time.sleep(0.005)
+            times.append((time.monotonic() - t0) * 1000)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    return times, None
+
+
+def run_supervisord(cls, mode, quick):
+    window = 15.0 if quick else 60.0
+    peer = cls(mode)
+    pages = []
+    try:
+        peer.setup(CHILDREN)
+        port = free_port()
+        with open(peer.conf, "a") as f:
+            f.write("\n[inet_http_server]\nport=127.0.0.1:%d\n" % port)
+        error = peer.start_children(CHILDREN, START_TIMEOUT)
+        if error:
+            return {"error": error}
+        time.sleep(WARM_UP)
+        out = {"children": CHILDREN, "window_s": window, "page": "supervisord's web page"}
+        out["idle_percent"] = cpu_percent(peer.supervisor_pids(), window)
+        times, why = supervisord_show_times(port, 2 if quick else 5)
+        if times:
+            out["show_ms_median"] = round(statistics.median(times), 1)
+            out["show_ms_max"] = round(max(times), 1)
+        else:
+            out["show_note"] = why
+        time.sleep(WARM_UP)
+        for count in (1, 10):
+            while len(pages) < count:
+                page = Refresher(port)
+                page.start()
+                pages.append(page)
+            time.sleep(WARM_UP)
+            before = sum(p.pages for p in pages)
+            out["pages_%d_percent" % count] = cpu_percent(peer.supervisor_pids(), window)
+            out["pages_%d_snapshots_per_s" % count] = round(
+                (sum(p.pages for p in pages) - before) / window, 2)
+        log("web supervisord: %s" % out)
+        return out
+    finally:
+        for page in pages:
+            page.stop()
+        peer.stop()
+
+
+def run_pm2(cls, mode, quick):
+    if not shutil.which("tmux"):
+        return {"error": "tmux is not installed"}
+    from dashboard import Tmux  # the terminal dashboard measure's tmux server
+    from common import descendants
+    window = 15.0 if quick else 60.0
+    peer = cls(mode)
+    servers = []
+    try:
+        peer.setup(CHILDREN)
+        error = peer.start_children(CHILDREN, START_TIMEOUT)
+        if error:
+            return {"error": error}
+        time.sleep(WARM_UP)
+        out = {"children": CHILDREN, "window_s": window, "page": "pm2 monit"}
+        out["idle_percent"] = cpu_percent(peer.supervisor_pids(), window)
+        out["show_note"] = "pm2 has no web page of its own (its web dashboard is hosted)"
+        for count in (1, 10):
+            while len(servers) < count:
+                tmux = Tmux()
+                servers.append(tmux)
+                tmux.open([peers_mod.pm2_bin(), "monit"], peer.status_env())
+            time.sleep(WARM_UP)
+            panes = [t.pane_pid() for t in servers]
+            pids = peer.supervisor_pids() + panes + descendants(panes)
+            out["pages_%d_percent" % count] = cpu_percent(pids, window)
+        log("web pm2: %s" % out)
+        return out
+    finally:
+        for tmux in servers:
+            tmux.close()
+        peer.stop()
+
+
 def describe(r):
     if r.get("skip"):
         return r["note"]
     if "error" in r:
         return r["error"]
-    shown = ("200 agents shown %.0f ms after login (median; max %.0f)"
+    shown = ("200 agents shown %.0f ms after asking (median; max %.0f)"
              % (r["show_ms_median"], r["show_ms_max"])
              if "show_ms_median" in r else "not shown: %s" % r.get("show_note"))
-    return ("%s; daemon %.3f%% idle, %.3f%% with 1 page, %.3f%% with 10 pages"
+    return ("%s; supervisor %.3f%% idle, %.3f%% with 1 page, %.3f%% with 10 pages"
             % (shown, r["idle_percent"], r["pages_1_percent"], r["pages_10_percent"]))
 
 

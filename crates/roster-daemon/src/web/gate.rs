@@ -159,6 +159,24 @@ impl Gate {
     }
 
     /// The scope of the token named `name`, if there is one.
+    /// Whether a bearer token is right, counted against its client like a
+    /// login (`Opened` carries no session: the caller goes on with the
+    /// request). A right token from a refused client is refused too.
+    pub fn check_bearer(&self, presented: &str, client: Option<IpAddr>) -> Login {
+        let now = Instant::now();
+        let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut inner = self.lock();
+        if let Err(refused) = inner.limiter.check(client, now) {
+            return Login::Refused(refused);
+        }
+        inner.refresh();
+        if inner.tokens.find(presented).is_some() {
+            return Login::Opened { id: String::new() };
+        }
+        let delay = inner.limiter.failure(client, now);
+        Login::Wrong { delay }
+    }
+
     pub fn scope_of(&self, name: &str) -> Option<Scope> {
         self.lock()
             .tokens

@@ -58,8 +58,43 @@ pub fn router(state: WebState) -> Router {
         .route("/web/api/logs/{name}", get(logs))
         .route("/web/api/agents/{name}/{action}", post(action))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.gate.clone(),
+            bearer_guard,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(secure_headers))
+}
+
+/// A request with `Authorization: Bearer` whose token is wrong counts as
+/// a failed login of its client: slowed down, then refused with 429 and
+/// `Retry-After` like the login form, so the API is no way around the
+/// limit.
+async fn bearer_guard(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let Some(presented) = super::gate::bearer(request.headers()) else {
+        return next.run(request).await;
+    };
+    let client = request
+        .extensions()
+        .get::<ClientIp>()
+        .and_then(|ClientIp(client)| *client);
+    match gate.check_bearer(presented, client) {
+        Login::Opened { .. } => next.run(request).await,
+        Login::Wrong { delay } => {
+            tokio::time::sleep(delay).await;
+            json_error(StatusCode::UNAUTHORIZED, "that token is not valid")
+        }
+        Login::Refused(refused) => {
+            let mut response = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong tokens from this address: wait and try again",
+            );
+            if let Ok(value) = HeaderValue::from_str(&refused.retry_after_secs().to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
 }
 
 async fn secure_headers(request: Request, next: Next) -> Response {

@@ -66,14 +66,24 @@ fn login_gives_a_strict_cookie_and_the_api_answers_nothing_without_it() {
             site.port,
             method,
             path,
-            &[
-                ("Cookie", "roster_session=0123"),
-                ("Authorization", "Bearer rst_00"),
-            ],
+            &[("Cookie", "roster_session=0123")],
             "",
         );
         assert_eq!(forged.status, 401, "{method} {path} with a forged cookie");
     }
+    let guessed = http(
+        site.port,
+        "GET",
+        "/web/api/snapshot",
+        &[("Authorization", "Bearer rst_00")],
+        "",
+    );
+    assert_eq!(
+        guessed.status, 401,
+        "a wrong bearer token: {}",
+        guessed.body
+    );
+    assert!(!guessed.body.contains("\"a\""), "{}", guessed.body);
 
     let wrong = site.post(
         "/login",
@@ -407,12 +417,49 @@ fn wrong_tokens_are_slowed_then_refused_with_retry_after() {
         .and_then(|value| value.parse().ok())
         .expect("Retry-After");
     assert!((1..=60).contains(&retry), "{retry}");
-    // Bearer tokens on the API are not logins: they still work.
+    // The API is no way around the limit: this address's bearer token
+    // waits too.
     let reply = site.get(
         "/web/api/snapshot",
         &[("Authorization", &format!("Bearer {ops}"))],
     );
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert!(reply.header("retry-after").is_some());
+}
+
+#[test]
+fn wrong_bearer_tokens_count_against_their_client_like_logins() {
+    let site = Site::new(&sh_agent("a", "sleep 300", ""));
+    let ops = token(&site.roster, &["ops", "--admin"]);
+    let right = site.get(
+        "/web/api/snapshot",
+        &[("Authorization", &format!("Bearer {ops}"))],
+    );
+    assert_eq!(right.status, 200, "{}", right.body);
+    let started = Instant::now();
+    for attempt in 1..=5 {
+        let reply = site.get(
+            "/web/api/snapshot",
+            &[("Authorization", &format!("Bearer rst_{attempt}"))],
+        );
+        assert_eq!(reply.status, 401, "attempt {attempt}: {}", reply.body);
+        assert!(!reply.body.contains("\"a\""), "{}", reply.body);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "wrong bearer tokens are slowed down"
+    );
+    let refused = site.post(
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={ops}"),
+    );
+    assert_eq!(refused.status, 429, "the login form is refused too");
+    let again = site.get(
+        "/web/api/snapshot",
+        &[("Authorization", &format!("Bearer {ops}"))],
+    );
+    assert_eq!(again.status, 429, "{}", again.body);
 }
 
 #[test]
