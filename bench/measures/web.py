@@ -110,23 +110,30 @@ class Stream(threading.Thread):
             pass
 
 
-def show_times(port, token, runs):
+def chromium():
+    """(driver, profile dir, None) of a headless Chromium, or (None, None, why)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
     except ImportError:
-        return None, "selenium is not installed (pip install selenium)"
+        return None, None, "selenium is not installed (pip install selenium)"
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        return None, "chromium or chromium-driver is not installed"
+        return None, None, "chromium or chromium-driver is not installed"
     os.environ["SE_OFFLINE"] = "true"
     profile = tempfile.mkdtemp(prefix="rbench-chromium-", dir="/tmp")
     options = Options()
     for flag in FLAGS + ["--user-data-dir=" + profile]:
         options.add_argument(flag)
     options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), profile, None
+
+
+def show_times(port, token, runs):
+    driver, profile, why = chromium()
+    if driver is None:
+        return None, why
+    from selenium.webdriver.common.by import By
     times = []
     try:
         for _ in range(runs):
@@ -231,21 +238,9 @@ class Refresher(threading.Thread):
 
 def supervisord_show_times(port, runs):
     """From asking for supervisord's page to its 200 program rows."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return None, "selenium is not installed (pip install selenium)"
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        return None, "chromium or chromium-driver is not installed"
-    os.environ["SE_OFFLINE"] = "true"
-    profile = tempfile.mkdtemp(prefix="rbench-chromium-", dir="/tmp")
-    options = Options()
-    for flag in FLAGS + ["--user-data-dir=" + profile]:
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver, profile, why = chromium()
+    if driver is None:
+        return None, why
     times = []
     count_rows = ("return Array.from(document.querySelectorAll('td a'))"
                   ".filter(a => /^c\\d+$/.test(a.textContent.trim())).length;")

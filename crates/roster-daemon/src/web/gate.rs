@@ -132,20 +132,10 @@ impl Gate {
     /// A login with `presented` from `client`.
     pub fn login(&self, presented: &str, client: Option<IpAddr>) -> Login {
         let now = Instant::now();
-        // Unknown clients (none on TCP) share one slot.
-        let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let mut inner = self.lock();
-        if let Err(refused) = inner.limiter.check(client, now) {
-            return Login::Refused(refused);
-        }
-        inner.refresh();
-        let Some(grant) = inner
-            .tokens
-            .find(presented.trim())
-            .map(|token| token.grant())
-        else {
-            let delay = inner.limiter.failure(client, now);
-            return Login::Wrong { delay };
+        let (grant, client) = match inner.admit(presented.trim(), client, now) {
+            Ok(admitted) => admitted,
+            Err(answer) => return answer,
         };
         let (Some(id), Some(csrf)) = (random_hex(), random_hex()) else {
             tracing::error!("web login: the OS gave no random bytes");
@@ -158,25 +148,17 @@ impl Gate {
         Login::Opened { id }
     }
 
-    /// The scope of the token named `name`, if there is one.
     /// Whether a bearer token is right, counted against its client like a
     /// login (`Opened` carries no session: the caller goes on with the
     /// request). A right token from a refused client is refused too.
     pub fn check_bearer(&self, presented: &str, client: Option<IpAddr>) -> Login {
-        let now = Instant::now();
-        let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let mut inner = self.lock();
-        if let Err(refused) = inner.limiter.check(client, now) {
-            return Login::Refused(refused);
+        match self.lock().admit(presented, client, Instant::now()) {
+            Ok(_) => Login::Opened { id: String::new() },
+            Err(answer) => answer,
         }
-        inner.refresh();
-        if inner.tokens.find(presented).is_some() {
-            return Login::Opened { id: String::new() };
-        }
-        let delay = inner.limiter.failure(client, now);
-        Login::Wrong { delay }
     }
 
+    /// The scope of the token named `name`, if there is one.
     pub fn scope_of(&self, name: &str) -> Option<Scope> {
         self.lock()
             .tokens
@@ -191,6 +173,28 @@ impl Gate {
 }
 
 impl Inner {
+    /// The grant of `presented` from `client` (unknown clients, none on
+    /// TCP, share one slot), or the answer when the client is refused or
+    /// the token is wrong (then counted as a failure).
+    fn admit(
+        &mut self,
+        presented: &str,
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(Grant, IpAddr), Login> {
+        let client = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(refused) = self.limiter.check(client, now) {
+            return Err(Login::Refused(refused));
+        }
+        self.refresh();
+        match self.tokens.find(presented).map(|token| token.grant()) {
+            Some(grant) => Ok((grant, client)),
+            None => Err(Login::Wrong {
+                delay: self.limiter.failure(client, now),
+            }),
+        }
+    }
+
     /// Reads the token file again when it changed (one `fstatat` when it
     /// did not), and ends the sessions of tokens that are gone or changed.
     fn refresh(&mut self) {

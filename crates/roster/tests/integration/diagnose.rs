@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -420,27 +419,6 @@ fn a_daemon_started_under_a_low_open_file_limit_is_named() {
     let output = low.output().expect("roster diagnose");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(findings(&report), [], "{report:#}");
-}
-
-/// Writes a file under `dir` until the filesystem is `percent` used.
-fn fill_to(dir: &Path, name: &str, percent: f64) {
-    let stat = nix::sys::statvfs::statvfs(dir).expect("statvfs");
-    let unit = stat.fragment_size() as u64;
-    let total = stat.blocks() as u64 * unit;
-    let used = (stat.blocks() - stat.blocks_free()) as u64 * unit;
-    let wanted = (total as f64 * percent / 100.0) as u64;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))
-        .expect("filler");
-    let chunk = vec![b'x'; 1 << 16];
-    let mut left = wanted.saturating_sub(used);
-    while left > 0 {
-        let now = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..now]).expect("fill");
-        left -= now as u64;
-    }
 }
 
 #[test]

@@ -432,28 +432,6 @@ fn an_agent_near_its_memory_max_is_restarted_drained_and_a_look_alike_is_not() {
     );
 }
 
-/// Writes a file under `dir` until the filesystem is `percent` used.
-fn fill_to(dir: &Path, name: &str, percent: f64) {
-    use std::io::Write;
-    let stat = nix::sys::statvfs::statvfs(dir).expect("statvfs");
-    let unit = stat.fragment_size() as u64;
-    let total = stat.blocks() as u64 * unit;
-    let used = (stat.blocks() - stat.blocks_free()) as u64 * unit;
-    let wanted = (total as f64 * percent / 100.0) as u64;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))
-        .expect("filler");
-    let chunk = vec![b'x'; 1 << 16];
-    let mut left = wanted.saturating_sub(used);
-    while left > 0 {
-        let now = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..now]).expect("fill");
-        left -= now as u64;
-    }
-}
-
 #[test]
 fn old_releases_filling_the_disk_are_deleted_oldest_first_never_live_or_previous() {
     const TEST: &str =
