@@ -129,6 +129,19 @@ def chromium():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), profile, None
 
 
+def wait_rows(driver, count_script, t0):
+    """Waits until `count_script` counts all the children's rows on the
+    page, at most 30 s after t0; None, or why not."""
+    deadline = t0 + 30
+    while True:
+        count = driver.execute_script(count_script)
+        if count >= CHILDREN:
+            return None
+        if time.monotonic() > deadline:
+            return "the page showed %d of %d rows after 30 s" % (count, CHILDREN)
+        time.sleep(0.005)
+
+
 def show_times(port, token, runs):
     driver, profile, why = chromium()
     if driver is None:
@@ -142,15 +155,10 @@ def show_times(port, token, runs):
             driver.find_element(By.CSS_SELECTOR, 'input[name="token"]').send_keys(token)
             t0 = time.monotonic()
             driver.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
-            deadline = t0 + 30
-            while True:
-                count = driver.execute_script(
-                    "return document.querySelectorAll('tr[data-agent]').length;")
-                if count == CHILDREN:
-                    break
-                if time.monotonic() > deadline:
-                    return None, "the page showed %d of %d rows after 30 s" % (count, CHILDREN)
-                time.sleep(0.005)
+            why = wait_rows(driver, "return document.querySelectorAll('tr[data-agent]').length;",
+                            t0)
+            if why:
+                return None, why
             times.append((time.monotonic() - t0) * 1000)
     finally:
         driver.quit()
@@ -249,14 +257,9 @@ def supervisord_show_times(port, runs):
             driver.get("about:blank")
             t0 = time.monotonic()
             driver.get("http://127.0.0.1:%d/" % port)
-            deadline = t0 + 30
-            while True:
-                count = driver.execute_script(count_rows)
-                if count >= CHILDREN:
-                    break
-                if time.monotonic() > deadline:
-                    return None, "the page showed %d of %d rows after 30 s" % (count, CHILDREN)
-                time.sleep(0.005)
+            why = wait_rows(driver, count_rows, t0)
+            if why:
+                return None, why
             times.append((time.monotonic() - t0) * 1000)
     finally:
         driver.quit()

@@ -506,5 +506,7 @@ impl Accept for GuardedUnix {
     }
 }
 
+pub(crate) mod tcp;
+
 #[cfg(test)]
 mod tests;

@@ -431,21 +431,32 @@ impl HomeDir {
     /// means another daemon runs; any other failure (e.g. `ENOLCK`) is an
     /// error of its own.
     pub fn try_lock(&self) -> Result<LockOutcome, HomeError> {
-        let path = &self.home.root;
-        // A fresh open file description: flock belongs to it, and O_CLOEXEC
-        // keeps agents from inheriting (and prolonging) the lock.
-        let directory = openat(
+        match Flock::lock(self.reopen()?, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(LockOutcome::Taken(HomeLock { _directory: lock })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(LockOutcome::Held),
+            Err((_, errno)) => Err(HomeError::io("locking", &self.home.root, errno)),
+        }
+    }
+
+    /// Takes this directory's lock, waiting for it: for a store whose
+    /// writers (the CLI and the daemon) read, change and write one file.
+    /// Held until dropped.
+    pub fn lock_exclusive(&self) -> Result<Flock<OwnedFd>, HomeError> {
+        Flock::lock(self.reopen()?, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| HomeError::io("locking", &self.home.root, errno))
+    }
+
+    /// A fresh open file description of this directory: a flock belongs
+    /// to it, and O_CLOEXEC keeps agents from inheriting (and prolonging)
+    /// the lock.
+    fn reopen(&self) -> Result<OwnedFd, HomeError> {
+        openat(
             &self.fd,
             ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|errno| HomeError::io("opening", path, errno))?;
-        match Flock::lock(directory, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(LockOutcome::Taken(HomeLock { _directory: lock })),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(LockOutcome::Held),
-            Err((_, errno)) => Err(HomeError::io("locking", path, errno)),
-        }
+        .map_err(|errno| HomeError::io("opening", &self.home.root, errno))
     }
 }
 

@@ -344,14 +344,8 @@ pub struct EventFilter {
 /// the rows are in. `Ok(false)` when there is no journal (none is
 /// created: the daemon creates its own, with its own owner and mode).
 pub fn append_rows(path: &Path, rows: &[Row]) -> Result<bool, JournalError> {
-    match std::fs::symlink_metadata(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Ok(metadata) if !metadata.is_file() => {
-            return Err(JournalError::NotRegular {
-                path: path.to_path_buf(),
-            })
-        }
-        _ => {}
+    if !is_journal_file(path)? {
+        return Ok(false);
     }
     let error = |source| JournalError::Sqlite {
         path: path.to_path_buf(),
@@ -369,17 +363,23 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> Result<bool, JournalError> {
     Ok(true)
 }
 
+/// Whether a journal exists at `path`: `false` when there is none, an
+/// error when something else than a regular file stands there (SQLite
+/// would follow a link; a journal is never one).
+fn is_journal_file(path: &Path) -> Result<bool, JournalError> {
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(metadata) if !metadata.is_file() => Err(JournalError::NotRegular {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(true),
+    }
+}
+
 /// A read-only connection for readers; `None` when there is no journal.
 fn open_for_reading(path: &Path) -> Result<Option<Connection>, JournalError> {
-    // SQLite would follow a link; a journal is never one.
-    match std::fs::symlink_metadata(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Ok(metadata) if !metadata.is_file() => {
-            return Err(JournalError::NotRegular {
-                path: path.to_path_buf(),
-            })
-        }
-        _ => {}
+    if !is_journal_file(path)? {
+        return Ok(None);
     }
     let error = |source| JournalError::Sqlite {
         path: path.to_path_buf(),

@@ -23,8 +23,7 @@ use std::sync::RwLock;
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use nix::fcntl::{openat, Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{Flock, OFlag};
 
 use roster_core::AgentName;
 
@@ -135,21 +134,9 @@ impl Store {
     }
 
     fn lock(&self) -> Result<StoreLock, SecretError> {
-        let failed = |errno: nix::errno::Errno| {
-            SecretError::Store(format!(
-                "locking {}: {errno}",
-                self.dir.home().root().display()
-            ))
-        };
-        let fd = openat(
-            self.dir.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(failed)?;
-        let lock = Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, errno)| failed(errno))?;
-        Ok(StoreLock { _lock: lock })
+        Ok(StoreLock {
+            _lock: self.dir.lock_exclusive()?,
+        })
     }
 
     /// Reads a file of the store: a regular file of ours, not a link, that

@@ -21,8 +21,8 @@ use std::os::unix::fs::MetadataExt;
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::OsRng;
 use nix::errno::Errno;
-use nix::fcntl::{openat, AtFlags, Flock, FlockArg, OFlag};
-use nix::sys::stat::{fstatat, FileStat, Mode};
+use nix::fcntl::{AtFlags, Flock, OFlag};
+use nix::sys::stat::{fstatat, FileStat};
 use serde::{Deserialize, Serialize};
 
 use roster_core::web::{
@@ -187,20 +187,7 @@ impl TokenStore {
     }
 
     fn lock(&self) -> Result<Flock<OwnedFd>, TokenError> {
-        let failed = |errno: Errno| {
-            TokenError::Store(format!(
-                "locking {}: {errno}",
-                self.dir.home().root().display()
-            ))
-        };
-        let fd = openat(
-            self.dir.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(failed)?;
-        Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, errno)| failed(errno))
+        Ok(self.dir.lock_exclusive()?)
     }
 
     /// The file's fingerprint, `None` when there is none: one `fstatat`,

@@ -15,7 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -153,33 +153,18 @@ fn bind_error(address: SocketAddr, error: &io::Error) -> String {
     format!("cannot serve metrics on {address}: {error}\n  hint: {hint}")
 }
 
+/// Pending connections the metrics socket holds.
+const BACKLOG: u32 = 128;
+
 fn bind(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
-    // Registering the socket needs the runtime's reactor.
-    let _context = runtime.enter();
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // A restarted daemon rebinds at once despite connections in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(128)
+    crate::listener::tcp::bind(runtime, address, BACKLOG)
 }
 
 /// Binds, retrying briefly while a socket just aborted on the runtime is
 /// being closed (at most 50 ms, and only when an address changes on the
 /// same port).
 fn bind_soon(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
-    let deadline = Instant::now() + Duration::from_millis(50);
-    loop {
-        match bind(runtime, address) {
-            Err(error) if error.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            result => return result,
-        }
-    }
+    crate::listener::tcp::bind_within(runtime, address, BACKLOG, Duration::from_millis(50))
 }
 
 #[derive(Clone)]

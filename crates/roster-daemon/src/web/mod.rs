@@ -19,9 +19,9 @@ mod tls;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -209,28 +209,12 @@ fn hint(kind: io::ErrorKind) -> &'static str {
     }
 }
 
-fn bind(runtime: &Handle, address: SocketAddr) -> io::Result<TcpListener> {
-    let _context = runtime.enter();
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(256)
-}
+/// Pending connections the dashboard's socket holds.
+const BACKLOG: u32 = 256;
 
 /// Binds; when an old socket was just closed, retries briefly while the
 /// runtime lets it go (at most 50 ms).
 fn bind_soon(runtime: &Handle, address: SocketAddr, closing: bool) -> io::Result<TcpListener> {
-    let deadline = Instant::now() + Duration::from_millis(if closing { 50 } else { 0 });
-    loop {
-        match bind(runtime, address) {
-            Err(error) if error.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            result => return result,
-        }
-    }
+    let grace = Duration::from_millis(if closing { 50 } else { 0 });
+    crate::listener::tcp::bind_within(runtime, address, BACKLOG, grace)
 }

@@ -87,15 +87,6 @@ impl Drop for Guard {
     }
 }
 
-/// SIGCONT to a stopped daemon when the test ends, so the home's `down` works.
-struct Continue(u32);
-
-impl Drop for Continue {
-    fn drop(&mut self) {
-        kill(self.0, Signal::SIGCONT);
-    }
-}
-
 #[test]
 fn a_healthy_project_has_nothing_wrong() {
     let roster = Roster::new();

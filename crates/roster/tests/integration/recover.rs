@@ -268,15 +268,6 @@ fn rotated_logs_filling_the_disk_are_deleted_oldest_first() {
     assert_eq!(roster.agent("web").state, AgentState::Running);
 }
 
-/// SIGCONT for a stopped daemon, however the test ends.
-struct Continue(u32);
-
-impl Drop for Continue {
-    fn drop(&mut self) {
-        kill(self.0, Signal::SIGCONT);
-    }
-}
-
 #[test]
 fn with_a_hung_daemon_the_report_goes_straight_into_the_journal() {
     let roster = Roster::new();

@@ -685,3 +685,13 @@ pub fn fill_to(dir: &Path, name: &str, percent: f64) {
         left -= now as u64;
     }
 }
+
+/// SIGCONT for a stopped daemon, however the test ends (so the home's
+/// `down` works).
+pub struct Continue(pub u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        kill(self.0, Signal::SIGCONT);
+    }
+}
