@@ -167,14 +167,14 @@ def show_times(port, token, runs):
 
 
 def run_mode(cls, mode, quick):
-    if cls.NAME == "supervisord" and mode == "defaults":
-        return run_supervisord(cls, mode, quick)
-    if cls.NAME == "pm2" and mode == "defaults":
-        return run_pm2(cls, mode, quick)
-    if cls.NAME != "roster":
-        return {"error": "%s has no web dashboard measured here" % cls.NAME}
     if mode != "defaults":
         return {"skip": True, "note": "the web dashboard is measured in the defaults mode only"}
+    if cls.NAME == "supervisord":
+        return run_supervisord(cls, mode, quick)
+    if cls.NAME == "pm2":
+        return run_pm2(cls, mode, quick)
+    if cls.NAME != "roster":
+        return {"skip": True, "note": "%s has no web dashboard measured here" % cls.NAME}
     window = 15.0 if quick else 60.0
     peer = cls(mode)
     streams = []

@@ -3,13 +3,18 @@
 //! the latest journal events, and the last CPU and memory samples of each
 //! agent for the sparklines.
 //!
+//! CPU and memory are the sampler's (every 5 s, for the watch rules), not
+//! sampled again here: a scan of /proc each second would cost the daemon
+//! more than the page, for figures that move slowly. The sparklines are the
+//! same samples' last [`SPARK_POINTS`] (five minutes).
+//!
 //! It is built once per second for all open pages together: a ticker task
 //! publishes the whole snapshot through a `watch` channel, and each page's
 //! stream filters it for its grant when it sends. The ticker runs only
 //! while some page listens: the last stream gone, it stops, and the daemon
 //! does no work for the dashboard.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use crate::server::{CpuMemo, Published};
 
 /// How often open pages get a snapshot.
 pub const TICK: Duration = Duration::from_secs(1);
-/// Samples kept per agent for its sparklines.
+/// The sampler's points shown per agent in its sparklines.
 pub const SPARK_POINTS: usize = 60;
 /// Journal events in a snapshot, the newest.
 pub const EVENTS: u32 = 50;
@@ -124,7 +129,7 @@ impl Full {
 }
 
 /// An agent's last CPU (%) and memory (bytes) samples, oldest first.
-type Samples = VecDeque<(Option<f64>, Option<u64>)>;
+type Samples = Vec<(Option<f64>, Option<u64>)>;
 
 /// Where snapshots come from and go: shared by every page.
 #[derive(Clone)]
@@ -138,8 +143,10 @@ struct Inner {
     journal: PathBuf,
     cpu: CpuMemo,
     latest: watch::Sender<Arc<Full>>,
-    /// One build at a time; the sparklines' samples.
-    building: Mutex<BTreeMap<String, Samples>>,
+    /// One build at a time.
+    building: Mutex<()>,
+    /// The journal as it was at the last read of its events.
+    journal_seen: Mutex<Option<JournalStamp>>,
     ticking: AtomicBool,
 }
 
@@ -154,7 +161,8 @@ impl Hub {
                 journal,
                 cpu: CpuMemo::default(),
                 latest: watch::Sender::new(Arc::new(Full::default())),
-                building: Mutex::new(BTreeMap::new()),
+                building: Mutex::new(()),
+                journal_seen: Mutex::new(None),
                 ticking: AtomicBool::new(false),
             }),
         }
@@ -214,7 +222,7 @@ impl Hub {
 
     /// Builds a snapshot and publishes it to every page.
     async fn build(&self) -> Arc<Full> {
-        let mut sparks = self.inner.building.lock().await;
+        let _one = self.inner.building.lock().await;
         // Another caller may have built while this one waited.
         let latest = self.inner.latest.borrow().clone();
         if latest
@@ -228,6 +236,7 @@ impl Hub {
             &self.inner.cpu,
             &self.inner.published,
             &[],
+            crate::server::Figures::Published,
         )
         .await;
         let Ok(status) = status else {
@@ -240,33 +249,18 @@ impl Hub {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .reply();
-        let journal = self.inner.journal.clone();
-        let events = tokio::task::spawn_blocking(move || {
-            let filter = roster_store::journal::EventFilter {
-                limit: Some(EVENTS),
-                ..Default::default()
-            };
-            roster_store::journal::read_events(&journal, &filter)
-        })
-        .await;
-        let events = match events {
-            Ok(Ok(events)) => events,
-            Ok(Err(error)) => {
-                tracing::debug!("web: reading the journal: {error}");
-                latest.events.clone()
-            }
-            Err(_) => latest.events.clone(),
-        };
-        sparks.retain(|name, _| status.agents.iter().any(|agent| &agent.name == name));
+        let events = self.events(&latest).await;
+        let sparks = self.sparks();
+        let none = Samples::new();
         let agents = status
             .agents
             .iter()
             .map(|agent| {
-                let points = sparks.entry(agent.name.clone()).or_default();
-                points.push_back((agent.cpu_percent, agent.memory_bytes));
-                while points.len() > SPARK_POINTS {
-                    points.pop_front();
-                }
+                // A stopped agent's old samples are not its figures now.
+                let points = match agent.pid {
+                    Some(_) => sparks.get(agent.name.as_str()).unwrap_or(&none),
+                    None => &none,
+                };
                 let firing: Vec<&str> = book
                     .firing
                     .iter()
@@ -294,6 +288,92 @@ impl Hub {
         self.inner.latest.send_replace(full.clone());
         full
     }
+}
+
+impl Hub {
+    /// The newest journal events; `latest`'s again when the journal's files
+    /// did not change since (most ticks: opening it each second would cost
+    /// more than the rest of the snapshot).
+    async fn events(&self, latest: &Full) -> Vec<EventRecord> {
+        let journal = self.inner.journal.clone();
+        let mut seen = self.inner.journal_seen.lock().await;
+        let before = seen.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let stamp = journal_stamp(&journal);
+            if before.as_ref() == Some(&stamp) {
+                return (stamp, None);
+            }
+            let filter = roster_store::journal::EventFilter {
+                limit: Some(EVENTS),
+                ..Default::default()
+            };
+            (
+                stamp,
+                Some(roster_store::journal::read_events(&journal, &filter)),
+            )
+        })
+        .await;
+        match read {
+            Ok((stamp, Some(Ok(events)))) => {
+                *seen = Some(stamp);
+                events
+            }
+            Ok((_, Some(Err(error)))) => {
+                tracing::debug!("web: reading the journal: {error}");
+                latest.events.clone()
+            }
+            Ok((_, None)) | Err(_) => latest.events.clone(),
+        }
+    }
+
+    /// The last [`SPARK_POINTS`] samples of every sampled agent.
+    fn sparks(&self) -> BTreeMap<String, Samples> {
+        let history = self
+            .inner
+            .published
+            .history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        history
+            .iter()
+            .map(|(agent, points)| {
+                let skip = points.len().saturating_sub(SPARK_POINTS);
+                let samples = points
+                    .iter()
+                    .skip(skip)
+                    .map(|(_, sample)| {
+                        (
+                            sample
+                                .cpu_percent
+                                .map(|percent| (percent * 10.0).round() / 10.0),
+                            sample.memory_bytes.map(|bytes| bytes as u64),
+                        )
+                    })
+                    .collect();
+                (agent.to_string(), samples)
+            })
+            .collect()
+    }
+}
+
+/// The journal's files' sizes and change times: what changes when an
+/// event is written (to the write-ahead log, or the database itself when
+/// it is checkpointed).
+type JournalStamp = Vec<Option<(u64, std::time::SystemTime)>>;
+
+fn journal_stamp(journal: &std::path::Path) -> JournalStamp {
+    let wal = {
+        let mut name = journal.as_os_str().to_owned();
+        name.push("-wal");
+        PathBuf::from(name)
+    };
+    [journal.to_path_buf(), wal]
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
 }
 
 /// A `web_action` detail (`restart by web token NAME`) as `scope` may

@@ -157,6 +157,15 @@ fn login_gives_a_strict_cookie_and_the_api_answers_nothing_without_it() {
     }
     assert_eq!(a["tenant"], "acme");
     assert_eq!(a["state"], "running");
+    // Memory and its sparkline come from the sampler's samples.
+    let sampled = wait_for("a's memory in the snapshot", SECS(20), || {
+        let reply = site.get("/web/api/snapshot", &[("Cookie", &session)]);
+        let snapshot: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+        let a = snapshot["agents"][0].clone();
+        let points = a["memory"].as_array()?.len();
+        (a["memory_bytes"].as_u64()? > 0 && points >= 2).then_some(a)
+    });
+    assert!(sampled["cpu_percent"].is_number(), "{sampled}");
 
     // Actions: the session's CSRF token in the header, or 403.
     let before = site.roster.agent("a").pid;

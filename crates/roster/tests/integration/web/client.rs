@@ -176,7 +176,19 @@ impl Site {
         let roster = Roster::new();
         let port = free_port();
         roster.config(&format!("[web]\nlisten = \"127.0.0.1:{port}\"\n\n{agents}"));
-        roster.up();
+        // The page's CPU, memory and sparklines are the sampler's: sample
+        // often enough that they fill within a test's waits.
+        let output = roster
+            .command()
+            .env("ROSTER_SAMPLE_INTERVAL", "500ms")
+            .arg("up")
+            .output()
+            .expect("roster up");
+        assert!(
+            output.status.success(),
+            "roster up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         wait_for("the dashboard to listen", SECS(20), || {
             TcpStream::connect(("127.0.0.1", port)).ok()
         });
