@@ -126,8 +126,12 @@ pub struct Collected {
     pub alerts: Option<AlertsReply>,
     /// Journal events in the window.
     pub events: Vec<EventRecord>,
-    /// The last lines of each agent's log.
+    /// The last lines of each agent's output: of both its logs, by time,
+    /// when its stderr has a log of its own (a traceback is often there).
     pub logs: BTreeMap<String, Vec<String>>,
+    /// The last lines of each log file read, by file name (`NAME.log`,
+    /// `NAME.err.log`): what the bundle holds.
+    pub log_files: BTreeMap<String, Vec<String>>,
     /// The host.
     pub host: Host,
     /// The config's verdict.
@@ -184,6 +188,46 @@ fn ask_daemon(home: &Home) -> Result<Answer, String> {
 
 /// The agents of this home by their files (log files, journal), for when
 /// the daemon does not say.
+/// The last [`LOG_LINES`] of each agent's output (both its logs, by time),
+/// and of each of its log files, by file name.
+type Tails = (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>);
+
+fn read_logs(home: &Home, names: Vec<String>) -> Tails {
+    let mut output = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for name in names {
+        let mut merged = Vec::new();
+        let paths = home.agent_logs(&name);
+        let two = paths.len() > 1;
+        for path in paths {
+            let lines = roster_store::logs::files::read_lines(&path, LOG_LINES).unwrap_or_default();
+            let file_name = path
+                .file_name()
+                .map(|file_name| file_name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.insert(
+                file_name,
+                lines.iter().map(|line| line.text.clone()).collect(),
+            );
+            merged.extend(lines);
+        }
+        if two {
+            // Stable: each file's lines keep their order; stamps order the two.
+            merged.sort_by(|a, b| a.time.cmp(&b.time));
+        }
+        let skip = merged.len().saturating_sub(LOG_LINES);
+        output.insert(
+            name,
+            merged
+                .into_iter()
+                .skip(skip)
+                .map(|line| line.text)
+                .collect(),
+        );
+    }
+    (output, files)
+}
+
 fn agents_on_disk(home: &Home) -> Vec<String> {
     super::super::known_agents(home).unwrap_or_default()
 }
@@ -278,17 +322,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
     let logs = {
         let home = home.clone();
         let names = names.clone();
-        start("logs", FILES_TIMEOUT, move || {
-            let mut logs = BTreeMap::new();
-            for name in names {
-                let lines =
-                    roster_store::logs::files::read_lines(&home.agent_log(&name), LOG_LINES)
-                        .map(|lines| lines.into_iter().map(|line| line.text).collect())
-                        .unwrap_or_default();
-                logs.insert(name, lines);
-            }
-            Ok(logs)
-        })
+        start("logs", FILES_TIMEOUT, move || Ok(read_logs(&home, names)))
     };
 
     let events = events.wait(&mut items).unwrap_or_default();
@@ -324,7 +358,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
             ),
             (None, None) => (ConfigCheck::NotFound, None, None),
         };
-    let logs: BTreeMap<String, Vec<String>> = logs.wait(&mut items).unwrap_or_default();
+    let (logs, log_files) = logs.wait(&mut items).unwrap_or_default();
 
     // Third wave: /proc, for agents whose log or error says their address
     // is taken, and the cgroups' OOM counters.
@@ -363,6 +397,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         alerts,
         events,
         logs,
+        log_files,
         host,
         config,
         parsed,
