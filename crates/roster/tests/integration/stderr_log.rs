@@ -213,3 +213,61 @@ fn check_refuses_a_bad_stderr_mode_and_a_name_ending_in_err() {
     );
     roster.ok(&["check"]);
 }
+
+/// Turning `separate` on (or off) in `[log]` is a change of the agents it
+/// reaches: applied, they restart with their stderr in the new place.
+#[test]
+fn switching_stderr_to_separate_and_back_restarts_the_agent_into_the_new_place() {
+    let roster = Roster::new();
+    let agent = |log: &str| {
+        format!(
+            "[log]\nstderr = \"{log}\"\n{}",
+            sh_agent(
+                "flip",
+                "echo out-$$; echo err-$$ >&2; exec sleep 1000",
+                "stop_timeout = \"1s\""
+            )
+        )
+    };
+    let err_log = roster.home_path().join("logs/flip.err.log");
+    roster.config(&agent("merge"));
+    roster.up();
+    let first = wait_for("the merged run's two lines", SECS(10), || {
+        let lines = log_lines(&roster.log_path("flip"));
+        (lines.len() == 2).then_some(lines)
+    });
+    assert!(
+        first[0].starts_with("out-") && first[1].starts_with("err-"),
+        "{first:?}"
+    );
+    assert!(!err_log.exists());
+
+    roster.config(&agent("separate"));
+    let summary = roster.ok(&["apply"]);
+    assert!(summary.contains("flip"), "{summary}");
+    wait_for("the separate run's stderr line", SECS(10), || {
+        (log_lines(&err_log).len() == 1).then_some(())
+    });
+    let stdout_lines = wait_for("the separate run's stdout line", SECS(10), || {
+        let lines = log_lines(&roster.log_path("flip"));
+        (lines.len() == 3).then_some(lines)
+    });
+    assert!(stdout_lines[2].starts_with("out-"), "{stdout_lines:?}");
+    let pid = stdout_lines[2].trim_start_matches("out-");
+    assert_eq!(log_lines(&err_log), [format!("err-{pid}")]);
+    let printed = roster.ok(&["logs", "flip", "--stderr"]);
+    assert_eq!(printed, format!("flip | err-{pid}\n"));
+
+    // Back to merge: the next run's stderr is in flip.log again.
+    roster.config(&agent("merge"));
+    roster.ok(&["apply"]);
+    let lines = wait_for("the merged run again", SECS(10), || {
+        let lines = log_lines(&roster.log_path("flip"));
+        (lines.len() == 5).then_some(lines)
+    });
+    assert!(
+        lines[3].starts_with("out-") && lines[4].starts_with("err-"),
+        "{lines:?}"
+    );
+    assert_eq!(log_lines(&err_log).len(), 1, "nothing more in flip.err.log");
+}
