@@ -456,3 +456,53 @@ fn read_config(path: &Path) -> (ConfigCheck, Option<Config>, Option<String>) {
 pub fn named_config(file: &Path) -> Result<PathBuf, String> {
     super::super::config_path(file).map_err(|error| error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a separate stderr log, diagnose judges both streams by time
+    /// (a traceback is often on stderr), and the bundle gets each file.
+    #[test]
+    fn both_logs_of_an_agent_are_read_and_judged_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().to_path_buf());
+        std::fs::create_dir_all(home.logs()).expect("logs");
+        let stamp = |second: u32| format!("2026-12-06T18:00:{second:02}.000Z");
+        std::fs::write(
+            home.agent_log("web"),
+            format!("{} starting\n{} serving\n", stamp(1), stamp(3)),
+        )
+        .expect("web.log");
+        std::fs::write(
+            home.agent_err_log("web"),
+            format!(
+                "{} Traceback\n{} OSError: address in use\n",
+                stamp(2),
+                stamp(4)
+            ),
+        )
+        .expect("web.err.log");
+        std::fs::write(home.agent_log("db"), format!("{} ready\n", stamp(1))).expect("db.log");
+
+        let (judged, files) = read_logs(&home, vec!["web".into(), "db".into()]);
+        assert_eq!(
+            judged["web"],
+            [
+                "starting",
+                "Traceback",
+                "serving",
+                "OSError: address in use"
+            ]
+        );
+        assert_eq!(judged["db"], ["ready"]);
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["db.log", "web.err.log", "web.log"]
+        );
+        assert_eq!(
+            files["web.err.log"],
+            ["Traceback", "OSError: address in use"]
+        );
+    }
+}
