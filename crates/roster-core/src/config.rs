@@ -32,7 +32,7 @@ mod tests;
 
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
-pub use model::{AgentSpec, Config, LogConfig, RestartMode};
+pub use model::{AgentSpec, Config, LogConfig, RestartMode, StderrMode};
 
 // For other files of the same shape (the fleet file): the same checker,
 // readers and FILE:LINE:COL errors, so their messages read alike.

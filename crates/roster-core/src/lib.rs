@@ -33,7 +33,7 @@ pub mod units;
 pub mod watch;
 pub mod web;
 
-pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode};
+pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode, StderrMode};
 pub use name::AgentName;
 pub use signal::Signal;
 pub use supervisor::{Action, ApplySummary, Event, EventKind, ExitStatus, Supervisor};

@@ -36,7 +36,15 @@ pub enum NameError {
     /// The name is reserved by the command line (`all` means every agent).
     #[error("\"{0}\" is reserved: `roster stop {0}` means every agent")]
     Reserved(String),
+    /// The name ends in [`STDERR_SUFFIX`]: its log, `NAME.err.log`, would be
+    /// the file of another agent's separate stderr.
+    #[error("the name ends in \".err\": {0}.err.log is where agent `{0}` writes its stderr with stderr = \"separate\"")]
+    ErrSuffix(String),
 }
+
+/// What a separate stderr log adds to an agent's name (`NAME.err.log`); no
+/// agent's name may end in it.
+pub const STDERR_SUFFIX: &str = ".err";
 
 /// Names the command line gives a meaning of its own.
 pub const RESERVED_NAMES: &[&str] = &["all"];
@@ -65,6 +73,9 @@ impl AgentName {
         }
         if RESERVED_NAMES.contains(&raw) {
             return Err(NameError::Reserved(raw.to_owned()));
+        }
+        if let Some(owner) = raw.strip_suffix(STDERR_SUFFIX) {
+            return Err(NameError::ErrSuffix(owner.to_owned()));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -155,6 +166,20 @@ mod tests {
         // Only the exact word: names that contain it are fine.
         assert!(AgentName::new("all-hands").is_ok());
         assert!(AgentName::new("ALL").is_ok());
+    }
+
+    /// `web.err.log` is agent `web`'s stderr log, so no agent may be
+    /// called `web.err`.
+    #[test]
+    fn names_ending_in_err_are_refused() {
+        assert_eq!(
+            AgentName::new("web.err"),
+            Err(NameError::ErrSuffix("web".into()))
+        );
+        // Only the suffix, with its dot.
+        for good in ["web.errors", "err", "web-err", "web.err.1", "error.web"] {
+            assert!(AgentName::new(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

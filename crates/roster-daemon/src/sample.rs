@@ -135,8 +135,9 @@ fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
 }
 
 /// The process tree of one agent for an investigation: each process with
-/// its memory and CPU, the open files count, then the last log lines.
-pub fn investigate(agent: &str, leader: Option<u32>, log: &std::path::Path) -> String {
+/// its memory and CPU, the open files count, then the last lines of each
+/// of its `logs` (`NAME.log`, and `NAME.err.log` when stderr is separate).
+pub fn investigate(agent: &str, leader: Option<u32>, logs: &[std::path::PathBuf]) -> String {
     let mut text = String::new();
     if let Some(leader) = leader {
         let page = procfs::page_size();
@@ -171,16 +172,23 @@ pub fn investigate(agent: &str, leader: Option<u32>, log: &std::path::Path) -> S
     } else {
         text.push_str(&format!("{agent} has no running process\n"));
     }
-    text.push_str("last log lines:\n");
-    match crate::logs::read_lines(log, 50) {
-        Ok(lines) => {
-            for line in lines {
-                text.push_str("  ");
-                text.push_str(&line.text);
-                text.push('\n');
-            }
+    for (index, log) in logs.iter().enumerate() {
+        if index == 0 {
+            text.push_str("last log lines:\n");
+        } else {
+            let name = log.file_name().unwrap_or_default().to_string_lossy();
+            text.push_str(&format!("last lines of {name}:\n"));
         }
-        Err(error) => text.push_str(&format!("  (cannot read {}: {error})\n", log.display())),
+        match crate::logs::read_lines(log, 50) {
+            Ok(lines) => {
+                for line in lines {
+                    text.push_str("  ");
+                    text.push_str(&line.text);
+                    text.push('\n');
+                }
+            }
+            Err(error) => text.push_str(&format!("  (cannot read {}: {error})\n", log.display())),
+        }
     }
     text
 }

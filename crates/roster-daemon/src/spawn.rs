@@ -41,8 +41,31 @@ pub struct Spawned {
     pub report: Option<OwnedFd>,
 }
 
+/// Where a process's stdout and stderr go: the write ends of its log pipes.
+#[derive(Clone, Copy, Debug)]
+pub struct Output<'a> {
+    /// Stdout's, and stderr's too unless `stderr` is set.
+    pub stdout: &'a OwnedFd,
+    /// A pipe of its own for stderr (`stderr = "separate"`).
+    pub stderr: Option<&'a OwnedFd>,
+}
+
+impl<'a> Output<'a> {
+    /// Stdout and stderr on one descriptor, in their order.
+    pub fn merged(both: &'a OwnedFd) -> Self {
+        Output {
+            stdout: both,
+            stderr: None,
+        }
+    }
+
+    fn stderr_fd(&self) -> std::os::fd::RawFd {
+        self.stderr.unwrap_or(self.stdout).as_raw_fd()
+    }
+}
+
 /// Starts one agent as the leader of its own process group (so its pid is
-/// its process-group id), with stdout and stderr on `log_pipe`, stdin on
+/// its process-group id), with stdout and stderr on `output`, stdin on
 /// /dev/null, an empty signal mask and default signal dispositions.
 ///
 /// It calls posix_spawn directly rather than through std's `Command`: the
@@ -60,7 +83,7 @@ pub fn spawn_agent(
     name: &AgentName,
     spec: &AgentSpec,
     home: &Path,
-    log_pipe: &OwnedFd,
+    output: Output<'_>,
     launch: &Launch,
 ) -> Result<Spawned, String> {
     let cwd = launch.cwd.as_deref().unwrap_or(&spec.cwd);
@@ -80,7 +103,7 @@ pub fn spawn_agent(
         switches_user,
     );
     if !launch.needs_shim() {
-        let pid = spawn_in_group(&spec.command, cwd, &environment, log_pipe, &[], false)?;
+        let pid = spawn_in_group(&spec.command, cwd, &environment, output, &[], false)?;
         return Ok(Spawned { pid, report: None });
     }
     if !launch.sockets.is_empty() {
@@ -127,7 +150,7 @@ pub fn spawn_agent(
     argv.extend(spec.command.iter().cloned());
     let mut fds: Vec<i32> = launch.sockets.iter().map(|(_, fd)| *fd).collect();
     fds.push(report_write.as_raw_fd());
-    let pid = spawn_in_group(&argv, cwd, &environment, log_pipe, &fds, true)?;
+    let pid = spawn_in_group(&argv, cwd, &environment, output, &fds, true)?;
     Ok(Spawned {
         pid,
         report: Some(report_read),
@@ -250,7 +273,7 @@ pub fn spawn_notifier(
     environment.insert("ROSTER_HOME".into(), home.as_os_str().to_owned());
     set_helper_marker(&mut environment, helper_run);
     let environment: Vec<(OsString, OsString)> = environment.into_iter().collect();
-    spawn_in_group(argv, cwd, &environment, output, &[], false)
+    spawn_in_group(argv, cwd, &environment, Output::merged(output), &[], false)
 }
 
 /// posix_spawn of `command` in `cwd` with exactly `environment`, as the
@@ -259,7 +282,7 @@ fn spawn_in_group(
     command: &[String],
     cwd: &Path,
     environment: &[(OsString, OsString)],
-    output: &OwnedFd,
+    output: Output<'_>,
     handed: &[std::os::fd::RawFd],
     via_shim: bool,
 ) -> Result<u32, String> {
@@ -311,7 +334,7 @@ fn spawn_in_group(
         &c_cwd,
         &argv,
         &envp,
-        output.as_raw_fd(),
+        (output.stdout.as_raw_fd(), output.stderr_fd()),
         handed,
     )?;
     crate::sys::restore_agent_open_file_limit(pid);

@@ -8,8 +8,8 @@ use std::os::fd::RawFd;
 use std::sync::OnceLock;
 
 /// Starts `executable` with posix_spawn: in a new process group, an empty
-/// signal mask, every signal back to its default action, stdin on /dev/null, stdout and
-/// stderr on `log_fd`, in `cwd`. `argv` and `envp` are NULL-terminated
+/// signal mask, every signal back to its default action, stdin on /dev/null, stdout on
+/// `stdout_fd` and stderr on `stderr_fd` (the same one when merged), in `cwd`. `argv` and `envp` are NULL-terminated
 /// arrays of pointers into live C strings. Returns the pid.
 pub fn posix_spawn_agent(
     program: &str,
@@ -17,7 +17,7 @@ pub fn posix_spawn_agent(
     c_cwd: &CStr,
     argv: &[*mut libc::c_char],
     envp: &[*mut libc::c_char],
-    log_fd: RawFd,
+    (stdout_fd, stderr_fd): (RawFd, RawFd),
     handed: &[RawFd],
 ) -> Result<u32, String> {
     if argv.last().is_none_or(|last| !last.is_null())
@@ -59,11 +59,11 @@ pub fn posix_spawn_agent(
         let steps = [
             (
                 "adddup2 stdout",
-                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 1),
+                libc::posix_spawn_file_actions_adddup2(&mut actions, stdout_fd, 1),
             ),
             (
                 "adddup2 stderr",
-                libc::posix_spawn_file_actions_adddup2(&mut actions, log_fd, 2),
+                libc::posix_spawn_file_actions_adddup2(&mut actions, stderr_fd, 2),
             ),
             (
                 "addopen /dev/null",

@@ -258,6 +258,23 @@ impl Home {
     pub fn agent_log(&self, agent: &str) -> PathBuf {
         self.logs().join(format!("{agent}.log"))
     }
+
+    /// An agent's current stderr log, `NAME.err.log`: where its stderr
+    /// goes with `stderr = "separate"` (else into [`Home::agent_log`]).
+    pub fn agent_err_log(&self, agent: &str) -> PathBuf {
+        let suffix = roster_core::name::STDERR_SUFFIX;
+        self.logs().join(format!("{agent}{suffix}.log"))
+    }
+
+    /// Both of an agent's current logs: `NAME.log`, and `NAME.err.log`
+    /// when its stderr has (or had) a log of its own.
+    pub fn agent_logs(&self, agent: &str) -> Vec<PathBuf> {
+        let err = self.agent_err_log(agent);
+        let has_err = !crate::logs::files::log_files(&err).is_empty();
+        let mut logs = vec![self.agent_log(agent)];
+        logs.extend(has_err.then_some(err));
+        logs
+    }
 }
 
 /// A verified home, held open: files in it are opened relative to this

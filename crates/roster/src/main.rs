@@ -117,6 +117,9 @@ enum Command {
         /// Keep roster's UTC timestamp on each line.
         #[arg(short = 't', long)]
         timestamps: bool,
+        /// Show the stderr log (NAME.err.log) of agents with [log] stderr = "separate".
+        #[arg(long)]
+        stderr: bool,
     },
     /// Show firing alerts and recent resolved ones.
     Alerts {
@@ -409,7 +412,15 @@ fn main() -> ExitCode {
             follow,
             lines,
             timestamps,
-        } => commands::logs::run(&home, &names, lines, follow, timestamps),
+            stderr,
+        } => {
+            let stream = if stderr {
+                commands::logs::Stream::Stderr
+            } else {
+                commands::logs::Stream::Output
+            };
+            commands::logs::run(&home, &names, lines, follow, timestamps, stream)
+        }
         Command::Alerts { json } => commands::alerts::run(&home, json),
         Command::Events {
             names,

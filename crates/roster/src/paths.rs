@@ -45,6 +45,12 @@ pub fn log_file(home: &Path, agent: &str) -> PathBuf {
     home.join("logs").join(format!("{agent}.log"))
 }
 
+/// An agent's stderr log in `home` (`stderr = "separate"`).
+pub fn err_log_file(home: &Path, agent: &str) -> PathBuf {
+    let suffix = roster_core::name::STDERR_SUFFIX;
+    home.join("logs").join(format!("{agent}{suffix}.log"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +64,10 @@ mod tests {
         assert_eq!(
             log_file(Path::new("/srv/h"), "web"),
             Path::new("/srv/h/logs/web.log")
+        );
+        assert_eq!(
+            err_log_file(Path::new("/srv/h"), "web"),
+            Path::new("/srv/h/logs/web.err.log")
         );
     }
 

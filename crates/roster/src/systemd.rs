@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use roster_core::config::{AgentSpec, LogConfig, RestartMode};
+use roster_core::config::{AgentSpec, LogConfig, RestartMode, StderrMode};
 
 use crate::paths;
 
@@ -370,10 +370,20 @@ pub fn agent_unit(
         let log = paths::log_file(&options.home, agent);
         let _ = writeln!(
             text,
-            "# The file `roster logs {agent}` reads; {} must exist (roster up and\n# roster install make it). Rotate it with `roster export logrotate`.\nStandardOutput=append:{}\nStandardError=inherit",
+            "# The file `roster logs {agent}` reads; {} must exist (roster up and\n# roster install make it). Rotate it with `roster export logrotate`.\nStandardOutput=append:{}",
             path_value(log.parent().unwrap_or(&options.home), "the logs directory")?,
             path_value(&log, "the log file")?,
         );
+        if spec.stderr.is_separate() {
+            let err_log = paths::err_log_file(&options.home, agent);
+            let _ = writeln!(
+                text,
+                "# stderr = \"separate\": the file `roster logs {agent} --stderr` reads.\nStandardError=append:{}",
+                path_value(&err_log, "the stderr log file")?,
+            );
+        } else {
+            text.push_str("StandardError=inherit\n");
+        }
     }
     let mut dropped = Vec::new();
     if spec.health.is_some() {
@@ -416,14 +426,15 @@ fn logrotate_path(path: &Path) -> Result<String, String> {
 }
 
 /// A logrotate snippet for the logs units from `roster export systemd`
-/// write: exactly `<home>/logs/NAME.log` of each agent, rotated under the
-/// names roster gives its own (`NAME.log.1`, then `NAME.log.2.gz`), so
-/// that `roster logs` reads them. `su`: the owner of `<home>/logs` when
-/// not root (logrotate then rotates as that user, not through its links).
+/// write: exactly `<home>/logs/NAME.log` of each agent (and its
+/// `NAME.err.log` with `stderr = "separate"`), rotated under the names
+/// roster gives its own (`NAME.log.1`, then `NAME.log.2.gz`), so that
+/// `roster logs` reads them. `su`: the owner of `<home>/logs` when not
+/// root (logrotate then rotates as that user, not through its links).
 pub fn logrotate(
     log: &LogConfig,
     home: &Path,
-    agents: &[&str],
+    agents: &[(&str, StderrMode)],
     su: Option<(&str, &str)>,
 ) -> Result<String, String> {
     let mut text = format!(
@@ -441,7 +452,13 @@ pub fn logrotate(
     }
     let files = agents
         .iter()
-        .map(|agent| logrotate_path(&paths::log_file(home, agent)))
+        .flat_map(|(agent, stderr)| {
+            let err_log = stderr
+                .is_separate()
+                .then(|| paths::err_log_file(home, agent));
+            std::iter::once(paths::log_file(home, agent)).chain(err_log)
+        })
+        .map(|path| logrotate_path(&path))
         .collect::<Result<Vec<_>, _>>()?;
     let _ = writeln!(text, "{} {{", files.join(" "));
     if let Some((user, group)) = su {
@@ -601,6 +618,34 @@ mod tests {
         assert!(!unit.lines().any(|line| line.starts_with("ExecStartPre")));
     }
 
+    /// `stderr = "separate"`: the unit appends stderr to `NAME.err.log`,
+    /// where `roster logs NAME --stderr` reads it.
+    #[test]
+    fn an_agent_with_a_separate_stderr_log() {
+        let agent = spec("[agents.web]\ncommand = \"/srv/app/run.sh\"\nstderr = \"separate\"\n");
+        let unit = agent_unit(
+            "web",
+            &agent,
+            &ExportOptions {
+                home: PathBuf::from("/srv/h"),
+                journal: false,
+                secrets_encrypted: false,
+            },
+            Path::new("/srv/app/run.sh"),
+        )
+        .expect("unit");
+        for line in [
+            "StandardOutput=append:/srv/h/logs/web.log",
+            "StandardError=append:/srv/h/logs/web.err.log",
+        ] {
+            assert!(
+                unit.lines().any(|got| got == line),
+                "{line} missing:\n{unit}"
+            );
+        }
+        assert!(!unit.contains("StandardError=inherit"), "{unit}");
+    }
+
     #[test]
     fn an_agent_under_home_and_to_the_journal() {
         let mut agent = spec("[agents.bot]\ncommand = \"python3 bot.py\"\nrestart = \"never\"\n");
@@ -657,15 +702,23 @@ mod tests {
         );
     }
 
+    const MERGED: StderrMode = StderrMode::Merge;
+
     #[test]
     fn a_logrotate_snippet() {
         let log = LogConfig {
             max_size: 1024,
             keep: 3,
             compress: false,
+            ..LogConfig::default()
         };
-        let text =
-            logrotate(&log, Path::new("/srv/my home"), &["bot", "web"], None).expect("snippet");
+        let text = logrotate(
+            &log,
+            Path::new("/srv/my home"),
+            &[("bot", MERGED), ("web", MERGED)],
+            None,
+        )
+        .expect("snippet");
         assert!(
             text.contains("\n\"/srv/my home/logs/bot.log\" \"/srv/my home/logs/web.log\" {\n"),
             "{text}"
@@ -683,7 +736,7 @@ mod tests {
                 ..log.clone()
             },
             Path::new("/h"),
-            &["web"],
+            &[("web", MERGED)],
             Some(("svc", "svc")),
         )
         .expect("snippet");
@@ -695,7 +748,20 @@ mod tests {
         assert!(compressed.contains("\n    su svc svc\n"), "{compressed}");
         let none = logrotate(&log, Path::new("/h"), &[], None).expect("snippet");
         assert!(!none.contains('{'), "{none}");
-        assert!(logrotate(&log, Path::new("/h/*"), &["web"], None).is_err());
-        assert!(logrotate(&log, Path::new("/h\"x"), &["web"], None).is_err());
+        assert!(logrotate(&log, Path::new("/h/*"), &[("web", MERGED)], None).is_err());
+        assert!(logrotate(&log, Path::new("/h\"x"), &[("web", MERGED)], None).is_err());
+        // A separate stderr log is rotated with its agent's log.
+        let separate = logrotate(
+            &log,
+            Path::new("/h"),
+            &[("web", StderrMode::Separate), ("db", MERGED)],
+            None,
+        )
+        .expect("snippet");
+        assert!(
+            separate
+                .contains("\n\"/h/logs/web.log\" \"/h/logs/web.err.log\" \"/h/logs/db.log\" {\n"),
+            "{separate}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use toml_edit::{Item, TableLike};
 
 use super::diagnostics::{span_of, Checker};
 use super::keys::{Entry, Floor, Key, Read};
-use super::model::{AgentSpec, RestartMode};
+use super::model::{AgentSpec, RestartMode, StderrMode};
 use crate::hardening::{expand, parse_cpu_quota, valid_account};
 use crate::health::HttpTarget;
 
@@ -58,6 +58,7 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::shared("nofile", Read::Integer(16, 1 << 30, |a, v| a.spec.limits.nofile = Some(v as u64))),
     Key::shared("env_file", Read::Custom(env_file)),
     Key::new("tenant", Read::Custom(tenant)),
+    Key::shared("stderr", Read::Stderr(|a, v| a.spec.stderr = v)),
 ];
 
 const MEMORY_FLOOR: Floor = Floor {
@@ -68,20 +69,25 @@ const MEMORY_FLOOR: Floor = Floor {
 
 impl Checker {
     /// One agent: the `[defaults]` items it does not set itself first (for
-    /// `env`, the defaults' variables under its own), then its own keys.
+    /// `env`, the defaults' variables under its own), then its own keys;
+    /// `stderr` is `[log]`'s, which either may replace.
     pub(crate) fn agent(
         &mut self,
         name: &str,
         table: &dyn TableLike,
         name_span: Range<usize>,
         defaults: &[(String, Item)],
+        stderr: StderrMode,
         base_dir: &Path,
     ) -> Option<AgentSpec> {
         let problems_before = self.problems.len();
         let mut agent = AgentDraft {
             name: name.to_owned(),
             base_dir: base_dir.to_path_buf(),
-            spec: AgentSpec::defaults_in(base_dir),
+            spec: AgentSpec {
+                stderr,
+                ..AgentSpec::defaults_in(base_dir)
+            },
             has_command: false,
             cwd_given: None,
         };

@@ -15,9 +15,9 @@ use toml_edit::{Item, TableLike};
 use super::agents::AGENT_KEYS;
 use super::diagnostics::{key_span, span_of, Checker, ConfigError, Diagnostic};
 use super::keys::{Entry, Floor, Key, Read};
-use super::model::{AgentSpec, Config, LogConfig};
+use super::model::{AgentSpec, Config, LogConfig, StderrMode};
 use crate::metrics::{parse_listen, MetricsSpec, DEFAULT_LISTEN};
-use crate::name::AgentName;
+use crate::name::{AgentName, NameError};
 use crate::watch::WatchRule;
 
 const TOP_KEYS: [&str; 7] = [
@@ -31,6 +31,7 @@ const LOG_KEYS: &[Key<LogConfig>] = &[
     Key::new("max_size", Read::Size(LOG_FLOOR, |log, v| log.max_size = v)),
     Key::new("keep", Read::Integer(0, 10_000, |log, v| log.keep = v as u32)),
     Key::new("compress", Read::Boolean(|log, v| log.compress = v)),
+    Key::new("stderr", Read::Stderr(|log, v| log.stderr = v)),
 ];
 
 const LOG_FLOOR: Floor = Floor {
@@ -95,17 +96,21 @@ impl Checker {
             Some(item) => self.defaults(item),
             None => Vec::new(),
         };
+        // Read before the agents too: its `stderr` is every agent's
+        // unless the agent or `[defaults]` says.
+        if let Some(item) = table.get("log") {
+            match item.as_table_like() {
+                Some(log_table) => log = self.log(log_table),
+                None => self.problem(span_of(item), "`log` must be a table", None),
+            }
+        }
         for (key, item) in table.iter() {
             match key {
-                "defaults" => {}
+                "defaults" | "log" => {}
                 "metrics" => metrics = self.metrics(item, base_dir),
                 "web" => web = self.web(item, base_dir),
                 "host" => host_watch = self.host(item),
-                "log" => match item.as_table_like() {
-                    Some(log_table) => log = self.log(log_table),
-                    None => self.problem(span_of(item), "`log` must be a table", None),
-                },
-                "agents" => agents = self.agents(item, &defaults, base_dir),
+                "agents" => agents = self.agents(item, &defaults, log.stderr, base_dir),
                 "notify" => notify = self.notify(item, base_dir),
                 other => {
                     let span = key_span(table, other, item);
@@ -179,6 +184,7 @@ impl Checker {
         &mut self,
         item: &Item,
         defaults: &[(String, Item)],
+        stderr: StderrMode,
         base_dir: &Path,
     ) -> BTreeMap<AgentName, AgentSpec> {
         let mut agents = BTreeMap::new();
@@ -196,10 +202,17 @@ impl Checker {
             let agent_name = match AgentName::new(name) {
                 Ok(agent_name) => Some(agent_name),
                 Err(error) => {
+                    let hint = match &error {
+                        NameError::ErrSuffix(_) => format!(
+                            "rename it, e.g. `{}-err`: names ending in \".err\" are kept for stderr logs",
+                            name.trim_end_matches(".err")
+                        ),
+                        _ => "names are 1 to 64 of letters, digits, '.', '_', '-', starting with a letter or digit".into(),
+                    };
                     self.problem(
                         name_span.clone(),
                         format!("bad agent name {name:?}: {error}"),
-                        Some("names are 1 to 64 of letters, digits, '.', '_', '-', starting with a letter or digit".into()),
+                        Some(hint),
                     );
                     None
                 }
@@ -212,7 +225,14 @@ impl Checker {
                 );
                 continue;
             };
-            let spec = self.agent(name, agent_table, name_span.clone(), defaults, base_dir);
+            let spec = self.agent(
+                name,
+                agent_table,
+                name_span.clone(),
+                defaults,
+                stderr,
+                base_dir,
+            );
             for address in spec.iter().flat_map(|spec| spec.listen.values()) {
                 if let Some(other) = listening.insert(*address, name.to_owned()) {
                     self.problem(

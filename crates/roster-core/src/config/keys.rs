@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml_edit::{Item, TableLike};
 
 use super::diagnostics::{key_span, span_of, Checker};
+use super::model::StderrMode;
 use crate::signal::Signal;
 
 /// One key of a table, read into a `T` (an agent, `[log]`, a health
@@ -63,6 +64,8 @@ pub(crate) enum Read<T: 'static> {
     Signal(fn(&mut T, Signal)),
     /// A command line: an array of strings, or a string split into words.
     Command(fn(&mut T, Vec<String>)),
+    /// Where stderr goes: "merge" or "separate".
+    Stderr(fn(&mut T, StderrMode)),
     /// Anything else: a function of its own.
     Custom(fn(&mut Checker, &Entry<'_>, &mut T)),
 }
@@ -171,6 +174,11 @@ impl Checker {
             Read::Command(set) => {
                 if let Some(argv) = self.command(item) {
                     set(target, argv);
+                }
+            }
+            Read::Stderr(set) => {
+                if let Some(mode) = self.stderr_mode(item, key) {
+                    set(target, mode);
                 }
             }
             Read::Custom(read) => read(self, entry, target),

@@ -42,7 +42,7 @@ create_user = 0
     let expected = r#"roster.toml:3:1: unknown key `restart_dealy` in agent `a`
   hint: did you mean `restart_delay`?
 roster.toml:4:1: unknown key `zzz` in agent `a`
-  hint: known keys here: command, cwd, env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, metrics, deploy, listen, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, tenant
+  hint: known keys here: command, cwd, env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, metrics, deploy, listen, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, tenant, stderr
 roster.toml:5:17: `restart_delay` must be a string
 roster.toml:6:16: bad duration for `stop_timeout`: expected a number at "soon"
   hint: write e.g. "500ms", "10s", "5m" or "1h30m"
@@ -157,7 +157,7 @@ command = "true"
     let expected = r#"roster.toml:2:1: unknown key `restrat` in [defaults]
   hint: did you mean `restart`?
 roster.toml:3:1: unknown key `command` in [defaults]
-  hint: known keys here: env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file
+  hint: known keys here: env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, stderr
 roster.toml:4:16: `stop_timeout` must be a string
 roster.toml:5:13: bad cpu_quota: it must be above 0%
   hint: write a percentage of one core, e.g. "50%" or "200%""#;
@@ -351,4 +351,29 @@ roster.toml:3:15: `session_ttl` is 90d; it must be between 1m and 30d
         r#"roster.toml:1:7: `web` must be a table
   hint: write it as [web] with listen = "127.0.0.1:9400""#
     );
+}
+
+/// `stderr` in `[log]`, `[defaults]` and an agent: a mode that is neither
+/// "merge" nor "separate", or not a string; and an agent whose name would
+/// take another agent's stderr log.
+#[test]
+fn stderr_key_errors_and_err_names_are_pinned() {
+    let text = r#"[log]
+stderr = "split"
+[defaults]
+stderr = 2
+[agents.web]
+command = "true"
+stderr = "both"
+[agents."web.err"]
+command = "true"
+"#;
+    let expected = r#"roster.toml:2:10: unknown stderr mode "split"
+  hint: use "merge" (stderr into NAME.log, with stdout) or "separate" (into NAME.err.log)
+roster.toml:4:10: `stderr` must be a string
+roster.toml:7:10: unknown stderr mode "both"
+  hint: use "merge" (stderr into NAME.log, with stdout) or "separate" (into NAME.err.log)
+roster.toml:8:9: bad agent name "web.err": the name ends in ".err": web.err.log is where agent `web` writes its stderr with stderr = "separate"
+  hint: rename it, e.g. `web-err`: names ending in ".err" are kept for stderr logs"#;
+    assert_eq!(rendered(text), expected);
 }

@@ -42,6 +42,8 @@ pub struct LogConfig {
     pub keep: u32,
     /// Gzip rotated files.
     pub compress: bool,
+    /// Where agents' stderr goes unless an agent (or `[defaults]`) says.
+    pub stderr: StderrMode,
 }
 
 impl Default for LogConfig {
@@ -50,7 +52,35 @@ impl Default for LogConfig {
             max_size: 10 * 1024 * 1024,
             keep: 14,
             compress: true,
+            stderr: StderrMode::Merge,
         }
+    }
+}
+
+/// Where an agent's stderr goes (`stderr = "merge" | "separate"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StderrMode {
+    /// Into `NAME.log` with stdout, through one pipe: the two streams keep
+    /// their order between each other.
+    #[default]
+    Merge,
+    /// Into `NAME.err.log`, through a pipe of its own: each stream keeps
+    /// its own order, not their order between each other.
+    Separate,
+}
+
+impl StderrMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StderrMode::Merge => "merge",
+            StderrMode::Separate => "separate",
+        }
+    }
+
+    /// Whether stderr has a log file of its own.
+    pub fn is_separate(self) -> bool {
+        self == StderrMode::Separate
     }
 }
 
@@ -145,6 +175,9 @@ pub struct AgentSpec {
     /// shown in status, carried on its /metrics series; changing it alone
     /// restarts nothing.
     pub tenant: Option<String>,
+    /// Where its stderr goes: its own `stderr`, else `[defaults]`', else
+    /// `[log]`'s. A change restarts it (its pipes are set at spawn).
+    pub stderr: StderrMode,
 }
 
 impl AgentSpec {
@@ -178,6 +211,7 @@ impl AgentSpec {
             limits: Limits::default(),
             env_file: None,
             tenant: None,
+            stderr: StderrMode::Merge,
         }
     }
 
@@ -217,6 +251,7 @@ impl fmt::Debug for AgentSpec {
             .field("stop_signal", &self.stop_signal)
             .field("stop_timeout", &self.stop_timeout)
             .field("health", &self.health)
+            .field("stderr", &self.stderr)
             .finish_non_exhaustive()
     }
 }

@@ -486,3 +486,33 @@ fn web_is_read_with_its_defaults_and_its_paths_resolved() {
     assert!(web.insecure_http && web.plain_beyond_loopback());
     assert!(parse_text("[web]\nlisten = \"[::1]:9400\"\n").is_ok());
 }
+
+/// `stderr`: `[log]`'s is every agent's; `[defaults]` replaces it, and an
+/// agent's own replaces both, wherever `[log]` sits in the file.
+#[test]
+fn stderr_comes_from_the_agent_then_defaults_then_log() {
+    let stderr_of =
+        |config: &Config, name: &str| config.agents[&AgentName::new(name).expect("name")].stderr;
+    let plain = parse_text("[agents.web]\ncommand = \"true\"\n").expect("valid");
+    assert_eq!(plain.log.stderr, StderrMode::Merge, "today's behaviour");
+    assert_eq!(stderr_of(&plain, "web"), StderrMode::Merge);
+
+    let text = "[agents.web]\ncommand = \"true\"\n\n[agents.db]\ncommand = \"true\"\nstderr = \"merge\"\n\n[log]\nstderr = \"separate\"\n";
+    let from_log = parse_text(text).expect("valid");
+    assert_eq!(from_log.log.stderr, StderrMode::Separate);
+    assert_eq!(
+        stderr_of(&from_log, "web"),
+        StderrMode::Separate,
+        "[log] below the agents still counts"
+    );
+    assert_eq!(
+        stderr_of(&from_log, "db"),
+        StderrMode::Merge,
+        "its own wins"
+    );
+
+    let text = "[log]\nstderr = \"merge\"\n[defaults]\nstderr = \"separate\"\n[agents.web]\ncommand = \"true\"\n[agents.db]\ncommand = \"true\"\nstderr = \"merge\"\n";
+    let from_defaults = parse_text(text).expect("valid");
+    assert_eq!(stderr_of(&from_defaults, "web"), StderrMode::Separate);
+    assert_eq!(stderr_of(&from_defaults, "db"), StderrMode::Merge);
+}

@@ -9,11 +9,31 @@ use std::time::Duration;
 use toml_edit::{Item, Value};
 
 use super::diagnostics::{key_span, span_of, Checker};
+use super::model::StderrMode;
 use crate::health::MIN_PROBE_PERIOD;
 use crate::signal::Signal;
 use crate::units::{parse_duration, parse_size};
 
 impl Checker {
+    /// `stderr = "merge" | "separate"`.
+    pub(crate) fn stderr_mode(&mut self, item: &Item, key: &str) -> Option<StderrMode> {
+        match self.string(item, key)? {
+            "merge" => Some(StderrMode::Merge),
+            "separate" => Some(StderrMode::Separate),
+            other => {
+                self.problem(
+                    span_of(item),
+                    format!("unknown stderr mode {other:?}"),
+                    Some(
+                        "use \"merge\" (stderr into NAME.log, with stdout) or \"separate\" (into NAME.err.log)"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn signal(&mut self, item: &Item, key: &str) -> Option<Signal> {
         let raw = self.string(item, key)?;
         let signal = Signal::from_name(raw);

@@ -244,7 +244,8 @@ fn check_values(
             continue;
         };
         let name_span = key_span(agents, name, item);
-        values.agent(name, table, name_span, &[], base_dir);
+        let stderr = crate::config::StderrMode::default();
+        values.agent(name, table, name_span, &[], stderr, base_dir);
     }
     for mut problem in values.problems {
         problem.span =

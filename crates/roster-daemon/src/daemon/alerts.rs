@@ -203,11 +203,7 @@ impl Alerting {
                             .find(|(name, _)| name == agent)
                     })
                     .map(|(_, pid)| pid);
-                let log = event
-                    .agent
-                    .as_ref()
-                    .map(|agent| context.home.agent_log(agent.as_str()))
-                    .unwrap_or_default();
+                let home = context.home.clone();
                 let inbox = context.inbox.clone();
                 let agent = event
                     .agent
@@ -216,7 +212,14 @@ impl Alerting {
                     .unwrap_or_default();
                 context.runtime.spawn_blocking(move || {
                     let mut record = record;
-                    record.details = crate::sample::investigate(&agent, leader, &log);
+                    // Off the loop: finding a stderr log lists the logs
+                    // directory.
+                    let logs = if agent.is_empty() {
+                        Vec::new()
+                    } else {
+                        home.agent_logs(&agent)
+                    };
+                    record.details = crate::sample::investigate(&agent, leader, &logs);
                     inbox.send(Input::Investigated(record));
                 });
             }

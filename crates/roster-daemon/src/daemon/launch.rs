@@ -188,7 +188,8 @@ impl Launcher {
         Ok(launch)
     }
 
-    /// Spawns `agent`'s next process, its output piped to its log.
+    /// Spawns `agent`'s next process, its output piped to its log (and its
+    /// stderr to its stderr log, with `stderr = "separate"`).
     pub(super) fn spawn(
         &mut self,
         agent: &AgentName,
@@ -199,7 +200,10 @@ impl Launcher {
     ) -> Result<u32, String> {
         let beside = supervisor.outgoing_pid(agent).is_some();
         let launch = self.launch(agent, supervisor, limits, context)?;
-        logs.open(agent, context);
+        let separate = supervisor
+            .spec(agent)
+            .is_some_and(|spec| spec.stderr.is_separate());
+        logs.open(agent, separate, context);
         let wanted = spawn::pipe_bytes_within_budget(
             self.pipe_budget.privileged,
             self.pipe_budget.soft_pages,
@@ -224,10 +228,25 @@ impl Launcher {
         let Some(spec) = supervisor.spec(agent) else {
             return Err("unknown agent".into());
         };
-        let result = spawn::spawn_agent(agent, spec, &context.home_env, &write, &launch);
+        // stderr's own pipe (`stderr = "separate"`) asks for half of
+        // stdout's: it usually carries less, and an agent's two pipes stay
+        // within one and a half shares of the budget.
+        let errors = if spec.stderr.is_separate() {
+            let (read, write, _) = spawn::log_pipe(wanted / 2)
+                .map_err(|error| format!("creating the stderr log pipe: {error}"))?;
+            Some((read, write))
+        } else {
+            None
+        };
+        let output = spawn::Output {
+            stdout: &write,
+            stderr: errors.as_ref().map(|(_, write)| write),
+        };
+        let result = spawn::spawn_agent(agent, spec, &context.home_env, output, &launch);
         // The daemon keeps no write end: the pump sees EOF when the run's
         // process tree is gone, and ends the run's last line there.
         drop(write);
+        let errors = errors.map(|(read, _write)| read);
         let result = result.map(|spawned| {
             if let Some(report) = spawned.report {
                 self.shim_reports.insert(spawned.pid, report);
@@ -235,7 +254,7 @@ impl Launcher {
             spawned.pid
         });
         if result.is_ok() {
-            logs.start_pump(agent, read, beside, context);
+            logs.start_pumps(agent, read, errors, beside, context);
         }
         result
     }

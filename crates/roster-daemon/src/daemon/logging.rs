@@ -1,5 +1,5 @@
-//! The daemon's side of agents' logs: each agent's writer and the pumps
-//! that feed it, the log settings and `log_matches` patterns handed to the
+//! The daemon's side of agents' logs: each agent's writers (`NAME.log`,
+//! and `NAME.err.log` for a separate stderr) and the pumps that feed them, the log settings and `log_matches` patterns handed to the
 //! writers, the counts the writers add up, and the troubles they report.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use roster_core::api::EventKind;
+use roster_core::name::STDERR_SUFFIX;
 use roster_core::watch::Watcher;
 use roster_core::{AgentName, LogConfig};
 
@@ -22,16 +23,40 @@ use crate::journal::{Journal, Row};
 use crate::logs::pump::{pump, LogTrouble, PumpContext};
 use crate::logs::{LogRules, LogWriter, SharedLogRules};
 
-/// One agent's log: its writer, shared by the pumps of its runs.
+/// One agent's log: its writer, shared by the pumps of its runs, and with
+/// `stderr = "separate"` a second one for `NAME.err.log`.
 pub(super) struct AgentIo {
-    writer: Arc<Mutex<LogWriter>>,
-    /// The writer's `log_matches` patterns.
+    out: Stream,
+    /// Its stderr's own log, while its config says `separate`.
+    err: Option<Stream>,
+    /// The writers' `log_matches` patterns (both writers read them).
     log_rules: SharedLogRules,
+    /// Lines dropped from either file.
     dropped: Arc<AtomicU64>,
-    /// Lines stored, for `/metrics`.
+    /// Lines stored in either file, for `/metrics`.
     lines: Arc<AtomicU64>,
-    /// The pump of the latest run; each pump waits for its predecessor.
+}
+
+/// One log file of an agent: its writer, and the pump of the latest run
+/// feeding it (each pump waits for its predecessor).
+struct Stream {
+    writer: Arc<Mutex<LogWriter>>,
     last_pump: Option<JoinHandle<()>>,
+}
+
+impl Stream {
+    fn new(writer: LogWriter) -> Self {
+        Stream {
+            writer: Arc::new(Mutex::new(writer)),
+            last_pump: None,
+        }
+    }
+}
+
+impl AgentIo {
+    fn streams(&self) -> impl Iterator<Item = &Stream> {
+        std::iter::once(&self.out).chain(self.err.as_ref())
+    }
 }
 
 /// Every agent's log and what the loop does for it.
@@ -65,8 +90,8 @@ impl Logs {
     /// busy or compressing writer is left to its pump.
     pub(super) fn apply(&mut self, config: &LogConfig) {
         self.config.send_replace(config.clone());
-        for io in self.io.values() {
-            if let Ok(mut writer) = io.writer.try_lock() {
+        for stream in self.io.values().flat_map(AgentIo::streams) {
+            if let Ok(mut writer) = stream.writer.try_lock() {
                 if !writer.is_compressing() {
                     writer.set_config(config.clone());
                 }
@@ -118,62 +143,109 @@ impl Logs {
         }
     }
 
-    /// Opens `agent`'s writer, unless it is open.
-    pub(super) fn open(&mut self, agent: &AgentName, context: &Context) {
-        if self.io.contains_key(agent) {
-            return;
+    /// Opens `agent`'s writer, unless it is open, and with `separate` its
+    /// stderr writer (`NAME.err.log`), unless that is open; without
+    /// `separate`, forgets the stderr writer (its pumps keep it until their
+    /// pipes close).
+    pub(super) fn open(&mut self, agent: &AgentName, separate: bool, context: &Context) {
+        if !self.io.contains_key(agent) {
+            let dropped = Arc::new(AtomicU64::new(0));
+            let lines = Arc::new(AtomicU64::new(0));
+            let writer = self.writer(agent, &format!("{agent}.log"), &dropped, &lines, context);
+            let log_rules = writer.log_rules();
+            *log_rules
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                self.rules.get(agent).cloned().flatten();
+            self.io.insert(
+                agent.clone(),
+                AgentIo {
+                    out: Stream::new(writer),
+                    err: None,
+                    log_rules,
+                    dropped,
+                    lines,
+                },
+            );
         }
-        let dropped = Arc::new(AtomicU64::new(0));
-        let lines = Arc::new(AtomicU64::new(0));
+        let wants_err = separate && self.io.get(agent).is_some_and(|io| io.err.is_none());
+        if wants_err {
+            let Some(io) = self.io.get(agent) else {
+                return;
+            };
+            let (dropped, lines, log_rules) =
+                (io.dropped.clone(), io.lines.clone(), io.log_rules.clone());
+            let file = format!("{agent}{STDERR_SUFFIX}.log");
+            let mut writer = self.writer(agent, &file, &dropped, &lines, context);
+            writer.share_log_rules(log_rules);
+            if let Some(io) = self.io.get_mut(agent) {
+                io.err = Some(Stream::new(writer));
+            }
+        } else if !separate {
+            if let Some(io) = self.io.get_mut(agent) {
+                io.err = None;
+            }
+        }
+    }
+
+    /// A writer of `agent`'s `file` in the logs directory, reached through
+    /// the held home, counting into `dropped` and `lines`.
+    fn writer(
+        &self,
+        agent: &AgentName,
+        file: &str,
+        dropped: &Arc<AtomicU64>,
+        lines: &Arc<AtomicU64>,
+        context: &Context,
+    ) -> LogWriter {
         let mut writer = LogWriter::open_shown(
             agent.as_str(),
             home_watch::anchored(&context.home_dir)
                 .join("logs")
-                .join(format!("{agent}.log")),
-            context.home.agent_log(agent.as_str()),
+                .join(file),
+            context.home.logs().join(file),
             self.config.borrow().clone(),
             dropped.clone(),
         );
-        let log_rules = writer.log_rules();
-        *log_rules
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            self.rules.get(agent).cloned().flatten();
         writer.count_written_lines(lines.clone());
-        self.io.insert(
-            agent.clone(),
-            AgentIo {
-                writer: Arc::new(Mutex::new(writer)),
-                log_rules,
-                dropped,
-                lines,
-                last_pump: None,
-            },
-        );
+        writer
     }
 
-    /// Pumps a new run's output (`read`) into `agent`'s writer (opened
-    /// before). Beside a cutover's outgoing process, whose output goes on,
-    /// the two runs' lines interleave, whole; else the new pump waits for
-    /// the last.
-    pub(super) fn start_pump(
+    /// Pumps a new run's output into `agent`'s writers (opened before):
+    /// `out` (stdout, and stderr when merged) and, with `stderr =
+    /// "separate"`, `err`. Beside a cutover's outgoing process, whose
+    /// output goes on, the two runs' lines interleave, whole; else each new
+    /// pump waits for the last of its file.
+    pub(super) fn start_pumps(
         &mut self,
         agent: &AgentName,
-        read: OwnedFd,
+        out: OwnedFd,
+        err: Option<OwnedFd>,
         beside: bool,
         context: &Context,
     ) {
+        let config = &self.config;
         let Some(io) = self.io.get_mut(agent) else {
             return;
         };
-        let pump_context = PumpContext {
-            agent: agent.to_string(),
-            writer: io.writer.clone(),
-            config: self.config.subscribe(),
-            trouble: context.inbox.clone(),
-            previous: if beside { None } else { io.last_pump.take() },
+        let start = |stream: &mut Stream, read: OwnedFd| {
+            let pump_context = PumpContext {
+                agent: agent.to_string(),
+                writer: stream.writer.clone(),
+                config: config.subscribe(),
+                trouble: context.inbox.clone(),
+                previous: if beside {
+                    None
+                } else {
+                    stream.last_pump.take()
+                },
+            };
+            stream.last_pump = Some(context.runtime.spawn(pump(read, pump_context)));
         };
-        io.last_pump = Some(context.runtime.spawn(pump(read, pump_context)));
+        start(&mut io.out, out);
+        if let (Some(stream), Some(read)) = (io.err.as_mut(), err) {
+            start(stream, read);
+        }
     }
 
     /// The agent is gone: the pumps hold the writer until their pipes close.
@@ -235,8 +307,9 @@ impl Logs {
         let agents: Vec<AgentIo> = std::mem::take(&mut self.io).into_values().collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         let pending = |agents: &[AgentIo]| {
-            agents.iter().any(|io| {
-                io.last_pump
+            agents.iter().flat_map(AgentIo::streams).any(|stream| {
+                stream
+                    .last_pump
                     .as_ref()
                     .is_some_and(|pump| !pump.is_finished())
             })
@@ -245,8 +318,9 @@ impl Logs {
             std::thread::sleep(Duration::from_millis(5));
         }
         let drained: Result<(), ()> = if pending(&agents) { Err(()) } else { Ok(()) };
-        for io in &agents {
-            io.writer
+        for stream in agents.iter().flat_map(AgentIo::streams) {
+            stream
+                .writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .close();

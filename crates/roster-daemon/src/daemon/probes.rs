@@ -144,5 +144,12 @@ fn spawn_exec_probe(
         .open("/dev/null")
         .map_err(|error| format!("opening /dev/null: {error}"))?
         .into();
-    spawn::spawn_agent(agent, &probe, home_env, &null, &launch).map(|spawned| spawned.pid)
+    spawn::spawn_agent(
+        agent,
+        &probe,
+        home_env,
+        spawn::Output::merged(&null),
+        &launch,
+    )
+    .map(|spawned| spawned.pid)
 }

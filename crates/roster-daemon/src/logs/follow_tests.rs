@@ -19,6 +19,7 @@ fn follow_many_rotations(compress: bool) {
             max_size: 4096,
             keep: 1000,
             compress,
+            ..LogConfig::default()
         },
         Arc::new(AtomicU64::new(0)),
     );
@@ -67,6 +68,7 @@ fn the_tail_and_the_follow_meet_exactly() {
             max_size: 4096,
             keep: 100,
             compress: true,
+            ..LogConfig::default()
         },
         Arc::new(AtomicU64::new(0)),
     );

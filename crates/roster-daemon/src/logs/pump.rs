@@ -1,5 +1,7 @@
-//! The pump: reads one run's pipe (stdout and stderr share it, so their
-//! order is kept) and feeds the agent's writer. A writer slower than the
+//! The pump: reads one run's pipe and feeds one of the agent's writers.
+//! Merged, stdout and stderr share the pipe, so their order is kept; with
+//! `stderr = "separate"`, stderr has a pipe, pump and writer of its own, so
+//! each stream keeps its own order (not their order between each other). A writer slower than the
 //! agent fills the pipe, and the agent blocks in write(): backpressure, not
 //! truncation.
 //!

@@ -165,6 +165,13 @@ impl LogWriter {
     pub fn log_rules(&self) -> SharedLogRules {
         self.log_rules.clone()
     }
+
+    /// Reads its patterns through `handle`, another writer's: an agent's
+    /// stderr log counts its `log_matches` into the same rules as its
+    /// stdout log.
+    pub fn share_log_rules(&mut self, handle: SharedLogRules) {
+        self.log_rules = handle;
+    }
 }
 
 impl Drop for LogWriter {

@@ -87,7 +87,11 @@ pub fn systemd(home: &Home, file: &Path, out: Option<&Path>, journal: bool) -> R
 pub fn logrotate_snippet(home: &Home, file: &Path) -> Result<ExitCode> {
     let config = super::check::load(file)?;
     let home = home.root();
-    let agents: Vec<&str> = config.agents.keys().map(|name| name.as_str()).collect();
+    let agents: Vec<(&str, roster_core::StderrMode)> = config
+        .agents
+        .iter()
+        .map(|(name, spec)| (name.as_str(), spec.stderr))
+        .collect();
     let logs = home.join("logs");
     // logrotate must not rotate as root in a directory another user owns
     // (that user could plant links in it): it runs as that owner there.

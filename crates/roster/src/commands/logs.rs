@@ -1,5 +1,6 @@
 //! `roster logs`: reads the log files directly (no daemon needed), merges
-//! agents by time, and follows across rotations.
+//! agents by time, and follows across rotations; `--stderr` reads the
+//! agents' separate stderr logs (`NAME.err.log`) instead.
 
 use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use roster_store::logs::follow::Follower;
-use roster_store::logs::{read_lines, LogLine};
+use roster_store::logs::{log_files, read_lines, LogLine};
 use roster_store::Home;
 
 use crate::client::Reach;
@@ -102,6 +103,36 @@ fn merge(mut lines: Vec<(String, LogLine)>) -> Vec<(String, LogLine)> {
     lines
 }
 
+/// Which of an agent's logs `roster logs` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// `NAME.log`: stdout, and stderr unless it is separate.
+    Output,
+    /// `NAME.err.log` (`--stderr`): stderr, with `stderr = "separate"`.
+    Stderr,
+}
+
+/// With `--stderr`: the agents among `names` whose stderr has a log of
+/// its own. Asked for by name, an agent whose stderr is merged is an
+/// error; for every agent, those are left out.
+fn with_stderr_log(home: &Home, names: Vec<String>, every: bool) -> Result<Vec<String>> {
+    let has_log = |name: &String| !log_files(&home.agent_err_log(name)).is_empty();
+    let (separate, merged): (Vec<String>, Vec<String>) = names.into_iter().partition(has_log);
+    if let (false, Some(name)) = (every, merged.first()) {
+        anyhow::bail!(
+            "{name}'s stderr goes to {name}.log: set [log] stderr = \"separate\" (or stderr = \"separate\" in [agents.{name}]) and apply the config, then its stderr goes to {}",
+            home.agent_err_log(name).display()
+        );
+    }
+    if separate.is_empty() {
+        anyhow::bail!(
+            "no agent's stderr goes to a log of its own in {}: set [log] stderr = \"separate\" and apply the config",
+            home.logs().display()
+        );
+    }
+    Ok(separate)
+}
+
 /// Runs `roster logs`.
 pub fn run(
     home: &Home,
@@ -109,14 +140,22 @@ pub fn run(
     count: usize,
     follow: bool,
     timestamps: bool,
+    stream: Stream,
 ) -> Result<ExitCode> {
-    let names = agent_names(home, names)?;
+    let every = names.is_empty() || names.iter().any(|name| name == "all");
+    let mut names = agent_names(home, names)?;
+    if stream == Stream::Stderr {
+        names = with_stderr_log(home, names, every)?;
+    }
     let mut tail = Vec::new();
     // Following: each agent's tail comes from the follower itself, so the
     // printed tail and the followed lines meet exactly.
     let mut followers: Vec<(String, Follower)> = Vec::new();
     for name in &names {
-        let path = home.agent_log(name);
+        let path = match stream {
+            Stream::Output => home.agent_log(name),
+            Stream::Stderr => home.agent_err_log(name),
+        };
         let lines = if follow {
             let (follower, lines) = Follower::with_tail(path.clone(), count)
                 .with_context(|| format!("reading {}", path.display()))?;

@@ -96,17 +96,25 @@ pub fn known_agents(home: &Home) -> Result<Vec<String>> {
     Ok(known.into_iter().collect())
 }
 
-/// The agent a log file belongs to: `NAME.log`, `NAME.log.N`, `NAME.log.N.gz`.
+/// The agent a log file belongs to: `NAME.log`, `NAME.log.N`,
+/// `NAME.log.N.gz`, and the same of its stderr log (`NAME.err.log`, ...;
+/// no agent's name ends in `.err`).
 fn agent_of_log_file(file_name: &str) -> Option<&str> {
-    if let Some(name) = file_name.strip_suffix(".log") {
-        return Some(name).filter(|name| !name.is_empty());
-    }
-    let rotated = file_name.strip_suffix(".gz").unwrap_or(file_name);
-    let (base, index) = rotated.rsplit_once('.')?;
-    if index.is_empty() || !index.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    base.strip_suffix(".log").filter(|name| !name.is_empty())
+    let base = match file_name.strip_suffix(".log") {
+        Some(name) => name,
+        None => {
+            let rotated = file_name.strip_suffix(".gz").unwrap_or(file_name);
+            let (base, index) = rotated.rsplit_once('.')?;
+            if index.is_empty() || !index.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            base.strip_suffix(".log")?
+        }
+    };
+    let name = base
+        .strip_suffix(roster_core::name::STDERR_SUFFIX)
+        .unwrap_or(base);
+    Some(name).filter(|name| !name.is_empty())
 }
 
 /// Fails with the known agents as a hint when a name in `names` (other
@@ -171,5 +179,10 @@ mod tests {
         assert_eq!(agent_of_log_file("web.log.2.gz.tmp"), None);
         assert_eq!(agent_of_log_file("web.txt"), None);
         assert_eq!(agent_of_log_file(".log"), None);
+        // Its stderr log, current and rotated.
+        assert_eq!(agent_of_log_file("web.err.log"), Some("web"));
+        assert_eq!(agent_of_log_file("web.err.log.1"), Some("web"));
+        assert_eq!(agent_of_log_file("web.err.log.3.gz"), Some("web"));
+        assert_eq!(agent_of_log_file(".err.log"), None);
     }
 }

@@ -33,6 +33,7 @@ mod recover;
 mod restart;
 mod scale;
 mod secrets;
+mod stderr_log;
 mod stopping;
 mod surfaces;
 mod top;

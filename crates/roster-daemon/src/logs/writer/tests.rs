@@ -25,6 +25,7 @@ fn writer(dir: &Path, max_size: u64, keep: u32, compress: bool) -> LogWriter {
             max_size,
             keep,
             compress,
+            ..LogConfig::default()
         },
         Arc::new(AtomicU64::new(0)),
     )
@@ -186,6 +187,7 @@ fn lowering_keep_removes_the_surplus_at_once() {
         max_size: 1024,
         keep: 2,
         compress: false,
+        ..LogConfig::default()
     });
     let names = file_names(&log_files(&dir.path().join("a.log")));
     assert_eq!(names, ["a.log.2", "a.log.1", "a.log"]);

@@ -202,10 +202,10 @@ pub fn write(
         files.push(("roster.toml".into(), redact_config(text)));
     }
     if logs_safe {
-        for (agent, lines) in &collected.logs {
+        for (file_name, lines) in &collected.log_files {
             let mut text = lines.join("\n");
             text.push('\n');
-            files.push((format!("logs/{agent}.log"), text));
+            files.push((format!("logs/{file_name}"), text));
         }
     }
     let started = Instant::now();

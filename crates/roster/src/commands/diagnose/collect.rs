@@ -126,8 +126,12 @@ pub struct Collected {
     pub alerts: Option<AlertsReply>,
     /// Journal events in the window.
     pub events: Vec<EventRecord>,
-    /// The last lines of each agent's log.
+    /// The last lines of each agent's output: of both its logs, by time,
+    /// when its stderr has a log of its own (a traceback is often there).
     pub logs: BTreeMap<String, Vec<String>>,
+    /// The last lines of each log file read, by file name (`NAME.log`,
+    /// `NAME.err.log`): what the bundle holds.
+    pub log_files: BTreeMap<String, Vec<String>>,
     /// The host.
     pub host: Host,
     /// The config's verdict.
@@ -184,6 +188,46 @@ fn ask_daemon(home: &Home) -> Result<Answer, String> {
 
 /// The agents of this home by their files (log files, journal), for when
 /// the daemon does not say.
+/// The last [`LOG_LINES`] of each agent's output (both its logs, by time),
+/// and of each of its log files, by file name.
+type Tails = (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>);
+
+fn read_logs(home: &Home, names: Vec<String>) -> Tails {
+    let mut output = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for name in names {
+        let mut merged = Vec::new();
+        let paths = home.agent_logs(&name);
+        let two = paths.len() > 1;
+        for path in paths {
+            let lines = roster_store::logs::files::read_lines(&path, LOG_LINES).unwrap_or_default();
+            let file_name = path
+                .file_name()
+                .map(|file_name| file_name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.insert(
+                file_name,
+                lines.iter().map(|line| line.text.clone()).collect(),
+            );
+            merged.extend(lines);
+        }
+        if two {
+            // Stable: each file's lines keep their order; stamps order the two.
+            merged.sort_by(|a, b| a.time.cmp(&b.time));
+        }
+        let skip = merged.len().saturating_sub(LOG_LINES);
+        output.insert(
+            name,
+            merged
+                .into_iter()
+                .skip(skip)
+                .map(|line| line.text)
+                .collect(),
+        );
+    }
+    (output, files)
+}
+
 fn agents_on_disk(home: &Home) -> Vec<String> {
     super::super::known_agents(home).unwrap_or_default()
 }
@@ -278,17 +322,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
     let logs = {
         let home = home.clone();
         let names = names.clone();
-        start("logs", FILES_TIMEOUT, move || {
-            let mut logs = BTreeMap::new();
-            for name in names {
-                let lines =
-                    roster_store::logs::files::read_lines(&home.agent_log(&name), LOG_LINES)
-                        .map(|lines| lines.into_iter().map(|line| line.text).collect())
-                        .unwrap_or_default();
-                logs.insert(name, lines);
-            }
-            Ok(logs)
-        })
+        start("logs", FILES_TIMEOUT, move || Ok(read_logs(&home, names)))
     };
 
     let events = events.wait(&mut items).unwrap_or_default();
@@ -324,7 +358,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
             ),
             (None, None) => (ConfigCheck::NotFound, None, None),
         };
-    let logs: BTreeMap<String, Vec<String>> = logs.wait(&mut items).unwrap_or_default();
+    let (logs, log_files) = logs.wait(&mut items).unwrap_or_default();
 
     // Third wave: /proc, for agents whose log or error says their address
     // is taken, and the cgroups' OOM counters.
@@ -363,6 +397,7 @@ pub fn collect(home: &Home, file: Option<&Path>, since: Duration, window: String
         alerts,
         events,
         logs,
+        log_files,
         host,
         config,
         parsed,
@@ -420,4 +455,54 @@ fn read_config(path: &Path) -> (ConfigCheck, Option<Config>, Option<String>) {
 /// `-f FILE` as an absolute path that exists, or the usage error.
 pub fn named_config(file: &Path) -> Result<PathBuf, String> {
     super::super::config_path(file).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a separate stderr log, diagnose judges both streams by time
+    /// (a traceback is often on stderr), and the bundle gets each file.
+    #[test]
+    fn both_logs_of_an_agent_are_read_and_judged_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path().to_path_buf());
+        std::fs::create_dir_all(home.logs()).expect("logs");
+        let stamp = |second: u32| format!("2026-12-06T18:00:{second:02}.000Z");
+        std::fs::write(
+            home.agent_log("web"),
+            format!("{} starting\n{} serving\n", stamp(1), stamp(3)),
+        )
+        .expect("web.log");
+        std::fs::write(
+            home.agent_err_log("web"),
+            format!(
+                "{} Traceback\n{} OSError: address in use\n",
+                stamp(2),
+                stamp(4)
+            ),
+        )
+        .expect("web.err.log");
+        std::fs::write(home.agent_log("db"), format!("{} ready\n", stamp(1))).expect("db.log");
+
+        let (judged, files) = read_logs(&home, vec!["web".into(), "db".into()]);
+        assert_eq!(
+            judged["web"],
+            [
+                "starting",
+                "Traceback",
+                "serving",
+                "OSError: address in use"
+            ]
+        );
+        assert_eq!(judged["db"], ["ready"]);
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["db.log", "web.err.log", "web.log"]
+        );
+        assert_eq!(
+            files["web.err.log"],
+            ["Traceback", "OSError: address in use"]
+        );
+    }
 }

@@ -75,12 +75,15 @@ pub fn free_disk(
     }
 }
 
-/// Deletes the oldest rotated logs of `agents` until the filesystem is
-/// below `percent` used or none is left.
+/// Deletes the oldest rotated logs of `agents` (of their stderr logs too)
+/// until the filesystem is below `percent` used or none is left.
 fn rotated_logs(home: &Home, agents: &[String], percent: f64, used: &mut Option<f64>) -> Freed {
     let mut rotated: Vec<(SystemTime, std::cmp::Reverse<u32>, PathBuf, u64)> = Vec::new();
-    for name in agents {
-        for file in roster_store::logs::files::rotated_files(&home.agent_log(name)) {
+    let currents = agents
+        .iter()
+        .flat_map(|name| [home.agent_log(name), home.agent_err_log(name)]);
+    for current in currents {
+        for file in roster_store::logs::files::rotated_files(&current) {
             // Never follow a link, never anything but a regular file.
             let Ok(metadata) = file.path.symlink_metadata() else {
                 continue;
