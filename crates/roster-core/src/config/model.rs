@@ -145,6 +145,11 @@ pub struct AgentSpec {
     /// shown in status, carried on its /metrics series; changing it alone
     /// restarts nothing.
     pub tenant: Option<String>,
+    /// `watch_paths`: files and directories (relative to `cwd`) and
+    /// globs of file names whose changes restart the agent, for
+    /// development (see `crate::watch_paths`); empty: none. Changing it
+    /// alone restarts nothing.
+    pub watch_paths: Vec<String>,
 }
 
 impl AgentSpec {
@@ -178,6 +183,7 @@ impl AgentSpec {
             limits: Limits::default(),
             env_file: None,
             tenant: None,
+            watch_paths: Vec::new(),
         }
     }
 
@@ -217,6 +223,7 @@ impl fmt::Debug for AgentSpec {
             .field("stop_signal", &self.stop_signal)
             .field("stop_timeout", &self.stop_timeout)
             .field("health", &self.health)
+            .field("watch_paths", &self.watch_paths)
             .finish_non_exhaustive()
     }
 }
