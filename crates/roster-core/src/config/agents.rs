@@ -305,9 +305,14 @@ fn tenant(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
 /// relative to the agent's `cwd` or globs of file names.
 fn watch_paths(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
     let item = entry.item;
-    let hint = || Some("e.g. watch_paths = [\"src\", \"*.py\"] (relative to the agent's cwd)".into());
+    let hint =
+        || Some("e.g. watch_paths = [\"src\", \"*.py\"] (relative to the agent's cwd)".into());
     let Some(array) = item.as_array() else {
-        checker.problem(span_of(item), "`watch_paths` must be a list of paths", hint());
+        checker.problem(
+            span_of(item),
+            "`watch_paths` must be a list of paths",
+            hint(),
+        );
         return;
     };
     let mut paths = Vec::new();

@@ -492,8 +492,9 @@ fn watch_paths_is_off_by_default_and_read_as_written() {
     let config = parse_text("[agents.web]\ncommand = \"true\"\n").expect("valid");
     let web = AgentName::new("web").expect("name");
     assert!(config.agents[&web].watch_paths.is_empty());
-    let config = parse_text("[agents.web]\ncommand = \"true\"\nwatch_paths = [\"src\", \"*.py\"]\n")
-        .expect("valid");
+    let config =
+        parse_text("[agents.web]\ncommand = \"true\"\nwatch_paths = [\"src\", \"*.py\"]\n")
+            .expect("valid");
     assert_eq!(config.agents[&web].watch_paths, ["src", "*.py"]);
 }
 

@@ -110,7 +110,10 @@ fn changes_are_not_limited_like_restarts_for_ill_health() {
         w.exit(at + 0.1);
     }
     assert_eq!(w.pid(), Some(101 + AUTO_RESTARTS_MAX as u32 + 3));
-    assert!(!w.events.iter().any(|(kind, _)| kind == "restart_suppressed"));
+    assert!(!w
+        .events
+        .iter()
+        .any(|(kind, _)| kind == "restart_suppressed"));
 }
 
 #[test]
@@ -138,9 +141,11 @@ fn a_stopped_agent_stays_stopped() {
 #[test]
 fn a_new_watch_paths_alone_restarts_nothing() {
     let mut w = Watched::new("watch_paths = [\"src\"]");
-    let summary = w
-        .sup
-        .handle_apply(w.at(1.0), &config("watch_paths = [\"lib\", \"*.py\"]"), false);
+    let summary = w.sup.handle_apply(
+        w.at(1.0),
+        &config("watch_paths = [\"lib\", \"*.py\"]"),
+        false,
+    );
     assert_eq!(summary.unchanged, ["a"], "{summary:?}");
     w.drive(w.at(1.0));
     assert!(w.signals.is_empty());

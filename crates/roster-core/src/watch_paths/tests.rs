@@ -8,7 +8,12 @@ fn name(text: &str) -> AgentName {
 }
 
 fn paths(written: &[&str]) -> WatchPaths {
-    WatchPaths::new(&written.iter().map(|entry| entry.to_string()).collect::<Vec<_>>())
+    WatchPaths::new(
+        &written
+            .iter()
+            .map(|entry| entry.to_string())
+            .collect::<Vec<_>>(),
+    )
 }
 
 const CWD: &str = "/project/agent";

@@ -64,17 +64,17 @@ impl FileWatches {
     /// created since is watched now), and drops those of agents that no
     /// longer have any.
     pub(super) fn apply(&mut self, config: &Config, context: &Context) {
-        let gone: Vec<AgentName> = self
-            .agents
-            .iter()
-            .filter(|(agent, armed)| {
-                armed.warning.is_some()
-                    || config.agents.get(*agent).is_none_or(|spec| {
-                        spec.watch_paths != armed.paths || spec.cwd != armed.cwd
-                    })
-            })
-            .map(|(agent, _)| agent.clone())
-            .collect();
+        let gone: Vec<AgentName> =
+            self.agents
+                .iter()
+                .filter(|(agent, armed)| {
+                    armed.warning.is_some()
+                        || config.agents.get(*agent).is_none_or(|spec| {
+                            spec.watch_paths != armed.paths || spec.cwd != armed.cwd
+                        })
+                })
+                .map(|(agent, _)| agent.clone())
+                .collect();
         for agent in gone {
             self.forget(&agent, context);
         }
@@ -107,12 +107,7 @@ impl FileWatches {
     }
 
     /// What a watcher or its arming reported.
-    pub(super) fn handle(
-        &mut self,
-        now: Instant,
-        input: FileWatchInput,
-        context: &Context,
-    ) {
+    pub(super) fn handle(&mut self, now: Instant, input: FileWatchInput, context: &Context) {
         match input {
             FileWatchInput::Armed {
                 agent,

@@ -186,6 +186,9 @@ fn check_locates_a_bad_watch_paths() {
         "roster.toml:6:23: an empty path in `watch_paths`",
         "hint: e.g. watch_paths = [\"src\", \"*.py\"]",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
 }
