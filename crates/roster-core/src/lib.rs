@@ -31,6 +31,7 @@ pub mod supervisor;
 pub mod trim;
 pub mod units;
 pub mod watch;
+pub mod watch_paths;
 pub mod web;
 
 pub use config::{AgentSpec, Config, ConfigError, LogConfig, RestartMode, StderrMode};

@@ -264,6 +264,8 @@ impl Supervisor {
 }
 
 #[cfg(test)]
+mod files_changed_tests;
+#[cfg(test)]
 mod health_tests;
 #[cfg(test)]
 mod prop_tests;

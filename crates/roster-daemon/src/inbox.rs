@@ -87,6 +87,8 @@ pub struct StatusLine {
     pub limits: Option<String>,
     /// Something about it that needs a person (it runs as root unasked).
     pub warning: Option<String>,
+    /// Why its `watch_paths` are not (all) watched.
+    pub watch_warning: Option<String>,
 }
 
 /// The sampler's work for one round.
@@ -176,6 +178,44 @@ pub enum Input {
     /// The home was deleted or replaced under the daemon (why): stop
     /// every agent and exit.
     HomeLost(String),
+    /// An agent's `watch_paths` watcher: armed, a change, or a trouble.
+    FileWatch(FileWatchInput),
+}
+
+/// What an agent's `watch_paths` watcher tells the loop. Each carries the
+/// watcher's generation: what a replaced watcher says is dropped.
+pub enum FileWatchInput {
+    /// A watcher was made off the loop (`None`: it could not be), with
+    /// what it could not watch.
+    Armed {
+        /// The agent.
+        agent: AgentName,
+        /// Which arming.
+        generation: u64,
+        /// The watcher, to keep for as long as the agent watches.
+        watcher: Option<notify::RecommendedWatcher>,
+        /// What is not watched, and why (for a warning).
+        problems: Vec<String>,
+    },
+    /// A file under the agent's `watch_paths` changed.
+    Changed {
+        /// The agent.
+        agent: AgentName,
+        /// Which arming.
+        generation: u64,
+        /// Which file, relative to the agent's cwd when under it.
+        path: String,
+    },
+    /// The watcher failed at something after it was armed (the inotify
+    /// watch limit, reached by a new directory).
+    Trouble {
+        /// The agent.
+        agent: AgentName,
+        /// Which arming.
+        generation: u64,
+        /// What, and what to do.
+        problem: String,
+    },
 }
 
 /// What reaches the loop of a deployment (see `roster_core::deployment`).

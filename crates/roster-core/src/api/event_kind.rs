@@ -82,6 +82,11 @@ event_kinds! {
     HandedBack = "handed_back",
     /// It is shipped as releases and none is deployed yet.
     Undeployed = "undeployed",
+    /// Files under its `watch_paths` changed: it restarts.
+    FilesChanged = "files_changed",
+    /// Its `watch_paths` cannot be watched (in full): changes there may
+    /// restart nothing.
+    WatchPathsFailed = "watch_paths_failed",
 
     // The daemon.
     /// The daemon started.

@@ -22,6 +22,8 @@ pub(crate) struct AgentDraft {
     /// `cwd` as written, for an agent shipped as releases (relative to its
     /// release).
     cwd_given: Option<(String, Range<usize>)>,
+    /// Where `watch_paths` is written, when it names anything.
+    watch_paths_span: Option<Range<usize>>,
 }
 
 /// Every agent key, in the order the "known keys here" hint lists them;
@@ -59,6 +61,7 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::shared("env_file", Read::Custom(env_file)),
     Key::new("tenant", Read::Custom(tenant)),
     Key::shared("stderr", Read::Stderr(|a, v| a.spec.stderr = v)),
+    Key::new("watch_paths", Read::Custom(watch_paths)),
 ];
 
 const MEMORY_FLOOR: Floor = Floor {
@@ -90,6 +93,7 @@ impl Checker {
             },
             has_command: false,
             cwd_given: None,
+            watch_paths_span: None,
         };
         let place = format!("agent `{name}`");
         // A `[defaults]` item is located at its value, not at a key of
@@ -104,6 +108,17 @@ impl Checker {
             self.read_key(table, key, item, AGENT_KEYS, &place, &mut agent);
         }
         let mut spec = agent.spec;
+        if let (Some(_), Some(span)) = (&spec.deploy, agent.watch_paths_span) {
+            self.problem(
+                span,
+                format!("agent `{name}` is shipped as releases: `watch_paths` cannot restart it"),
+                Some(
+                    "`watch_paths` is for development, on an agent that runs from its own directory; \
+                     ship changes with `roster deploy`, or remove [deploy] while developing"
+                        .into(),
+                ),
+            );
+        }
         if spec.deploy.is_some() {
             self.release_cwd(name, &mut spec, agent.cwd_given, base_dir);
         }
@@ -290,6 +305,42 @@ fn tenant(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
     } else {
         agent.spec.tenant = Some(name.to_owned());
     }
+}
+
+/// `watch_paths = ["src", "*.py"]`: a list of non-empty strings, paths
+/// relative to the agent's `cwd` or globs of file names.
+fn watch_paths(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
+    let item = entry.item;
+    let hint =
+        || Some("e.g. watch_paths = [\"src\", \"*.py\"] (relative to the agent's cwd)".into());
+    let Some(array) = item.as_array() else {
+        checker.problem(
+            span_of(item),
+            "`watch_paths` must be a list of paths",
+            hint(),
+        );
+        return;
+    };
+    let mut paths = Vec::new();
+    for value in array.iter() {
+        let span = value.span().unwrap_or_else(|| span_of(item));
+        match value.as_str() {
+            Some("") => checker.problem(span, "an empty path in `watch_paths`", hint()),
+            Some(path) if path.contains('\0') => {
+                checker.problem(span, "a path in `watch_paths` contains a NUL byte", hint())
+            }
+            Some(path) => paths.push(path.to_owned()),
+            None => checker.problem(
+                span,
+                "every element of `watch_paths` must be a string",
+                hint(),
+            ),
+        }
+    }
+    if !paths.is_empty() {
+        agent.watch_paths_span = Some(span_of(item));
+    }
+    agent.spec.watch_paths = paths;
 }
 
 fn env_file(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {

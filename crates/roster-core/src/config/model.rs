@@ -178,6 +178,11 @@ pub struct AgentSpec {
     /// Where its stderr goes: its own `stderr`, else `[defaults]`', else
     /// `[log]`'s. A change restarts it (its pipes are set at spawn).
     pub stderr: StderrMode,
+    /// `watch_paths`: files and directories (relative to `cwd`) and
+    /// globs of file names whose changes restart the agent, for
+    /// development (see `crate::watch_paths`); empty: none. Changing it
+    /// alone restarts nothing.
+    pub watch_paths: Vec<String>,
 }
 
 impl AgentSpec {
@@ -212,6 +217,7 @@ impl AgentSpec {
             env_file: None,
             tenant: None,
             stderr: StderrMode::Merge,
+            watch_paths: Vec::new(),
         }
     }
 
@@ -252,6 +258,7 @@ impl fmt::Debug for AgentSpec {
             .field("stop_timeout", &self.stop_timeout)
             .field("health", &self.health)
             .field("stderr", &self.stderr)
+            .field("watch_paths", &self.watch_paths)
             .finish_non_exhaustive()
     }
 }

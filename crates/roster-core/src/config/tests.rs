@@ -516,3 +516,44 @@ fn stderr_comes_from_the_agent_then_defaults_then_log() {
     assert_eq!(stderr_of(&from_defaults, "web"), StderrMode::Separate);
     assert_eq!(stderr_of(&from_defaults, "db"), StderrMode::Merge);
 }
+
+#[test]
+fn watch_paths_is_off_by_default_and_read_as_written() {
+    let config = parse_text("[agents.web]\ncommand = \"true\"\n").expect("valid");
+    let web = AgentName::new("web").expect("name");
+    assert!(config.agents[&web].watch_paths.is_empty());
+    let config =
+        parse_text("[agents.web]\ncommand = \"true\"\nwatch_paths = [\"src\", \"*.py\"]\n")
+            .expect("valid");
+    assert_eq!(config.agents[&web].watch_paths, ["src", "*.py"]);
+}
+
+#[test]
+fn watch_paths_must_be_a_list_of_non_empty_strings() {
+    let text = "[agents.a]\ncommand = \"true\"\nwatch_paths = \"src\"\n\
+                [agents.b]\ncommand = \"true\"\nwatch_paths = [\"src\", \"\", 3]\n\
+                [agents.c]\ncommand = \"true\"\nwatch_path = [\"src\"]\n";
+    let rendered = parse_text(text).expect_err("invalid").to_string();
+    for expected in [
+        "roster.toml:3:15: `watch_paths` must be a list of paths",
+        "roster.toml:6:23: an empty path in `watch_paths`",
+        "roster.toml:6:27: every element of `watch_paths` must be a string",
+        "hint: e.g. watch_paths = [\"src\", \"*.py\"] (relative to the agent's cwd)",
+        "roster.toml:9:1: unknown key `watch_path` in agent `c`",
+        "hint: did you mean `watch_paths`?",
+    ] {
+        assert!(rendered.contains(expected), "{expected}\nin:\n{rendered}");
+    }
+}
+
+#[test]
+fn watch_paths_cannot_restart_an_agent_shipped_as_releases() {
+    let text = "[agents.a]\ncommand = \"true\"\nwatch_paths = [\"src\"]\n[agents.a.deploy]\n";
+    let rendered = parse_text(text).expect_err("invalid").to_string();
+    assert!(
+        rendered.contains(
+            "roster.toml:3:15: agent `a` is shipped as releases: `watch_paths` cannot restart it"
+        ),
+        "{rendered}"
+    );
+}

@@ -62,7 +62,7 @@ impl Supervisor {
                     self.push_event(name, EventKind::Added);
                     self.start_agent(now, name);
                 }
-                Some(agent) if agent.spec != *spec && !labels_only(&agent.spec, spec) => {
+                Some(agent) if agent.spec != *spec && !restarts_nothing(&agent.spec, spec) => {
                     summary.changed.push(name.to_string());
                     agent.spec = spec.clone();
                     agent.adopt_release(live.get(name));
@@ -76,6 +76,7 @@ impl Supervisor {
                 Some(agent) => {
                     summary.unchanged.push(name.to_string());
                     agent.spec.tenant.clone_from(&spec.tenant);
+                    agent.spec.watch_paths.clone_from(&spec.watch_paths);
                     agent.adopt_release(live.get(name));
                     // Undeployed means "runs once it has a release".
                     let released = agent.phase == Phase::Undeployed && agent.release.is_some();
@@ -95,15 +96,13 @@ impl Supervisor {
     }
 }
 
-/// Whether two specs differ only in labels (`tenant`), which restart
-/// nothing.
-fn labels_only(old: &AgentSpec, new: &AgentSpec) -> bool {
-    old.tenant != new.tenant
-        && AgentSpec {
-            tenant: None,
-            ..old.clone()
-        } == AgentSpec {
-            tenant: None,
-            ..new.clone()
-        }
+/// Whether two specs differ only in what restarts nothing: labels
+/// (`tenant`) and `watch_paths` (the runtime re-arms its file watcher).
+fn restarts_nothing(old: &AgentSpec, new: &AgentSpec) -> bool {
+    let without = |spec: &AgentSpec| AgentSpec {
+        tenant: None,
+        watch_paths: Vec::new(),
+        ..spec.clone()
+    };
+    without(old) == without(new)
 }

@@ -133,6 +133,11 @@ pub enum EventKind {
     /// It is shipped as releases and none is deployed yet: it is not
     /// started (and no start is counted) until the first deploy.
     Undeployed,
+    /// Files under its `watch_paths` changed: it is restarted, drained.
+    FilesChanged {
+        /// Which: `watch_paths: src/main.py changed`.
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -160,6 +165,7 @@ impl EventKind {
             EventKind::Retired { .. } => JournalKind::Retired,
             EventKind::HandedBack { .. } => JournalKind::HandedBack,
             EventKind::Undeployed => JournalKind::Undeployed,
+            EventKind::FilesChanged { .. } => JournalKind::FilesChanged,
         }
     }
 
@@ -260,6 +266,7 @@ impl EventKind {
             EventKind::Undeployed => {
                 "no release is deployed yet; it starts with its first deploy".into()
             }
+            EventKind::FilesChanged { reason } => format!("restarting: {reason}"),
         }
     }
 }

@@ -51,6 +51,43 @@ impl Supervisor {
         }
     }
 
+    /// Files under the agent's `watch_paths` changed (`reason` says which,
+    /// from [`crate::watch_paths::Debouncer`]): a running agent restarts
+    /// drained, as for ill health (drain signal, then SIGKILL after
+    /// `drain_timeout`) but not rate-limited with those restarts, since the
+    /// debouncer already spaces them; one waiting out a backoff or
+    /// `failed` starts at once, since a change may be the fix. A stopped or
+    /// exited agent stays so: an operator stopped it, or it ended as its
+    /// policy wants.
+    pub fn handle_files_changed(&mut self, now: Instant, agent: &AgentName, reason: &str) {
+        let Some(state) = self.agents.get(agent) else {
+            return;
+        };
+        let (signal, timeout, phase) = (
+            state.spec.drain_signal.unwrap_or(state.spec.stop_signal),
+            state.spec.drain_timeout,
+            state.phase,
+        );
+        let event = EventKind::FilesChanged {
+            reason: reason.to_owned(),
+        };
+        match phase {
+            Phase::Starting { .. } | Phase::Running { .. } => {
+                self.push_event(agent, event);
+                self.stop_agent_with(now, agent, AfterStop::Restart, signal, timeout);
+            }
+            Phase::Backoff { .. } | Phase::Failed { .. } => {
+                self.push_event(agent, event);
+                self.start_agent(now, agent);
+            }
+            Phase::Stopped
+            | Phase::Spawning
+            | Phase::Stopping { .. }
+            | Phase::Exited
+            | Phase::Undeployed => {}
+        }
+    }
+
     /// Stops every agent (for `roster down`).
     pub fn handle_stop_all(&mut self, now: Instant) {
         for name in self.names() {

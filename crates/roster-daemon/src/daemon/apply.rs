@@ -14,6 +14,7 @@ use roster_core::Supervisor;
 
 use super::alerts::Alerting;
 use super::context::Context;
+use super::file_watch::FileWatches;
 use super::launch::Launcher;
 use super::limits::Limits;
 use super::logging::Logs;
@@ -35,6 +36,7 @@ pub(super) struct Rooms<'a> {
     pub logs: &'a mut Logs,
     pub limits: &'a mut Limits,
     pub alerting: &'a mut Alerting,
+    pub file_watches: &'a mut FileWatches,
 }
 
 /// The config file this home last applied, if any (shared with the API
@@ -132,6 +134,7 @@ impl Applied {
             &read_along.live_releases,
         );
         rooms.alerting.apply(now, &config, rooms.logs, context);
+        rooms.file_watches.apply(&config, context);
         rooms.launcher.env_files = read_along.env_files;
         *self
             .path

@@ -19,6 +19,7 @@ use super::alerts::Alerting;
 use super::apply::{self, Applied};
 use super::context::Context;
 use super::deploys::Deploying;
+use super::file_watch::FileWatches;
 use super::launch::Launcher;
 use super::limits::Limits;
 use super::logging::Logs;
@@ -48,6 +49,8 @@ pub(super) struct Daemon {
     pub limits: Limits,
     pub logs: Logs,
     pub probes: Probes,
+    /// `watch_paths`: file watchers and their debouncer.
+    pub file_watches: FileWatches,
     pub alerting: Alerting,
     pub strays: Strays,
     pub deploys: Deploying,
@@ -99,6 +102,7 @@ impl Daemon {
                 self.alerting.watcher.poll_timeout(),
                 self.logs.poll_timeout(),
                 self.deploys.deployments.poll_timeout(),
+                self.file_watches.poll_timeout(),
                 next_watchdog,
                 trim.poll_timeout(),
             ]
@@ -181,6 +185,21 @@ impl Daemon {
                 self.alerting.watcher.handle_timeout(Instant::now());
             }
             self.deployment_timeouts();
+            if self
+                .file_watches
+                .poll_timeout()
+                .is_some_and(|deadline| deadline <= Instant::now())
+            {
+                if self.shutdown.is_stopping() {
+                    // No restart while every agent stops.
+                    self.file_watches.stop_all(&self.context);
+                } else {
+                    // Restarts asked of the supervisor are performed at the
+                    // top of the next pass.
+                    self.file_watches
+                        .handle_timeout(Instant::now(), &mut self.supervisor);
+                }
+            }
             if trim.handle_timeout(Instant::now()) {
                 give_back_memory();
             }
@@ -243,6 +262,10 @@ impl Daemon {
                 self.shutdown
                     .lose_home(reason, &self.context, &mut self.supervisor)
             }
+            Input::FileWatch(input) => {
+                self.file_watches
+                    .handle(Instant::now(), input, &self.context)
+            }
         }
     }
 
@@ -258,6 +281,7 @@ impl Daemon {
                     &self.logs,
                     &self.launcher.identities,
                     &self.limits,
+                    &self.file_watches,
                 ));
             }
             Request::Apply {
@@ -326,6 +350,7 @@ impl Daemon {
             logs: &mut self.logs,
             limits: &mut self.limits,
             alerting: &mut self.alerting,
+            file_watches: &mut self.file_watches,
         };
         self.applied
             .apply(path, loaded, start_stopped, replace, rooms, &self.context)
@@ -571,6 +596,7 @@ impl Daemon {
     /// After every agent stopped: stops strays, lets the pumps drain, and
     /// closes the journal.
     pub(super) fn finish(&mut self) {
+        self.file_watches.stop_all(&self.context);
         self.alerting.notify_commands.kill_all();
         self.deploys.kill_all();
         shutdown::stop_strays(&self.context.journal, || self.all_strays());

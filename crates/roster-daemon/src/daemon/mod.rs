@@ -14,7 +14,7 @@
 //! `identities` and `limits`), `probes`, `alerts` (rules, alerts,
 //! `file_sd.json`, with `notify_exec`), `logging` (writers, pumps, log
 //! troubles), `reap` (strays and `leftovers`), `deploys`, `requests`,
-//! `sampling` and `shutdown`. Rooms take each other as arguments; none uses
+//! `file_watch` (`watch_paths`), `sampling` and `shutdown`. Rooms take each other as arguments; none uses
 //! `dispatch` or this file.
 
 mod alerts;
@@ -24,6 +24,7 @@ mod deploy_actions;
 mod deploys;
 mod dispatch;
 mod error;
+mod file_watch;
 mod home_watch;
 mod identities;
 mod launch;
@@ -235,6 +236,7 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         limits: Limits::new(cgroups),
         logs: Logs::default(),
         probes: Probes::default(),
+        file_watches: file_watch::FileWatches::new(),
         alerting: Alerting::new(alerts, notifier),
         strays: Strays::default(),
         deploys: Deploying::new(deploys),

@@ -6,20 +6,22 @@ use std::time::Instant;
 
 use roster_core::{AgentName, AgentSpec, Supervisor};
 
+use super::file_watch::FileWatches;
 use super::identities::Identities;
 use super::limits::Limits;
 use super::logging::Logs;
 use crate::inbox::{StatusLine, Verb};
 
 /// `status`: every agent as the supervisor has it, with its dropped log
-/// lines, its user, how its limits are enforced and a warning when it
-/// runs as root unintended.
+/// lines, its user, how its limits are enforced, a warning when it runs as
+/// root unintended, and one when its `watch_paths` are not all watched.
 pub(super) fn status(
     now: Instant,
     supervisor: &Supervisor,
     logs: &Logs,
     identities: &Identities,
     limits: &Limits,
+    file_watches: &FileWatches,
 ) -> Vec<StatusLine> {
     supervisor
         .views(now)
@@ -31,12 +33,14 @@ pub(super) fn status(
             let warning = identities
                 .runs_as_root(&view.name)
                 .then(|| roster_core::api::root_warning(view.name.as_str()));
+            let watch_warning = file_watches.warning(&view.name);
             StatusLine {
                 view,
                 dropped,
                 user,
                 limits,
                 warning,
+                watch_warning,
             }
         })
         .collect()

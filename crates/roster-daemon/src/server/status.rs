@@ -81,6 +81,7 @@ pub async fn status_reply(
         .map(|line| line.view.name.as_str())
         .collect();
     warnings.extend(roster_core::api::root_summary(&as_root));
+    warnings.extend(views.iter().filter_map(|line| line.watch_warning.clone()));
     let sampled: std::collections::BTreeMap<
         roster_core::AgentName,
         roster_core::watch::AgentSample,
@@ -118,6 +119,7 @@ pub async fn status_reply(
                     user,
                     limits,
                     warning,
+                    ..
                 } = line;
                 let name = view.name.to_string();
                 let group = view.pid.and_then(|pid| by_group.get(&pid).copied());

@@ -39,5 +39,6 @@ mod surfaces;
 mod top;
 mod util;
 mod watch;
+mod watch_paths;
 mod web;
 mod web_tokens;
