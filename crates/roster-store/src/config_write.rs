@@ -106,9 +106,7 @@ fn stage(
         .write(true)
         .create_new(true)
         .mode(if old.is_some() { 0o600 } else { 0o666 });
-    let mut file = options
-        .open(temporary)
-        .map_err(io("create", temporary))?;
+    let mut file = options.open(temporary).map_err(io("create", temporary))?;
     file.write_all(text.as_bytes())
         .map_err(io("write", temporary))?;
     if let Some(old) = old {
@@ -170,7 +168,11 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).expect("link");
         replace_config_file(&link, Some("old\n"), "new\n").expect("replaced");
         assert_eq!(std::fs::read_to_string(&real).expect("read"), "new\n");
-        assert!(link.symlink_metadata().expect("link").file_type().is_symlink());
+        assert!(link
+            .symlink_metadata()
+            .expect("link")
+            .file_type()
+            .is_symlink());
         let mode = std::fs::metadata(&real).expect("stat").permissions().mode();
         assert_eq!(mode & 0o7777, 0o640);
         let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -186,10 +188,16 @@ mod tests {
         let path = dir.path().join("roster.toml");
         std::fs::write(&path, "theirs\n").expect("write");
         let refused = replace_config_file(&path, Some("mine\n"), "new\n");
-        assert!(matches!(refused, Err(WriteError::Changed { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(WriteError::Changed { .. })),
+            "{refused:?}"
+        );
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "theirs\n");
         let refused = replace_config_file(&path, None, "new\n");
-        assert!(matches!(refused, Err(WriteError::Changed { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(WriteError::Changed { .. })),
+            "{refused:?}"
+        );
         let created = dir.path().join("new.toml");
         replace_config_file(&created, None, "made\n").expect("created");
         assert_eq!(std::fs::read_to_string(&created).expect("read"), "made\n");

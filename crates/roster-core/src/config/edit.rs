@@ -55,11 +55,18 @@ pub enum EditError {
 /// The text with `agent`'s table appended, and the line (1-based) its
 /// table starts on. The old text is a prefix of the new one.
 pub fn add_agent(text: &str, agent: &NewAgent) -> Result<(String, usize), EditError> {
-    if agent.command.first().is_none_or(|program| program.is_empty()) {
+    if agent
+        .command
+        .first()
+        .is_none_or(|program| program.is_empty())
+    {
         return Err(EditError::EmptyCommand);
     }
     let document: DocumentMut = text.parse()?;
-    if agent_names(&document).iter().any(|name| name == agent.name.as_str()) {
+    if agent_names(&document)
+        .iter()
+        .any(|name| name == agent.name.as_str())
+    {
         return Err(EditError::AlreadyThere(agent.name.to_string()));
     }
     let mut out = text.to_owned();
@@ -141,9 +148,7 @@ pub fn remove_agent(text: &str, name: &str) -> Result<String, EditError> {
     };
     let mut headed = Vec::new();
     headed_tables(&removed, &mut headed);
-    let lead = headed
-        .into_iter()
-        .min_by_key(|(position, _)| *position);
+    let lead = headed.into_iter().min_by_key(|(position, _)| *position);
     if let Some((position, prefix)) = lead {
         carry_to_next(&mut document, position, &kept_above(&prefix));
     }

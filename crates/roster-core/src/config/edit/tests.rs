@@ -58,11 +58,16 @@ fn valid(text: &str) -> crate::config::Config {
 fn an_added_agent_is_appended_and_everything_before_stays() {
     let mut new = agent("web.1", &["python3", "-m", "http.server", "8000"]);
     new.cwd = Some("web app".into());
-    new.env = vec![("PORT".into(), "8000".into()), ("A B".into(), "q\"uote".into())];
+    new.env = vec![
+        ("PORT".into(), "8000".into()),
+        ("A B".into(), "q\"uote".into()),
+    ];
     new.user = Some("www-data".into());
     new.health_http = Some("http://127.0.0.1:8000/".into());
     let (text, first_line) = add_agent(COMMENTED, &new).expect("added");
-    let appended = text.strip_prefix(COMMENTED).expect("the old text is a prefix");
+    let appended = text
+        .strip_prefix(COMMENTED)
+        .expect("the old text is a prefix");
     assert_eq!(
         appended,
         "\n[agents.\"web.1\"]\n\
@@ -74,10 +79,7 @@ fn an_added_agent_is_appended_and_everything_before_stays() {
          [agents.\"web.1\".health]\n\
          http = \"http://127.0.0.1:8000/\"\n"
     );
-    assert_eq!(
-        text.lines().nth(first_line - 1),
-        Some("[agents.\"web.1\"]")
-    );
+    assert_eq!(text.lines().nth(first_line - 1), Some("[agents.\"web.1\"]"));
     let mut without_env = new.clone();
     without_env.env.retain(|(key, _)| key == "PORT");
     let (text, _) = add_agent(COMMENTED, &without_env).expect("added");
@@ -95,12 +97,17 @@ fn added_to_nothing_or_to_a_file_without_a_last_newline() {
     let (text, first_line) = add_agent("", &agent("a", &["true"])).expect("added");
     assert_eq!(text, "[agents.a]\ncommand = [\"true\"]\n");
     assert_eq!(first_line, 1);
-    let (text, first_line) =
-        add_agent("[log]\nkeep = 3", &agent("a", &["true"])).expect("added");
-    assert_eq!(text, "[log]\nkeep = 3\n\n[agents.a]\ncommand = [\"true\"]\n");
+    let (text, first_line) = add_agent("[log]\nkeep = 3", &agent("a", &["true"])).expect("added");
+    assert_eq!(
+        text,
+        "[log]\nkeep = 3\n\n[agents.a]\ncommand = [\"true\"]\n"
+    );
     assert_eq!(first_line, 4);
     let (text, _) = add_agent("[log]\nkeep = 3\n\n", &agent("a", &["true"])).expect("added");
-    assert_eq!(text, "[log]\nkeep = 3\n\n[agents.a]\ncommand = [\"true\"]\n");
+    assert_eq!(
+        text,
+        "[log]\nkeep = 3\n\n[agents.a]\ncommand = [\"true\"]\n"
+    );
 }
 
 #[test]
