@@ -11,12 +11,15 @@
 //!   and read by `keys`, with `values` for single values;
 //! - `health_checks`, `watch_checks`, `notify_checks`, `deploy_checks`,
 //!   `web_checks`: the sub-tables that are checked as a whole;
-//! - `diagnostics`: `ConfigError`, FILE:LINE:COL, "did you mean".
+//! - `diagnostics`: `ConfigError`, FILE:LINE:COL, "did you mean";
+//! - `edit`: a file's text with an agent added or removed, everything
+//!   else kept as written (`roster add`, `roster remove`).
 
 mod agents;
 mod checking;
 mod deploy_checks;
 mod diagnostics;
+mod edit;
 mod health_checks;
 mod keys;
 mod model;
@@ -32,6 +35,7 @@ mod tests;
 
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
+pub use edit::{add_agent, remove_agent, EditError, NewAgent};
 pub use model::{AgentSpec, Config, LogConfig, RestartMode, StderrMode};
 
 // For other files of the same shape (the fleet file): the same checker,

@@ -2,7 +2,8 @@
 //!
 //! The home and its checked directory handle, the journal, agents' log
 //! files and the follower, the secret store and `env_file`s, the release
-//! store, config files, and the clock's formatting. The daemon writes most
+//! store, config files (read, and written back by `roster add` and
+//! `remove`), and the clock's formatting. The daemon writes most
 //! of it; the CLI reads it (and writes secrets) without asking the daemon.
 //!
 //! Dependencies point one way: `roster-core` ← `roster-store` ←
@@ -12,6 +13,7 @@
 
 pub mod clock;
 pub mod config_file;
+pub mod config_write;
 pub mod disk;
 pub mod home;
 pub mod journal;

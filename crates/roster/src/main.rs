@@ -76,6 +76,47 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// Add an agent to the config file (created if missing), keeping its
+    /// comments; check the whole file (an invalid one is left as it was);
+    /// then start it as `up` does.
+    Add {
+        /// The agent's name.
+        name: String,
+        /// Its working directory, relative to the current one [default:
+        /// the current directory].
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// An environment variable; repeat for more.
+        #[arg(long = "env", value_name = "K=V", value_parser = commands::add::parse_env)]
+        env: Vec<(String, String)>,
+        /// The user it runs as.
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// A health check: healthy while this URL answers 2xx.
+        #[arg(long = "health-http", value_name = "URL")]
+        health_http: Option<String>,
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Give up waiting for agents to settle after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+        /// The command and its arguments, after `--` (no shell).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Take an agent out of the config file (its sub-tables too, other
+    /// lines kept), check the whole file, then apply it: the agent stops.
+    Remove {
+        /// The agent's name.
+        name: String,
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Give up waiting for the agent to stop after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
     /// Stop every agent gracefully, then the daemon.
     Down,
     /// Show agents: a table, or with --json the documented object.
@@ -396,6 +437,33 @@ fn main() -> ExitCode {
             no_wait,
             timeout,
         } => commands::up::apply(&home, &file, replace, no_wait, timeout),
+        Command::Add {
+            name,
+            cwd,
+            env,
+            user,
+            health_http,
+            file,
+            timeout,
+            command,
+        } => commands::add::run(
+            &home,
+            &commands::add::Options {
+                name,
+                cwd,
+                env,
+                user,
+                health_http,
+                command,
+                file,
+                timeout,
+            },
+        ),
+        Command::Remove {
+            name,
+            file,
+            timeout,
+        } => commands::remove::run(&home, &name, &file, timeout),
         Command::Down => commands::daemon::down(&home),
         Command::Status { names, json } => commands::status::run(&home, &names, json),
         Command::Start { names } => {

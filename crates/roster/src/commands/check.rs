@@ -129,6 +129,27 @@ pub fn reach_warnings(config: &Config) -> Vec<String> {
 /// Runs `roster check`.
 pub fn run(file: &Path) -> Result<ExitCode> {
     let config = load(file)?;
+    let problems = problems(file, &config);
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{}: {problem}", file.display());
+        }
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "{}: ok, {} agent{}",
+        file.display(),
+        config.agents.len(),
+        if config.agents.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `roster check` finds in a valid config beyond its text: each
+/// problem returned (a working directory that does not exist, an
+/// unreadable metrics token), each warning printed to stderr as
+/// `FILE: warning: ...`.
+pub fn problems(file: &Path, config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, spec) in &config.agents {
         // An agent shipped as releases runs in its release, which `check`
@@ -166,7 +187,7 @@ pub fn run(file: &Path) -> Result<ExitCode> {
             }
         }
     }
-    for warning in reach_warnings(&config) {
+    for warning in reach_warnings(config) {
         eprintln!("{}: warning: {warning}", file.display());
     }
     for (name, spec) in &config.agents {
@@ -200,17 +221,5 @@ pub fn run(file: &Path) -> Result<ExitCode> {
             }
         }
     }
-    if !problems.is_empty() {
-        for problem in &problems {
-            eprintln!("{}: {problem}", file.display());
-        }
-        return Ok(ExitCode::from(1));
-    }
-    println!(
-        "{}: ok, {} agent{}",
-        file.display(),
-        config.agents.len(),
-        if config.agents.len() == 1 { "" } else { "s" }
-    );
-    Ok(ExitCode::SUCCESS)
+    problems
 }

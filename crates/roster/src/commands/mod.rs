@@ -1,9 +1,11 @@
 //! One module per command; this one only holds what several share.
 
+pub mod add;
 pub mod agents;
 pub mod alerts;
 pub mod backup;
 pub mod check;
+pub mod config_edit;
 pub mod daemon;
 pub mod deploy;
 pub mod diagnose;
@@ -15,6 +17,7 @@ pub mod init;
 pub mod install;
 pub mod logs;
 pub mod recover;
+pub mod remove;
 pub mod secret;
 pub mod status;
 pub mod tmux;

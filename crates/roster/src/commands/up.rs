@@ -169,6 +169,19 @@ pub fn run(home: &Home, file: &Path, timeout: Duration, replace: bool) -> Result
     for warning in super::check::reach_warnings(&config) {
         eprintln!("{}: warning: {warning}", file.display());
     }
+    start_and_apply(home, file, &config, timeout, replace)
+}
+
+/// What `up` does with a config it has read and checked (`config` is
+/// `file`'s): starts the daemon if none runs, applies the file, waits for
+/// its agents, prints their status; exit 1 if any failed.
+pub fn start_and_apply(
+    home: &Home,
+    file: &Path,
+    config: &roster_core::Config,
+    timeout: Duration,
+    replace: bool,
+) -> Result<ExitCode> {
     super::daemon::ensure_running(home)?;
     let reply = send_apply(home, file, true, replace)?;
     print_summary(&reply.summary, false);

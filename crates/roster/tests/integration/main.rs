@@ -2,6 +2,7 @@
 //! home each. One module per area: issue #2 (lifecycle, restart, stopping, logs,
 //! journal, config, scale) and issue #6 (faults_*: promises kept under faults).
 
+mod add_remove;
 mod backup;
 mod config;
 mod deploy;
