@@ -6,6 +6,7 @@ pub mod backup;
 pub mod check;
 pub mod daemon;
 pub mod deploy;
+pub mod describe;
 pub mod diagnose;
 pub mod doctor;
 pub mod events;
