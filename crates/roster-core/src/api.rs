@@ -13,9 +13,10 @@ mod describe;
 mod event_kind;
 mod recovery;
 pub use describe::{
-    DescribeReply, DescribedChecks, DescribedCommand, DescribedExit, DescribedGroup, DescribedHealth,
-    DescribedLimit, DescribedLimits, DescribedLog, DescribedRelease, DescribedRestart, DescribedRule,
-    DescribedSocket, DescribedUser, DescribedVariable, EnvSource, MASKED,
+    DescribeReply, DescribedChecks, DescribedCommand, DescribedExit, DescribedGroup,
+    DescribedHealth, DescribedLimit, DescribedLimits, DescribedLog, DescribedRelease,
+    DescribedRestart, DescribedRule, DescribedSocket, DescribedUser, DescribedVariable, EnvSource,
+    MASKED,
 };
 pub use event_kind::EventKind;
 pub use recovery::{

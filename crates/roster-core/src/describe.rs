@@ -32,8 +32,7 @@ pub struct Environment {
 impl Environment {
     /// Sets `name`, replacing what an earlier layer set.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>, source: EnvSource) {
-        self.variables
-            .insert(name.into(), (value.into(), source));
+        self.variables.insert(name.into(), (value.into(), source));
     }
 
     /// Removes `name` (roster's own markers that an agent never gets).
@@ -164,7 +163,11 @@ pub fn restart(spec: &AgentSpec, last_exits: Vec<DescribedExit>) -> DescribedRes
         backoff_max: format_duration(spec.backoff_max),
         stop_signal: spec.stop_signal.name().to_owned(),
         stop_timeout: format_duration(spec.stop_timeout),
-        drain_signal: spec.drain_signal.unwrap_or(spec.stop_signal).name().to_owned(),
+        drain_signal: spec
+            .drain_signal
+            .unwrap_or(spec.stop_signal)
+            .name()
+            .to_owned(),
         drain_timeout: format_duration(spec.drain_timeout),
         crash_loop: spec.crash_loop,
         crash_window: format_duration(spec.crash_window),

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Group};
 
 use roster_core::api::{
-    AgentState, DescribeReply, DescribedCommand, DescribedGroup, DescribedLimits,
-    DescribedLog, DescribedRelease, DescribedSocket, DescribedUser, EnvSource,
+    AgentState, DescribeReply, DescribedCommand, DescribedGroup, DescribedLimits, DescribedLog,
+    DescribedRelease, DescribedSocket, DescribedUser, EnvSource,
 };
 use roster_core::describe::{self, Environment};
 use roster_core::units::format_duration;
@@ -143,15 +143,15 @@ pub fn finish(gathered: Gathered) -> DescribeReply {
         environment.set("ROSTER_SHARED", release.shared.as_str(), EnvSource::Default);
     }
     if let (true, Ok(account)) = (switched, &account) {
-        environment.set(
-            "HOME",
-            account.home.to_string_lossy(),
-            EnvSource::Default,
-        );
+        environment.set("HOME", account.home.to_string_lossy(), EnvSource::Default);
         environment.set("USER", account.name.as_str(), EnvSource::Default);
         environment.set("LOGNAME", account.name.as_str(), EnvSource::Default);
     }
-    environment.set("ROSTER_HOME", home_env.to_string_lossy(), EnvSource::Default);
+    environment.set(
+        "ROSTER_HOME",
+        home_env.to_string_lossy(),
+        EnvSource::Default,
+    );
     environment.set("ROSTER_AGENT", name.as_str(), EnvSource::Default);
     environment.remove(spawn::HELPER_MARKER);
     if !sockets.is_empty() {
@@ -242,10 +242,7 @@ fn program(argv: &[String], cwd: &Path, path: Option<&str>) -> (Option<String>, 
             if found.is_file() {
                 (Some(found.display().to_string()), None)
             } else {
-                (
-                    None,
-                    Some(format!("{}: no such file", found.display())),
-                )
+                (None, Some(format!("{}: no such file", found.display())))
             }
         }
         Err(error) => (None, Some(error)),

@@ -41,7 +41,11 @@ fn each_variable_keeps_the_source_that_set_it_last() {
     };
     assert_eq!(of("PATH"), Some(("/usr/bin", EnvSource::Inherited)));
     assert_eq!(of("MODEL"), Some(("small", EnvSource::Env)));
-    assert_eq!(of("LEVEL"), Some(("info", EnvSource::Env)), "[defaults] env");
+    assert_eq!(
+        of("LEVEL"),
+        Some(("info", EnvSource::Env)),
+        "[defaults] env"
+    );
     assert_eq!(of("PYTHONUNBUFFERED"), Some(("1", EnvSource::Default)));
     assert_eq!(of("SHARED"), Some(("file", EnvSource::EnvFile)));
     assert_eq!(of("ROSTER_AGENT"), Some(("web", EnvSource::Default)));
@@ -63,7 +67,10 @@ fn secrets_and_secret_looking_values_are_masked_everywhere() {
     environment.set("LETTERS", "abc", EnvSource::Env);
     environment.set("MODEL", "small", EnvSource::Env);
     let debug = format!("{environment:?}");
-    assert!(!debug.contains(&secret) && !debug.contains("hunter2"), "{debug}");
+    assert!(
+        !debug.contains(&secret) && !debug.contains("hunter2"),
+        "{debug}"
+    );
     let secrets = vec![secret.clone(), "ab".to_owned()];
     let described = environment.described(&secrets);
     for variable in &described {
@@ -101,7 +108,11 @@ fn checks_show_defaults_in_force() {
     assert_eq!(health.kind, "http");
     assert_eq!(health.check, "GET http://127.0.0.1:8001/health");
     assert_eq!(
-        (health.interval.as_str(), health.timeout.as_str(), health.retries),
+        (
+            health.interval.as_str(),
+            health.timeout.as_str(),
+            health.retries
+        ),
         ("10s", "2s", 3)
     );
     assert_eq!(health.start_period, "10s");
@@ -112,7 +123,9 @@ fn checks_show_defaults_in_force() {
 #[test]
 fn the_restart_policy_reads_as_the_config_writes_it() {
     let policy = restart(
-        &spec("[agents.web]\ncommand = \"true\"\nrestart = \"on-failure\"\nrestart_delay = \"2s\"\n"),
+        &spec(
+            "[agents.web]\ncommand = \"true\"\nrestart = \"on-failure\"\nrestart_delay = \"2s\"\n",
+        ),
         Vec::new(),
     );
     assert_eq!(policy.restart, "on-failure");
@@ -154,7 +167,12 @@ fn exits_carry_their_reasons_newest_first() {
         event(7, "started", Some(12), "started, pid 12"),
         event(8, "unhealthy", None, "unhealthy: 3 failed health checks"),
         event(9, "stopping", Some(12), "stopping pid 12 with SIGTERM"),
-        event(10, "killed", Some(12), "pid 12 outlived stop_timeout: SIGKILL"),
+        event(
+            10,
+            "killed",
+            Some(12),
+            "pid 12 outlived stop_timeout: SIGKILL",
+        ),
         event(11, "stopped", None, "stopped (killed by SIGKILL)"),
         event(12, "started", Some(13), "started, pid 13"),
         event(13, "stopping", Some(13), "stopping pid 13 with SIGTERM"),
@@ -178,7 +196,11 @@ fn exits_carry_their_reasons_newest_first() {
             (Some(10), Some(3), None),
         ]
     );
-    assert!(exits[0].reason.starts_with("stopped by roster"), "{:?}", exits[0]);
+    assert!(
+        exits[0].reason.starts_with("stopped by roster"),
+        "{:?}",
+        exits[0]
+    );
     assert!(exits[1].reason.contains("health check failed"));
     assert!(exits[1].reason.contains("SIGKILL"));
     assert!(exits[2].reason.contains("memory_max"));

@@ -113,7 +113,9 @@ impl Limits {
             match kind {
                 Some((kind, name)) if rlimit(kind) => format!("rlimit {name}"),
                 _ if prepared.is_none() || unenforced(key) => "unenforced".to_owned(),
-                _ => enforcement.clone().unwrap_or_else(|| "unenforced".to_owned()),
+                _ => enforcement
+                    .clone()
+                    .unwrap_or_else(|| "unenforced".to_owned()),
             }
         };
         let mut items = Vec::new();

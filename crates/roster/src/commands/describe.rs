@@ -60,7 +60,12 @@ impl Section {
         if self.rows.is_empty() {
             let _ = writeln!(out, "  (none)");
         }
-        let width = self.rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        let width = self
+            .rows
+            .iter()
+            .map(|(key, _)| key.len())
+            .max()
+            .unwrap_or(0);
         for (key, value) in &self.rows {
             let _ = writeln!(out, "  {key:<width$}  {value}");
         }
@@ -168,7 +173,11 @@ pub fn render(reply: &DescribeReply) -> String {
                 "{} on fd {}{}",
                 socket.address,
                 socket.fd,
-                if socket.bound { "" } else { " (bound at next start)" }
+                if socket.bound {
+                    ""
+                } else {
+                    " (bound at next start)"
+                }
             ),
         );
     }
@@ -244,7 +253,10 @@ pub fn render(reply: &DescribeReply) -> String {
             (None, Some(signal)) => format!("killed by {signal}"),
             (None, None) => "?".to_owned(),
         };
-        let pid = exit.pid.map(|pid| format!("pid {pid} ")).unwrap_or_default();
+        let pid = exit
+            .pid
+            .map(|pid| format!("pid {pid} "))
+            .unwrap_or_default();
         section.row(exit.time.as_str(), format!("{pid}{how}: {}", exit.reason));
     }
     section.write(&mut out);

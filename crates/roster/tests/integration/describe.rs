@@ -65,7 +65,10 @@ fn main_pid(roster: &Roster) -> u32 {
 #[test]
 fn describe_shows_each_effective_value_and_never_the_secret() {
     let roster = Roster::new();
-    roster.write("worker.env", "FROM_FILE=file-value\nMODEL=overridden-by-file\n");
+    roster.write(
+        "worker.env",
+        "FROM_FILE=file-value\nMODEL=overridden-by-file\n",
+    );
     let source = roster.path("src-v1");
     std::fs::create_dir_all(&source).expect("source dir");
     std::fs::write(source.join("run.sh"), "echo up\nexec sleep 600\n").expect("run.sh");
@@ -143,7 +146,10 @@ verify_for = "1s"
     // The command, the resolved program and where it runs.
     assert_eq!(reply["name"], "worker");
     assert_eq!(reply["state"], "running");
-    assert_eq!(reply["command"]["argv"], serde_json::json!(["sh", "run.sh"]));
+    assert_eq!(
+        reply["command"]["argv"],
+        serde_json::json!(["sh", "run.sh"])
+    );
     assert_eq!(reply["command"]["program"], sh.as_str(), "{reply:#}");
     assert_eq!(reply["command"]["cwd"], release.as_str());
     // The release and its path.
