@@ -106,10 +106,9 @@ impl Limits {
         let rlimit = |kind: RlimitKind| {
             prepared.is_some_and(|prepared| prepared.rlimits.iter().any(|(each, _)| *each == kind))
         };
-        let unenforced = |key: &str| {
-            prepared.is_none_or(|prepared| prepared.unenforced.iter().any(|each| *each == key))
-        };
-        let by = |key: &str, kind: Option<(RlimitKind, &str)>| -> String {
+        let unenforced =
+            |key: &'static str| prepared.is_none_or(|prepared| prepared.unenforced.contains(&key));
+        let by = |key: &'static str, kind: Option<(RlimitKind, &str)>| -> String {
             match kind {
                 Some((kind, name)) if rlimit(kind) => format!("rlimit {name}"),
                 _ if prepared.is_none() || unenforced(key) => "unenforced".to_owned(),
