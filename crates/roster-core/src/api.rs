@@ -9,8 +9,15 @@ use std::fmt;
 
 use crate::signal::name_of_number;
 
+mod describe;
 mod event_kind;
 mod recovery;
+pub use describe::{
+    DescribeReply, DescribedChecks, DescribedCommand, DescribedExit, DescribedGroup,
+    DescribedHealth, DescribedLimit, DescribedLimits, DescribedLog, DescribedRelease,
+    DescribedRestart, DescribedRule, DescribedSocket, DescribedUser, DescribedVariable, EnvSource,
+    MASKED,
+};
 pub use event_kind::EventKind;
 pub use recovery::{
     RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,

@@ -17,6 +17,7 @@ pub mod connection;
 pub mod delivery_log;
 pub mod deploy;
 pub mod deployment;
+pub mod describe;
 pub mod diagnose;
 pub mod fleet;
 pub mod hardening;

@@ -64,6 +64,14 @@ pub enum Request {
     Shutdown(oneshot::Sender<()>),
     /// What the sampler should sample now.
     SampleTargets(oneshot::Sender<SampleTargets>),
+    /// For `describe`: what the loop knows of the agent (see
+    /// `crate::describe`), or that there is no such agent.
+    Describe {
+        /// The name asked for.
+        agent: String,
+        /// The facts, or why not (the known agents' names).
+        reply: oneshot::Sender<Result<crate::describe::Gathered, String>>,
+    },
     /// For a deploy: the agent's spec, if it is shipped as releases.
     DeployTarget {
         /// The agent.

@@ -17,6 +17,7 @@ pub(crate) mod alerts;
 pub(crate) mod cgroup;
 pub(crate) mod daemon;
 pub(crate) mod deploy;
+pub(crate) mod describe;
 pub(crate) mod identity;
 pub(crate) mod inbox;
 pub(crate) mod listen;

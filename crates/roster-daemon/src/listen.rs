@@ -174,6 +174,16 @@ impl Listeners {
         Ok(notes)
     }
 
+    /// Whether the daemon holds `agent`'s socket `name` bound now (one the
+    /// agent itself held at the apply is bound at its next spawn).
+    pub fn is_bound(&self, agent: &AgentName, name: &str) -> bool {
+        self.bound.get(agent).is_some_and(|slots| {
+            slots
+                .iter()
+                .any(|slot| slot.name == name && slot.fd.is_some())
+        })
+    }
+
     /// An agent's sockets, in the order they are handed over (fd 3 first),
     /// for a spawn (a cutover's new process gets its own, when it has
     /// them): an address the agent held itself at apply is bound now (its

@@ -89,6 +89,7 @@ pub async fn serve(
         .route("/v1/deploy", post(deploy).get(deploy_progress))
         .route("/v1/rollback", post(rollback))
         .route("/v1/releases", get(releases))
+        .route("/v1/describe", get(describe))
         .route("/v1/secrets", get(secrets_list))
         .route("/v1/secrets/set", post(secret_set))
         .route("/v1/secrets/rm", post(secret_remove))
@@ -380,6 +381,28 @@ async fn deploy_progress(
             StatusCode::NOT_FOUND,
             format!("no deploy of {} since the daemon started", query.agent),
         ),
+    }
+}
+
+/// `GET /v1/describe?agent=NAME`: what exactly runs for the agent (see
+/// `crate::describe`); 404 with the known names for an unknown one.
+async fn describe(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<AgentQuery>,
+) -> Response {
+    let gathered = match ask(&state, |reply| Request::Describe {
+        agent: query.agent,
+        reply,
+    })
+    .await
+    {
+        Some(Ok(gathered)) => gathered,
+        Some(Err(unknown)) => return error(StatusCode::NOT_FOUND, unknown),
+        None => return gone(),
+    };
+    match tokio::task::spawn_blocking(move || crate::describe::finish(gathered)).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()),
     }
 }
 

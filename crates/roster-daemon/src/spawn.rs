@@ -394,7 +394,7 @@ fn set_helper_marker(environment: &mut BTreeMap<OsString, OsString>, helper_run:
 }
 
 /// The daemon's own environment less [`DAEMON_ONLY_VARIABLES`].
-fn daemon_environment() -> BTreeMap<OsString, OsString> {
+pub(crate) fn daemon_environment() -> BTreeMap<OsString, OsString> {
     std::env::vars_os()
         .filter(|(key, _)| {
             !DAEMON_ONLY_VARIABLES

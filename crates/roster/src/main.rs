@@ -127,6 +127,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what exactly runs for an agent, as the daemon has it applied:
+    /// command and resolved program, cwd, user, environment (with
+    /// sources; secrets masked), limits, sockets, release, checks, log,
+    /// restart policy and the last exits.
+    Describe {
+        /// The agent.
+        name: String,
+        /// Print JSON (field names in README, "describe").
+        #[arg(long)]
+        json: bool,
+    },
     /// Start agents (`all` for every agent); clears `failed` at once.
     Start {
         /// Agent names, or `all`.
@@ -466,6 +477,7 @@ fn main() -> ExitCode {
         } => commands::remove::run(&home, &name, &file, timeout),
         Command::Down => commands::daemon::down(&home),
         Command::Status { names, json } => commands::status::run(&home, &names, json),
+        Command::Describe { name, json } => commands::describe::run(&home, &name, json),
         Command::Start { names } => {
             commands::agents::run(&home, commands::agents::Verb::Start, &names)
         }

@@ -19,6 +19,7 @@ use super::alerts::Alerting;
 use super::apply::{self, Applied};
 use super::context::Context;
 use super::deploys::Deploying;
+use super::describe;
 use super::file_watch::FileWatches;
 use super::launch::Launcher;
 use super::limits::Limits;
@@ -321,6 +322,17 @@ impl Daemon {
             Request::Shutdown(reply) => {
                 self.shutdown.wait(reply);
                 self.begin_shutdown("roster down");
+            }
+            Request::Describe { agent, reply } => {
+                let _ = reply.send(describe::gather(
+                    now,
+                    &agent,
+                    &self.supervisor,
+                    &self.launcher,
+                    &self.limits,
+                    &self.logs,
+                    &self.context,
+                ));
             }
             Request::DeployTarget { agent, reply } => {
                 let home = self.context.home.root();

@@ -100,6 +100,11 @@ impl Launcher {
         }
     }
 
+    /// Every agent's secrets, as the next spawn reads them.
+    pub(super) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     /// The pipe on which the exec shim of `pid` reports, if it was started
     /// through the shim.
     pub(super) fn take_shim_report(&mut self, pid: u32) -> Option<OwnedFd> {

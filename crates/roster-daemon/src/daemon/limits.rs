@@ -92,6 +92,69 @@ impl Limits {
         self.enforcement.get(agent).cloned()
     }
 
+    /// `describe`: each limit `set` of `agent` with what enforces it (its
+    /// cgroup, an rlimit in its stead, or nothing here), and the cgroup
+    /// directories its processes join.
+    pub(super) fn described(
+        &self,
+        agent: &AgentName,
+        set: &roster_core::hardening::Limits,
+    ) -> roster_core::api::DescribedLimits {
+        use roster_core::api::{DescribedLimit, DescribedLimits};
+        let prepared = self.prepared.get(agent);
+        let enforcement = self.enforcement(agent);
+        let rlimit = |kind: RlimitKind| {
+            prepared.is_some_and(|prepared| prepared.rlimits.iter().any(|(each, _)| *each == kind))
+        };
+        let unenforced =
+            |key: &'static str| prepared.is_none_or(|prepared| prepared.unenforced.contains(&key));
+        let by = |key: &'static str, kind: Option<(RlimitKind, &str)>| -> String {
+            match kind {
+                Some((kind, name)) if rlimit(kind) => format!("rlimit {name}"),
+                _ if prepared.is_none() || unenforced(key) => "unenforced".to_owned(),
+                _ => enforcement
+                    .clone()
+                    .unwrap_or_else(|| "unenforced".to_owned()),
+            }
+        };
+        let mut items = Vec::new();
+        let mut item = |key: &str, value: String, enforced_by: String| {
+            items.push(DescribedLimit {
+                key: key.to_owned(),
+                value,
+                enforced_by,
+            })
+        };
+        if let Some(bytes) = set.memory_max {
+            let enforced = by("memory_max", Some((RlimitKind::AddressSpace, "RLIMIT_AS")));
+            item("memory_max", bytes.to_string(), enforced);
+        }
+        if let Some(percent) = set.cpu_quota {
+            item("cpu_quota", format!("{percent}%"), by("cpu_quota", None));
+        }
+        if let Some(tasks) = set.tasks_max {
+            let enforced = by("tasks_max", Some((RlimitKind::Processes, "RLIMIT_NPROC")));
+            item("tasks_max", tasks.to_string(), enforced);
+        }
+        if let Some(files) = set.nofile {
+            let enforced = by("nofile", Some((RlimitKind::OpenFiles, "RLIMIT_NOFILE")));
+            item("nofile", files.to_string(), enforced);
+        }
+        DescribedLimits {
+            enforcement,
+            cgroups: prepared
+                .map(|prepared| {
+                    prepared
+                        .join
+                        .iter()
+                        .map(|dir| dir.display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            items,
+        }
+    }
+
     /// Sets what a new process of `agent` (whose config sets limits) joins
     /// and which rlimits it gets, and counts the OOM kills so far. An agent
     /// whose limits could not be set up is not started without them.

@@ -84,6 +84,11 @@ impl Default for Logs {
 }
 
 impl Logs {
+    /// The applied `[log]` settings.
+    pub(super) fn log_config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
     /// A config's `[log]` settings. Pumps hand new settings to their writer
     /// with the next output; a quiet agent's writer gets them now, so a
     /// lower `keep` removes its surplus files at once. Never waits here: a

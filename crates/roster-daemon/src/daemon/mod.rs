@@ -22,6 +22,7 @@ mod apply;
 mod context;
 mod deploy_actions;
 mod deploys;
+mod describe;
 mod dispatch;
 mod error;
 mod file_watch;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config_edit;
 pub mod daemon;
 pub mod deploy;
+pub mod describe;
 pub mod diagnose;
 pub mod doctor;
 pub mod events;

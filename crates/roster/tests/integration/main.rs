@@ -8,6 +8,7 @@ mod config;
 mod deploy;
 mod deploy_faults;
 mod deploy_lossless;
+mod describe;
 mod diagnose;
 mod example;
 mod faults_flood;
