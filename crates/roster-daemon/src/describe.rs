@@ -217,6 +217,8 @@ pub fn finish(gathered: Gathered) -> DescribeReply {
             max_size_bytes: log.max_size,
             keep: log.keep,
             compress: log.compress,
+            stderr_path: (spec.stderr == roster_core::config::StderrMode::Separate)
+                .then(|| paths.agent_err_log(name.as_str()).display().to_string()),
         },
         restart: describe::restart(&spec, last_exits),
     }

@@ -248,6 +248,10 @@ pub struct DescribedLog {
     pub keep: u32,
     /// Whether rotated files are gzipped.
     pub compress: bool,
+    /// `<home>/logs/NAME.err.log` with `stderr = "separate"`; `None` when
+    /// stderr goes to `path` too.
+    #[serde(default)]
+    pub stderr_path: Option<String>,
 }
 
 /// The restart policy, and how the last processes ended.

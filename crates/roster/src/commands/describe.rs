@@ -227,7 +227,13 @@ pub fn render(reply: &DescribeReply) -> String {
             roster_core::watch::format_bytes(log.max_size_bytes as f64),
         )
         .row("keep", log.keep.to_string())
-        .row("compress", log.compress.to_string());
+        .row("compress", log.compress.to_string())
+        .row(
+            "stderr",
+            log.stderr_path
+                .as_deref()
+                .unwrap_or("merged into the log above"),
+        );
     section.write(&mut out);
 
     let restart = &reply.restart;

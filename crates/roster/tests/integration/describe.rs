@@ -201,6 +201,11 @@ verify_for = "1s"
     assert_eq!(reply["log"]["max_size_bytes"], 10 * 1024 * 1024);
     assert_eq!(reply["log"]["keep"], 14);
     assert_eq!(reply["log"]["compress"], true);
+    assert_eq!(
+        reply["log"]["stderr_path"],
+        serde_json::Value::Null,
+        "stderr merged by default"
+    );
     assert_eq!(reply["restart"]["restart"], "always");
     assert_eq!(reply["restart"]["restart_delay"], "100ms");
     assert_eq!(reply["restart"]["stop_signal"], "SIGTERM");
