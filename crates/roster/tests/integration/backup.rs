@@ -3,9 +3,9 @@
 //! truncated archives refused with nothing written, `--no-secrets`, and
 //! the `backup verify` drill.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use roster_core::api::{AgentState, ReleasesReply};
 
@@ -54,21 +54,6 @@ fn both(output: &Output) -> String {
     )
 }
 
-fn run_in(roster: &Roster, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = roster
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roster");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin);
-    }
-    child.wait_with_output().expect("roster's output")
-}
-
 /// A roster with `app` deployed twice (v1 then v2: live and previous), a
 /// secret TOKEN for it in an encrypted store, and `chatty` logging.
 fn site() -> (Roster, String) {
@@ -76,8 +61,7 @@ fn site() -> (Roster, String) {
     roster.config(CONFIG);
     roster.ok(&["secret", "init-key"]);
     let secret = unique_secret();
-    let output = run_in(
-        &roster,
+    let output = roster.run_with_stdin(
         &["secret", "set", "app", "TOKEN"],
         format!("{secret}\n").as_bytes(),
     );

@@ -1,10 +1,9 @@
 //! Issue #19: `roster describe NAME [--json]` shows what exactly runs for
 //! an agent as the daemon has it applied, and never a secret's value.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -24,21 +23,6 @@ fn in_path(name: &str) -> PathBuf {
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
         .unwrap_or_else(|| panic!("no {name} in PATH"))
-}
-
-fn run_with_stdin(roster: &Roster, args: &[&str], stdin: &str) -> Output {
-    let mut child = roster
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roster");
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("roster's output")
 }
 
 fn both(output: &Output) -> String {
@@ -101,7 +85,7 @@ verify_for = "1s"
         "v1",
     ]);
     assert_eq!(deployed.status.code(), Some(0), "{}", both(&deployed));
-    let secret = run_with_stdin(&roster, &["secret", "set", "worker", "API_KEY"], SECRET);
+    let secret = roster.run_with_stdin(&["secret", "set", "worker", "API_KEY"], SECRET.as_bytes());
     assert!(secret.status.success(), "{}", both(&secret));
 
     // Two exits for the journal: one the agent did not choose (SIGKILL

@@ -56,25 +56,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Runs roster with `stdin` piped in.
-fn run_with_stdin(roster: &Roster, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = roster
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run roster");
-    if let Some(mut input) = child.stdin.take() {
-        // A refused name ends roster before it reads: a broken pipe is fine.
-        let _ = input.write_all(stdin);
-    }
-    child.wait_with_output().expect("roster's output")
-}
-
 fn set(roster: &Roster, seen: &mut Seen, agent: &str, key: &str, value: &str) {
     let args = ["secret", "set", agent, key];
-    let output = run_with_stdin(roster, &args, format!("{value}\n").as_bytes());
+    let output = roster.run_with_stdin(&args, format!("{value}\n").as_bytes());
     seen.command(&args, &output);
     assert!(
         output.status.success(),
@@ -190,7 +174,7 @@ fn secrets_reach_their_agents_and_no_output_surface() {
             format!("{secret}\0x"),
         ),
     ] {
-        let output = run_with_stdin(&roster, &args, stdin.as_bytes());
+        let output = roster.run_with_stdin(&args, stdin.as_bytes());
         seen.command(&args, &output);
         assert_eq!(
             output.status.code(),
@@ -423,7 +407,7 @@ fn a_link_planted_as_an_agents_file_is_refused_not_followed() {
     std::os::unix::fs::symlink(&victim, secrets_dir.join("web.env")).expect("ln");
 
     // Without a daemon.
-    let output = run_with_stdin(&roster, &["secret", "set", "web", "KEY"], b"value\n");
+    let output = roster.run_with_stdin(&["secret", "set", "web", "KEY"], b"value\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("symbolic link"), "{stderr}");
@@ -442,7 +426,7 @@ fn a_link_planted_as_an_agents_file_is_refused_not_followed() {
         "{:?}",
         status.warnings
     );
-    let output = run_with_stdin(&roster, &["secret", "set", "web", "KEY"], b"value\n");
+    let output = roster.run_with_stdin(&["secret", "set", "web", "KEY"], b"value\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("symbolic link"), "{stderr}");
@@ -461,7 +445,7 @@ fn a_link_planted_as_an_agents_file_is_refused_not_followed() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let output = run_with_stdin(&other, &["secret", "set", "web", "KEY"], b"value\n");
+    let output = other.run_with_stdin(&["secret", "set", "web", "KEY"], b"value\n");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("chmod 0700"), "{stderr}");

@@ -80,6 +80,24 @@ impl Roster {
         self.command().args(args).output().expect("run roster")
     }
 
+    /// Runs with `stdin` written to its standard input (a secret, a
+    /// backup), returning its output.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run roster");
+        if let Some(mut input) = child.stdin.take() {
+            // A refused command may end before it reads: a broken pipe is fine.
+            let _ = std::io::Write::write_all(&mut input, stdin);
+        }
+        child.wait_with_output().expect("roster's output")
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
