@@ -29,14 +29,17 @@ mod watch_checks;
 mod web_checks;
 
 #[cfg(test)]
+mod instance_tests;
+#[cfg(test)]
 mod message_tests;
 #[cfg(test)]
 mod tests;
 
+pub use agents::{INSTANCE_KEYS, MAX_INSTANCES};
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
 pub use edit::{add_agent, remove_agent, EditError, NewAgent};
-pub use model::{AgentSpec, Config, LogConfig, RestartMode, StderrMode};
+pub use model::{AgentSpec, Config, Instance, LogConfig, RestartMode, StderrMode};
 
 // For other files of the same shape (the fleet file): the same checker,
 // readers and FILE:LINE:COL errors, so their messages read alike.

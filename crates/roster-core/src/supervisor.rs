@@ -270,4 +270,6 @@ mod health_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod scale_tests;
+#[cfg(test)]
 mod tests;

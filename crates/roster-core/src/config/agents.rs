@@ -2,10 +2,11 @@
 //! may set too), the readers of the keys that need more than a value, and
 //! the reading of an agent with its `[defaults]`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Item, TableLike};
+use toml_edit::{Item, TableLike, Value};
 
 use super::diagnostics::{span_of, Checker};
 use super::keys::{Entry, Floor, Key, Read};
@@ -62,7 +63,21 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::new("tenant", Read::Custom(tenant)),
     Key::shared("stderr", Read::Stderr(|a, v| a.spec.stderr = v)),
     Key::new("watch_paths", Read::Custom(watch_paths)),
+    // Read before the agent, by `Checker::agents`, which makes the copies.
+    Key::new("instances", Read::Integer(1, MAX_INSTANCES as i64, |_, _| {})),
 ];
+
+/// The most copies `instances` makes of one agent.
+pub const MAX_INSTANCES: u32 = 1000;
+
+/// The keys in which `{instance}` is replaced by a copy's number (in every
+/// string inside them, `[defaults]`' values included).
+pub const INSTANCE_KEYS: &[&str] = &[
+    "command", "cwd", "env", "env_file", "listen", "health", "metrics",
+];
+
+/// `{instance}`, as written in a key of an agent with `instances`.
+const INSTANCE_MARK: &str = "{instance}";
 
 const MEMORY_FLOOR: Floor = Floor {
     min: 1024 * 1024,
@@ -73,7 +88,10 @@ const MEMORY_FLOOR: Floor = Floor {
 impl Checker {
     /// One agent: the `[defaults]` items it does not set itself first (for
     /// `env`, the defaults' variables under its own), then its own keys;
-    /// `stderr` is `[log]`'s, which either may replace.
+    /// `stderr` is `[log]`'s, which either may replace. For copy `instance`
+    /// of an agent with `instances`, `{instance}` is replaced by its number
+    /// in the [`INSTANCE_KEYS`] first.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn agent(
         &mut self,
         name: &str,
@@ -82,6 +100,7 @@ impl Checker {
         defaults: &[(String, Item)],
         stderr: StderrMode,
         base_dir: &Path,
+        instance: Option<u32>,
     ) -> Option<AgentSpec> {
         let problems_before = self.problems.len();
         let mut agent = AgentDraft {
@@ -101,11 +120,24 @@ impl Checker {
         let defaults_table = toml_edit::Table::new();
         for (key, item) in defaults {
             if key == "env" || !table.contains_key(key) {
-                self.read_key(&defaults_table, key, item, AGENT_KEYS, &place, &mut agent);
+                let numbered_item = numbered(key, item, instance);
+                let before = self.problems.len();
+                self.read_key(
+                    &defaults_table,
+                    key,
+                    &numbered_item,
+                    AGENT_KEYS,
+                    &place,
+                    &mut agent,
+                );
+                self.relocate(before, span_of(item));
             }
         }
         for (key, item) in table.iter() {
-            self.read_key(table, key, item, AGENT_KEYS, &place, &mut agent);
+            let numbered_item = numbered(key, item, instance);
+            let before = self.problems.len();
+            self.read_key(table, key, &numbered_item, AGENT_KEYS, &place, &mut agent);
+            self.relocate(before, span_of(item));
         }
         let mut spec = agent.spec;
         if let (Some(_), Some(span)) = (&spec.deploy, agent.watch_paths_span) {
@@ -130,6 +162,91 @@ impl Checker {
             );
         }
         (self.problems.len() == problems_before).then_some(spec)
+    }
+}
+
+impl Checker {
+    /// Problems found since `before` without a place (in a value whose
+    /// `{instance}` was replaced, which loses its place in the file) are
+    /// put at `span`, where that value is written.
+    fn relocate(&mut self, before: usize, span: Range<usize>) {
+        for problem in &mut self.problems[before..] {
+            if problem.span == (0..0) {
+                problem.span = span.clone();
+            }
+        }
+    }
+}
+
+/// `item` with `{instance}` replaced by `instance` in each of its strings,
+/// when `key` is one of the [`INSTANCE_KEYS`] and there is a number.
+fn numbered<'a>(key: &str, item: &'a Item, instance: Option<u32>) -> Cow<'a, Item> {
+    match instance {
+        Some(number) if INSTANCE_KEYS.contains(&key) && mentions_instance(item) => {
+            let mut item = item.clone();
+            let number = number.to_string();
+            replace_in_item(&mut item, &number);
+            Cow::Owned(item)
+        }
+        _ => Cow::Borrowed(item),
+    }
+}
+
+fn mentions_instance(item: &Item) -> bool {
+    match item {
+        Item::Value(value) => value_mentions(value),
+        Item::Table(table) => table.iter().any(|(_, item)| mentions_instance(item)),
+        Item::ArrayOfTables(tables) => tables
+            .iter()
+            .any(|table| table.iter().any(|(_, item)| mentions_instance(item))),
+        Item::None => false,
+    }
+}
+
+fn value_mentions(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.value().contains(INSTANCE_MARK),
+        Value::Array(array) => array.iter().any(value_mentions),
+        Value::InlineTable(table) => table.iter().any(|(_, value)| value_mentions(value)),
+        _ => false,
+    }
+}
+
+fn replace_in_item(item: &mut Item, number: &str) {
+    match item {
+        Item::Value(value) => replace_in_value(value, number),
+        Item::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                replace_in_item(item, number);
+            }
+        }
+        Item::ArrayOfTables(tables) => {
+            for table in tables.iter_mut() {
+                for (_, item) in table.iter_mut() {
+                    replace_in_item(item, number);
+                }
+            }
+        }
+        Item::None => {}
+    }
+}
+
+fn replace_in_value(value: &mut Value, number: &str) {
+    match value {
+        Value::String(text) if text.value().contains(INSTANCE_MARK) => {
+            *value = Value::from(text.value().replace(INSTANCE_MARK, number));
+        }
+        Value::Array(array) => {
+            for value in array.iter_mut() {
+                replace_in_value(value, number);
+            }
+        }
+        Value::InlineTable(table) => {
+            for (_, value) in table.iter_mut() {
+                replace_in_value(value, number);
+            }
+        }
+        _ => {}
     }
 }
 

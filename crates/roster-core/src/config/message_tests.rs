@@ -42,7 +42,7 @@ create_user = 0
     let expected = r#"roster.toml:3:1: unknown key `restart_dealy` in agent `a`
   hint: did you mean `restart_delay`?
 roster.toml:4:1: unknown key `zzz` in agent `a`
-  hint: known keys here: command, cwd, env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, metrics, deploy, listen, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, tenant, stderr, watch_paths
+  hint: known keys here: command, cwd, env, restart, restart_delay, backoff_max, stop_signal, stop_timeout, ready_after, stable_after, crash_loop, crash_window, failed_retry, health, drain_signal, drain_timeout, watch, metrics, deploy, listen, user, group, allow_root, create_user, memory_max, cpu_quota, tasks_max, nofile, env_file, tenant, stderr, watch_paths, instances
 roster.toml:5:17: `restart_delay` must be a string
 roster.toml:6:16: bad duration for `stop_timeout`: expected a number at "soon"
   hint: write e.g. "500ms", "10s", "5m" or "1h30m"

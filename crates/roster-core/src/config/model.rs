@@ -183,6 +183,18 @@ pub struct AgentSpec {
     /// development (see `crate::watch_paths`); empty: none. Changing it
     /// alone restarts nothing.
     pub watch_paths: Vec<String>,
+    /// Which copy it is, for an agent written with `instances = N`
+    /// (named `NAME.1` … `NAME.N`); `None` for an agent of its own.
+    pub instance: Option<Instance>,
+}
+
+/// One of the N copies of an agent written with `instances = N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The name in the file (`worker` for `worker.2`).
+    pub of: AgentName,
+    /// Its number, 1 to N (`{instance}` in its keys).
+    pub number: u32,
 }
 
 impl AgentSpec {
@@ -218,6 +230,7 @@ impl AgentSpec {
             tenant: None,
             stderr: StderrMode::Merge,
             watch_paths: Vec::new(),
+            instance: None,
         }
     }
 
@@ -259,6 +272,7 @@ impl fmt::Debug for AgentSpec {
             .field("health", &self.health)
             .field("stderr", &self.stderr)
             .field("watch_paths", &self.watch_paths)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }

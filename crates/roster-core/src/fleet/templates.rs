@@ -245,7 +245,7 @@ fn check_values(
         };
         let name_span = key_span(agents, name, item);
         let stderr = crate::config::StderrMode::default();
-        values.agent(name, table, name_span, &[], stderr, base_dir);
+        values.agent(name, table, name_span, &[], stderr, base_dir, None);
     }
     for mut problem in values.problems {
         problem.span =

@@ -3,7 +3,7 @@
 //! and the starts, restarts and stops that converge to it.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::agent::{AfterStop, Agent, Phase};
 use super::events::EventKind;
@@ -11,6 +11,7 @@ use super::Supervisor;
 use crate::api::ApplySummary;
 use crate::config::{AgentSpec, Config};
 use crate::name::AgentName;
+use crate::signal::Signal;
 
 impl Supervisor {
     /// Converges to `config`: new agents start, removed ones stop and are
@@ -50,7 +51,18 @@ impl Supervisor {
             .collect();
         for name in removed {
             summary.removed.push(name.to_string());
-            self.stop_agent(now, &name, AfterStop::Remove);
+            match self
+                .agents
+                .get(&name)
+                .and_then(|agent| scaled_down(&agent.spec, config))
+            {
+                // A copy that fewer `instances` took away finishes its
+                // work, as in any stop roster decides on.
+                Some((signal, timeout)) => {
+                    self.stop_agent_with(now, &name, AfterStop::Remove, signal, timeout)
+                }
+                None => self.stop_agent(now, &name, AfterStop::Remove),
+            }
         }
         for (name, spec) in &config.agents {
             match self.agents.get_mut(name) {
@@ -94,6 +106,23 @@ impl Supervisor {
         }
         summary
     }
+}
+
+/// For a copy made by `instances` whose agent `config` still has (with
+/// fewer copies): how it is drained, its drain signal (or stop signal) and
+/// drain timeout.
+fn scaled_down(spec: &AgentSpec, config: &Config) -> Option<(Signal, Duration)> {
+    let of = &spec.instance.as_ref()?.of;
+    config
+        .agents
+        .values()
+        .any(|other| other.instance.as_ref().is_some_and(|copy| copy.of == *of))
+        .then(|| {
+            (
+                spec.drain_signal.unwrap_or(spec.stop_signal),
+                spec.drain_timeout,
+            )
+        })
 }
 
 /// Whether two specs differ only in what restarts nothing: labels
