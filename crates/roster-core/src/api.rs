@@ -11,6 +11,7 @@ use crate::signal::name_of_number;
 
 mod describe;
 mod event_kind;
+mod groups;
 mod recovery;
 pub use describe::{
     DescribeReply, DescribedChecks, DescribedCommand, DescribedExit, DescribedGroup,
@@ -19,6 +20,7 @@ pub use describe::{
     MASKED,
 };
 pub use event_kind::EventKind;
+pub use groups::{grouped, in_group_order, summary, GroupSummary, Listed};
 pub use recovery::{
     RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,
     RECOVERY_ENTRIES_MAX, RECOVERY_PATIENCE_MS, RECOVERY_STALE_MS, RECOVERY_TEXT_MAX,
@@ -155,6 +157,13 @@ pub struct AgentStatus {
     /// the config names none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// For a copy made by `instances = N`: the agent in the file it is a
+    /// copy of, e.g. `worker` for `worker.2` (extension; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_of: Option<String>,
+    /// For a copy made by `instances = N`: its number, 1 to N (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
 }
 
 /// What status says of an agent that runs as root without the config

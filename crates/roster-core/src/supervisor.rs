@@ -173,6 +173,21 @@ impl Supervisor {
         self.agents.get(agent).map(|entry| &entry.spec)
     }
 
+    /// The copies `instances` made of the agent written as `of`, in number
+    /// order; empty when there are none.
+    pub fn copies_of(&self, of: &str) -> Vec<AgentName> {
+        let mut copies: Vec<(u32, AgentName)> = self
+            .agents
+            .iter()
+            .filter_map(|(name, agent)| {
+                let copy = agent.spec.instance.as_ref()?;
+                (copy.of.as_str() == of).then(|| (copy.number, name.clone()))
+            })
+            .collect();
+        copies.sort();
+        copies.into_iter().map(|(_, name)| name).collect()
+    }
+
     /// Whether the name is a known agent.
     pub fn contains(&self, agent: &AgentName) -> bool {
         self.agents.contains_key(agent)

@@ -1,6 +1,6 @@
 //! Tables for people. Scripts use `--json`.
 
-use roster_core::api::{AgentStatus, Health};
+use roster_core::api::{grouped, summary, AgentStatus, Health, Listed};
 
 /// `12.3 MiB`.
 pub fn bytes(count: u64) -> String {
@@ -43,50 +43,79 @@ pub fn warnings(warnings: &[String]) -> String {
         .collect()
 }
 
-/// The status table.
+/// The status table: an agent's copies (`instances`) grouped under a line
+/// that sums them up, indented, in number order.
 pub fn status_table(agents: &[AgentStatus]) -> String {
     if agents.is_empty() {
         return "no agents\n".to_owned();
     }
-    let rows: Vec<[String; 9]> = agents
-        .iter()
-        .map(|agent| {
-            let state = match (agent.state.as_str(), agent.last_exit) {
-                ("exited" | "failed" | "backoff", Some(exit)) => {
-                    format!("{} ({exit})", agent.state.as_str())
-                }
-                (state, _) => state.to_owned(),
-            };
-            [
-                agent.name.clone(),
-                state,
-                match agent.health {
-                    Health::Healthy => "healthy".to_owned(),
-                    Health::Unhealthy => "unhealthy".to_owned(),
-                    Health::Unknown => "-".to_owned(),
-                },
-                agent
-                    .pid
-                    .map(|pid| pid.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                agent.uptime_secs.map(uptime).unwrap_or_else(|| "-".into()),
-                agent.restarts.to_string(),
-                agent.memory_bytes.map(bytes).unwrap_or_else(|| "-".into()),
-                agent
-                    .cpu_percent
-                    .map(|cpu| format!("{cpu:.1}%"))
-                    .unwrap_or_else(|| "-".into()),
-                match agent.log_dropped_lines {
-                    0 => String::new(),
-                    dropped => format!("{dropped} log lines dropped"),
-                },
-            ]
-        })
-        .collect();
+    let refs: Vec<&AgentStatus> = agents.iter().collect();
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    for line in grouped(&refs) {
+        match line {
+            Listed::Agent(agent) => rows.push(agent_row(agent, "")),
+            Listed::Group { of, copies } => {
+                let sums = summary(&copies);
+                rows.push([
+                    of.to_owned(),
+                    sums.state,
+                    health(sums.health),
+                    String::new(),
+                    String::new(),
+                    sums.restarts.to_string(),
+                    sums.memory_bytes.map(bytes).unwrap_or_else(|| "-".into()),
+                    cpu(sums.cpu_percent),
+                    String::new(),
+                ]);
+                rows.extend(copies.into_iter().map(|copy| agent_row(copy, "  ")));
+            }
+        }
+    }
     let header = [
         "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "",
     ];
     table(&header, &rows)
+}
+
+fn agent_row(agent: &AgentStatus, indent: &str) -> [String; 9] {
+    let state = match (agent.state.as_str(), agent.last_exit) {
+        ("exited" | "failed" | "backoff", Some(exit)) => {
+            format!("{} ({exit})", agent.state.as_str())
+        }
+        (state, _) => state.to_owned(),
+    };
+    [
+        format!("{indent}{}", agent.name),
+        state,
+        health(agent.health),
+        agent
+            .pid
+            .map(|pid| pid.to_string())
+            .unwrap_or_else(|| "-".into()),
+        agent.uptime_secs.map(uptime).unwrap_or_else(|| "-".into()),
+        agent.restarts.to_string(),
+        agent.memory_bytes.map(bytes).unwrap_or_else(|| "-".into()),
+        cpu(agent.cpu_percent),
+        match agent.log_dropped_lines {
+            0 => String::new(),
+            dropped => format!("{dropped} log lines dropped"),
+        },
+    ]
+}
+
+fn health(health: Health) -> String {
+    match health {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+        Health::Unknown => "-",
+    }
+    .to_owned()
+}
+
+fn cpu(percent: Option<f64>) -> String {
+    percent
+        .map(|cpu| format!("{cpu:.1}%"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Columns padded to their widest cell (in characters), two spaces apart,
@@ -127,5 +156,40 @@ mod tests {
         assert_eq!(uptime(42), "42s");
         assert_eq!(uptime(303), "5m3s");
         assert_eq!(uptime(3 * 86400 + 4 * 3600 + 5), "3d4h");
+    }
+
+    #[test]
+    fn copies_are_grouped_under_their_agent() {
+        let agent = |name: &str, copy: Option<u32>| -> AgentStatus {
+            let mut value = serde_json::json!({
+                "name": name, "state": "running", "pid": 7, "restarts": 0,
+                "uptime_secs": 5, "memory_bytes": 1024, "cpu_percent": 1.0,
+                "health": "healthy",
+            });
+            if let Some(number) = copy {
+                value["instance_of"] = "w".into();
+                value["instance"] = number.into();
+            }
+            serde_json::from_value(value).expect("an agent")
+        };
+        let text = status_table(&[
+            agent("a", None),
+            agent("w.1", Some(1)),
+            agent("w.10", Some(10)),
+            agent("w.2", Some(2)),
+        ]);
+        let names: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|line| line.split("  ").find(|cell| !cell.is_empty()).unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["a", "w", "w.1", "w.2", "w.10"], "{text}");
+        let group = text.lines().nth(2).unwrap_or_default();
+        assert!(group.contains("3/3 running"), "{text}");
+        assert!(
+            group.contains("3.0 KiB") && group.contains("3.0%"),
+            "{text}"
+        );
+        assert!(text.contains("\n  w.1 "), "copies are indented: {text}");
     }
 }

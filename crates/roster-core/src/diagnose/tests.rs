@@ -28,6 +28,8 @@ fn agent(name: &str, state: AgentState) -> AgentStatus {
         limits: None,
         warning: None,
         tenant: None,
+        instance_of: None,
+        instance: None,
     }
 }
 

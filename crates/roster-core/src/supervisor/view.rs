@@ -36,6 +36,8 @@ pub struct AgentView {
     pub has_check: bool,
     /// Whose agent it is (`tenant`), when the config says.
     pub tenant: Option<String>,
+    /// Which copy it is, for an agent with `instances`.
+    pub instance: Option<crate::config::Instance>,
 }
 
 impl Supervisor {
@@ -92,6 +94,7 @@ impl Supervisor {
             outgoing_pid: agent.serving().map(|out| out.pid),
             has_check: agent.spec.health.is_some(),
             tenant: agent.spec.tenant.clone(),
+            instance: agent.spec.instance.clone(),
         }
     }
 }

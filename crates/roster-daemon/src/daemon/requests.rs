@@ -66,7 +66,11 @@ pub(super) fn agents_command(
         for name in names {
             match AgentName::new(name) {
                 Ok(agent) if supervisor.contains(&agent) => targets.push(agent),
-                _ => unknown.push(name.as_str()),
+                // An agent with `instances`: all of its copies.
+                _ => match supervisor.copies_of(name) {
+                    copies if copies.is_empty() => unknown.push(name.as_str()),
+                    copies => targets.extend(copies),
+                },
             }
         }
         if !unknown.is_empty() {

@@ -155,6 +155,8 @@ pub async fn status_reply(
                     limits,
                     warning,
                     tenant: view.tenant,
+                    instance_of: view.instance.as_ref().map(|copy| copy.of.to_string()),
+                    instance: view.instance.map(|copy| copy.number),
                     memory_percent: sampled
                         .get(&view.name)
                         .and_then(|sample| sample.memory_percent)

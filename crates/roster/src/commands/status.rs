@@ -13,9 +13,14 @@ use crate::render;
 pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
     let mut status: StatusReply = super::client(home).get("/v1/status")?;
     if !names.is_empty() && !names.iter().any(|name| name == "all") {
+        // A name is an agent's, or that of an agent with `instances` (all
+        // of its copies).
+        let named = |name: &str, agent: &roster_core::api::AgentStatus| {
+            agent.name == name || agent.instance_of.as_deref() == Some(name)
+        };
         let unknown: Vec<&str> = names
             .iter()
-            .filter(|name| !status.agents.iter().any(|agent| &agent.name == *name))
+            .filter(|name| !status.agents.iter().any(|agent| named(name, agent)))
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
@@ -31,7 +36,9 @@ pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
             roster_core::api::root_summary(&names)
         };
         let before = as_root(&status.agents);
-        status.agents.retain(|agent| names.contains(&agent.name));
+        status
+            .agents
+            .retain(|agent| names.iter().any(|name| named(name, agent)));
         status
             .warnings
             .retain(|warning| Some(warning) != before.as_ref());

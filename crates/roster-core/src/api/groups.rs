@@ -1,0 +1,148 @@
+//! Copies made by `instances = N`, listed together: `status` and `top`
+//! show an agent's copies as one group, in number order (`w.2` before
+//! `w.10`), under a line that sums them up.
+
+use super::{AgentState, AgentStatus, Health};
+
+/// One line of a grouped listing.
+#[derive(Debug, PartialEq)]
+pub enum Listed<'a> {
+    /// An agent of its own.
+    Agent(&'a AgentStatus),
+    /// An agent's copies, in number order.
+    Group {
+        /// The agent in the file (`worker`).
+        of: &'a str,
+        /// Its copies shown, `worker.1` first.
+        copies: Vec<&'a AgentStatus>,
+    },
+}
+
+/// `agents`, in their order, except that each agent's copies are gathered
+/// where the first of them stands, in number order.
+pub fn grouped<'a>(agents: &[&'a AgentStatus]) -> Vec<Listed<'a>> {
+    let mut listed: Vec<Listed<'a>> = Vec::new();
+    for agent in agents {
+        let Some(of) = agent.instance_of.as_deref() else {
+            listed.push(Listed::Agent(agent));
+            continue;
+        };
+        let group = listed.iter_mut().find_map(|line| match line {
+            Listed::Group { of: seen, copies } if *seen == of => Some(copies),
+            _ => None,
+        });
+        match group {
+            Some(copies) => copies.push(agent),
+            None => listed.push(Listed::Group {
+                of,
+                copies: vec![agent],
+            }),
+        }
+    }
+    for line in &mut listed {
+        if let Listed::Group { copies, .. } = line {
+            copies.sort_by_key(|copy| (copy.instance.unwrap_or(u32::MAX), copy.name.clone()));
+        }
+    }
+    listed
+}
+
+/// [`grouped`], flattened back: the agents in the order a grouped listing
+/// shows them.
+pub fn in_group_order<'a>(agents: &[&'a AgentStatus]) -> Vec<&'a AgentStatus> {
+    grouped(agents)
+        .into_iter()
+        .flat_map(|line| match line {
+            Listed::Agent(agent) => vec![agent],
+            Listed::Group { copies, .. } => copies,
+        })
+        .collect()
+}
+
+/// A group's line: how many copies run, and their sums.
+#[derive(Debug, PartialEq)]
+pub struct GroupSummary {
+    /// "3/3 running", "2/3 running".
+    pub state: String,
+    /// The worst health among the copies (unhealthy, then healthy, then
+    /// unknown).
+    pub health: Health,
+    /// Restarts of all copies.
+    pub restarts: u64,
+    /// Memory of the copies that report it; `None` when none does.
+    pub memory_bytes: Option<u64>,
+    /// CPU of the copies that report it, percent of one core.
+    pub cpu_percent: Option<f64>,
+}
+
+/// Sums a group's copies up.
+pub fn summary(copies: &[&AgentStatus]) -> GroupSummary {
+    let running = copies
+        .iter()
+        .filter(|copy| copy.state == AgentState::Running)
+        .count();
+    let health = if copies.iter().any(|copy| copy.health == Health::Unhealthy) {
+        Health::Unhealthy
+    } else if copies.iter().any(|copy| copy.health == Health::Healthy) {
+        Health::Healthy
+    } else {
+        Health::Unknown
+    };
+    let sum = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>());
+    GroupSummary {
+        state: format!("{running}/{} running", copies.len()),
+        health,
+        restarts: copies.iter().map(|copy| copy.restarts).sum(),
+        memory_bytes: {
+            let known: Vec<u64> = copies.iter().filter_map(|copy| copy.memory_bytes).collect();
+            (!known.is_empty()).then(|| known.iter().sum())
+        },
+        cpu_percent: sum(copies.iter().filter_map(|copy| copy.cpu_percent).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, copy: Option<(&str, u32)>, state: AgentState) -> AgentStatus {
+        let mut value = serde_json::json!({
+            "name": name, "state": state.as_str(), "pid": null, "restarts": 1,
+            "uptime_secs": null, "memory_bytes": 1000, "cpu_percent": 0.5,
+            "health": "unknown",
+        });
+        if let Some((of, number)) = copy {
+            value["instance_of"] = of.into();
+            value["instance"] = number.into();
+        }
+        serde_json::from_value(value).expect("an agent")
+    }
+
+    #[test]
+    fn copies_gather_where_the_first_stands_in_number_order() {
+        let agents = [
+            agent("a", None, AgentState::Running),
+            agent("w.1", Some(("w", 1)), AgentState::Running),
+            agent("w.10", Some(("w", 10)), AgentState::Running),
+            agent("v", None, AgentState::Running),
+            agent("w.2", Some(("w", 2)), AgentState::Backoff),
+        ];
+        let refs: Vec<&AgentStatus> = agents.iter().collect();
+        let names: Vec<&str> = in_group_order(&refs)
+            .iter()
+            .map(|agent| agent.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "w.1", "w.2", "w.10", "v"]);
+        let listed = grouped(&refs);
+        assert_eq!(listed.len(), 3);
+        let Listed::Group { of, copies } = &listed[1] else {
+            panic!("{listed:?}");
+        };
+        assert_eq!(*of, "w");
+        let sums = summary(copies);
+        assert_eq!(sums.state, "2/3 running");
+        assert_eq!(sums.restarts, 3);
+        assert_eq!(sums.memory_bytes, Some(3000));
+        assert_eq!(sums.cpu_percent, Some(1.5));
+    }
+}
