@@ -7,7 +7,9 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use roster_core::api::{AgentState, AgentStatus, AlertRecord, Health, HistoryPoint, StatusReply};
+use roster_core::api::{
+    in_group_order, AgentState, AgentStatus, AlertRecord, Health, HistoryPoint, StatusReply,
+};
 
 /// The lines of an agent's log the pane keeps.
 pub const LOG_LINES: usize = 500;
@@ -204,7 +206,9 @@ fn trouble(agent: &AgentStatus) -> u8 {
 }
 
 impl Model {
-    /// The rows to show: filtered, then sorted.
+    /// The rows to show: filtered, then sorted, an agent's copies
+    /// (`instances`) kept together where the first of them sorts, in
+    /// number order.
     pub fn visible(&self) -> Vec<&AgentStatus> {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<&AgentStatus> = self
@@ -228,7 +232,7 @@ impl Model {
                 rows.sort_by_key(|agent| (Reverse(agent.restarts), agent.name.clone()))
             }
         }
-        rows
+        in_group_order(&rows)
     }
 
     /// The selected row's index among [`Model::visible`].

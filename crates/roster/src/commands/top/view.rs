@@ -7,10 +7,10 @@ use std::time::Instant;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use roster_core::api::{AgentState, AgentStatus, Health, HistoryPoint};
+use roster_core::api::{AgentState, Health};
 
 use super::model::{Link, Mode, Model};
 use crate::commands::logs::escape_controls;
@@ -176,37 +176,6 @@ impl Columns {
     }
 }
 
-fn state_style(agent: &AgentStatus) -> Style {
-    match agent.state {
-        AgentState::Running => Style::new().fg(Color::Green),
-        AgentState::Failed => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        AgentState::Backoff => Style::new().fg(Color::Red),
-        AgentState::Starting | AgentState::Stopping => Style::new().fg(Color::Yellow),
-        AgentState::Stopped | AgentState::Exited | AgentState::Undeployed => {
-            Style::new().fg(Color::DarkGray)
-        }
-    }
-}
-
-fn health_cell(health: Health) -> Cell<'static> {
-    match health {
-        Health::Healthy => Cell::from("healthy").style(Style::new().fg(Color::Green)),
-        Health::Unhealthy => Cell::from("unhealthy").style(Style::new().fg(Color::Red)),
-        Health::Unknown => Cell::from("-").style(Style::new().fg(Color::DarkGray)),
-    }
-}
-
-/// Seconds as `1h2m`, counting on from the fetch while the agent runs.
-fn uptime(agent: &AgentStatus, since_fetch: u64) -> String {
-    match agent.uptime_secs {
-        Some(seconds) if agent.state == AgentState::Running => {
-            crate::render::uptime(seconds + since_fetch)
-        }
-        Some(seconds) => crate::render::uptime(seconds),
-        None => "-".into(),
-    }
-}
-
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, model: &mut Model, now: Instant, home: &str) {
     let area = frame.area();
@@ -228,7 +197,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, now: Instant, home: &str) {
     ])
     .areas(area);
     draw_header(frame, model, now, home, header);
-    draw_table(frame, model, now, table);
+    table::draw_table(frame, model, now, table);
     if alerts_height > 0 {
         draw_alerts(frame, model, alerts);
     }
@@ -373,151 +342,6 @@ fn draw_header(frame: &mut Frame, model: &Model, now: Instant, home: &str, area:
 }
 
 /// CPU and memory points of one agent.
-fn series(history: Option<&Vec<HistoryPoint>>) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
-    let points = history.map(Vec::as_slice).unwrap_or_default();
-    (
-        points.iter().map(|point| point.cpu_percent).collect(),
-        points
-            .iter()
-            .map(|point| point.memory_bytes.map(|bytes| bytes as f64))
-            .collect(),
-    )
-}
-
-fn draw_table(frame: &mut Frame, model: &mut Model, now: Instant, area: Rect) {
-    let stale = !matches!(model.link, Link::Up { .. });
-    let since_fetch = model
-        .fetched_at
-        .map(|at| now.saturating_duration_since(at).as_secs())
-        .unwrap_or(0);
-    let rows_shown = model.visible();
-    let longest = rows_shown
-        .iter()
-        .map(|agent| agent.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .min(usize::from(u16::MAX)) as u16;
-    let columns = Columns::fit(area.width, longest);
-    let spark_width = columns.spark;
-    let mut header = vec!["NAME", "STATE"];
-    let mut widths = vec![
-        Constraint::Length(columns.name),
-        Constraint::Length(columns.state),
-    ];
-    for (shown, title, width) in [
-        (columns.health, "HEALTH", 9),
-        (columns.uptime, "UP", 6),
-        (columns.restarts, "RST", 4),
-        (columns.cpu, "CPU", 6),
-        (spark_width > 0, "", spark_width),
-        (columns.memory, "MEM", 6),
-        (spark_width > 0, "", spark_width),
-    ] {
-        if shown {
-            header.push(title);
-            widths.push(Constraint::Length(width));
-        }
-    }
-    let header =
-        Row::new(header).style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
-    let rows: Vec<Row> = rows_shown
-        .iter()
-        .map(|agent| {
-            let (cpu, mem) = series(model.history.get(&agent.name));
-            let state = if columns.state >= STATE_WIDTH {
-                agent.state.as_str()
-            } else {
-                short_state(agent.state)
-            };
-            let mut cells = vec![
-                Cell::from(escape_controls(&agent.name).into_owned()),
-                Cell::from(state).style(state_style(agent)),
-            ];
-            if columns.health {
-                cells.push(health_cell(agent.health));
-            }
-            if columns.uptime {
-                cells.push(Cell::from(uptime(agent, since_fetch)));
-            }
-            if columns.restarts {
-                cells.push(
-                    Cell::from(agent.restarts.to_string()).style(if agent.restarts > 0 {
-                        Style::new().fg(Color::Yellow)
-                    } else {
-                        Style::new()
-                    }),
-                );
-            }
-            if columns.cpu {
-                cells.push(Cell::from(
-                    agent
-                        .cpu_percent
-                        .map(|cpu| format!("{cpu:.1}%"))
-                        .unwrap_or_else(|| "-".into()),
-                ));
-            }
-            if spark_width > 0 {
-                cells.push(
-                    Cell::from(sparkline(&cpu, spark_width as usize, true))
-                        .style(Style::new().fg(Color::Cyan)),
-                );
-            }
-            if columns.memory {
-                cells.push(Cell::from(
-                    agent.memory_bytes.map(memory).unwrap_or_else(|| "-".into()),
-                ));
-            }
-            if spark_width > 0 {
-                cells.push(
-                    Cell::from(sparkline(&mem, spark_width as usize, false))
-                        .style(Style::new().fg(Color::Magenta)),
-                );
-            }
-            Row::new(cells)
-        })
-        .collect();
-    let empty = rows.is_empty();
-    let mut table = Table::new(rows, widths)
-        .header(header)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-        .highlight_symbol("> ");
-    if stale {
-        table = table.style(Style::new().add_modifier(Modifier::DIM));
-    }
-    // (From the rows already sorted, not a second sort.)
-    let selected = model
-        .selected
-        .as_deref()
-        .and_then(|name| rows_shown.iter().position(|agent| agent.name == name));
-    drop(rows_shown);
-    model.page = area.height.saturating_sub(1) as usize;
-    model.spark_width = spark_width as usize;
-    // The scroll position outlives the frame, so moving up inside the
-    // visible rows moves the marker, not the rows.
-    let mut state = TableState::default()
-        .with_offset(model.table_offset)
-        .with_selected(selected);
-    frame.render_stateful_widget(table, area, &mut state);
-    model.table_offset = state.offset();
-    if empty && area.height > 1 {
-        let text = if model.agents.is_empty() {
-            if matches!(model.link, Link::Up { .. }) {
-                "  no agents: roster up -f roster.toml starts some"
-            } else {
-                ""
-            }
-        } else {
-            "  no agent matches the filter (Esc clears it)"
-        };
-        let below = Rect {
-            y: area.y + 1,
-            height: 1,
-            ..area
-        };
-        frame.render_widget(Paragraph::new(text), below);
-    }
-}
-
 fn draw_alerts(frame: &mut Frame, model: &Model, area: Rect) {
     let block = Block::new()
         .borders(Borders::TOP)
@@ -651,6 +475,8 @@ fn draw_footer(frame: &mut Frame, model: &Model, now: Instant, area: Rect) {
     };
     frame.render_widget(Paragraph::new(line), area);
 }
+
+mod table;
 
 #[cfg(test)]
 mod screen_tests;

@@ -222,3 +222,103 @@ fn moving_up_inside_the_visible_rows_does_not_scroll() {
     assert_eq!(before, after, "the rows stayed put");
     assert_eq!(model.selected.as_deref(), Some("agent-29"));
 }
+
+/// An agent's copies sit together under one line that sums them up, in
+/// number order whatever the sort; the selection walks the copies and
+/// never lands on the group's line.
+#[test]
+fn copies_are_shown_grouped_under_their_agent() {
+    let agent = |name: &str, copy: Option<u32>, state: &str, cpu: f64| {
+        let mut value = serde_json::json!({
+            "name": name, "state": state, "pid": 1, "restarts": 1,
+            "uptime_secs": 1, "memory_bytes": 1_048_576, "cpu_percent": cpu,
+            "health": "unknown",
+        });
+        if let Some(number) = copy {
+            value["instance_of"] = "w".into();
+            value["instance"] = number.into();
+        }
+        serde_json::from_value::<roster_core::api::AgentStatus>(value).expect("an agent")
+    };
+    let mut model = Model::showing(vec![
+        agent("alpha", None, "running", 1.0),
+        agent("w.1", Some(1), "running", 2.0),
+        agent("w.10", Some(10), "backoff", 50.0),
+        agent("w.2", Some(2), "running", 3.0),
+        agent("zeta", None, "running", 9.0),
+    ]);
+    let mut terminal = Terminal::new(TestBackend::new(100, 16)).expect("terminal");
+    let rows = |terminal: &Terminal<TestBackend>| -> Vec<String> {
+        lines(terminal)
+            .into_iter()
+            .filter(|line| {
+                let name = line.trim_start_matches(['>', ' ']);
+                ["alpha", "w ", "w.", "zeta"]
+                    .iter()
+                    .any(|start| name.starts_with(start))
+            })
+            .collect()
+    };
+    terminal
+        .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
+        .expect("drawn");
+    let shown = rows(&terminal);
+    let names: Vec<&str> = shown
+        .iter()
+        .filter_map(|line| {
+            line.trim_start_matches(['>', ' '])
+                .split_whitespace()
+                .next()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["alpha", "w", "w.1", "w.2", "w.10", "zeta"],
+        "{shown:#?}"
+    );
+    assert!(shown[1].contains("2/3 up"), "{shown:#?}");
+    assert!(
+        shown[1].contains("55.0%") && shown[1].contains("3.0M"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[2].contains("  w.1"),
+        "copies are indented: {shown:#?}"
+    );
+    // Sorted by CPU, the group stands where its busiest copy does, its
+    // copies still in number order.
+    model.on_key(Key::Char('s'));
+    model.on_key(Key::Char('s'));
+    terminal
+        .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
+        .expect("drawn");
+    let shown = rows(&terminal);
+    let names: Vec<&str> = shown
+        .iter()
+        .filter_map(|line| {
+            line.trim_start_matches(['>', ' '])
+                .split_whitespace()
+                .next()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["w", "w.1", "w.2", "w.10", "zeta", "alpha"],
+        "{shown:#?}"
+    );
+    // The selection (still on alpha, at the bottom) walks up the copies
+    // and stops at w.1, never on the group's line.
+    let marked = |terminal: &Terminal<TestBackend>| {
+        rows(terminal)
+            .into_iter()
+            .find(|line| line.starts_with('>'))
+            .and_then(|line| line[1..].split_whitespace().next().map(str::to_owned))
+    };
+    for expected in ["zeta", "w.10", "w.2", "w.1", "w.1"] {
+        model.on_key(Key::Up);
+        terminal
+            .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
+            .expect("drawn");
+        assert_eq!(marked(&terminal).as_deref(), Some(expected));
+    }
+}
