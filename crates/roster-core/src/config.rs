@@ -9,11 +9,14 @@
 //!   collected; the keys of each table are declared once, as a table of
 //!   `keys::Key` lines (`agents::AGENT_KEYS` for agents and `[defaults]`),
 //!   and read by `keys`, with `values` for single values;
+//! - `instances`: an agent with `instances = N` read as N copies, with
+//!   `{instance}` replaced in their keys;
 //! - `health_checks`, `watch_checks`, `notify_checks`, `deploy_checks`,
 //!   `web_checks`: the sub-tables that are checked as a whole;
 //! - `diagnostics`: `ConfigError`, FILE:LINE:COL, "did you mean";
-//! - `edit`: a file's text with an agent added or removed, everything
-//!   else kept as written (`roster add`, `roster remove`).
+//! - `edit`: a file's text with an agent added or removed or its
+//!   `instances` set, everything else kept as written (`roster add`,
+//!   `roster remove`, `roster scale`).
 
 mod agents;
 mod checking;
@@ -21,6 +24,7 @@ mod deploy_checks;
 mod diagnostics;
 mod edit;
 mod health_checks;
+mod instances;
 mod keys;
 mod model;
 mod notify_checks;
@@ -35,10 +39,10 @@ mod message_tests;
 #[cfg(test)]
 mod tests;
 
-pub use agents::{INSTANCE_KEYS, MAX_INSTANCES};
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
-pub use edit::{add_agent, remove_agent, EditError, NewAgent};
+pub use edit::{add_agent, remove_agent, set_instances, EditError, NewAgent};
+pub use instances::{INSTANCE_KEYS, MAX_INSTANCES};
 pub use model::{AgentSpec, Config, Instance, LogConfig, RestartMode, StderrMode};
 
 // For other files of the same shape (the fleet file): the same checker,

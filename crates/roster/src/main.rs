@@ -117,6 +117,21 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// Run N copies of an agent (`instances = N` in its table, other lines
+    /// kept), check the whole file, then apply it: new copies start, the
+    /// highest-numbered ones go, drained (drain_signal, drain_timeout).
+    Scale {
+        /// The agent's name in the file (`worker` for worker.1 … worker.N).
+        name: String,
+        /// How many copies, 1 to 1000.
+        count: u32,
+        /// The config file.
+        #[arg(short = 'f', long = "file", default_value = "roster.toml")]
+        file: PathBuf,
+        /// Give up waiting for copies to start or stop after this long.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
     /// Stop every agent gracefully, then the daemon.
     Down,
     /// Show agents: a table, or with --json the documented object.
@@ -475,6 +490,12 @@ fn main() -> ExitCode {
             file,
             timeout,
         } => commands::remove::run(&home, &name, &file, timeout),
+        Command::Scale {
+            name,
+            count,
+            file,
+            timeout,
+        } => commands::scale::run(&home, &name, count, &file, timeout),
         Command::Down => commands::daemon::down(&home),
         Command::Status { names, json } => commands::status::run(&home, &names, json),
         Command::Describe { name, json } => commands::describe::run(&home, &name, json),

@@ -2,13 +2,13 @@
 //! may set too), the readers of the keys that need more than a value, and
 //! the reading of an agent with its `[defaults]`.
 
-use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::{Item, TableLike};
 
 use super::diagnostics::{span_of, Checker};
+use super::instances::{numbered, MAX_INSTANCES};
 use super::keys::{Entry, Floor, Key, Read};
 use super::model::{AgentSpec, RestartMode, StderrMode};
 use crate::hardening::{expand, parse_cpu_quota, valid_account};
@@ -66,18 +66,6 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     // Read before the agent, by `Checker::agents`, which makes the copies.
     Key::new("instances", Read::Integer(1, MAX_INSTANCES as i64, |_, _| {})),
 ];
-
-/// The most copies `instances` makes of one agent.
-pub const MAX_INSTANCES: u32 = 1000;
-
-/// The keys in which `{instance}` is replaced by a copy's number (in every
-/// string inside them, `[defaults]`' values included).
-pub const INSTANCE_KEYS: &[&str] = &[
-    "command", "cwd", "env", "env_file", "listen", "health", "metrics",
-];
-
-/// `{instance}`, as written in a key of an agent with `instances`.
-const INSTANCE_MARK: &str = "{instance}";
 
 const MEMORY_FLOOR: Floor = Floor {
     min: 1024 * 1024,
@@ -162,91 +150,6 @@ impl Checker {
             );
         }
         (self.problems.len() == problems_before).then_some(spec)
-    }
-}
-
-impl Checker {
-    /// Problems found since `before` without a place (in a value whose
-    /// `{instance}` was replaced, which loses its place in the file) are
-    /// put at `span`, where that value is written.
-    fn relocate(&mut self, before: usize, span: Range<usize>) {
-        for problem in &mut self.problems[before..] {
-            if problem.span == (0..0) {
-                problem.span = span.clone();
-            }
-        }
-    }
-}
-
-/// `item` with `{instance}` replaced by `instance` in each of its strings,
-/// when `key` is one of the [`INSTANCE_KEYS`] and there is a number.
-fn numbered<'a>(key: &str, item: &'a Item, instance: Option<u32>) -> Cow<'a, Item> {
-    match instance {
-        Some(number) if INSTANCE_KEYS.contains(&key) && mentions_instance(item) => {
-            let mut item = item.clone();
-            let number = number.to_string();
-            replace_in_item(&mut item, &number);
-            Cow::Owned(item)
-        }
-        _ => Cow::Borrowed(item),
-    }
-}
-
-fn mentions_instance(item: &Item) -> bool {
-    match item {
-        Item::Value(value) => value_mentions(value),
-        Item::Table(table) => table.iter().any(|(_, item)| mentions_instance(item)),
-        Item::ArrayOfTables(tables) => tables
-            .iter()
-            .any(|table| table.iter().any(|(_, item)| mentions_instance(item))),
-        Item::None => false,
-    }
-}
-
-fn value_mentions(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.value().contains(INSTANCE_MARK),
-        Value::Array(array) => array.iter().any(value_mentions),
-        Value::InlineTable(table) => table.iter().any(|(_, value)| value_mentions(value)),
-        _ => false,
-    }
-}
-
-fn replace_in_item(item: &mut Item, number: &str) {
-    match item {
-        Item::Value(value) => replace_in_value(value, number),
-        Item::Table(table) => {
-            for (_, item) in table.iter_mut() {
-                replace_in_item(item, number);
-            }
-        }
-        Item::ArrayOfTables(tables) => {
-            for table in tables.iter_mut() {
-                for (_, item) in table.iter_mut() {
-                    replace_in_item(item, number);
-                }
-            }
-        }
-        Item::None => {}
-    }
-}
-
-fn replace_in_value(value: &mut Value, number: &str) {
-    match value {
-        Value::String(text) if text.value().contains(INSTANCE_MARK) => {
-            *value = Value::from(text.value().replace(INSTANCE_MARK, number));
-        }
-        Value::Array(array) => {
-            for value in array.iter_mut() {
-                replace_in_value(value, number);
-            }
-        }
-        Value::InlineTable(table) => {
-            for (_, value) in table.iter_mut() {
-                replace_in_value(value, number);
-            }
-        }
-        _ => {}
     }
 }
 

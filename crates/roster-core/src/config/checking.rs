@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{Item, TableLike};
 
-use super::agents::{AGENT_KEYS, MAX_INSTANCES};
+use super::agents::AGENT_KEYS;
 use super::diagnostics::{key_span, span_of, Checker, ConfigError, Diagnostic};
+use super::instances::{Found, Place, Shared};
 use super::keys::{Entry, Floor, Key, Read};
-use super::model::{AgentSpec, Config, Instance, LogConfig, StderrMode};
+use super::model::{AgentSpec, Config, LogConfig, StderrMode};
 use crate::metrics::{parse_listen, MetricsSpec, DEFAULT_LISTEN};
 use crate::name::{AgentName, NameError};
 use crate::watch::WatchRule;
@@ -80,15 +81,6 @@ pub fn parse(file: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigEr
         Some(config) if checker.problems.is_empty() => Ok(config),
         _ => Err(ConfigError::new(file, text, checker.problems)),
     }
-}
-
-/// The copies an agent's `instances` asks for, when it is a number in
-/// range (one that is not is reported as the agent's keys are read).
-fn instances(table: &dyn TableLike) -> Option<u32> {
-    let count = table.get("instances")?.as_integer()?;
-    u32::try_from(count)
-        .ok()
-        .filter(|count| (1..=MAX_INSTANCES).contains(count))
 }
 
 impl Checker {
@@ -196,16 +188,15 @@ impl Checker {
         stderr: StderrMode,
         base_dir: &Path,
     ) -> BTreeMap<AgentName, AgentSpec> {
-        let mut agents = BTreeMap::new();
         let Some(table) = item.as_table_like() else {
             self.problem(
                 span_of(item),
                 "`agents` must be a table of agents",
                 Some("write each agent as [agents.NAME]".into()),
             );
-            return agents;
+            return BTreeMap::new();
         };
-        let mut listening = BTreeMap::new();
+        let mut found = Found::default();
         for (name, agent_item) in table.iter() {
             let name_span = key_span(table, name, agent_item);
             let agent_name = match AgentName::new(name) {
@@ -234,93 +225,20 @@ impl Checker {
                 );
                 continue;
             };
-            let count = instances(agent_table);
-            let copies: Vec<Option<u32>> = match count {
-                Some(count) => (1..=count).map(Some).collect(),
-                None => vec![None],
+            let shared = Shared {
+                defaults,
+                stderr,
+                base_dir,
             };
-            if count.is_some() {
-                if let Some(deploy) = agent_table.get("deploy") {
-                    self.problem(
-                        key_span(agent_table, "deploy", deploy),
-                        format!("agent `{name}` has `instances` and is shipped as releases"),
-                        Some(
-                            "copies of one agent cannot share releases yet: write each copy as an agent of its own, or drop `instances`"
-                                .into(),
-                        ),
-                    );
-                    continue;
-                }
-            }
-            for instance in copies {
-                let copy_name = match instance {
-                    Some(number) => format!("{name}.{number}"),
-                    None => name.to_owned(),
-                };
-                let copy = match (&agent_name, instance) {
-                    (Some(_), Some(number)) => match AgentName::new(&copy_name) {
-                        Ok(copy) => Some(copy),
-                        Err(error) => {
-                            self.problem(
-                                name_span.clone(),
-                                format!("copy {number} of agent `{name}` would be named {copy_name:?}: {error}"),
-                                Some("shorten the agent's name".into()),
-                            );
-                            break;
-                        }
-                    },
-                    (agent_name, _) => agent_name.clone(),
-                };
-                let before = self.problems.len();
-                let spec = self.agent(
-                    &copy_name,
-                    agent_table,
-                    name_span.clone(),
-                    defaults,
-                    stderr,
-                    base_dir,
-                    instance,
-                );
-                for address in spec.iter().flat_map(|spec| spec.listen.values()) {
-                    if let Some(other) = listening.insert(*address, copy_name.clone()) {
-                        let hint = if instance.is_some() {
-                            "give each copy its own address, e.g. \"127.0.0.1:80{instance}\""
-                        } else {
-                            "give each agent its own address"
-                        };
-                        self.problem(
-                            name_span.clone(),
-                            format!(
-                                "agent `{copy_name}` listens on {address}, as agent `{other}` does"
-                            ),
-                            Some(hint.into()),
-                        );
-                    }
-                }
-                if let (Some(copy), Some(mut spec)) = (copy, spec) {
-                    if let (Some(of), Some(number)) = (&agent_name, instance) {
-                        spec.instance = Some(Instance {
-                            of: of.clone(),
-                            number,
-                        });
-                    }
-                    if agents.contains_key(&copy) {
-                        self.problem(
-                            name_span.clone(),
-                            format!("agent `{copy}` is written twice: as an agent and as a copy made by `instances`"),
-                            Some("rename one of them".into()),
-                        );
-                    } else {
-                        agents.insert(copy, spec);
-                    }
-                }
-                // The same mistake in every copy is told once.
-                if self.problems.len() > before {
-                    break;
-                }
-            }
+            let place = Place {
+                name,
+                agent_name: agent_name.as_ref(),
+                table: agent_table,
+                name_span,
+            };
+            self.agent_and_copies(&place, &shared, &mut found);
         }
-        agents
+        found.agents
     }
 
     /// The `[metrics]` table: `listen`, an IP address and port

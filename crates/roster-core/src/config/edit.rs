@@ -1,4 +1,5 @@
-//! Editing a config file's text for `roster add` and `roster remove`,
+//! Editing a config file's text for `roster add`, `roster remove` and
+//! `roster scale`,
 //! keeping everything else as the user wrote it: comments, blank lines,
 //! spacing, the order of tables.
 //!
@@ -8,7 +9,7 @@
 //! prefix of the new); it is removed through `toml_edit`'s document, which
 //! prints every other item exactly as it was read.
 
-use toml_edit::{Array, DocumentMut, InlineTable, Item, Table};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value};
 
 use crate::name::AgentName;
 
@@ -115,6 +116,44 @@ fn render(agent: &NewAgent) -> String {
     let mut document = DocumentMut::new();
     document.insert("agents", Item::Table(agents));
     document.to_string()
+}
+
+/// The text with `instances = count` in `[agents.NAME]` (`roster scale`),
+/// and the count it had (`None`: no `instances`, one agent of its own).
+/// A value already written is replaced in place, its comment kept; a new
+/// key goes after the table's last key.
+pub fn set_instances(
+    text: &str,
+    name: &str,
+    count: u32,
+) -> Result<(String, Option<i64>), EditError> {
+    let mut document: DocumentMut = text.parse()?;
+    let known = agent_names(&document);
+    let table = document
+        .get_mut("agents")
+        .and_then(Item::as_table_like_mut)
+        .and_then(|agents| agents.get_mut(name))
+        .and_then(Item::as_table_like_mut);
+    let Some(table) = table else {
+        return Err(EditError::Unknown {
+            name: name.to_owned(),
+            known,
+        });
+    };
+    let mut value = Value::from(i64::from(count));
+    let previous = match table.get_mut("instances").and_then(Item::as_value_mut) {
+        Some(old) => {
+            let previous = old.as_integer();
+            *value.decor_mut() = old.decor().clone();
+            *old = value;
+            previous
+        }
+        None => {
+            table.insert("instances", Item::Value(value));
+            None
+        }
+    };
+    Ok((document.to_string(), previous))
 }
 
 /// The agents a document has, in file order.

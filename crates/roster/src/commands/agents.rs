@@ -42,7 +42,14 @@ pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
     let targets: Vec<String> = before
         .agents
         .iter()
-        .filter(|agent| all || names.contains(&agent.name))
+        .filter(|agent| {
+            // An agent with `instances` is named for all of its copies.
+            all || names.contains(&agent.name)
+                || agent
+                    .instance_of
+                    .as_ref()
+                    .is_some_and(|of| names.contains(of))
+        })
         .map(|agent| agent.name.clone())
         .collect();
     let old_pids: HashMap<String, Option<u32>> = before

@@ -17,13 +17,18 @@ use crate::client::Reach;
 
 /// The agents to show: every known one for none or `all`, else `names`,
 /// each of which must be known (a log file, a journal entry, or the
-/// running daemon's config).
+/// running daemon's config); the name of an agent with `instances` (in the
+/// running daemon's config) stands for all of its copies.
 fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     let mut known = super::known_agents(home)?;
+    let mut copies: Vec<(String, String)> = Vec::new();
     let client = super::client(home);
     if matches!(client.reach(), Reach::Up) {
         if let Ok(status) = super::status::fetch(home, &[]) {
             for agent in status.agents {
+                if let Some(of) = &agent.instance_of {
+                    copies.push((of.clone(), agent.name.clone()));
+                }
                 if !known.contains(&agent.name) {
                     known.push(agent.name);
                 }
@@ -34,8 +39,23 @@ fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() || names.iter().any(|name| name == "all") {
         return Ok(known);
     }
-    super::require_known(home, names, &known)?;
-    Ok(names.to_vec())
+    let mut wanted = Vec::new();
+    let mut plain = Vec::new();
+    for name in names {
+        let of_name: Vec<&String> = copies
+            .iter()
+            .filter(|(of, _)| of == name)
+            .map(|(_, copy)| copy)
+            .collect();
+        if of_name.is_empty() || known.contains(name) {
+            plain.push(name.clone());
+            wanted.push(name.clone());
+        } else {
+            wanted.extend(of_name.into_iter().cloned());
+        }
+    }
+    super::require_known(home, &plain, &known)?;
+    Ok(wanted)
 }
 
 struct Printer {

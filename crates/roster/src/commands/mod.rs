@@ -19,6 +19,7 @@ pub mod install;
 pub mod logs;
 pub mod recover;
 pub mod remove;
+pub mod scale;
 pub mod secret;
 pub mod status;
 pub mod tmux;

@@ -3,8 +3,6 @@
 //! over, real HTTP load on loopback, and a daemon SIGKILLed at every step.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -140,7 +138,7 @@ on_failure = "none"
 
     /// The release that answers on the agent's address.
     fn serving(&self) -> Option<String> {
-        let (status, body) = http_get(self.port)?;
+        let (status, body) = get_health(self.port)?;
         (status == 200).then_some(())?;
         let value: serde_json::Value = serde_json::from_str(&body).ok()?;
         value["release"].as_str().map(str::to_owned)
@@ -208,22 +206,6 @@ fn SECS(seconds: u64) -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// One GET /health on a fresh connection: (status, body), None on any
-/// failure (refused, reset, timed out, malformed).
-fn http_get(port: u16) -> Option<(u16, String)> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1)?.to_owned();
-    Some((status, body))
-}
-
 /// Requests in a loop until stopped (at most `limit`), counting failures
 /// and the releases that answered.
 struct Load {
@@ -241,7 +223,7 @@ impl Load {
             let mut failures = Vec::new();
             while !flag.load(Ordering::Relaxed) && ok + failed < limit {
                 let at = Instant::now();
-                match http_get(port) {
+                match get_health(port) {
                     Some((200, body)) => {
                         ok += 1;
                         let value: serde_json::Value =
@@ -324,7 +306,7 @@ start_period = "0s"
     };
     deploy("r0");
     wait_for("r0 to serve", SECS(20), || {
-        http_get(port).filter(|(status, _)| *status == 200)
+        get_health(port).filter(|(status, _)| *status == 200)
     });
     let load = Load::start(port, 200_000);
     let began = Instant::now();

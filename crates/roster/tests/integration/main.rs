@@ -26,6 +26,7 @@ mod hardening;
 mod health;
 mod init;
 mod install;
+mod instances;
 mod journal;
 mod lifecycle;
 mod logs;

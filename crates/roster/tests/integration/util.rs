@@ -502,6 +502,23 @@ pub fn free_port() -> u16 {
     panic!("no free port between {low} and {high}");
 }
 
+/// One GET /health on a fresh connection: (status, body), None on any
+/// failure (refused, reset, timed out, malformed).
+pub fn get_health(port: u16) -> Option<(u16, String)> {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?.to_owned();
+    Some((status, body))
+}
+
 /// A tmux server of the test's own (its socket in a temp dir), killed on drop.
 pub struct Tmux {
     dir: tempfile::TempDir,

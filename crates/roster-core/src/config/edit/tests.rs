@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{add_agent, remove_agent, EditError, NewAgent};
+use super::{add_agent, remove_agent, set_instances, EditError, NewAgent};
 use crate::name::AgentName;
 
 /// A file written by hand: comments above, between and after tables, odd
@@ -213,4 +213,40 @@ fn an_unknown_agent_is_an_error_naming_those_there() {
         remove_agent("[log]\nkeep = 3\n", "web"),
         Err(EditError::Unknown { known, .. }) if known.is_empty()
     ));
+}
+
+/// `roster scale`: the count set where the agent is written, every other
+/// line as it was; an existing value keeps its comment.
+#[test]
+fn instances_are_set_in_place() {
+    let (text, previous) = set_instances(COMMENTED, "support", 3).expect("set");
+    assert_eq!(previous, None);
+    assert_eq!(
+        text,
+        COMMENTED.replace(
+            "env = { MODEL = \"small\" }\n",
+            "env = { MODEL = \"small\" }\ninstances = 3\n"
+        )
+    );
+    let config = crate::config::parse("r.toml", &text, Path::new("/srv")).expect("valid");
+    assert!(config
+        .agents
+        .contains_key(&AgentName::new("support.3").expect("name")));
+
+    let (again, previous) = set_instances(
+        &text.replace("instances = 3\n", "instances   = 3   # busy days\n"),
+        "support",
+        1,
+    )
+    .expect("set");
+    assert_eq!(previous, Some(3));
+    assert!(again.contains("instances   = 1   # busy days\n"), "{again}");
+    assert_eq!(again.lines().count(), text.lines().count());
+
+    match set_instances(COMMENTED, "support.2", 2) {
+        Err(EditError::Unknown { known, .. }) => {
+            assert_eq!(known, ["support", "poller", "indexer"]);
+        }
+        other => panic!("{other:?}"),
+    }
 }
