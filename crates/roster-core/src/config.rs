@@ -48,6 +48,7 @@ pub use model::{AgentSpec, Config, Instance, LogConfig, RestartMode, StderrMode}
 // For other files of the same shape (the fleet file): the same checker,
 // readers and FILE:LINE:COL errors, so their messages read alike.
 pub(crate) use diagnostics::{closest, key_span, span_of, Checker};
+pub(crate) use instances::Shared;
 pub(crate) use keys::{Entry, Key, Read};
 
 /// `text` as a TOML basic string: quoted, with `"`, backslashes, newlines, tabs,

@@ -3,14 +3,14 @@
 //! the reading of an agent with its `[defaults]`.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use toml_edit::{Item, TableLike};
+use toml_edit::TableLike;
 
 use super::diagnostics::{span_of, Checker};
-use super::instances::{numbered, MAX_INSTANCES};
+use super::instances::{numbered, Shared, MAX_INSTANCES};
 use super::keys::{Entry, Floor, Key, Read};
-use super::model::{AgentSpec, RestartMode, StderrMode};
+use super::model::{AgentSpec, RestartMode};
 use crate::hardening::{expand, parse_cpu_quota, valid_account};
 use crate::health::HttpTarget;
 
@@ -79,17 +79,19 @@ impl Checker {
     /// `stderr` is `[log]`'s, which either may replace. For copy `instance`
     /// of an agent with `instances`, `{instance}` is replaced by its number
     /// in the [`INSTANCE_KEYS`] first.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn agent(
         &mut self,
         name: &str,
         table: &dyn TableLike,
         name_span: Range<usize>,
-        defaults: &[(String, Item)],
-        stderr: StderrMode,
-        base_dir: &Path,
+        shared: &Shared<'_>,
         instance: Option<u32>,
     ) -> Option<AgentSpec> {
+        let Shared {
+            defaults,
+            stderr,
+            base_dir,
+        } = *shared;
         let problems_before = self.problems.len();
         let mut agent = AgentDraft {
             name: name.to_owned(),

@@ -28,6 +28,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
 const INSTANCE_MARK: &str = "{instance}";
 
 /// What every agent of `[agents]` is read with.
+#[derive(Clone, Copy)]
 pub(crate) struct Shared<'a> {
     /// `[defaults]`' items, as written.
     pub(crate) defaults: &'a [(String, Item)],
@@ -132,9 +133,7 @@ impl Checker {
             &copy_name,
             place.table,
             place.name_span.clone(),
-            shared.defaults,
-            shared.stderr,
-            shared.base_dir,
+            shared,
             instance,
         );
         for address in spec.iter().flat_map(|spec| spec.listen.values()) {

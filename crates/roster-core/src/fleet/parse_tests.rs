@@ -358,3 +358,15 @@ fleet.toml:10:10: `memory` is below 1MiB
   hint: write e.g. "4GiB""#;
     assert_eq!(rendered(text), expected);
 }
+
+#[test]
+fn instances_belong_to_one_servers_config_not_a_template() {
+    let text = format!(
+        "[fleet]\nname = \"agency\"\nports = \"8100-8199\"\n{HOSTS}\n\
+         [agents.w]\ncommand = \"run {{port}}\"\ninstances = 2\n\
+         [tenants.c01]\nagents = [\"w\"]\n"
+    );
+    let error = rendered(&text);
+    assert!(error.contains("template `w` has `instances`"), "{error}");
+    assert!(error.contains("one server's roster.toml"), "{error}");
+}

@@ -60,6 +60,18 @@ pub(super) fn read_templates(
             );
             continue;
         };
+        // In a fleet, `{instance}` is the instance's name and copies are
+        // instances placed on hosts, one per tenant and agent.
+        if let Some(instances) = template_table.get("instances") {
+            checker.problem(
+                key_span(template_table, "instances", instances),
+                format!("template `{name}` has `instances`"),
+                Some(
+                    "a fleet runs one instance of a template per tenant, placed by capacity;                      add tenants, or split the agent into templates (`instances` is for one server's roster.toml)"
+                        .into(),
+                ),
+            );
+        }
         let users: Vec<&String> = tenants
             .iter()
             .filter(|(_, tenant)| tenant.agents.iter().any(|agent| agent == name))
@@ -244,8 +256,12 @@ fn check_values(
             continue;
         };
         let name_span = key_span(agents, name, item);
-        let stderr = crate::config::StderrMode::default();
-        values.agent(name, table, name_span, &[], stderr, base_dir, None);
+        let shared = crate::config::Shared {
+            defaults: &[],
+            stderr: crate::config::StderrMode::default(),
+            base_dir,
+        };
+        values.agent(name, table, name_span, &shared, None);
     }
     for mut problem in values.problems {
         problem.span =

@@ -30,11 +30,19 @@ pub(super) fn gather(
     });
     let Some((name, spec, view)) = found else {
         let known: Vec<String> = supervisor.names().iter().map(|n| n.to_string()).collect();
-        return Err(if known.is_empty() {
-            format!("no agent named {agent}: this daemon runs none")
-        } else {
-            format!("no agent named {agent}; known agents: {}", known.join(", "))
-        });
+        let copies = supervisor.copies_of(agent);
+        return Err(
+            if let (Some(first), Some(last)) = (copies.first(), copies.last()) {
+                format!(
+                "{agent} runs as {} copies ({first} … {last}), each described on its own: roster describe {first}",
+                copies.len()
+            )
+            } else if known.is_empty() {
+                format!("no agent named {agent}: this daemon runs none")
+            } else {
+                format!("no agent named {agent}; known agents: {}", known.join(", "))
+            },
+        );
     };
     let sockets = spec
         .listen

@@ -177,6 +177,33 @@ command = \"sleep 1000\"
     let second = roster.wait_state("web.2", AgentState::Running, SECS(20));
     assert_ne!(second.pid, Some(pids[1]));
     assert_eq!(roster.agent("web.1").pid, Some(pids[0]));
+    // The agent's name restarts all of its copies, and waits for them.
+    let table = roster.ok(&["restart", "web"]);
+    assert!(table.contains("2/2 running"), "{table}");
+    let status = roster.status();
+    let restarted: Vec<(&str, Option<u32>)> = status
+        .agents
+        .iter()
+        .filter(|agent| agent.instance_of.as_deref() == Some("web"))
+        .map(|agent| (agent.name.as_str(), agent.pid))
+        .collect();
+    assert_eq!(restarted.len(), 2, "{restarted:?}");
+    assert_ne!(restarted[0].1, Some(pids[0]), "web.1 was restarted");
+    assert_ne!(restarted[1].1, second.pid, "web.2 was restarted");
+    // Each copy is described on its own, with its own socket.
+    let output = roster.run(&["describe", "web"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("web runs as 2 copies (web.1 … web.2)")
+            && stderr.contains("roster describe web.1"),
+        "{stderr}"
+    );
+    let described = roster.ok(&["describe", "web.2"]);
+    assert!(
+        described.contains(&format!("127.0.0.1:{prefix}2")),
+        "{described}"
+    );
     // `roster logs web` reads both copies' logs.
     let logs = roster.ok(&["logs", "web", "-n", "10"]);
     assert!(
