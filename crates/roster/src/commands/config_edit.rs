@@ -1,13 +1,18 @@
-//! What `roster add` and `roster remove` share: the config file's text as
+//! What `roster add`, `remove` and `scale` share: the config file's text as
 //! it is now (or none yet), and an edited text checked whole, as
 //! `roster check` checks a file, before it replaces the old one. An edit
 //! that does not check leaves the file exactly as it was.
 
 use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use roster_core::config::{self, Config};
+use roster_store::Home;
+
+use crate::client::Reach;
 
 /// A config file about to be edited.
 pub struct Target {
@@ -55,6 +60,39 @@ pub fn read(file: &Path) -> Result<Target> {
 }
 
 impl Target {
+    /// The file's text; an error with the way out when there is no file
+    /// (`remove` and `scale` edit an existing one).
+    pub fn existing(&self) -> Result<&str> {
+        self.old.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no config file at {}\n  hint: pass one with -f FILE, or run roster in the directory that has roster.toml",
+                self.absolute.display()
+            )
+        })
+    }
+
+    /// After the file was written: applies it as `roster apply` does when
+    /// the home's daemon runs (`failed` says what the file now asks for, in
+    /// the error when the apply fails), or says `idle` when none runs.
+    pub fn apply_written(
+        &self,
+        home: &Home,
+        timeout: Duration,
+        idle: &str,
+        failed: &str,
+    ) -> Result<ExitCode> {
+        if matches!(super::client(home).reach(), Reach::Down) {
+            println!("no roster daemon runs in {}: {idle}", home.root().display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let shown = self.shown.display();
+        super::up::apply(home, &self.shown, false, false, timeout).with_context(|| {
+            format!(
+                "{shown} {failed}, but it was not applied; once the cause is fixed, run `roster apply -f {shown}`"
+            )
+        })
+    }
+
     /// The directory relative paths in the file are relative to.
     pub fn base(&self) -> &Path {
         self.absolute.parent().unwrap_or(Path::new("/"))

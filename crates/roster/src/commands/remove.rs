@@ -6,12 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use roster_core::config::EditError;
 use roster_store::Home;
-
-use crate::client::Reach;
 
 use super::config_edit;
 
@@ -19,12 +17,7 @@ use super::config_edit;
 pub fn run(home: &Home, name: &str, file: &Path, timeout: Duration) -> Result<ExitCode> {
     let target = config_edit::read(file)?;
     let shown = target.shown.display().to_string();
-    let Some(old) = target.old.as_deref() else {
-        bail!(
-            "no config file at {}\n  hint: pass one with -f FILE, or run roster in the directory that has roster.toml",
-            target.absolute.display()
-        );
-    };
+    let old = target.existing()?;
     let text = match roster_core::config::remove_agent(old, name) {
         Ok(text) => text,
         Err(EditError::Unknown { known, .. }) => bail!(
@@ -46,16 +39,10 @@ pub fn run(home: &Home, name: &str, file: &Path, timeout: Duration) -> Result<Ex
         return Ok(ExitCode::from(1));
     }
     println!("removed [agents.{name}] from {shown}");
-    if matches!(super::client(home).reach(), Reach::Down) {
-        println!(
-            "no roster daemon runs in {}: nothing to stop",
-            home.root().display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    super::up::apply(home, file, false, false, timeout).with_context(|| {
-        format!(
-            "{shown} no longer has [agents.{name}], but it was not applied; once the cause is fixed, run `roster apply -f {shown}`"
-        )
-    })
+    target.apply_written(
+        home,
+        timeout,
+        "nothing to stop",
+        &format!("no longer has [agents.{name}]"),
+    )
 }

@@ -7,12 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use roster_core::config::{EditError, MAX_INSTANCES};
 use roster_store::Home;
-
-use crate::client::Reach;
 
 use super::config_edit;
 
@@ -34,12 +32,7 @@ pub fn run(
     }
     let target = config_edit::read(file)?;
     let shown = target.shown.display().to_string();
-    let Some(old) = target.old.as_deref() else {
-        bail!(
-            "no config file at {}\n  hint: pass one with -f FILE, or run roster in the directory that has roster.toml",
-            target.absolute.display()
-        );
-    };
+    let old = target.existing()?;
     let (text, previous) = match roster_core::config::set_instances(old, name, count) {
         Ok(edited) => edited,
         Err(EditError::Unknown { known, .. }) => {
@@ -71,18 +64,12 @@ pub fn run(
         return Ok(ExitCode::from(1));
     }
     println!("{}", change(name, previous, count, &shown));
-    if matches!(super::client(home).reach(), Reach::Down) {
-        println!(
-            "no roster daemon runs in {}: `roster up -f {shown}` starts the copies",
-            home.root().display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    super::up::apply(home, file, false, false, timeout).with_context(|| {
-        format!(
-            "{shown} now asks for {count} copies of {name}, but it was not applied; once the cause is fixed, run `roster apply -f {shown}`"
-        )
-    })
+    target.apply_written(
+        home,
+        timeout,
+        &format!("`roster up -f {shown}` starts the copies"),
+        &format!("now asks for {count} copies of {name}"),
+    )
 }
 
 /// What the new count does, in a line.

@@ -223,6 +223,17 @@ fn moving_up_inside_the_visible_rows_does_not_scroll() {
     assert_eq!(model.selected.as_deref(), Some("agent-29"));
 }
 
+/// The first word of each row, the marker left out: the names shown.
+fn first_words(rows: &[String]) -> Vec<&str> {
+    rows.iter()
+        .filter_map(|line| {
+            line.trim_start_matches(['>', ' '])
+                .split_whitespace()
+                .next()
+        })
+        .collect()
+}
+
 /// An agent's copies sit together under one line that sums them up, in
 /// number order whatever the sort; the selection walks the copies and
 /// never lands on the group's line.
@@ -263,14 +274,7 @@ fn copies_are_shown_grouped_under_their_agent() {
         .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
         .expect("drawn");
     let shown = rows(&terminal);
-    let names: Vec<&str> = shown
-        .iter()
-        .filter_map(|line| {
-            line.trim_start_matches(['>', ' '])
-                .split_whitespace()
-                .next()
-        })
-        .collect();
+    let names = first_words(&shown);
     assert_eq!(
         names,
         ["alpha", "w", "w.1", "w.2", "w.10", "zeta"],
@@ -293,14 +297,7 @@ fn copies_are_shown_grouped_under_their_agent() {
         .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
         .expect("drawn");
     let shown = rows(&terminal);
-    let names: Vec<&str> = shown
-        .iter()
-        .filter_map(|line| {
-            line.trim_start_matches(['>', ' '])
-                .split_whitespace()
-                .next()
-        })
-        .collect();
+    let names = first_words(&shown);
     assert_eq!(
         names,
         ["w", "w.1", "w.2", "w.10", "zeta", "alpha"],
