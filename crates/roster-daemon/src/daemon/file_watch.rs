@@ -215,6 +215,7 @@ fn drop_off_loop(watcher: Option<RecommendedWatcher>, context: &Context) {
 }
 
 /// What a watcher is armed with, moved to the blocking pool.
+#[derive(Clone)]
 struct Arming {
     agent: AgentName,
     generation: u64,
@@ -230,12 +231,7 @@ impl Arming {
     /// loop with what could not be watched.
     fn arm(self) {
         let mut handler = Reporter {
-            agent: self.agent.clone(),
-            generation: self.generation,
-            paths: self.paths.clone(),
-            cwd: self.cwd.clone(),
-            home: self.home.clone(),
-            inbox: self.inbox.clone(),
+            watching: self.clone(),
             last_sent: None,
         };
         let config = notify::Config::default().with_follow_symlinks(false);
@@ -309,24 +305,28 @@ fn describe(written: &str, error: &notify::Error) -> String {
 /// changes that count (the core's `WatchPaths::relevant`) and sends them to
 /// the loop, at most one per [`SEND_EVERY`].
 struct Reporter {
-    agent: AgentName,
-    generation: u64,
-    paths: WatchPaths,
-    cwd: PathBuf,
-    home: PathBuf,
-    inbox: Inbox,
+    /// What is watched, for whom.
+    watching: Arming,
     last_sent: Option<Instant>,
 }
 
 impl Reporter {
     fn report(&mut self, event: notify::Result<notify::Event>) {
+        let Arming {
+            agent,
+            generation,
+            paths,
+            cwd,
+            home,
+            inbox,
+        } = &self.watching;
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                let problem = describe(&self.paths_written(), &error);
-                self.inbox.send(Input::FileWatch(FileWatchInput::Trouble {
-                    agent: self.agent.clone(),
-                    generation: self.generation,
+                let problem = describe(&written(paths), &error);
+                inbox.send(Input::FileWatch(FileWatchInput::Trouble {
+                    agent: agent.clone(),
+                    generation: *generation,
                     problem,
                 }));
                 return;
@@ -339,7 +339,7 @@ impl Reporter {
             event
                 .paths
                 .iter()
-                .find_map(|path| self.paths.relevant(&self.cwd, &self.home, path))
+                .find_map(|path| paths.relevant(cwd, home, path))
         } else {
             None
         };
@@ -353,22 +353,23 @@ impl Reporter {
         {
             return;
         }
-        self.last_sent = Some(now);
-        self.inbox.send(Input::FileWatch(FileWatchInput::Changed {
-            agent: self.agent.clone(),
-            generation: self.generation,
+        inbox.send(Input::FileWatch(FileWatchInput::Changed {
+            agent: agent.clone(),
+            generation: *generation,
             path,
         }));
+        self.last_sent = Some(now);
     }
+}
 
-    fn paths_written(&self) -> String {
-        self.paths
-            .roots(Path::new(""))
-            .into_iter()
-            .map(|root| root.written)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+/// The entries as the config writes them, for messages.
+fn written(paths: &WatchPaths) -> String {
+    paths
+        .roots(Path::new(""))
+        .into_iter()
+        .map(|root| root.written)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether an event is a change of content or of the tree: not a read
