@@ -41,7 +41,7 @@ mod tests;
 
 pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
-pub use edit::{add_agent, remove_agent, set_instances, EditError, NewAgent};
+pub use edit::{add_agent, keep_line_endings, remove_agent, set_instances, EditError, NewAgent};
 pub use instances::{INSTANCE_KEYS, MAX_INSTANCES};
 pub use model::{AgentSpec, Config, Instance, LogConfig, RestartMode, StderrMode};
 

@@ -156,6 +156,24 @@ pub fn set_instances(
     Ok((document.to_string(), previous))
 }
 
+/// `new` with the line endings of `old`: a file written with CRLF (edited
+/// on Windows) stays CRLF throughout, lines an edit added included.
+pub fn keep_line_endings(old: &str, new: &str) -> String {
+    if !old.contains("\r\n") {
+        return new.to_owned();
+    }
+    let mut out = String::with_capacity(new.len() + new.len() / 32);
+    let mut previous = '\0';
+    for c in new.chars() {
+        if c == '\n' && previous != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        previous = c;
+    }
+    out
+}
+
 /// The agents a document has, in file order.
 fn agent_names(document: &DocumentMut) -> Vec<String> {
     document

@@ -118,6 +118,10 @@ impl Target {
     /// file as it was and returns `None`.
     pub fn check_and_write(&self, text: &str, why_lines: &str) -> Result<Option<Config>> {
         let shown = self.shown.display().to_string();
+        let text = &match &self.old {
+            Some(old) => config::keep_line_endings(old, text),
+            None => text.to_owned(),
+        };
         let config = match config::parse(&shown, text, self.base()) {
             Ok(config) => config,
             Err(error) => {

@@ -292,3 +292,27 @@ fn remove_stops_the_agent_and_leaves_the_rest_of_the_file() {
     roster.ok(&["add", "chat", "--", "sleep", "1002"]);
     running_pid(&roster, "chat");
 }
+
+/// A file edited on Windows (CRLF) stays CRLF through `add` and `remove`:
+/// no file of mixed line endings.
+#[test]
+fn a_crlf_file_keeps_its_line_endings() {
+    let roster = Roster::new();
+    let original = COMMENTED.replace('\n', "\r\n");
+    let config = roster.config(&original);
+    roster.ok(&["add", "extra", "--", "sleep", "1000"]);
+    let text = read(&config);
+    assert!(text.starts_with(&original), "{text:?}");
+    assert!(
+        text.ends_with("[agents.extra]\r\ncommand = [\"sleep\", \"1000\"]\r\n"),
+        "{text:?}"
+    );
+    assert_eq!(
+        text.matches('\n').count(),
+        text.matches("\r\n").count(),
+        "{text:?}"
+    );
+    running_pid(&roster, "extra");
+    roster.ok(&["remove", "extra"]);
+    assert_eq!(read(&config), original);
+}

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{add_agent, remove_agent, set_instances, EditError, NewAgent};
+use super::{add_agent, keep_line_endings, remove_agent, set_instances, EditError, NewAgent};
 use crate::name::AgentName;
 
 /// A file written by hand: comments above, between and after tables, odd
@@ -249,4 +249,33 @@ fn instances_are_set_in_place() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A file edited on Windows keeps its CRLF endings, the added lines too,
+/// and still reads as the same config.
+#[test]
+fn crlf_files_stay_crlf() {
+    let old = COMMENTED.replace('\n', "\r\n");
+    let (added, _) = add_agent(&old, &agent("extra", &["python3", "x.py"])).expect("added");
+    let kept = keep_line_endings(&old, &added);
+    assert!(kept.starts_with(&old));
+    assert_eq!(
+        kept.matches('\n').count(),
+        kept.matches("\r\n").count(),
+        "{kept:?}"
+    );
+    let (scaled, _) = set_instances(&old, "poller", 2).expect("scaled");
+    let kept = keep_line_endings(&old, &scaled);
+    assert_eq!(
+        kept.matches('\n').count(),
+        kept.matches("\r\n").count(),
+        "{kept:?}"
+    );
+    assert!(!kept.contains("\r\r"));
+    let config = crate::config::parse("r.toml", &kept, Path::new("/srv")).expect("valid");
+    assert!(config
+        .agents
+        .contains_key(&AgentName::new("poller.2").expect("name")));
+    // An LF file is left as it is.
+    assert_eq!(keep_line_endings(COMMENTED, "a\nb\n"), "a\nb\n");
 }
