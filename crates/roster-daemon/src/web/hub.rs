@@ -391,6 +391,8 @@ fn agent_json(agent: &AgentStatus, points: &Samples, firing: &[&str]) -> Value {
     json!({
         "name": agent.name,
         "tenant": agent.tenant,
+        "instance_of": agent.instance_of,
+        "instance": agent.instance,
         "state": agent.state,
         "health": agent.health,
         "pid": agent.pid,

@@ -713,6 +713,7 @@ fn the_dashboard_in_a_real_browser() {
         "reader": reader,
         "roster": BIN,
         "home": site.roster.home_path(),
+        "config": site.roster.path("roster.toml"),
         "shots": shots,
     });
     let script =

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -128,12 +128,35 @@ def later_snapshots(driver, count=2):
     wait("%d more snapshots" % count, lambda: snapshots(driver) >= start + count)
 
 
+def table_order(driver):
+    """The table's rows top to bottom: agents by name, groups as group:NAME."""
+    try:
+        return [
+            "group:" + tr.get_attribute("data-group")
+            if tr.get_attribute("data-group")
+            else tr.get_attribute("data-agent")
+            for tr in driver.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+    except StaleElementReferenceException:
+        return None
+
+
+def text_of(driver, css):
+    """The text of the element `css` finds now (rows are redrawn each second)."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def state_of(driver, name):
     cells = driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="%s"] td.state' % name)
     return cells[0].text if cells else None
 
 
 def main():
+    os.makedirs(ARGS["shots"], exist_ok=True)
     profile = tempfile.mkdtemp(prefix="roster-chromium-")
     driver = browser(profile)
     driver.set_script_timeout(20)
@@ -216,6 +239,22 @@ def main():
         driver.find_element(By.CSS_SELECTOR, 'th[data-sort="name"]').click()
         wait("names ascending", lambda: order() == ["a", "b", "c"])
 
+        step("copies of one agent sit together under a line that sums them up")
+        roster("add", "w", "-f", ARGS["config"], "--", "sleep", "300")
+        roster("scale", "w", "3", "-f", ARGS["config"])
+        wait(
+            "w's copies grouped, in number order",
+            lambda: table_order(driver) == ["a", "b", "c", "group:w", "w.1", "w.2", "w.3"],
+        )
+        wait(
+            "the group's line",
+            lambda: "3/3 running" in text_of(driver, 'tr[data-group="w"]'),
+        )
+        assert not driver.find_elements(By.CSS_SELECTOR, 'tr[data-group] [data-action]')
+        driver.save_screenshot(os.path.join(ARGS["shots"], "copies.png"))
+        roster("remove", "w", "-f", ARGS["config"])
+        wait("w gone", lambda: table_order(driver) == ["a", "b", "c"])
+
         step("a POST without the CSRF token gets 403")
         answer = fetch(driver, "POST", "/web/api/agents/c/restart", csrf=False)
         assert answer["status"] == 403, answer
@@ -224,7 +263,6 @@ def main():
             "sparklines with a few points",
             lambda: driver.find_elements(By.CSS_SELECTOR, 'tr[data-agent="c"] svg.spark polyline'),
         )
-        os.makedirs(ARGS["shots"], exist_ok=True)
         driver.save_screenshot(os.path.join(ARGS["shots"], "admin.png"))
 
         step("the tenant sees only its agents")

@@ -109,6 +109,58 @@
     return list;
   }
 
+  // An agent's copies (`instances`) gathered where the first of them
+  // stands, in number order: entries are {agent} or {group, copies}.
+  function grouped(list) {
+    const out = [];
+    const groups = new Map();
+    for (const agent of list) {
+      if (!agent.instance_of) {
+        out.push({ agent });
+        continue;
+      }
+      let group = groups.get(agent.instance_of);
+      if (!group) {
+        group = { group: agent.instance_of, copies: [] };
+        groups.set(agent.instance_of, group);
+        out.push(group);
+      }
+      group.copies.push(agent);
+    }
+    for (const group of groups.values()) {
+      group.copies.sort((x, y) => (x.instance || 0) - (y.instance || 0));
+    }
+    return out;
+  }
+
+  // The line over a group's copies: how many run, and their sums.
+  function groupRow(name, copies) {
+    const tr = document.createElement("tr");
+    tr.className = "group";
+    tr.setAttribute("data-group", name);
+    const running = copies.filter((a) => a.state === "running").length;
+    const health = copies.some((a) => a.health === "unhealthy")
+      ? "unhealthy"
+      : copies.some((a) => a.health === "healthy")
+        ? "healthy"
+        : "unknown";
+    const sum = (values) => {
+      const known = values.filter((v) => typeof v === "number");
+      return known.length ? known.reduce((x, y) => x + y, 0) : null;
+    };
+    const cpu = sum(copies.map((a) => a.cpu_percent));
+    tr.appendChild(cell(clean(name), "name"));
+    const state = running === copies.length ? "running" : "partial";
+    tr.appendChild(cell(running + "/" + copies.length + " running", "state state-" + state));
+    tr.appendChild(cell(health, "health health-" + health));
+    tr.appendChild(cell(""));
+    tr.appendChild(cell(String(copies.reduce((n, a) => n + (a.restarts || 0), 0))));
+    tr.appendChild(cell(cpu === null ? "-" : Math.round(cpu * 10) / 10 + "%", "num"));
+    tr.appendChild(cell(bytes(sum(copies.map((a) => a.memory_bytes))), "num"));
+    for (let i = 0; i < 4; i++) tr.appendChild(cell(""));
+    return tr;
+  }
+
   function actionsCell(agent) {
     const td = document.createElement("td");
     td.className = "actions";
@@ -130,7 +182,7 @@
   function row(agent) {
     const tr = document.createElement("tr");
     tr.setAttribute("data-agent", agent.name);
-    if (agent.name === selected) tr.className = "selected";
+    if (agent.name === selected) tr.classList.add("selected");
     tr.appendChild(cell(clean(agent.name), "name"));
     tr.appendChild(cell(agent.state, "state state-" + agent.state));
     tr.appendChild(cell(agent.health, "health health-" + agent.health));
@@ -151,13 +203,21 @@
   }
 
   function render() {
-    const list = shown();
     const fragment = document.createDocumentFragment();
     rows.clear();
-    for (const agent of list) {
+    const add = (agent, className) => {
       const tr = row(agent);
+      if (className) tr.classList.add(className);
       rows.set(agent.name, tr);
       fragment.appendChild(tr);
+    };
+    for (const entry of grouped(shown())) {
+      if (entry.agent) {
+        add(entry.agent);
+        continue;
+      }
+      fragment.appendChild(groupRow(entry.group, entry.copies));
+      for (const copy of entry.copies) add(copy, "copy");
     }
     body.replaceChildren(fragment);
   }
@@ -247,7 +307,7 @@
   function follow(name) {
     if (logSource) logSource.close();
     selected = name;
-    for (const [agent, tr] of rows) tr.className = agent === name ? "selected" : "";
+    for (const [agent, tr] of rows) tr.classList.toggle("selected", agent === name);
     logAgent.textContent = clean(name);
     logPane.replaceChildren();
     stick = true;
