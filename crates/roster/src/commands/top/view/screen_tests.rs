@@ -259,8 +259,12 @@ fn copies_are_shown_grouped_under_their_agent() {
         agent("zeta", None, "running", 9.0),
     ]);
     let mut terminal = Terminal::new(TestBackend::new(100, 16)).expect("terminal");
-    let rows = |terminal: &Terminal<TestBackend>| -> Vec<String> {
-        lines(terminal)
+    // Draws the model and returns the table's rows.
+    let mut drawn = |model: &mut Model| -> Vec<String> {
+        terminal
+            .draw(|frame| draw(frame, model, Instant::now(), "/h"))
+            .expect("drawn");
+        lines(&terminal)
             .into_iter()
             .filter(|line| {
                 let name = line.trim_start_matches(['>', ' ']);
@@ -270,13 +274,9 @@ fn copies_are_shown_grouped_under_their_agent() {
             })
             .collect()
     };
-    terminal
-        .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
-        .expect("drawn");
-    let shown = rows(&terminal);
-    let names = first_words(&shown);
+    let shown = drawn(&mut model);
     assert_eq!(
-        names,
+        first_words(&shown),
         ["alpha", "w", "w.1", "w.2", "w.10", "zeta"],
         "{shown:#?}"
     );
@@ -293,29 +293,20 @@ fn copies_are_shown_grouped_under_their_agent() {
     // copies still in number order.
     model.on_key(Key::Char('s'));
     model.on_key(Key::Char('s'));
-    terminal
-        .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
-        .expect("drawn");
-    let shown = rows(&terminal);
-    let names = first_words(&shown);
+    let shown = drawn(&mut model);
     assert_eq!(
-        names,
+        first_words(&shown),
         ["w", "w.1", "w.2", "w.10", "zeta", "alpha"],
         "{shown:#?}"
     );
     // The selection (still on alpha, at the bottom) walks up the copies
     // and stops at w.1, never on the group's line.
-    let marked = |terminal: &Terminal<TestBackend>| {
-        rows(terminal)
-            .into_iter()
-            .find(|line| line.starts_with('>'))
-            .and_then(|line| line[1..].split_whitespace().next().map(str::to_owned))
-    };
     for expected in ["zeta", "w.10", "w.2", "w.1", "w.1"] {
         model.on_key(Key::Up);
-        terminal
-            .draw(|frame| draw(frame, &mut model, Instant::now(), "/h"))
-            .expect("drawn");
-        assert_eq!(marked(&terminal).as_deref(), Some(expected));
+        let marked = drawn(&mut model)
+            .into_iter()
+            .find(|line| line.starts_with('>'))
+            .and_then(|line| line[1..].split_whitespace().next().map(str::to_owned));
+        assert_eq!(marked.as_deref(), Some(expected));
     }
 }
