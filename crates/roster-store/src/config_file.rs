@@ -98,12 +98,22 @@ pub struct ReadAlong {
 }
 
 /// The web dashboard's certificate chain and key, as read.
-#[derive(Clone, Debug)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebTlsPem {
     /// The certificate chain, PEM.
     pub cert: Vec<u8>,
     /// The private key, PEM. Never shown.
     pub key: Vec<u8>,
+}
+
+// By hand: Debug output ends up in logs, and the key must not.
+impl std::fmt::Debug for WebTlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebTlsPem")
+            .field("cert_bytes", &self.cert.len())
+            .field("key_bytes", &self.key.len())
+            .finish()
+    }
 }
 
 /// The largest TLS file roster reads.
@@ -286,6 +296,20 @@ pub fn parse_env_file(path: &Path, text: &str) -> Result<Vec<(String, String)>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tls_key_never_reaches_debug_output() {
+        let pem = WebTlsPem {
+            cert: b"-----BEGIN CERTIFICATE-----".to_vec(),
+            key: b"-----BEGIN PRIVATE KEY-----secret".to_vec(),
+        };
+        let shown = format!("{pem:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+        assert!(shown.contains("key_bytes: 33"), "{shown}");
+    }
 
     #[test]
     fn token_files_are_one_private_line() {

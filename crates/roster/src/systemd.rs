@@ -145,7 +145,10 @@ pub fn daemon_unit(unit: &DaemonUnit) -> Result<String, String> {
     );
     let _ = writeln!(text, "ExecStart={exec}");
     text.push_str(
-        "# Agents must not run as root unless the config says user = \"root\" or allow_root = true.\n\
+        "# `systemctl reload roster`: SIGHUP, on which the daemon applies its config file again\n\
+         # (renewed [web] TLS files included).\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
+         # Agents must not run as root unless the config says user = \"root\" or allow_root = true.\n\
          Environment=ROSTER_INSTALLED=1\n",
     );
     if let Some(group) = &unit.admin_group {

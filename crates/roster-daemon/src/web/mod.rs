@@ -1,7 +1,9 @@
 //! The web dashboard (issue #18), served by the daemon where `[web]
 //! listen` says: plain HTTP, or HTTPS with `tls_cert`/`tls_key`. A
-//! re-apply that changes `[web]` binds again; a bind that fails leaves the
-//! daemon running and says why (the journal, status's warnings).
+//! re-apply that changes `[web]` binds again, and one that finds renewed
+//! TLS files swaps them in on the same socket; a bind that fails leaves
+//! the daemon running and says why (the journal, status's warnings), and
+//! TLS files that cannot be used leave the dashboard served as before.
 //!
 //! By job: `gate` (tokens, sessions, the login limiter), `hub` (the
 //! snapshot every open page shares), `routes` (the handlers and the
@@ -54,6 +56,11 @@ pub struct WebServer {
 
 struct Serving {
     spec: WebSpec,
+    /// With TLS: the files it serves, and where a renewed acceptor goes.
+    tls: Option<(
+        WebTlsPem,
+        tokio::sync::watch::Sender<tokio_rustls::TlsAcceptor>,
+    )>,
     task: JoinHandle<()>,
     /// Dropped with this: the open streams see it and end.
     _streams: tokio::sync::watch::Sender<()>,
@@ -78,8 +85,9 @@ impl WebServer {
     }
 
     /// Serves as `spec` says, or stops with `None`; `tls` is what was read
-    /// of its TLS files with the config. On failure the old server, if
-    /// any, is gone too; the message says why.
+    /// of its TLS files with the config. TLS files that cannot be used
+    /// leave the old server, if any, serving as it did; a bind that fails
+    /// leaves none. The message says why, and which.
     pub fn apply(
         &mut self,
         runtime: &Handle,
@@ -121,22 +129,27 @@ impl WebServer {
                 && serving.spec.session_ttl == spec.session_ttl
         });
         if same_socket {
-            return Ok(());
+            return self.renew(spec, tls);
         }
+        // TLS files that cannot be used leave what serves now serving.
+        let still = |error: String| match &self.serving {
+            Some(serving) => problem(
+                spec,
+                &format!(
+                    "{error}; still serving as before, on {}",
+                    serving.spec.listen
+                ),
+            ),
+            None => problem(spec, &error),
+        };
         let acceptor = match (&spec.tls, tls) {
-            (Some(paths), Some(Ok(files))) => {
-                Some(tls::acceptor(paths, files).map_err(|error| problem(spec, &error))?)
-            }
-            (Some(_), Some(Err(error))) => {
-                self.serving = None;
-                return Err(problem(spec, error));
-            }
+            (Some(paths), Some(Ok(files))) => Some(tls::acceptor(paths, files).map_err(still)?),
+            (Some(_), Some(Err(error))) => return Err(still(error.clone())),
             (Some(paths), None) => {
-                self.serving = None;
-                return Err(problem(
-                    spec,
-                    &format!("{} was not read with the config", paths.cert.display()),
-                ));
+                return Err(still(format!(
+                    "{} was not read with the config",
+                    paths.cert.display()
+                )))
             }
             (None, _) => None,
         };
@@ -160,9 +173,14 @@ impl WebServer {
             per_peer: Some(MAX_PER_CLIENT),
             patience: REQUEST_TIMEOUT,
         };
+        let mut served_tls = None;
         let task = match acceptor {
             Some(acceptor) => {
                 let _context = runtime.enter();
+                let (renewed, acceptor) = tokio::sync::watch::channel(acceptor);
+                if let Some(Ok(files)) = tls {
+                    served_tls = Some((files.clone(), renewed));
+                }
                 let listener = tls::TlsListener::new(listener, acceptor)
                     .map_err(|error| problem(spec, &error.to_string()))?;
                 runtime.spawn(async move {
@@ -183,9 +201,49 @@ impl WebServer {
         tracing::info!("serving the web dashboard on {scheme}://{}/", spec.listen);
         self.serving = Some(Serving {
             spec: spec.clone(),
+            tls: served_tls,
             task,
             _streams: streams,
         });
+        Ok(())
+    }
+}
+
+impl WebServer {
+    /// On the same socket: certificate files that changed since they were
+    /// served (renewed) are swapped in for the next handshakes; the socket,
+    /// open pages and sessions stay. Files that cannot be used leave the
+    /// old ones served, and say so.
+    fn renew(
+        &mut self,
+        spec: &WebSpec,
+        tls: Option<&Result<WebTlsPem, String>>,
+    ) -> Result<(), String> {
+        let (Some(paths), Some((served, renewed))) = (
+            &spec.tls,
+            self.serving
+                .as_mut()
+                .and_then(|serving| serving.tls.as_mut()),
+        ) else {
+            return Ok(());
+        };
+        let keep = "; still serving as before, with the certificate read then";
+        let files = match tls {
+            Some(Ok(files)) => files,
+            Some(Err(error)) => return Err(problem(spec, &format!("{error}{keep}"))),
+            None => return Ok(()),
+        };
+        if files == served {
+            return Ok(());
+        }
+        let acceptor = tls::acceptor(paths, files)
+            .map_err(|error| problem(spec, &format!("{error}{keep}")))?;
+        renewed.send_replace(acceptor);
+        *served = files.clone();
+        tracing::info!(
+            "web dashboard: serving the renewed certificate {}",
+            paths.cert.display()
+        );
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! HTTPS for the dashboard: the certificate and key of `[web]` (read with
-//! the config, off the loop) made an acceptor at each bind (rustls, ring),
-//! and a listener whose handshakes run beside each other, so a client
-//! that stalls its handshake holds up no other.
+//! the config, off the loop) made an acceptor (rustls, ring), and a
+//! listener whose handshakes run beside each other, so a client that
+//! stalls its handshake holds up no other. The listener takes its acceptor
+//! from a watch channel at each handshake: renewed files, re-read by an
+//! apply, are swapped in without closing the socket.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
@@ -67,8 +69,9 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Serves TLS on `listener` (on the current runtime).
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
+    /// Serves TLS on `listener` (on the current runtime), each handshake
+    /// with the acceptor `acceptor` holds at that moment.
+    pub fn new(listener: TcpListener, acceptor: watch::Receiver<TlsAcceptor>) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(HANDSHAKES);
         let task = tokio::spawn(handshakes(listener, acceptor, sender));
@@ -84,7 +87,7 @@ impl Drop for TlsListener {
 
 async fn handshakes(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: watch::Receiver<TlsAcceptor>,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let slots = Arc::new(Semaphore::new(HANDSHAKES));
@@ -100,7 +103,7 @@ async fn handshakes(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        let acceptor = acceptor.borrow().clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -610,8 +610,51 @@ fn tls_serves_the_dashboard_with_a_secure_cookie() {
         .expect("curl");
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("\"name\""));
 
-    // A key that is not the certificate's: not served, said in status,
-    // the daemon and its agent run on.
+    // Renewed files (same paths, a new certificate) are served after an
+    // apply, on the same socket: the session from before still works.
+    let subject = || {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "-k", "-v", "--max-time", "20", "-o", "/dev/null"])
+            .arg(format!("{base}/"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .find(|line| line.contains("subject:"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(subject().contains("CN=127.0.0.1"), "{}", subject());
+    let renewed = roster.path("renewed");
+    std::fs::create_dir(&renewed).expect("mkdir");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=renewed"])
+        .arg("-keyout")
+        .arg(renewed.join("key.pem"))
+        .arg("-out")
+        .arg(renewed.join("cert.pem"))
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
+    std::fs::copy(renewed.join("key.pem"), &key).expect("renew the key");
+    std::fs::copy(renewed.join("cert.pem"), &cert).expect("renew the certificate");
+    roster.ok(&["apply"]);
+    assert!(subject().contains("CN=renewed"), "{}", subject());
+    let again = curl(&[
+        "-H",
+        &format!("Cookie: {session}"),
+        &format!("{base}/web/api/snapshot"),
+    ]);
+    assert!(
+        again.contains("\"name\":\"a\""),
+        "the session outlived the renewal: {again}"
+    );
+
+    // A key that is not the certificate's: not used, said in status, the
+    // renewed certificate still served; the daemon and its agent run on.
     let other = roster.path("other.pem");
     let made = std::process::Command::new("openssl")
         .args([
@@ -643,10 +686,12 @@ fn tls_serves_the_dashboard_with_a_secure_cookie() {
         status
             .warnings
             .iter()
-            .any(|warning| warning.contains("do not make a TLS identity")),
+            .any(|warning| warning.contains("do not make a TLS identity")
+                && warning.contains("still serving as before")),
         "{:?}",
         status.warnings
     );
+    assert!(subject().contains("CN=renewed"), "{}", subject());
     assert_eq!(roster.agent("a").pid, pid);
 }
 

@@ -190,6 +190,7 @@ fn install_into_a_scratch_root_then_again_then_uninstall_and_purge() {
         "Type=notify",
         "Environment=ROSTER_INSTALLED=1",
         "KillMode=mixed",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "ProtectSystem=strict",
         "WantedBy=multi-user.target",
     ] {
