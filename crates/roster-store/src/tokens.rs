@@ -238,26 +238,38 @@ impl TokenStore {
     fn save(&self, tokens: &Tokens) -> Result<(), TokenError> {
         // A link planted as the file is refused, not replaced silently.
         self.dir.check_file(FILE)?;
-        let stored = StoredFile {
-            format: FORMAT,
-            tokens: tokens
-                .tokens
-                .iter()
-                .map(|token| StoredToken {
-                    name: token.name.to_string(),
-                    scope: token.scope.to_string(),
-                    read_only: token.read_only,
-                    created_ms: token.created_ms,
-                    last_used_ms: token.last_used_ms,
-                    sha256: token.hash.clone(),
-                })
-                .collect(),
-        };
-        let mut text = serde_json::to_vec_pretty(&stored)
+        let text = render(tokens)
             .map_err(|error| TokenError::Store(format!("writing {}: {error}", self.path())))?;
-        text.push(b'\n');
         self.dir.write_atomically_with_mode(FILE, &text, 0o600)?;
         Ok(())
+    }
+
+    /// The token file as a backup keeps it (hashes, never a token), read
+    /// and checked as the daemon reads it; `None` when there is no token.
+    pub fn export(&self) -> Result<Option<(Vec<u8>, usize)>, TokenError> {
+        let (tokens, _) = self.load()?;
+        if tokens.tokens.is_empty() {
+            return Ok(None);
+        }
+        let text = render(&tokens)
+            .map_err(|error| TokenError::Store(format!("reading {}: {error}", self.path())))?;
+        Ok(Some((text, tokens.tokens.len())))
+    }
+
+    /// Stores the tokens of a backup's token file (checked as a read
+    /// checks it) in a home that has none; returns how many.
+    pub fn import(&self, bytes: &[u8]) -> Result<usize, TokenError> {
+        let tokens = parse("the backup's web/tokens.json", bytes)?;
+        let _lock = self.lock()?;
+        let (existing, _) = self.load()?;
+        if !existing.tokens.is_empty() {
+            return Err(TokenError::Store(format!(
+                "{} has tokens already; a restore never mixes tokens",
+                self.path()
+            )));
+        }
+        self.save(&tokens)?;
+        Ok(tokens.tokens.len())
     }
 
     /// Makes a token named `name` for `scope` at `now_ms`; returns its
@@ -326,6 +338,33 @@ impl TokenStore {
         token.last_used_ms = Some(now_ms);
         self.save(&tokens)
     }
+}
+
+/// The token file's text for `tokens`.
+fn render(tokens: &Tokens) -> serde_json::Result<Vec<u8>> {
+    let stored = StoredFile {
+        format: FORMAT,
+        tokens: tokens
+            .tokens
+            .iter()
+            .map(|token| StoredToken {
+                name: token.name.to_string(),
+                scope: token.scope.to_string(),
+                read_only: token.read_only,
+                created_ms: token.created_ms,
+                last_used_ms: token.last_used_ms,
+                sha256: token.hash.clone(),
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_vec_pretty(&stored)?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Checks a backup's token file as a read checks it: how many tokens.
+pub fn check_backup(bytes: &[u8]) -> Result<usize, TokenError> {
+    Ok(parse("the backup's web/tokens.json", bytes)?.tokens.len())
 }
 
 fn parse(path: &str, bytes: &[u8]) -> Result<Tokens, TokenError> {

@@ -130,6 +130,9 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn backup_under_load_restores_into_a_fresh_home_with_releases_and_secrets() {
     let (roster, secret) = site();
     let archive = roster.path("backup.tar.gz");
+    // Dashboard tokens handed to people come back too (their hashes).
+    let ops = roster.ok(&["web", "token", "add", "ops", "--admin"]);
+    roster.ok(&["web", "token", "add", "acme", "--tenant", "acme", "--read-only"]);
     // The journal grows while the backup runs: chatty restarts.
     let churn = {
         let home = roster.home_path().to_path_buf();
@@ -174,6 +177,23 @@ fn backup_under_load_restores_into_a_fresh_home_with_releases_and_secrets() {
         "{stdout}"
     );
     assert!(stdout.contains("up -f"), "the next command: {stdout}");
+    assert!(stdout.contains("2 web tokens"), "{stdout}");
+    let tokens = |home: &Path| {
+        let file = home.join("web/tokens.json");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&file).expect("tokens.json").permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        std::fs::read(file).expect("tokens.json")
+    };
+    assert_eq!(tokens(fresh.home_path()), tokens(roster.home_path()));
+    let listed = fresh.ok(&["web", "token", "list"]);
+    assert!(listed.contains("ops") && listed.contains("tenant acme"), "{listed}");
+    let token = ops.lines().last().expect("the token").trim();
+    assert!(
+        !contains(&gunzip(&archive), token.as_bytes()),
+        "a token in plain in the archive"
+    );
 
     fresh.ok(&["up", "-f", restored_config.to_str().expect("utf-8")]);
     fresh.wait_state("app", AgentState::Running, SECS(20));

@@ -24,6 +24,8 @@ pub struct Checked {
     pub config: Vec<u8>,
     /// The sealed secrets' bytes, if any.
     pub secrets: Option<Vec<u8>>,
+    /// The web dashboard's token file, if any.
+    pub tokens: Option<Vec<u8>>,
 }
 
 fn entries(path: &Path) -> Result<tar::Archive<flate2::read::GzDecoder<File>>> {
@@ -68,7 +70,8 @@ pub fn check(path: &Path) -> Result<Checked> {
             tar::EntryType::Regular => {
                 let keep = name == MANIFEST
                     || name.starts_with("config/")
-                    || name == super::create::SECRETS_ENTRY;
+                    || name == super::create::SECRETS_ENTRY
+                    || name == super::create::TOKENS_ENTRY;
                 let mut hash = Sha256::new();
                 let mut kept = Vec::new();
                 let mut size = 0u64;
@@ -156,10 +159,12 @@ pub fn check(path: &Path) -> Result<Checked> {
         .secrets
         .as_ref()
         .and_then(|secrets| small.remove(&secrets.entry));
+    let tokens = small.remove(super::create::TOKENS_ENTRY);
     Ok(Checked {
         manifest,
         config,
         secrets,
+        tokens,
     })
 }
 

@@ -27,6 +27,8 @@ pub const SECRETS_LABEL: &str = "roster-backup-secrets-v1";
 pub const SECRETS_ENTRY: &str = "secrets.sealed";
 /// The journal's path in the archive.
 pub const JOURNAL_ENTRY: &str = "journal.db";
+/// The web dashboard's token file (hashes only) in the archive.
+pub const TOKENS_ENTRY: &str = "web/tokens.json";
 
 /// What `roster backup` was asked.
 pub struct Options {
@@ -96,6 +98,7 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
         } else {
             seal_secrets(home, options.key_file.as_deref(), &mut items)?
         };
+        add_tokens(home, &mut items)?;
         let agents = add_releases(home, &mut items)?;
         write_archive(
             &temporary,
@@ -164,6 +167,27 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "backup.tar.gz".into())
+}
+
+/// The web dashboard's tokens, as the daemon reads them: their hashes,
+/// scopes and names (a token itself is nowhere on disk).
+fn add_tokens(home: &Home, items: &mut Vec<Item>) -> Result<()> {
+    if !home.root().join(roster_store::tokens::DIRECTORY).exists() {
+        return Ok(());
+    }
+    let home_dir = home.open_verified()?;
+    let Some(store) = roster_store::tokens::TokenStore::open(&home_dir)? else {
+        return Ok(());
+    };
+    if let Some((bytes, count)) = store.export()? {
+        eprintln!("backup: {count} web tokens (their hashes)");
+        items.push(Item {
+            path: TOKENS_ENTRY.into(),
+            mode: 0o600,
+            source: Source::Bytes(bytes),
+        });
+    }
+    Ok(())
 }
 
 /// Seals every agent's secrets with the key asked for; `None` when there

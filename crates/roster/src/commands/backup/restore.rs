@@ -2,7 +2,8 @@
 //! archive matched and the secrets' key was found (nothing is written
 //! before): the config (to `--config`, else where it was if that is
 //! free), the journal, the releases with their manifests and `current`
-//! links, and the secrets, stored with the home's secret store.
+//! links, the secrets, stored with the home's secret store, and the web
+//! dashboard's tokens (their hashes).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -41,6 +42,8 @@ pub struct Restored {
     pub config_path: PathBuf,
     /// How many agents' secrets were restored.
     pub secret_agents: usize,
+    /// How many web dashboard tokens were restored.
+    pub tokens: usize,
 }
 
 /// Runs `roster restore`.
@@ -55,12 +58,13 @@ pub fn run(home: &Home, options: &Options) -> Result<ExitCode> {
     )?;
     let manifest = &restored.manifest;
     println!(
-        "restored the backup of {} taken {} into {}: the journal, {} agents' releases, {} agents' secrets",
+        "restored the backup of {} taken {} into {}: the journal, {} agents' releases, {} agents' secrets, {} web tokens",
         if manifest.host.is_empty() { "?" } else { &manifest.host },
         roster_store::clock::rfc3339_millis(i64::try_from(manifest.created_unix.saturating_mul(1000)).unwrap_or(i64::MAX)),
         home.root().display(),
         manifest.agents.len(),
         restored.secret_agents,
+        restored.tokens,
     );
     println!("config written to {}", restored.config_path.display());
     println!(
@@ -96,6 +100,11 @@ fn check_empty(home: &Home) -> Result<()> {
         name.ends_with(".env")
     }) {
         found.push("secrets");
+    }
+    if has_entries(home.root().join(roster_store::tokens::DIRECTORY), |name| {
+        name == roster_store::tokens::FILE
+    }) {
+        found.push("web tokens");
     }
     if !found.is_empty() {
         bail!(
@@ -135,6 +144,10 @@ pub fn restore_into(
         );
     }
     let (secrets, key) = open_secrets(&manifest, checked.secrets.as_deref(), key_file, keys)?;
+    if let Some(tokens) = &checked.tokens {
+        roster_store::tokens::check_backup(tokens)
+            .map_err(|error| anyhow::anyhow!("{error}\n  nothing was written"))?;
+    }
 
     // Every check passed: from here on, writes.
     let home_dir = home
@@ -219,10 +232,15 @@ pub fn restore_into(
             }
         }
     }
+    let tokens = match &checked.tokens {
+        Some(bytes) => roster_store::tokens::TokenStore::create(&home_dir)?.import(bytes)?,
+        None => 0,
+    };
     Ok(Restored {
         manifest,
         config_path,
         secret_agents,
+        tokens,
     })
 }
 
