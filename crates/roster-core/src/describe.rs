@@ -158,9 +158,9 @@ pub fn checks(spec: &AgentSpec, secrets: &[String]) -> DescribedChecks {
 /// The restart policy, with `last_exits` (newest first).
 pub fn restart(spec: &AgentSpec, last_exits: Vec<DescribedExit>) -> DescribedRestart {
     DescribedRestart {
-        restart: spec.restart.as_str().to_owned(),
-        restart_delay: format_duration(spec.restart_delay),
-        backoff_max: format_duration(spec.backoff_max),
+        restart: spec.restart.mode.as_str().to_owned(),
+        restart_delay: format_duration(spec.restart.delay),
+        backoff_max: format_duration(spec.restart.backoff_max),
         stop_signal: spec.stop_signal.name().to_owned(),
         stop_timeout: format_duration(spec.stop_timeout),
         drain_signal: spec
@@ -169,8 +169,8 @@ pub fn restart(spec: &AgentSpec, last_exits: Vec<DescribedExit>) -> DescribedRes
             .name()
             .to_owned(),
         drain_timeout: format_duration(spec.drain_timeout),
-        crash_loop: spec.crash_loop,
-        crash_window: format_duration(spec.crash_window),
+        crash_loop: spec.restart.crash_loop,
+        crash_window: format_duration(spec.restart.crash_window),
         last_exits,
     }
 }

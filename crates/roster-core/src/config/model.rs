@@ -106,28 +106,17 @@ impl RestartMode {
     }
 }
 
-/// One `[agents.NAME]` table, with defaults filled in and paths resolved.
-#[derive(Clone, PartialEq)]
-pub struct AgentSpec {
-    /// argv; never run through a shell.
-    pub command: Vec<String>,
-    /// Absolute working directory.
-    pub cwd: PathBuf,
-    /// Extra environment, on top of the daemon's own.
-    pub env: BTreeMap<String, String>,
-    /// Restart policy.
-    pub restart: RestartMode,
-    /// Wait before the first restart after a death.
-    pub restart_delay: Duration,
+/// When and how fast an agent that exited is started again: the `restart`,
+/// `restart_delay`, `backoff_max`, `stable_after`, `crash_loop`,
+/// `crash_window` and `failed_retry` keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// When it is restarted (`restart`).
+    pub mode: RestartMode,
+    /// Wait before the first restart after a death (`restart_delay`).
+    pub delay: Duration,
     /// The longest wait between restarts of a crash-looping agent.
     pub backoff_max: Duration,
-    /// Sent to the agent's process group to stop it.
-    pub stop_signal: Signal,
-    /// After this, SIGKILL to the whole process group.
-    pub stop_timeout: Duration,
-    /// An agent counts as `running` (rather than `starting`) once it has been
-    /// up this long.
-    pub ready_after: Duration,
     /// A run shorter than this is a quick death: it grows the backoff and
     /// counts towards the crash loop. A longer run resets both.
     pub stable_after: Duration,
@@ -139,6 +128,40 @@ pub struct AgentSpec {
     /// A `failed` agent is retried after this; `None` (`"never"`) leaves it
     /// failed until an operator starts it.
     pub failed_retry: Option<Duration>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::Always,
+            delay: Duration::ZERO,
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            crash_loop: 5,
+            crash_window: Duration::from_secs(60),
+            failed_retry: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// One `[agents.NAME]` table, with defaults filled in and paths resolved.
+#[derive(Clone, PartialEq)]
+pub struct AgentSpec {
+    /// argv; never run through a shell.
+    pub command: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// Extra environment, on top of the daemon's own.
+    pub env: BTreeMap<String, String>,
+    /// When and how fast it is started again after it exits.
+    pub restart: RestartPolicy,
+    /// Sent to the agent's process group to stop it.
+    pub stop_signal: Signal,
+    /// After this, SIGKILL to the whole process group.
+    pub stop_timeout: Duration,
+    /// An agent counts as `running` (rather than `starting`) once it has been
+    /// up this long.
+    pub ready_after: Duration,
     /// The health check, if any.
     pub health: Option<HealthSpec>,
     /// Asks the agent to finish its work before a restart roster decided
@@ -205,16 +228,10 @@ impl AgentSpec {
             command: Vec::new(),
             cwd: base_dir.to_path_buf(),
             env: BTreeMap::new(),
-            restart: RestartMode::Always,
-            restart_delay: Duration::ZERO,
-            backoff_max: Duration::from_secs(30),
+            restart: RestartPolicy::default(),
             stop_signal: Signal::Term,
             stop_timeout: Duration::from_secs(10),
             ready_after: Duration::from_secs(1),
-            stable_after: Duration::from_secs(10),
-            crash_loop: 5,
-            crash_window: Duration::from_secs(60),
-            failed_retry: Some(Duration::from_secs(300)),
             health: None,
             drain_signal: None,
             drain_timeout: Duration::from_secs(30),
@@ -265,8 +282,6 @@ impl fmt::Debug for AgentSpec {
             .field("cwd", &self.cwd)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("restart", &self.restart)
-            .field("restart_delay", &self.restart_delay)
-            .field("backoff_max", &self.backoff_max)
             .field("stop_signal", &self.stop_signal)
             .field("stop_timeout", &self.stop_timeout)
             .field("health", &self.health)

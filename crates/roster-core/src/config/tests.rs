@@ -20,8 +20,8 @@ fn minimal_agent_gets_defaults() {
     let spec = &config.agents[&AgentName::new("web").expect("name")];
     assert_eq!(spec.command, ["python3", "-u", "main.py", "--name", "a b"]);
     assert_eq!(spec.cwd, Path::new("/srv/app"));
-    assert_eq!(spec.restart, RestartMode::Always);
-    assert_eq!(spec.restart_delay, Duration::ZERO);
+    assert_eq!(spec.restart.mode, RestartMode::Always);
+    assert_eq!(spec.restart.delay, Duration::ZERO);
     assert_eq!(spec.stop_signal, Signal::Term);
     assert_eq!(config.log, LogConfig::default());
 }
@@ -127,7 +127,9 @@ fn failed_retry_accepts_never() {
     let config =
         parse_text("[agents.a]\ncommand = \"true\"\nfailed_retry = \"never\"\n").expect("valid");
     assert_eq!(
-        config.agents[&AgentName::new("a").expect("name")].failed_retry,
+        config.agents[&AgentName::new("a").expect("name")]
+            .restart
+            .failed_retry,
         None
     );
 }

@@ -293,8 +293,8 @@ impl Supervisor {
         agent.last_error = Some(reason.clone());
         agent.phase = Phase::Stopped;
         let serving = agent.serving().is_some();
-        let retry_in = agent.spec.failed_retry;
-        let never = agent.spec.restart == RestartMode::Never;
+        let retry_in = agent.spec.restart.failed_retry;
+        let never = agent.spec.restart.mode == RestartMode::Never;
         self.push_event(
             &name,
             EventKind::SpawnFailed {

@@ -94,7 +94,7 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
             config
                 .agents
                 .iter()
-                .map(|(name, spec)| (name.to_string(), spec.stable_after))
+                .map(|(name, spec)| (name.to_string(), spec.restart.stable_after))
                 .collect()
         })
         .unwrap_or_default();
