@@ -330,8 +330,8 @@ pub fn agent_unit(
         "RestartSec={}",
         time_span(spec.restart.delay.max(Duration::from_millis(100)))
     );
-    let _ = writeln!(text, "KillSignal={}", spec.stop_signal.name());
-    let _ = writeln!(text, "TimeoutStopSec={}", time_span(spec.stop_timeout));
+    let _ = writeln!(text, "KillSignal={}", spec.stop.signal.name());
+    let _ = writeln!(text, "TimeoutStopSec={}", time_span(spec.stop.timeout));
     text.push_str("KillMode=control-group\n");
     if let Some(bytes) = spec.limits.memory_max {
         let _ = writeln!(text, "MemoryMax={bytes}");

@@ -144,6 +144,41 @@ impl Default for RestartPolicy {
     }
 }
 
+/// How an agent is stopped, and drained before a restart roster decided
+/// on: the `stop_signal`, `stop_timeout`, `drain_signal` and
+/// `drain_timeout` keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopPolicy {
+    /// Sent to the agent's process group to stop it (`stop_signal`).
+    pub signal: Signal,
+    /// After this, SIGKILL to the whole process group (`stop_timeout`).
+    pub timeout: Duration,
+    /// Asks the agent to finish its work before a restart roster decided
+    /// on (a failed health check); `None` means the stop signal.
+    pub drain_signal: Option<Signal>,
+    /// How long a draining agent may take before SIGKILL.
+    pub drain_timeout: Duration,
+}
+
+impl Default for StopPolicy {
+    fn default() -> Self {
+        Self {
+            signal: Signal::Term,
+            timeout: Duration::from_secs(10),
+            drain_signal: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StopPolicy {
+    /// How a drained stop goes: the drain signal (else the stop signal)
+    /// and the drain timeout.
+    pub fn drain(&self) -> (Signal, Duration) {
+        (self.drain_signal.unwrap_or(self.signal), self.drain_timeout)
+    }
+}
+
 /// One `[agents.NAME]` table, with defaults filled in and paths resolved.
 #[derive(Clone, PartialEq)]
 pub struct AgentSpec {
@@ -155,20 +190,13 @@ pub struct AgentSpec {
     pub env: BTreeMap<String, String>,
     /// When and how fast it is started again after it exits.
     pub restart: RestartPolicy,
-    /// Sent to the agent's process group to stop it.
-    pub stop_signal: Signal,
-    /// After this, SIGKILL to the whole process group.
-    pub stop_timeout: Duration,
+    /// How it is stopped, and drained before a restart roster decided on.
+    pub stop: StopPolicy,
     /// An agent counts as `running` (rather than `starting`) once it has been
     /// up this long.
     pub ready_after: Duration,
     /// The health check, if any.
     pub health: Option<HealthSpec>,
-    /// Asks the agent to finish its work before a restart roster decided
-    /// on (a failed health check); `None` means the stop signal.
-    pub drain_signal: Option<Signal>,
-    /// How long a draining agent may take before SIGKILL.
-    pub drain_timeout: Duration,
     /// `[[agents.NAME.watch]]` rules; `None` (no `watch` key) means the
     /// graded defaults, `watch = []` none at all.
     pub watch: Option<Vec<WatchRule>>,
@@ -229,12 +257,9 @@ impl AgentSpec {
             cwd: base_dir.to_path_buf(),
             env: BTreeMap::new(),
             restart: RestartPolicy::default(),
-            stop_signal: Signal::Term,
-            stop_timeout: Duration::from_secs(10),
+            stop: StopPolicy::default(),
             ready_after: Duration::from_secs(1),
             health: None,
-            drain_signal: None,
-            drain_timeout: Duration::from_secs(30),
             watch: None,
             metrics: None,
             deploy: None,
@@ -282,8 +307,7 @@ impl fmt::Debug for AgentSpec {
             .field("cwd", &self.cwd)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("restart", &self.restart)
-            .field("stop_signal", &self.stop_signal)
-            .field("stop_timeout", &self.stop_timeout)
+            .field("stop", &self.stop)
             .field("health", &self.health)
             .field("stderr", &self.stderr)
             .field("watch_paths", &self.watch_paths)
