@@ -43,7 +43,9 @@ pub use checking::parse;
 pub use diagnostics::{ConfigError, Diagnostic, Located};
 pub use edit::{add_agent, keep_line_endings, remove_agent, set_instances, EditError, NewAgent};
 pub use instances::{INSTANCE_KEYS, MAX_INSTANCES};
-pub use model::{AgentSpec, Config, Instance, LogConfig, RestartMode, StderrMode};
+pub use model::{
+    AgentSpec, Config, Instance, LogConfig, RestartMode, RestartPolicy, StderrMode, StopPolicy,
+};
 
 // For other files of the same shape (the fleet file): the same checker,
 // readers and FILE:LINE:COL errors, so their messages read alike.

@@ -157,20 +157,17 @@ pub fn checks(spec: &AgentSpec, secrets: &[String]) -> DescribedChecks {
 
 /// The restart policy, with `last_exits` (newest first).
 pub fn restart(spec: &AgentSpec, last_exits: Vec<DescribedExit>) -> DescribedRestart {
+    let (drain_signal, drain_timeout) = spec.stop.drain();
     DescribedRestart {
-        restart: spec.restart.as_str().to_owned(),
-        restart_delay: format_duration(spec.restart_delay),
-        backoff_max: format_duration(spec.backoff_max),
-        stop_signal: spec.stop_signal.name().to_owned(),
-        stop_timeout: format_duration(spec.stop_timeout),
-        drain_signal: spec
-            .drain_signal
-            .unwrap_or(spec.stop_signal)
-            .name()
-            .to_owned(),
-        drain_timeout: format_duration(spec.drain_timeout),
-        crash_loop: spec.crash_loop,
-        crash_window: format_duration(spec.crash_window),
+        restart: spec.restart.mode.as_str().to_owned(),
+        restart_delay: format_duration(spec.restart.delay),
+        backoff_max: format_duration(spec.restart.backoff_max),
+        stop_signal: spec.stop.signal.name().to_owned(),
+        stop_timeout: format_duration(spec.stop.timeout),
+        drain_signal: drain_signal.name().to_owned(),
+        drain_timeout: format_duration(drain_timeout),
+        crash_loop: spec.restart.crash_loop,
+        crash_window: format_duration(spec.restart.crash_window),
         last_exits,
     }
 }

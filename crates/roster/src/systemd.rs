@@ -322,7 +322,7 @@ pub fn agent_unit(
             "# Secrets (`roster secret set {agent} KEY`); a missing file is fine.\nEnvironmentFile=-{secrets}"
         );
     }
-    let restart = match spec.restart {
+    let restart = match spec.restart.mode {
         RestartMode::Always => "always",
         RestartMode::OnFailure => "on-failure",
         RestartMode::Never => "no",
@@ -331,10 +331,10 @@ pub fn agent_unit(
     let _ = writeln!(
         text,
         "RestartSec={}",
-        time_span(spec.restart_delay.max(Duration::from_millis(100)))
+        time_span(spec.restart.delay.max(Duration::from_millis(100)))
     );
-    let _ = writeln!(text, "KillSignal={}", spec.stop_signal.name());
-    let _ = writeln!(text, "TimeoutStopSec={}", time_span(spec.stop_timeout));
+    let _ = writeln!(text, "KillSignal={}", spec.stop.signal.name());
+    let _ = writeln!(text, "TimeoutStopSec={}", time_span(spec.stop.timeout));
     text.push_str("KillMode=control-group\n");
     if let Some(bytes) = spec.limits.memory_max {
         let _ = writeln!(text, "MemoryMax={bytes}");
@@ -401,7 +401,7 @@ pub fn agent_unit(
     if !spec.listen.is_empty() {
         dropped.push("its listen sockets (write a .socket unit)");
     }
-    if spec.crash_loop > 0 {
+    if spec.restart.crash_loop > 0 {
         dropped.push("crash-loop detection and backoff");
     }
     if !dropped.is_empty() {

@@ -35,18 +35,18 @@ pub(crate) const AGENT_KEYS: &[Key<AgentDraft>] = &[
     Key::new("cwd", Read::Custom(cwd)),
     Key::shared("env", Read::Custom(env)),
     Key::shared("restart", Read::Custom(restart)),
-    Key::shared("restart_delay", Read::Duration(|a, v| a.spec.restart_delay = v)),
-    Key::shared("backoff_max", Read::Duration(|a, v| a.spec.backoff_max = v)),
-    Key::shared("stop_signal", Read::Signal(|a, v| a.spec.stop_signal = v)),
-    Key::shared("stop_timeout", Read::Duration(|a, v| a.spec.stop_timeout = v)),
+    Key::shared("restart_delay", Read::Duration(|a, v| a.spec.restart.delay = v)),
+    Key::shared("backoff_max", Read::Duration(|a, v| a.spec.restart.backoff_max = v)),
+    Key::shared("stop_signal", Read::Signal(|a, v| a.spec.stop.signal = v)),
+    Key::shared("stop_timeout", Read::Duration(|a, v| a.spec.stop.timeout = v)),
     Key::shared("ready_after", Read::Duration(|a, v| a.spec.ready_after = v)),
-    Key::shared("stable_after", Read::Duration(|a, v| a.spec.stable_after = v)),
-    Key::shared("crash_loop", Read::Integer(0, 1000, |a, v| a.spec.crash_loop = v as u32)),
-    Key::shared("crash_window", Read::Duration(|a, v| a.spec.crash_window = v)),
+    Key::shared("stable_after", Read::Duration(|a, v| a.spec.restart.stable_after = v)),
+    Key::shared("crash_loop", Read::Integer(0, 1000, |a, v| a.spec.restart.crash_loop = v as u32)),
+    Key::shared("crash_window", Read::Duration(|a, v| a.spec.restart.crash_window = v)),
     Key::shared("failed_retry", Read::Custom(failed_retry)),
     Key::shared("health", Read::Custom(health)),
-    Key::shared("drain_signal", Read::Signal(|a, v| a.spec.drain_signal = Some(v))),
-    Key::shared("drain_timeout", Read::Duration(|a, v| a.spec.drain_timeout = v)),
+    Key::shared("drain_signal", Read::Signal(|a, v| a.spec.stop.drain_signal = Some(v))),
+    Key::shared("drain_timeout", Read::Duration(|a, v| a.spec.stop.drain_timeout = v)),
     Key::shared("watch", Read::Custom(watch)),
     Key::new("metrics", Read::Custom(metrics)),
     Key::new("deploy", Read::Custom(deploy)),
@@ -187,9 +187,9 @@ fn restart(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
     let item = entry.item;
     if let Some(mode) = checker.string(item, "restart") {
         match mode {
-            "always" => agent.spec.restart = RestartMode::Always,
-            "on-failure" => agent.spec.restart = RestartMode::OnFailure,
-            "never" => agent.spec.restart = RestartMode::Never,
+            "always" => agent.spec.restart.mode = RestartMode::Always,
+            "on-failure" => agent.spec.restart.mode = RestartMode::OnFailure,
+            "never" => agent.spec.restart.mode = RestartMode::Never,
             other => checker.problem(
                 span_of(item),
                 format!("unknown restart policy {other:?}"),
@@ -202,9 +202,9 @@ fn restart(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
 /// A duration, or "never" (`None`: a failed agent waits for an operator).
 fn failed_retry(checker: &mut Checker, entry: &Entry<'_>, agent: &mut AgentDraft) {
     if entry.item.as_str() == Some("never") {
-        agent.spec.failed_retry = None;
+        agent.spec.restart.failed_retry = None;
     } else if let Some(value) = checker.duration(entry.item, entry.key) {
-        agent.spec.failed_retry = Some(value);
+        agent.spec.restart.failed_retry = Some(value);
     }
 }
 

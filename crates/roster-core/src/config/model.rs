@@ -106,28 +106,17 @@ impl RestartMode {
     }
 }
 
-/// One `[agents.NAME]` table, with defaults filled in and paths resolved.
-#[derive(Clone, PartialEq)]
-pub struct AgentSpec {
-    /// argv; never run through a shell.
-    pub command: Vec<String>,
-    /// Absolute working directory.
-    pub cwd: PathBuf,
-    /// Extra environment, on top of the daemon's own.
-    pub env: BTreeMap<String, String>,
-    /// Restart policy.
-    pub restart: RestartMode,
-    /// Wait before the first restart after a death.
-    pub restart_delay: Duration,
+/// When and how fast an agent that exited is started again: the `restart`,
+/// `restart_delay`, `backoff_max`, `stable_after`, `crash_loop`,
+/// `crash_window` and `failed_retry` keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// When it is restarted (`restart`).
+    pub mode: RestartMode,
+    /// Wait before the first restart after a death (`restart_delay`).
+    pub delay: Duration,
     /// The longest wait between restarts of a crash-looping agent.
     pub backoff_max: Duration,
-    /// Sent to the agent's process group to stop it.
-    pub stop_signal: Signal,
-    /// After this, SIGKILL to the whole process group.
-    pub stop_timeout: Duration,
-    /// An agent counts as `running` (rather than `starting`) once it has been
-    /// up this long.
-    pub ready_after: Duration,
     /// A run shorter than this is a quick death: it grows the backoff and
     /// counts towards the crash loop. A longer run resets both.
     pub stable_after: Duration,
@@ -139,13 +128,75 @@ pub struct AgentSpec {
     /// A `failed` agent is retried after this; `None` (`"never"`) leaves it
     /// failed until an operator starts it.
     pub failed_retry: Option<Duration>,
-    /// The health check, if any.
-    pub health: Option<HealthSpec>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::Always,
+            delay: Duration::ZERO,
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            crash_loop: 5,
+            crash_window: Duration::from_secs(60),
+            failed_retry: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// How an agent is stopped, and drained before a restart roster decided
+/// on: the `stop_signal`, `stop_timeout`, `drain_signal` and
+/// `drain_timeout` keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopPolicy {
+    /// Sent to the agent's process group to stop it (`stop_signal`).
+    pub signal: Signal,
+    /// After this, SIGKILL to the whole process group (`stop_timeout`).
+    pub timeout: Duration,
     /// Asks the agent to finish its work before a restart roster decided
     /// on (a failed health check); `None` means the stop signal.
     pub drain_signal: Option<Signal>,
     /// How long a draining agent may take before SIGKILL.
     pub drain_timeout: Duration,
+}
+
+impl Default for StopPolicy {
+    fn default() -> Self {
+        Self {
+            signal: Signal::Term,
+            timeout: Duration::from_secs(10),
+            drain_signal: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StopPolicy {
+    /// How a drained stop goes: the drain signal (else the stop signal)
+    /// and the drain timeout.
+    pub fn drain(&self) -> (Signal, Duration) {
+        (self.drain_signal.unwrap_or(self.signal), self.drain_timeout)
+    }
+}
+
+/// One `[agents.NAME]` table, with defaults filled in and paths resolved.
+#[derive(Clone, PartialEq)]
+pub struct AgentSpec {
+    /// argv; never run through a shell.
+    pub command: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// Extra environment, on top of the daemon's own.
+    pub env: BTreeMap<String, String>,
+    /// When and how fast it is started again after it exits.
+    pub restart: RestartPolicy,
+    /// How it is stopped, and drained before a restart roster decided on.
+    pub stop: StopPolicy,
+    /// An agent counts as `running` (rather than `starting`) once it has been
+    /// up this long.
+    pub ready_after: Duration,
+    /// The health check, if any.
+    pub health: Option<HealthSpec>,
     /// `[[agents.NAME.watch]]` rules; `None` (no `watch` key) means the
     /// graded defaults, `watch = []` none at all.
     pub watch: Option<Vec<WatchRule>>,
@@ -205,19 +256,10 @@ impl AgentSpec {
             command: Vec::new(),
             cwd: base_dir.to_path_buf(),
             env: BTreeMap::new(),
-            restart: RestartMode::Always,
-            restart_delay: Duration::ZERO,
-            backoff_max: Duration::from_secs(30),
-            stop_signal: Signal::Term,
-            stop_timeout: Duration::from_secs(10),
+            restart: RestartPolicy::default(),
+            stop: StopPolicy::default(),
             ready_after: Duration::from_secs(1),
-            stable_after: Duration::from_secs(10),
-            crash_loop: 5,
-            crash_window: Duration::from_secs(60),
-            failed_retry: Some(Duration::from_secs(300)),
             health: None,
-            drain_signal: None,
-            drain_timeout: Duration::from_secs(30),
             watch: None,
             metrics: None,
             deploy: None,
@@ -265,10 +307,7 @@ impl fmt::Debug for AgentSpec {
             .field("cwd", &self.cwd)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("restart", &self.restart)
-            .field("restart_delay", &self.restart_delay)
-            .field("backoff_max", &self.backoff_max)
-            .field("stop_signal", &self.stop_signal)
-            .field("stop_timeout", &self.stop_timeout)
+            .field("stop", &self.stop)
             .field("health", &self.health)
             .field("stderr", &self.stderr)
             .field("watch_paths", &self.watch_paths)

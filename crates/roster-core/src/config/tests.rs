@@ -20,9 +20,9 @@ fn minimal_agent_gets_defaults() {
     let spec = &config.agents[&AgentName::new("web").expect("name")];
     assert_eq!(spec.command, ["python3", "-u", "main.py", "--name", "a b"]);
     assert_eq!(spec.cwd, Path::new("/srv/app"));
-    assert_eq!(spec.restart, RestartMode::Always);
-    assert_eq!(spec.restart_delay, Duration::ZERO);
-    assert_eq!(spec.stop_signal, Signal::Term);
+    assert_eq!(spec.restart.mode, RestartMode::Always);
+    assert_eq!(spec.restart.delay, Duration::ZERO);
+    assert_eq!(spec.stop.signal, Signal::Term);
     assert_eq!(config.log, LogConfig::default());
 }
 
@@ -127,7 +127,9 @@ fn failed_retry_accepts_never() {
     let config =
         parse_text("[agents.a]\ncommand = \"true\"\nfailed_retry = \"never\"\n").expect("valid");
     assert_eq!(
-        config.agents[&AgentName::new("a").expect("name")].failed_retry,
+        config.agents[&AgentName::new("a").expect("name")]
+            .restart
+            .failed_retry,
         None
     );
 }
@@ -219,8 +221,8 @@ fn health_tables_are_validated_and_located() {
     assert_eq!(health.retries, 5);
     assert_eq!(health.on_failure, OnFailure::Alert);
     assert_eq!(health.interval, Duration::from_secs(10), "default");
-    assert_eq!(web.drain_signal, Some(Signal::Usr1));
-    assert_eq!(web.drain_timeout, Duration::from_secs(30), "default");
+    assert_eq!(web.stop.drain_signal, Some(Signal::Usr1));
+    assert_eq!(web.stop.drain_timeout, Duration::from_secs(30), "default");
 
     let text = "[agents.a]\ncommand = \"true\"\n[agents.a.health]\nhttp = \"https://x/\"\n\n[agents.b]\ncommand = \"true\"\n[agents.b.health]\nhttp = \"http://x/\"\ntcp = \"x:1\"\n\n[agents.c]\ncommand = \"true\"\n[agents.c.health]\ninterval = \"0s\"\nretires = 2\non_failure = \"reboot\"\ntcp = \"nohost\"\n";
     let rendered = parse_text(text).expect_err("invalid").to_string();

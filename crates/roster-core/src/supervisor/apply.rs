@@ -117,12 +117,7 @@ fn scaled_down(spec: &AgentSpec, config: &Config) -> Option<(Signal, Duration)> 
         .agents
         .values()
         .any(|other| other.instance.as_ref().is_some_and(|copy| copy.of == *of))
-        .then(|| {
-            (
-                spec.drain_signal.unwrap_or(spec.stop_signal),
-                spec.drain_timeout,
-            )
-        })
+        .then(|| spec.stop.drain())
 }
 
 /// Whether two specs differ only in what restarts nothing: labels

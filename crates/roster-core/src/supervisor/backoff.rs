@@ -15,12 +15,12 @@ use crate::name::AgentName;
 /// max(`restart_delay`, 100 ms), capped at `backoff_max`.
 pub fn backoff_delay(spec: &AgentSpec, streak: u32) -> Duration {
     if streak <= 1 {
-        return spec.restart_delay;
+        return spec.restart.delay;
     }
-    let base = spec.restart_delay.max(Duration::from_millis(100));
+    let base = spec.restart.delay.max(Duration::from_millis(100));
     let doublings = (streak - 2).min(30);
     base.saturating_mul(1u32 << doublings)
-        .min(spec.backoff_max.max(spec.restart_delay))
+        .min(spec.restart.backoff_max.max(spec.restart.delay))
 }
 
 impl Supervisor {
@@ -36,7 +36,7 @@ impl Supervisor {
             return;
         };
         let spec = &agent.spec;
-        if uptime < spec.stable_after {
+        if uptime < spec.restart.stable_after {
             agent.quick_streak = agent.quick_streak.saturating_add(1);
             agent.quick_deaths.push_back(now);
         } else {
@@ -46,11 +46,11 @@ impl Supervisor {
         while agent
             .quick_deaths
             .front()
-            .is_some_and(|&death| now.saturating_duration_since(death) >= spec.crash_window)
+            .is_some_and(|&death| now.saturating_duration_since(death) >= spec.restart.crash_window)
         {
             agent.quick_deaths.pop_front();
         }
-        let restart = match spec.restart {
+        let restart = match spec.restart.mode {
             RestartMode::Always => true,
             RestartMode::OnFailure => !success,
             RestartMode::Never => false,
@@ -60,8 +60,8 @@ impl Supervisor {
             return;
         }
         let deaths = agent.quick_deaths.len() as u32;
-        if spec.crash_loop > 0 && deaths >= spec.crash_loop {
-            let retry_in = spec.failed_retry;
+        if spec.restart.crash_loop > 0 && deaths >= spec.restart.crash_loop {
+            let retry_in = spec.restart.failed_retry;
             agent.phase = Phase::Failed {
                 retry_at: retry_in.map(|retry| now + retry),
             };

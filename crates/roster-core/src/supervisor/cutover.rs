@@ -105,8 +105,7 @@ impl Supervisor {
         if agent.serving().is_none() {
             return false;
         }
-        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
-        let timeout = agent.spec.drain_timeout;
+        let (signal, timeout) = agent.spec.stop.drain();
         self.retire(now, name, signal, timeout);
         true
     }
@@ -133,8 +132,7 @@ impl Supervisor {
             return;
         };
         let old = agent.outgoing.remove(index);
-        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
-        let timeout = agent.spec.drain_timeout;
+        let (signal, timeout) = agent.spec.stop.drain();
         // The new process, if it still runs, becomes the outgoing one.
         let new = match agent.phase {
             Phase::Starting { pid, since } | Phase::Running { pid, since } => {

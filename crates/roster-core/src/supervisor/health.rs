@@ -150,8 +150,7 @@ impl Supervisor {
             return;
         }
         agent.auto_restarts.push_back(now);
-        let signal = agent.spec.drain_signal.unwrap_or(agent.spec.stop_signal);
-        let timeout = agent.spec.drain_timeout;
+        let (signal, timeout) = agent.spec.stop.drain();
         self.stop_agent_with(now, name, AfterStop::Restart, signal, timeout);
     }
 }

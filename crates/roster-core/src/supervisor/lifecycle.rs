@@ -38,10 +38,7 @@ impl Supervisor {
         let Some(spec) = self.agents.get(agent).map(|state| &state.spec) else {
             return;
         };
-        let (signal, timeout) = (
-            spec.drain_signal.unwrap_or(spec.stop_signal),
-            spec.drain_timeout,
-        );
+        let (signal, timeout) = spec.stop.drain();
         match self.agents.get(agent).map(|state| state.phase) {
             Some(Phase::Starting { .. } | Phase::Running { .. }) => {
                 self.stop_agent_with(now, agent, AfterStop::Restart, signal, timeout)
@@ -63,11 +60,7 @@ impl Supervisor {
         let Some(state) = self.agents.get(agent) else {
             return;
         };
-        let (signal, timeout, phase) = (
-            state.spec.drain_signal.unwrap_or(state.spec.stop_signal),
-            state.spec.drain_timeout,
-            state.phase,
-        );
+        let ((signal, timeout), phase) = (state.spec.stop.drain(), state.phase);
         let event = EventKind::FilesChanged {
             reason: reason.to_owned(),
         };
@@ -293,8 +286,8 @@ impl Supervisor {
         agent.last_error = Some(reason.clone());
         agent.phase = Phase::Stopped;
         let serving = agent.serving().is_some();
-        let retry_in = agent.spec.failed_retry;
-        let never = agent.spec.restart == RestartMode::Never;
+        let retry_in = agent.spec.restart.failed_retry;
+        let never = agent.spec.restart.mode == RestartMode::Never;
         self.push_event(
             &name,
             EventKind::SpawnFailed {

@@ -136,7 +136,7 @@ impl Supervisor {
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
-        let (signal, timeout) = (agent.spec.stop_signal, agent.spec.stop_timeout);
+        let (signal, timeout) = (agent.spec.stop.signal, agent.spec.stop.timeout);
         self.stop_agent_with(now, name, then, signal, timeout);
     }
 

@@ -245,7 +245,7 @@ impl Daemon {
             )),
             Handover::Moved(addresses) => {
                 if let (Some(old), Some(spec)) = (old, self.supervisor.spec(agent)) {
-                    let within = spec.drain_timeout;
+                    let within = spec.stop.drain_timeout;
                     let inbox = self.context.inbox.clone();
                     let agent = agent.clone();
                     self.context.runtime.spawn_blocking(move || {

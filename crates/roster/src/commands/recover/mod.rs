@@ -94,7 +94,7 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
             config
                 .agents
                 .iter()
-                .map(|(name, spec)| (name.to_string(), spec.stable_after))
+                .map(|(name, spec)| (name.to_string(), spec.restart.stable_after))
                 .collect()
         })
         .unwrap_or_default();
@@ -117,7 +117,7 @@ fn context(home: &Home, file: Option<&Path>, collected: &collect::Collected) -> 
                     .agents
                     .iter()
                     .find(|(agent, _)| agent.as_str() == name)
-                    .map(|(_, spec)| spec.drain_timeout)
+                    .map(|(_, spec)| spec.stop.drain_timeout)
             })
             .unwrap_or(Duration::from_secs(10))
     };
