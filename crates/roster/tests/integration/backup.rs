@@ -132,7 +132,15 @@ fn backup_under_load_restores_into_a_fresh_home_with_releases_and_secrets() {
     let archive = roster.path("backup.tar.gz");
     // Dashboard tokens handed to people come back too (their hashes).
     let ops = roster.ok(&["web", "token", "add", "ops", "--admin"]);
-    roster.ok(&["web", "token", "add", "acme", "--tenant", "acme", "--read-only"]);
+    roster.ok(&[
+        "web",
+        "token",
+        "add",
+        "acme",
+        "--tenant",
+        "acme",
+        "--read-only",
+    ]);
     // The journal grows while the backup runs: chatty restarts.
     let churn = {
         let home = roster.home_path().to_path_buf();
@@ -188,7 +196,10 @@ fn backup_under_load_restores_into_a_fresh_home_with_releases_and_secrets() {
     };
     assert_eq!(tokens(fresh.home_path()), tokens(roster.home_path()));
     let listed = fresh.ok(&["web", "token", "list"]);
-    assert!(listed.contains("ops") && listed.contains("tenant acme"), "{listed}");
+    assert!(
+        listed.contains("ops") && listed.contains("tenant acme"),
+        "{listed}"
+    );
     let token = ops.lines().last().expect("the token").trim();
     assert!(
         !contains(&gunzip(&archive), token.as_bytes()),
