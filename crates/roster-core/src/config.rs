@@ -37,6 +37,8 @@ mod instance_tests;
 #[cfg(test)]
 mod message_tests;
 #[cfg(test)]
+mod readme_tests;
+#[cfg(test)]
 mod tests;
 
 pub use checking::parse;
