@@ -20,7 +20,7 @@ pub use describe::{
     MASKED,
 };
 pub use event_kind::EventKind;
-pub use groups::{grouped, in_group_order, summary, GroupSummary, Listed};
+pub use groups::{comeback, grouped, in_group_order, summary, Comeback, GroupSummary, Listed};
 pub use recovery::{
     RecoveryEvent, RecoveryFinding, RecoveryReport, RecoveryStep, RECOVERY_BODY_MAX,
     RECOVERY_ENTRIES_MAX, RECOVERY_PATIENCE_MS, RECOVERY_STALE_MS, RECOVERY_TEXT_MAX,

@@ -167,9 +167,13 @@ enum Command {
     },
     /// Stop, then start agents (`all` for every agent).
     Restart {
-        /// Agent names, or `all`.
+        /// Agent names, or `all`; an agent with copies (`instances`)
+        /// restarts one copy at a time, each back before the next.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Restart every copy of an agent with copies together.
+        #[arg(long)]
+        all_at_once: bool,
     },
     /// Show agents' logs, interleaved by time, each line prefixed `NAME | `.
     Logs {
@@ -505,8 +509,8 @@ fn main() -> ExitCode {
         Command::Stop { names } => {
             commands::agents::run(&home, commands::agents::Verb::Stop, &names)
         }
-        Command::Restart { names } => {
-            commands::agents::run(&home, commands::agents::Verb::Restart, &names)
+        Command::Restart { names, all_at_once } => {
+            commands::agents::restart(&home, &names, all_at_once)
         }
         Command::Logs {
             names,

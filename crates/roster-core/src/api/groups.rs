@@ -1,6 +1,7 @@
 //! Copies made by `instances = N`, listed together: `status` and `top`
 //! show an agent's copies as one group, in number order (`w.2` before
-//! `w.10`), under a line that sums them up.
+//! `w.10`), under a line that sums them up; and when a copy counts as
+//! back in a rolling restart (`comeback`).
 
 use super::{AgentState, AgentStatus, Health};
 
@@ -101,6 +102,40 @@ pub fn summary(copies: &[&AgentStatus]) -> GroupSummary {
     }
 }
 
+/// Where one copy of a rolling restart stands (`roster restart NAME` of an
+/// agent with copies: one copy at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comeback {
+    /// Still on its way: the next copy waits.
+    Waiting,
+    /// A new process runs (and is healthy, when the copy has a check).
+    Back,
+    /// It did not come back (failed, in backoff, could not start, or its
+    /// new process is unhealthy): the roll stops here.
+    Lost,
+}
+
+/// How the copy `agent` stands after its restart: `old_pid` is the
+/// process it had, `has_check` whether a health check must pass first.
+pub fn comeback(agent: Option<&AgentStatus>, old_pid: Option<u32>, has_check: bool) -> Comeback {
+    let Some(agent) = agent else {
+        return Comeback::Lost;
+    };
+    if agent.last_error.is_some() || matches!(agent.state, AgentState::Failed | AgentState::Backoff)
+    {
+        return Comeback::Lost;
+    }
+    let new_process = agent.pid.is_some() && agent.pid != old_pid;
+    if !new_process || agent.state != AgentState::Running {
+        return Comeback::Waiting;
+    }
+    match (has_check, agent.health) {
+        (false, _) | (true, Health::Healthy) => Comeback::Back,
+        (true, Health::Unhealthy) => Comeback::Lost,
+        (true, Health::Unknown) => Comeback::Waiting,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +151,77 @@ mod tests {
             value["instance"] = number.into();
         }
         serde_json::from_value(value).expect("an agent")
+    }
+
+    #[test]
+    fn a_copy_is_back_once_a_new_process_runs_and_passes_its_check() {
+        let copy = |state: AgentState, pid: Option<u32>, health: &str| -> AgentStatus {
+            let mut agent = agent("w.1", Some(("w", 1)), state);
+            agent.pid = pid;
+            agent.health = serde_json::from_value(health.into()).expect("health");
+            agent
+        };
+        let old = Some(100);
+        let cases = [
+            // The old process still runs, or is being stopped.
+            (
+                copy(AgentState::Running, old, "healthy"),
+                true,
+                Comeback::Waiting,
+            ),
+            (
+                copy(AgentState::Stopping, old, "healthy"),
+                true,
+                Comeback::Waiting,
+            ),
+            (
+                copy(AgentState::Starting, Some(101), "unknown"),
+                true,
+                Comeback::Waiting,
+            ),
+            // Running, but its check has not spoken yet.
+            (
+                copy(AgentState::Running, Some(101), "unknown"),
+                true,
+                Comeback::Waiting,
+            ),
+            (
+                copy(AgentState::Running, Some(101), "healthy"),
+                true,
+                Comeback::Back,
+            ),
+            (
+                copy(AgentState::Running, Some(101), "unknown"),
+                false,
+                Comeback::Back,
+            ),
+            (
+                copy(AgentState::Running, Some(101), "unhealthy"),
+                true,
+                Comeback::Lost,
+            ),
+            (
+                copy(AgentState::Backoff, None, "unknown"),
+                true,
+                Comeback::Lost,
+            ),
+            (
+                copy(AgentState::Failed, None, "unknown"),
+                false,
+                Comeback::Lost,
+            ),
+        ];
+        for (agent, has_check, expected) in cases {
+            assert_eq!(
+                comeback(Some(&agent), old, has_check),
+                expected,
+                "{:?} {:?} {:?}",
+                agent.state,
+                agent.pid,
+                agent.health
+            );
+        }
+        assert_eq!(comeback(None, old, false), Comeback::Lost, "gone");
     }
 
     #[test]

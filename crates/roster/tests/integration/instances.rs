@@ -176,9 +176,37 @@ command = \"sleep 1000\"
     let second = roster.wait_state("web.2", AgentState::Running, SECS(20));
     assert_ne!(second.pid, Some(pids[1]));
     assert_eq!(roster.agent("web.1").pid, Some(pids[0]));
-    // The agent's name restarts all of its copies, and waits for them.
-    let table = roster.ok(&["restart", "web"]);
-    assert!(table.contains("2/2 running"), "{table}");
+    // The agent's name restarts its copies one at a time: web.2 is
+    // stopped only once web.1's new process has passed its check.
+    let mark = roster
+        .events(&["-n", "1"])
+        .last()
+        .map_or(0, |event| event.id);
+    let output = roster.ok(&["restart", "web"]);
+    assert!(
+        output.contains("web.1 is back (") && output.contains(", healthy), 1/2 of web"),
+        "{output}"
+    );
+    assert!(
+        output.contains("web.2 is back (") && output.contains("2/2 of web"),
+        "{output}"
+    );
+    let events: Vec<_> = roster
+        .events(&["web.1", "web.2", "-n", "1000"])
+        .into_iter()
+        .filter(|event| event.id > mark)
+        .collect();
+    let first = |agent: &str, kind: &str| {
+        events
+            .iter()
+            .find(|event| event.agent.as_deref() == Some(agent) && event.kind == kind)
+            .map(|event| event.id)
+            .unwrap_or_else(|| panic!("no {kind} of {agent}: {events:#?}"))
+    };
+    assert!(
+        first("web.1", "healthy") < first("web.2", "stopping"),
+        "web.2 stopped before web.1 was back: {events:#?}"
+    );
     let status = roster.status();
     let restarted: Vec<(&str, Option<u32>)> = status
         .agents
@@ -189,6 +217,18 @@ command = \"sleep 1000\"
     assert_eq!(restarted.len(), 2, "{restarted:?}");
     assert_ne!(restarted[0].1, Some(pids[0]), "web.1 was restarted");
     assert_ne!(restarted[1].1, second.pid, "web.2 was restarted");
+    // All at once, when asked.
+    let table = roster.ok(&["restart", "web", "--all-at-once"]);
+    assert!(table.contains("2/2 running"), "{table}");
+    let again = roster.status();
+    for (name, pid) in &restarted {
+        let now = again
+            .agents
+            .iter()
+            .find(|agent| agent.name == *name)
+            .expect("a copy");
+        assert_ne!(now.pid, *pid, "{name} was restarted");
+    }
     // Each copy is described on its own, with its own socket.
     let output = roster.run(&["describe", "web"]);
     assert!(!output.status.success());
@@ -244,4 +284,43 @@ fn scale_refuses_what_it_cannot_do_and_leaves_the_file_alone() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&config).expect("read"), ports);
+}
+
+/// A copy that does not come back stops the rolling restart: the copies
+/// after it keep their processes, and the command fails saying why.
+#[test]
+fn a_rolling_restart_stops_at_a_copy_that_does_not_come_back() {
+    let roster = Roster::new();
+    let broken = roster.path("broken");
+    roster.config(&format!(
+        "[agents.w]\ninstances = 3\n\
+         command = [\"sh\", \"-c\", \"if [ -e {} ]; then echo broken; exit 3; fi; exec sleep 1000\"]\n\
+         ready_after = \"200ms\"\nrestart_delay = \"5s\"\n",
+        broken.display()
+    ));
+    roster.up();
+    let before: Vec<Option<u32>> = (1..=3)
+        .map(|n| {
+            roster
+                .wait_state(&format!("w.{n}"), AgentState::Running, SECS(20))
+                .pid
+        })
+        .collect();
+    std::fs::write(&broken, "").expect("break the next start");
+    let output = roster.run(&["restart", "w"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("w.1 did not come back")
+            && stderr
+                .contains("the rolling restart of w stops here (w.2, w.3 keep their processes)"),
+        "{stderr}"
+    );
+    for (n, pid) in [(2, before[1]), (3, before[2])] {
+        assert_eq!(
+            roster.agent(&format!("w.{n}")).pid,
+            pid,
+            "w.{n} was touched"
+        );
+    }
 }
