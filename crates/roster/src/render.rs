@@ -103,7 +103,8 @@ fn agent_row(agent: &AgentStatus, indent: &str) -> [String; 9] {
     ]
 }
 
-fn health(health: Health) -> String {
+/// A health as the tables write it (`-` for unknown).
+pub fn health(health: Health) -> String {
     match health {
         Health::Healthy => "healthy",
         Health::Unhealthy => "unhealthy",

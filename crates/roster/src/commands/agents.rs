@@ -181,7 +181,11 @@ fn roll(client: &crate::client::Client, group: &str, copies: &[&AgentStatus]) ->
             ),
             (_, Some(agent)) => match &agent.last_error {
                 Some(error) => format!("could not start: {error}"),
-                None => format!("{} ({})", agent.state.as_str(), health_word(agent)),
+                None => format!(
+                    "{}, health {}",
+                    agent.state.as_str(),
+                    render::health(agent.health)
+                ),
             },
             (_, None) => "gone from the daemon".to_owned(),
         };
@@ -200,12 +204,4 @@ fn roll(client: &crate::client::Client, group: &str, copies: &[&AgentStatus]) ->
         return Ok(false);
     }
     Ok(true)
-}
-
-fn health_word(agent: &AgentStatus) -> &'static str {
-    match agent.health {
-        roster_core::api::Health::Healthy => "healthy",
-        roster_core::api::Health::Unhealthy => "unhealthy",
-        roster_core::api::Health::Unknown => "health unknown",
-    }
 }
