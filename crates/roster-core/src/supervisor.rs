@@ -279,6 +279,8 @@ impl Supervisor {
 }
 
 #[cfg(test)]
+mod driven_tests;
+#[cfg(test)]
 mod files_changed_tests;
 #[cfg(test)]
 mod health_tests;
