@@ -2,7 +2,7 @@
 //! has and the ones `config` names (added, changed, removed, unchanged),
 //! and the starts, restarts and stops that converge to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::agent::{AfterStop, Agent, Phase};
@@ -49,12 +49,18 @@ impl Supervisor {
             .filter(|name| !config.agents.contains_key(*name))
             .cloned()
             .collect();
+        // The agents the config still runs copies of.
+        let with_copies: BTreeSet<&AgentName> = config
+            .agents
+            .values()
+            .filter_map(|spec| spec.instance.as_ref().map(|copy| &copy.of))
+            .collect();
         for name in removed {
             summary.removed.push(name.to_string());
             match self
                 .agents
                 .get(&name)
-                .and_then(|agent| scaled_down(&agent.spec, config))
+                .and_then(|agent| scaled_down(&agent.spec, &with_copies))
             {
                 // A copy that fewer `instances` took away finishes its
                 // work, as in any stop roster decides on.
@@ -108,16 +114,12 @@ impl Supervisor {
     }
 }
 
-/// For a copy made by `instances` whose agent `config` still has (with
-/// fewer copies): how it is drained, its drain signal (or stop signal) and
-/// drain timeout.
-fn scaled_down(spec: &AgentSpec, config: &Config) -> Option<(Signal, Duration)> {
+/// For a copy made by `instances` whose agent still has copies (fewer of
+/// them), among `with_copies`: how it is drained, its drain signal (or
+/// stop signal) and drain timeout.
+fn scaled_down(spec: &AgentSpec, with_copies: &BTreeSet<&AgentName>) -> Option<(Signal, Duration)> {
     let of = &spec.instance.as_ref()?.of;
-    config
-        .agents
-        .values()
-        .any(|other| other.instance.as_ref().is_some_and(|copy| copy.of == *of))
-        .then(|| spec.stop.drain())
+    with_copies.contains(of).then(|| spec.stop.drain())
 }
 
 /// Whether two specs differ only in what restarts nothing: labels
