@@ -58,7 +58,7 @@ pub fn status_table(agents: &[AgentStatus]) -> String {
                 let sums = summary(&copies);
                 rows.push([
                     of.to_owned(),
-                    sums.state,
+                    format!("{}/{} running", sums.running, sums.copies),
                     health(sums.health),
                     String::new(),
                     String::new(),

@@ -19,6 +19,19 @@ pub enum Listed<'a> {
     },
 }
 
+impl AgentStatus {
+    /// Whether it is one of the copies `instances` made of agent `of`.
+    pub fn is_copy_of(&self, of: &str) -> bool {
+        self.instance_of.as_deref() == Some(of)
+    }
+
+    /// Whether `name` names it on the command line: its own name, or that
+    /// of the agent it is a copy of (which names all of its copies).
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.is_copy_of(name)
+    }
+}
+
 /// `agents`, in their order, except that each agent's copies are gathered
 /// where the first of them stands, in number order.
 pub fn grouped<'a>(agents: &[&'a AgentStatus]) -> Vec<Listed<'a>> {
@@ -63,8 +76,10 @@ pub fn in_group_order<'a>(agents: &[&'a AgentStatus]) -> Vec<&'a AgentStatus> {
 /// A group's line: how many copies run, and their sums.
 #[derive(Debug, PartialEq)]
 pub struct GroupSummary {
-    /// "3/3 running", "2/3 running".
-    pub state: String,
+    /// Copies that run.
+    pub running: usize,
+    /// Copies in all.
+    pub copies: usize,
     /// The worst health among the copies (unhealthy, then healthy, then
     /// unknown).
     pub health: Health,
@@ -89,17 +104,21 @@ pub fn summary(copies: &[&AgentStatus]) -> GroupSummary {
     } else {
         Health::Unknown
     };
-    let sum = |values: Vec<f64>| (!values.is_empty()).then(|| values.iter().sum::<f64>());
     GroupSummary {
-        state: format!("{running}/{} running", copies.len()),
+        running,
+        copies: copies.len(),
         health,
         restarts: copies.iter().map(|copy| copy.restarts).sum(),
-        memory_bytes: {
-            let known: Vec<u64> = copies.iter().filter_map(|copy| copy.memory_bytes).collect();
-            (!known.is_empty()).then(|| known.iter().sum())
-        },
-        cpu_percent: sum(copies.iter().filter_map(|copy| copy.cpu_percent).collect()),
+        memory_bytes: sum(copies.iter().filter_map(|copy| copy.memory_bytes)),
+        cpu_percent: sum(copies.iter().filter_map(|copy| copy.cpu_percent)),
     }
+}
+
+/// The sum of the values there are; `None` when there is none.
+fn sum<T: std::iter::Sum<T>>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut values = values.peekable();
+    values.peek()?;
+    Some(values.sum())
 }
 
 /// Where one copy of a rolling restart stands (`roster restart NAME` of an
@@ -246,7 +265,7 @@ mod tests {
         };
         assert_eq!(*of, "w");
         let sums = summary(copies);
-        assert_eq!(sums.state, "2/3 running");
+        assert_eq!((sums.running, sums.copies), (2, 3));
         assert_eq!(sums.restarts, 3);
         assert_eq!(sums.memory_bytes, Some(3000));
         assert_eq!(sums.cpu_percent, Some(1.5));

@@ -46,14 +46,7 @@ pub fn run(home: &Home, verb: Verb, names: &[String]) -> Result<ExitCode> {
     let targets: Vec<String> = before
         .agents
         .iter()
-        .filter(|agent| {
-            // An agent with `instances` is named for all of its copies.
-            all || names.contains(&agent.name)
-                || agent
-                    .instance_of
-                    .as_ref()
-                    .is_some_and(|of| names.contains(of))
-        })
+        .filter(|agent| all || names.iter().any(|name| agent.answers_to(name)))
         .map(|agent| agent.name.clone())
         .collect();
     let old_pids: HashMap<String, Option<u32>> = before
@@ -113,10 +106,7 @@ pub fn restart(home: &Home, names: &[String], at_once: bool) -> Result<ExitCode>
     let is_group = |name: &String| {
         name != "all"
             && !before.agents.iter().any(|agent| &agent.name == name)
-            && before
-                .agents
-                .iter()
-                .any(|agent| agent.instance_of.as_deref() == Some(name.as_str()))
+            && before.agents.iter().any(|agent| agent.is_copy_of(name))
     };
     let (groups, alone): (Vec<String>, Vec<String>) =
         names.iter().cloned().partition(|name| is_group(name));
@@ -131,7 +121,7 @@ pub fn restart(home: &Home, names: &[String], at_once: bool) -> Result<ExitCode>
         let mut copies: Vec<&AgentStatus> = before
             .agents
             .iter()
-            .filter(|agent| agent.instance_of.as_deref() == Some(group.as_str()))
+            .filter(|agent| agent.is_copy_of(group))
             .collect();
         copies.sort_by_key(|copy| copy.instance);
         if !roll(&client, group, &copies)? {

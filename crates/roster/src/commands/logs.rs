@@ -21,18 +21,16 @@ use crate::client::Reach;
 /// running daemon's config) stands for all of its copies.
 fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     let mut known = super::known_agents(home)?;
-    let mut copies: Vec<(String, String)> = Vec::new();
+    let mut running = Vec::new();
     let client = super::client(home);
     if matches!(client.reach(), Reach::Up) {
         if let Ok(status) = super::status::fetch(home, &[]) {
-            for agent in status.agents {
-                if let Some(of) = &agent.instance_of {
-                    copies.push((of.clone(), agent.name.clone()));
-                }
-                if !known.contains(&agent.name) {
-                    known.push(agent.name);
-                }
-            }
+            running = status.agents;
+        }
+    }
+    for agent in &running {
+        if !known.contains(&agent.name) {
+            known.push(agent.name.clone());
         }
     }
     known.sort();
@@ -42,16 +40,16 @@ fn agent_names(home: &Home, names: &[String]) -> Result<Vec<String>> {
     let mut wanted = Vec::new();
     let mut plain = Vec::new();
     for name in names {
-        let of_name: Vec<&String> = copies
+        let copies: Vec<&str> = running
             .iter()
-            .filter(|(of, _)| of == name)
-            .map(|(_, copy)| copy)
+            .filter(|agent| agent.is_copy_of(name))
+            .map(|agent| agent.name.as_str())
             .collect();
-        if of_name.is_empty() || known.contains(name) {
+        if copies.is_empty() || known.contains(name) {
             plain.push(name.clone());
             wanted.push(name.clone());
         } else {
-            wanted.extend(of_name.into_iter().cloned());
+            wanted.extend(copies.into_iter().map(str::to_owned));
         }
     }
     super::require_known(home, &plain, &known)?;

@@ -13,14 +13,9 @@ use crate::render;
 pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
     let mut status: StatusReply = super::client(home).get("/v1/status")?;
     if !names.is_empty() && !names.iter().any(|name| name == "all") {
-        // A name is an agent's, or that of an agent with `instances` (all
-        // of its copies).
-        let named = |name: &str, agent: &roster_core::api::AgentStatus| {
-            agent.name == name || agent.instance_of.as_deref() == Some(name)
-        };
         let unknown: Vec<&str> = names
             .iter()
-            .filter(|name| !status.agents.iter().any(|agent| named(name, agent)))
+            .filter(|name| !status.agents.iter().any(|agent| agent.answers_to(name)))
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
@@ -38,7 +33,7 @@ pub fn fetch(home: &Home, names: &[String]) -> Result<StatusReply> {
         let before = as_root(&status.agents);
         status
             .agents
-            .retain(|agent| names.iter().any(|name| named(name, agent)));
+            .retain(|agent| names.iter().any(|name| agent.answers_to(name)));
         status
             .warnings
             .retain(|warning| Some(warning) != before.as_ref());

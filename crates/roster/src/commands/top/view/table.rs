@@ -214,19 +214,15 @@ impl Cells<'_> {
     fn group(&self, of: &str, copies: &[&AgentStatus]) -> Row<'static> {
         let columns = self.columns;
         let sums = summary(copies);
-        let running = copies
-            .iter()
-            .filter(|copy| copy.state == AgentState::Running)
-            .count();
-        let state_style = if running == copies.len() {
+        let state_style = if sums.running == sums.copies {
             Style::new().fg(Color::Green)
         } else {
             Style::new().fg(Color::Yellow)
         };
         let state = if columns.state >= STATE_WIDTH {
-            format!("{running}/{} up", copies.len())
+            format!("{}/{} up", sums.running, sums.copies)
         } else {
-            format!("{running}/{}", copies.len())
+            format!("{}/{}", sums.running, sums.copies)
         };
         let mut cells = vec![
             Cell::from(escape_controls(of).into_owned())
